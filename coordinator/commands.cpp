@@ -1,0 +1,292 @@
+#include "coordinator/commands.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "core/registry.h"
+#include "core/store.h"
+
+namespace seedgrid {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string AxesText(const Json& axes) {
+  std::string s;
+  for (auto it = axes.begin(); it != axes.end(); ++it) {
+    if (!s.empty()) s += " ";
+    s += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
+  }
+  return s;
+}
+
+struct StageCounts {
+  std::string kind;
+  int stage_index = 0;
+  std::map<std::string, int64_t> by_status;
+  int64_t total = 0;
+};
+
+}  // namespace
+
+std::string DefaultRegistryPath(const std::string& flag) {
+  if (!flag.empty()) return fs::absolute(flag).string();
+  if (const char* e = std::getenv("SEEDGRID_REGISTRY"); e && *e) return fs::absolute(e).string();
+  return fs::absolute("runs/registry.sqlite").string();
+}
+
+int PrintDryRun(const Plan& plan, const std::string& registry_path) {
+  std::map<ShardId, ShardStatus> status;
+  if (fs::exists(registry_path)) {
+    Registry reg(registry_path, Registry::Mode::kReadOnly);
+    for (const auto& r : reg.Shards(plan.spec.name)) status[r.id] = r.status;
+  }
+  fmt::print("sweep {}: {} shard(s), {} stage(s) (dry run: nothing written)\n", plan.spec.name,
+             plan.shards.size(), plan.spec.stages.size());
+  fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", "shard", "stage", "kind", "seed",
+             "role", "needs", "status", "axes");
+  for (const auto& s : plan.shards) {
+    auto it = status.find(s.id);
+    std::string st = it == status.end() ? "new" : std::string(ToString(it->second));
+    std::string role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
+    fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", s.id.hex, s.stage, s.kind,
+               s.seed, role, s.needs.size(), st, AxesText(s.axes));
+  }
+  return 0;
+}
+
+int CmdStatus(const std::string& registry_path, const std::string& sweep_name, bool json) {
+  Registry reg(registry_path, Registry::Mode::kReadOnly);
+  std::vector<SweepRow> sweeps;
+  if (sweep_name.empty()) {
+    sweeps = reg.Sweeps();
+  } else {
+    auto s = reg.Sweep(sweep_name);
+    if (!s) {
+      std::string known;
+      for (const auto& x : reg.Sweeps()) known += (known.empty() ? "" : ", ") + x.name;
+      throw UsageError(fmt::format("no sweep '{}' in {} (known: {})", sweep_name, registry_path,
+                                   known.empty() ? "none" : known));
+    }
+    sweeps.push_back(*s);
+  }
+  Json out = Json::array();
+  for (const auto& sw : sweeps) {
+    auto shards = reg.Shards(sw.name);
+    std::map<std::string, StageCounts> stages;
+    std::vector<const ShardRow*> failed;
+    int64_t done = 0;
+    for (const auto& r : shards) {
+      auto& c = stages[r.stage];
+      c.kind = r.kind;
+      c.stage_index = r.stage_index;
+      c.by_status[std::string(ToString(r.status))] += 1;
+      c.total += 1;
+      if (r.status == ShardStatus::kFailed) failed.push_back(&r);
+      if (r.status == ShardStatus::kDone) ++done;
+    }
+    std::vector<std::pair<std::string, StageCounts*>> ordered;
+    for (auto& [name, c] : stages) ordered.push_back({name, &c});
+    std::sort(ordered.begin(), ordered.end(),
+              [](auto& a, auto& b) { return a.second->stage_index < b.second->stage_index; });
+    if (json) {
+      Json j;
+      j["sweep"] = sw.name;
+      j["out_dir"] = sw.out_dir;
+      j["total"] = shards.size();
+      j["done"] = done;
+      j["complete"] = done == static_cast<int64_t>(shards.size());
+      j["stages"] = Json::array();
+      for (auto& [name, c] : ordered) {
+        Json st;
+        st["name"] = name;
+        st["kind"] = c->kind;
+        st["total"] = c->total;
+        for (auto s : {"pending", "running", "done", "failed", "preempted"}) st[s] = c->by_status[s];
+        j["stages"].push_back(st);
+      }
+      j["failed"] = Json::array();
+      for (const auto* r : failed) {
+        j["failed"].push_back({{"id", r->id.hex}, {"stage", r->stage}, {"seed", r->seed},
+                               {"axes", r->axes}, {"attempts", r->attempts}, {"error", r->error}});
+      }
+      out.push_back(j);
+      continue;
+    }
+    fmt::print("sweep {}  ({} shards, {} done{})\n", sw.name, shards.size(), done,
+               done == static_cast<int64_t>(shards.size()) ? ", complete" : "");
+    fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
+               "done", "running", "failed", "preempted", "pending");
+    for (auto& [name, c] : ordered) {
+      fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", name, c->kind, c->total,
+                 c->by_status["done"], c->by_status["running"], c->by_status["failed"],
+                 c->by_status["preempted"], c->by_status["pending"]);
+    }
+    if (!failed.empty()) {
+      fmt::print("  failed shards:\n");
+      for (const auto* r : failed) {
+        std::string err = r->error;
+        if (auto nl = err.find('\n'); nl != std::string::npos) err = err.substr(0, nl);
+        fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->id.hex, r->stage, r->seed,
+                   AxesText(r->axes), r->attempts, err);
+      }
+      fmt::print("  rerun them with: seedgrid rerun {} --failed\n", sw.name);
+    }
+  }
+  if (json) fmt::print("{}\n", sweep_name.empty() ? out.dump(2) : out[0].dump(2));
+  return 0;
+}
+
+int CmdLs(const std::string& registry_path, bool json) {
+  Registry reg(registry_path, Registry::Mode::kReadOnly);
+  Json out = Json::array();
+  if (!json) fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", "sweep", "shards", "done", "failed", "created", "out");
+  for (const auto& sw : reg.Sweeps()) {
+    int64_t total = 0, done = 0, failed = 0;
+    for (const auto& r : reg.Shards(sw.name)) {
+      ++total;
+      done += r.status == ShardStatus::kDone;
+      failed += r.status == ShardStatus::kFailed;
+    }
+    if (json) {
+      out.push_back({{"sweep", sw.name}, {"shards", total}, {"done", done}, {"failed", failed},
+                     {"created", sw.created}, {"out_dir", sw.out_dir}});
+    } else {
+      fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", sw.name, total, done, failed, sw.created, sw.out_dir);
+    }
+  }
+  if (json) fmt::print("{}\n", out.dump(2));
+  return 0;
+}
+
+int CmdShow(const std::string& registry_path, const std::string& prefix, bool json) {
+  Registry reg(registry_path, Registry::Mode::kReadOnly);
+  auto row = reg.FindShardByPrefix(prefix);
+  if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
+  auto attempts = reg.Attempts(row->id);
+  auto metrics = reg.Metrics(row->id);
+  if (json) {
+    Json j = {{"id", row->id.hex}, {"sweep", row->sweep}, {"stage", row->stage},
+              {"kind", row->kind}, {"seed", row->seed}, {"role", row->role},
+              {"status", ToString(row->status)}, {"attempts", row->attempts},
+              {"artifact", row->artifact}, {"error", row->error}, {"params", row->params},
+              {"axes", row->axes}, {"metrics", metrics}};
+    j["needs"] = Json::array();
+    for (const auto& n : row->needs) j["needs"].push_back(n.hex);
+    j["attempt_log"] = Json::array();
+    for (const auto& a : attempts) {
+      j["attempt_log"].push_back({{"n", a.n}, {"rank", a.rank}, {"host", a.host},
+                                  {"outcome", ToString(a.outcome)}, {"signal", a.signal},
+                                  {"exit_code", a.exit_code}, {"error", a.error},
+                                  {"seconds", a.end - a.start}, {"peak_rss_kb", a.peak_rss_kb}});
+    }
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  fmt::print("shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
+             "({} charged attempt(s))\nartifact {}\n",
+             row->id.hex, row->sweep, row->stage, row->kind, row->role, row->seed,
+             ToString(row->status), row->attempts, row->artifact.empty() ? "-" : row->artifact);
+  if (!row->axes.empty()) fmt::print("axes     {}\n", AxesText(row->axes));
+  fmt::print("params   {}\n", row->params.dump());
+  if (!row->needs.empty()) {
+    std::string n;
+    for (const auto& x : row->needs) n += (n.empty() ? "" : " ") + x.hex;
+    fmt::print("needs    {}\n", n);
+  }
+  if (!metrics.empty()) {
+    fmt::print("metrics:\n");
+    for (const auto& [k, v] : metrics) fmt::print("  {:<24} {:.6g}\n", k, v);
+  }
+  if (!attempts.empty()) {
+    fmt::print("attempts:\n");
+    for (const auto& a : attempts) {
+      fmt::print("  #{} rank {} on {}: {} after {:.3f} s{}{}\n", a.n, a.rank, a.host,
+                 ToString(a.outcome), a.end - a.start,
+                 a.peak_rss_kb ? fmt::format(", peak RSS {} MiB", a.peak_rss_kb / 1024) : "",
+                 a.error.empty() ? "" : ": " + a.error);
+    }
+  }
+  return 0;
+}
+
+int CmdReindex(const std::string& registry_path, const std::string& out_dir) {
+  if (!fs::is_directory(out_dir)) throw UsageError(fmt::format("no directory {}", out_dir));
+  RunLock lock(registry_path);
+  Registry reg(registry_path, Registry::Mode::kWrite);
+  const std::string reg_dir = fs::path(registry_path).parent_path().string();
+  int64_t files = 0, skipped = 0;
+  std::map<std::string, int64_t> per_sweep;
+  Registry::Batch batch(reg);
+  for (const auto& sweep_dir : fs::directory_iterator(out_dir)) {
+    if (!sweep_dir.is_directory()) continue;
+    for (const auto& e : fs::recursive_directory_iterator(sweep_dir.path())) {
+      if (!e.is_regular_file() || e.path().extension() != ".h5" ||
+          e.path().filename() == "results.h5") {
+        continue;
+      }
+      auto info = ReadShardFileInfo(e.path().string());
+      if (!info) {
+        ++skipped;
+        fmt::print(stderr, "skipping {}: not a complete seedgrid shard file\n", e.path().string());
+        continue;
+      }
+      const auto& h = info->header;
+      if (!reg.Sweep(h.sweep)) {
+        SweepRow s;
+        s.name = h.sweep;
+        s.out_dir = fs::absolute(out_dir).string();
+        s.spec_text = "";
+        reg.UpsertSweep(s);
+      }
+      ShardRow r;
+      r.id = h.id;
+      r.sweep = h.sweep;
+      r.stage = h.stage;
+      r.kind = h.kind;
+      r.params = h.params;
+      r.axes = h.axes;
+      r.seed = h.seed;
+      r.role = h.role;
+      r.needs = h.needs;
+      reg.InsertShards({r});
+      std::string path = fs::absolute(e.path()).string();
+      std::string rel = path.rfind(reg_dir + "/", 0) == 0 ? path.substr(reg_dir.size() + 1) : path;
+      auto existing = reg.Shard(h.id);
+      reg.SetShardState(h.id, ShardStatus::kDone, existing ? existing->attempts : 0, rel, "");
+      reg.SetMetrics(h.id, info->metrics);
+      ++files;
+      per_sweep[h.sweep] += 1;
+    }
+  }
+  batch.Commit();
+  for (const auto& [s, n] : per_sweep) fmt::print("  {}: {} shard file(s)\n", s, n);
+  fmt::print("reindexed {} shard file(s) into {}{}\n", files, registry_path,
+             skipped ? fmt::format(" ({} skipped)", skipped) : "");
+  return 0;
+}
+
+int CmdKinds(bool json) {
+  const auto& kinds = AllKinds();
+  if (json) {
+    Json j = Json::object();
+    for (const auto& n : kinds.Names()) {
+      const auto* k = kinds.Find(n);
+      j[n] = {{"summary", k->summary}, {"defaults", k->defaults}, {"has_reduce", k->has_reduce},
+              {"supports_gang", k->supports_gang}};
+    }
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  for (const auto& n : kinds.Names()) {
+    const auto* k = kinds.Find(n);
+    fmt::print("{:<12} {}\n             defaults: {}\n", n, k->summary, k->defaults.dump());
+  }
+  return 0;
+}
+
+}  // namespace seedgrid

@@ -1,0 +1,373 @@
+#include "coordinator/coordinator.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <unordered_map>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+
+#include "coordinator/progress.h"
+#include "coordinator/scheduler.h"
+#include "core/registry.h"
+#include "core/store.h"
+#include "core/sysutil.h"
+
+namespace seedgrid {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<int> g_signal{0};
+
+void OnSignal(int sig) { g_signal.store(sig); }
+
+using Clock = std::chrono::steady_clock;
+
+std::string Relative(const std::string& path, const std::string& base_dir) {
+  if (path.size() > base_dir.size() + 1 && path.compare(0, base_dir.size(), base_dir) == 0 &&
+      path[base_dir.size()] == '/') {
+    return path.substr(base_dir.size() + 1);
+  }
+  return path;
+}
+
+std::string ArtifactDirFor(const std::string& h5_path) {
+  return h5_path.substr(0, h5_path.size() - 3) + ".files";
+}
+
+// Writes scheduler events into the registry in batches.
+class RegistryWriter {
+ public:
+  RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks, std::string reg_dir,
+                 std::string job_id)
+      : reg_(reg), tasks_(tasks), reg_dir_(std::move(reg_dir)), job_id_(std::move(job_id)) {}
+
+  void Add(std::vector<SchedEvent>&& events) {
+    for (auto& e : events) pending_.push_back(std::move(e));
+  }
+  size_t pending() const { return pending_.size(); }
+
+  void Flush() {
+    if (pending_.empty()) return;
+    Registry::Batch batch(reg_);
+    for (auto& ev : pending_) {
+      if (auto* d = std::get_if<DispatchedEvent>(&ev)) {
+        const auto& t = tasks_[d->task];
+        reg_.SetShardState(t.msg.id, ShardStatus::kRunning, t.attempts, "", "");
+      } else if (auto* f = std::get_if<FinishedEvent>(&ev)) {
+        const auto& t = tasks_[f->task];
+        AttemptRow a;
+        a.shard = t.msg.id;
+        a.n = f->done.attempt;
+        a.rank = f->worker.rank;
+        auto h = hosts_.find(f->worker.rank);
+        if (h != hosts_.end()) {
+          a.host = h->second.host;
+          a.gpu = h->second.gpu;
+        }
+        a.start = f->done.start;
+        a.end = f->done.end;
+        a.outcome = f->done.outcome;
+        a.signal = f->done.signal;
+        a.exit_code = f->done.exit_code;
+        a.error = f->done.error;
+        a.peak_rss_kb = f->done.peak_rss_kb;
+        a.job_id = job_id_;
+        reg_.AddAttempt(a);
+        std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
+        reg_.SetShardState(t.msg.id, f->new_status, f->attempts, artifact,
+                           f->done.outcome == Outcome::kOk ? "" : f->done.error);
+        if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
+      } else if (auto* w = std::get_if<WorkerJoinedEvent>(&ev)) {
+        hosts_[w->worker.rank] = w->hello;
+      }
+    }
+    batch.Commit();
+    pending_.clear();
+  }
+
+ private:
+  Registry& reg_;
+  const std::vector<SchedTask>& tasks_;
+  std::string reg_dir_;
+  std::string job_id_;
+  std::vector<SchedEvent> pending_;
+  std::unordered_map<int, Hello> hosts_;
+};
+
+ShardRow ToRow(const ShardPlan& s, const std::string& sweep) {
+  ShardRow r;
+  r.id = s.id;
+  r.sweep = sweep;
+  r.stage = s.stage;
+  r.stage_index = s.stage_index;
+  r.kind = s.kind;
+  r.params = s.params;
+  r.axes = s.axes;
+  r.seed = s.seed;
+  r.role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
+  r.needs = s.needs;
+  return r;
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace
+
+void InstallPreemptionHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int s : {SIGTERM, SIGUSR1, SIGINT}) sigaction(s, &sa, nullptr);
+}
+
+bool PreemptionRequested() { return g_signal.load() != 0; }
+int PreemptionSignal() { return g_signal.load(); }
+
+void ShutdownWorkers(const MpiSession& mpi, int code) {
+  MpiComm comm;
+  for (int r = 1; r < mpi.size(); ++r) comm.Send(WorkerId{r}, Shutdown{code});
+}
+
+int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOptions& options) {
+  const SweepSpec& spec = plan.spec;
+  const std::string reg_dir = fs::path(options.registry_path).parent_path().string();
+  const int n_workers = mpi.size() - 1;
+  if (n_workers < 1) {
+    throw UsageError(
+        "no worker ranks: run under `mpirun -n N` with N >= 2, or use `seedgrid run --workers K`");
+  }
+  fs::create_directories(options.out_dir);
+  RunLock lock(options.registry_path);
+  Registry reg(options.registry_path, Registry::Mode::kWrite);
+  const std::string job_id = Env("SLURM_JOB_ID");
+
+  // 1. Record the sweep and its shards; recover what a dead launch left running.
+  int64_t launch = 0;
+  {
+    Registry::Batch batch(reg);
+    SweepRow row;
+    row.name = spec.name;
+    row.spec_text = spec.source_text;
+    row.spec_hash = spec.Hash();
+    row.out_dir = options.out_dir;
+    row.git_commit = std::string(GitCommit());
+    row.host = Hostname();
+    reg.UpsertSweep(row);
+    std::vector<ShardRow> rows;
+    rows.reserve(plan.shards.size());
+    for (const auto& s : plan.shards) rows.push_back(ToRow(s, spec.name));
+    reg.InsertShards(rows);
+    reg.SetProvenance(spec.name, "spec_path", spec.source_path);
+    reg.SetProvenance(spec.name, "overrides", Json(spec.overrides).dump());
+    reg.SetProvenance(spec.name, "seedgrid", std::string(SeedgridVersion()));
+    reg.SetProvenance(spec.name, "git_commit", std::string(GitCommit()));
+    reg.SetProvenance(spec.name, "code_tag", std::string(CodeTag()));
+    reg.SetProvenance(spec.name, "mpi", mpi.library_version());
+    if (!job_id.empty()) {
+      reg.SetProvenance(spec.name, "slurm.job_id", job_id);
+      reg.SetProvenance(spec.name, "slurm.nodelist", Env("SLURM_JOB_NODELIST"));
+    }
+    launch = reg.BeginLaunch(spec.name, Hostname(), ::getpid(), n_workers, job_id);
+    int orphans = reg.RecoverOrphans(spec.name);
+    if (orphans > 0 && !options.quiet) {
+      fmt::print("recovered {} shard(s) left running by an earlier launch\n", orphans);
+    }
+    batch.Commit();
+  }
+
+  // 2. Statuses from the registry; shards whose file was published before a crash are done.
+  std::unordered_map<ShardId, ShardRow> rows;
+  for (auto& r : reg.Shards(spec.name)) rows.emplace(r.id, std::move(r));
+  std::unordered_map<ShardId, int> index;
+  std::vector<SchedTask> tasks(plan.shards.size());
+  std::vector<std::string> out_paths(plan.shards.size());
+  for (size_t i = 0; i < plan.shards.size(); ++i) index[plan.shards[i].id] = static_cast<int>(i);
+  int recovered_files = 0;
+  {
+    Registry::Batch batch(reg);
+    for (size_t i = 0; i < plan.shards.size(); ++i) {
+      const ShardPlan& s = plan.shards[i];
+      out_paths[i] = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
+      auto& row = rows.at(s.id);
+      if (row.status != ShardStatus::kDone && fs::exists(out_paths[i])) {
+        if (auto info = ReadShardFileInfo(out_paths[i]); info && info->header.id == s.id) {
+          reg.SetShardState(s.id, ShardStatus::kDone, row.attempts, Relative(out_paths[i], reg_dir), "");
+          if (!info->metrics.empty()) reg.SetMetrics(s.id, info->metrics);
+          row.status = ShardStatus::kDone;
+          ++recovered_files;
+        }
+      }
+    }
+    batch.Commit();
+  }
+  if (recovered_files > 0 && !options.quiet) {
+    fmt::print("{} shard(s) were published before an interruption: not recomputed\n", recovered_files);
+  }
+
+  std::vector<std::string> selected_prefixes = options.rerun_shards;
+  for (size_t i = 0; i < plan.shards.size(); ++i) {
+    const ShardPlan& s = plan.shards[i];
+    const ShardRow& row = rows.at(s.id);
+    SchedTask& t = tasks[i];
+    RunShard& m = t.msg;
+    m.id = s.id;
+    m.sweep = spec.name;
+    m.stage = s.stage;
+    m.kind = s.kind;
+    m.role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
+    m.params_json = s.params.dump();
+    m.axes_json = s.axes.dump();
+    Json needs = Json::array();
+    for (const auto& n : s.needs) needs.push_back(n.hex);
+    m.needs_json = needs.dump();
+    m.seed = s.seed;
+    m.out_path = out_paths[i];
+    m.artifact_dir = ArtifactDirFor(out_paths[i]);
+    m.timeout_s = s.resources.timeout_s;
+    m.memory_mb = s.resources.memory_mb;
+    m.isolation = s.resources.isolation;
+    for (const auto& n : s.needs) {
+      int j = index.at(n);
+      const ShardPlan& dep = plan.shards[j];
+      t.needs.push_back(j);
+      InputRef in;
+      in.id = dep.id;
+      in.stage = dep.stage;
+      in.kind = dep.kind;
+      in.path = out_paths[j];
+      in.artifact_dir = ArtifactDirFor(out_paths[j]);
+      in.seed = dep.seed;
+      in.params_json = dep.params.dump();
+      in.axes_json = dep.axes.dump();
+      m.inputs.push_back(std::move(in));
+    }
+    t.max_attempts = s.resources.max_attempts;
+    t.ranks = s.resources.ranks;
+    t.status = row.status;
+    t.attempts = row.attempts;
+    t.attempt_numbers = static_cast<int>(row.attempts);
+    if (options.rerun && row.status == ShardStatus::kFailed) {
+      bool chosen = selected_prefixes.empty();
+      for (const auto& p : selected_prefixes) chosen = chosen || s.id.hex.rfind(p, 0) == 0;
+      if (chosen) {
+        t.status = ShardStatus::kPending;
+        t.attempts = 0;  // a rerun grants a fresh attempt budget
+      }
+    }
+  }
+  // Attempt numbers continue after the ones already recorded (preempted ones included).
+  {
+    SQLite::Statement q(reg.db(),
+                        "SELECT a.shard, max(a.n) FROM attempts a JOIN shards s ON s.id = a.shard "
+                        "WHERE s.sweep = ? GROUP BY a.shard");
+    q.bind(1, spec.name);
+    while (q.executeStep()) {
+      auto it = index.find(ShardId{q.getColumn(0).getString()});
+      if (it != index.end()) tasks[it->second].attempt_numbers = q.getColumn(1).getInt();
+    }
+  }
+
+  Scheduler sched(std::move(tasks), SchedulerOptions{options.window, 64});
+  if (int k = sched.UnsatisfiableRanks(n_workers)) {
+    throw UsageError(fmt::format("a stage needs ranks: {} but this launch has only {} worker rank(s)",
+                                 k, n_workers));
+  }
+  RegistryWriter writer(reg, sched.tasks(), reg_dir, job_id);
+  ProgressLine progress(spec.name, sched.counts().total, options.quiet);
+  MpiComm comm;
+  Poller poller(std::chrono::microseconds(300), 2);
+  std::string frame;
+  int source = 0;
+  auto last_flush = Clock::now();
+  auto t0 = Clock::now();
+  InstallPreemptionHandlers();
+
+  // 3. The loop: messages first, registry after the window is refilled.
+  while (!sched.Finished()) {
+    bool active = false;
+    int handled = 0;
+    while (handled < 256 && TryRecvFrame(&frame, &source)) {
+      sched.OnMessage(WorkerId{source}, DecodeFromWorker(frame), UnixNow(), comm);
+      ++handled;
+      active = true;
+    }
+    if (PreemptionRequested()) {
+      sched.Preempt(UnixNow());
+    }
+    auto events = sched.TakeEvents();
+    if (!events.empty()) {
+      progress.Observe(events, sched.tasks());
+      writer.Add(std::move(events));
+    }
+    auto now = Clock::now();
+    if (writer.pending() >= 2000 || (writer.pending() > 0 && (!active || now - last_flush > std::chrono::milliseconds(50)))) {
+      writer.Flush();
+      last_flush = now;
+    }
+    progress.Tick(sched.counts());
+    if (active) {
+      poller.Active();
+    } else if (int ms = poller.WaitMs(); ms > 0) {
+      ::usleep(static_cast<useconds_t>(ms) * 1000 / 4);
+    }
+  }
+  writer.Add(sched.TakeEvents());
+  writer.Flush();
+
+  // 4. Results index, summary, exit code.
+  const auto& c = sched.counts();
+  int code = exit_code::kOk;
+  if (sched.preempted()) {
+    code = exit_code::kPreempted;
+  } else if (c.failed > 0 || c.blocked > 0) {
+    code = exit_code::kShardsFailed;
+  }
+  ShutdownWorkers(mpi, std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code);
+  {
+    std::vector<std::pair<std::string, std::vector<ShardId>>> stages;
+    for (const auto& st : spec.stages) stages.push_back({st.name, {}});
+    for (const auto& r : reg.Shards(spec.name)) {
+      if (r.status != ShardStatus::kDone || r.artifact.empty()) continue;
+      for (auto& [name, ids] : stages) {
+        if (name == r.stage) ids.push_back(r.id);
+      }
+    }
+    try {
+      WriteResultsIndex(options.out_dir, spec.name, stages);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "warning: could not write results.h5: {}\n", e.what());
+    }
+  }
+  {
+    Registry::Batch batch(reg);
+    reg.EndLaunch(launch, code);
+    batch.Commit();
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  progress.Finish(c, secs);
+  if (code == exit_code::kPreempted) {
+    fmt::print("preempted by signal {} ({}): in-flight shards are marked preempted (not charged).\n"
+               "resume with: {}\n",
+               PreemptionSignal(), sigabbrev_np(PreemptionSignal()) ? sigabbrev_np(PreemptionSignal()) : "?",
+               options.resume_hint);
+  } else if (code == exit_code::kShardsFailed) {
+    fmt::print("{} shard(s) failed after retries{}; see `seedgrid status {}`, fix, then "
+               "`seedgrid rerun {} --failed`\n",
+               c.failed, c.blocked > 0 ? fmt::format(" ({} more blocked behind them)", c.blocked) : "",
+               spec.name, spec.name);
+  }
+  std::fflush(stdout);
+  return code;
+}
+
+}  // namespace seedgrid

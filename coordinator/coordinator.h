@@ -1,0 +1,37 @@
+// Rank 0: plans a sweep into the registry, runs the scheduler over MPI, writes every event to
+// the registry (the only writer, in batched transactions issued after the dispatch window has
+// been refilled, so SQLite stays off the critical path), shows progress, handles preemption
+// (SIGTERM/SIGUSR1/SIGINT: stop dispatch, mark in-flight shards preempted, flush, exit 4) and
+// publishes runs/<sweep>/results.h5 at the end.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/spec.h"
+#include "worker/mpi_transport.h"
+
+namespace seedgrid {
+
+struct CoordinatorOptions {
+  std::string registry_path;  // absolute
+  std::string out_dir;        // absolute artifacts root
+  int window = 2;
+  bool rerun = false;              // `seedgrid rerun`: re-queue failed/preempted/orphaned
+  std::vector<std::string> rerun_shards;  // --shards: only these (id prefixes)
+  std::string resume_hint;    // the command line that resumes, printed on preemption
+  bool quiet = false;
+};
+
+// Runs the plan to completion over the MPI job; returns the exit code (also sent to the workers).
+int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOptions& options);
+
+// Sends Shutdown{code} to every worker rank (used when rank 0 fails before scheduling).
+void ShutdownWorkers(const MpiSession& mpi, int code);
+
+// Installs the handlers that turn SIGTERM/SIGUSR1/SIGINT into a preemption request.
+void InstallPreemptionHandlers();
+bool PreemptionRequested();
+int PreemptionSignal();
+
+}  // namespace seedgrid

@@ -1,0 +1,348 @@
+// seedgrid: one binary, subcommands. `run` and `rerun` are MPI programs (rank 0 coordinates,
+// ranks >= 1 work); started without an MPI launcher they relaunch themselves under mpirun.
+// `exec` is the hidden executor child of a worker.
+#include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "coordinator/commands.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/report/report.h"
+#include "coordinator/submit/submit.h"
+#include "core/registry.h"
+#include "core/spec.h"
+#include "worker/executor.h"
+#include "worker/worker.h"
+
+namespace fs = std::filesystem;
+using namespace seedgrid;
+
+namespace {
+
+std::string SelfExe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "seedgrid" : p.string();
+}
+
+std::string ShellQuote(const std::string& s) {
+  if (!s.empty() && s.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;#~!") == std::string::npos) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct SweepArgs {
+  std::string spec;
+  std::vector<std::string> overrides;
+  std::string out;
+  std::string registry;
+  bool dry_run = false;
+  int workers = 0;
+  int window = 2;
+  size_t max_shards = kDefaultMaxShards;
+  bool quiet = false;
+  // rerun
+  std::string sweep;
+  bool failed = false;
+  std::vector<std::string> shards;
+};
+
+struct LoadedPlan {
+  Plan plan;
+  std::string out_dir;
+  std::string registry;
+};
+
+LoadedPlan LoadForRun(const SweepArgs& a) {
+  LoadedPlan lp;
+  SweepSpec spec = LoadSpec(a.spec, a.overrides, AllKinds());
+  lp.plan = ExpandSpec(spec, AllKinds(), a.max_shards);
+  lp.out_dir = fs::absolute(a.out.empty() ? lp.plan.spec.out : a.out).lexically_normal().string();
+  lp.registry = a.registry.empty() ? (fs::path(lp.out_dir) / "registry.sqlite").string()
+                                   : fs::absolute(a.registry).lexically_normal().string();
+  return lp;
+}
+
+LoadedPlan LoadForRerun(const SweepArgs& a) {
+  LoadedPlan lp;
+  lp.registry = DefaultRegistryPath(a.registry);
+  Registry reg(lp.registry, Registry::Mode::kReadOnly);
+  auto sweep = reg.Sweep(a.sweep);
+  if (!sweep) throw UsageError(fmt::format("no sweep '{}' in {}", a.sweep, lp.registry));
+  if (sweep->spec_text.empty()) {
+    throw UsageError(fmt::format("sweep '{}' was rebuilt by reindex and has no spec: run its spec "
+                                 "again with `seedgrid run`", a.sweep));
+  }
+  auto prov = reg.Provenance(a.sweep);
+  std::vector<std::string> overrides;
+  if (auto it = prov.find("overrides"); it != prov.end() && !it->second.empty()) {
+    overrides = Json::parse(it->second).get<std::vector<std::string>>();
+  }
+  std::string path = prov.count("spec_path") ? prov["spec_path"] : a.sweep + ".yaml";
+  SweepSpec spec = ParseSpec(sweep->spec_text, path, overrides, AllKinds());
+  lp.plan = ExpandSpec(spec, AllKinds(), a.max_shards);
+  lp.out_dir = sweep->out_dir;
+  return lp;
+}
+
+// Not under mpirun/srun: start ourselves under mpirun with 1 coordinator + K workers.
+int SelfLaunch(int argc, char** argv, int workers) {
+  if (workers <= 0) workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  const char* mpirun_env = std::getenv("SEEDGRID_MPIRUN");
+  std::string mpirun = mpirun_env && *mpirun_env ? mpirun_env : "mpirun";
+  std::vector<std::string> args = {mpirun, "-n", std::to_string(workers + 1), "--oversubscribe",
+                                   "--bind-to", "none"};
+  if (::geteuid() == 0) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  }
+  if (!std::getenv("SEEDGRID_PROGRESS")) setenv("SEEDGRID_PROGRESS", ::isatty(1) ? "tty" : "plain", 1);
+  args.push_back(SelfExe());
+  for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+  std::vector<char*> cargv;
+  for (auto& s : args) cargv.push_back(s.data());
+  cargv.push_back(nullptr);
+  // The ranks exit 0 and rank 0 leaves the sweep's exit code in this file: a rank exiting
+  // non-zero would make mpirun abort the job with a page of noise.
+  char exit_file[] = "/tmp/seedgrid-exit-XXXXXX";
+  int fd = ::mkstemp(exit_file);
+  if (fd < 0) throw std::runtime_error("mkstemp for the exit-code file failed");
+  ::close(fd);
+  setenv("SEEDGRID_EXIT_FILE", exit_file, 1);
+  std::fflush(stdout);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::execvp(cargv[0], cargv.data());
+    fmt::print(stderr, "seedgrid: cannot start {}: {} (install openmpi-bin, or set SEEDGRID_MPIRUN)\n",
+               mpirun, std::strerror(errno));
+    std::_Exit(exit_code::kUsage);
+  }
+  // Preemption signals go to mpirun as SIGUSR1, which it forwards to every rank: the
+  // coordinator then marks in-flight shards preempted and exits 4 (workers ignore it).
+  static pid_t g_child = 0;
+  g_child = child;
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { if (g_child > 0) ::kill(g_child, SIGUSR1); };
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &sa, nullptr);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  int code = -1;
+  if (FILE* f = std::fopen(exit_file, "r")) {
+    if (std::fscanf(f, "%d", &code) != 1) code = -1;
+    std::fclose(f);
+  }
+  ::unlink(exit_file);
+  if (code >= 0) return code;
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
+  fmt::print(stderr, "seedgrid: the MPI job ended without a result ({})\n",
+             WIFSIGNALED(status) ? fmt::format("mpirun killed by signal {}", WTERMSIG(status))
+                                 : fmt::format("mpirun exit status {}", WEXITSTATUS(status)));
+  return exit_code::kInternal;
+}
+
+// Under the self-launcher the sweep's code travels in SEEDGRID_EXIT_FILE and the ranks exit 0.
+int RankExit(int code) {
+  const char* f = std::getenv("SEEDGRID_EXIT_FILE");
+  if (!f || !*f) return code;
+  if (FILE* out = std::fopen(f, "w")) {
+    std::fprintf(out, "%d\n", code);
+    std::fclose(out);
+  }
+  return 0;
+}
+
+int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
+  if (!UnderMpiLauncher()) {
+    // Validate before anything starts: an invalid spec exits 2 and writes nothing.
+    LoadedPlan lp = rerun ? LoadForRerun(a) : LoadForRun(a);
+    if (a.dry_run) return PrintDryRun(lp.plan, lp.registry);
+    return SelfLaunch(argc, argv, a.workers);
+  }
+  MpiSession mpi(&argc, &argv);
+  if (mpi.rank() != 0) {
+    // Workers leave signals to the coordinator and wait for its Shutdown.
+    ::signal(SIGUSR1, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    WorkerOptions wo;
+    wo.binary = SelfExe();
+    int code = RunWorker(mpi, wo);
+    return std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code;
+  }
+  InstallPreemptionHandlers();
+  int code = exit_code::kInternal;
+  try {
+    LoadedPlan lp = rerun ? LoadForRerun(a) : LoadForRun(a);
+    if (a.dry_run) {
+      PrintDryRun(lp.plan, lp.registry);
+      ShutdownWorkers(mpi, 0);
+      return 0;
+    }
+    CoordinatorOptions co;
+    co.registry_path = lp.registry;
+    co.out_dir = lp.out_dir;
+    co.window = a.window;
+    co.quiet = a.quiet;
+    co.rerun = rerun;
+    co.rerun_shards = a.shards;
+    std::string hint = "seedgrid run " + ShellQuote(a.spec);
+    if (rerun) hint = "seedgrid rerun " + ShellQuote(lp.plan.spec.name) + " --registry " + ShellQuote(lp.registry);
+    if (!rerun) {
+      for (const auto& o : a.overrides) hint += " " + ShellQuote(o);
+      hint += " --out " + ShellQuote(lp.out_dir) + " --registry " + ShellQuote(lp.registry);
+    }
+    co.resume_hint = hint;
+    return RankExit(RunCoordinator(mpi, lp.plan, co));
+  } catch (const SpecError& e) {
+    fmt::print(stderr, "seedgrid: {}\n", e.what());
+    code = exit_code::kUsage;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "seedgrid: {}\n", e.what());
+    code = exit_code::kUsage;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "seedgrid: internal error: {}\n", e.what());
+    code = exit_code::kInternal;
+  }
+  ShutdownWorkers(mpi, code);
+  return RankExit(code);
+}
+
+void AddSweepFlags(CLI::App* cmd, SweepArgs& a) {
+  cmd->add_option("--registry", a.registry, "Registry file (default <out>/registry.sqlite)");
+  cmd->add_option("--workers", a.workers,
+                  "Worker ranks when started without mpirun/srun (default: cores - 1)");
+  cmd->add_option("--window", a.window, "Shards in flight per worker (1 or 2)")->check(CLI::Range(1, 8));
+  cmd->add_flag("--dry-run", a.dry_run, "Print the shard table and write nothing");
+  cmd->add_option("--max-shards", a.max_shards, "Refuse specs that expand to more shards");
+  cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
+}
+
+int Main(int argc, char** argv) {
+  // glibc's default thresholds cause page-fault storms in LibTorch loops (calibration.md).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+
+  if (argc >= 2 && std::string(argv[1]) == "exec") return RunExecutorMain(3, 4);
+
+  CLI::App app{"seedgrid: distributed batch experiment runner (MPI coordinator, LibTorch workers,\n"
+               "HDF5 results, SQLite registry, seed-aggregated reports, Slurm)"};
+  app.set_version_flag("--version", std::string(SeedgridVersion()) + " (" + std::string(GitCommit()) + ")");
+  app.require_subcommand(1);
+
+  SweepArgs run_args;
+  auto* run = app.add_subcommand("run", "Run a sweep spec (resumes whatever is not done)");
+  run->add_option("spec", run_args.spec, "Sweep spec (YAML)")->required()->check(CLI::ExistingFile);
+  run->add_option("overrides", run_args.overrides, "key=value overrides (dotted paths, YAML values)");
+  run->add_option("--out", run_args.out, "Artifacts root (default: the spec's `out`, runs)");
+  AddSweepFlags(run, run_args);
+
+  SweepArgs rerun_args;
+  auto* rerun = app.add_subcommand("rerun", "Re-queue failed, preempted and orphaned shards of a sweep");
+  rerun->add_option("sweep", rerun_args.sweep, "Sweep name")->required();
+  rerun->add_flag("--failed", rerun_args.failed, "Failed shards (the default)");
+  rerun->add_option("--shards", rerun_args.shards, "Only these failed shards (id prefixes)");
+  AddSweepFlags(rerun, rerun_args);
+
+  std::string registry;
+  std::string sweep;
+  bool json = false;
+  auto* status = app.add_subcommand("status", "Counts per stage and status; failed shards with their last error");
+  status->add_option("sweep", sweep, "Sweep name (default: all)");
+  status->add_option("--registry", registry, "Registry file (default runs/registry.sqlite)");
+  status->add_flag("--json", json, "JSON output");
+
+  auto* ls = app.add_subcommand("ls", "List sweeps");
+  ls->add_option("--registry", registry, "Registry file");
+  ls->add_flag("--json", json, "JSON output");
+
+  std::string shard;
+  auto* show = app.add_subcommand("show", "Everything about one shard: params, attempts, metrics, files");
+  show->add_option("shard", shard, "Shard id or unique prefix")->required();
+  show->add_option("--registry", registry, "Registry file");
+  show->add_flag("--json", json, "JSON output");
+
+  std::string out_dir = "runs";
+  auto* reindex = app.add_subcommand("reindex", "Rebuild registry rows from the shard HDF5 files");
+  reindex->add_option("--out", out_dir, "Artifacts root to scan (default runs)");
+  reindex->add_option("--registry", registry, "Registry file (default <out>/registry.sqlite)");
+
+  auto* kinds = app.add_subcommand("kinds", "List experiment kinds and their default params");
+  kinds->add_flag("--json", json, "JSON output");
+
+  ReportOptions ro;
+  std::string formats;
+  auto* report = app.add_subcommand("report", "Seed-aggregated tables and figures of a sweep");
+  report->add_option("sweep", ro.sweep, "Sweep name")->required();
+  report->add_option("--stage", ro.stage, "Only this stage");
+  report->add_option("--out", ro.out_dir, "Report directory (default <out>/<sweep>/report)");
+  report->add_option("--format", formats, "Comma-separated: md,tex,csv,html (default all)");
+  report->add_option("--group-by", ro.group_by, "Group by these axes (default: every axis but the seed)");
+  report->add_option("--metrics", ro.metrics, "Metrics (names or prefix*)");
+  report->add_flag("--no-figures", [&](int64_t) { ro.figures = false; }, "Tables only");
+  report->add_option("--registry", registry, "Registry file");
+
+  SubmitOptions so;
+  auto* submit = app.add_subcommand("submit", "Submit a sweep to Slurm as one allocation");
+  AddSubmitFlags(*submit, &so);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : exit_code::kUsage;
+  }
+
+  try {
+    if (*run) return RunSweep(argc, argv, run_args, false);
+    if (*rerun) return RunSweep(argc, argv, rerun_args, true);
+    if (*status) return CmdStatus(DefaultRegistryPath(registry), sweep, json);
+    if (*ls) return CmdLs(DefaultRegistryPath(registry), json);
+    if (*show) return CmdShow(DefaultRegistryPath(registry), shard, json);
+    if (*kinds) return CmdKinds(json);
+    if (*reindex) {
+      std::string reg = registry.empty() ? (fs::absolute(out_dir) / "registry.sqlite").string()
+                                         : fs::absolute(registry).string();
+      return CmdReindex(reg, fs::absolute(out_dir).string());
+    }
+    if (*report) {
+      ro.registry_path = DefaultRegistryPath(registry);
+      for (size_t s = 0, e; s < formats.size(); s = e + 1) {
+        e = formats.find(',', s);
+        if (e == std::string::npos) e = formats.size();
+        if (e > s) ro.formats.push_back(formats.substr(s, e - s));
+      }
+      return RunReport(ro);
+    }
+    if (*submit) {
+      if (so.seedgrid_binary.empty()) so.seedgrid_binary = SelfExe();
+      return RunSubmit(so);
+    }
+  } catch (const SpecError& e) {
+    fmt::print(stderr, "seedgrid: {}\n", e.what());
+    return exit_code::kUsage;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "seedgrid: {}\n", e.what());
+    return exit_code::kUsage;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "seedgrid: error: {}\n", e.what());
+    return exit_code::kInternal;
+  }
+  return exit_code::kUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }

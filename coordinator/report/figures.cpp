@@ -1,0 +1,784 @@
+#include "coordinator/report/figures.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/store.h"
+
+extern char** environ;
+
+namespace seedgrid::report {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& FigureTypes() {
+  static const std::vector<std::string> kTypes = {"steering_curve", "loss_curves",
+                                                  "ablation_heatmap", "head_scores",
+                                                  "firing_density"};
+  return kTypes;
+}
+
+std::vector<FigureRequest> DefaultFigures(const SweepData& data) {
+  static const std::map<std::string, std::vector<std::string>> kByKind = {
+      {"pretrain", {"loss_curves"}},
+      {"lora_steer", {"steering_curve", "loss_curves"}},
+      {"ablation", {"ablation_heatmap", "head_scores"}},
+      {"harvest", {"firing_density"}},
+  };
+  std::vector<FigureRequest> out;
+  for (const auto& stage : data.stages) {
+    auto it = kByKind.find(stage.kind);
+    if (it == kByKind.end()) continue;
+    for (const auto& type : it->second) out.push_back({type, stage.name, true});
+  }
+  return out;
+}
+
+std::string FindOnPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  if (!path) return "";
+  std::stringstream dirs(path);
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    fs::path p = fs::path(dir.empty() ? "." : dir) / program;
+    struct stat st{};
+    if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0) {
+      return p.string();
+    }
+  }
+  return "";
+}
+
+namespace {
+
+constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+std::string Color(size_t i) { return kColors[i % 10]; }
+int Dash(size_t i) { return 1 + static_cast<int>(i / 10) % 5; }
+constexpr size_t kMaxPoints = 400;   // per curve, after bucket averaging
+constexpr size_t kMaxFiles = 2000;   // shard files opened per figure
+
+std::string Num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "NaN"; }
+
+// A gnuplot single-quoted string: only ' is special (doubled).
+std::string Q(std::string_view s) {
+  std::string out = "'";
+  for (char ch : s) {
+    out += ch;
+    if (ch == '\'') out += '\'';
+  }
+  return out + "'";
+}
+
+std::string FileStem(std::string s) {
+  for (char& ch : s) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+  }
+  return s;
+}
+
+// Writes <id>.png and <id>.svg from one plotting body (pngcairo when this gnuplot has it).
+std::string Script(const std::string& id, const std::string& title, int width, int height,
+                   const std::string& body) {
+  return fmt::format(
+      "# seedgrid report: {title}\n"
+      "# Draws {id}.png and {id}.svg from {id}.dat; run from this directory: gnuplot {id}.gp\n"
+      "set encoding utf8\n"
+      "do for [ext in \"png svg\"] {{\n"
+      "  if (ext eq \"png\") {{\n"
+      "    if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {{\n"
+      "      set terminal pngcairo size {w},{h} font \"DejaVu Sans,11\" noenhanced\n"
+      "    }} else {{\n"
+      "      set terminal png size {w},{h} noenhanced\n"
+      "    }}\n"
+      "  }} else {{\n"
+      "    set terminal svg size {w},{h} font \"DejaVu Sans,11\" noenhanced background rgb 'white'\n"
+      "  }}\n"
+      "  set output '{id}.'.ext\n"
+      "  reset\n"
+      "{body}"
+      "  unset output\n"
+      "}}\n",
+      fmt::arg("title", title), fmt::arg("id", id), fmt::arg("w", width), fmt::arg("h", height),
+      fmt::arg("body", body));
+}
+
+// Mean ± std (ddof = 1; 0 for one seed) of same-x curves, truncated to the shortest.
+struct Band {
+  std::vector<double> x, mean, sd;
+  size_t n = 0;
+};
+
+Band Aggregate(const std::vector<double>& x, const std::vector<std::vector<double>>& ys) {
+  Band b;
+  b.n = ys.size();
+  size_t len = x.size();
+  for (const auto& y : ys) len = std::min(len, y.size());
+  for (size_t i = 0; i < len; ++i) {
+    double sum = 0;
+    for (const auto& y : ys) sum += y[i];
+    double mean = sum / static_cast<double>(ys.size());
+    double ss = 0;
+    for (const auto& y : ys) ss += (y[i] - mean) * (y[i] - mean);
+    b.x.push_back(x[i]);
+    b.mean.push_back(mean);
+    b.sd.push_back(ys.size() > 1 ? std::sqrt(ss / static_cast<double>(ys.size() - 1)) : 0.0);
+  }
+  return b;
+}
+
+// Averages consecutive buckets so that a curve has at most kMaxPoints points.
+std::vector<double> Bucket(const std::vector<double>& v, size_t bucket) {
+  if (bucket <= 1) return v;
+  std::vector<double> out;
+  for (size_t i = 0; i < v.size(); i += bucket) {
+    size_t end = std::min(v.size(), i + bucket);
+    double sum = 0;
+    for (size_t j = i; j < end; ++j) sum += v[j];
+    out.push_back(sum / static_cast<double>(end - i));
+  }
+  return out;
+}
+
+// Collects per-figure problems and reports them as one warning line.
+class Problems {
+ public:
+  void Add(std::string p) { items_.push_back(std::move(p)); }
+  void Flush(const std::string& what, std::vector<std::string>& warnings) {
+    if (items_.empty()) return;
+    std::vector<std::string> shown(items_.begin(), items_.begin() + std::min<size_t>(3, items_.size()));
+    std::string more = items_.size() > 3 ? fmt::format(" (and {} more)", items_.size() - 3) : "";
+    warnings.push_back(fmt::format("{}: {}{}", what, fmt::join(shown, "; "), more));
+    items_.clear();
+  }
+
+ private:
+  std::vector<std::string> items_;
+};
+
+class FigureMaker {
+ public:
+  FigureMaker(const SweepData& data, const std::string& report_dir, std::vector<std::string>& warnings)
+      : data_(data), dir_(fs::path(report_dir) / "figures"), warnings_(warnings) {}
+
+  std::vector<Figure>& figures() { return figures_; }
+
+  // Draws figure type `type` for `stage`; returns whether anything was drawn.
+  bool Make(const std::string& type, const SweepData::Stage& stage) {
+    size_t before = figures_.size();
+    opened_ = 0;
+    if (type == "steering_curve") SteeringCurve(stage);
+    if (type == "loss_curves") LossCurves(stage);
+    if (type == "ablation_heatmap") AblationHeatmap(stage);
+    if (type == "head_scores") HeadScores(stage);
+    if (type == "firing_density") FiringDensity(stage);
+    if (opened_ > kMaxFiles) {
+      problems_.Add(fmt::format("read only the first {} of {} shard files", kMaxFiles, opened_));
+    }
+    problems_.Flush(fmt::format("figure {} of stage {}", type, stage.name), warnings_);
+    return figures_.size() > before;
+  }
+
+ private:
+  std::unique_ptr<H5Reader> Open(size_t shard) {
+    const ShardRow& s = data_.shards[shard];
+    if (s.status != ShardStatus::kDone) return nullptr;
+    if (++opened_ > kMaxFiles) return nullptr;
+    std::string path = data_.ArtifactPath(shard);
+    if (path.empty()) return nullptr;  // a kind without arrays (its numbers are in the registry)
+    try {
+      return std::make_unique<H5Reader>(path);
+    } catch (const std::exception& e) {
+      problems_.Add(e.what());
+      return nullptr;
+    }
+  }
+
+  static std::string Label(const Group& g, size_t n, size_t expected) {
+    return n == expected ? fmt::format("{} (n={})", g.label, n)
+                         : fmt::format("{} (n={} of {})", g.label, n, expected);
+  }
+
+  // Appends one data block (index i in gnuplot) and returns its index.
+  size_t Block(std::string& dat, const std::string& comment, const Band& b) {
+    dat += "# " + comment + "\n# x mean mean-std mean+std\n";
+    for (size_t i = 0; i < b.x.size(); ++i) {
+      dat += fmt::format("{} {} {} {}\n", Num(b.x[i]), Num(b.mean[i]), Num(b.mean[i] - b.sd[i]),
+                         Num(b.mean[i] + b.sd[i]));
+    }
+    dat += "\n\n";
+    return blocks_++;
+  }
+
+  void Emit(const std::string& id, const std::string& title, const std::string& caption,
+            const std::string& dat, const std::string& script) {
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / (id + ".dat")) << dat;
+    std::ofstream(dir_ / (id + ".gp")) << script;
+    Figure f;
+    f.id = id;
+    f.title = title;
+    f.caption = caption;
+    f.data = "figures/" + id + ".dat";
+    f.script = "figures/" + id + ".gp";
+    figures_.push_back(std::move(f));
+  }
+
+  // Lines with ±std bands; `bands[i]` plotted from data block `blocks[i]`.
+  static std::string BandPlot(const std::string& id, const std::vector<size_t>& blocks,
+                              const std::vector<std::string>& labels, bool points) {
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      parts.push_back(fmt::format(
+          "'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' fs transparent solid 0.18 "
+          "noborder notitle",
+          id, blocks[i], Color(i)));
+    }
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      parts.push_back(fmt::format("'{}.dat' index {} using 1:2 with {} lw 2 {} lc rgb '{}' dt {} title {}",
+                                  id, blocks[i], points ? "linespoints" : "lines",
+                                  points ? "pt 7 ps 0.8" : "", Color(i), Dash(i), Q(labels[i])));
+    }
+    return fmt::format("  plot {}\n", fmt::join(parts, ", \\\n       "));
+  }
+
+  void SteeringCurve(const SweepData::Stage& stage) {
+    std::string id = FileStem(stage.name + "-steering_curve");
+    std::string dat;
+    blocks_ = 0;
+    std::vector<size_t> blocks;
+    std::vector<std::string> labels;
+    size_t seeds_min = SIZE_MAX, seeds_max = 0;
+    for (const Group& g : ConfigGroups(data_, stage.name)) {
+      std::vector<double> alphas;
+      std::vector<std::vector<double>> ys;
+      for (size_t i : g.shards) {
+        auto h5 = Open(i);
+        if (!h5) continue;
+        const std::string& sid = data_.shards[i].id.hex;
+        try {
+          if (!h5->Has("eval/alphas") || !h5->Has("eval/logratio")) {
+            problems_.Add(fmt::format("shard {} has no eval/alphas or eval/logratio", sid));
+            continue;
+          }
+          auto a = h5->Read<double>("eval/alphas");
+          Shape shape;
+          auto lr = h5->Read<double>("eval/logratio", &shape);
+          int64_t rows = shape.size() == 2 ? shape[1] : 1;
+          if (shape.empty() || shape[0] != static_cast<int64_t>(a.size()) || rows < 1) {
+            problems_.Add(fmt::format("shard {}: eval/logratio shape does not match eval/alphas", sid));
+            continue;
+          }
+          if (!alphas.empty() && a != alphas) {
+            problems_.Add(fmt::format("shard {}: its alphas differ from its group's", sid));
+            continue;
+          }
+          alphas = a;
+          std::vector<double> mean(a.size());
+          for (size_t k = 0; k < a.size(); ++k) {
+            double sum = 0;
+            size_t n = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+              double v = lr[k * rows + r];
+              if (std::isfinite(v)) sum += v, ++n;
+            }
+            mean[k] = n ? sum / static_cast<double>(n) : NAN;
+          }
+          ys.push_back(std::move(mean));
+        } catch (const std::exception& e) {
+          problems_.Add(e.what());
+        }
+      }
+      if (ys.empty()) continue;
+      Band b = Aggregate(alphas, ys);
+      labels.push_back(Label(g, ys.size(), g.shards.size()));
+      blocks.push_back(Block(dat, labels.back(), b));
+      seeds_min = std::min(seeds_min, ys.size());
+      seeds_max = std::max(seeds_max, ys.size());
+    }
+    if (blocks.empty()) return;
+    std::string title = fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
+    std::string body = fmt::format(
+        "  set title {}\n"
+        "  set xlabel 'α (steering scale: weights θ + α·dW, dW = Δθ+ − Δθ−)'\n"
+        "  set ylabel 'mean log p(yes) − log p(no)'\n"
+        "  set grid\n  set xzeroaxis lt -1 lc rgb '#888888'\n  set yzeroaxis lt -1 lc rgb '#888888'\n"
+        "  set key outside below left Left reverse\n"
+        "{}",
+        Q(title), BandPlot(id, blocks, labels, true));
+    int height = 520 + 22 * static_cast<int>(blocks.size());
+    Emit(id, title,
+          fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows against the steering "
+                      "scale α; a line per config, the band is ±1 std over {} seeds.",
+                      seeds_min == seeds_max ? fmt::format("{}", seeds_min)
+                                             : fmt::format("{}–{}", seeds_min, seeds_max)),
+         dat, Script(id, title, 900, height, body));
+  }
+
+  void LossCurves(const SweepData::Stage& stage) {
+    static const std::vector<std::pair<std::string, std::string>> kSeries = {
+        {"train/loss", "training loss"},
+        {"train/loss_pos", "θ+ adapter (positive persona)"},
+        {"train/loss_neg", "θ− adapter (negative persona)"}};
+    std::string id = FileStem(stage.name + "-loss_curves");
+    std::string dat;
+    blocks_ = 0;
+    std::vector<Group> groups = ConfigGroups(data_, stage.name);
+    // Per series (panel): per group, the per-seed curves.
+    struct Panel {
+      std::vector<size_t> blocks;
+      std::vector<std::string> labels;
+      bool positive = true;
+      double lo = INFINITY, hi = 0;
+    };
+    std::vector<std::vector<std::vector<std::vector<double>>>> curves(
+        kSeries.size(), std::vector<std::vector<std::vector<double>>>(groups.size()));
+    std::vector<std::vector<double>> steps(kSeries.size());
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      for (size_t i : groups[gi].shards) {
+        auto h5 = Open(i);
+        if (!h5) continue;
+        try {
+          bool any = false;
+          for (size_t s = 0; s < kSeries.size(); ++s) {
+            if (!h5->Has(kSeries[s].first)) continue;
+            any = true;
+            Shape shape;
+            auto v = h5->Read<double>(kSeries[s].first, &shape);
+            if (shape.size() > 1) {  // [steps, k]: mean over the rest
+              size_t k = v.size() / std::max<int64_t>(1, shape[0]);
+              std::vector<double> m(shape[0]);
+              for (size_t r = 0; r < m.size(); ++r) {
+                double sum = 0;
+                for (size_t c = 0; c < k; ++c) sum += v[r * k + c];
+                m[r] = sum / static_cast<double>(k);
+              }
+              v = std::move(m);
+            }
+            if (steps[s].empty() && h5->Has("train/step")) steps[s] = h5->Read<double>("train/step");
+            curves[s][gi].push_back(std::move(v));
+          }
+          if (!any) problems_.Add(fmt::format("shard {} has no train/loss* dataset", data_.shards[i].id.hex));
+        } catch (const std::exception& e) {
+          problems_.Add(e.what());
+        }
+      }
+    }
+    std::vector<size_t> series;
+    std::vector<Panel> panels;
+    for (size_t s = 0; s < kSeries.size(); ++s) {
+      Panel p;
+      for (size_t gi = 0; gi < groups.size(); ++gi) {
+        auto& ys = curves[s][gi];
+        if (ys.empty()) continue;
+        size_t len = SIZE_MAX;
+        for (const auto& y : ys) len = std::min(len, y.size());
+        if (len == 0) continue;
+        std::vector<double> x(len);
+        for (size_t k = 0; k < len; ++k) x[k] = steps[s].size() >= len ? steps[s][k] : static_cast<double>(k);
+        size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
+        std::vector<std::vector<double>> yb;
+        for (auto& y : ys) {
+          y.resize(len);
+          yb.push_back(Bucket(y, bucket));
+        }
+        Band b = Aggregate(Bucket(x, bucket), yb);
+        for (size_t k = 0; k < b.mean.size(); ++k) {
+          p.positive &= b.mean[k] > 0;
+          p.lo = std::min(p.lo, b.mean[k]);
+          p.hi = std::max(p.hi, b.mean[k]);
+          // A log axis cannot show a band below zero: clamp its lower edge.
+          if (b.mean[k] > 0 && b.mean[k] - b.sd[k] <= 0) b.sd[k] = 0.9 * b.mean[k];
+        }
+        p.labels.push_back(Label(groups[gi], ys.size(), groups[gi].shards.size()));
+        p.blocks.push_back(Block(dat, kSeries[s].second + ": " + p.labels.back(), b));
+      }
+      if (!p.blocks.empty()) {
+        series.push_back(s);
+        panels.push_back(std::move(p));
+      }
+    }
+    if (panels.empty()) return;
+    std::string title = fmt::format("Training loss, stage {}: mean over seeds, band ±1 std", stage.name);
+    std::string body;
+    if (panels.size() > 1) body += fmt::format("  set multiplot layout 1,{} title {}\n", panels.size(), Q(title));
+    for (size_t p = 0; p < panels.size(); ++p) {
+      const Panel& pn = panels[p];
+      body += fmt::format("  set title {}\n", Q(panels.size() > 1 ? kSeries[series[p]].second : title));
+      body += fmt::format("  set xlabel '{}'\n  set ylabel 'loss'\n  set grid\n",
+                          steps[series[p]].empty() ? "logged step" : "training step");
+      body += pn.positive && pn.hi / pn.lo > 10 ? "  set logscale y\n" : "  unset logscale y\n";
+      body += "  set key outside below left Left reverse\n";
+      body += BandPlot(id, pn.blocks, pn.labels, false);
+    }
+    if (panels.size() > 1) body += "  unset multiplot\n";
+    size_t lines = 0;
+    for (const auto& pn : panels) lines = std::max(lines, pn.blocks.size());
+    int width = panels.size() > 1 ? 1300 : 900;
+    int height = 520 + 22 * static_cast<int>(lines);
+    std::vector<std::string> names;
+    for (size_t s : series) names.push_back(kSeries[s].first);
+    Emit(id, title,
+          fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 std "
+                      "over seeds; long curves are averaged in buckets of equal width.",
+                      fmt::join(names, ", ")),
+         dat, Script(id, title, width, height, body));
+  }
+
+  static std::string Heatmap(const std::string& id, const std::string& title,
+                             const std::string& xlabel, const std::string& ylabel,
+                             const std::string& cblabel, const std::vector<std::string>& xtics,
+                             const std::vector<std::string>& ytics, double lo, double hi,
+                             bool diverging, bool labels) {
+    auto tics = [](const std::vector<std::string>& t) {
+      std::vector<std::string> parts;
+      for (size_t i = 0; i < t.size(); ++i) parts.push_back(fmt::format("{} {}", Q(t[i]), i));
+      return fmt::format("({})", fmt::join(parts, ", "));
+    };
+    std::string body = fmt::format(
+        "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set cblabel {}\n"
+        "  set xtics {} rotate by 30 right\n  set ytics {}\n"
+        "  set xrange [-0.5:{}]\n  set yrange [{}:-0.5]\n  set tics scale 0\n",
+        Q(title), Q(xlabel), Q(ylabel), Q(cblabel), tics(xtics), tics(ytics),
+        Num(static_cast<double>(xtics.size()) - 0.5), Num(static_cast<double>(ytics.size()) - 0.5));
+    if (diverging) {
+      double m = std::max(std::abs(lo), std::abs(hi));
+      body += fmt::format("  set palette defined (-1 '#b2182b', 0 '#f7f7f7', 1 '#2166ac')\n"
+                          "  set cbrange [{}:{}]\n", Num(-m), Num(m));
+    } else {
+      body += fmt::format("  set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\n"
+                          "  set cbrange [{}:{}]\n", Num(lo), Num(hi > lo ? hi : lo + 1));
+    }
+    body += fmt::format("  plot '{}.dat' using 1:2:3 with image notitle", id);
+    if (labels) {
+      // Dark cells get white text: |v| beyond 60% of the colour range (from white).
+      double m = std::max(std::abs(lo), std::abs(hi));
+      std::string dark = diverging ? fmt::format("abs($3) > {}", Num(0.6 * m))
+                                   : fmt::format("$3 > {}", Num(lo + 0.6 * (hi - lo)));
+      body += fmt::format(
+          ", \\\n       '{0}.dat' using 1:2:($3 == $3 ? ({1} ? '' : sprintf('%.2f', $3)) : 'n/a') "
+          "with labels font ',9' tc rgb '#000000' notitle"
+          ", \\\n       '{0}.dat' using 1:2:($3 == $3 && {1} ? sprintf('%.2f', $3) : '') "
+          "with labels font ',9' tc rgb '#ffffff' notitle",
+          id, dark);
+    }
+    return body + "\n";
+  }
+
+  void AblationHeatmap(const SweepData::Stage& stage) {
+    std::vector<Group> groups = ConfigGroups(data_, stage.name);
+    std::set<std::string> names;
+    for (size_t i : stage.shards) {
+      for (const auto& [name, v] : data_.metrics[i]) {
+        if (name.starts_with("retained.")) names.insert(name);
+      }
+    }
+    if (names.empty() || groups.empty()) return;
+    // Anchors first, then the variants by name.
+    std::vector<std::string> variants;
+    for (const char* anchor : {"retained.full", "retained.zero", "retained.random_norm_matched"}) {
+      if (names.erase(anchor)) variants.push_back(anchor);
+    }
+    variants.insert(variants.end(), names.begin(), names.end());
+    std::string id = FileStem(stage.name + "-ablation_heatmap");
+    std::string dat = "# x=config y=variant mean retained over done seeds (NaN: none)\n";
+    double lo = 0, hi = 1;
+    size_t seeds_max = 0;
+    std::vector<std::string> xtics, ytics;
+    for (const auto& g : groups) xtics.push_back(g.label);
+    for (size_t v = 0; v < variants.size(); ++v) {
+      ytics.push_back(variants[v].substr(std::string("retained.").size()));
+      for (size_t gi = 0; gi < groups.size(); ++gi) {
+        double sum = 0;
+        size_t n = 0;
+        for (size_t i : groups[gi].shards) {
+          if (data_.shards[i].status != ShardStatus::kDone) continue;
+          const double* m = data_.Metric(i, variants[v]);
+          if (m && std::isfinite(*m)) sum += *m, ++n;
+        }
+        double mean = n ? sum / static_cast<double>(n) : NAN;
+        seeds_max = std::max(seeds_max, n);
+        if (n) lo = std::min(lo, mean), hi = std::max(hi, mean);
+        dat += fmt::format("{} {} {}\n", gi, v, Num(mean));
+      }
+      dat += "\n";
+    }
+    std::string title = fmt::format("dW ablation, stage {}: mean retained over seeds", stage.name);
+    std::string body = Heatmap(id, title, "config", "ablation variant",
+                               "retained (1 = full dW, 0 = zero)", xtics, ytics, lo, hi, true,
+                               variants.size() * groups.size() <= 600);
+    int width = std::max(700, 420 + 140 * static_cast<int>(groups.size()));
+    int height = std::max(450, 200 + 22 * static_cast<int>(variants.size()));
+    Emit(id, title,
+          fmt::format("retained = (m(variant) − m(zero)) / (m(full) − m(zero)) per ablation "
+                      "variant and config, mean over up to {} seeds (n/a: no done seed).",
+                      seeds_max),
+         dat, Script(id, title, width, height, body));
+  }
+
+  void HeadScores(const SweepData::Stage& stage) {
+    std::vector<Group> groups = ConfigGroups(data_, stage.name);
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      // score -> summed [L,H] and count
+      std::map<std::string, std::pair<std::vector<double>, size_t>> sums;
+      std::map<std::string, Shape> shapes;
+      for (size_t i : groups[gi].shards) {
+        auto h5 = Open(i);
+        if (!h5) continue;
+        try {
+          if (!h5->Has("heads")) continue;
+          for (const auto& score : h5->List("heads")) {
+            Shape shape;
+            auto v = h5->Read<double>("heads/" + score, &shape);
+            if (shape.size() != 2) continue;
+            auto [it, fresh] = shapes.try_emplace(score, shape);
+            if (!fresh && it->second != shape) {
+              problems_.Add(fmt::format("shard {}: heads/{} shape differs", data_.shards[i].id.hex, score));
+              continue;
+            }
+            auto& [sum, n] = sums[score];
+            sum.resize(v.size(), 0.0);
+            for (size_t k = 0; k < v.size(); ++k) sum[k] += v[k];
+            ++n;
+          }
+        } catch (const std::exception& e) {
+          problems_.Add(e.what());
+        }
+      }
+      for (auto& [score, sn] : sums) {
+        auto& [sum, n] = sn;
+        const Shape& shape = shapes[score];
+        std::string id = FileStem(fmt::format("{}-heads-{}{}", stage.name, score,
+                                              groups.size() > 1 ? fmt::format("-{}", gi + 1) : ""));
+        std::string dat = "# x=head y=layer mean score over seeds\n";
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t l = 0; l < shape[0]; ++l) {
+          for (int64_t h = 0; h < shape[1]; ++h) {
+            double v = sum[l * shape[1] + h] / static_cast<double>(n);
+            if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+            dat += fmt::format("{} {} {}\n", h, l, Num(v));
+          }
+          dat += "\n";
+        }
+        if (!std::isfinite(lo)) continue;
+        std::vector<std::string> xt, yt;
+        for (int64_t h = 0; h < shape[1]; ++h) xt.push_back(fmt::format("{}", h));
+        for (int64_t l = 0; l < shape[0]; ++l) yt.push_back(fmt::format("{}", l));
+        std::string title = fmt::format("Head ablation, stage {}: {}{}", stage.name, score,
+                                        groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
+        std::string body = Heatmap(id, title, "head", "layer", score, xt, yt, lo, hi, lo < 0 && hi > 0,
+                                   shape[0] * shape[1] <= 256);
+        int width = std::max(600, 260 + 60 * static_cast<int>(shape[1]));
+        int height = std::max(420, 200 + 50 * static_cast<int>(shape[0]));
+        Emit(id, title,
+              fmt::format("Per attention head (layer × head) of the base model: {}, mean over {} "
+                          "shard{}.", score, n, n == 1 ? "" : "s"),
+             dat, Script(id, title, width, height, body));
+      }
+    }
+  }
+
+  void FiringDensity(const SweepData::Stage& stage) {
+    struct Series {
+      std::string label;
+      std::vector<double> logs;
+      size_t dead = 0, total = 0;
+    };
+    std::vector<Series> series;
+    for (const Group& g : ConfigGroups(data_, stage.name)) {
+      for (size_t i : g.shards) {
+        auto h5 = Open(i);
+        if (!h5) continue;
+        try {
+          if (!h5->Has("firing_density")) {
+            problems_.Add(fmt::format("shard {} has no firing_density", data_.shards[i].id.hex));
+            continue;
+          }
+          Series s;
+          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed) : g.label;
+          for (double d : h5->Read<double>("firing_density")) {
+            ++s.total;
+            if (d > 0 && std::isfinite(d)) {
+              s.logs.push_back(std::log10(d));
+            } else {
+              ++s.dead;
+            }
+          }
+          series.push_back(std::move(s));
+        } catch (const std::exception& e) {
+          problems_.Add(e.what());
+        }
+      }
+    }
+    if (series.empty()) return;
+    double lo = 0, hi = 0;
+    bool any = false;
+    for (const auto& s : series) {
+      for (double v : s.logs) {
+        lo = any ? std::min(lo, v) : v;
+        hi = any ? std::max(hi, v) : v;
+        any = true;
+      }
+    }
+    lo = std::floor(lo * 4) / 4;
+    hi = std::max(lo + 0.25, std::ceil(hi * 4) / 4);
+    size_t bins = std::clamp<size_t>(static_cast<size_t>(std::round((hi - lo) / 0.1)), 10, 60);
+    double width = (hi - lo) / static_cast<double>(bins);
+    std::string id = FileStem(stage.name + "-firing_density");
+    std::string dat;
+    std::vector<std::string> parts;
+    size_t dead = 0, total = 0;
+    for (size_t k = 0; k < series.size(); ++k) {
+      std::vector<size_t> count(bins, 0);
+      for (double v : series[k].logs) {
+        count[std::min(bins - 1, static_cast<size_t>((v - lo) / width))]++;
+      }
+      dat += "# " + series[k].label + "\n# bin_center components\n";
+      for (size_t b = 0; b < bins; ++b) dat += fmt::format("{} {}\n", Num(lo + (b + 0.5) * width), count[b]);
+      dat += "\n\n";
+      dead += series[k].dead;
+      total += series[k].total;
+      std::string label = fmt::format("{} ({} components, {} never fire)", series[k].label,
+                                      series[k].total, series[k].dead);
+      parts.push_back(fmt::format("'{}.dat' index {} using 1:2 with boxes fs transparent solid {} "
+                                  "border lc rgb '{}' lc rgb '{}' title {}",
+                                  id, k, series.size() > 1 ? "0.35" : "0.6", Color(k), Color(k), Q(label)));
+    }
+    std::string title = fmt::format("Harvest firing density, stage {}", stage.name);
+    std::string body = fmt::format(
+        "  set title {}\n  set xlabel 'log10 firing density (fraction of tokens on which a component fires)'\n"
+        "  set ylabel 'components'\n  set grid ytics\n  set boxwidth {} absolute\n  set yrange [0:*]\n"
+        "  set xrange [{}:{}]\n"
+        "  set key outside below left Left reverse\n  plot {}\n",
+        Q(title), Num(width * 0.95), Num(lo), Num(hi), fmt::join(parts, ", \\\n       "));
+    Emit(id, title,
+          fmt::format("Histogram of log10 firing density over components; {} of {} components "
+                      "never fired and are not shown.", dead, total),
+         dat, Script(id, title, 900, 560, body));
+  }
+
+  const SweepData& data_;
+  fs::path dir_;
+  std::vector<std::string>& warnings_;
+  std::vector<Figure> figures_;
+  Problems problems_;
+  size_t blocks_ = 0;
+  size_t opened_ = 0;
+};
+
+// posix_spawn attributes and file actions, destroyed on every path.
+class Spawn {
+ public:
+  Spawn() { posix_spawn_file_actions_init(&actions_); }
+  ~Spawn() { posix_spawn_file_actions_destroy(&actions_); }
+  Spawn(const Spawn&) = delete;
+  Spawn& operator=(const Spawn&) = delete;
+
+  // Runs argv in cwd with stdin from /dev/null and stdout+stderr into log; returns the pid or -1.
+  pid_t Start(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log) {
+    posix_spawn_file_actions_addopen(&actions_, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions_, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions_, 1, 2);
+    posix_spawn_file_actions_addchdir_np(&actions_, cwd.c_str());
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = -1;
+    if (posix_spawn(&pid, args[0], &actions_, nullptr, args.data(), environ) != 0) return -1;
+    return pid;
+  }
+
+ private:
+  posix_spawn_file_actions_t actions_;
+};
+
+std::string Tail(const fs::path& file, size_t lines) {
+  std::ifstream in(file);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) all.push_back(line);
+  }
+  size_t from = all.size() > lines ? all.size() - lines : 0;
+  return fmt::format("{}", fmt::join(all.begin() + from, all.end(), " | "));
+}
+
+void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string& gnuplot,
+            std::vector<std::string>& warnings) {
+  constexpr size_t kParallel = 4;
+  struct Job {
+    size_t figure;
+    pid_t pid;
+  };
+  auto finish = [&](const Job& job) {
+    int status = 0;
+    while (::waitpid(job.pid, &status, 0) < 0 && errno == EINTR) {}
+    Figure& f = figures[job.figure];
+    fs::path log = dir / (f.id + ".log");
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(dir / (f.id + ".png")) &&
+              fs::exists(dir / (f.id + ".svg"));
+    if (ok) {
+      f.png = "figures/" + f.id + ".png";
+      f.svg = "figures/" + f.id + ".svg";
+      std::error_code ec;
+      fs::remove(log, ec);
+    } else {
+      warnings.push_back(fmt::format("gnuplot failed on {} (see {}): {}", f.script, log.string(), Tail(log, 4)));
+    }
+  };
+  std::vector<Job> running;
+  for (size_t i = 0; i < figures.size(); ++i) {
+    if (running.size() == kParallel) {
+      finish(running.front());
+      running.erase(running.begin());
+    }
+    Spawn spawn;
+    pid_t pid = spawn.Start({gnuplot, figures[i].id + ".gp"}, dir.string(),
+                            (dir / (figures[i].id + ".log")).string());
+    if (pid < 0) {
+      warnings.push_back(fmt::format("could not start {} for {}: {}", gnuplot, figures[i].script,
+                                     std::strerror(errno)));
+      continue;
+    }
+    running.push_back({i, pid});
+  }
+  for (const Job& job : running) finish(job);
+}
+
+}  // namespace
+
+std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureRequest>& requests,
+                                const std::string& report_dir, const std::string& gnuplot,
+                                std::vector<std::string>& warnings) {
+  FigureMaker maker(data, report_dir, warnings);
+  for (const auto& r : requests) {
+    bool drawn = false;
+    for (const auto& s : data.stages) {
+      if (r.stage.empty() || r.stage == s.name) drawn |= maker.Make(r.type, s);
+    }
+    if (!drawn && !r.quiet) {
+      warnings.push_back(fmt::format("figure {}{}: no data to draw (no done shard with its "
+                                     "datasets or metrics), left out",
+                                     r.type, r.stage.empty() ? "" : " of stage " + r.stage));
+    }
+  }
+  std::vector<Figure>& figures = maker.figures();
+  if (!gnuplot.empty() && !figures.empty()) Render(figures, fs::path(report_dir) / "figures", gnuplot, warnings);
+  return std::move(figures);
+}
+
+}  // namespace seedgrid::report

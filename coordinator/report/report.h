@@ -1,0 +1,62 @@
+// `seedgrid report SWEEP`: a sweep's registry rows and shard files turned into seed-aggregated
+// tables (Markdown, LaTeX, CSV, HTML) and gnuplot figures, indexed by report.md.
+//
+// Layout of the report directory (default <out>/<sweep>/report, <out> being where the registry
+// lives unless the sweep's out dir is absolute):
+//   report.md              index: status per stage, every table, every figure, warnings
+//   report.html            the same as one self-contained page (inline CSS, PNGs embedded)
+//   tables/<id>.{md,tex,csv}  one table per stage (or per `report: tables:` entry)
+//   figures/<id>.{png,svg,dat,gp}
+//
+// What goes in, in order of precedence:
+//   1. --metrics / --group-by (with --stage: that stage; without: every stage that has them);
+//   2. the spec's `report:` section, stored with the sweep:
+//        report:
+//          tables:  [{stage: steer, metrics: [steer_delta, "retained.*"], group_by: [adapter]}]
+//          figures: [steering_curve, {type: loss_curves, stage: base}]
+//          formats: [md, csv]
+//   3. defaults: a table per stage with the kind's metrics (tables.h), figures by kind (figures.h).
+//
+// It reads the registry read-only, so it works while a sweep runs and after failures; a group
+// with a missing seed is flagged, never dropped. Without gnuplot on PATH it warns, still writes
+// the tables and the figures' data and scripts, and succeeds.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "coordinator/report/figures.h"
+#include "coordinator/report/tables.h"
+
+namespace seedgrid {
+
+struct ReportOptions {
+  std::string registry_path;  // default runs/registry.sqlite
+  std::string sweep;
+  std::string stage;          // empty: every stage
+  std::string out_dir;        // default <out>/<sweep>/report
+  std::vector<std::string> formats;   // md, tex, csv, html; empty: the spec's, else all
+  std::vector<std::string> group_by;
+  std::vector<std::string> metrics;   // names, or prefixes ending in '*'
+  bool figures = true;
+};
+
+// What a report wrote (paths absolute), for tests and the benchmark.
+struct ReportResult {
+  std::string dir;
+  std::string index_md;
+  std::string html;  // empty when html is not among the formats
+  std::vector<report::StageTable> tables;
+  std::vector<report::Figure> figures;
+  std::vector<std::string> warnings;
+};
+
+// Writes the report. Throws UsageError listing every problem (unknown sweep, stage, metric,
+// group-by key, format, bad `report:` section) before writing anything.
+ReportResult WriteReport(const ReportOptions& opts);
+
+// WriteReport, then prints the warnings (stderr) and where the report is (stdout). Returns 0;
+// usage errors are thrown as UsageError (exit code 2 in the CLI).
+int RunReport(const ReportOptions& opts);
+
+}  // namespace seedgrid

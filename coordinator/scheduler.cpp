@@ -1,0 +1,319 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+
+namespace seedgrid {
+
+Scheduler::Scheduler(std::vector<SchedTask> tasks, SchedulerOptions options)
+    : tasks_(std::move(tasks)), options_(options) {
+  const int n = static_cast<int>(tasks_.size());
+  dependents_.resize(n);
+  unmet_.assign(n, 0);
+  blocked_.assign(n, false);
+  queued_.assign(n, false);
+  counts_.total = n;
+  id_index_.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    id_index_.emplace(tasks_[i].msg.id, i);
+    for (int need : tasks_[i].needs) dependents_[need].push_back(i);
+    ShardStatus s = tasks_[i].status;
+    if (s == ShardStatus::kRunning || s == ShardStatus::kPreempted) {
+      // Orphans of a dead launch and preempted shards simply run again (never charged).
+      tasks_[i].status = s = ShardStatus::kPending;
+    }
+    Count(s)++;
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int need : tasks_[i].needs) {
+      if (tasks_[need].status != ShardStatus::kDone) ++unmet_[i];
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    if (tasks_[i].status == ShardStatus::kFailed) Block(i);
+  }
+  for (int i = 0; i < n; ++i) {
+    if (tasks_[i].status == ShardStatus::kPending && unmet_[i] == 0 && !blocked_[i]) MakeReady(i);
+  }
+}
+
+int64_t& Scheduler::Count(ShardStatus s) {
+  switch (s) {
+    case ShardStatus::kPending: return counts_.pending;
+    case ShardStatus::kRunning: return counts_.running;
+    case ShardStatus::kDone: return counts_.done;
+    case ShardStatus::kFailed: return counts_.failed;
+    case ShardStatus::kPreempted: break;
+  }
+  return counts_.preempted;
+}
+
+void Scheduler::SetStatus(int task, ShardStatus s) {
+  Count(tasks_[task].status) -= 1;
+  Count(s) += 1;
+  tasks_[task].status = s;
+}
+
+void Scheduler::MakeReady(int task) {
+  if (queued_[task]) return;
+  queued_[task] = true;
+  ready_.push_back(task);
+}
+
+void Scheduler::Block(int task) {
+  // Everything downstream of a failed shard can never run in this launch.
+  std::vector<int> stack(dependents_[task].begin(), dependents_[task].end());
+  while (!stack.empty()) {
+    int t = stack.back();
+    stack.pop_back();
+    if (blocked_[t] || tasks_[t].status == ShardStatus::kDone) continue;
+    blocked_[t] = true;
+    if (queued_[t]) queued_[t] = false;
+    if (tasks_[t].status == ShardStatus::kPending) {
+      counts_.pending -= 1;
+      counts_.blocked += 1;
+    }
+    for (int d : dependents_[t]) stack.push_back(d);
+  }
+}
+
+int Scheduler::UnsatisfiableRanks(int n_workers) const {
+  int worst = 0;
+  for (const auto& t : tasks_) {
+    if (t.status != ShardStatus::kDone && t.ranks > n_workers) worst = std::max(worst, t.ranks);
+  }
+  return worst;
+}
+
+bool Scheduler::Finished() const {
+  if (preempted_) return true;
+  if (!running_.empty()) return false;
+  for (int t : ready_) {
+    if (queued_[t]) return false;
+  }
+  return true;
+}
+
+int Scheduler::PickFor(const WorkerState& w) {
+  // Drop stale entries at the front.
+  while (!ready_.empty() && !queued_[ready_.front()]) ready_.pop_front();
+  if (ready_.empty()) return -1;
+  int head = ready_.front();
+  if (tasks_[head].ranks > 1) return -1;  // a gang waits at the head (handled in FillAll)
+  if (w.last_task < 0 || tasks_[head].needs.empty()) return head;
+  const auto& last_needs = tasks_[w.last_task].needs;
+  auto affine = [&](int c) {
+    for (int n : tasks_[c].needs) {
+      if (n == w.last_task) return true;
+      if (std::find(last_needs.begin(), last_needs.end(), n) != last_needs.end()) return true;
+    }
+    return false;
+  };
+  if (affine(head)) return head;
+  int seen = 0;
+  for (auto it = ready_.begin(); it != ready_.end() && seen < options_.affinity_lookahead;
+       ++it, ++seen) {
+    int c = *it;
+    if (!queued_[c] || tasks_[c].ranks > 1) continue;
+    if (affine(c)) return c;
+  }
+  return head;
+}
+
+void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm) {
+  SchedTask& t = tasks_[task];
+  queued_[task] = false;
+  t.msg.attempt = ++t.attempt_numbers;
+  t.msg.gang.clear();
+  if (gang.size() > 1) {
+    for (auto* w : gang) t.msg.gang.push_back(w->id.rank);
+    std::sort(t.msg.gang.begin(), t.msg.gang.end());
+    t.msg.gang_id = next_gang_id_++;
+  }
+  SetStatus(task, ShardStatus::kRunning);
+  Running r;
+  r.worker = gang.front()->id;
+  r.attempt = t.msg.attempt;
+  r.start = now;
+  r.gang_left = static_cast<int>(gang.size());
+  running_[task] = std::move(r);
+  for (auto* w : gang) {
+    w->in_flight += 1;
+    w->reserved = false;
+    w->last_task = task;
+    events_.push_back(DispatchedEvent{task, w->id, t.msg.attempt, now});
+    comm.Send(w->id, t.msg);
+  }
+}
+
+void Scheduler::Fill(WorkerState& w, double now, Comm& comm) {
+  while (!preempted_ && !w.reserved && w.in_flight < options_.window) {
+    int task = PickFor(w);
+    if (task < 0) break;
+    Dispatch(task, {&w}, now, comm);
+  }
+}
+
+void Scheduler::MarkHungry(WorkerState& w) {
+  if (!w.hungry && w.in_flight < options_.window) {
+    w.hungry = true;
+    hungry_.push_back(w.id.rank);
+  }
+}
+
+bool Scheduler::HasReady() {
+  while (!ready_.empty() && !queued_[ready_.front()]) ready_.pop_front();
+  return !ready_.empty();
+}
+
+void Scheduler::FillAll(double now, Comm& comm) {
+  if (preempted_) return;
+  while (HasReady()) {
+    int head = ready_.front();
+    int k = tasks_[head].ranks;
+    if (k <= 1) {
+      // Hand work to workers with free slots; cost is proportional to what is dispatched.
+      if (hungry_.empty()) return;
+      auto& w = worker_slots_[hungry_.back()];
+      Fill(w, now, comm);
+      if (w.in_flight >= options_.window || w.reserved) {
+        w.hungry = false;
+        hungry_.pop_back();
+        continue;
+      }
+      // w still has room: the queue is empty, or a gang waits at the head.
+      if (HasReady() && tasks_[ready_.front()].ranks > 1) continue;
+      return;
+    }
+    // A gang at the head: reserve idle workers until k are free, then send to all k.
+    std::vector<WorkerState*> idle;
+    for (int rank : workers_) {
+      auto& w = worker_slots_[rank];
+      if (w.in_flight == 0) {
+        w.reserved = true;
+        idle.push_back(&w);
+      }
+    }
+    if (static_cast<int>(idle.size()) < k) return;
+    std::vector<WorkerState*> rest(idle.begin() + k, idle.end());
+    idle.resize(k);
+    Dispatch(head, idle, now, comm);
+    for (auto* w : rest) w->reserved = false;
+    for (auto* w : idle) MarkHungry(*w);
+    for (auto* w : rest) MarkHungry(*w);
+  }
+}
+
+void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm& comm) {
+  if (const auto* hello = std::get_if<Hello>(&msg)) {
+    if (static_cast<int>(worker_slots_.size()) <= from.rank) worker_slots_.resize(from.rank + 1);
+    if (worker_slots_[from.rank].id.rank != from.rank) {
+      worker_slots_[from.rank].id = from;
+      workers_.push_back(from.rank);
+      MarkHungry(worker_slots_[from.rank]);
+    }
+    events_.push_back(WorkerJoinedEvent{from, *hello});
+    FillAll(now, comm);
+  } else if (const auto* p = std::get_if<Progress>(&msg)) {
+    int task = RunningTask(p->id, p->attempt);
+    if (task >= 0) events_.push_back(ProgressEvent{task, p->step, p->total});
+  } else {
+    const auto& done = std::get<ShardDone>(msg);
+    if (from.rank < static_cast<int>(worker_slots_.size())) {
+      auto& w = worker_slots_[from.rank];
+      if (w.in_flight > 0) w.in_flight -= 1;
+      MarkHungry(w);
+    }
+    // Find the running task this answers (a stale answer after preemption finds none).
+    int task = RunningTask(done.id, done.attempt);
+    if (task >= 0) Finish(task, from, done, now, comm);
+    if (!preempted_) FillAll(now, comm);
+  }
+}
+
+int Scheduler::RunningTask(const ShardId& id, int attempt) const {
+  auto it = id_index_.find(id);
+  if (it == id_index_.end()) return -1;
+  auto r = running_.find(it->second);
+  if (r == running_.end() || r->second.attempt != attempt) return -1;
+  return it->second;
+}
+
+void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm) {
+  (void)now;
+  (void)comm;
+  Running& r = running_[task];
+  if (r.gang_left > 1) {
+    // Gang: wait for every rank; the lead (lowest rank) carries metrics and the artifact.
+    r.gang_left -= 1;
+    if (done.outcome != Outcome::kOk && !r.failed) {
+      r.failed = true;
+      r.first_failure = done;
+    }
+    if (worker.rank == tasks_[task].msg.gang.front()) r.lead = done;
+    return;
+  }
+  if (tasks_[task].msg.gang.size() > 1) {
+    if (worker.rank == tasks_[task].msg.gang.front()) r.lead = done;
+    if (done.outcome != Outcome::kOk && !r.failed) {
+      r.failed = true;
+      r.first_failure = done;
+    }
+    ShardDone merged = r.failed ? r.first_failure : r.lead;
+    merged.start = std::min(r.lead.start > 0 ? r.lead.start : done.start, done.start);
+    done = std::move(merged);
+    worker = r.worker;
+  }
+  running_.erase(task);
+  SchedTask& t = tasks_[task];
+  ShardStatus next;
+  switch (done.outcome) {
+    case Outcome::kOk:
+      next = ShardStatus::kDone;
+      break;
+    case Outcome::kPreempted:
+      next = preempted_ ? ShardStatus::kPreempted : ShardStatus::kPending;
+      break;
+    default:
+      t.attempts += 1;
+      next = t.attempts < t.max_attempts ? ShardStatus::kPending : ShardStatus::kFailed;
+      break;
+  }
+  SetStatus(task, next);
+  events_.push_back(FinishedEvent{task, worker, std::move(done), next, t.attempts});
+  if (next == ShardStatus::kDone) {
+    for (int d : dependents_[task]) {
+      if (--unmet_[d] == 0 && !blocked_[d] && tasks_[d].status == ShardStatus::kPending) {
+        MakeReady(d);
+      }
+    }
+  } else if (next == ShardStatus::kPending) {
+    MakeReady(task);  // retry, at the back of the queue
+  } else if (next == ShardStatus::kFailed) {
+    Block(task);
+  }
+}
+
+void Scheduler::Preempt(double now) {
+  if (preempted_) return;
+  preempted_ = true;
+  for (auto& [task, r] : running_) {
+    ShardDone d;
+    d.id = tasks_[task].msg.id;
+    d.attempt = r.attempt;
+    d.outcome = Outcome::kPreempted;
+    d.error = "preempted: the coordinator was signalled";
+    d.start = r.start;
+    d.end = now;
+    SetStatus(task, ShardStatus::kPreempted);
+    events_.push_back(FinishedEvent{task, r.worker, std::move(d), ShardStatus::kPreempted,
+                                    tasks_[task].attempts});
+  }
+  running_.clear();
+  for (int rank : workers_) worker_slots_[rank].in_flight = 0;
+}
+
+void Scheduler::ShutdownAll(int exit_code, Comm& comm) {
+  for (int rank : workers_) comm.Send(WorkerId{rank}, Shutdown{exit_code});
+}
+
+}  // namespace seedgrid

@@ -1,0 +1,166 @@
+// The scheduler: the coordinator's logic as a pure reactor over plain state.
+//
+//   Scheduler s(tasks, options);
+//   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone
+//   s.Preempt(now, comm);                  // SIGTERM/SIGUSR1: stop dispatch, in-flight -> preempted
+//   s.TakeEvents();                        // what happened, for the registry writer and progress
+//
+// It does no I/O of its own: messages leave through Comm, which the MPI transport implements
+// and tests fake in memory (tests/coordinator round-trip every message through the codec).
+// Nothing here reads a clock either; `now` is passed in, so the scale simulation
+// (bench/scheduler_sim) drives it with a virtual clock.
+//
+// Policy:
+//   * pull: a worker that says Hello gets up to `window` shards; each ShardDone frees a slot
+//     that is refilled at once.
+//   * a shard is ready when every shard it needs is done; ready shards are dispatched in plan
+//     order (FIFO), preferring for each worker a ready shard that needs a shard the worker
+//     itself ran last (model affinity: its executor still holds that model), within a bounded
+//     look-ahead.
+//   * gang shards (`ranks: k`) wait at the head of the queue until k workers are idle, then go
+//     to all k at once.
+//   * retries: a failed attempt (error, crash, timeout, memory) is charged; the shard is
+//     queued again until `max_attempts` charged attempts, then it is failed and every shard
+//     that needs it is blocked (reported as pending, never dispatched).
+//   * preemption: in-flight shards become preempted (not charged) and nothing more is sent.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "core/comm.h"
+#include "core/protocol.h"
+#include "core/spec.h"
+#include "core/types.h"
+
+namespace seedgrid {
+
+// One shard as the scheduler sees it.
+struct SchedTask {
+  RunShard msg;                 // the dispatch message, attempt filled in at dispatch
+  std::vector<int> needs;       // indices into the task vector
+  int max_attempts = 3;
+  int ranks = 1;
+  ShardStatus status = ShardStatus::kPending;
+  int attempts = 0;             // charged attempts so far
+  int attempt_numbers = 0;      // attempts numbered so far (charged + preempted)
+};
+
+struct SchedulerOptions {
+  int window = 2;          // shards in flight per worker
+  int affinity_lookahead = 64;
+};
+
+// What happened, in order, for the registry writer (rank 0's single writer) and progress.
+struct DispatchedEvent {
+  int task;
+  WorkerId worker;
+  int attempt;
+  double time;
+};
+struct FinishedEvent {
+  int task;
+  WorkerId worker;
+  ShardDone done;
+  ShardStatus new_status;  // done, pending (will retry), failed, preempted
+  int attempts;            // charged attempts after this one
+};
+struct ProgressEvent {
+  int task;
+  int64_t step, total;
+};
+struct WorkerJoinedEvent {
+  WorkerId worker;
+  Hello hello;
+};
+using SchedEvent = std::variant<DispatchedEvent, FinishedEvent, ProgressEvent, WorkerJoinedEvent>;
+
+struct SchedCounts {
+  int64_t pending = 0, running = 0, done = 0, failed = 0, preempted = 0, blocked = 0;
+  int64_t total = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(std::vector<SchedTask> tasks, SchedulerOptions options);
+
+  void OnMessage(WorkerId from, const FromWorker& msg, double now, Comm& comm);
+  // Stop dispatching; every running shard becomes preempted (events emitted).
+  void Preempt(double now);
+  // Tells each known worker to shut down.
+  void ShutdownAll(int exit_code, Comm& comm);
+
+  // No shard is running and none can be dispatched any more (all done, failed or blocked),
+  // or preempted and nothing is in flight.
+  bool Finished() const;
+  bool preempted() const { return preempted_; }
+  const SchedCounts& counts() const { return counts_; }
+  const std::vector<SchedTask>& tasks() const { return tasks_; }
+  int workers() const { return static_cast<int>(workers_.size()); }
+  // Largest `ranks` among runnable tasks greater than the number of workers (0 when fine).
+  int UnsatisfiableRanks(int n_workers) const;
+
+  std::vector<SchedEvent> TakeEvents() { return std::exchange(events_, {}); }
+
+ private:
+  struct WorkerState {
+    WorkerId id;
+    int in_flight = 0;
+    bool reserved = false;      // held idle for a gang shard
+    int last_task = -1;         // for affinity
+    bool hungry = false;        // listed in hungry_
+  };
+  struct Running {
+    WorkerId worker;
+    int attempt;
+    double start = 0;
+    int gang_left;              // ShardDone messages still expected
+    ShardDone first_failure;    // of a gang
+    bool failed = false;
+    ShardDone lead;             // gang rank 0's report
+  };
+
+  void MakeReady(int task);
+  void Fill(WorkerState& w, double now, Comm& comm);
+  void FillAll(double now, Comm& comm);
+  void MarkHungry(WorkerState& w);
+  bool HasReady();
+  int PickFor(const WorkerState& w);
+  void Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm);
+  void Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm);
+  void Block(int task);
+  void SetStatus(int task, ShardStatus s);
+  int64_t& Count(ShardStatus s);
+  int RunningTask(const ShardId& id, int attempt) const;
+
+  std::vector<SchedTask> tasks_;
+  SchedulerOptions options_;
+  std::unordered_map<ShardId, int> id_index_;
+  std::vector<std::vector<int>> dependents_;
+  std::vector<int> unmet_;          // needs not yet done
+  std::vector<bool> blocked_;
+  std::deque<int> ready_;           // FIFO of ready task indices (may hold stale entries)
+  std::vector<bool> queued_;
+  std::unordered_map<int, Running> running_;
+  std::vector<WorkerState> worker_slots_;   // indexed by rank
+  std::vector<int> workers_;                // known ranks
+  std::vector<int> hungry_;                 // ranks that may have a free slot
+  std::vector<SchedEvent> events_;
+  SchedCounts counts_;
+  bool preempted_ = false;
+  int next_gang_id_ = 1;
+};
+
+// Builds scheduler tasks from a plan and the statuses already in the registry.
+// `selected`: when not empty (rerun), only these shards and pending ones may run; failed ones in
+// it get a fresh attempt budget.
+struct TaskBuildOptions {
+  std::string out_dir;  // absolute
+  std::string sweep;
+};
+
+}  // namespace seedgrid

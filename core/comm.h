@@ -1,0 +1,15 @@
+// The coordinator's transport seam: MPI in production (worker/mpi_transport.h), in memory in
+// tests (tests/support/memory_comm.h, which round-trips every message through the codec).
+#pragma once
+
+#include "core/protocol.h"
+
+namespace seedgrid {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual void Send(WorkerId to, const ToWorker& msg) = 0;
+};
+
+}  // namespace seedgrid

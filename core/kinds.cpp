@@ -1,0 +1,27 @@
+#include "core/kinds.h"
+
+#include <stdexcept>
+
+namespace seedgrid {
+
+void KindRegistry::Add(KindConfig kind) {
+  if (kind.name.empty()) throw std::logic_error("KindRegistry::Add: a kind needs a name");
+  std::string name = kind.name;
+  if (!kinds_.emplace(name, std::move(kind)).second) {
+    throw std::logic_error("KindRegistry::Add: kind '" + name + "' registered twice");
+  }
+}
+
+const KindConfig* KindRegistry::Find(const std::string& name) const {
+  auto it = kinds_.find(name);
+  return it == kinds_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> KindRegistry::Names() const {
+  std::vector<std::string> names;
+  names.reserve(kinds_.size());
+  for (const auto& [name, kind] : kinds_) names.push_back(name);
+  return names;
+}
+
+}  // namespace seedgrid

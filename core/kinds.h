@@ -1,0 +1,48 @@
+// The config half of every experiment kind: defaults, validation and whether `shards: n`
+// adds a reduce shard. No LibTorch: the coordinator links this to validate and expand a spec
+// before any GPU time is spent. The runner half (worker/runner.h) is registered separately.
+//
+// Registration is an explicit call (RegisterCoreKinds, experiments' RegisterKindConfigs), never
+// a static initialiser.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/types.h"
+
+namespace seedgrid {
+
+struct KindConfig {
+  std::string name;
+  std::string summary;  // one line, for `seedgrid kinds`
+  // Every accepted param with its default. Spec params are merged over these; a key that is
+  // not here is an error ("unknown param"), and so is a value whose JSON type differs
+  // (an integer is accepted where a float is expected). A default of null accepts any type.
+  Json defaults = Json::object();
+  // Extra checks on the merged params; each problem is "dotted.key: message".
+  std::function<std::vector<std::string>(const Json& params)> validate;
+  // `shards: n` on a stage of this kind makes n map shards plus one reduce shard that needs
+  // them all. Without it, `shards: n` makes n independent replicas.
+  bool has_reduce = false;
+  // Shards of this kind may run on `ranks: k > 1` workers as one gang.
+  bool supports_gang = false;
+};
+
+class KindRegistry {
+ public:
+  void Add(KindConfig kind);  // throws std::logic_error on a duplicate name
+  const KindConfig* Find(const std::string& name) const;
+  std::vector<std::string> Names() const;
+
+ private:
+  std::map<std::string, KindConfig> kinds_;
+};
+
+// Every kind this build knows: chaos and noop plus the experiments' config halves
+// (defined in experiments/all_kinds.cpp).
+const KindRegistry& AllKinds();
+
+}  // namespace seedgrid

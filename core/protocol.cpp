@@ -1,0 +1,334 @@
+#include "core/protocol.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace seedgrid {
+namespace {
+
+constexpr size_t kHeader = 4 + 2 + 1;
+constexpr uint32_t kMaxFrame = 1u << 30;
+
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(out) {}
+  template <typename T>
+  void Pod(T v) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out_->append(b, sizeof(T));
+  }
+  void Str(std::string_view s) {
+    Pod<uint32_t>(static_cast<uint32_t>(s.size()));
+    out_->append(s.data(), s.size());
+  }
+  void Id(const ShardId& id) { Str(id.hex); }
+
+ private:
+  std::string* out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  template <typename T>
+  T Pod() {
+    Need(sizeof(T));
+    T v;
+    std::memcpy(&v, in_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string Str() {
+    auto n = Pod<uint32_t>();
+    Need(n);
+    std::string s(in_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  ShardId Id() { return ShardId{Str()}; }
+  void End() const {
+    if (pos_ != in_.size()) {
+      throw ProtocolError(fmt::format("{} trailing bytes in frame", in_.size() - pos_));
+    }
+  }
+
+ private:
+  void Need(size_t n) const {
+    if (pos_ + n > in_.size()) throw ProtocolError("truncated frame");
+  }
+  std::string_view in_;
+  size_t pos_ = 0;
+};
+
+// Tags: ToWorker 1.., FromWorker 64..
+enum Tag : uint8_t {
+  kRunShard = 1,
+  kShutdown = 2,
+  kHello = 64,
+  kProgress = 65,
+  kShardDone = 66,
+};
+
+size_t BeginFrame(std::string* out, Tag tag) {
+  size_t start = out->size();
+  Writer w(out);
+  w.Pod<uint32_t>(0);
+  w.Pod<uint16_t>(kProtocolVersion);
+  w.Pod<uint8_t>(tag);
+  return start;
+}
+
+void EndFrame(std::string* out, size_t start) {
+  uint32_t len = static_cast<uint32_t>(out->size() - start - kHeader);
+  std::memcpy(out->data() + start, &len, 4);
+}
+
+std::pair<Tag, std::string_view> OpenFrame(std::string_view frame) {
+  if (frame.size() < kHeader) throw ProtocolError("frame shorter than its header");
+  uint32_t len;
+  uint16_t version;
+  std::memcpy(&len, frame.data(), 4);
+  std::memcpy(&version, frame.data() + 4, 2);
+  if (version != kProtocolVersion) {
+    throw ProtocolError(fmt::format(
+        "protocol version {} received, this seedgrid speaks {} (mixed seedgrid builds?)", version,
+        kProtocolVersion));
+  }
+  if (len != frame.size() - kHeader) {
+    throw ProtocolError(fmt::format("frame length {} but {} bytes received", len,
+                                    frame.size() - kHeader));
+  }
+  return {static_cast<Tag>(static_cast<uint8_t>(frame[6])), frame.substr(kHeader)};
+}
+
+void Put(Writer& w, const RunShard& m) {
+  w.Id(m.id);
+  w.Str(m.sweep);
+  w.Str(m.stage);
+  w.Str(m.kind);
+  w.Str(m.role);
+  w.Str(m.params_json);
+  w.Str(m.axes_json);
+  w.Str(m.needs_json);
+  w.Pod<int64_t>(m.seed);
+  w.Pod<int32_t>(m.attempt);
+  w.Pod<uint32_t>(static_cast<uint32_t>(m.inputs.size()));
+  for (const auto& in : m.inputs) {
+    w.Id(in.id);
+    w.Str(in.stage);
+    w.Str(in.kind);
+    w.Str(in.path);
+    w.Str(in.artifact_dir);
+    w.Pod<int64_t>(in.seed);
+    w.Str(in.params_json);
+    w.Str(in.axes_json);
+  }
+  w.Str(m.out_path);
+  w.Str(m.artifact_dir);
+  w.Pod<double>(m.timeout_s);
+  w.Pod<int64_t>(m.memory_mb);
+  w.Pod<uint8_t>(static_cast<uint8_t>(m.isolation));
+  w.Pod<uint32_t>(static_cast<uint32_t>(m.gang.size()));
+  for (int32_t r : m.gang) w.Pod<int32_t>(r);
+  w.Pod<int32_t>(m.gang_id);
+}
+
+RunShard GetRunShard(Reader& r) {
+  RunShard m;
+  m.id = r.Id();
+  m.sweep = r.Str();
+  m.stage = r.Str();
+  m.kind = r.Str();
+  m.role = r.Str();
+  m.params_json = r.Str();
+  m.axes_json = r.Str();
+  m.needs_json = r.Str();
+  m.seed = r.Pod<int64_t>();
+  m.attempt = r.Pod<int32_t>();
+  auto n = r.Pod<uint32_t>();
+  m.inputs.resize(n);
+  for (auto& in : m.inputs) {
+    in.id = r.Id();
+    in.stage = r.Str();
+    in.kind = r.Str();
+    in.path = r.Str();
+    in.artifact_dir = r.Str();
+    in.seed = r.Pod<int64_t>();
+    in.params_json = r.Str();
+    in.axes_json = r.Str();
+  }
+  m.out_path = r.Str();
+  m.artifact_dir = r.Str();
+  m.timeout_s = r.Pod<double>();
+  m.memory_mb = r.Pod<int64_t>();
+  auto iso = r.Pod<uint8_t>();
+  if (iso > static_cast<uint8_t>(Isolation::kInline)) throw ProtocolError("bad isolation value");
+  m.isolation = static_cast<Isolation>(iso);
+  auto g = r.Pod<uint32_t>();
+  m.gang.resize(g);
+  for (auto& x : m.gang) x = r.Pod<int32_t>();
+  m.gang_id = r.Pod<int32_t>();
+  return m;
+}
+
+void Put(Writer& w, const ShardDone& m) {
+  w.Id(m.id);
+  w.Pod<int32_t>(m.attempt);
+  w.Pod<uint8_t>(static_cast<uint8_t>(m.outcome));
+  w.Pod<int32_t>(m.signal);
+  w.Pod<int32_t>(m.exit_code);
+  w.Str(m.error);
+  w.Pod<uint32_t>(static_cast<uint32_t>(m.metrics.size()));
+  for (const auto& [k, v] : m.metrics) {
+    w.Str(k);
+    w.Pod<double>(v);
+  }
+  w.Str(m.artifact);
+  w.Pod<double>(m.start);
+  w.Pod<double>(m.end);
+  w.Pod<int64_t>(m.peak_rss_kb);
+}
+
+ShardDone GetShardDone(Reader& r) {
+  ShardDone m;
+  m.id = r.Id();
+  m.attempt = r.Pod<int32_t>();
+  auto o = r.Pod<uint8_t>();
+  if (o > static_cast<uint8_t>(Outcome::kPreempted)) throw ProtocolError("bad outcome value");
+  m.outcome = static_cast<Outcome>(o);
+  m.signal = r.Pod<int32_t>();
+  m.exit_code = r.Pod<int32_t>();
+  m.error = r.Str();
+  auto n = r.Pod<uint32_t>();
+  m.metrics.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto k = r.Str();
+    m.metrics.emplace_back(std::move(k), r.Pod<double>());
+  }
+  m.artifact = r.Str();
+  m.start = r.Pod<double>();
+  m.end = r.Pod<double>();
+  m.peak_rss_kb = r.Pod<int64_t>();
+  return m;
+}
+
+}  // namespace
+
+void Encode(const ToWorker& msg, std::string* out) {
+  Writer w(out);
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, RunShard>) {
+          size_t s = BeginFrame(out, kRunShard);
+          Put(w, m);
+          EndFrame(out, s);
+        } else {
+          size_t s = BeginFrame(out, kShutdown);
+          w.Pod<int32_t>(m.exit_code);
+          EndFrame(out, s);
+        }
+      },
+      msg);
+}
+
+void Encode(const FromWorker& msg, std::string* out) {
+  Writer w(out);
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, Hello>) {
+          size_t s = BeginFrame(out, kHello);
+          w.Str(m.host);
+          w.Pod<int32_t>(m.local_rank);
+          w.Str(m.gpu);
+          w.Pod<int64_t>(m.pid);
+          w.Pod<int32_t>(m.threads);
+          w.Str(m.slurm_job);
+          EndFrame(out, s);
+        } else if constexpr (std::is_same_v<T, Progress>) {
+          size_t s = BeginFrame(out, kProgress);
+          w.Id(m.id);
+          w.Pod<int32_t>(m.attempt);
+          w.Pod<int64_t>(m.step);
+          w.Pod<int64_t>(m.total);
+          EndFrame(out, s);
+        } else {
+          size_t s = BeginFrame(out, kShardDone);
+          Put(w, m);
+          EndFrame(out, s);
+        }
+      },
+      msg);
+}
+
+ToWorker DecodeToWorker(std::string_view frame) {
+  auto [tag, payload] = OpenFrame(frame);
+  Reader r(payload);
+  ToWorker out;
+  switch (tag) {
+    case kRunShard: out = GetRunShard(r); break;
+    case kShutdown: out = Shutdown{r.Pod<int32_t>()}; break;
+    default: throw ProtocolError(fmt::format("unexpected message tag {} for a worker", int(tag)));
+  }
+  r.End();
+  return out;
+}
+
+FromWorker DecodeFromWorker(std::string_view frame) {
+  auto [tag, payload] = OpenFrame(frame);
+  Reader r(payload);
+  FromWorker out;
+  switch (tag) {
+    case kHello: {
+      Hello h;
+      h.host = r.Str();
+      h.local_rank = r.Pod<int32_t>();
+      h.gpu = r.Str();
+      h.pid = r.Pod<int64_t>();
+      h.threads = r.Pod<int32_t>();
+      h.slurm_job = r.Str();
+      out = std::move(h);
+      break;
+    }
+    case kProgress: {
+      Progress p;
+      p.id = r.Id();
+      p.attempt = r.Pod<int32_t>();
+      p.step = r.Pod<int64_t>();
+      p.total = r.Pod<int64_t>();
+      out = std::move(p);
+      break;
+    }
+    case kShardDone: out = GetShardDone(r); break;
+    default:
+      throw ProtocolError(fmt::format("unexpected message tag {} for the coordinator", int(tag)));
+  }
+  r.End();
+  return out;
+}
+
+std::optional<size_t> WholeFrameSize(std::string_view buf) {
+  if (buf.size() < kHeader) return std::nullopt;
+  uint32_t len;
+  std::memcpy(&len, buf.data(), 4);
+  if (len > kMaxFrame) throw ProtocolError(fmt::format("impossible frame length {}", len));
+  if (buf.size() < kHeader + len) return std::nullopt;
+  return kHeader + len;
+}
+
+std::string_view MessageName(const ToWorker& msg) {
+  return std::holds_alternative<RunShard>(msg) ? "RunShard" : "Shutdown";
+}
+
+std::string_view MessageName(const FromWorker& msg) {
+  switch (msg.index()) {
+    case 0: return "Hello";
+    case 1: return "Progress";
+    default: return "ShardDone";
+  }
+}
+
+}  // namespace seedgrid

@@ -1,0 +1,139 @@
+// Messages between the coordinator (rank 0), the workers (ranks >= 1) and each worker's executor
+// child, and their codec. One closed std::variant per direction; plain data; versioned frames.
+// The same bytes travel over MPI (coordinator <-> worker) and over the executor pipe
+// (worker <-> executor), so one codec serves both and tests round-trip every message.
+//
+// The protocol (pull scheduling):
+//   1. A worker starts, launches its executor and sends Hello (host, local rank, GPU, threads).
+//   2. The coordinator answers with up to `window` RunShard messages (1 or 2 in flight per
+//      worker hides the dispatch latency). A shard is sent only when every shard it needs is done.
+//   3. The worker runs shards in arrival order: single-rank shards in its executor (RunShard is
+//      forwarded down the pipe), `isolation: inline` shards in the worker itself, gang shards
+//      (`ranks: k`) on an MPI sub-communicator of the k workers named in RunShard::gang.
+//   4. While a shard runs, the executor sends Progress (rate-limited); the worker forwards it.
+//   5. When a shard ends the worker sends ShardDone (outcome, error, metrics, artifact, peak
+//      RSS). A crash, timeout or memory kill of the executor becomes a ShardDone written by the
+//      worker, which then restarts the executor. Every ShardDone frees a slot; the coordinator
+//      refills it (step 2).
+//   6. At the end, or on preemption, the coordinator sends Shutdown; a worker kills any shard
+//      still running (it is recorded as preempted by the coordinator, not charged) and exits
+//      with Shutdown::exit_code, so mpirun's exit code is the sweep's.
+//
+// Frame: u32 payload length, u16 version, u8 message tag, payload (little-endian fixed-width
+// integers, u32-length-prefixed strings). A frame of another version is rejected with an error
+// that names both versions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "core/types.h"
+
+namespace seedgrid {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+
+struct InputRef {
+  ShardId id;
+  std::string stage;
+  std::string kind;
+  std::string path;          // absolute path of the needed shard's .h5
+  std::string artifact_dir;  // absolute path of its extra files
+  int64_t seed = 0;
+  std::string params_json;
+  std::string axes_json;
+  bool operator==(const InputRef&) const = default;
+};
+
+// ---- coordinator -> worker (and worker -> executor) ----
+struct RunShard {
+  ShardId id;
+  std::string sweep;
+  std::string stage;
+  std::string kind;
+  std::string role;         // single | map | reduce
+  std::string params_json;  // canonical resolved params
+  std::string axes_json;
+  std::string needs_json;   // JSON list of needed shard ids (for the file attributes)
+  int64_t seed = 0;
+  int32_t attempt = 1;
+  std::vector<InputRef> inputs;
+  std::string out_path;      // final .h5 path (absolute)
+  std::string artifact_dir;  // absolute
+  double timeout_s = 0;
+  int64_t memory_mb = 0;
+  Isolation isolation = Isolation::kExecutor;
+  std::vector<int32_t> gang;  // world ranks of a gang shard (empty: single-rank)
+  int32_t gang_id = 0;
+  bool operator==(const RunShard&) const = default;
+};
+
+struct Shutdown {
+  int32_t exit_code = 0;
+  bool operator==(const Shutdown&) const = default;
+};
+
+using ToWorker = std::variant<RunShard, Shutdown>;
+
+// ---- worker -> coordinator (and executor -> worker) ----
+struct Hello {
+  std::string host;
+  int32_t local_rank = 0;
+  std::string gpu;  // "" on CPU; UUID or index otherwise
+  int64_t pid = 0;
+  int32_t threads = 1;
+  std::string slurm_job;  // "job.step" when under Slurm
+  bool operator==(const Hello&) const = default;
+};
+
+struct Progress {
+  ShardId id;
+  int32_t attempt = 1;
+  int64_t step = 0;
+  int64_t total = 0;
+  bool operator==(const Progress&) const = default;
+};
+
+struct ShardDone {
+  ShardId id;
+  int32_t attempt = 1;
+  Outcome outcome = Outcome::kOk;
+  int32_t signal = 0;
+  int32_t exit_code = 0;
+  std::string error;
+  std::vector<std::pair<std::string, double>> metrics;
+  std::string artifact;  // published .h5 path ("" when the kind writes none)
+  double start = 0;      // unix seconds
+  double end = 0;
+  int64_t peak_rss_kb = 0;
+  bool operator==(const ShardDone&) const = default;
+};
+
+using FromWorker = std::variant<Hello, Progress, ShardDone>;
+
+// ---- codec ----
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Appends one frame to *out.
+void Encode(const ToWorker& msg, std::string* out);
+void Encode(const FromWorker& msg, std::string* out);
+// Decodes exactly one whole frame (as received from MPI). Throws ProtocolError.
+ToWorker DecodeToWorker(std::string_view frame);
+FromWorker DecodeFromWorker(std::string_view frame);
+
+// For streams (pipes): the length of the first whole frame in `buf`, or nullopt when more bytes
+// are needed. Throws ProtocolError on an impossible length.
+std::optional<size_t> WholeFrameSize(std::string_view buf);
+
+std::string_view MessageName(const ToWorker& msg);
+std::string_view MessageName(const FromWorker& msg);
+
+}  // namespace seedgrid

@@ -1,0 +1,551 @@
+#include "core/registry.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <system_error>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+
+#include "core/sysutil.h"
+
+namespace seedgrid {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Bump with a migration in Registry::Registry when the DDL below changes.
+constexpr int kSchemaVersion = 1;
+
+// Timestamps: sweeps/launches ISO 8601 UTC text (read by people), attempts and shards.updated
+// unix seconds REAL (written at coordinator rates, compared numerically).
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sweeps(
+  name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL,
+  out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
+  git_commit TEXT NOT NULL, host TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shards(
+  id TEXT PRIMARY KEY, sweep TEXT NOT NULL, stage TEXT NOT NULL, stage_index INTEGER NOT NULL,
+  kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL, seed INTEGER NOT NULL,
+  role TEXT NOT NULL, needs TEXT NOT NULL,
+  status TEXT NOT NULL CHECK(status IN ('pending','running','done','failed','preempted')),
+  attempts INTEGER NOT NULL, artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS shards_sweep_stage ON shards(sweep, stage);
+CREATE TABLE IF NOT EXISTS attempts(
+  shard TEXT NOT NULL, n INTEGER NOT NULL, rank INTEGER NOT NULL, host TEXT NOT NULL,
+  gpu TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL, outcome TEXT NOT NULL,
+  signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL,
+  peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY(shard, n));
+CREATE INDEX IF NOT EXISTS attempts_shard ON attempts(shard);
+CREATE TABLE IF NOT EXISTS metrics(
+  shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(shard, name));
+CREATE INDEX IF NOT EXISTS metrics_shard ON metrics(shard);
+CREATE TABLE IF NOT EXISTS provenance(
+  sweep TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(sweep, key));
+CREATE TABLE IF NOT EXISTS launches(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, started TEXT NOT NULL,
+  ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, workers INTEGER NOT NULL,
+  exit_code INTEGER, job_id TEXT NOT NULL);
+)sql";
+
+#define SHARD_COLUMNS \
+  "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs, status, attempts, " \
+  "artifact, error"
+#define ATTEMPT_COLUMNS \
+  "shard, n, rank, host, gpu, start, \"end\", outcome, signal, exit_code, error, peak_rss_kb, job_id"
+#define SWEEP_COLUMNS "name, spec_text, spec_hash, out_dir, created, updated, git_commit, host"
+
+// Resets a cached statement when the call using it ends, so no read transaction stays open.
+class Use {
+ public:
+  explicit Use(SQLite::Statement& s) : s_(s) {}
+  ~Use() { s_.tryReset(); }
+  SQLite::Statement* operator->() { return &s_; }
+
+ private:
+  SQLite::Statement& s_;
+};
+
+// SQLite stores NaN as NULL; metrics read back as NaN.
+double ReadReal(const SQLite::Column& c) {
+  return c.isNull() ? std::numeric_limits<double>::quiet_NaN() : c.getDouble();
+}
+
+SweepRow ReadSweep(SQLite::Statement& s) {
+  return SweepRow{s.getColumn(0).getString(), s.getColumn(1).getString(),
+                  s.getColumn(2).getString(), s.getColumn(3).getString(),
+                  s.getColumn(4).getString(), s.getColumn(5).getString(),
+                  s.getColumn(6).getString(), s.getColumn(7).getString()};
+}
+
+ShardRow ReadShard(SQLite::Statement& s) {
+  ShardRow r;
+  r.id = ShardId{s.getColumn(0).getString()};
+  r.sweep = s.getColumn(1).getString();
+  r.stage = s.getColumn(2).getString();
+  r.stage_index = s.getColumn(3).getInt();
+  r.kind = s.getColumn(4).getString();
+  r.params = Json::parse(s.getColumn(5).getString());
+  r.axes = Json::parse(s.getColumn(6).getString());
+  r.seed = s.getColumn(7).getInt64();
+  r.role = s.getColumn(8).getString();
+  for (const auto& n : Json::parse(s.getColumn(9).getString())) r.needs.push_back({n.get<std::string>()});
+  r.status = ParseShardStatus(s.getColumn(10).getString());
+  r.attempts = s.getColumn(11).getInt();
+  r.artifact = s.getColumn(12).getString();
+  r.error = s.getColumn(13).getString();
+  return r;
+}
+
+AttemptRow ReadAttempt(SQLite::Statement& s) {
+  AttemptRow a;
+  a.shard = ShardId{s.getColumn(0).getString()};
+  a.n = s.getColumn(1).getInt();
+  a.rank = s.getColumn(2).getInt();
+  a.host = s.getColumn(3).getString();
+  a.gpu = s.getColumn(4).getString();
+  a.start = s.getColumn(5).getDouble();
+  a.end = s.getColumn(6).getDouble();
+  a.outcome = ParseOutcome(s.getColumn(7).getString());
+  a.signal = s.getColumn(8).getInt();
+  a.exit_code = s.getColumn(9).getInt();
+  a.error = s.getColumn(10).getString();
+  a.peak_rss_kb = s.getColumn(11).getInt64();
+  a.job_id = s.getColumn(12).getString();
+  return a;
+}
+
+std::string NeedsJson(const std::vector<ShardId>& needs) {
+  Json j = Json::array();
+  for (const auto& n : needs) j.push_back(n.hex);
+  return j.dump();
+}
+
+}  // namespace
+
+// Every statement the registry runs, compiled once per connection.
+struct Registry::Statements {
+  explicit Statements(SQLite::Database& db)
+      : begin(db, "BEGIN IMMEDIATE"),
+        commit(db, "COMMIT"),
+        rollback(db, "ROLLBACK"),
+        upsert_sweep(db,
+                     "INSERT INTO sweeps(" SWEEP_COLUMNS ") VALUES(?,?,?,?,?,?,?,?) "
+                     "ON CONFLICT(name) DO UPDATE SET spec_text=excluded.spec_text, "
+                     "spec_hash=excluded.spec_hash, out_dir=excluded.out_dir, "
+                     "updated=excluded.updated, git_commit=excluded.git_commit, "
+                     "host=excluded.host"),
+        insert_shard(db,
+                     "INSERT OR IGNORE INTO shards(" SHARD_COLUMNS ", updated) "
+                     "VALUES(?,?,?,?,?,?,?,?,?,?,'pending',0,'','',?)"),
+        set_shard_state(db,
+                        "UPDATE shards SET status=?, attempts=?, artifact=?, error=?, updated=? "
+                        "WHERE id=?"),
+        add_attempt(db, "INSERT OR REPLACE INTO attempts(" ATTEMPT_COLUMNS
+                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+        clear_metrics(db, "DELETE FROM metrics WHERE shard=?"),
+        insert_metric(db, "INSERT OR REPLACE INTO metrics(shard, name, value) VALUES(?,?,?)"),
+        set_provenance(db,
+                       "INSERT OR REPLACE INTO provenance(sweep, key, value) VALUES(?,?,?)"),
+        begin_launch(db,
+                     "INSERT INTO launches(sweep, started, host, pid, workers, job_id) "
+                     "VALUES(?,?,?,?,?,?)"),
+        end_launch(db, "UPDATE launches SET ended=?, exit_code=? WHERE id=?"),
+        recover_orphans(db,
+                        "UPDATE shards SET status='pending', updated=? "
+                        "WHERE sweep=? AND status='running'"),
+        sweeps(db, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY name"),
+        sweep(db, "SELECT " SWEEP_COLUMNS " FROM sweeps WHERE name=?"),
+        shards_of_sweep(db, "SELECT " SHARD_COLUMNS
+                            " FROM shards WHERE sweep=? ORDER BY stage_index, id"),
+        shards_of_stage(db, "SELECT " SHARD_COLUMNS
+                            " FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
+        shard(db, "SELECT " SHARD_COLUMNS " FROM shards WHERE id=?"),
+        shards_by_prefix(db, "SELECT " SHARD_COLUMNS
+                             " FROM shards WHERE id>=? AND id<? ORDER BY id LIMIT 11"),
+        attempts(db, "SELECT " ATTEMPT_COLUMNS " FROM attempts WHERE shard=? ORDER BY n"),
+        metrics(db, "SELECT name, value FROM metrics WHERE shard=?"),
+        metrics_of_sweep(db,
+                         "SELECT m.shard, m.name, m.value FROM metrics m JOIN shards s "
+                         "ON s.id=m.shard WHERE s.sweep=? ORDER BY m.shard, m.name"),
+        metrics_of_stage(db,
+                         "SELECT m.shard, m.name, m.value FROM metrics m JOIN shards s "
+                         "ON s.id=m.shard WHERE s.sweep=? AND s.stage=? "
+                         "ORDER BY m.shard, m.name"),
+        provenance(db, "SELECT key, value FROM provenance WHERE sweep=?") {}
+
+  SQLite::Statement begin, commit, rollback;
+  SQLite::Statement upsert_sweep, insert_shard, set_shard_state, add_attempt, clear_metrics,
+      insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
+  SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shards_by_prefix,
+      attempts, metrics, metrics_of_sweep, metrics_of_stage, provenance;
+};
+
+Registry::Registry(const std::string& path, Mode mode) : path_(path) {
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (mode == Mode::kReadOnly) {
+    if (!fs::exists(path)) {
+      throw UsageError(
+          fmt::format("no registry at {} (run a sweep first, or pass --registry)", path));
+    }
+  } else {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw UsageError(fmt::format("cannot create directory {}: {}", dir.string(), ec.message()));
+  }
+  network_fs_ = IsNetworkFilesystem(dir.string());
+  const int busy_ms = network_fs_ ? 30000 : 5000;
+  try {
+    db_ = std::make_unique<SQLite::Database>(
+        path,
+        mode == Mode::kWrite ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE
+                             : SQLite::OPEN_READONLY,
+        busy_ms);
+    int version = db_->execAndGet("PRAGMA user_version").getInt();
+    if (version > kSchemaVersion) {
+      throw UsageError(fmt::format(
+          "registry {} has schema version {}, newer than this seedgrid ({}); upgrade seedgrid",
+          path, version, kSchemaVersion));
+    }
+    if (mode == Mode::kWrite) {
+      // WAL needs shared memory between processes, which network filesystems do not provide.
+      db_->exec(network_fs_ ? "PRAGMA journal_mode=DELETE" : "PRAGMA journal_mode=WAL");
+      db_->exec(network_fs_ ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+      if (version < kSchemaVersion) {
+        SQLite::Transaction tx(*db_);
+        db_->exec(kSchema);
+        db_->exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
+        tx.commit();
+      }
+    } else if (version == 0) {
+      throw UsageError(fmt::format("{} is not a seedgrid registry (no schema)", path));
+    }
+    st_ = std::make_unique<Statements>(*db_);
+  } catch (const SQLite::Exception& e) {
+    throw UsageError(fmt::format("cannot open registry {}: {}", path, e.what()));
+  }
+}
+
+Registry::~Registry() = default;
+
+Registry::Batch::Batch(Registry& r) : r_(r) { Use(r_.st_->begin)->exec(); }
+
+Registry::Batch::~Batch() {
+  if (done_) return;
+  try {
+    Use(r_.st_->rollback)->exec();
+  } catch (...) {
+    // The connection rolls back on its own when it closes; nothing more to do here.
+  }
+}
+
+void Registry::Batch::Commit() {
+  Use(r_.st_->commit)->exec();
+  done_ = true;
+}
+
+void Registry::UpsertSweep(const SweepRow& s) {
+  std::string now = NowIso8601Utc();
+  Use q(st_->upsert_sweep);
+  q->bind(1, s.name);
+  q->bind(2, s.spec_text);
+  q->bind(3, s.spec_hash);
+  q->bind(4, s.out_dir);
+  q->bind(5, s.created.empty() ? now : s.created);
+  q->bind(6, s.updated.empty() ? now : s.updated);
+  q->bind(7, s.git_commit);
+  q->bind(8, s.host);
+  q->exec();
+}
+
+void Registry::InsertShards(const std::vector<ShardRow>& shards) {
+  // One transaction for the lot unless the caller already opened one.
+  std::optional<Batch> own;
+  if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
+  double now = UnixNow();
+  for (const auto& r : shards) {
+    Use q(st_->insert_shard);
+    q->bind(1, r.id.hex);
+    q->bind(2, r.sweep);
+    q->bind(3, r.stage);
+    q->bind(4, r.stage_index);
+    q->bind(5, r.kind);
+    q->bind(6, r.params.dump());
+    q->bind(7, r.axes.dump());
+    q->bind(8, r.seed);
+    q->bind(9, r.role);
+    q->bind(10, NeedsJson(r.needs));
+    q->bind(11, now);
+    q->exec();
+  }
+  if (own) own->Commit();
+}
+
+void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts,
+                             const std::string& artifact, const std::string& error) {
+  Use q(st_->set_shard_state);
+  q->bind(1, std::string(ToString(status)));
+  q->bind(2, attempts);
+  q->bindNoCopy(3, artifact);
+  q->bindNoCopy(4, error);
+  q->bind(5, UnixNow());
+  q->bindNoCopy(6, id.hex);
+  if (q->exec() == 0) {
+    throw std::invalid_argument(fmt::format("SetShardState: no shard {} in {}", id.hex, path_));
+  }
+}
+
+void Registry::AddAttempt(const AttemptRow& a) {
+  Use q(st_->add_attempt);
+  q->bindNoCopy(1, a.shard.hex);
+  q->bind(2, a.n);
+  q->bind(3, a.rank);
+  q->bindNoCopy(4, a.host);
+  q->bindNoCopy(5, a.gpu);
+  q->bind(6, a.start);
+  q->bind(7, a.end);
+  q->bind(8, std::string(ToString(a.outcome)));
+  q->bind(9, a.signal);
+  q->bind(10, a.exit_code);
+  q->bindNoCopy(11, a.error);
+  q->bind(12, a.peak_rss_kb);
+  q->bindNoCopy(13, a.job_id);
+  q->exec();
+}
+
+void Registry::SetMetrics(const ShardId& id,
+                          const std::vector<std::pair<std::string, double>>& metrics) {
+  std::optional<Batch> own;
+  if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
+  {
+    Use q(st_->clear_metrics);
+    q->bindNoCopy(1, id.hex);
+    q->exec();
+  }
+  for (const auto& [name, value] : metrics) {
+    Use q(st_->insert_metric);
+    q->bindNoCopy(1, id.hex);
+    q->bindNoCopy(2, name);
+    q->bind(3, value);  // NaN is stored as NULL
+    q->exec();
+  }
+  if (own) own->Commit();
+}
+
+void Registry::SetProvenance(const std::string& sweep, const std::string& key,
+                             const std::string& value) {
+  Use q(st_->set_provenance);
+  q->bind(1, sweep);
+  q->bind(2, key);
+  q->bind(3, value);
+  q->exec();
+}
+
+int64_t Registry::BeginLaunch(const std::string& sweep, const std::string& host, int64_t pid,
+                              int workers, const std::string& job_id) {
+  Use q(st_->begin_launch);
+  q->bind(1, sweep);
+  q->bind(2, NowIso8601Utc());
+  q->bind(3, host);
+  q->bind(4, pid);
+  q->bind(5, workers);
+  q->bind(6, job_id);
+  q->exec();
+  return db_->getLastInsertRowid();
+}
+
+void Registry::EndLaunch(int64_t launch, int exit_code) {
+  Use q(st_->end_launch);
+  q->bind(1, NowIso8601Utc());
+  q->bind(2, exit_code);
+  q->bind(3, launch);
+  q->exec();
+}
+
+int Registry::RecoverOrphans(const std::string& sweep) {
+  Use q(st_->recover_orphans);
+  q->bind(1, UnixNow());
+  q->bind(2, sweep);
+  return q->exec();
+}
+
+std::vector<SweepRow> Registry::Sweeps() const {
+  std::vector<SweepRow> out;
+  Use q(st_->sweeps);
+  while (q->executeStep()) out.push_back(ReadSweep(st_->sweeps));
+  return out;
+}
+
+std::optional<SweepRow> Registry::Sweep(const std::string& name) const {
+  Use q(st_->sweep);
+  q->bind(1, name);
+  if (!q->executeStep()) return std::nullopt;
+  return ReadSweep(st_->sweep);
+}
+
+std::vector<ShardRow> Registry::Shards(const std::string& sweep, const std::string& stage) const {
+  SQLite::Statement& s = stage.empty() ? st_->shards_of_sweep : st_->shards_of_stage;
+  Use q(s);
+  q->bind(1, sweep);
+  if (!stage.empty()) q->bind(2, stage);
+  std::vector<ShardRow> out;
+  while (q->executeStep()) out.push_back(ReadShard(s));
+  return out;
+}
+
+std::optional<ShardRow> Registry::Shard(const ShardId& id) const {
+  Use q(st_->shard);
+  q->bind(1, id.hex);
+  if (!q->executeStep()) return std::nullopt;
+  return ReadShard(st_->shard);
+}
+
+std::optional<ShardRow> Registry::FindShardByPrefix(const std::string& prefix) const {
+  std::string p;
+  for (char c : prefix) {
+    char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!std::isxdigit(static_cast<unsigned char>(l))) {
+      throw UsageError(fmt::format("'{}' is not a shard id prefix (hex digits expected)", prefix));
+    }
+    p += l;
+  }
+  if (p.empty()) throw UsageError("empty shard id prefix");
+  Use q(st_->shards_by_prefix);
+  q->bind(1, p);
+  q->bind(2, p + "g");  // ids are lowercase hex: every id with prefix p sorts below p+"g"
+  std::vector<ShardRow> found;
+  while (q->executeStep()) found.push_back(ReadShard(st_->shards_by_prefix));
+  if (found.empty()) return std::nullopt;
+  if (found.size() == 1) return found.front();
+  std::string list;
+  for (size_t i = 0; i < found.size() && i < 10; ++i) {
+    list += fmt::format("\n  {} ({}/{} seed {})", found[i].id.hex, found[i].sweep, found[i].stage,
+                        found[i].seed);
+  }
+  throw UsageError(fmt::format("shard prefix '{}' is ambiguous; candidates:{}{}", prefix, list,
+                               found.size() > 10 ? "\n  ..." : ""));
+}
+
+std::vector<AttemptRow> Registry::Attempts(const ShardId& id) const {
+  Use q(st_->attempts);
+  q->bind(1, id.hex);
+  std::vector<AttemptRow> out;
+  while (q->executeStep()) out.push_back(ReadAttempt(st_->attempts));
+  return out;
+}
+
+std::map<std::string, double> Registry::Metrics(const ShardId& id) const {
+  Use q(st_->metrics);
+  q->bind(1, id.hex);
+  std::map<std::string, double> out;
+  while (q->executeStep()) out[q->getColumn(0).getString()] = ReadReal(q->getColumn(1));
+  return out;
+}
+
+std::vector<MetricRow> Registry::MetricsOfSweep(const std::string& sweep,
+                                                const std::string& stage) const {
+  SQLite::Statement& s = stage.empty() ? st_->metrics_of_sweep : st_->metrics_of_stage;
+  Use q(s);
+  q->bind(1, sweep);
+  if (!stage.empty()) q->bind(2, stage);
+  std::vector<MetricRow> out;
+  while (q->executeStep()) {
+    out.push_back(MetricRow{ShardId{s.getColumn(0).getString()}, s.getColumn(1).getString(),
+                            ReadReal(s.getColumn(2))});
+  }
+  return out;
+}
+
+std::map<std::string, std::string> Registry::Provenance(const std::string& sweep) const {
+  Use q(st_->provenance);
+  q->bind(1, sweep);
+  std::map<std::string, std::string> out;
+  while (q->executeStep()) out[q->getColumn(0).getString()] = q->getColumn(1).getString();
+  return out;
+}
+
+// ---- RunLock ----
+
+RunLock::RunLock(const std::string& registry_path) {
+  const std::string lock_path = registry_path + ".lock";
+  std::error_code ec;
+  fs::path dir = fs::path(registry_path).parent_path();
+  if (!dir.empty()) fs::create_directories(dir, ec);  // open() below reports what fails
+  fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw UsageError(fmt::format("cannot open lock file {}: {}", lock_path, std::strerror(errno)));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char buf[512] = {};
+    ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    if (err != EWOULDBLOCK) {
+      throw UsageError(fmt::format("cannot lock {}: {}", lock_path, std::strerror(err)));
+    }
+    char host[256] = {}, started[64] = {};
+    long long pid = 0;
+    if (n > 0 && std::sscanf(buf, "%255s %lld %63s", host, &pid, started) >= 2) {
+      throw UsageError(fmt::format(
+          "registry {} is in use by seedgrid pid {} on {} (started {}); wait for it or stop it",
+          registry_path, pid, host, started[0] ? started : "unknown"));
+    }
+    throw UsageError(fmt::format(
+        "registry {} is in use by another seedgrid process; wait for it or stop it",
+        registry_path));
+  }
+  std::string who = fmt::format("{} {} {}\n", Hostname(), ::getpid(), NowIso8601Utc());
+  if (::ftruncate(fd_, 0) != 0 ||
+      ::pwrite(fd_, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size())) {
+    int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw UsageError(fmt::format("cannot write lock file {}: {}", lock_path, std::strerror(err)));
+  }
+}
+
+RunLock::~RunLock() {
+  // The file stays (unlinking it would let a newcomer lock a fresh inode while a third
+  // process still waits on the old one); emptying it marks it free for people reading it.
+  if (fd_ < 0) return;
+  [[maybe_unused]] int rc = ::ftruncate(fd_, 0);
+  ::close(fd_);  // releases the flock
+}
+
+// ---- filesystem detection ----
+
+bool IsNetworkFilesystem(const std::string& path) {
+  struct statfs st{};
+  if (::statfs(path.empty() ? "." : path.c_str(), &st) != 0) return false;
+  switch (static_cast<uint32_t>(st.f_type)) {
+    case 0x6969u:      // NFS
+    case 0x0BD00BD0u:  // Lustre
+    case 0x47504653u:  // GPFS
+    case 0xFF534D42u:  // CIFS
+    case 0xFE534D42u:  // SMB2
+    case 0x517Bu:      // SMB
+    case 0x19830326u:  // BeeGFS
+    case 0x00C36400u:  // Ceph
+    case 0x65735546u:  // FUSE (sshfs, many cluster filesystems)
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace seedgrid

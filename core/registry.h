@@ -1,0 +1,165 @@
+// The registry: one SQLite file (runs/registry.sqlite by default) of sweeps, shards, attempts,
+// metrics and provenance. Plain SQLite: `sqlite3 runs/registry.sqlite 'select ...'` works.
+//
+// Threading and process contract: exactly one writer, the rank-0 coordinator, which holds the
+// run lock (RunLock) for the sweep it runs. Readers (status, report, show) open read-only at
+// any time. Writes are grouped by the caller into transactions (Registry::Batch); a crash
+// loses at most the open batch. Journal: WAL on local disks; on NFS/Lustre/GPFS (statfs)
+// the rollback journal with busy_timeout, because WAL needs shared memory that network
+// filesystems do not provide.
+//
+// Schema (docs/ARCHITECTURE.md has the full DDL):
+//   sweeps(name PK, spec_text, spec_hash, out_dir, created, updated, git_commit, host)
+//   shards(id PK, sweep, stage, stage_index, kind, params JSON, axes JSON, seed, role,
+//          needs JSON, status, attempts, artifact, error, updated)
+//   attempts(shard, n, rank, host, gpu, start, end, outcome, signal, exit_code, error,
+//            peak_rss_kb, job_id)  PK(shard, n)
+//   metrics(shard, name, value)  PK(shard, name)
+//   provenance(sweep, key, value)  PK(sweep, key)
+//   launches(id PK autoinc, sweep, started, ended, host, pid, workers, exit_code, job_id)
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/types.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace seedgrid {
+
+struct SweepRow {
+  std::string name;
+  std::string spec_text;
+  std::string spec_hash;
+  std::string out_dir;
+  std::string created;  // ISO 8601 UTC
+  std::string updated;
+  std::string git_commit;
+  std::string host;
+};
+
+struct ShardRow {
+  ShardId id;
+  std::string sweep;
+  std::string stage;
+  int stage_index = 0;
+  std::string kind;
+  Json params = Json::object();
+  Json axes = Json::object();
+  int64_t seed = 0;
+  std::string role = "single";  // single | map | reduce
+  std::vector<ShardId> needs;
+  ShardStatus status = ShardStatus::kPending;
+  int attempts = 0;             // attempts charged (preempted ones are not)
+  std::string artifact;         // path of the published HDF5 file, relative to the registry dir
+  std::string error;            // last error line
+};
+
+struct AttemptRow {
+  ShardId shard;
+  int n = 0;  // 1-based attempt number (preempted attempts get numbers too)
+  int rank = 0;
+  std::string host;
+  std::string gpu;
+  double start = 0;  // unix seconds
+  double end = 0;
+  Outcome outcome = Outcome::kOk;
+  int signal = 0;
+  int exit_code = 0;
+  std::string error;
+  int64_t peak_rss_kb = 0;
+  std::string job_id;
+};
+
+struct MetricRow {
+  ShardId shard;
+  std::string name;
+  double value = 0;
+};
+
+class Registry {
+ public:
+  enum class Mode { kReadOnly, kWrite };
+  // kWrite creates the file and schema if missing. kReadOnly throws UsageError when missing.
+  Registry(const std::string& path, Mode mode);
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool on_network_fs() const { return network_fs_; }
+
+  // A transaction; commits on Commit(), rolls back in the destructor otherwise (never throws).
+  class Batch {
+   public:
+    explicit Batch(Registry& r);
+    ~Batch();
+    void Commit();
+
+   private:
+    Registry& r_;
+    bool done_ = false;
+  };
+
+  // ---- writes (coordinator only) ----
+  void UpsertSweep(const SweepRow& sweep);  // keeps `created` of an existing row
+  // Inserts shards that are missing (as pending); existing rows keep status/attempts/artifact.
+  void InsertShards(const std::vector<ShardRow>& shards);
+  void SetShardState(const ShardId& id, ShardStatus status, int attempts,
+                     const std::string& artifact, const std::string& error);
+  void AddAttempt(const AttemptRow& attempt);
+  void SetMetrics(const ShardId& id, const std::vector<std::pair<std::string, double>>& metrics);
+  void SetProvenance(const std::string& sweep, const std::string& key, const std::string& value);
+  int64_t BeginLaunch(const std::string& sweep, const std::string& host, int64_t pid, int workers,
+                      const std::string& job_id);
+  void EndLaunch(int64_t launch, int exit_code);
+  // Shards left `running` by a launch that died: back to pending (they were never charged).
+  int RecoverOrphans(const std::string& sweep);
+
+  // ---- reads ----
+  std::vector<SweepRow> Sweeps() const;
+  std::optional<SweepRow> Sweep(const std::string& name) const;
+  std::vector<ShardRow> Shards(const std::string& sweep, const std::string& stage = "") const;
+  std::optional<ShardRow> Shard(const ShardId& id) const;
+  // Prefix lookup for `seedgrid show 3fa9`; throws UsageError when ambiguous.
+  std::optional<ShardRow> FindShardByPrefix(const std::string& prefix) const;
+  std::vector<AttemptRow> Attempts(const ShardId& id) const;
+  std::map<std::string, double> Metrics(const ShardId& id) const;
+  std::vector<MetricRow> MetricsOfSweep(const std::string& sweep, const std::string& stage = "") const;
+  std::map<std::string, std::string> Provenance(const std::string& sweep) const;
+
+  SQLite::Database& db() { return *db_; }
+
+ private:
+  std::string path_;
+  bool network_fs_ = false;
+  std::unique_ptr<SQLite::Database> db_;
+  struct Statements;
+  std::unique_ptr<Statements> st_;
+};
+
+// Exclusive right to write a registry: an flock on "<registry>.lock" holding "host pid".
+// A second launch on the same registry gets UsageError naming the holder.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& registry_path);  // throws UsageError when held
+  ~RunLock();
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// statfs: NFS, Lustre, GPFS, CIFS, ... (where WAL is unsafe).
+bool IsNetworkFilesystem(const std::string& path);
+
+}  // namespace seedgrid

@@ -1,0 +1,81 @@
+// The runner half of an experiment kind: what runs a shard. No LibTorch in this header, so the
+// worker and executor compile against it; the LibTorch kinds implement it in experiments/.
+//
+// A runner writes its arrays into ctx.out() (an HDF5 file under a temporary name), reports
+// metrics with ctx.Metric and progress with ctx.Progress, and throws on failure (the message
+// becomes the attempt's error). After it returns, the caller writes the shard attributes and
+// publishes the file by rename. Extra artifacts (a safetensors checkpoint) go under
+// ctx.artifact_dir(); they must be complete before the runner returns, since the shard file is
+// the commit point.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/collective.h"
+#include "core/store.h"
+#include "core/types.h"
+
+namespace seedgrid {
+
+// A needed shard's published output.
+struct InputArtifact {
+  ShardId id;
+  std::string stage;
+  std::string kind;
+  std::string path;  // absolute path of its .h5 file
+  std::string artifact_dir;  // absolute path of its extra files (may not exist)
+  int64_t seed = 0;
+  Json params = Json::object();
+  Json axes = Json::object();
+};
+
+struct ShardTaskView {
+  ShardId id;
+  std::string sweep;
+  std::string stage;
+  std::string kind;
+  std::string role;  // single | map | reduce
+  Json params;
+  int64_t seed = 0;
+  int attempt = 1;
+  std::vector<InputArtifact> inputs;
+};
+
+class ShardContext {
+ public:
+  virtual ~ShardContext() = default;
+  virtual const ShardTaskView& task() const = 0;
+  const Json& params() const { return task().params; }
+  int64_t seed() const { return task().seed; }
+
+  virtual H5Writer& out() = 0;                   // the shard's HDF5 file (temp name)
+  virtual std::string artifact_dir() = 0;        // created on first call
+  virtual void Metric(const std::string& name, double value) = 0;
+  virtual void Progress(int64_t step, int64_t total) = 0;  // cheap; rate-limited by the caller
+  virtual Collective* collective() = 0;          // nullptr unless a gang shard
+  virtual int threads() const = 0;               // compute threads this shard may use
+  virtual std::string device() const = 0;        // "cpu" or "cuda:N"
+};
+
+using Runner = std::function<void(ShardContext&)>;
+
+class RunnerRegistry {
+ public:
+  void Add(const std::string& kind, Runner runner);
+  const Runner* Find(const std::string& kind) const;
+
+ private:
+  std::map<std::string, Runner> runners_;
+};
+
+// Every runner this build knows: chaos and noop, plus the LibTorch kinds when built with
+// SEEDGRID_WITH_TORCH (defined in experiments/all_runners.cpp).
+RunnerRegistry& AllRunners();
+
+}  // namespace seedgrid

@@ -1,0 +1,112 @@
+// Sweep specs: YAML -> validated SweepSpec -> expanded Plan of content-addressed shards.
+//
+// Grammar (docs/spec.md documents every key and default):
+//   name, out, report, stages: [{name, kind, params, seeds, grid, zip, needs, shards, resources}]
+//   or the single-stage shorthand with kind/params/seeds/grid/zip/shards/resources at top level.
+//
+// Expansion rules:
+//   * A stage's own shards: seeds × cartesian(grid) × zip (zip axes paired, same length).
+//     Axis keys are dotted paths into params ("lora.rank"); the value replaces params[path].
+//   * needs: for each needed stage, its outputs (its reduce shard when it has one, else all its
+//     shards). One output: every shard of this stage needs it. Several outputs: this stage fans
+//     out, one copy of each own shard per output, inheriting the output's seed (unless the stage
+//     names its own seeds) and its axes (for grouping in reports).
+//   * shards: n > 1: n map shards (params.shard_index, params.shard_count) and, when the kind
+//     has a reducer, one reduce shard (params.role = "reduce") needing all of them.
+//   * Shard id = Sha256(kind, canonical params, seed, sorted needed ids, code tag)[:16 hex].
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/kinds.h"
+#include "core/types.h"
+
+namespace seedgrid {
+
+struct Resources {
+  double timeout_s = 0;  // 0: none. YAML: number of seconds or "90s", "10m", "2h"
+  int max_attempts = 3;
+  int ranks = 1;
+  int gpus = 1;
+  Isolation isolation = Isolation::kExecutor;
+  int64_t memory_mb = 0;  // 0: no limit. YAML: MB number or "512M", "2G". Exceeding RSS kills the attempt
+};
+
+struct Axis {
+  std::string key;          // dotted param path
+  std::vector<Json> values;
+  int line = 0;
+};
+
+struct StageSpec {
+  std::string name;
+  std::string kind;
+  Json params = Json::object();  // spec params merged over the kind's defaults
+  std::vector<int64_t> seeds;    // empty in the YAML: [0], or inherited through needs
+  bool seeds_given = false;
+  std::vector<Axis> grid;        // cartesian, in spec order
+  std::vector<Axis> zip;         // paired
+  std::vector<std::string> needs;
+  int shards = 1;
+  Resources resources;
+  int line = 0;
+};
+
+struct SweepSpec {
+  std::string name;
+  std::string out = "runs";
+  std::vector<StageSpec> stages;
+  Json report = Json::object();
+  std::string source_path;
+  std::string source_text;             // the YAML as read
+  std::vector<std::string> overrides;  // key=value, as given
+  std::string Hash() const;            // Sha256Hex of source_text + overrides
+  const StageSpec* FindStage(std::string_view name) const;
+};
+
+enum class ShardRole : uint8_t { kSingle, kMap, kReduce };
+
+struct ShardPlan {
+  ShardId id;
+  int stage_index = 0;
+  std::string stage;
+  std::string kind;
+  Json params;     // fully resolved params (what the runner gets)
+  int64_t seed = 0;
+  std::vector<ShardId> needs;
+  Json axes = Json::object();  // axis key -> value, own and inherited (report grouping keys)
+  ShardRole role = ShardRole::kSingle;
+  Resources resources;
+};
+
+struct Plan {
+  SweepSpec spec;
+  std::vector<ShardPlan> shards;  // stage order; every shard after the shards it needs
+};
+
+inline constexpr size_t kDefaultMaxShards = 1'000'000;
+
+// Parses YAML text and applies overrides ("a.b=value", YAML-typed; list elements by index or
+// by their `name`, e.g. stages.steer.params.train.steps=10). Throws SpecError listing every
+// problem as "file:line: message".
+SweepSpec ParseSpec(std::string_view yaml_text, std::string_view file_name,
+                    const std::vector<std::string>& overrides, const KindRegistry& kinds);
+SweepSpec LoadSpec(const std::string& path, const std::vector<std::string>& overrides,
+                   const KindRegistry& kinds);  // reads the file, then ParseSpec
+
+// Expands to shards. Throws SpecError (e.g. more shards than max_shards).
+Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds,
+                size_t max_shards = kDefaultMaxShards);
+
+ShardId ComputeShardId(std::string_view kind, const Json& params, int64_t seed,
+                       std::vector<ShardId> needs, std::string_view code_tag);
+
+// "90s" / "10m" / "1h30m" / 12.5 -> seconds; "512M" / "2G" / 100 -> MiB. Throw on bad text.
+double ParseDuration(std::string_view text);
+int64_t ParseMemoryMb(std::string_view text);
+
+}  // namespace seedgrid

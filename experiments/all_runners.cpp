@@ -1,0 +1,21 @@
+#include "core/runner.h"
+#include "experiments/chaos/chaos.h"
+#ifdef SEEDGRID_WITH_TORCH
+#include "experiments/torch_runners.h"
+#endif
+
+namespace seedgrid {
+
+RunnerRegistry& AllRunners() {
+  static RunnerRegistry runners = [] {
+    RunnerRegistry r;
+    RegisterChaosRunners(r);
+#ifdef SEEDGRID_WITH_TORCH
+    RegisterTorchRunners(r);
+#endif
+    return r;
+  }();
+  return runners;
+}
+
+}  // namespace seedgrid

@@ -1,0 +1,722 @@
+#include "experiments/model/model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "experiments/model/safetensors.h"
+
+namespace seedgrid {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kAlign = 16;  // floats: 64-byte slots
+
+std::string Join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+std::string LayerPrefix(int64_t l) { return fmt::format("model.layers.{}.", l); }
+
+// An alias of `numel` floats at element `offset` of contiguous `base`, shaped `shape`.
+torch::Tensor Alias(const torch::Tensor& base, int64_t offset, at::IntArrayRef shape) {
+  float* ptr = base.data_ptr<float>() + offset;
+  torch::Tensor keep = base;
+  return torch::from_blob(
+      ptr, shape, [keep](void*) mutable { keep.reset(); },
+      torch::TensorOptions().dtype(torch::kFloat32).device(base.device()));
+}
+
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true).add_(eps)) * w;
+}
+
+torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
+  if (act == "silu") return torch::silu(x);
+  if (act == "gelu") return torch::gelu(x);
+  if (act == "gelu_pytorch_tanh") return torch::gelu(x, "tanh");
+  return torch::relu(x);
+}
+
+struct Names {
+  std::string qkv, qkv_bias, o, o_bias, gate_up, gate_up_bias, down, down_bias, ln1, ln2, qn, kn;
+};
+
+Names LayerNames(int64_t l) {
+  const std::string p = LayerPrefix(l);
+  return {p + "self_attn.qkv",        p + "self_attn.qkv_bias",
+          p + "self_attn.o_proj.weight", p + "self_attn.o_proj.bias",
+          p + "mlp.gate_up",          p + "mlp.gate_up_bias",
+          p + "mlp.down_proj.weight", p + "mlp.down_proj.bias",
+          p + "input_layernorm.weight", p + "post_attention_layernorm.weight",
+          p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight"};
+}
+
+}  // namespace
+
+// ---- Module names ----------------------------------------------------------------------------
+
+std::string_view ToString(ModuleKind m) {
+  switch (m) {
+    case ModuleKind::kQ: return "q";
+    case ModuleKind::kK: return "k";
+    case ModuleKind::kV: return "v";
+    case ModuleKind::kO: return "o";
+    case ModuleKind::kGate: return "gate";
+    case ModuleKind::kUp: return "up";
+    case ModuleKind::kDown: return "down";
+  }
+  return "?";
+}
+
+std::optional<ModuleKind> ParseModuleKind(std::string_view name) {
+  for (ModuleKind m : kAllModuleKinds) {
+    const std::string_view s = ToString(m);
+    if (name == s || name == std::string(s) + "_proj") return m;
+  }
+  return std::nullopt;
+}
+
+std::string HfWeightName(int64_t layer, ModuleKind m) {
+  const bool attn = m == ModuleKind::kQ || m == ModuleKind::kK || m == ModuleKind::kV ||
+                    m == ModuleKind::kO;
+  return fmt::format("{}{}.{}_proj.weight", LayerPrefix(layer), attn ? "self_attn" : "mlp",
+                     ToString(m));
+}
+
+std::optional<std::pair<int64_t, ModuleKind>> ParseHfWeightName(std::string_view name) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  if (name.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  name.remove_prefix(kPrefix.size());
+  int64_t layer = 0;
+  size_t i = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9')
+    layer = layer * 10 + (name[i++] - '0');
+  if (i == 0) return std::nullopt;
+  for (ModuleKind m : kAllModuleKinds)
+    if (HfWeightName(layer, m) == fmt::format("{}{}", kPrefix, name)) return std::pair{layer, m};
+  return std::nullopt;
+}
+
+// ---- FlatParams ------------------------------------------------------------------------------
+
+torch::Tensor AliasRows(const torch::Tensor& t, int64_t begin, int64_t end) {
+  TORCH_CHECK(t.is_contiguous() && t.dim() >= 1 && begin >= 0 && begin <= end &&
+                  end <= t.size(0),
+              "AliasRows: bad range");
+  std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+  shape[0] = end - begin;
+  const int64_t row = t.dim() == 1 ? 1 : t.numel() / std::max<int64_t>(t.size(0), 1);
+  return Alias(t, begin * row, shape);
+}
+
+FlatParams::FlatParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                       torch::Device device) {
+  int64_t total = 0;
+  for (const auto& [name, shape] : shapes) {
+    if (index_.count(name)) throw std::logic_error("FlatParams: duplicate name " + name);
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    index_[name] = names_.size();
+    names_.push_back(name);
+    offsets_.push_back(total);
+    total += (n + kAlign - 1) / kAlign * kAlign;
+  }
+  flat_ = torch::zeros({std::max<int64_t>(total, 1)},
+                       torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  for (size_t i = 0; i < shapes.size(); ++i)
+    views_.push_back(Alias(flat_, offsets_[i], shapes[i].second));
+}
+
+const torch::Tensor& FlatParams::Get(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) throw std::runtime_error("no parameter named '" + name + "'");
+  return views_[it->second];
+}
+
+int64_t FlatParams::offset(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) throw std::runtime_error("no parameter named '" + name + "'");
+  return offsets_[it->second];
+}
+
+int64_t FlatParams::numel() const {
+  int64_t n = 0;
+  for (const auto& v : views_) n += v.numel();
+  return n;
+}
+
+void FlatParams::EnableGrad() {
+  if (grad_flat_.defined()) return;
+  grad_flat_ = torch::zeros_like(flat_);
+  for (size_t i = 0; i < views_.size(); ++i) {
+    views_[i].set_requires_grad(true);
+    views_[i].mutable_grad() = Alias(grad_flat_, offsets_[i], views_[i].sizes());
+  }
+}
+
+void FlatParams::ZeroGrad() {
+  if (grad_flat_.defined()) grad_flat_.zero_();
+}
+
+// ---- Capture ---------------------------------------------------------------------------------
+
+std::string_view ToString(CapturePoint p) {
+  switch (p) {
+    case CapturePoint::kResidPre: return "resid_pre";
+    case CapturePoint::kResidMid: return "resid_mid";
+    case CapturePoint::kResidPost: return "resid_post";
+    case CapturePoint::kMlpPre: return "mlp_pre";
+    case CapturePoint::kMlpPost: return "mlp_post";
+    case CapturePoint::kAttnPattern: return "attn_pattern";
+    case CapturePoint::kAttnZ: return "attn_z";
+  }
+  return "?";
+}
+
+std::optional<CapturePoint> ParseCapturePoint(std::string_view name) {
+  for (auto p : {CapturePoint::kResidPre, CapturePoint::kResidMid, CapturePoint::kResidPost,
+                 CapturePoint::kMlpPre, CapturePoint::kMlpPost, CapturePoint::kAttnPattern,
+                 CapturePoint::kAttnZ})
+    if (ToString(p) == name) return p;
+  return std::nullopt;
+}
+
+void Capture::Request(CapturePoint p, int64_t layer) { wanted_.insert({p, layer}); }
+
+bool Capture::Wants(CapturePoint p, int64_t layer) const {
+  return wanted_.count({p, layer}) != 0 || wanted_.count({p, -1}) != 0;
+}
+
+bool Capture::Has(CapturePoint p, int64_t layer) const { return values_.count({p, layer}) != 0; }
+
+const torch::Tensor& Capture::Get(CapturePoint p, int64_t layer) const {
+  const auto it = values_.find({p, layer});
+  if (it == values_.end())
+    throw std::runtime_error(fmt::format("capture: {} of layer {} was not captured (requested: {})",
+                                         ToString(p), layer, Wants(p, layer) ? "yes" : "no"));
+  return it->second;
+}
+
+void Capture::Put(CapturePoint p, int64_t layer, torch::Tensor t) {
+  values_[{p, layer}] = std::move(t);
+}
+
+// ---- Model -----------------------------------------------------------------------------------
+
+torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias, const torch::Tensor& residual) {
+  if (residual.defined()) {
+    auto y = torch::addmm(residual, x, weight.t());
+    return bias.defined() ? y + bias : y;
+  }
+  if (bias.defined()) return torch::addmm(bias, x, weight.t());
+  return x.mm(weight.t());
+}
+
+Model::Model(ModelConfig config, torch::Device device)
+    : config_(std::move(config)), device_(device) {
+  config_.Validate();
+  const auto& c = config_;
+  const int64_t d = c.hidden_size, dm = c.intermediate_size;
+  const int64_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
+  const int64_t gu_rows = (c.gated_mlp ? 2 : 1) * dm;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  shapes.push_back({"model.embed_tokens.weight", {c.vocab_size, d}});
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Names n = LayerNames(l);
+    shapes.push_back({n.ln1, {d}});
+    shapes.push_back({n.qkv, {qkv_rows, d}});
+    if (c.attention_bias) shapes.push_back({n.qkv_bias, {qkv_rows}});
+    if (c.qk_norm) {
+      shapes.push_back({n.qn, {c.head_dim}});
+      shapes.push_back({n.kn, {c.head_dim}});
+    }
+    shapes.push_back({n.o, {d, c.q_dim()}});
+    if (c.o_bias) shapes.push_back({n.o_bias, {d}});
+    shapes.push_back({n.ln2, {d}});
+    shapes.push_back({n.gate_up, {gu_rows, d}});
+    if (c.mlp_bias) shapes.push_back({n.gate_up_bias, {gu_rows}});
+    shapes.push_back({n.down, {d, dm}});
+    if (c.mlp_bias) shapes.push_back({n.down_bias, {d}});
+  }
+  shapes.push_back({"model.norm.weight", {d}});
+  if (!c.tie_word_embeddings) shapes.push_back({"lm_head.weight", {c.vocab_size, d}});
+  params_ = FlatParams(shapes, device);
+
+  // HF names: unfused tensors as they are, fused groups as row aliases.
+  const auto add = [&](const std::string& name, torch::Tensor t) {
+    named_[name] = std::move(t);
+    file_order_.push_back(name);
+  };
+  add("model.embed_tokens.weight", params_.Get("model.embed_tokens.weight"));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Names n = LayerNames(l);
+    const std::string p = LayerPrefix(l);
+    add(n.ln1, params_.Get(n.ln1));
+    for (ModuleKind m : {ModuleKind::kQ, ModuleKind::kK, ModuleKind::kV}) {
+      const auto [b, e] = GroupRows(m);
+      add(HfWeightName(l, m), AliasRows(params_.Get(n.qkv), b, e));
+      if (c.attention_bias)
+        add(fmt::format("{}self_attn.{}_proj.bias", p, ToString(m)),
+            AliasRows(params_.Get(n.qkv_bias), b, e));
+    }
+    if (c.qk_norm) {
+      add(n.qn, params_.Get(n.qn));
+      add(n.kn, params_.Get(n.kn));
+    }
+    add(n.o, params_.Get(n.o));
+    if (c.o_bias) add(n.o_bias, params_.Get(n.o_bias));
+    add(n.ln2, params_.Get(n.ln2));
+    const std::vector<ModuleKind> mlp =
+        c.gated_mlp ? std::vector{ModuleKind::kGate, ModuleKind::kUp} : std::vector{ModuleKind::kUp};
+    for (ModuleKind m : mlp) {
+      const auto [b, e] = GroupRows(m);
+      add(HfWeightName(l, m), AliasRows(params_.Get(n.gate_up), b, e));
+      if (c.mlp_bias)
+        add(fmt::format("{}mlp.{}_proj.bias", p, ToString(m)),
+            AliasRows(params_.Get(n.gate_up_bias), b, e));
+    }
+    add(n.down, params_.Get(n.down));
+    if (c.mlp_bias) add(n.down_bias, params_.Get(n.down_bias));
+  }
+  add("model.norm.weight", params_.Get("model.norm.weight"));
+  if (!c.tie_word_embeddings) add("lm_head.weight", params_.Get("lm_head.weight"));
+
+  const auto get = [&](bool has, const std::string& name) {
+    return has ? params_.Get(name) : torch::Tensor();
+  };
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Names n = LayerNames(l);
+    layers_.push_back({params_.Get(n.ln1), params_.Get(n.qkv), get(c.attention_bias, n.qkv_bias),
+                       get(c.qk_norm, n.qn), get(c.qk_norm, n.kn), params_.Get(n.o),
+                       get(c.o_bias, n.o_bias), params_.Get(n.ln2), params_.Get(n.gate_up),
+                       get(c.mlp_bias, n.gate_up_bias), params_.Get(n.down),
+                       get(c.mlp_bias, n.down_bias)});
+  }
+  embed_ = params_.Get("model.embed_tokens.weight");
+  norm_ = params_.Get("model.norm.weight");
+  head_ = c.tie_word_embeddings ? embed_ : params_.Get("lm_head.weight");
+
+  // Norm weights start at 1 (so a zero model is still well defined).
+  torch::NoGradGuard no_grad;
+  for (const auto& name : file_order_)
+    if (name.find("norm.weight") != std::string::npos) named_.at(name).fill_(1.0);
+
+  // RoPE tables with HF's rotate_half folded in: rope(x) = x·cos + roll(x, D/2)·sin_signed.
+  const int64_t half = c.head_dim / 2;
+  auto inv = torch::arange(0, half, torch::kFloat64).mul(2.0 / static_cast<double>(c.head_dim));
+  inv = torch::pow(c.rope_theta, inv).reciprocal();
+  if (c.rope_scaling_type == "linear") {
+    inv = inv / c.rope_scaling_factor;
+  } else if (c.rope_scaling_type == "llama3") {
+    const double old_ctx = static_cast<double>(c.rope_original_max_position);
+    const double low_wl = old_ctx / c.rope_low_freq_factor;
+    const double high_wl = old_ctx / c.rope_high_freq_factor;
+    auto wl = 2 * M_PI / inv;
+    auto scaled = torch::where(wl > low_wl, inv / c.rope_scaling_factor, inv);
+    auto smooth = (old_ctx / wl - c.rope_low_freq_factor) /
+                  (c.rope_high_freq_factor - c.rope_low_freq_factor);
+    auto smoothed = (1 - smooth) * scaled / c.rope_scaling_factor + smooth * scaled;
+    auto medium = (wl >= high_wl).logical_and(wl <= low_wl);
+    inv = torch::where(medium, smoothed, scaled);
+  }
+  auto pos = torch::arange(c.max_position_embeddings, torch::kFloat64);
+  auto freqs = torch::outer(pos, inv);
+  auto emb = torch::cat({freqs, freqs}, -1);
+  auto sign = torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
+  cos_ = emb.cos().to(torch::kFloat32).to(device);
+  sin_ = (emb.sin() * sign).to(torch::kFloat32).to(device);
+  const int64_t T = c.max_position_embeddings;
+  mask_ = torch::full({T, T}, -std::numeric_limits<float>::infinity(),
+                      torch::TensorOptions().dtype(torch::kFloat32))
+              .triu(1)
+              .to(device);
+}
+
+Model Model::Clone() const {
+  Model m(config_, device_);
+  torch::NoGradGuard no_grad;
+  m.params_.flat().copy_(params_.flat());
+  return m;
+}
+
+std::vector<std::string> Model::WeightNames() const { return file_order_; }
+
+bool Model::HasWeight(const std::string& name) const { return named_.count(name) != 0; }
+
+torch::Tensor Model::Weight(const std::string& name) const {
+  const auto it = named_.find(name);
+  if (it == named_.end())
+    throw std::runtime_error(fmt::format("model has no weight '{}' ({} layers, {}{})", name,
+                                         config_.num_hidden_layers,
+                                         config_.gated_mlp ? "gated MLP" : "plain MLP",
+                                         config_.tie_word_embeddings ? ", tied head" : ""));
+  return it->second;
+}
+
+LinearGroup Model::GroupOf(ModuleKind m) {
+  switch (m) {
+    case ModuleKind::kQ:
+    case ModuleKind::kK:
+    case ModuleKind::kV: return LinearGroup::kQkv;
+    case ModuleKind::kO: return LinearGroup::kO;
+    case ModuleKind::kGate:
+    case ModuleKind::kUp: return LinearGroup::kGateUp;
+    case ModuleKind::kDown: return LinearGroup::kDown;
+  }
+  return LinearGroup::kO;
+}
+
+std::pair<int64_t, int64_t> Model::GroupRows(ModuleKind m) const {
+  const int64_t q = config_.q_dim(), kv = config_.kv_dim(), dm = config_.intermediate_size;
+  switch (m) {
+    case ModuleKind::kQ: return {0, q};
+    case ModuleKind::kK: return {q, q + kv};
+    case ModuleKind::kV: return {q + kv, q + 2 * kv};
+    case ModuleKind::kO: return {0, config_.hidden_size};
+    case ModuleKind::kGate:
+      if (!config_.gated_mlp) throw std::runtime_error("model has no gate_proj (plain MLP)");
+      return {0, dm};
+    case ModuleKind::kUp: return config_.gated_mlp ? std::pair{dm, 2 * dm} : std::pair{int64_t{0}, dm};
+    case ModuleKind::kDown: return {0, config_.hidden_size};
+  }
+  return {0, 0};
+}
+
+torch::Tensor Model::GroupWeight(int64_t layer, LinearGroup g) const {
+  const auto& lw = layers_.at(static_cast<size_t>(layer));
+  switch (g) {
+    case LinearGroup::kQkv: return lw.qkv;
+    case LinearGroup::kO: return lw.o;
+    case LinearGroup::kGateUp: return lw.gate_up;
+    case LinearGroup::kDown: return lw.down;
+  }
+  return {};
+}
+
+torch::Tensor Model::GroupBias(int64_t layer, LinearGroup g) const {
+  const auto& lw = layers_.at(static_cast<size_t>(layer));
+  switch (g) {
+    case LinearGroup::kQkv: return lw.qkv_bias;
+    case LinearGroup::kO: return lw.o_bias;
+    case LinearGroup::kGateUp: return lw.gate_up_bias;
+    case LinearGroup::kDown: return lw.down_bias;
+  }
+  return {};
+}
+
+void Model::InitRandom(uint64_t seed, double std) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (const auto& name : file_order_) {
+    auto w = named_.at(name);
+    if (name.find("norm.weight") != std::string::npos) {
+      w.fill_(1.0);
+    } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      w.zero_();
+    } else {
+      w.copy_(torch::empty(w.sizes(), torch::kFloat32).normal_(0.0, std, gen));
+    }
+  }
+}
+
+torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOptions& o) const {
+  const auto& c = config_;
+  TORCH_CHECK(tokens_in.dim() == 2, "Model::Forward: tokens must be [B, T], got ",
+              tokens_in.sizes());
+  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), N = B * T;
+  TORCH_CHECK(T >= 1 && T <= c.max_position_embeddings, "Model::Forward: sequence length ", T,
+              " outside [1, ", c.max_position_embeddings, "]");
+  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+  const int64_t d = c.hidden_size, dm = c.intermediate_size, g = H / KV;
+  const auto tokens = tokens_in.to(device_, torch::kLong);
+  if (o.head_scale.defined())
+    TORCH_CHECK(o.head_scale.dim() == 2 && o.head_scale.size(0) == c.num_hidden_layers &&
+                    o.head_scale.size(1) == H,
+                "Model::Forward: head_scale must be [n_layers, n_heads] = [",
+                c.num_hidden_layers, ", ", H, "], got ", o.head_scale.sizes());
+  const bool observe = o.hook != nullptr || o.capture != nullptr;
+  // Reports a [B, T, ...] view of an activation to the hook and capture; returns the tensor
+  // to go on with (the hook may replace it).
+  const auto visit = [&](CapturePoint p, int64_t l, torch::Tensor t) {
+    if (o.hook) (*o.hook)(p, l, t);
+    if (o.capture && o.capture->Wants(p, l)) o.capture->Put(p, l, t);
+    return t;
+  };
+  const auto linear = [&](int64_t l, LinearGroup grp, const torch::Tensor& x,
+                          const torch::Tensor& w, const torch::Tensor& b,
+                          const torch::Tensor& res) {
+    return o.adapter ? o.adapter->Linear(l, grp, x, w, b, res) : BaseLinear(x, w, b, res);
+  };
+
+  auto h = torch::embedding(embed_, tokens).view({N, d});
+  const auto cos = cos_.narrow(0, 0, T).view({1, T, 1, D});
+  const auto sin = sin_.narrow(0, 0, T).view({1, T, 1, D});
+  const auto mask = mask_.narrow(0, 0, T).narrow(1, 0, T);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const auto rope = [&](const torch::Tensor& x) {
+    return torch::addcmul(x * cos, torch::roll(x, D / 2, -1), sin);
+  };
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    if (observe) h = visit(CapturePoint::kResidPre, l, h.view({B, T, d})).reshape({N, d});
+    // Attention.
+    auto x = RmsNorm(h, w.ln1, c.rms_norm_eps);
+    auto qkv = linear(l, LinearGroup::kQkv, x, w.qkv, w.qkv_bias, {}).view({B, T, H + 2 * KV, D});
+    torch::Tensor q, k;
+    if (c.qk_norm) {
+      q = rope(RmsNorm(qkv.narrow(2, 0, H), w.q_norm, c.rms_norm_eps));
+      k = rope(RmsNorm(qkv.narrow(2, H, KV), w.k_norm, c.rms_norm_eps));
+    } else {
+      auto qk = rope(qkv.narrow(2, 0, H + KV));
+      q = qk.narrow(2, 0, H);
+      k = qk.narrow(2, H, KV);
+    }
+    auto v = qkv.narrow(2, H + KV, KV);
+    q = q.transpose(1, 2).reshape({B * H, T, D});
+    const auto heads = [&](const torch::Tensor& t) {  // [B,T,KV,D] -> [B*H,T,D]
+      auto tt = t.permute({0, 2, 1, 3});
+      if (g > 1) tt = tt.unsqueeze(2).expand({B, KV, g, T, D});
+      return tt.reshape({B * H, T, D});
+    };
+    k = heads(k);
+    v = heads(v);
+    auto probs = torch::softmax(torch::baddbmm(mask, q, k.transpose(1, 2), 1.0, scale), -1);
+    if (observe)
+      probs = visit(CapturePoint::kAttnPattern, l, probs.view({B, H, T, T})).reshape({B * H, T, T});
+    auto z = torch::bmm(probs, v).view({B, H, T, D});
+    if (o.head_scale.defined()) z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
+    auto zt = z.transpose(1, 2);  // [B, T, H, D]
+    if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
+    h = linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, h);
+    if (observe) h = visit(CapturePoint::kResidMid, l, h.view({B, T, d})).reshape({N, d});
+    // MLP.
+    x = RmsNorm(h, w.ln2, c.rms_norm_eps);
+    auto gu = linear(l, LinearGroup::kGateUp, x, w.gate_up, w.gate_up_bias, {});
+    torch::Tensor pre, post;
+    if (c.gated_mlp) {
+      pre = gu.narrow(1, 0, dm);
+      if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
+      post = Activation(pre, c.hidden_act) * gu.narrow(1, dm, dm);
+    } else {
+      pre = gu;
+      if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
+      post = Activation(pre, c.hidden_act);
+    }
+    if (observe) post = visit(CapturePoint::kMlpPost, l, post.view({B, T, dm})).reshape({N, dm});
+    h = linear(l, LinearGroup::kDown, post, w.down, w.down_bias, h);
+    if (observe) h = visit(CapturePoint::kResidPost, l, h.view({B, T, d})).reshape({N, d});
+  }
+  auto x = RmsNorm(h, norm_, c.rms_norm_eps);
+  const auto& head = head_;
+  if (o.logit_positions.defined()) {
+    const auto pos = o.logit_positions.to(device_, torch::kLong);
+    const int64_t P = pos.numel();
+    x = x.view({B, T, d}).index_select(1, pos).reshape({B * P, d});
+    return x.mm(head.t()).view({B, P, c.vocab_size});
+  }
+  return x.mm(head.t()).view({B, T, c.vocab_size});
+}
+
+// ---- Loading and saving ----------------------------------------------------------------------
+
+void Model::LoadWeights(const std::string& path) {
+  std::vector<std::string> files = {path};
+  std::map<std::string, std::string> where;  // tensor -> file (sharded checkpoints)
+  const bool index = path.size() > 11 && path.compare(path.size() - 11, 11, ".index.json") == 0;
+  if (index) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(path + ": cannot open safetensors index");
+    Json j;
+    try {
+      j = Json::parse(in);
+    } catch (const Json::exception& e) {
+      throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    }
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw std::runtime_error(path + ": no weight_map object");
+    files.clear();
+    const fs::path dir = fs::path(path).parent_path();
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) throw std::runtime_error(path + ": weight_map['" + name + "'] is not a string");
+      const std::string full = (dir / file.get<std::string>()).string();
+      where[name] = full;
+      if (std::find(files.begin(), files.end(), full) == files.end()) files.push_back(full);
+    }
+  }
+  std::map<std::string, SafetensorsFile> opened;
+  for (const auto& f : files) opened.emplace(f, SafetensorsFile(f));
+  if (!index)
+    for (const auto& name : opened.at(path).Names()) where[name] = path;
+
+  std::vector<std::string> problems;
+  for (const auto& [name, file] : where) {
+    if (named_.count(name)) continue;
+    const bool harmless = name.find("rotary_emb.inv_freq") != std::string::npos ||
+                          (config_.tie_word_embeddings && name == "lm_head.weight");
+    if (!harmless)
+      problems.push_back(fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)",
+                                     file, name, config_.model_type));
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& name : file_order_) {
+    const auto it = where.find(name);
+    const std::string where_file = index ? path : files.front();
+    if (it == where.end()) {
+      problems.push_back(fmt::format("{}: missing tensor '{}'", where_file, name));
+      continue;
+    }
+    const auto& file = opened.at(it->second);
+    if (!file.Has(name)) {
+      problems.push_back(fmt::format("{}: missing tensor '{}' (listed in {})", it->second, name, path));
+      continue;
+    }
+    const TensorView& view = file.Get(name);
+    auto dst = named_.at(name);
+    if (std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()) != view.shape) {
+      problems.push_back(fmt::format("{}: tensor '{}' has shape [{}], the config needs [{}]",
+                                     it->second, name, fmt::join(view.shape, ", "),
+                                     fmt::join(dst.sizes(), ", ")));
+      continue;
+    }
+    try {
+      if (dst.is_cpu()) {
+        ConvertToFloat32(view, dst.data_ptr<float>(), it->second);
+      } else {
+        auto tmp = torch::empty(dst.sizes(), torch::kFloat32);
+        ConvertToFloat32(view, tmp.data_ptr<float>(), it->second);
+        dst.copy_(tmp);
+      }
+    } catch (const SafetensorsError& e) {
+      problems.push_back(e.what());
+    }
+  }
+  if (!problems.empty()) throw std::runtime_error("cannot load weights: " + Join(problems, "; "));
+}
+
+Model Model::Load(const std::string& dir, torch::Device device) {
+  const fs::path p(dir);
+  const auto config = ModelConfig::FromHfFile((p / "config.json").string());
+  Model model(config, device);
+  const fs::path single = p / "model.safetensors";
+  const fs::path index = p / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    model.LoadWeights(single.string());
+  } else if (fs::exists(index)) {
+    model.LoadWeights(index.string());
+  } else {
+    throw std::runtime_error(fmt::format("{}: no model.safetensors or model.safetensors.index.json",
+                                         dir));
+  }
+  return model;
+}
+
+void Model::Save(const std::string& dir, const Json& extra_config) const {
+  fs::create_directories(dir);
+  std::vector<torch::Tensor> host;
+  std::vector<TensorToWrite> tensors;
+  for (const auto& name : file_order_) {
+    auto t = named_.at(name).detach();
+    if (!t.is_cpu()) t = t.to(torch::kCPU);
+    t = t.contiguous();
+    host.push_back(t);
+    tensors.push_back({name, StDType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                       t.data_ptr<float>()});
+  }
+  WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  Json cfg = config_.ToHfJson();
+  for (const auto& [k, v] : extra_config.items()) cfg[k] = v;
+  const std::string final_path = (fs::path(dir) / "config.json").string();
+  const std::string tmp = final_path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << cfg.dump(2) << "\n";
+    if (!out.flush()) throw std::runtime_error(tmp + ": write failed");
+  }
+  fs::rename(tmp, final_path);
+}
+
+torch::Tensor TokensTensor(const std::vector<int32_t>& tokens, int64_t rows, int64_t seq_len,
+                           torch::Device device) {
+  TORCH_CHECK(static_cast<int64_t>(tokens.size()) == rows * seq_len, "TokensTensor: ",
+              tokens.size(), " tokens for [", rows, ", ", seq_len, "]");
+  return torch::from_blob(const_cast<int32_t*>(tokens.data()), {rows, seq_len}, torch::kInt32)
+      .to(device, torch::kLong);
+}
+
+torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& tokens,
+                            const torch::Tensor& loss_mask) {
+  const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
+  // Targets shifted left; the last position (and masked ones) ignored, so the logits need no
+  // slicing copy.
+  auto targets = torch::full({B, T}, -100, tokens.options().dtype(torch::kLong));
+  auto next = tokens.narrow(1, 1, T - 1).to(torch::kLong);
+  if (loss_mask.defined())
+    next = torch::where(loss_mask.to(tokens.device()).to(torch::kBool), next,
+                        torch::full({}, -100, next.options()));
+  targets.narrow(1, 0, T - 1).copy_(next);
+  return torch::nn::functional::cross_entropy(
+      logits.reshape({B * T, V}), targets.view({B * T}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+}
+
+// ---- WeightEdit ------------------------------------------------------------------------------
+
+WeightEdit::WeightEdit(Model& model, std::map<std::string, torch::Tensor> deltas) : model_(model) {
+  std::vector<std::string> problems;
+  for (const auto& [name, delta] : deltas) {
+    if (!model.HasWeight(name)) {
+      problems.push_back(fmt::format("no weight '{}'", name));
+      continue;
+    }
+    auto w = model.Weight(name);
+    if (!delta.defined() || delta.sizes() != w.sizes()) {
+      problems.push_back(fmt::format("'{}': delta shape [{}] != weight shape [{}]", name,
+                                     delta.defined() ? fmt::format("{}", fmt::join(delta.sizes(), ", ")) : "undefined",
+                                     fmt::join(w.sizes(), ", ")));
+      continue;
+    }
+  }
+  if (!problems.empty()) throw std::runtime_error("WeightEdit: " + Join(problems, "; "));
+  torch::NoGradGuard no_grad;
+  for (auto& [name, delta] : deltas) {
+    auto w = model.Weight(name);
+    saved_.emplace_back(w, w.detach().clone());
+    deltas_.push_back(delta.detach().to(w.device(), torch::kFloat32).contiguous());
+  }
+}
+
+WeightEdit::~WeightEdit() {
+  try {
+    Restore();
+  } catch (...) {  // never throw from a destructor
+  }
+}
+
+void WeightEdit::SetAlpha(double alpha) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < saved_.size(); ++i) {
+    auto& [live, orig] = saved_[i];
+    if (alpha == 0.0) {
+      live.copy_(orig);
+    } else {
+      at::add_out(live, orig, deltas_[i], alpha);
+    }
+  }
+}
+
+void WeightEdit::Restore() { SetAlpha(0.0); }
+
+}  // namespace seedgrid

@@ -1,0 +1,82 @@
+// safetensors files (https://github.com/huggingface/safetensors), without LibTorch.
+//
+// Layout: u64 little-endian N, N bytes of JSON header {name: {dtype, shape, data_offsets:
+// [begin, end)}, "__metadata__": {str: str}}, then the data; offsets are relative to the data
+// start. The reader memory-maps the file and validates everything before handing out a view:
+// header length within the file, valid JSON object, known dtype, non-negative shape, offsets in
+// range and non-overlapping, byte size == numel · dtype size. Every failure is a
+// SafetensorsError naming the file (and the tensor) — never a crash on a malformed file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace seedgrid {
+
+class SafetensorsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class StDType : uint8_t { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+std::string_view ToString(StDType t);         // "F32", ...
+size_t StDTypeSize(StDType t);
+
+struct TensorView {
+  std::string name;
+  StDType dtype = StDType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // valid while the SafetensorsFile lives
+  size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+// A memory-mapped safetensors file (read-only). Move-only; unmaps in the destructor.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);  // throws SafetensorsError
+  ~SafetensorsFile();
+  SafetensorsFile(SafetensorsFile&& other) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&& other) noexcept;
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool Has(const std::string& name) const { return tensors_.count(name) != 0; }
+  // Throws SafetensorsError "<file>: missing tensor '<name>'".
+  const TensorView& Get(const std::string& name) const;
+  std::vector<std::string> Names() const;  // sorted
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// One tensor to write; data is borrowed (numel · dtype size bytes, little-endian).
+struct TensorToWrite {
+  std::string name;
+  StDType dtype = StDType::kF32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+};
+
+// Writes `path` atomically (temp name in the same directory, fsync, rename). Tensors are laid
+// out in the given order; the header is padded with spaces to a multiple of 8 bytes. Throws
+// SafetensorsError on a duplicate or empty name or an I/O failure.
+void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Converts F32/F16/BF16/F64 element data to float32 (out must hold numel floats). Throws
+// SafetensorsError naming the tensor for other dtypes.
+void ConvertToFloat32(const TensorView& view, float* out, const std::string& file = "");
+
+}  // namespace seedgrid

@@ -1,0 +1,19 @@
+// pretrain: trains the base model from scratch on the synthetic task (or an HDF5 token file)
+// and publishes it.
+//
+// Shard HDF5 layout:
+//   train/loss      [steps] f32   mean next-token loss per step
+//   eval/accuracy   [1] f64       task accuracy on persona rows (also metric task_accuracy)
+// Artifacts: <artifact_dir>/model.safetensors and <artifact_dir>/config.json (HF-style, plus
+// "seedgrid_task": the synthetic task spec). Metrics: final_loss (mean of the last
+// max(1, steps/10) steps), task_accuracy (argmax at the answer position equals the persona's
+// answer, over eval.rows persona rows of split kPretrainEval; synthetic data only).
+#pragma once
+
+#include "core/runner.h"
+
+namespace seedgrid {
+
+void RunPretrain(ShardContext& ctx);
+
+}  // namespace seedgrid

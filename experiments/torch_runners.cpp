@@ -1,0 +1,14 @@
+#include "experiments/torch_runners.h"
+
+#include "experiments/lora_steer/runner.h"
+#include "experiments/pretrain/pretrain.h"
+
+namespace seedgrid {
+
+void RegisterTorchRunners(RunnerRegistry& runners) {
+  runners.Add("pretrain", RunPretrain);
+  runners.Add("lora_steer", RunLoraSteer);
+  // ---- ablation and harvest: their owners register their runners here. ----
+}
+
+}  // namespace seedgrid

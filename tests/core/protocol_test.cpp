@@ -1,0 +1,91 @@
+#include "core/protocol.h"
+
+#include <gtest/gtest.h>
+
+namespace seedgrid {
+namespace {
+
+RunShard SampleRunShard() {
+  RunShard m;
+  m.id = ShardId{"0123456789abcdef"};
+  m.sweep = "demo";
+  m.stage = "steer";
+  m.kind = "lora_steer";
+  m.role = "map";
+  m.params_json = R"({"lora":{"rank":4},"x":"é"})";
+  m.axes_json = R"({"lora.rank":4})";
+  m.needs_json = R"(["aaaaaaaaaaaaaaaa"])";
+  m.seed = -3;
+  m.attempt = 2;
+  m.inputs.push_back(InputRef{ShardId{"aaaaaaaaaaaaaaaa"}, "base", "pretrain", "/r/a.h5",
+                              "/r/a.files", 0, "{}", "{}"});
+  m.out_path = "/r/b.h5";
+  m.artifact_dir = "/r/b.files";
+  m.timeout_s = 12.5;
+  m.memory_mb = 2048;
+  m.isolation = Isolation::kInline;
+  m.gang = {1, 3};
+  m.gang_id = 9;
+  return m;
+}
+
+TEST(Protocol, EveryToWorkerMessageRoundTrips) {
+  for (ToWorker msg : {ToWorker{SampleRunShard()}, ToWorker{Shutdown{4}}}) {
+    std::string buf;
+    Encode(msg, &buf);
+    EXPECT_EQ(DecodeToWorker(buf), msg) << MessageName(msg);
+  }
+}
+
+TEST(Protocol, EveryFromWorkerMessageRoundTrips) {
+  ShardDone d;
+  d.id = ShardId{"fedcba9876543210"};
+  d.attempt = 3;
+  d.outcome = Outcome::kCrash;
+  d.signal = 11;
+  d.exit_code = 0;
+  d.error = "executor killed by signal 11 (SIGSEGV)";
+  d.metrics = {{"steer_delta", 0.25}, {"dw_fro", 1e-9}};
+  d.artifact = "/r/x.h5";
+  d.start = 1.5;
+  d.end = 2.5;
+  d.peak_rss_kb = 123456;
+  Hello h{"node1", 2, "GPU-abc", 4242, 8, "77.0"};
+  Progress p{ShardId{"fedcba9876543210"}, 3, 10, 100};
+  for (FromWorker msg : {FromWorker{h}, FromWorker{p}, FromWorker{d}}) {
+    std::string buf;
+    Encode(msg, &buf);
+    EXPECT_EQ(DecodeFromWorker(buf), msg) << MessageName(msg);
+  }
+}
+
+TEST(Protocol, StreamFramingFindsWholeFrames) {
+  std::string buf;
+  Encode(ToWorker{SampleRunShard()}, &buf);
+  const size_t first = buf.size();
+  Encode(ToWorker{Shutdown{0}}, &buf);
+  EXPECT_EQ(WholeFrameSize(std::string_view(buf).substr(0, 3)), std::nullopt);
+  EXPECT_EQ(WholeFrameSize(std::string_view(buf).substr(0, first - 1)), std::nullopt);
+  ASSERT_EQ(WholeFrameSize(buf), first);
+  EXPECT_EQ(std::get<Shutdown>(DecodeToWorker(std::string_view(buf).substr(first))).exit_code, 0);
+}
+
+TEST(Protocol, RejectsOtherVersionsAndGarbage) {
+  std::string buf;
+  Encode(ToWorker{Shutdown{1}}, &buf);
+  std::string bad = buf;
+  bad[4] = 99;  // version
+  try {
+    DecodeToWorker(bad);
+    FAIL() << "accepted another protocol version";
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("version 99"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(DecodeToWorker(buf.substr(0, buf.size() - 1)), ProtocolError);
+  EXPECT_THROW(DecodeFromWorker(buf), ProtocolError);  // a ToWorker tag sent the wrong way
+  std::string huge(7, '\xff');
+  EXPECT_THROW(WholeFrameSize(huge), ProtocolError);
+}
+
+}  // namespace
+}  // namespace seedgrid

@@ -1,0 +1,678 @@
+#include "core/spec.h"
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace seedgrid {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Test kinds, independent of the real ones: train (nested params, gang), harvest (reduce),
+// eval (flat, floats).
+KindRegistry TestKinds() {
+  KindRegistry kinds;
+  KindConfig train;
+  train.name = "train";
+  train.defaults = Json::parse(R"({
+    "model": {"d_model": 64, "n_layers": 2},
+    "train": {"steps": 300, "lr": 0.001},
+    "adapter": "lora",
+    "lora": {"rank": 4, "alpha": 8.0},
+    "use_bias": false,
+    "extra": null,
+    "layers": [0, 1]
+  })");
+  train.validate = [](const Json& p) {
+    std::vector<std::string> out;
+    if (p["lora"]["rank"].get<int64_t>() < 1) out.push_back("lora.rank: must be >= 1");
+    return out;
+  };
+  train.supports_gang = true;
+  kinds.Add(train);
+  KindConfig harvest;
+  harvest.name = "harvest";
+  harvest.defaults = {{"rows", 100}, {"layer", 0}};
+  harvest.has_reduce = true;
+  kinds.Add(harvest);
+  KindConfig eval;
+  eval.name = "eval";
+  eval.defaults = {{"alpha", 1.0}, {"split", "test"}};
+  kinds.Add(eval);
+  return kinds;
+}
+
+const KindRegistry& Kinds() {
+  static const KindRegistry kinds = TestKinds();
+  return kinds;
+}
+
+SweepSpec Parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return ParseSpec(yaml, "spec.yaml", overrides, Kinds());
+}
+
+Plan Expand(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return ExpandSpec(Parse(yaml, overrides), Kinds());
+}
+
+// The problems ParseSpec reports (fails the test when it accepts the spec).
+std::vector<std::string> Problems(const std::string& yaml,
+                                  const std::vector<std::string>& overrides = {}) {
+  try {
+    Parse(yaml, overrides);
+  } catch (const SpecError& e) {
+    return e.problems();
+  }
+  ADD_FAILURE() << "spec accepted:\n" << yaml;
+  return {};
+}
+
+// The single problem of a spec, checked to start with "spec.yaml:<line>: ".
+std::string OneProblem(const std::string& yaml, int line) {
+  auto problems = Problems(yaml);
+  EXPECT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  if (problems.empty()) return "";
+  EXPECT_THAT(problems[0], StartsWith("spec.yaml:" + std::to_string(line) + ": "));
+  return problems[0];
+}
+
+std::vector<const ShardPlan*> StageShards(const Plan& plan, const std::string& stage) {
+  std::vector<const ShardPlan*> out;
+  for (const auto& s : plan.shards) {
+    if (s.stage == stage) out.push_back(&s);
+  }
+  return out;
+}
+
+// ---- Parsing -------------------------------------------------------------------------------------
+
+TEST(SpecParseTest, ShorthandIsOneStageNamedAfterTheSweep) {
+  SweepSpec spec = Parse(R"(
+name: quick
+kind: train
+seeds: 3
+params: {train: {steps: 10}}
+resources: {timeout: 90s, memory: 2G, ranks: 2, isolation: inline}
+)");
+  EXPECT_EQ(spec.name, "quick");
+  EXPECT_EQ(spec.out, "runs");
+  ASSERT_EQ(spec.stages.size(), 1u);
+  const StageSpec& st = spec.stages[0];
+  EXPECT_EQ(st.name, "quick");
+  EXPECT_EQ(st.kind, "train");
+  EXPECT_THAT(st.seeds, ElementsAre(0, 1, 2));
+  EXPECT_TRUE(st.seeds_given);
+  EXPECT_EQ(st.params["train"]["steps"], 10);
+  EXPECT_EQ(st.params["train"]["lr"], 0.001);  // defaults survive the deep merge
+  EXPECT_EQ(st.params["model"]["d_model"], 64);
+  EXPECT_EQ(st.resources.timeout_s, 90);
+  EXPECT_EQ(st.resources.memory_mb, 2048);
+  EXPECT_EQ(st.resources.ranks, 2);
+  EXPECT_EQ(st.resources.isolation, Isolation::kInline);
+  EXPECT_EQ(st.resources.max_attempts, 3);
+  EXPECT_EQ(spec.FindStage("quick"), &spec.stages[0]);
+  EXPECT_EQ(spec.FindStage("nope"), nullptr);
+}
+
+TEST(SpecParseTest, ShorthandWithoutNameIsMainAndSweepIsFileStem) {
+  SweepSpec spec = ParseSpec("kind: eval\n", "configs/my-sweep.yaml", {}, Kinds());
+  EXPECT_EQ(spec.name, "my-sweep");
+  ASSERT_EQ(spec.stages.size(), 1u);
+  EXPECT_EQ(spec.stages[0].name, "main");
+  EXPECT_THAT(spec.stages[0].seeds, ElementsAre(0));
+  EXPECT_FALSE(spec.stages[0].seeds_given);
+  EXPECT_EQ(spec.stages[0].params, Json::parse(R"({"alpha": 1.0, "split": "test"})"));
+}
+
+TEST(SpecParseTest, SeedForms) {
+  auto seeds = [](const std::string& form) { return Parse("kind: eval\nseeds: " + form).stages[0].seeds; };
+  EXPECT_THAT(seeds("[3, 1, 2]"), ElementsAre(3, 1, 2));
+  EXPECT_THAT(seeds("4"), ElementsAre(0, 1, 2, 3));
+  EXPECT_THAT(seeds("{from: 2, to: 4}"), ElementsAre(2, 3, 4));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds: []", 2), HasSubstr("empty"));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds: 0", 2), HasSubstr("seeds"));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds: [1, 1]", 2), HasSubstr("seed 1 appears twice"));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds: {from: 4, to: 2}", 2), HasSubstr("below"));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds: [-1]", 2), HasSubstr("seeds"));
+  EXPECT_THAT(OneProblem("kind: eval\nseeds:\n  from: 0\n  upto: 3\n  to: 3\n", 4),
+              HasSubstr("unknown key 'upto'"));
+}
+
+TEST(SpecParseTest, YamlScalarsBecomeTypedJson) {
+  SweepSpec spec = Parse(R"(
+kind: train
+params:
+  extra: {i: 1, f: 1.5, b: true, s: lora, e: 1e-3, n: null, q: "1", l: [1, two], neg: -3,
+          hex: 0x10, t: ~, big: 9223372036854775807, m: {x: [true, 2.0]}}
+)");
+  const Json& e = spec.stages[0].params["extra"];
+  EXPECT_TRUE(e["i"].is_number_integer());
+  EXPECT_EQ(e["i"], 1);
+  EXPECT_TRUE(e["f"].is_number_float());
+  EXPECT_EQ(e["f"], 1.5);
+  EXPECT_EQ(e["b"], true);
+  EXPECT_EQ(e["s"], "lora");
+  EXPECT_TRUE(e["e"].is_number_float());
+  EXPECT_DOUBLE_EQ(e["e"].get<double>(), 1e-3);
+  EXPECT_TRUE(e["n"].is_null());
+  EXPECT_EQ(e["q"], "1");
+  EXPECT_EQ(e["l"], Json::parse(R"([1, "two"])"));
+  EXPECT_EQ(e["neg"], -3);
+  EXPECT_EQ(e["hex"], 16);
+  EXPECT_TRUE(e["t"].is_null());
+  EXPECT_EQ(e["big"], INT64_MAX);
+  EXPECT_EQ(e["m"], Json::parse(R"({"x": [true, 2.0]})"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {extra: 99999999999999999999}", 2),
+              HasSubstr("64 bits"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {extra: .inf}", 2), HasSubstr("non-finite"));
+}
+
+TEST(SpecParseTest, ParamTypesAreCheckedAgainstDefaults) {
+  // An int where a float is expected is fine, and becomes a float (canonical for hashing).
+  EXPECT_TRUE(Parse("kind: eval\nparams: {alpha: 2}").stages[0].params["alpha"].is_number_float());
+  EXPECT_THAT(OneProblem("kind: train\nparams:\n  train: {steps: abc}\n", 3),
+              HasSubstr("params.train.steps: expected integer, got string 'abc'"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {train: {steps: 1.5}}", 2),
+              HasSubstr("expected integer, got float 1.5"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {use_bias: 1}", 2), HasSubstr("expected bool"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {adapter: 3}", 2), HasSubstr("quote it"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {model: 5}", 2),
+              HasSubstr("params.model: expected a map"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: {layers: 5}", 2), HasSubstr("expected list"));
+  EXPECT_THAT(OneProblem("kind: train\nparams: [1]", 2), HasSubstr("params: expected a map"));
+  // A null default accepts anything.
+  EXPECT_EQ(Parse("kind: train\nparams: {extra: [1, {a: b}]}").stages[0].params["extra"],
+            Json::parse(R"([1, {"a": "b"}])"));
+}
+
+TEST(SpecParseTest, UnknownKeysAtEveryLevelSayWhatIsAccepted) {
+  EXPECT_THAT(OneProblem("kind: eval\nsedes: 3\n", 2),
+              AllOf(HasSubstr("top-level unknown key 'sedes'"), HasSubstr("did you mean 'seeds'"),
+                    HasSubstr("accepted: name, out, stages, report")));
+  EXPECT_THAT(OneProblem("stages:\n  - name: a\n    kind: eval\n    parms: {}\n", 4),
+              AllOf(HasSubstr("stage 'a': unknown key 'parms'"), HasSubstr("accepted: name, kind")));
+  EXPECT_THAT(OneProblem("kind: eval\nresources:\n  timeout: 10\n  gpu: 1\n", 4),
+              AllOf(HasSubstr("stage 'main': resources: unknown key 'gpu'"), HasSubstr("did you mean 'gpus'"),
+                    HasSubstr("accepted: timeout, ranks, gpus, memory, isolation, max_attempts")));
+  EXPECT_THAT(OneProblem("kind: train\nparams:\n  train:\n    stepz: 3\n", 4),
+              AllOf(HasSubstr("params.train.stepz: unknown param"), HasSubstr("did you mean 'steps'"),
+                    HasSubstr("accepted: lr, steps")));
+  EXPECT_THAT(OneProblem("stages: [{name: a, kind: eval}]\nkind: eval\n", 2),
+              HasSubstr("put it inside a stage"));
+}
+
+TEST(SpecParseTest, EveryErrorClassHasFileAndLine) {
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  adapter: []\n", 3), HasSubstr("empty axis"));
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  adapter: lora\n", 3),
+              HasSubstr("expected a list of values"));
+  EXPECT_THAT(OneProblem("kind: train\nzip:\n  adapter: [a, b]\n  lora.rank: [1]\n", 2),
+              HasSubstr("zip lists differ in length (adapter has 2, lora.rank has 1)"));
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  lora.rnk: [1]\n", 3),
+              AllOf(HasSubstr("unknown param"), HasSubstr("did you mean 'rank'"),
+                    HasSubstr("under 'lora'")));
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  lora.rank: [1, x]\n", 3),
+              HasSubstr("expected integer, got string 'x'"));
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  lora.rank: [1, 1]\n", 3), HasSubstr("twice"));
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  lora: [{rank: 2}]\n  lora.rank: [1]\n", 4),
+              HasSubstr("overlaps"));
+  EXPECT_THAT(OneProblem("name: x\n\nkind: tran\n", 3),
+              HasSubstr("unknown kind 'tran' (kinds: eval, harvest, train)"));
+  EXPECT_THAT(OneProblem("stages:\n  - name: a\n    kind: eval\n    needs: [b]\n", 4),
+              HasSubstr("stage 'a' needs 'b', which is not a stage (stages: a)"));
+  EXPECT_THAT(OneProblem("stages:\n  - {name: a, kind: eval, needs: a}\n", 2),
+              HasSubstr("needs itself"));
+  EXPECT_THAT(OneProblem(R"(stages:
+  - {name: a, kind: eval, needs: c}
+  - {name: b, kind: eval, needs: a}
+  - {name: c, kind: eval, needs: b}
+)",
+                         3),
+              HasSubstr("needs form a cycle: a -> c -> b -> a"));
+  EXPECT_THAT(OneProblem("stages:\n  - {name: a, kind: eval}\n  - {name: a, kind: eval}\n", 3),
+              HasSubstr("duplicate stage name 'a' (first at line 2)"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources: {timeout: 10x}\n", 2),
+              HasSubstr("resources.timeout: expected seconds or a duration"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources:\n  memory: lots\n", 3),
+              HasSubstr("resources.memory: expected MiB or a size"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources: {ranks: 4}\n", 2),
+              HasSubstr("kind 'eval' does not run as a gang (gang kinds: train)"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources: {isolation: docker}\n", 2),
+              HasSubstr("accepted: executor, inline"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources: {max_attempts: 0}\n", 2),
+              HasSubstr("max_attempts"));
+  EXPECT_THAT(OneProblem("kind: eval\nshards: 0\n", 2), HasSubstr("shards"));
+  EXPECT_THAT(OneProblem("kind: eval\nshards: two\n", 2), HasSubstr("shards"));
+  EXPECT_THAT(OneProblem("name: x\nstages: []\n", 2), HasSubstr("non-empty list"));
+  EXPECT_THAT(OneProblem("name: x\n", 1), HasSubstr("no stages"));
+  EXPECT_THAT(OneProblem("kind: eval\nneeds: {a: 1}\n", 2), HasSubstr("needs: expected"));
+  EXPECT_THAT(OneProblem("kind: eval\nkind: train\n", 2), HasSubstr("duplicate key 'kind'"));
+  EXPECT_THAT(OneProblem("name: x\nstages:\n  - {name: a\n", 4), HasSubstr("YAML syntax error"));
+  EXPECT_THAT(OneProblem("name: x\n  bad: indent\n", 2), HasSubstr("YAML syntax error"));
+}
+
+TEST(SpecParseTest, KindValidateProblemsPointAtTheParam) {
+  EXPECT_THAT(OneProblem("kind: train\nparams:\n  lora:\n    rank: 0\n", 4),
+              HasSubstr("stage 'main': params.lora.rank: must be >= 1"));
+  // An axis value is validated too, and blamed on its own line.
+  EXPECT_THAT(OneProblem("kind: train\ngrid:\n  lora.rank:\n    - 2\n    - 0\n", 5),
+              HasSubstr("with grid lora.rank = 0: params.lora.rank: must be >= 1"));
+}
+
+TEST(SpecParseTest, ReportsAllProblemsAtOnceInLineOrder) {
+  auto problems = Problems(R"(name: many
+stages:
+  - name: a
+    kind: nope
+  - name: b
+    kind: eval
+    params: {alpha: high}
+  - name: c
+    kind: eval
+    needs: zzz
+)");
+  ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], StartsWith("spec.yaml:4: stage 'a': unknown kind 'nope'"));
+  EXPECT_THAT(problems[1], StartsWith("spec.yaml:7: stage 'b': params.alpha: expected float"));
+  EXPECT_THAT(problems[2], StartsWith("spec.yaml:10: stage 'c' needs 'zzz'"));
+  try {
+    Parse("kind: nope\nseeds: x\n");
+    FAIL();
+  } catch (const SpecError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("2 problems"));
+  }
+}
+
+// ---- Overrides -----------------------------------------------------------------------------------
+
+const char* kMulti = R"(name: multi
+stages:
+  - name: base
+    kind: train
+    params: {train: {steps: 300}}
+  - name: steer
+    kind: train
+    needs: base
+    seeds: [0, 1, 2]
+    grid: {adapter: [lora, ia3], lora.rank: [2, 4]}
+)";
+
+TEST(SpecOverrideTest, TypedValuesIntoTheDocument) {
+  SweepSpec spec = Parse(kMulti, {"stages.base.params.train.steps=10", "stages.steer.seeds=[1]",
+                                  "stages.1.params.train.lr=1e-2", "out=/scratch/runs",
+                                  "stages.steer.grid.lora.rank=[8, 16]",
+                                  "stages.base.params.use_bias=true"});
+  EXPECT_EQ(spec.out, "/scratch/runs");
+  const StageSpec& base = *spec.FindStage("base");
+  const StageSpec& steer = *spec.FindStage("steer");
+  EXPECT_TRUE(base.params["train"]["steps"].is_number_integer());
+  EXPECT_EQ(base.params["train"]["steps"], 10);
+  EXPECT_EQ(base.params["use_bias"], true);
+  EXPECT_THAT(steer.seeds, ElementsAre(1));
+  EXPECT_DOUBLE_EQ(steer.params["train"]["lr"].get<double>(), 0.01);
+  ASSERT_EQ(steer.grid.size(), 2u);
+  EXPECT_EQ(steer.grid[1].key, "lora.rank");
+  EXPECT_EQ(steer.grid[1].values, (std::vector<Json>{8, 16}));
+  EXPECT_EQ(spec.overrides.size(), 6u);
+  // Shorthand: top-level keys, created where absent.
+  SweepSpec quick = Parse("kind: train\n", {"seeds=[0,1]", "params.train.steps=10",
+                                            "grid.lora.rank=[1,2]"});
+  EXPECT_THAT(quick.stages[0].seeds, ElementsAre(0, 1));
+  EXPECT_EQ(quick.stages[0].params["train"]["steps"], 10);
+  ASSERT_EQ(quick.stages[0].grid.size(), 1u);
+  EXPECT_EQ(quick.stages[0].grid[0].key, "lora.rank");
+}
+
+TEST(SpecOverrideTest, BadOverridesAreProblemsLikeTheOthers) {
+  auto problems = Problems(kMulti, {"stages.nope.seeds=1", "name.x=1", "noequals",
+                                    "stages.9.seeds=1", "stages.base.params.train.steps=abc",
+                                    "stages.base.params.bogus=1", "seeds=[0"});
+  ASSERT_EQ(problems.size(), 7u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], AllOf(StartsWith("override 'stages.nope.seeds=1': bad path"),
+                                 HasSubstr("names: base, steer")));
+  EXPECT_THAT(problems[1], StartsWith("override 'name.x=1': bad path: 'name' is string 'multi'"));
+  EXPECT_THAT(problems[2], StartsWith("override 'noequals': expected key=value"));
+  EXPECT_THAT(problems[3], HasSubstr("index 9 is past the end of 'stages' (2 elements)"));
+  EXPECT_THAT(problems[4], StartsWith("override 'stages.base.params.train.steps=abc': stage "
+                                      "'base': params.train.steps: expected integer"));
+  EXPECT_THAT(problems[5], HasSubstr("params.bogus: unknown param"));
+  EXPECT_THAT(problems[6], AllOf(StartsWith("override 'seeds=[0'"), HasSubstr("not valid YAML")));
+}
+
+TEST(SpecOverrideTest, HashCoversTextAndOverrides) {
+  const std::string h = Parse(kMulti).Hash();
+  EXPECT_EQ(h.size(), 64u);
+  EXPECT_EQ(Parse(kMulti).Hash(), h);
+  EXPECT_NE(Parse(kMulti, {"stages.steer.seeds=[1]"}).Hash(), h);
+  EXPECT_NE(Parse(std::string(kMulti) + "\n").Hash(), h);
+}
+
+// ---- Expansion -----------------------------------------------------------------------------------
+
+TEST(SpecExpandTest, SeedsTimesGridTimesZip) {
+  Plan plan = Expand(R"(
+kind: train
+seeds: [0, 1]
+grid:
+  adapter: [lora, ia3]
+  lora.rank: [2, 4, 8]
+zip:
+  train.steps: [10, 20]
+  train.lr: [0.1, 1]
+params: {model: {n_layers: 3}}
+)");
+  ASSERT_EQ(plan.shards.size(), 2u * 2 * 3 * 2);
+  std::set<std::tuple<int64_t, std::string, int64_t, int64_t>> seen;
+  for (const auto& s : plan.shards) {
+    EXPECT_EQ(s.role, ShardRole::kSingle);
+    EXPECT_EQ(s.params["model"]["n_layers"], 3);  // the stage's params stay under the axes
+    EXPECT_EQ(s.params["model"]["d_model"], 64);
+    EXPECT_EQ(s.params["lora"]["alpha"], 8.0);
+    EXPECT_EQ(s.axes["adapter"], s.params["adapter"]);
+    EXPECT_EQ(s.axes["lora.rank"], s.params["lora"]["rank"]);
+    const Json& train = s.params["train"];
+    EXPECT_TRUE(train["lr"].is_number_float());
+    // zip pairs: steps 10 with lr 0.1, steps 20 with lr 1.0
+    EXPECT_EQ(train["lr"].get<double>(), train["steps"] == 10 ? 0.1 : 1.0);
+    EXPECT_EQ(s.axes.size(), 4u);
+    seen.insert({s.seed, s.params["adapter"].get<std::string>(),
+                  s.params["lora"]["rank"].get<int64_t>(), train["steps"].get<int64_t>()});
+  }
+  EXPECT_EQ(seen.size(), plan.shards.size());
+  // Order: seeds, then the grid (last axis fastest), then zip.
+  EXPECT_EQ(plan.shards[0].seed, 0);
+  EXPECT_EQ(plan.shards[0].params["adapter"], "lora");
+  EXPECT_EQ(plan.shards[0].params["lora"]["rank"], 2);
+  EXPECT_EQ(plan.shards[1].params["train"]["steps"], 20);
+  EXPECT_EQ(plan.shards[2].params["lora"]["rank"], 4);
+  EXPECT_EQ(plan.shards[12].seed, 1);
+  std::set<ShardId> ids;
+  for (const auto& s : plan.shards) ids.insert(s.id);
+  EXPECT_EQ(ids.size(), plan.shards.size());
+}
+
+TEST(SpecExpandTest, MapAxisValueMergesIntoTheParam) {
+  Plan plan = Expand("kind: train\nparams: {model: {n_layers: 5}}\ngrid:\n  model: [{d_model: 32}, {d_model: 128}]\n");
+  ASSERT_EQ(plan.shards.size(), 2u);
+  EXPECT_EQ(plan.shards[1].params["model"], Json::parse(R"({"d_model": 128, "n_layers": 5})"));
+}
+
+TEST(SpecExpandTest, NeedsFanOutAndInheritance) {
+  Plan plan = Expand(std::string(kMulti) + R"(
+  - name: ablate
+    kind: eval
+    needs: steer
+  - name: fixed
+    kind: eval
+    needs: [steer]
+    seeds: [7]
+  - name: summary
+    kind: eval
+    needs: [base]
+)");
+  auto base = StageShards(plan, "base");
+  auto steer = StageShards(plan, "steer");
+  auto ablate = StageShards(plan, "ablate");
+  auto fixed = StageShards(plan, "fixed");
+  ASSERT_EQ(base.size(), 1u);
+  ASSERT_EQ(steer.size(), 12u);
+  ASSERT_EQ(ablate.size(), 12u);
+  ASSERT_EQ(fixed.size(), 12u);
+  ASSERT_EQ(StageShards(plan, "summary").size(), 1u);
+  for (const ShardPlan* s : steer) EXPECT_THAT(s->needs, ElementsAre(base[0]->id));
+  std::map<ShardId, const ShardPlan*> by_id;
+  for (const auto& s : plan.shards) by_id[s.id] = &s;
+  for (size_t i = 0; i < ablate.size(); ++i) {
+    ASSERT_EQ(ablate[i]->needs.size(), 1u);
+    const ShardPlan* up = by_id.at(ablate[i]->needs[0]);
+    EXPECT_EQ(up, steer[i]);  // one ablation per steer shard, in the same order
+    EXPECT_EQ(ablate[i]->seed, up->seed);
+    EXPECT_EQ(ablate[i]->axes, up->axes);
+    EXPECT_EQ(fixed[i]->seed, 7);
+    EXPECT_EQ(fixed[i]->axes, up->axes);
+    EXPECT_EQ(ablate[i]->params, (Json{{"alpha", 1.0}, {"split", "test"}}));
+  }
+  // Every shard comes after the shards it needs.
+  std::set<ShardId> done;
+  for (const auto& s : plan.shards) {
+    for (const auto& n : s.needs) EXPECT_TRUE(done.count(n)) << s.stage;
+    done.insert(s.id);
+  }
+}
+
+TEST(SpecExpandTest, ForwardNeedsAreOrderedAfterTheirNeeds) {
+  Plan plan = Expand(R"(stages:
+  - {name: late, kind: eval, needs: early}
+  - {name: early, kind: eval, params: {alpha: 2}}
+)");
+  ASSERT_EQ(plan.shards.size(), 2u);
+  EXPECT_EQ(plan.shards[0].stage, "early");
+  EXPECT_EQ(plan.shards[0].stage_index, 1);
+  EXPECT_EQ(plan.shards[1].stage, "late");
+  EXPECT_THAT(plan.shards[1].needs, ElementsAre(plan.shards[0].id));
+}
+
+TEST(SpecExpandTest, FanOutOverSeveralNeededStagesIsACartesianProduct) {
+  Plan plan = Expand(R"(stages:
+  - {name: a, kind: eval, seeds: [0, 1]}
+  - {name: b, kind: eval, seeds: 3, params: {split: train}}
+  - {name: c, kind: eval, needs: [a, b], grid: {split: [x, y]}}
+)");
+  auto c = StageShards(plan, "c");
+  ASSERT_EQ(c.size(), 2u * 3 * 2);
+  std::set<std::vector<ShardId>> needs;
+  for (const ShardPlan* s : c) {
+    ASSERT_EQ(s->needs.size(), 2u);
+    needs.insert(s->needs);
+  }
+  EXPECT_EQ(needs.size(), 6u);
+  EXPECT_EQ(c[0]->seed, 0);   // inherited from the first needed stage
+  EXPECT_EQ(c.back()->seed, 1);
+}
+
+TEST(SpecExpandTest, InheritedAxisThatCollidesIsPrefixedWithItsStage) {
+  Plan plan = Expand(R"(stages:
+  - {name: a, kind: eval, grid: {alpha: [1, 2]}}
+  - {name: b, kind: eval, needs: a, grid: {alpha: [5]}}
+)");
+  auto b = StageShards(plan, "b");
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[1]->axes, Json::parse(R"({"alpha": 5.0, "a:alpha": 2.0})"));
+}
+
+TEST(SpecExpandTest, ShardsWithReduceAndReplicas) {
+  Plan plan = Expand(R"(stages:
+  - {name: base, kind: train}
+  - {name: harvest, kind: harvest, needs: base, shards: 4, seeds: [0, 1]}
+  - {name: post, kind: eval, needs: harvest}
+  - {name: rep, kind: eval, shards: 3}
+)");
+  auto harvest = StageShards(plan, "harvest");
+  ASSERT_EQ(harvest.size(), 2u * 5);
+  for (int seed = 0; seed < 2; ++seed) {
+    std::vector<ShardId> maps;
+    for (int i = 0; i < 4; ++i) {
+      const ShardPlan& m = *harvest[seed * 5 + i];
+      EXPECT_EQ(m.role, ShardRole::kMap);
+      EXPECT_EQ(m.seed, seed);
+      EXPECT_EQ(m.params["shard_index"], i);
+      EXPECT_EQ(m.params["shard_count"], 4);
+      EXPECT_THAT(m.needs, ElementsAre(StageShards(plan, "base")[0]->id));
+      maps.push_back(m.id);
+    }
+    const ShardPlan& r = *harvest[seed * 5 + 4];
+    EXPECT_EQ(r.role, ShardRole::kReduce);
+    EXPECT_EQ(r.params["role"], "reduce");
+    EXPECT_EQ(r.params["shard_count"], 4);
+    EXPECT_EQ(r.needs, maps);
+  }
+  // Only the reduce shards are the stage's outputs.
+  auto post = StageShards(plan, "post");
+  ASSERT_EQ(post.size(), 2u);
+  EXPECT_THAT(post[0]->needs, ElementsAre(harvest[4]->id));
+  EXPECT_THAT(post[1]->needs, ElementsAre(harvest[9]->id));
+  // Without a reducer, shards are independent replicas.
+  auto rep = StageShards(plan, "rep");
+  ASSERT_EQ(rep.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(rep[i]->role, ShardRole::kSingle);
+    EXPECT_EQ(rep[i]->params["shard_index"], i);
+    EXPECT_TRUE(rep[i]->needs.empty());
+  }
+}
+
+TEST(SpecExpandTest, IdenticalShardsInTwoStagesAreAnError) {
+  try {
+    Expand("stages:\n  - {name: a, kind: eval}\n  - {name: b, kind: eval}\n");
+    FAIL();
+  } catch (const SpecError& e) {
+    ASSERT_EQ(e.problems().size(), 1u);
+    EXPECT_THAT(e.problems()[0], AllOf(StartsWith("spec.yaml:3: "), HasSubstr("repeats shard")));
+  }
+}
+
+TEST(SpecExpandTest, MaxShardsFailsBeforeMaterialising) {
+  std::string values = "[1";
+  for (int i = 2; i <= 1000; ++i) values += ", " + std::to_string(i);
+  values += "]";
+  const std::string yaml = "kind: train\ngrid:\n  lora.rank: " + values + "\n  train.steps: " +
+                           values + "\n  model.d_model: " + values + "\n  model.n_layers: " +
+                           values + "\n";
+  SweepSpec spec = Parse(yaml);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    ExpandSpec(spec, Kinds());
+    FAIL();
+  } catch (const SpecError& e) {
+    EXPECT_THAT(e.problems().at(0), AllOf(StartsWith("spec.yaml:1: "),
+                                          HasSubstr("1000000000000 shards"),
+                                          HasSubstr("more than max_shards = 1000000")));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  // The limit is exact.
+  SweepSpec small = Parse("kind: harvest\nseeds: 2\nshards: 2\n");  // 2 x (2 maps + 1 reduce)
+  EXPECT_EQ(ExpandSpec(small, Kinds(), 6).shards.size(), 6u);
+  EXPECT_THROW(ExpandSpec(small, Kinds(), 5), SpecError);
+}
+
+// ---- Shard ids -----------------------------------------------------------------------------------
+
+TEST(ShardIdTest, GoldenValue) {
+  // Computed once (and reproduced independently with Python hashlib + json.dumps(sort_keys)); if
+  // this changes, every existing registry's shards would be recomputed.
+  ShardId id = ComputeShardId("train", Json::parse(R"({"lr": 0.001, "steps": 10, "tag": "x"})"), 3,
+                              {ShardId{"00000000000000aa"}, ShardId{"00000000000000bb"}},
+                              "seedgrid-1");
+  EXPECT_EQ(id.hex, "e208c2532e50c49f");
+  EXPECT_EQ(id.hex.size(), 16u);
+  EXPECT_EQ(id.hex.find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+TEST(ShardIdTest, InvariantUnderKeyOrderAndNeedsOrder) {
+  Json a = {{"steps", 10}, {"lr", 0.001}, {"model", {{"d", 1}, {"n", 2}}}};
+  Json b = Json::parse(R"({"model": {"n": 2, "d": 1}, "lr": 0.001, "steps": 10})");
+  ShardId x{"1111111111111111"}, y{"2222222222222222"};
+  EXPECT_EQ(ComputeShardId("k", a, 0, {x, y}, "t"), ComputeShardId("k", b, 0, {y, x}, "t"));
+  // And through the spec: YAML key order and axis order do not matter.
+  Plan p1 = Expand("kind: train\nseeds: [1]\nparams: {train: {steps: 5, lr: 0.5}}\n"
+                   "grid: {adapter: [a], lora.rank: [2]}\n");
+  Plan p2 = Expand("grid: {lora.rank: [2], adapter: [a]}\nparams: {train: {lr: 0.5, steps: 5}}\n"
+                   "seeds: [1]\nkind: train\n");
+  EXPECT_EQ(p1.shards.at(0).id, p2.shards.at(0).id);
+  // Same id whether a value comes from params, an axis or an override; 2 and 2.0 for a float.
+  Plan p3 = Expand("kind: train\nseeds: [1]\nparams: {adapter: a, lora: {rank: 2}}\n",
+                   {"params.train.steps=5", "params.train.lr=0.5"});
+  EXPECT_EQ(p3.shards.at(0).id, p1.shards[0].id);
+  EXPECT_EQ(Expand("kind: eval\nparams: {alpha: 2}").shards[0].id,
+            Expand("kind: eval\nparams: {alpha: 2.0}").shards[0].id);
+}
+
+TEST(ShardIdTest, ChangesWithEveryInput) {
+  const Json params = {{"steps", 10}};
+  const ShardId need{"1111111111111111"};
+  const ShardId base = ComputeShardId("k", params, 0, {need}, "t");
+  std::set<ShardId> ids = {base};
+  ids.insert(ComputeShardId("k2", params, 0, {need}, "t"));
+  ids.insert(ComputeShardId("k", {{"steps", 11}}, 0, {need}, "t"));
+  ids.insert(ComputeShardId("k", {{"steps", 10.0}}, 0, {need}, "t"));
+  ids.insert(ComputeShardId("k", {{"steps", "10"}}, 0, {need}, "t"));
+  ids.insert(ComputeShardId("k", params, 1, {need}, "t"));
+  ids.insert(ComputeShardId("k", params, 0, {}, "t"));
+  ids.insert(ComputeShardId("k", params, 0, {ShardId{"1111111111111112"}}, "t"));
+  ids.insert(ComputeShardId("k", params, 0, {need}, "t2"));
+  // Fields are length-prefixed: moving bytes from one field to the next changes the id.
+  ids.insert(ComputeShardId("kt", params, 0, {need}, ""));
+  EXPECT_EQ(ids.size(), 10u);
+  // Changing one axis value keeps the other shards' ids.
+  Plan a = Expand("kind: eval\ngrid: {alpha: [1, 2, 3]}\n");
+  Plan b = Expand("kind: eval\ngrid: {alpha: [1, 2, 4]}\n");
+  EXPECT_EQ(a.shards[0].id, b.shards[0].id);
+  EXPECT_EQ(a.shards[1].id, b.shards[1].id);
+  EXPECT_NE(a.shards[2].id, b.shards[2].id);
+  // A change upstream changes the ids downstream (needs are part of the id).
+  Plan c = Expand(kMulti);
+  Plan d = Expand(kMulti, {"stages.base.params.train.steps=301"});
+  EXPECT_NE(c.shards.back().id, d.shards.back().id);
+}
+
+// ---- Durations and sizes -------------------------------------------------------------------------
+
+TEST(SpecUnitsTest, Durations) {
+  EXPECT_EQ(ParseDuration("90s"), 90);
+  EXPECT_EQ(ParseDuration("10m"), 600);
+  EXPECT_EQ(ParseDuration("1h30m"), 5400);
+  EXPECT_EQ(ParseDuration("2h"), 7200);
+  EXPECT_EQ(ParseDuration("1d2h3m4s"), 86400 + 7200 + 180 + 4);
+  EXPECT_DOUBLE_EQ(ParseDuration("500ms"), 0.5);
+  EXPECT_DOUBLE_EQ(ParseDuration("1m30s500ms"), 90.5);
+  EXPECT_DOUBLE_EQ(ParseDuration("12.5"), 12.5);
+  EXPECT_DOUBLE_EQ(ParseDuration(" 1.5h "), 5400);
+  EXPECT_EQ(ParseDuration("0"), 0);
+  for (const char* bad : {"", "abc", "10x", "-5s", "1h1h", "30m1h", "1h30", "s", "1.2.3s", "inf", "nan"}) {
+    EXPECT_THROW(ParseDuration(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(SpecUnitsTest, MemorySizes) {
+  EXPECT_EQ(ParseMemoryMb("512M"), 512);
+  EXPECT_EQ(ParseMemoryMb("2G"), 2048);
+  EXPECT_EQ(ParseMemoryMb("1.5G"), 1536);
+  EXPECT_EQ(ParseMemoryMb("100"), 100);
+  EXPECT_EQ(ParseMemoryMb("2GiB"), 2048);
+  EXPECT_EQ(ParseMemoryMb("2gb"), 2048);
+  EXPECT_EQ(ParseMemoryMb("1T"), 1024 * 1024);
+  EXPECT_EQ(ParseMemoryMb("512K"), 1);  // rounded up to whole MiB
+  EXPECT_EQ(ParseMemoryMb("0"), 0);
+  for (const char* bad : {"", "lots", "-1G", "2X", "G", "1.5.1G", "2 G B"}) {
+    EXPECT_THROW(ParseMemoryMb(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(SpecLoadTest, MissingFileIsASpecError) {
+  try {
+    LoadSpec("/nonexistent/spec.yaml", {}, Kinds());
+    FAIL();
+  } catch (const SpecError& e) {
+    EXPECT_THAT(e.problems().at(0), StartsWith("/nonexistent/spec.yaml: cannot read"));
+  }
+}
+
+TEST(KindRegistryTest, AddFindNames) {
+  KindRegistry kinds = TestKinds();
+  EXPECT_THAT(kinds.Names(), ElementsAre("eval", "harvest", "train"));
+  ASSERT_NE(kinds.Find("harvest"), nullptr);
+  EXPECT_TRUE(kinds.Find("harvest")->has_reduce);
+  EXPECT_EQ(kinds.Find("missing"), nullptr);
+  KindConfig dup;
+  dup.name = "eval";
+  EXPECT_THROW(kinds.Add(dup), std::logic_error);
+}
+
+}  // namespace
+}  // namespace seedgrid

@@ -1,0 +1,532 @@
+#include "coordinator/report/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "coordinator/report/render.h"
+#include "tests/report/fixture.h"
+
+namespace seedgrid {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::ShardSpec;
+using testing::SweepFixture;
+using testing::TempDir;
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  EXPECT_TRUE(in.good()) << p;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// RFC 4180 reader (quoted fields, doubled quotes, CRLF), written independently of the writer.
+std::vector<std::map<std::string, std::string>> ReadCsv(const std::string& text) {
+  std::vector<std::vector<std::string>> rows(1);
+  std::string field;
+  bool quoted = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        field += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      rows.back().push_back(std::move(field));
+      field.clear();
+    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
+      rows.back().push_back(std::move(field));
+      field.clear();
+      rows.emplace_back();
+      ++i;
+    } else {
+      field += c;
+    }
+  }
+  if (!rows.back().empty() || !field.empty()) {
+    rows.back().push_back(field);
+  } else {
+    rows.pop_back();
+  }
+  std::vector<std::map<std::string, std::string>> out;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    EXPECT_EQ(rows[r].size(), rows[0].size()) << "row " << r;
+    std::map<std::string, std::string> m;
+    for (size_t c = 0; c < rows[0].size() && c < rows[r].size(); ++c) m[rows[0][c]] = rows[r][c];
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Restores an environment variable at scope exit.
+class EnvGuard {
+ public:
+  explicit EnvGuard(const char* name) : name_(name) {
+    if (const char* v = std::getenv(name)) old_ = v;
+  }
+  ~EnvGuard() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+ReportOptions Options(const SweepFixture& f, const fs::path& out) {
+  ReportOptions o;
+  o.registry_path = f.registry_path();
+  o.sweep = f.sweep();
+  o.out_dir = out.string();
+  return o;
+}
+
+// ---- table numbers ----
+
+TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
+  SweepFixture f("numbers");
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(-1.0, 2.0);
+  int k = 0;
+  for (std::string adapter : {"lora", "ia3"}) {
+    for (int rank : {1, 4}) {
+      for (int seed = 0; seed < 5; ++seed) {
+        ShardStatus st = (++k % 7 == 0) ? ShardStatus::kFailed : ShardStatus::kDone;
+        f.Add({"steer", 1, "lora_steer", {{"adapter", adapter}, {"lora.rank", rank}}, seed, st,
+               {{"steer_delta", u(rng)}, {"kl_at_1", std::abs(u(rng)) * 1e-3}}});
+      }
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.figures = false;
+  WriteReport(o);
+
+  // Independent: read rows back, group by the axes' JSON text, naive sums, t from a table.
+  Registry reg(f.registry_path(), Registry::Mode::kReadOnly);
+  std::map<std::string, double> metric;  // shard:name -> value
+  for (const auto& m : reg.MetricsOfSweep("numbers")) metric[m.shard.hex + ":" + m.name] = m.value;
+  std::map<std::string, std::vector<double>> values;  // "adapter|rank|metric"
+  std::map<std::string, size_t> expected;
+  for (const auto& s : reg.Shards("numbers", "steer")) {
+    for (std::string name : {"steer_delta", "kl_at_1"}) {
+      std::string key = s.axes["adapter"].get<std::string>() + "|" + s.axes["lora.rank"].dump() + "|" + name;
+      ++expected[key];
+      if (s.status == ShardStatus::kDone) values[key].push_back(metric.at(s.id.hex + ":" + name));
+    }
+  }
+  const std::map<size_t, double> t975 = {{3, 3.182446305284263}, {4, 2.7764451051977987}};
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "steer.csv"));
+  ASSERT_EQ(rows.size(), 8u);
+  for (const auto& r : rows) {
+    std::string key = r.at("adapter") + "|" + r.at("lora.rank") + "|" + r.at("metric");
+    ASSERT_TRUE(values.count(key)) << key;
+    const auto& v = values[key];
+    double n = static_cast<double>(v.size()), sum = 0, sq = 0;
+    for (double x : v) sum += x, sq += x * x;
+    double mean = sum / n;
+    double sd = std::sqrt((sq - n * mean * mean) / (n - 1));
+    double sem = sd / std::sqrt(n);
+    double half = t975.at(v.size() - 1) * sem;
+    size_t agree = std::count_if(v.begin(), v.end(), [&](double x) { return (x > 0) == (mean > 0); });
+    EXPECT_EQ(std::stoul(r.at("n")), v.size()) << key;
+    EXPECT_EQ(std::stoul(r.at("expected")), expected[key]) << key;
+    EXPECT_EQ(r.at("complete"), v.size() == expected[key] ? "true" : "false") << key;
+    EXPECT_EQ(r.at("ddof"), "1");
+    auto near = [&](const char* col, double want) {
+      EXPECT_NEAR(std::stod(r.at(col)), want, 1e-9 * std::max(1.0, std::abs(want))) << key << " " << col;
+    };
+    near("mean", mean);
+    near("std", sd);
+    near("sem", sem);
+    near("ci95_low", mean - half);
+    near("ci95_high", mean + half);
+    near("min", *std::min_element(v.begin(), v.end()));
+    near("max", *std::max_element(v.begin(), v.end()));
+    near("sign_agreement", static_cast<double>(agree) / n);
+  }
+}
+
+// ---- a failed seed ----
+
+class FailedSeed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int seed = 0; seed < 3; ++seed) {
+      f_.Add({"steer", 1, "lora_steer", {{"adapter", "lora"}}, seed,
+              seed == 1 ? ShardStatus::kFailed : ShardStatus::kDone,
+              seed == 1 ? std::vector<std::pair<std::string, double>>{}
+                        : std::vector<std::pair<std::string, double>>{{"steer_delta", 1.0 + seed}}});
+    }
+    ReportOptions o = Options(f_, out_.path());
+    o.figures = false;
+    result_ = WriteReport(o);
+  }
+  SweepFixture f_{"failing"};
+  TempDir out_;
+  ReportResult result_;
+};
+
+TEST_F(FailedSeed, ShowsNTwoListsTheMissingSeedAndFlagsTheGroup) {
+  ASSERT_EQ(result_.tables.size(), 1u);
+  const auto& g = result_.tables[0].groups.at(0);
+  EXPECT_FALSE(g.complete);
+  EXPECT_EQ(g.cells.at(0).summary.n, 2u);
+  EXPECT_EQ(g.cells.at(0).expected, 3u);
+  EXPECT_DOUBLE_EQ(g.cells.at(0).summary.mean, 2.0);  // seeds 0 and 2: 1 and 3
+
+  auto rows = ReadCsv(Slurp(out_.path() / "tables" / "steer.csv"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("n"), "2");
+  EXPECT_EQ(rows[0].at("expected"), "3");
+  EXPECT_EQ(rows[0].at("complete"), "false");
+  EXPECT_EQ(rows[0].at("seeds"), "0;2");
+  EXPECT_EQ(rows[0].at("missing"), "seed 1 failed");
+
+  std::string md = Slurp(out_.path() / "tables" / "steer.md");
+  EXPECT_THAT(md, HasSubstr("| 2/3 ⚠ |"));
+  EXPECT_THAT(md, HasSubstr("seed 1 failed"));
+  std::string tex = Slurp(out_.path() / "tables" / "steer.tex");
+  EXPECT_THAT(tex, HasSubstr("2/3$^\\dagger$"));
+  EXPECT_THAT(tex, HasSubstr("seed 1 failed"));
+  std::string index = Slurp(result_.index_md);
+  EXPECT_THAT(index, HasSubstr("1 group INCOMPLETE"));
+  EXPECT_THAT(index, HasSubstr("- adapter=lora: seed 1 failed"));
+  EXPECT_THAT(index, HasSubstr("**1 shard is not done**"));
+  std::string html = Slurp(result_.html);
+  EXPECT_THAT(html, HasSubstr("<tr class=\"incomplete\">"));
+  EXPECT_THAT(html, HasSubstr("seed 1 failed"));
+}
+
+TEST(Report, RunningPendingAndMetriclessSeedsAreListedWithTheirReason) {
+  SweepFixture f("running");
+  f.Add({"s", 0, "chaos", {}, 0, ShardStatus::kDone, {{"value", 1}}});
+  f.Add({"s", 0, "chaos", {}, 1, ShardStatus::kRunning, {}});
+  f.Add({"s", 0, "chaos", {}, 2, ShardStatus::kPending, {}});
+  f.Add({"s", 0, "chaos", {}, 3, ShardStatus::kDone, {{"other", 1}}});
+  f.Add({"s", 0, "chaos", {}, 4, ShardStatus::kDone, {{"value", NAN}}});
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  ASSERT_EQ(r.tables.size(), 1u);
+  ASSERT_EQ(r.tables[0].metrics, (std::vector<std::string>{"other", "value"}));
+  const auto& c = r.tables[0].groups.at(0).cells.at(1);
+  EXPECT_EQ(c.summary.n, 1u);
+  EXPECT_EQ(report::MissingText(c),
+            "seed 1 running; seed 2 pending; seed 3 no metric; seed 4 not finite (nan)");
+  EXPECT_TRUE(r.figures.empty());  // chaos only: tables only
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+}
+
+// ---- options ----
+
+TEST(Report, GroupByPoolsTheOtherAxes) {
+  SweepFixture f("pool");
+  for (int rank : {1, 4}) {
+    for (int seed = 0; seed < 2; ++seed) {
+      f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}, {"lora.rank", rank}}, seed,
+             ShardStatus::kDone, {{"steer_delta", rank + 0.1 * seed}}});
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.group_by = {"adapter"};
+  o.figures = false;
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.tables.size(), 1u);
+  EXPECT_EQ(r.tables[0].keys, std::vector<std::string>{"adapter"});
+  ASSERT_EQ(r.tables[0].groups.size(), 1u);
+  EXPECT_EQ(r.tables[0].groups[0].cells.at(0).summary.n, 4u);
+  EXPECT_NEAR(r.tables[0].groups[0].cells.at(0).summary.mean, (1 + 1.1 + 4 + 4.1) / 4, 1e-12);
+}
+
+TEST(Report, UsageErrorsAreReportedAllAtOnce) {
+  SweepFixture f("errs");
+  f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}}, 0, ShardStatus::kDone, {{"steer_delta", 1}}});
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.sweep = "nope";
+  try {
+    WriteReport(o);
+    FAIL() << "no error for an unknown sweep";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("unknown sweep 'nope'"));
+    EXPECT_THAT(e.what(), HasSubstr("errs"));
+  }
+  o = Options(f, out.path());
+  o.stage = "steer";
+  o.metrics = {"steer_delta", "no_such_metric"};
+  o.group_by = {"no_such_axis"};
+  o.formats = {"md", "pdf"};
+  try {
+    WriteReport(o);
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("unknown format 'pdf'"));
+    EXPECT_THAT(e.what(), HasSubstr("no metric 'no_such_metric' (metrics: steer_delta)"));
+    EXPECT_THAT(e.what(), HasSubstr("no axis or param 'no_such_axis'"));
+  }
+  o = Options(f, out.path());
+  o.stage = "nostage";
+  EXPECT_THROW(WriteReport(o), UsageError);
+  EXPECT_FALSE(fs::exists(out.path() / "report.md"));  // nothing written on a usage error
+}
+
+TEST(Report, SpecReportSectionPicksTablesAndRejectsUnknownKeys) {
+  SweepFixture f("section",
+                 "name: section\nstages: []\nreport:\n  tables:\n"
+                 "    - {stage: steer, metrics: [steer_delta], group_by: [adapter]}\n"
+                 "  formats: [md, csv]\n");
+  for (int rank : {1, 2}) {
+    f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}, {"lora.rank", rank}}, 0, ShardStatus::kDone,
+           {{"steer_delta", 1.0 * rank}, {"kl_at_1", 0.1}}});
+  }
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  ASSERT_EQ(r.tables.size(), 1u);
+  EXPECT_EQ(r.tables[0].metrics, std::vector<std::string>{"steer_delta"});
+  EXPECT_EQ(r.tables[0].keys, std::vector<std::string>{"adapter"});
+  EXPECT_TRUE(fs::exists(out.path() / "tables" / "steer.csv"));
+  EXPECT_FALSE(fs::exists(out.path() / "tables" / "steer.tex"));
+  EXPECT_TRUE(r.html.empty());
+
+  SweepFixture bad("bad", "name: bad\nreport:\n  tabels: []\n  figures: [pie_chart]\n");
+  bad.Add({"steer", 0, "lora_steer", {}, 0, ShardStatus::kDone, {{"steer_delta", 1}}});
+  try {
+    WriteReport(Options(bad, out.path()));
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("unknown key 'tabels'"));
+    EXPECT_THAT(e.what(), HasSubstr("unknown figure type 'pie_chart'"));
+  }
+}
+
+TEST(Report, LatexSpecialCharactersInParamsAreEscaped) {
+  SweepFixture f("latex");
+  const std::string nasty = "50%_&$#{x}~^\\y";
+  f.Add({"st_age", 0, "chaos", {{"lr_sched", nasty}}, 0, ShardStatus::kDone, {{"loss_%", 1.5}}});
+  f.Add({"st_age", 0, "chaos", {{"lr_sched", nasty}}, 1, ShardStatus::kDone, {{"loss_%", 2.5}}});
+  TempDir out;
+  WriteReport(Options(f, out.path()));
+  std::string tex = Slurp(out.path() / "tables" / "st_age.tex");
+  EXPECT_THAT(tex, HasSubstr("lr\\_sched & metric"));
+  EXPECT_THAT(tex, HasSubstr("50\\%\\_\\&\\$\\#\\{x\\}\\textasciitilde{}\\textasciicircum{}\\textbackslash{}y & loss\\_\\% &"));
+  EXPECT_THAT(tex, HasSubstr("stage st\\_age (chaos)"));
+  EXPECT_THAT(tex, Not(HasSubstr(nasty)));
+  // In the data row, once escapes and math are taken out, only the 9 column separators remain.
+  bool seen = false;
+  std::istringstream lines(tex);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("50")) continue;
+    seen = true;
+    std::string s = std::regex_replace(
+        line, std::regex(R"(\\text[a-z]+\{\}|\\[&%$#_{}]|\$[^$]*\$|\\\\$)"), "");
+    EXPECT_EQ(std::count(s.begin(), s.end(), '&'), 9) << line;
+    s.erase(std::remove(s.begin(), s.end(), '&'), s.end());
+    EXPECT_EQ(s.find_first_of("%#_{}~^\\$"), std::string::npos) << line << " -> " << s;
+  }
+  EXPECT_TRUE(seen);
+  // The CSV keeps the raw value, quoted where RFC 4180 says so.
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "st_age.csv"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("lr_sched"), nasty);
+}
+
+// ---- every family, links and figures ----
+
+void AddEveryFamily(SweepFixture& f) {
+  std::mt19937 rng(3);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  f.Add({"base", 0, "pretrain", {}, 0, ShardStatus::kDone, {{"final_loss", 0.12}, {"task_accuracy", 0.98}},
+         [&](H5Writer& w) {
+           std::vector<float> loss(300);
+           for (size_t i = 0; i < loss.size(); ++i) loss[i] = 4.0f * std::exp(-0.02f * i) + 0.1f + 0.02f * noise(rng);
+           w.Write("train/loss", loss);
+         }});
+  for (std::string adapter : {"lora", "ia3"}) {
+    for (int seed = 0; seed < 3; ++seed) {
+      double slope = adapter == "lora" ? 1.5 : 0.7;
+      f.Add({"steer", 1, "lora_steer", {{"adapter", adapter}}, seed,
+             seed == 2 && adapter == "ia3" ? ShardStatus::kFailed : ShardStatus::kDone,
+             {{"steer_delta", slope + 0.1 * noise(rng)}, {"kl_at_1", 0.01}},
+             [&](H5Writer& w) {
+               std::vector<double> alphas = {-2, -1, 0, 1, 2};
+               std::vector<float> lr(5 * 16);
+               for (size_t a = 0; a < 5; ++a) {
+                 for (size_t r = 0; r < 16; ++r) lr[a * 16 + r] = slope * alphas[a] + 0.3 * noise(rng) + 0.2 * seed;
+               }
+               w.Write("eval/alphas", alphas);
+               w.Write("eval/logratio", lr.data(), Shape{5, 16});
+               std::vector<float> pos(120), neg(120);
+               for (size_t i = 0; i < pos.size(); ++i) {
+                 pos[i] = 2.0f * std::exp(-0.03f * i) + 0.3f + 0.05f * noise(rng);
+                 neg[i] = 2.2f * std::exp(-0.025f * i) + 0.35f + 0.05f * noise(rng);
+               }
+               w.Write("train/loss_pos", pos);
+               w.Write("train/loss_neg", neg);
+             }});
+    }
+  }
+  for (std::string adapter : {"lora", "ia3"}) {
+    for (int seed = 0; seed < 3; ++seed) {
+      std::vector<std::pair<std::string, double>> m = {
+          {"retained.full", 1.0}, {"retained.zero", 0.0}, {"retained.random_norm_matched", 0.02 * noise(rng)},
+          {"retained.attention_keep", 0.6 + 0.05 * noise(rng)}, {"retained.mlp_keep", 0.35 + 0.05 * noise(rng)},
+          {"retained.layer0_keep", 0.2}, {"retained.svd_top25_keep", 0.8 + 0.05 * noise(rng)},
+          {"retained.svd_top25_drop", 0.15 - 0.3 * (adapter == "ia3")}};
+      f.Add({"ablate", 2, "ablation", {{"adapter", adapter}}, seed, ShardStatus::kDone, m});
+    }
+  }
+  f.Add({"heads", 3, "ablation", {}, 0, ShardStatus::kDone, {{"max_delta_ce", 0.9}}, [&](H5Writer& w) {
+           std::vector<double> prev(2 * 4, 0.05), ind(2 * 4, 0.03), dce(2 * 4, 0.01);
+           prev[1] = 0.92;  // layer 0 head 1: previous-token head
+           ind[4 + 2] = 0.85;  // layer 1 head 2: induction head
+           dce[4 + 2] = 0.9;
+           w.Write("heads/prev_token", prev.data(), Shape{2, 4});
+           w.Write("heads/induction", ind.data(), Shape{2, 4});
+           w.Write("heads/delta_ce", dce.data(), Shape{2, 4});
+         }});
+  for (int i = 0; i < 2; ++i) {
+    f.Add({"harvest", 4, "harvest", {}, 0, ShardStatus::kDone, {}, [](H5Writer& w) { w.Write("partial", std::vector<int64_t>{1}); }, "map"});
+  }
+  f.Add({"harvest", 4, "harvest", {}, 0, ShardStatus::kDone, {{"n_tokens", 4096}, {"dead_fraction", 0.1}},
+         [&](H5Writer& w) {
+           std::vector<double> d(512);
+           for (size_t c = 0; c < d.size(); ++c) d[c] = c % 10 == 0 ? 0.0 : std::pow(10.0, -3.5 + 3.0 * (c % 97) / 97.0 + 0.2 * noise(rng));
+           w.Write("firing_density", d);
+         }, "reduce"});
+}
+
+// Link targets: every `open`...`close` span (a plain scan: std::regex recurses per character and
+// overflows the stack on the embedded base64 images).
+std::vector<std::string> Links(const std::string& text, const std::string& open, char close) {
+  std::vector<std::string> out;
+  for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + 1)) {
+    size_t start = at + open.size();
+    size_t end = text.find(close, start);
+    if (end == std::string::npos) break;
+    std::string target = text.substr(start, end - start);
+    if (target.starts_with("data:") || target.starts_with("http") || target.starts_with("#")) continue;
+    out.push_back(target);
+  }
+  return out;
+}
+
+TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
+  SweepFixture f("family");
+  AddEveryFamily(f);
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  std::string md = Slurp(r.index_md);
+  std::string html = Slurp(r.html);
+  auto md_links = Links(md, "](", ')');
+  auto html_links = Links(html, "href=\"", '"');
+  for (auto& l : Links(html, "src=\"", '"')) html_links.push_back(l);
+  // 5 stages × 3 formats, 1 html, and per figure at least data + script.
+  EXPECT_GE(md_links.size(), 16u + 2 * r.figures.size());
+  EXPECT_GE(html_links.size(), 16u);
+  for (const auto& l : md_links) EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.md → " << l;
+  for (const auto& l : html_links) EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.html → " << l;
+  // The incomplete ia3 group is flagged in the steer table.
+  EXPECT_THAT(md, HasSubstr("adapter=ia3: seed 2 failed"));
+  // Harvest is tabulated over its reduce shard only.
+  auto harvest = std::find_if(r.tables.begin(), r.tables.end(), [](const auto& t) { return t.stage == "harvest"; });
+  ASSERT_NE(harvest, r.tables.end());
+  EXPECT_TRUE(harvest->reduce_only);
+  EXPECT_EQ(harvest->groups.at(0).cells.at(0).expected, 1u);
+  // Ablation defaults to the retained.* numbers.
+  auto ablate = std::find_if(r.tables.begin(), r.tables.end(), [](const auto& t) { return t.stage == "ablate"; });
+  ASSERT_NE(ablate, r.tables.end());
+  EXPECT_EQ(ablate->metrics.size(), 8u);
+  EXPECT_TRUE(ablate->metrics.front().starts_with("retained."));
+
+  std::set<std::string> ids;
+  for (const auto& fig : r.figures) ids.insert(fig.id);
+  EXPECT_EQ(ids, (std::set<std::string>{"base-loss_curves", "steer-steering_curve", "steer-loss_curves",
+                                        "ablate-ablation_heatmap", "heads-heads-prev_token",
+                                        "heads-heads-induction", "heads-heads-delta_ce",
+                                        "harvest-firing_density"}));
+  if (report::FindOnPath("gnuplot").empty()) GTEST_SKIP() << "gnuplot not installed: images not checked";
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+  for (const auto& fig : r.figures) {
+    ASSERT_FALSE(fig.png.empty()) << fig.id;
+    EXPECT_GT(fs::file_size(out.path() / fig.png), 2000u) << fig.id;
+    EXPECT_THAT(Slurp(out.path() / fig.svg), HasSubstr("<svg")) << fig.id;
+    EXPECT_THAT(md, HasSubstr("](" + fig.png + ")"));
+  }
+  // The steering curve's data are the seed means: lora at α = 2 is near 2·1.5 + 0.2·mean(seed).
+  std::string dat = Slurp(out.path() / "figures" / "steer-steering_curve.dat");
+  EXPECT_THAT(dat, HasSubstr("adapter=ia3 (n=2 of 3)"));
+  EXPECT_THAT(dat, HasSubstr("adapter=lora (n=3)"));
+}
+
+TEST(Report, WithoutGnuplotItWarnsClearlyAndStillWritesTheTables) {
+  SweepFixture f("nognuplot");
+  AddEveryFamily(f);
+  TempDir out, empty_bin;
+  ReportOptions o = Options(f, out.path());
+  int rc = -1;
+  std::string err, printed;
+  {
+    EnvGuard guard("PATH");
+    ::setenv("PATH", empty_bin.path().c_str(), 1);
+    ::testing::internal::CaptureStderr();
+    ::testing::internal::CaptureStdout();
+    rc = RunReport(o);
+    printed = ::testing::internal::GetCapturedStdout();
+    err = ::testing::internal::GetCapturedStderr();
+  }
+  EXPECT_EQ(rc, 0);
+  EXPECT_THAT(err, HasSubstr("warning: gnuplot not found on PATH: figures not drawn"));
+  EXPECT_THAT(err, HasSubstr("gnuplot-nox"));
+  EXPECT_THAT(printed, HasSubstr("report: " + (out.path() / "report.md").string()));
+  for (const char* stage : {"base", "steer", "ablate", "heads", "harvest"}) {
+    for (const char* ext : {"md", "tex", "csv"}) {
+      EXPECT_TRUE(fs::exists(out.path() / "tables" / (std::string(stage) + "." + ext))) << stage << ext;
+    }
+  }
+  std::string md = Slurp(out.path() / "report.md");
+  EXPECT_THAT(md, HasSubstr("gnuplot was not found on PATH"));
+  EXPECT_THAT(md, Not(HasSubstr(".png)")));
+  EXPECT_TRUE(fs::exists(out.path() / "figures" / "steer-steering_curve.gp"));
+  EXPECT_TRUE(fs::exists(out.path() / "figures" / "steer-steering_curve.dat"));
+  EXPECT_FALSE(fs::exists(out.path() / "figures" / "steer-steering_curve.png"));
+}
+
+TEST(Report, DefaultDirectoryIsUnderTheRegistrysOutDir) {
+  SweepFixture f("where");
+  f.Add({"s", 0, "chaos", {}, 0, ShardStatus::kDone, {{"value", 1}}});
+  ReportOptions o;
+  o.registry_path = f.registry_path();
+  o.sweep = "where";
+  ReportResult r = WriteReport(o);
+  EXPECT_EQ(fs::path(r.index_md), f.root() / "runs" / "where" / "report" / "report.md");
+  EXPECT_TRUE(fs::exists(r.index_md));
+}
+
+}  // namespace
+}  // namespace seedgrid

@@ -1,0 +1,66 @@
+// The executor: a long-lived child of a worker (the same binary, `seedgrid exec`, started with
+// posix_spawn, no MPI) that runs single-rank shards one after another, so a crash, abort, OOM
+// kill or hang takes down only the child. Models loaded by a shard stay cached across shards.
+//
+// Pipe protocol (the codec of core/protocol.h): the worker writes RunShard frames to fd
+// `in_fd`; the executor answers each with zero or more Progress frames and exactly one
+// ShardDone on `out_fd`. EOF on `in_fd` ends it. The worker may queue several RunShards; if the
+// executor dies, the first unanswered one is the shard that killed it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/protocol.h"
+
+namespace seedgrid {
+
+// `seedgrid exec` entry point. Returns the process exit code.
+int RunExecutorMain(int in_fd, int out_fd);
+
+// The worker's handle on its executor child (RAII: the destructor kills and reaps it).
+class ExecutorProcess {
+ public:
+  ExecutorProcess(std::string binary, std::vector<std::string> env_overrides);
+  ~ExecutorProcess();
+  ExecutorProcess(const ExecutorProcess&) = delete;
+  ExecutorProcess& operator=(const ExecutorProcess&) = delete;
+
+  void Start();                    // posix_spawn; throws std::system_error
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  int out_fd() const { return from_child_; }   // frames from the executor
+  int err_fd() const { return err_child_; }    // its stderr
+  void Send(const std::string& frame);         // blocking write of a whole frame
+  // Reads what is available (non-blocking) into the frame buffer / stderr tail.
+  // Returns false on EOF (the child closed its end: it is exiting or dead).
+  bool ReadFrames();
+  bool ReadStderr();
+  // Pops the next whole frame, if any.
+  bool NextFrame(std::string* frame);
+  void Signal(int sig);
+  // Reaps the child (blocking). Returns the waitpid status.
+  int Reap();
+  const std::string& stderr_tail() const { return err_tail_; }
+  void ClearStderrTail() { err_tail_.clear(); }
+  // Current resident set in KiB (from /proc), 0 if unknown.
+  int64_t RssKb() const;
+
+ private:
+  void CloseFds();
+  std::string binary_;
+  std::vector<std::string> env_;
+  pid_t pid_ = -1;
+  int to_child_ = -1, from_child_ = -1, err_child_ = -1;
+  std::string rbuf_;
+  size_t rpos_ = 0;
+  std::string err_tail_;
+};
+
+// "killed by signal 11 (SIGSEGV)" / "exited with code 3".
+std::string DescribeWaitStatus(int status);
+
+}  // namespace seedgrid

@@ -1,0 +1,177 @@
+#include "worker/shard_exec.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "core/sysutil.h"
+
+namespace seedgrid {
+namespace {
+
+namespace fs = std::filesystem;
+
+ShardTaskView MakeView(const RunShard& t) {
+  ShardTaskView v;
+  v.id = t.id;
+  v.sweep = t.sweep;
+  v.stage = t.stage;
+  v.kind = t.kind;
+  v.role = t.role;
+  v.params = Json::parse(t.params_json);
+  v.seed = t.seed;
+  v.attempt = t.attempt;
+  for (const auto& in : t.inputs) {
+    InputArtifact a;
+    a.id = in.id;
+    a.stage = in.stage;
+    a.kind = in.kind;
+    a.path = in.path;
+    a.artifact_dir = in.artifact_dir;
+    a.seed = in.seed;
+    a.params = in.params_json.empty() ? Json::object() : Json::parse(in.params_json);
+    a.axes = in.axes_json.empty() ? Json::object() : Json::parse(in.axes_json);
+    v.inputs.push_back(std::move(a));
+  }
+  return v;
+}
+
+class LocalContext final : public ShardContext {
+ public:
+  LocalContext(const RunShard& task, const LocalRunOptions& o)
+      : task_(task), view_(MakeView(task)), options_(o) {}
+  ~LocalContext() override {
+    writer_.reset();
+    if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+  }
+
+  const ShardTaskView& task() const override { return view_; }
+  H5Writer& out() override {
+    if (!writer_) {
+      fs::create_directories(fs::path(task_.out_path).parent_path());
+      temp_path_ = TempPathFor(task_.out_path, task_.attempt);
+      writer_ = std::make_unique<H5Writer>(temp_path_);
+    }
+    return *writer_;
+  }
+  std::string artifact_dir() override {
+    fs::create_directories(task_.artifact_dir);
+    return task_.artifact_dir;
+  }
+  void Metric(const std::string& name, double value) override {
+    for (auto& [k, v] : metrics_) {
+      if (k == name) {
+        v = value;
+        return;
+      }
+    }
+    metrics_.emplace_back(name, value);
+  }
+  void Progress(int64_t step, int64_t total) override {
+    if (!options_.on_progress) return;
+    auto now = std::chrono::steady_clock::now();
+    if (step >= total ||
+        std::chrono::duration<double>(now - last_progress_).count() >= options_.progress_interval_s) {
+      last_progress_ = now;
+      options_.on_progress(step, total);
+    }
+  }
+  Collective* collective() override { return options_.collective; }
+  int threads() const override { return options_.threads; }
+  std::string device() const override { return options_.device; }
+
+  // After a successful run: attributes, close, publish. Returns the published path or "".
+  std::string Publish() {
+    if (!options_.publish) return "";
+    if (!writer_ && metrics_.empty()) return "";
+    H5Writer& w = out();
+    ShardFileHeader h;
+    h.id = task_.id;
+    h.sweep = task_.sweep;
+    h.stage = task_.stage;
+    h.kind = task_.kind;
+    h.role = task_.role;
+    h.seed = task_.seed;
+    h.attempt = task_.attempt;
+    h.params = view_.params;
+    h.axes = task_.axes_json.empty() ? Json::object() : Json::parse(task_.axes_json);
+    if (!task_.needs_json.empty()) {
+      for (const auto& n : Json::parse(task_.needs_json)) h.needs.push_back(ShardId{n.get<std::string>()});
+    }
+    WriteShardAttributes(w, h, metrics_);
+    w.Close();
+    writer_.reset();
+    PublishFile(temp_path_, task_.out_path);
+    temp_path_.clear();
+    return task_.out_path;
+  }
+
+  std::vector<std::pair<std::string, double>>& metrics() { return metrics_; }
+
+ private:
+  const RunShard& task_;
+  ShardTaskView view_;
+  LocalRunOptions options_;
+  std::unique_ptr<H5Writer> writer_;
+  std::string temp_path_;
+  std::vector<std::pair<std::string, double>> metrics_;
+  std::chrono::steady_clock::time_point last_progress_{};
+};
+
+}  // namespace
+
+ShardDone RunShardLocally(const RunShard& task, const RunnerRegistry& runners,
+                          const LocalRunOptions& options) {
+  ShardDone done;
+  done.id = task.id;
+  done.attempt = task.attempt;
+  done.start = UnixNow();
+  try {
+    const Runner* runner = runners.Find(task.kind);
+    if (!runner) {
+      throw std::runtime_error(fmt::format(
+          "kind '{}' has no runner in this seedgrid build (built without LibTorch?)", task.kind));
+    }
+    LocalContext ctx(task, options);
+    (*runner)(ctx);
+    done.artifact = ctx.Publish();
+    done.metrics = std::move(ctx.metrics());
+    done.outcome = Outcome::kOk;
+  } catch (const std::exception& e) {
+    done.outcome = Outcome::kError;
+    done.error = e.what();
+  } catch (...) {
+    done.outcome = Outcome::kError;
+    done.error = "unknown exception";
+  }
+  done.end = UnixNow();
+  return done;
+}
+
+int64_t TakePeakRssKb() {
+  int64_t kb = 0;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      kb = std::strtoll(line.c_str() + 6, nullptr, 10);
+      break;
+    }
+  }
+  int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)!::write(fd, "5", 1);
+    ::close(fd);
+  }
+  return kb;
+}
+
+}  // namespace seedgrid

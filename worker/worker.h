@@ -1,0 +1,32 @@
+// A worker rank (>= 1): the supervisor that talks MPI to the coordinator and runs shards.
+//
+// Single-rank shards go to a long-lived executor child (worker/executor.h). The supervisor
+// enforces per-shard timeouts (SIGTERM, grace, SIGKILL) and memory limits (RSS polled from
+// /proc; over the limit: SIGKILL), turns a dead executor into a failed attempt with its reason
+// (signal, exit code, last stderr line), restarts it and re-sends the shards that were queued
+// behind the one that died (they are not charged). `isolation: inline` shards and gang shards
+// run in the supervisor itself (gang shards need MPI; see worker/collective_mpi.h).
+//
+// Waiting: the loop polls MPI (MPI_Iprobe) and the executor's pipes together; it spins for a
+// few hundred microseconds after activity, then blocks in poll(2) on the pipes for 1–2 ms at a
+// time, so an idle or busy worker costs no CPU and a hot one has no wake-up latency.
+#pragma once
+
+#include <string>
+
+#include "worker/mpi_transport.h"
+
+namespace seedgrid {
+
+struct WorkerOptions {
+  std::string binary;        // this executable (for the executor)
+  double kill_grace_s = 3;   // SIGTERM -> SIGKILL on timeout
+};
+
+// Returns the exit code the coordinator asked for in Shutdown.
+int RunWorker(const MpiSession& mpi, const WorkerOptions& options);
+
+// Compute threads for one worker on this node: SEEDGRID_THREADS, else cores / workers here.
+int ThreadsPerWorker(const MpiSession& mpi);
+
+}  // namespace seedgrid
