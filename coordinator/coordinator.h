@@ -21,6 +21,9 @@ struct CoordinatorOptions {
   std::vector<std::string> rerun_shards;  // --shards: only these (id prefixes)
   std::string resume_hint;    // the command line that resumes, printed on preemption
   bool quiet = false;
+  // When set, a JSON file of dispatch statistics: shards, seconds, shards/s, and the round trip
+  // (dispatch -> result received) p50/p90/p99/max in microseconds. Benchmarks read it.
+  std::string stats_path;
 };
 
 // Runs the plan to completion over the MPI job; returns the exit code (also sent to the workers).

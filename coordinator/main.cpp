@@ -53,6 +53,7 @@ struct SweepArgs {
   int window = 2;
   size_t max_shards = kDefaultMaxShards;
   bool quiet = false;
+  std::string stats;
   // rerun
   std::string sweep;
   bool failed = false;
@@ -196,6 +197,7 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     co.out_dir = lp.out_dir;
     co.window = a.window;
     co.quiet = a.quiet;
+    co.stats_path = a.stats.empty() ? "" : fs::absolute(a.stats).string();
     co.rerun = rerun;
     co.rerun_shards = a.shards;
     std::string hint = "seedgrid run " + ShellQuote(a.spec);
@@ -228,6 +230,7 @@ void AddSweepFlags(CLI::App* cmd, SweepArgs& a) {
   cmd->add_flag("--dry-run", a.dry_run, "Print the shard table and write nothing");
   cmd->add_option("--max-shards", a.max_shards, "Refuse specs that expand to more shards");
   cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
+  cmd->add_option("--stats-json", a.stats, "Write dispatch statistics (throughput, round-trip percentiles) to this file");
 }
 
 int Main(int argc, char** argv) {

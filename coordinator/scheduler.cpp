@@ -145,19 +145,37 @@ void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, C
   }
 }
 
-void Scheduler::Fill(WorkerState& w, double now, Comm& comm) {
-  while (!preempted_ && !w.reserved && w.in_flight < options_.window) {
-    int task = PickFor(w);
-    if (task < 0) break;
-    Dispatch(task, {&w}, now, comm);
-  }
-}
-
 void Scheduler::MarkHungry(WorkerState& w) {
-  if (!w.hungry && w.in_flight < options_.window) {
+  // Idle workers are served before second slots of busy ones, so the end of a sweep does not
+  // queue a shard behind a running one while another worker sits idle.
+  if (w.reserved || w.in_flight >= options_.window) return;
+  if (w.in_flight == 0) {
+    if (!w.hungry_idle) {
+      w.hungry_idle = true;
+      hungry_idle_.push_back(w.id.rank);
+    }
+  } else if (!w.hungry) {
     w.hungry = true;
     hungry_.push_back(w.id.rank);
   }
+}
+
+Scheduler::WorkerState* Scheduler::NextHungry() {
+  while (!hungry_idle_.empty()) {
+    auto& w = worker_slots_[hungry_idle_.back()];
+    if (w.in_flight == 0 && !w.reserved) return &w;
+    w.hungry_idle = false;
+    hungry_idle_.pop_back();
+    MarkHungry(w);
+  }
+  while (!hungry_.empty()) {
+    auto& w = worker_slots_[hungry_.back()];
+    if (w.in_flight < options_.window && w.in_flight > 0 && !w.reserved) return &w;
+    w.hungry = false;
+    hungry_.pop_back();
+    if (w.in_flight == 0) MarkHungry(w);
+  }
+  return nullptr;
 }
 
 bool Scheduler::HasReady() {
@@ -171,18 +189,17 @@ void Scheduler::FillAll(double now, Comm& comm) {
     int head = ready_.front();
     int k = tasks_[head].ranks;
     if (k <= 1) {
-      // Hand work to workers with free slots; cost is proportional to what is dispatched.
-      if (hungry_.empty()) return;
-      auto& w = worker_slots_[hungry_.back()];
-      Fill(w, now, comm);
-      if (w.in_flight >= options_.window || w.reserved) {
-        w.hungry = false;
-        hungry_.pop_back();
-        continue;
+      // One shard at a time to the best hungry worker; cost is proportional to dispatches.
+      WorkerState* w = NextHungry();
+      if (!w) return;
+      int task = PickFor(*w);
+      if (task < 0) return;
+      Dispatch(task, {w}, now, comm);
+      if (w->hungry_idle && w->in_flight > 0) {
+        // It leaves the idle stack (lazily, in NextHungry) and may take a second slot later.
+        MarkHungry(*w);
       }
-      // w still has room: the queue is empty, or a gang waits at the head.
-      if (HasReady() && tasks_[ready_.front()].ranks > 1) continue;
-      return;
+      continue;
     }
     // A gang at the head: reserve idle workers until k are free, then send to all k.
     std::vector<WorkerState*> idle;
@@ -239,7 +256,6 @@ int Scheduler::RunningTask(const ShardId& id, int attempt) const {
 }
 
 void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm) {
-  (void)now;
   (void)comm;
   Running& r = running_[task];
   if (r.gang_left > 1) {
@@ -279,7 +295,7 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
       break;
   }
   SetStatus(task, next);
-  events_.push_back(FinishedEvent{task, worker, std::move(done), next, t.attempts});
+  events_.push_back(FinishedEvent{task, now, worker, std::move(done), next, t.attempts});
   if (next == ShardStatus::kDone) {
     for (int d : dependents_[task]) {
       if (--unmet_[d] == 0 && !blocked_[d] && tasks_[d].status == ShardStatus::kPending) {
@@ -305,7 +321,7 @@ void Scheduler::Preempt(double now) {
     d.start = r.start;
     d.end = now;
     SetStatus(task, ShardStatus::kPreempted);
-    events_.push_back(FinishedEvent{task, r.worker, std::move(d), ShardStatus::kPreempted,
+    events_.push_back(FinishedEvent{task, now, r.worker, std::move(d), ShardStatus::kPreempted,
                                     tasks_[task].attempts});
   }
   running_.clear();

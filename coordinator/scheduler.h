@@ -64,6 +64,7 @@ struct DispatchedEvent {
 };
 struct FinishedEvent {
   int task;
+  double time;  // when the coordinator learnt of it
   WorkerId worker;
   ShardDone done;
   ShardStatus new_status;  // done, pending (will retry), failed, preempted
@@ -112,7 +113,8 @@ class Scheduler {
     int in_flight = 0;
     bool reserved = false;      // held idle for a gang shard
     int last_task = -1;         // for affinity
-    bool hungry = false;        // listed in hungry_
+    bool hungry = false;        // listed in hungry_ (busy, with a free slot)
+    bool hungry_idle = false;   // listed in hungry_idle_
   };
   struct Running {
     WorkerId worker;
@@ -125,9 +127,9 @@ class Scheduler {
   };
 
   void MakeReady(int task);
-  void Fill(WorkerState& w, double now, Comm& comm);
   void FillAll(double now, Comm& comm);
   void MarkHungry(WorkerState& w);
+  WorkerState* NextHungry();
   bool HasReady();
   int PickFor(const WorkerState& w);
   void Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm);
@@ -148,7 +150,8 @@ class Scheduler {
   std::unordered_map<int, Running> running_;
   std::vector<WorkerState> worker_slots_;   // indexed by rank
   std::vector<int> workers_;                // known ranks
-  std::vector<int> hungry_;                 // ranks that may have a free slot
+  std::vector<int> hungry_;                 // busy ranks that may have a free slot
+  std::vector<int> hungry_idle_;            // ranks that may be idle
   std::vector<SchedEvent> events_;
   SchedCounts counts_;
   bool preempted_ = false;

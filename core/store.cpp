@@ -435,6 +435,40 @@ std::vector<T> H5Reader::Read(const std::string& dataset, Shape* shape) const {
   return out;
 }
 
+template <typename T>
+void H5Reader::ReadRows(const std::string& dataset, int64_t row_begin, int64_t row_count,
+                        T* out) const {
+  Hid ds(H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose, path_, dataset,
+         "cannot open dataset");
+  Hid space(H5Dget_space(ds.get()), H5Sclose, path_, dataset, "cannot get dataspace");
+  const int rank = Check(H5Sget_simple_extent_ndims(space.get()), path_, dataset, "cannot get rank");
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  Check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), path_, dataset,
+        "cannot get dims");
+  if (rank < 1 || row_begin < 0 || row_count < 0 ||
+      static_cast<hsize_t>(row_begin + row_count) > dims[0]) {
+    throw StoreError(fmt::format("{}: rows [{}, {}) are outside dataset '{}'", path_, row_begin,
+                                 row_begin + row_count, dataset));
+  }
+  if (row_count == 0) return;
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = static_cast<hsize_t>(row_begin);
+  count[0] = static_cast<hsize_t>(row_count);
+  Check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
+                            nullptr),
+        path_, dataset, "cannot select rows");
+  Hid mem(H5Screate_simple(rank, count.data(), nullptr), H5Sclose, path_, dataset,
+          "cannot create dataspace");
+  Check(H5Dread(ds.get(), H5Type<T>::Mem(), mem.get(), space.get(), H5P_DEFAULT, out), path_,
+        dataset, "cannot read rows of dataset");
+}
+
+template void H5Reader::ReadRows<float>(const std::string&, int64_t, int64_t, float*) const;
+template void H5Reader::ReadRows<double>(const std::string&, int64_t, int64_t, double*) const;
+template void H5Reader::ReadRows<int32_t>(const std::string&, int64_t, int64_t, int32_t*) const;
+template void H5Reader::ReadRows<int64_t>(const std::string&, int64_t, int64_t, int64_t*) const;
+template void H5Reader::ReadRows<uint8_t>(const std::string&, int64_t, int64_t, uint8_t*) const;
+
 template std::vector<float> H5Reader::Read<float>(const std::string&, Shape*) const;
 template std::vector<double> H5Reader::Read<double>(const std::string&, Shape*) const;
 template std::vector<int32_t> H5Reader::Read<int32_t>(const std::string&, Shape*) const;

@@ -77,6 +77,10 @@ class H5Reader {
   // Converts from the stored type (HDF5 converts between numeric types).
   template <typename T>
   std::vector<T> Read(const std::string& dataset, Shape* shape = nullptr) const;
+  // Rows [row_begin, row_begin + row_count) along the first dimension into `out` (row_count ×
+  // the other dimensions' elements), converting like Read: for arrays too large to hold twice.
+  template <typename T>
+  void ReadRows(const std::string& dataset, int64_t row_begin, int64_t row_count, T* out) const;
   std::vector<std::string> ReadStrings(const std::string& dataset) const;
   std::vector<std::string> List(const std::string& group) const;  // member names
   std::optional<std::string> AttrString(const std::string& object, const std::string& name) const;

@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "experiments/ablation/ablation.h"
 #include "experiments/data/synthetic.h"
+#include "experiments/harvest/harvest.h"
 #include "experiments/model/config.h"
 
 namespace seedgrid {
@@ -147,8 +149,10 @@ void RegisterTorchKindConfigs(KindRegistry& kinds) {
   kinds.Add(LoraSteerKindConfig());
   // ---- ablation: its owner adds `RegisterAblationConfig(kinds);` here (declared in
   // experiments/ablation/). ----
+  RegisterAblationConfig(kinds);
   // ---- harvest: its owner adds `RegisterHarvestConfig(kinds);` here (declared in
   // experiments/harvest/). ----
+  RegisterHarvestConfig(kinds);
 }
 
 }  // namespace seedgrid

@@ -31,6 +31,9 @@
 #   SEEDGRID_SLURM_PORT   base TCP port (default 16817) or `auto` (a free base in
 #                         20000-31999): slurmctld = PORT, slurmd i = PORT+i.
 #                         Clusters running side by side need different ports and DIRs.
+#   SEEDGRID_SLURM_GPUS   fake GPUs per node (default 0): GRES gpu backed by empty files
+#                         under DIR/dev/, so --gpus-per-node jobs schedule and Slurm sets
+#                         CUDA_VISIBLE_DEVICES as on a GPU cluster (no CUDA behind them)
 #
 # Clients (sbatch, srun, squeue, scancel, scontrol, sinfo) then need only
 #   export SLURM_CONF=$DIR/etc/slurm.conf
@@ -54,17 +57,18 @@ _sgc_paths() {
   SGC_MPID=$SGC_D/munge/munged.pid
   SGC_CTLD_PID=$SGC_D/run/slurmctld.pid
   SGC_HOST=$(hostname -s)
-  local s_nodes="" s_cpus="" s_port=""
+  local s_nodes="" s_cpus="" s_port="" s_gpus=""
   if [[ -f $SGC_D/etc/params.env ]]; then
     while IFS='=' read -r k v; do
-      case $k in NODES) s_nodes=$v ;; CPUS) s_cpus=$v ;; PORT) s_port=$v ;; esac
+      case $k in NODES) s_nodes=$v ;; CPUS) s_cpus=$v ;; PORT) s_port=$v ;; GPUS) s_gpus=$v ;; esac
     done <"$SGC_D/etc/params.env"
   fi
   SGC_NNODES=${SEEDGRID_SLURM_NODES:-${s_nodes:-2}}
   SGC_CPUS=${SEEDGRID_SLURM_CPUS:-${s_cpus:-4}}
   SGC_PORT=${SEEDGRID_SLURM_PORT:-${s_port:-16817}}
-  [[ $SGC_NNODES =~ ^[1-9][0-9]*$ && $SGC_CPUS =~ ^[1-9][0-9]*$ ]] ||
-    { _sgc_log "SEEDGRID_SLURM_NODES/CPUS must be positive integers"; return 1; }
+  SGC_GPUS=${SEEDGRID_SLURM_GPUS:-${s_gpus:-0}}
+  [[ $SGC_NNODES =~ ^[1-9][0-9]*$ && $SGC_CPUS =~ ^[1-9][0-9]*$ && $SGC_GPUS =~ ^[0-9]+$ ]] ||
+    { _sgc_log "SEEDGRID_SLURM_NODES/CPUS must be positive integers, GPUS >= 0"; return 1; }
   local i
   SGC_NODES=()
   for ((i = 1; i <= SGC_NNODES; i++)); do SGC_NODES+=("node$i"); done
@@ -200,8 +204,13 @@ _sgc_write_conf() {
     # two "nodes" (SIGSEGV in the vader BTL). The TaskProlog gives every task
     # (batch script, srun tasks, mpirun's orteds) TCP over lo instead.
     echo "TaskProlog=${SGC_D}/etc/task_prolog.sh"
+    local gres=""
+    if ((SGC_GPUS > 0)); then
+      echo "GresTypes=gpu"
+      gres=" Gres=gpu:${SGC_GPUS}"
+    fi
     for ((i = 1; i <= SGC_NNODES; i++)); do
-      echo "NodeName=node$i NodeHostname=${SGC_HOST} NodeAddr=127.0.0.1 Port=$((SGC_PORT + i)) CPUs=${SGC_CPUS} RealMemory=1000 State=UNKNOWN"
+      echo "NodeName=node$i NodeHostname=${SGC_HOST} NodeAddr=127.0.0.1 Port=$((SGC_PORT + i)) CPUs=${SGC_CPUS} RealMemory=1000${gres} State=UNKNOWN"
     done
     echo "PartitionName=debug Nodes=node[1-${SGC_NNODES}] Default=YES MaxTime=INFINITE State=UP"
   } >"$f"
@@ -214,6 +223,17 @@ _sgc_write_conf() {
 exit 0
 EOF
   chmod 0755 "$SGC_D/etc/task_prolog.sh"
+  # Fake GPUs: slurmd only needs the device files to exist; gres/gpu then hands out
+  # indices and sets CUDA_VISIBLE_DEVICES in every step.
+  rm -f "$SGC_D/etc/gres.conf"
+  if ((SGC_GPUS > 0)); then
+    local n g
+    for n in "${SGC_NODES[@]}"; do
+      mkdir -p "$SGC_D/dev/$n"
+      for ((g = 0; g < SGC_GPUS; g++)); do : >"$SGC_D/dev/$n/nvidia$g"; done
+      echo "NodeName=$n Name=gpu File=$SGC_D/dev/$n/nvidia[0-$((SGC_GPUS - 1))]"
+    done >"$SGC_D/etc/gres.conf"
+  fi
 }
 
 _sgc_start_munged() {
@@ -326,7 +346,7 @@ sg_cluster_start() {
     return 1
   fi
   mv -f "$SGC_CONF.new" "$SGC_CONF"
-  printf 'NODES=%s\nCPUS=%s\nPORT=%s\n' "$SGC_NNODES" "$SGC_CPUS" "$SGC_PORT" >"$SGC_D/etc/params.env"
+  printf 'NODES=%s\nCPUS=%s\nPORT=%s\nGPUS=%s\n' "$SGC_NNODES" "$SGC_CPUS" "$SGC_PORT" "$SGC_GPUS" >"$SGC_D/etc/params.env"
   _sgc_preflight && _sgc_start_munged && _sgc_start_slurmctld && _sgc_start_slurmd &&
     _sgc_wait_nodes_up || return 1
   _sgc_log "ready in $((SECONDS - t0))s -- export SLURM_CONF=$SGC_CONF"

@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -214,17 +218,6 @@ class FigureMaker {
                          : fmt::format("{} (n={} of {})", g.label, n, expected);
   }
 
-  // Appends one data block (index i in gnuplot) and returns its index.
-  size_t Block(std::string& dat, const std::string& comment, const Band& b) {
-    dat += "# " + comment + "\n# x mean mean-std mean+std\n";
-    for (size_t i = 0; i < b.x.size(); ++i) {
-      dat += fmt::format("{} {} {} {}\n", Num(b.x[i]), Num(b.mean[i]), Num(b.mean[i] - b.sd[i]),
-                         Num(b.mean[i] + b.sd[i]));
-    }
-    dat += "\n\n";
-    return blocks_++;
-  }
-
   void Emit(const std::string& id, const std::string& title, const std::string& caption,
             const std::string& dat, const std::string& script) {
     fs::create_directories(dir_);
@@ -239,30 +232,89 @@ class FigureMaker {
     figures_.push_back(std::move(f));
   }
 
-  // Lines with ±std bands; `bands[i]` plotted from data block `blocks[i]`.
-  static std::string BandPlot(const std::string& id, const std::vector<size_t>& blocks,
-                              const std::vector<std::string>& labels, bool points) {
-    std::vector<std::string> parts;
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      parts.push_back(fmt::format(
-          "'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' fs transparent solid 0.18 "
-          "noborder notitle",
-          id, blocks[i], Color(i)));
+  // Curves with ±std bands over seeds, one line per config, in one or more side-by-side panels.
+  struct Line {
+    std::string label;
+    Band band;
+  };
+  struct Panel {
+    std::string title, xlabel, ylabel;
+    std::vector<Line> lines;
+    bool points = false;     // markers at the data points (few x values)
+    bool zero_axes = false;  // draw x = 0 and y = 0
+    bool log_y = false;      // log y when every mean is positive and they span a decade
+  };
+
+  // One figure per kLinesPerFigure configs, each with its own data file: a legend of forty
+  // lines reads as noise.
+  void EmitBands(const std::string& id, const std::string& title, const std::string& caption,
+                 const std::vector<Panel>& panels) {
+    constexpr size_t kLinesPerFigure = 10, kMaxFigures = 8;
+    size_t most = 0;
+    for (const auto& p : panels) most = std::max(most, p.lines.size());
+    size_t chunks = (most + kLinesPerFigure - 1) / kLinesPerFigure;
+    if (chunks > kMaxFigures) {
+      problems_.Add(fmt::format("{} configs: drawing the first {} (pick fewer with a report: "
+                                "section or --stage)", most, kMaxFigures * kLinesPerFigure));
+      chunks = kMaxFigures;
     }
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      parts.push_back(fmt::format("'{}.dat' index {} using 1:2 with {} lw 2 {} lc rgb '{}' dt {} title {}",
-                                  id, blocks[i], points ? "linespoints" : "lines",
-                                  points ? "pt 7 ps 0.8" : "", Color(i), Dash(i), Q(labels[i])));
+    for (size_t c = 0; c < chunks; ++c) {
+      std::string cid = chunks > 1 ? fmt::format("{}-{}", id, c + 1) : id;
+      std::string ctitle = chunks > 1 ? fmt::format("{} ({} of {})", title, c + 1, chunks) : title;
+      std::string dat, body;
+      size_t block = 0, lines = 0, drawn_panels = 0;
+      for (const auto& p : panels) drawn_panels += p.lines.size() > c * kLinesPerFigure;
+      if (drawn_panels > 1) body += fmt::format("  set multiplot layout 1,{} title {}\n", drawn_panels, Q(ctitle));
+      for (const auto& p : panels) {
+        size_t from = c * kLinesPerFigure, to = std::min(p.lines.size(), from + kLinesPerFigure);
+        if (from >= to) continue;
+        lines = std::max(lines, to - from);
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t i = from; i < to; ++i) {
+          for (double m : p.lines[i].band.mean) lo = std::min(lo, m), hi = std::max(hi, m);
+        }
+        bool log = p.log_y && lo > 0 && hi / lo > 10;
+        std::vector<std::string> bands, curves;
+        for (size_t i = from; i < to; ++i) {
+          const Line& l = p.lines[i];
+          dat += "# " + p.title + ": " + l.label + "\n# x mean mean-std mean+std\n";
+          for (size_t k = 0; k < l.band.x.size(); ++k) {
+            double m = l.band.mean[k], sd = l.band.sd[k];
+            double lower = log && m - sd <= 0 ? 0.1 * m : m - sd;  // a log axis cannot go below 0
+            dat += fmt::format("{} {} {} {}\n", Num(l.band.x[k]), Num(m), Num(lower), Num(m + sd));
+          }
+          dat += "\n\n";
+          size_t j = i - from;
+          bands.push_back(fmt::format("'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' "
+                                      "fs transparent solid 0.18 noborder notitle",
+                                      cid, block, Color(j)));
+          curves.push_back(fmt::format("'{}.dat' index {} using 1:2 with {} lw 2 lc rgb '{}' dt {} title {}",
+                                       cid, block, p.points ? "linespoints pt 7 ps 0.8" : "lines",
+                                       Color(j), Dash(j), Q(l.label)));
+          ++block;
+        }
+        body += fmt::format("  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid\n",
+                            Q(drawn_panels > 1 ? p.title : ctitle), Q(p.xlabel), Q(p.ylabel));
+        // Log axes snap to whole decades; fix them to the data with a margin instead.
+        body += log ? "  set logscale y\n  set autoscale yfix\n  set offsets 0, 0, graph 0.05, graph 0.05\n"
+                    : "  unset logscale y\n";
+        if (p.zero_axes) body += "  set xzeroaxis lt -1 lc rgb '#888888'\n  set yzeroaxis lt -1 lc rgb '#888888'\n";
+        body += "  set key outside below left Left reverse\n";
+        bands.insert(bands.end(), curves.begin(), curves.end());
+        body += fmt::format("  plot {}\n", fmt::join(bands, ", \\\n       "));
+      }
+      if (drawn_panels > 1) body += "  unset multiplot\n";
+      int width = drawn_panels > 1 ? 650 * static_cast<int>(drawn_panels) : 900;
+      int height = 520 + 22 * static_cast<int>((lines + 1) / (drawn_panels > 1 ? 1 : 2));
+      Emit(cid, ctitle, caption, dat, Script(cid, ctitle, width, height, body));
     }
-    return fmt::format("  plot {}\n", fmt::join(parts, ", \\\n       "));
   }
 
   void SteeringCurve(const SweepData::Stage& stage) {
-    std::string id = FileStem(stage.name + "-steering_curve");
-    std::string dat;
-    blocks_ = 0;
-    std::vector<size_t> blocks;
-    std::vector<std::string> labels;
+    Panel panel;
+    panel.xlabel = "α (steering scale: weights θ + α·dW, dW = Δθ+ − Δθ−)";
+    panel.ylabel = "mean log p(yes) − log p(no)";
+    panel.points = panel.zero_axes = true;
     size_t seeds_min = SIZE_MAX, seeds_max = 0;
     for (const Group& g : ConfigGroups(data_, stage.name)) {
       std::vector<double> alphas;
@@ -280,7 +332,7 @@ class FigureMaker {
           Shape shape;
           auto lr = h5->Read<double>("eval/logratio", &shape);
           int64_t rows = shape.size() == 2 ? shape[1] : 1;
-          if (shape.empty() || shape[0] != static_cast<int64_t>(a.size()) || rows < 1) {
+          if (shape.empty() || shape.size() > 2 || shape[0] != static_cast<int64_t>(a.size()) || rows < 1) {
             problems_.Add(fmt::format("shard {}: eval/logratio shape does not match eval/alphas", sid));
             continue;
           }
@@ -305,29 +357,19 @@ class FigureMaker {
         }
       }
       if (ys.empty()) continue;
-      Band b = Aggregate(alphas, ys);
-      labels.push_back(Label(g, ys.size(), g.shards.size()));
-      blocks.push_back(Block(dat, labels.back(), b));
+      panel.lines.push_back({Label(g, ys.size(), g.shards.size()), Aggregate(alphas, ys)});
       seeds_min = std::min(seeds_min, ys.size());
       seeds_max = std::max(seeds_max, ys.size());
     }
-    if (blocks.empty()) return;
+    if (panel.lines.empty()) return;
     std::string title = fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
-    std::string body = fmt::format(
-        "  set title {}\n"
-        "  set xlabel 'α (steering scale: weights θ + α·dW, dW = Δθ+ − Δθ−)'\n"
-        "  set ylabel 'mean log p(yes) − log p(no)'\n"
-        "  set grid\n  set xzeroaxis lt -1 lc rgb '#888888'\n  set yzeroaxis lt -1 lc rgb '#888888'\n"
-        "  set key outside below left Left reverse\n"
-        "{}",
-        Q(title), BandPlot(id, blocks, labels, true));
-    int height = 520 + 22 * static_cast<int>(blocks.size());
-    Emit(id, title,
-          fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows against the steering "
-                      "scale α; a line per config, the band is ±1 std over {} seeds.",
-                      seeds_min == seeds_max ? fmt::format("{}", seeds_min)
-                                             : fmt::format("{}–{}", seeds_min, seeds_max)),
-         dat, Script(id, title, 900, height, body));
+    panel.title = title;
+    EmitBands(FileStem(stage.name + "-steering_curve"), title,
+              fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows against the "
+                          "steering scale α; a line per config, the band is ±1 std over {} seeds.",
+                          seeds_min == seeds_max ? fmt::format("{}", seeds_min)
+                                                 : fmt::format("{}–{}", seeds_min, seeds_max)),
+              {panel});
   }
 
   void LossCurves(const SweepData::Stage& stage) {
@@ -335,17 +377,8 @@ class FigureMaker {
         {"train/loss", "training loss"},
         {"train/loss_pos", "θ+ adapter (positive persona)"},
         {"train/loss_neg", "θ− adapter (negative persona)"}};
-    std::string id = FileStem(stage.name + "-loss_curves");
-    std::string dat;
-    blocks_ = 0;
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
-    // Per series (panel): per group, the per-seed curves.
-    struct Panel {
-      std::vector<size_t> blocks;
-      std::vector<std::string> labels;
-      bool positive = true;
-      double lo = INFINITY, hi = 0;
-    };
+    // [series][group] -> per-seed curves
     std::vector<std::vector<std::vector<std::vector<double>>>> curves(
         kSeries.size(), std::vector<std::vector<std::vector<double>>>(groups.size()));
     std::vector<std::vector<double>> steps(kSeries.size());
@@ -379,10 +412,14 @@ class FigureMaker {
         }
       }
     }
-    std::vector<size_t> series;
     std::vector<Panel> panels;
+    std::vector<std::string> names;
     for (size_t s = 0; s < kSeries.size(); ++s) {
       Panel p;
+      p.title = kSeries[s].second;
+      p.xlabel = steps[s].empty() ? "logged step" : "training step";
+      p.ylabel = "loss";
+      p.log_y = true;
       for (size_t gi = 0; gi < groups.size(); ++gi) {
         auto& ys = curves[s][gi];
         if (ys.empty()) continue;
@@ -397,47 +434,21 @@ class FigureMaker {
           y.resize(len);
           yb.push_back(Bucket(y, bucket));
         }
-        Band b = Aggregate(Bucket(x, bucket), yb);
-        for (size_t k = 0; k < b.mean.size(); ++k) {
-          p.positive &= b.mean[k] > 0;
-          p.lo = std::min(p.lo, b.mean[k]);
-          p.hi = std::max(p.hi, b.mean[k]);
-          // A log axis cannot show a band below zero: clamp its lower edge.
-          if (b.mean[k] > 0 && b.mean[k] - b.sd[k] <= 0) b.sd[k] = 0.9 * b.mean[k];
-        }
-        p.labels.push_back(Label(groups[gi], ys.size(), groups[gi].shards.size()));
-        p.blocks.push_back(Block(dat, kSeries[s].second + ": " + p.labels.back(), b));
+        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()), Aggregate(Bucket(x, bucket), yb)});
       }
-      if (!p.blocks.empty()) {
-        series.push_back(s);
+      if (!p.lines.empty()) {
+        names.push_back(kSeries[s].first);
         panels.push_back(std::move(p));
       }
     }
     if (panels.empty()) return;
     std::string title = fmt::format("Training loss, stage {}: mean over seeds, band ±1 std", stage.name);
-    std::string body;
-    if (panels.size() > 1) body += fmt::format("  set multiplot layout 1,{} title {}\n", panels.size(), Q(title));
-    for (size_t p = 0; p < panels.size(); ++p) {
-      const Panel& pn = panels[p];
-      body += fmt::format("  set title {}\n", Q(panels.size() > 1 ? kSeries[series[p]].second : title));
-      body += fmt::format("  set xlabel '{}'\n  set ylabel 'loss'\n  set grid\n",
-                          steps[series[p]].empty() ? "logged step" : "training step");
-      body += pn.positive && pn.hi / pn.lo > 10 ? "  set logscale y\n" : "  unset logscale y\n";
-      body += "  set key outside below left Left reverse\n";
-      body += BandPlot(id, pn.blocks, pn.labels, false);
-    }
-    if (panels.size() > 1) body += "  unset multiplot\n";
-    size_t lines = 0;
-    for (const auto& pn : panels) lines = std::max(lines, pn.blocks.size());
-    int width = panels.size() > 1 ? 1300 : 900;
-    int height = 520 + 22 * static_cast<int>(lines);
-    std::vector<std::string> names;
-    for (size_t s : series) names.push_back(kSeries[s].first);
-    Emit(id, title,
-          fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 std "
-                      "over seeds; long curves are averaged in buckets of equal width.",
-                      fmt::join(names, ", ")),
-         dat, Script(id, title, width, height, body));
+    if (panels.size() == 1) panels[0].title = title;
+    EmitBands(FileStem(stage.name + "-loss_curves"), title,
+              fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 "
+                          "std over seeds; long curves are averaged in buckets of equal width.",
+                          fmt::join(names, ", ")),
+              panels);
   }
 
   static std::string Heatmap(const std::string& id, const std::string& title,
@@ -452,9 +463,13 @@ class FigureMaker {
     };
     std::string body = fmt::format(
         "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set cblabel {}\n"
-        "  set xtics {} rotate by 30 right\n  set ytics {}\n"
+        "  set xtics {} {}\n  set ytics {}\n"
         "  set xrange [-0.5:{}]\n  set yrange [{}:-0.5]\n  set tics scale 0\n",
-        Q(title), Q(xlabel), Q(ylabel), Q(cblabel), tics(xtics), tics(ytics),
+        Q(title), Q(xlabel), Q(ylabel), Q(cblabel), tics(xtics),
+        std::any_of(xtics.begin(), xtics.end(), [](const std::string& t) { return t.size() > 3; })
+            ? "rotate by 30 right"
+            : "",
+        tics(ytics),
         Num(static_cast<double>(xtics.size()) - 0.5), Num(static_cast<double>(ytics.size()) - 0.5));
     if (diverging) {
       double m = std::max(std::abs(lo), std::abs(hi));
@@ -532,7 +547,12 @@ class FigureMaker {
   }
 
   void HeadScores(const SweepData::Stage& stage) {
+    constexpr size_t kMaxGroups = 6;  // figures per score
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
+    if (groups.size() > kMaxGroups) {
+      problems_.Add(fmt::format("{} configs: head scores drawn for the first {}", groups.size(), kMaxGroups));
+      groups.resize(kMaxGroups);
+    }
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       // score -> summed [L,H] and count
       std::map<std::string, std::pair<std::vector<double>, size_t>> sums;
@@ -677,7 +697,6 @@ class FigureMaker {
   std::vector<std::string>& warnings_;
   std::vector<Figure> figures_;
   Problems problems_;
-  size_t blocks_ = 0;
   size_t opened_ = 0;
 };
 
@@ -699,7 +718,10 @@ class Spawn {
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = -1;
-    if (posix_spawn(&pid, args[0], &actions_, nullptr, args.data(), environ) != 0) return -1;
+    if (int rc = posix_spawn(&pid, args[0], &actions_, nullptr, args.data(), environ); rc != 0) {
+      errno = rc;
+      return -1;
+    }
     return pid;
   }
 

@@ -190,14 +190,17 @@ std::string TableCsv(const StageTable& t, const std::string& sweep) {
   out += "sweep,stage";
   for (const auto& k : t.keys) {
     bool clash = std::find(kFixed.begin(), kFixed.end(), k) != kFixed.end();
-    fmt::format_to(o, ",{}", CsvField(clash ? "axis:" + k : k));
+    fmt::format_to(o, ",{}", CsvField(clash ? fmt::format("axis:{}", k) : k));
   }
   out += ",metric,n,expected,complete,mean,std,ddof,sem,ci95_low,ci95_high,min,max,"
          "sign_agreement,seeds,values,missing\r\n";
   const std::string prefix = CsvField(sweep) + "," + CsvField(t.stage);
   for (const auto& g : t.groups) {
     std::string keys;
-    for (const auto& v : g.key) keys += "," + CsvField(v.is_null() ? "" : KeyText(v));
+    for (const auto& v : g.key) {
+      keys += ',';
+      keys += CsvField(v.is_null() ? "" : KeyText(v));
+    }
     for (size_t m = 0; m < t.metrics.size(); ++m) {
       const Cell& c = g.cells[m];
       const Summary& s = c.summary;

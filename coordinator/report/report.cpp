@@ -305,8 +305,9 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     }
     md += "|\n";
   }
-  md += not_done ? fmt::format("\n**{} shard{} not done**: the groups they belong to are flagged "
-                               "incomplete below.\n\n", not_done, not_done == 1 ? " is" : "s are")
+  md += not_done ? fmt::format("\n**{} shard{} not done**: every group with a shard that is not "
+                               "done is flagged incomplete below.\n\n",
+                               not_done, not_done == 1 ? " is" : "s are")
                  : "\nEvery shard is done.\n\n";
 
   md += "## Tables\n\n" + std::string(report::StatsConventions()) + "\n\n";

@@ -29,8 +29,11 @@ void AddSubmitFlags(CLI::App& app, SubmitOptions* o) {
   app.add_option("--signal", o->signal,
                  "Walltime warning SIG@SECONDS sent to the batch shell and forwarded to the coordinator")
       ->capture_default_str();
+  // One value per occurrence: `--sbatch-arg=--qos=high k=v` keeps k=v an override.
   app.add_option("--sbatch-arg", o->extra_sbatch,
-                 "Extra sbatch option, repeatable (--sbatch-arg=--qos=high)");
+                 "Extra sbatch option, repeatable (--sbatch-arg=--qos=high)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--template", o->template_path, "sbatch template (default slurm/seedgrid.sbatch.in)");
 }
 

@@ -60,8 +60,9 @@ trap e2e_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# e2e_start_cluster [FAKE_GPUS_PER_NODE]
 e2e_start_cluster() {
-  SEEDGRID_SLURM_NODES=2 SEEDGRID_SLURM_CPUS=4 SEEDGRID_SLURM_PORT=auto \
+  SEEDGRID_SLURM_NODES=2 SEEDGRID_SLURM_CPUS=4 SEEDGRID_SLURM_PORT=auto SEEDGRID_SLURM_GPUS=${1:-0} \
     sg_cluster_start "$E2E_CLUSTER" 2>"$E2E_DIR/cluster-start.log" ||
     { cat "$E2E_DIR/cluster-start.log" >&2; fail "could not start the local Slurm cluster"; }
   export SLURM_CONF=$E2E_CLUSTER/etc/slurm.conf

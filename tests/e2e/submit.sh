@@ -49,12 +49,15 @@ LOG2=$(job_log $SWEEP "${ids[1]}")
 grep -q '5 ranks = 1 coordinator + 2 nodes x 2 workers on node1 node2; launcher srun' "$LOG1" ||
   fail "job log does not show the srun layout"
 grep -q 'seedgrid exited with code 0' "$LOG1" || fail "job log lacks the exit line"
-grep -q 'is complete: nothing to do' "$LOG2" || fail "the chained job did not see the sweep complete"
+grep -q 'is complete (40 shards done): nothing to do' "$LOG2" || fail "the chained job did not see the sweep complete"
 
 # Registry: every shard done at its first attempt, work spread over the workers of both nodes.
 [[ $(sql "SELECT count(*) FROM shards WHERE sweep='$SWEEP'") == 40 ]] || fail "registry: not 40 shards"
-[[ $(sql "SELECT count(*) FROM shards WHERE sweep='$SWEEP' AND status='done' AND attempts=1") == 40 ]] ||
-  fail "registry: not all 40 shards done at attempt 1: $(sql "SELECT status, attempts, count(*) FROM shards GROUP BY 1,2")"
+[[ $(sql "SELECT count(*) FROM shards WHERE sweep='$SWEEP' AND status='done'") == 40 ]] ||
+  fail "registry: not all 40 shards done: $(sql "SELECT status, count(*) FROM shards GROUP BY 1")"
+[[ $(sql "SELECT count(*) FROM attempts WHERE outcome='ok' AND n=1 AND job_id='${ids[0]}'") == 40 &&
+  $(sql "SELECT count(*) FROM attempts") == 40 ]] ||
+  fail "registry: expected one ok attempt per shard, all in job ${ids[0]}: $(sql "SELECT n, outcome, job_id, count(*) FROM attempts GROUP BY 1,2,3")"
 ranks=$(sql "SELECT count(DISTINCT a.rank) FROM attempts a JOIN shards s ON s.id=a.shard WHERE s.sweep='$SWEEP'")
 ((ranks == 4)) || fail "expected work on 4 worker ranks, saw $ranks"
 [[ $(sql "SELECT value FROM provenance WHERE sweep='$SWEEP' AND key='slurm.job_ids'") == "${ids[0]},${ids[1]}" ]] ||

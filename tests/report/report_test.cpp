@@ -484,6 +484,26 @@ TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
   EXPECT_THAT(dat, HasSubstr("adapter=lora (n=3)"));
 }
 
+TEST(Report, ManyConfigsAreSplitIntoFiguresOfTenLines) {
+  SweepFixture f("many");
+  for (int lr = 0; lr < 12; ++lr) {
+    f.Add({"steer", 0, "lora_steer", {{"train.lr", 0.001 * (lr + 1)}}, 0, ShardStatus::kDone,
+           {{"steer_delta", 1.0}}, [&](H5Writer& w) {
+             w.Write("eval/alphas", std::vector<double>{0, 1});
+             w.Write("eval/logratio", std::vector<double>{0, 0.1 * lr});  // [A] without a row axis
+           }});
+  }
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  std::vector<std::string> ids;
+  for (const auto& fig : r.figures) ids.push_back(fig.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"steer-steering_curve-1", "steer-steering_curve-2"}));
+  std::string second = Slurp(out.path() / "figures" / "steer-steering_curve-2.dat");
+  EXPECT_THAT(second, HasSubstr("train.lr=0.011 (n=1)"));
+  EXPECT_THAT(second, HasSubstr("train.lr=0.012 (n=1)"));
+  EXPECT_THAT(second, Not(HasSubstr("train.lr=0.001 ")));
+}
+
 TEST(Report, WithoutGnuplotItWarnsClearlyAndStillWritesTheTables) {
   SweepFixture f("nognuplot");
   AddEveryFamily(f);

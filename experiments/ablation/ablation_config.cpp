@@ -1,0 +1,78 @@
+// The config half of kind `ablation` (no LibTorch).
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "experiments/ablation/ablation.h"
+
+namespace seedgrid {
+namespace {
+
+std::vector<std::string> ValidateAblation(const Json& p) {
+  std::vector<std::string> problems;
+  const auto target = p.at("target").get<std::string>();
+  if (target != "dw" && target != "heads")
+    problems.push_back(fmt::format("target: '{}' is not dw or heads", target));
+
+  bool has0 = false, has1 = false;
+  std::set<double> seen_alpha;
+  for (const auto& a : p.at("alphas")) {
+    if (!a.is_number()) {
+      problems.push_back(fmt::format("alphas: {} is not a number", a.dump()));
+      continue;
+    }
+    const double v = a.get<double>();
+    if (!seen_alpha.insert(v).second) problems.push_back(fmt::format("alphas: {} given twice", v));
+    has0 |= v == 0.0;
+    has1 |= v == 1.0;
+  }
+  if (!has0 || !has1) problems.push_back("alphas: must contain 0 and 1 (steer_delta uses them)");
+
+  if (p.at("rows").get<int64_t>() < 0)
+    problems.push_back("rows: must be >= 0 (0: the steer shard's data.n_eval)");
+
+  static const std::set<std::string> kLenses = {"module", "layer", "svd", "base_svd"};
+  std::set<std::string> seen_lens;
+  for (const auto& l : p.at("lenses")) {
+    if (!l.is_string() || !kLenses.count(l.get<std::string>()))
+      problems.push_back(
+          fmt::format("lenses: {} is not one of module, layer, svd, base_svd", l.dump()));
+    else if (!seen_lens.insert(l.get<std::string>()).second)
+      problems.push_back(fmt::format("lenses: {} given twice", l.dump()));
+  }
+
+  for (const char* k : {"rows", "cells"})
+    if (p.at("batch").at(k).get<int64_t>() < 1)
+      problems.push_back(fmt::format("batch.{}: must be >= 1", k));
+  for (const char* k : {"task_rows", "induction_rows"})
+    if (p.at("heads").at(k).get<int64_t>() < 1)
+      problems.push_back(fmt::format("heads.{}: must be >= 1", k));
+  return problems;
+}
+
+}  // namespace
+
+KindConfig AblationKindConfig() {
+  KindConfig k;
+  k.name = "ablation";
+  k.summary =
+      "dW ablation grid of a lora_steer shard (target: dw) or head ablation of a base model "
+      "(target: heads)";
+  k.defaults = {
+      {"target", "dw"},
+      {"base", ""},
+      {"alphas", {0.0, 1.0}},
+      {"rows", 0},
+      {"lenses", {"module", "layer", "svd", "base_svd"}},
+      {"batch", {{"rows", 4096}, {"cells", 64}}},
+      {"heads", {{"task_rows", 256}, {"induction_rows", 128}}},
+  };
+  k.validate = ValidateAblation;
+  return k;
+}
+
+void RegisterAblationConfig(KindRegistry& kinds) { kinds.Add(AblationKindConfig()); }
+
+}  // namespace seedgrid

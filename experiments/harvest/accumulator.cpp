@@ -1,0 +1,483 @@
+#include "experiments/harvest/accumulator.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace seedgrid::harvest {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+uint64_t Mix(uint64_t x) {  // SplitMix64's finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+template <typename T, typename U>
+void AddInto(std::vector<T>& into, const std::vector<U>& from) {
+  for (size_t i = 0; i < into.size(); ++i) into[i] += from[i];
+}
+
+size_t Z(int64_t v) { return static_cast<size_t>(v); }
+
+// Tokens on which both of two components fire, for every pair of `active` components; adds
+// each count to both (i, j) and (j, i). Tiles keep both bitset blocks in cache.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("popcnt", "default")))
+#endif
+void AddCooc(const uint64_t* bits, int64_t words, const std::vector<int64_t>& active, int64_t C,
+             int64_t* cooc) {
+  constexpr size_t kTile = 64;
+  const size_t n = active.size();
+  for (size_t i0 = 0; i0 < n; i0 += kTile) {
+    const size_t i1 = std::min(n, i0 + kTile);
+    for (size_t j0 = i0; j0 < n; j0 += kTile) {
+      const size_t j1 = std::min(n, j0 + kTile);
+      for (size_t i = i0; i < i1; ++i) {
+        const int64_t a = active[i];
+        const uint64_t* bi = bits + a * words;
+        for (size_t j = std::max(i, j0); j < j1; ++j) {
+          const int64_t b = active[j];
+          const uint64_t* bj = bits + b * words;
+          int64_t v = 0;
+          for (int64_t w = 0; w < words; ++w) v += __builtin_popcountll(bi[w] & bj[w]);
+          if (v == 0) continue;
+          cooc[a * C + b] += v;
+          if (a != b) cooc[b * C + a] += v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// ---- Options ---------------------------------------------------------------------------------
+
+Json Options::ToJson() const {
+  return {{"components", components}, {"vocab", vocab},
+          {"seq_len", seq_len},       {"threshold", threshold},
+          {"pre", pre},               {"cooc", cooc},
+          {"input_tokens", input_tokens}, {"output_tokens", output_tokens},
+          {"k", k},                   {"context", context},
+          {"per_batch", per_batch},   {"weight_by_activation", weight_by_activation},
+          {"seed", seed},             {"point", point},
+          {"layers", layers},         {"width", width},
+          {"batch_rows", batch_rows}, {"n_batches", n_batches}};
+}
+
+Options Options::FromJson(const Json& j) {
+  Options o;
+  try {
+    o.components = j.at("components").get<int64_t>();
+    o.vocab = j.at("vocab").get<int64_t>();
+    o.seq_len = j.at("seq_len").get<int64_t>();
+    o.threshold = j.at("threshold").get<double>();
+    o.pre = j.at("pre").get<bool>();
+    o.cooc = j.at("cooc").get<bool>();
+    o.input_tokens = j.at("input_tokens").get<bool>();
+    o.output_tokens = j.at("output_tokens").get<bool>();
+    o.k = j.at("k").get<int64_t>();
+    o.context = j.at("context").get<int64_t>();
+    o.per_batch = j.at("per_batch").get<int64_t>();
+    o.weight_by_activation = j.at("weight_by_activation").get<bool>();
+    o.seed = j.at("seed").get<uint64_t>();
+    o.point = j.at("point").get<std::string>();
+    o.layers = j.at("layers").get<std::vector<int64_t>>();
+    o.width = j.at("width").get<int64_t>();
+    o.batch_rows = j.at("batch_rows").get<int64_t>();
+    o.n_batches = j.at("n_batches").get<int64_t>();
+  } catch (const Json::exception& e) {
+    throw std::runtime_error(fmt::format("harvest options: {}", e.what()));
+  }
+  return o;
+}
+
+std::vector<std::string> Options::Problems() const {
+  std::vector<std::string> p;
+  if (components < 1) p.push_back("components must be >= 1");
+  if (vocab < 1) p.push_back("vocab must be >= 1");
+  if (seq_len < 1) p.push_back("seq_len must be >= 1");
+  if (k < 1) p.push_back("k must be >= 1");
+  if (context < 0) p.push_back("context must be >= 0");
+  if (per_batch < 1) p.push_back("per_batch must be >= 1");
+  if (weight_by_activation && threshold < 0) p.push_back("activation weights need threshold >= 0");
+  if (width < 1 || width * static_cast<int64_t>(layers.size()) != components)
+    p.push_back(fmt::format("width {} × {} layers is not {} components", width, layers.size(),
+                            components));
+  return p;
+}
+
+// ---- Keys ------------------------------------------------------------------------------------
+
+double ExampleKey(uint64_t seed, int64_t component, int64_t row, int64_t pos, double weight) {
+  uint64_t h = Mix(seed);
+  h = Mix(h ^ static_cast<uint64_t>(component));
+  h = Mix(h ^ static_cast<uint64_t>(row));
+  h = Mix(h ^ static_cast<uint64_t>(pos));
+  const double u = (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+  return std::log(u) / weight;
+}
+
+// ---- Reservoir -------------------------------------------------------------------------------
+
+Reservoir::Reservoir(int64_t components, int64_t k, int64_t window)
+    : c_(components), k_(k), w_(window) {
+  a_.key.assign(Z(c_ * k_), kNegInf);
+  a_.row.assign(Z(c_ * k_), -1);
+  a_.pos.assign(Z(c_ * k_), -1);
+  a_.tokens.assign(Z(c_ * k_ * w_), -1);
+  a_.acts.assign(Z(c_ * k_ * w_), 0.0f);
+  a_.n_items.assign(Z(c_), 0);
+  a_.n_seen.assign(Z(c_), 0);
+  heap_.assign(Z(c_ * k_), 0);
+}
+
+Reservoir::Reservoir(Arrays arrays, int64_t components, int64_t k, int64_t window)
+    : c_(components), k_(k), w_(window), a_(std::move(arrays)) {
+  const size_t ck = Z(c_ * k_), ckw = ck * Z(w_);
+  if (a_.key.size() != ck || a_.row.size() != ck || a_.pos.size() != ck ||
+      a_.tokens.size() != ckw || a_.acts.size() != ckw || a_.n_items.size() != Z(c_) ||
+      a_.n_seen.size() != Z(c_))
+    throw std::runtime_error(
+        fmt::format("reservoir arrays do not have shape [C={}, k={}, window={}]", c_, k_, w_));
+  for (int64_t c = 0; c < c_; ++c) {
+    const int64_t n = a_.n_items[Z(c)];
+    if (n < 0 || n > k_ || a_.n_seen[Z(c)] < n)
+      throw std::runtime_error(fmt::format(
+          "reservoir: component {} has n_items {} (k {}) and n_seen {}", c, n, k_, a_.n_seen[Z(c)]));
+  }
+  heap_.assign(ck, 0);
+  BuildHeaps();
+}
+
+ExampleRank Reservoir::RankAt(int64_t c, int64_t slot) const {
+  const size_t i = Z(c * k_ + slot);
+  return {a_.key[i], a_.row[i], a_.pos[i]};
+}
+
+void Reservoir::BuildHeaps() {
+  for (int64_t c = 0; c < c_; ++c) {
+    int32_t* h = heap_.data() + c * k_;
+    const int64_t n = a_.n_items[Z(c)];
+    for (int64_t i = 0; i < n; ++i) h[i] = static_cast<int32_t>(i);
+    for (int64_t i = n / 2; i-- > 0;) SiftDown(c, i);
+  }
+}
+
+// Min-heap on rank: a parent ranks after (is lower than) its children.
+void Reservoir::SiftUp(int64_t c, int64_t i) {
+  int32_t* h = heap_.data() + c * k_;
+  while (i > 0) {
+    const int64_t parent = (i - 1) / 2;
+    if (!RanksBefore(RankAt(c, h[parent]), RankAt(c, h[i]))) break;
+    std::swap(h[parent], h[i]);
+    i = parent;
+  }
+}
+
+void Reservoir::SiftDown(int64_t c, int64_t i) {
+  int32_t* h = heap_.data() + c * k_;
+  const int64_t n = a_.n_items[Z(c)];
+  for (;;) {
+    int64_t low = i;
+    for (int64_t child : {2 * i + 1, 2 * i + 2})
+      if (child < n && RanksBefore(RankAt(c, h[low]), RankAt(c, h[child]))) low = child;
+    if (low == i) return;
+    std::swap(h[low], h[i]);
+    i = low;
+  }
+}
+
+bool Reservoir::Accepts(int64_t c, const ExampleRank& r) const {
+  if (a_.n_items[Z(c)] < k_) return true;
+  return RanksBefore(r, RankAt(c, heap_[Z(c * k_)]));
+}
+
+void Reservoir::Offer(int64_t c, const ExampleRank& r, const int32_t* tokens, const float* acts) {
+  if (!Accepts(c, r)) return;
+  int64_t& n = a_.n_items[Z(c)];
+  int32_t* h = heap_.data() + c * k_;
+  const bool full = n == k_;
+  const int64_t slot = full ? h[0] : n;
+  const size_t i = Z(c * k_ + slot);
+  a_.key[i] = r.key;
+  a_.row[i] = r.row;
+  a_.pos[i] = r.pos;
+  std::copy(tokens, tokens + w_, a_.tokens.begin() + static_cast<std::ptrdiff_t>(i * Z(w_)));
+  std::copy(acts, acts + w_, a_.acts.begin() + static_cast<std::ptrdiff_t>(i * Z(w_)));
+  if (full) {
+    SiftDown(c, 0);
+  } else {
+    h[n] = static_cast<int32_t>(slot);
+    ++n;
+    SiftUp(c, n - 1);
+  }
+}
+
+void Reservoir::Merge(const Reservoir& other) {
+  if (other.c_ != c_ || other.k_ != k_ || other.w_ != w_)
+    throw std::runtime_error(fmt::format(
+        "reservoir merge: shapes differ ([{}, {}, {}] vs [{}, {}, {}])", c_, k_, w_, other.c_,
+        other.k_, other.w_));
+  MergeBlock(0, other.a_);
+}
+
+void Reservoir::MergeBlock(int64_t c_begin, const Arrays& o) {
+  const int64_t m = static_cast<int64_t>(o.n_items.size());
+  const size_t mk = Z(m * k_);
+  if (c_begin < 0 || c_begin + m > c_ || o.n_seen.size() != Z(m) || o.key.size() != mk ||
+      o.row.size() != mk || o.pos.size() != mk || o.tokens.size() != mk * Z(w_) ||
+      o.acts.size() != mk * Z(w_))
+    throw std::runtime_error(fmt::format(
+        "reservoir merge: a block of {} components at {} does not have shape [n, k={}, window={}]",
+        m, c_begin, k_, w_));
+  for (int64_t j = 0; j < m; ++j) {
+    const int64_t c = c_begin + j, n = o.n_items[Z(j)];
+    if (n < 0 || n > k_ || o.n_seen[Z(j)] < n)
+      throw std::runtime_error(fmt::format("reservoir merge: component {} has n_items {} (k {}), n_seen {}",
+                                           c, n, k_, o.n_seen[Z(j)]));
+    a_.n_seen[Z(c)] += o.n_seen[Z(j)];
+    for (int64_t s = 0; s < n; ++s) {
+      const size_t i = Z(j * k_ + s);
+      Offer(c, {o.key[i], o.row[i], o.pos[i]}, o.tokens.data() + i * Z(w_),
+            o.acts.data() + i * Z(w_));
+    }
+  }
+}
+
+Reservoir::Arrays Reservoir::Canonical() const {
+  Reservoir::Arrays out;
+  Reservoir empty(c_, k_, w_);
+  out = std::move(empty.a_);
+  out.n_items = a_.n_items;
+  out.n_seen = a_.n_seen;
+  std::vector<int64_t> order;
+  for (int64_t c = 0; c < c_; ++c) {
+    const int64_t n = a_.n_items[Z(c)];
+    order.resize(Z(n));
+    for (int64_t s = 0; s < n; ++s) order[Z(s)] = s;
+    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+      return RanksBefore(RankAt(c, x), RankAt(c, y));
+    });
+    for (int64_t s = 0; s < n; ++s) {
+      const size_t from = Z(c * k_ + order[Z(s)]), to = Z(c * k_ + s);
+      out.key[to] = a_.key[from];
+      out.row[to] = a_.row[from];
+      out.pos[to] = a_.pos[from];
+      std::copy_n(a_.tokens.begin() + static_cast<std::ptrdiff_t>(from * Z(w_)), w_,
+                  out.tokens.begin() + static_cast<std::ptrdiff_t>(to * Z(w_)));
+      std::copy_n(a_.acts.begin() + static_cast<std::ptrdiff_t>(from * Z(w_)), w_,
+                  out.acts.begin() + static_cast<std::ptrdiff_t>(to * Z(w_)));
+    }
+  }
+  return out;
+}
+
+// ---- Accumulators ----------------------------------------------------------------------------
+
+Accumulators::Accumulators(const Options& o) : options(o) {
+  if (auto p = o.Problems(); !p.empty())
+    throw std::runtime_error(fmt::format("harvest options: {}", fmt::join(p, "; ")));
+  const size_t C = Z(o.components), V = Z(o.vocab);
+  firing_count.assign(C, 0);
+  act_sum_post.assign(C, 0.0);
+  if (o.pre) act_sum_pre.assign(C, 0.0);
+  if (o.cooc) cooc.assign(C * C, 0);
+  if (o.input_tokens) {
+    in_cooc.assign(C * V, 0);
+    in_marg.assign(V, 0);
+  }
+  if (o.output_tokens) {
+    out_cooc.assign(C * V, 0.0);
+    out_marg.assign(V, 0.0);
+  }
+  reservoir = Reservoir(o.components, o.k, o.window());
+}
+
+void Accumulators::Merge(const Accumulators& other) {
+  const std::string mine = options.ToJson().dump(), theirs = other.options.ToJson().dump();
+  if (mine != theirs)
+    throw std::runtime_error(
+        fmt::format("harvest merge: options differ:\n  {}\n  {}", mine, theirs));
+  n_tokens += other.n_tokens;
+  n_rows += other.n_rows;
+  batches.insert(batches.end(), other.batches.begin(), other.batches.end());
+  AddInto(firing_count, other.firing_count);
+  AddInto(act_sum_post, other.act_sum_post);
+  AddInto(act_sum_pre, other.act_sum_pre);
+  AddInto(cooc, other.cooc);
+  AddInto(in_cooc, other.in_cooc);
+  AddInto(in_marg, other.in_marg);
+  AddInto(out_cooc, other.out_cooc);
+  AddInto(out_marg, other.out_marg);
+  reservoir.Merge(other.reservoir);
+}
+
+// ---- Batch update ----------------------------------------------------------------------------
+
+void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
+  const Options& o = acc.options;
+  const int64_t C = o.components, T = o.seq_len, V = o.vocab, N = b.rows * T;
+  const int64_t words = (N + 63) / 64, W = o.window();
+  const float thr = static_cast<float>(o.threshold);
+  if (b.rows < 0 || (N > 0 && (!b.tokens || !b.row_ids || !b.post)) || (o.pre && N > 0 && !b.pre) ||
+      (o.output_tokens && N > 0 && !b.probs))
+    throw std::invalid_argument("harvest: batch lacks an array its options need");
+  for (int64_t n = 0; n < N; ++n)
+    if (b.tokens[n] < 0 || b.tokens[n] >= V)
+      throw std::invalid_argument(fmt::format(
+          "harvest: batch {} has token {} outside [0, {})", b.index, b.tokens[n], V));
+
+  // Sums over every token, and the firing bitsets [C, words].
+  bits_.assign(Z(C * words), 0);
+  double* sum_post = acc.act_sum_post.data();
+  double* sum_pre = o.pre ? acc.act_sum_pre.data() : nullptr;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* p = b.post + n * C;
+    for (int64_t c = 0; c < C; ++c) sum_post[c] += static_cast<double>(p[c]);
+    if (sum_pre) {
+      const float* q = b.pre + n * C;
+      for (int64_t c = 0; c < C; ++c) sum_pre[c] += static_cast<double>(q[c]);
+    }
+    uint64_t* word = bits_.data() + (n >> 6);
+    const int shift = static_cast<int>(n & 63);
+    for (int64_t c = 0; c < C; ++c)
+      word[c * words] |= static_cast<uint64_t>(p[c] > thr) << shift;
+  }
+  if (o.input_tokens)
+    for (int64_t n = 0; n < N; ++n) ++acc.in_marg[Z(b.tokens[n])];
+  if (o.output_tokens) {
+    double* marg = acc.out_marg.data();
+    for (int64_t n = 0; n < N; ++n) {
+      const float* pr = b.probs + n * V;
+      for (int64_t v = 0; v < V; ++v) marg[v] += static_cast<double>(pr[v]);
+    }
+  }
+
+  // Per component: its firing tokens.
+  std::vector<int64_t>& active = fired_;  // reused below as the list of components that fired
+  active.clear();
+  window_tokens_.resize(Z(W));
+  window_acts_.resize(Z(W));
+  for (int64_t c = 0; c < C; ++c) {
+    const uint64_t* cb = bits_.data() + c * words;
+    int64_t count = 0;
+    for (int64_t w = 0; w < words; ++w) count += std::popcount(cb[w]);
+    if (count == 0) continue;
+    active.push_back(c);
+    acc.firing_count[Z(c)] += count;
+    acc.reservoir.AddSeen(c, std::min(count, o.per_batch));
+    candidates_.clear();
+    int64_t* in_row = o.input_tokens ? acc.in_cooc.data() + c * V : nullptr;
+    double* out_row = o.output_tokens ? acc.out_cooc.data() + c * V : nullptr;
+    for (int64_t w = 0; w < words; ++w) {
+      for (uint64_t x = cb[w]; x != 0; x &= x - 1) {
+        const int64_t n = w * 64 + std::countr_zero(x);
+        if (in_row) ++in_row[b.tokens[n]];
+        if (out_row) {
+          const float* pr = b.probs + n * V;
+          for (int64_t v = 0; v < V; ++v) out_row[v] += static_cast<double>(pr[v]);
+        }
+        const int64_t row = b.row_ids[n / T], pos = n % T;
+        const double weight = o.weight_by_activation ? static_cast<double>(b.post[n * C + c]) : 1.0;
+        const ExampleRank r{ExampleKey(o.seed, c, row, pos, weight), row,
+                            static_cast<int32_t>(pos)};
+        if (acc.reservoir.Accepts(c, r)) candidates_.emplace_back(r, n);
+      }
+    }
+    const auto by_rank = [](const auto& x, const auto& y) { return RanksBefore(x.first, y.first); };
+    const size_t keep = std::min(candidates_.size(), Z(o.per_batch));
+    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep),
+                      candidates_.end(), by_rank);
+    for (size_t i = 0; i < keep; ++i) {
+      const auto& [r, n] = candidates_[i];
+      const int64_t row_start = n - r.pos;
+      for (int64_t d = -o.context; d <= o.context; ++d) {
+        const int64_t t = r.pos + d;
+        const size_t at = Z(d + o.context);
+        const bool inside = t >= 0 && t < T;
+        window_tokens_[at] = inside ? b.tokens[row_start + t] : -1;
+        window_acts_[at] = inside ? b.post[(row_start + t) * C + c] : 0.0f;
+      }
+      acc.reservoir.Offer(c, r, window_tokens_.data(), window_acts_.data());
+    }
+  }
+  if (o.cooc) AddCooc(bits_.data(), words, active, C, acc.cooc.data());
+
+  acc.n_tokens += N;
+  acc.n_rows += b.rows;
+  acc.batches.push_back(b.index);
+}
+
+// ---- Derived ---------------------------------------------------------------------------------
+
+namespace {
+
+void TopPmi(const Accumulators& acc, int64_t top_k, bool input, std::vector<int32_t>& idx,
+            std::vector<double>& val) {
+  const Options& o = acc.options;
+  const int64_t C = o.components, V = o.vocab;
+  idx.assign(Z(C * top_k), -1);
+  val.assign(Z(C * top_k), std::numeric_limits<double>::quiet_NaN());
+  const double n_tokens = static_cast<double>(acc.n_tokens);
+  std::vector<std::pair<double, int32_t>> row;
+  for (int64_t c = 0; c < C; ++c) {
+    const double count = static_cast<double>(acc.firing_count[Z(c)]);
+    if (count == 0) continue;
+    row.clear();
+    for (int64_t v = 0; v < V; ++v) {
+      const double co = input ? static_cast<double>(acc.in_cooc[Z(c * V + v)])
+                              : acc.out_cooc[Z(c * V + v)];
+      const double marg = input ? static_cast<double>(acc.in_marg[Z(v)]) : acc.out_marg[Z(v)];
+      if (co > 0 && marg > 0)
+        row.emplace_back(std::log(co * n_tokens / (count * marg)), static_cast<int32_t>(v));
+    }
+    const size_t keep = std::min(row.size(), Z(top_k));
+    std::partial_sort(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(keep), row.end(),
+                      [](const auto& a, const auto& b) {
+                        return a.first != b.first ? a.first > b.first : a.second < b.second;
+                      });
+    for (size_t i = 0; i < keep; ++i) {
+      idx[Z(c * top_k) + i] = row[i].second;
+      val[Z(c * top_k) + i] = row[i].first;
+    }
+  }
+}
+
+}  // namespace
+
+Derived Derive(const Accumulators& acc, int64_t top_k) {
+  const Options& o = acc.options;
+  Derived d;
+  d.top_k = top_k;
+  const double n = static_cast<double>(acc.n_tokens);
+  const auto per_token = [&](double x) { return acc.n_tokens > 0 ? x / n : 0.0; };
+  for (int64_t c = 0; c < o.components; ++c) {
+    d.firing_density.push_back(per_token(static_cast<double>(acc.firing_count[Z(c)])));
+    d.mean_post.push_back(per_token(acc.act_sum_post[Z(c)]));
+    if (o.pre) d.mean_pre.push_back(per_token(acc.act_sum_pre[Z(c)]));
+  }
+  if (o.input_tokens) TopPmi(acc, top_k, true, d.in_pmi_idx, d.in_pmi_val);
+  if (o.output_tokens) TopPmi(acc, top_k, false, d.out_pmi_idx, d.out_pmi_val);
+  return d;
+}
+
+std::pair<int64_t, int64_t> SliceBatches(int64_t n_batches, int64_t shard, int64_t shards,
+                                         int64_t rank, int64_t ranks) {
+  if (shards < 1 || shard < 0 || shard >= shards || ranks < 1 || rank < 0 || rank >= ranks)
+    throw std::invalid_argument(fmt::format("harvest: shard {} of {}, rank {} of {} is not valid",
+                                            shard, shards, rank, ranks));
+  const int64_t s0 = n_batches * shard / shards, s1 = n_batches * (shard + 1) / shards;
+  const int64_t len = s1 - s0;
+  return {s0 + len * rank / ranks, s0 + len * (rank + 1) / ranks};
+}
+
+}  // namespace seedgrid::harvest

@@ -1,0 +1,110 @@
+// The harvest kind's config half (no LibTorch).
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "experiments/harvest/harvest.h"
+
+namespace seedgrid {
+namespace {
+
+std::vector<std::string> ValidateHarvest(const Json& p) {
+  std::vector<std::string> problems;
+  const Json& data = p.at("data");
+  const auto source = data.at("source").get<std::string>();
+  if (source == "file") {
+    if (data.at("path").get<std::string>().empty())
+      problems.push_back("data.path: required when data.source is file");
+    if (data.at("rows").get<int64_t>() < 0)
+      problems.push_back("data.rows: must be >= 0 (0: every row of the file)");
+  } else if (source == "synthetic") {
+    if (data.at("rows").get<int64_t>() < 1) problems.push_back("data.rows: must be >= 1");
+  } else {
+    problems.push_back(fmt::format("data.source: '{}' is not synthetic or file", source));
+  }
+  const auto rows_kind = data.at("rows_kind").get<std::string>();
+  if (rows_kind != "pretrain" && rows_kind != "induction" && rows_kind != "persona")
+    problems.push_back(
+        fmt::format("data.rows_kind: '{}' is not pretrain, induction or persona", rows_kind));
+  if (data.at("batch").get<int64_t>() < 1) problems.push_back("data.batch: must be >= 1");
+
+  const Json& comp = p.at("components");
+  static const std::set<std::string> kPoints = {"resid_pre", "resid_mid", "resid_post",
+                                                "mlp_pre",   "mlp_post",  "attn_z"};
+  const auto point = comp.at("point").get<std::string>();
+  if (!kPoints.count(point))
+    problems.push_back(fmt::format(
+        "components.point: '{}' is not one of resid_pre, resid_mid, resid_post, mlp_pre, "
+        "mlp_post, attn_z (per-token capture points)",
+        point));
+  const Json& layers = comp.at("layers");
+  if (!layers.is_array()) {
+    problems.push_back("components.layers: must be a list of layer indices ([]: every layer)");
+  } else {
+    std::set<int64_t> seen;
+    for (const auto& l : layers) {
+      if (!l.is_number_integer() || l.get<int64_t>() < 0)
+        problems.push_back(fmt::format("components.layers: {} is not a layer index >= 0", l.dump()));
+      else if (!seen.insert(l.get<int64_t>()).second)
+        problems.push_back(fmt::format("components.layers: {} given twice", l.dump()));
+    }
+  }
+
+  const double threshold = p.at("threshold").get<double>();
+  if (!std::isfinite(threshold)) problems.push_back("threshold: must be finite");
+  const Json& res = p.at("reservoir");
+  if (res.at("k").get<int64_t>() < 1) problems.push_back("reservoir.k: must be >= 1");
+  if (res.at("context").get<int64_t>() < 0) problems.push_back("reservoir.context: must be >= 0");
+  if (res.at("per_batch").get<int64_t>() < 1)
+    problems.push_back("reservoir.per_batch: must be >= 1");
+  const auto weighting = res.at("weighting").get<std::string>();
+  if (weighting == "activation") {
+    if (threshold < 0)
+      problems.push_back(
+          "reservoir.weighting: activation weights need threshold >= 0 (weights must be > 0)");
+  } else if (weighting != "uniform") {
+    problems.push_back(
+        fmt::format("reservoir.weighting: '{}' is not uniform or activation", weighting));
+  }
+  if (p.at("pmi").at("top_k").get<int64_t>() < 1) problems.push_back("pmi.top_k: must be >= 1");
+  return problems;
+}
+
+}  // namespace
+
+KindConfig HarvestKindConfig() {
+  KindConfig k;
+  k.name = "harvest";
+  k.summary =
+      "per-component activation statistics (counts, sums, co-occurrence, token PMI, examples); "
+      "exact map/reduce";
+  k.defaults = {
+      {"base", ""},
+      {"data",
+       {{"source", "synthetic"}, {"rows_kind", "pretrain"}, {"path", ""}, {"dataset", "tokens"},
+        {"rows", 4096}, {"batch", 32}}},
+      {"components", {{"point", "mlp_post"}, {"layers", Json::array()}}},
+      {"threshold", 0.0},
+      {"stats", {{"cooc", true}, {"input_tokens", true}, {"output_tokens", true}}},
+      {"reservoir", {{"k", 16}, {"context", 4}, {"per_batch", 5}, {"weighting", "uniform"}}},
+      {"pmi", {{"top_k", 10}}},
+  };
+  k.validate = ValidateHarvest;
+  k.has_reduce = true;
+  k.supports_gang = true;
+  return k;
+}
+
+void RegisterHarvestConfig(KindRegistry& kinds) { kinds.Add(HarvestKindConfig()); }
+
+namespace harvest {
+
+std::string ConfigText(const Json& params) {
+  Json p = params;
+  for (const char* key : {"shard_index", "shard_count", "role"}) p.erase(key);
+  return p.dump();
+}
+
+}  // namespace harvest
+}  // namespace seedgrid

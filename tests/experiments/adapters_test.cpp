@@ -1,0 +1,187 @@
+#include "experiments/model/adapters.h"
+
+#include <gtest/gtest.h>
+
+namespace seedgrid {
+namespace {
+
+ModelConfig Demo() { return ModelConfig::FromParams(Json::object()); }
+
+Model Base(const ModelConfig& c = Demo()) {
+  Model m(c, torch::kCPU);
+  m.InitRandom(11, 0.1);
+  return m;
+}
+
+torch::Tensor Tokens(int64_t b = 4, int64_t t = 24) {
+  torch::manual_seed(5);
+  return torch::randint(0, 48, {b, t}, torch::kLong);
+}
+
+AdapterTargets All() {
+  AdapterTargets t;
+  t.modules.assign(std::begin(kAllModuleKinds), std::end(kAllModuleKinds));
+  return t;
+}
+
+TEST(Lora, ZeroBLeavesLogitsUnchanged) {
+  const Model m = Base();
+  const auto base = m.Forward(Tokens());
+  LoraAdapter lora(m, LoraOptions{}, All(), 3);
+  ForwardOptions o;
+  o.adapter = &lora;
+  EXPECT_TRUE(torch::equal(m.Forward(Tokens(), o), base));
+  for (const auto& [name, d] : lora.DeltaWeights()) EXPECT_EQ(d.abs().max().item<float>(), 0.0f) << name;
+  // A is initialised (not zero): training can move B.
+  EXPECT_GT(lora.A("model.layers.0.self_attn.q_proj.weight").abs().sum().item<float>(), 0.0f);
+}
+
+// Forward with the adapter == forward of the base with the merged delta added in place.
+void ExpectMergedEqualsAdapter(Model& m, const TrainableAdapter& adapter) {
+  ForwardOptions o;
+  o.adapter = &adapter;
+  const auto with_adapter = m.Forward(Tokens(), o);
+  EXPECT_FALSE(torch::allclose(with_adapter, m.Forward(Tokens()), 1e-4, 1e-4));
+  WeightEdit merged(m, adapter.DeltaWeights());
+  merged.SetAlpha(1.0);
+  EXPECT_TRUE(torch::allclose(m.Forward(Tokens()), with_adapter, 1e-4, 1e-5));
+}
+
+TEST(Lora, MergedAdapterEqualsAdapterForward) {
+  Model m = Base();
+  LoraOptions opt;
+  opt.rank = 3;
+  opt.alpha = 6;
+  opt.init_b_std = 0.2;
+  LoraAdapter lora(m, opt, All(), 7);
+  ExpectMergedEqualsAdapter(m, lora);
+  const auto d = lora.DeltaWeights();
+  EXPECT_EQ(d.size(), 14u);
+  EXPECT_EQ(d.at("model.layers.1.mlp.down_proj.weight").sizes(), (std::vector<int64_t>{64, 256}));
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";
+  EXPECT_TRUE(torch::allclose(d.at(q), lora.B(q).mm(lora.A(q)) * 2.0));
+}
+
+TEST(Lora, PartialGroupTargetsAndLayerRange) {
+  Model m = Base();
+  AdapterTargets t;
+  t.modules = {ModuleKind::kK, ModuleKind::kV, ModuleKind::kUp};
+  t.layer_lo = 0.5;
+  t.layer_hi = 1.0;
+  LoraOptions opt;
+  opt.init_b_std = 0.3;
+  LoraAdapter lora(m, opt, t, 1);
+  const auto d = lora.DeltaWeights();
+  EXPECT_EQ(d.size(), 3u);
+  EXPECT_TRUE(d.count("model.layers.1.self_attn.k_proj.weight"));
+  EXPECT_TRUE(d.count("model.layers.1.mlp.up_proj.weight"));
+  EXPECT_FALSE(d.count("model.layers.0.self_attn.k_proj.weight"));
+  ExpectMergedEqualsAdapter(m, lora);
+}
+
+TEST(Lora, GaussianInitAndTinyModelWithGqa) {
+  ModelConfig c = Demo();
+  c.num_key_value_heads = 2;
+  c.tie_word_embeddings = true;
+  Model m = Base(c);
+  LoraOptions opt;
+  opt.init = "gaussian";
+  opt.init_b_std = 0.1;
+  LoraAdapter lora(m, opt, All(), 2);
+  EXPECT_NEAR(lora.A("model.layers.0.mlp.up_proj.weight").std().item<double>(), 1.0 / 4, 0.03);
+  ExpectMergedEqualsAdapter(m, lora);
+}
+
+TEST(Lora, SameSeedSameInit) {
+  const Model m = Base();
+  LoraAdapter a(m, LoraOptions{}, All(), 9), b(m, LoraOptions{}, All(), 9), c(m, LoraOptions{}, All(), 10);
+  EXPECT_TRUE(torch::equal(a.params().flat(), b.params().flat()));
+  EXPECT_FALSE(torch::equal(a.params().flat(), c.params().flat()));
+}
+
+TEST(Lora, RejectsBadTargets) {
+  const Model m = Base();
+  AdapterTargets none;
+  EXPECT_THROW(LoraAdapter(m, LoraOptions{}, none, 1), std::runtime_error);
+  AdapterTargets t = All();
+  t.layer_lo = t.layer_hi = 1.0;
+  EXPECT_THROW(LoraAdapter(m, LoraOptions{}, t, 1), std::runtime_error);
+  ModelConfig plain = Demo();
+  plain.gated_mlp = false;
+  plain.hidden_act = "gelu";
+  const Model pm = Base(plain);
+  EXPECT_THROW(LoraAdapter(pm, LoraOptions{}, All(), 1), std::runtime_error);  // no gate
+}
+
+TEST(AdapterTargets, LayerRanges) {
+  AdapterTargets t;
+  t.layer_lo = 0.3;
+  t.layer_hi = 0.8;
+  EXPECT_EQ(t.Layers(28), (std::vector<int64_t>{8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}));
+  EXPECT_EQ(t.Layers(2), (std::vector<int64_t>{0}));
+  t.layer_lo = 0.5;
+  t.layer_hi = 1.0;
+  EXPECT_EQ(t.Layers(2), (std::vector<int64_t>{1}));
+  t.layer_lo = t.layer_hi = 0.5;
+  EXPECT_EQ(t.Layers(2), (std::vector<int64_t>{1}));
+}
+
+TEST(Ia3, MergedAdapterEqualsAdapterForward) {
+  Model m = Base();
+  AdapterTargets t;
+  t.modules = {ModuleKind::kK, ModuleKind::kV, ModuleKind::kO, ModuleKind::kDown};
+  Ia3Adapter ia3(m, t);
+  {
+    ForwardOptions o;
+    o.adapter = &ia3;
+    EXPECT_TRUE(torch::equal(m.Forward(Tokens(), o), m.Forward(Tokens())));  // l = 1
+  }
+  torch::NoGradGuard g;
+  torch::manual_seed(3);
+  ia3.params().flat().uniform_(0.5, 1.5);
+  ExpectMergedEqualsAdapter(m, ia3);
+  EXPECT_EQ(ia3.L("model.layers.0.mlp.down_proj.weight").size(0), 256);  // input scaling
+  EXPECT_EQ(ia3.L("model.layers.0.self_attn.k_proj.weight").size(0), 64);
+}
+
+TEST(FlatAdamW, MatchesTorchAdamW) {
+  const Model m = Base();
+  LoraOptions opt;
+  opt.init_b_std = 0.05;
+  LoraAdapter mine(m, opt, All(), 4), ref(m, opt, All(), 4);
+  mine.params().EnableGrad();
+  FlatAdamW adam(mine.params(), {.lr = 1e-2, .weight_decay = 0.1});
+  std::vector<torch::Tensor> ref_params;
+  for (const auto& n : ref.params().names()) {
+    auto t = ref.params().Get(n);
+    t.set_requires_grad(true);
+    ref_params.push_back(t);
+  }
+  torch::optim::AdamW torch_adam(ref_params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  const auto tokens = Tokens();
+  for (int step = 0; step < 5; ++step) {
+    ForwardOptions a, b;
+    a.adapter = &mine;
+    b.adapter = &ref;
+    mine.params().ZeroGrad();
+    NextTokenLoss(m.Forward(tokens, a), tokens).backward();
+    adam.Step();
+    torch_adam.zero_grad();
+    NextTokenLoss(m.Forward(tokens, b), tokens).backward();
+    torch_adam.step();
+  }
+  for (const auto& n : mine.params().names())
+    EXPECT_TRUE(torch::allclose(mine.params().Get(n), ref.params().Get(n), 1e-4, 1e-6)) << n;
+  EXPECT_FALSE(torch::allclose(mine.params().flat(), LoraAdapter(m, opt, All(), 4).params().flat()));
+}
+
+TEST(Schedule, WarmupAndCosine) {
+  EXPECT_DOUBLE_EQ(ScheduledLr("cosine", 1.0, 0, 100, 10), 0.1);
+  EXPECT_DOUBLE_EQ(ScheduledLr("cosine", 1.0, 10, 100, 10), 1.0);
+  EXPECT_NEAR(ScheduledLr("cosine", 1.0, 100, 100, 10), 0.1, 1e-12);
+  EXPECT_DOUBLE_EQ(ScheduledLr("constant", 2.0, 50, 100, 0), 2.0);
+  EXPECT_THROW(ScheduledLr("linear", 1.0, 50, 100, 0), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace seedgrid

@@ -1,0 +1,481 @@
+#include "experiments/model/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "experiments/model/safetensors.h"
+#include "tests/experiments/test_context.h"
+
+namespace seedgrid {
+namespace {
+
+using testing::TempDir;
+using Mat = std::vector<std::vector<double>>;
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.vocab_size = 7;
+  c.hidden_size = 8;
+  c.intermediate_size = 6;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;  // grouped-query
+  c.head_dim = 4;
+  c.max_position_embeddings = 5;
+  c.rope_theta = 100.0;
+  return c;
+}
+
+Mat ToMat(const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  Mat m(static_cast<size_t>(c.size(0)), std::vector<double>(static_cast<size_t>(c.dim() > 1 ? c.size(1) : 1)));
+  const double* p = c.data_ptr<double>();
+  for (size_t i = 0; i < m.size(); ++i)
+    for (size_t j = 0; j < m[i].size(); ++j) m[i][j] = p[i * m[i].size() + j];
+  return m;
+}
+
+std::vector<double> Vec(const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// y = W x (+ b), W [out][in].
+std::vector<double> MatVec(const Mat& w, const std::vector<double>& x, const std::vector<double>* b = nullptr) {
+  std::vector<double> y(w.size(), 0.0);
+  for (size_t o = 0; o < w.size(); ++o) {
+    for (size_t i = 0; i < x.size(); ++i) y[o] += w[o][i] * x[i];
+    if (b) y[o] += (*b)[o];
+  }
+  return y;
+}
+
+std::vector<double> Rms(const std::vector<double>& x, const std::vector<double>& w, double eps) {
+  double ms = 0;
+  for (double v : x) ms += v * v;
+  ms /= static_cast<double>(x.size());
+  std::vector<double> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + eps) * w[i];
+  return y;
+}
+
+double Act(double x, const std::string& act) {
+  if (act == "silu") return x / (1 + std::exp(-x));
+  if (act == "gelu") return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+  return x > 0 ? x : 0;
+}
+
+// Rotates one head vector at position t, HF's rotate_half convention.
+void Rope(double* x, int64_t D, int64_t t, double theta) {
+  const int64_t half = D / 2;
+  std::vector<double> out(static_cast<size_t>(D));
+  for (int64_t j = 0; j < D; ++j) {
+    const int64_t f = j % half;
+    const double angle = static_cast<double>(t) / std::pow(theta, 2.0 * f / static_cast<double>(D));
+    const double rot = j < half ? -x[j + half] : x[j - half];
+    out[static_cast<size_t>(j)] = x[j] * std::cos(angle) + rot * std::sin(angle);
+  }
+  for (int64_t j = 0; j < D; ++j) x[j] = out[static_cast<size_t>(j)];
+}
+
+// The decoder written out with loops, in double precision, from the model's named weights.
+Mat ReferenceLogits(const Model& m, const std::vector<int64_t>& tokens,
+                    const std::vector<std::vector<double>>* head_scale = nullptr) {
+  const auto& c = m.config();
+  const int64_t T = static_cast<int64_t>(tokens.size()), H = c.num_attention_heads,
+                KV = c.num_key_value_heads, D = c.head_dim;
+  const auto W = [&](const std::string& n) { return ToMat(m.Weight(n)); };
+  const auto V = [&](const std::string& n) { return Vec(m.Weight(n)); };
+  const Mat embed = W("model.embed_tokens.weight");
+  Mat h;
+  for (int64_t t : tokens) h.push_back(embed[static_cast<size_t>(t)]);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const auto ln1 = V(p + "input_layernorm.weight"), ln2 = V(p + "post_attention_layernorm.weight");
+    const Mat wq = W(p + "self_attn.q_proj.weight"), wk = W(p + "self_attn.k_proj.weight"),
+              wv = W(p + "self_attn.v_proj.weight"), wo = W(p + "self_attn.o_proj.weight");
+    std::vector<double> bq, bk, bv, bo;
+    if (c.attention_bias) {
+      bq = V(p + "self_attn.q_proj.bias");
+      bk = V(p + "self_attn.k_proj.bias");
+      bv = V(p + "self_attn.v_proj.bias");
+    }
+    if (c.o_bias) bo = V(p + "self_attn.o_proj.bias");
+    Mat q(static_cast<size_t>(T)), k(static_cast<size_t>(T)), v(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      const auto x = Rms(h[static_cast<size_t>(t)], ln1, c.rms_norm_eps);
+      q[t] = MatVec(wq, x, c.attention_bias ? &bq : nullptr);
+      k[t] = MatVec(wk, x, c.attention_bias ? &bk : nullptr);
+      v[t] = MatVec(wv, x, c.attention_bias ? &bv : nullptr);
+      if (c.qk_norm) {
+        const auto qn = V(p + "self_attn.q_norm.weight"), kn = V(p + "self_attn.k_norm.weight");
+        for (int64_t hh = 0; hh < H; ++hh) {
+          std::vector<double> s(q[t].begin() + hh * D, q[t].begin() + (hh + 1) * D);
+          s = Rms(s, qn, c.rms_norm_eps);
+          std::copy(s.begin(), s.end(), q[t].begin() + hh * D);
+        }
+        for (int64_t hh = 0; hh < KV; ++hh) {
+          std::vector<double> s(k[t].begin() + hh * D, k[t].begin() + (hh + 1) * D);
+          s = Rms(s, kn, c.rms_norm_eps);
+          std::copy(s.begin(), s.end(), k[t].begin() + hh * D);
+        }
+      }
+      for (int64_t hh = 0; hh < H; ++hh) Rope(q[t].data() + hh * D, D, t, c.rope_theta);
+      for (int64_t hh = 0; hh < KV; ++hh) Rope(k[t].data() + hh * D, D, t, c.rope_theta);
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> z(static_cast<size_t>(H * D), 0.0);
+      for (int64_t hh = 0; hh < H; ++hh) {
+        const int64_t kvh = hh / (H / KV);
+        std::vector<double> score(static_cast<size_t>(t + 1));
+        double mx = -1e300;
+        for (int64_t s = 0; s <= t; ++s) {
+          double dot = 0;
+          for (int64_t j = 0; j < D; ++j) dot += q[t][hh * D + j] * k[s][kvh * D + j];
+          score[s] = dot / std::sqrt(static_cast<double>(D));
+          mx = std::max(mx, score[s]);
+        }
+        double sum = 0;
+        for (auto& sc : score) sum += (sc = std::exp(sc - mx));
+        const double hs = head_scale ? (*head_scale)[l][hh] : 1.0;
+        for (int64_t s = 0; s <= t; ++s)
+          for (int64_t j = 0; j < D; ++j) z[hh * D + j] += hs * score[s] / sum * v[s][kvh * D + j];
+      }
+      const auto o = MatVec(wo, z, c.o_bias ? &bo : nullptr);
+      for (size_t i = 0; i < o.size(); ++i) h[t][i] += o[i];
+    }
+    const Mat wu = W(p + "mlp.up_proj.weight"), wd = W(p + "mlp.down_proj.weight");
+    for (int64_t t = 0; t < T; ++t) {
+      const auto x = Rms(h[t], ln2, c.rms_norm_eps);
+      const auto up = MatVec(wu, x);
+      std::vector<double> post(up.size());
+      if (c.gated_mlp) {
+        const auto gate = MatVec(W(p + "mlp.gate_proj.weight"), x);
+        for (size_t i = 0; i < up.size(); ++i) post[i] = Act(gate[i], c.hidden_act) * up[i];
+      } else {
+        for (size_t i = 0; i < up.size(); ++i) post[i] = Act(up[i], c.hidden_act);
+      }
+      const auto y = MatVec(wd, post);
+      for (size_t i = 0; i < y.size(); ++i) h[t][i] += y[i];
+    }
+  }
+  const auto norm = V("model.norm.weight");
+  const Mat head = c.tie_word_embeddings ? embed : W("lm_head.weight");
+  Mat logits;
+  for (int64_t t = 0; t < T; ++t) logits.push_back(MatVec(head, Rms(h[t], norm, c.rms_norm_eps)));
+  return logits;
+}
+
+void ExpectMatches(const torch::Tensor& logits, const Mat& ref, double tol = 2e-5) {
+  ASSERT_EQ(logits.size(0), static_cast<int64_t>(ref.size()));
+  const auto got = ToMat(logits);
+  for (size_t t = 0; t < ref.size(); ++t)
+    for (size_t v = 0; v < ref[t].size(); ++v)
+      EXPECT_NEAR(got[t][v], ref[t][v], tol * (1 + std::abs(ref[t][v]))) << "t=" << t << " v=" << v;
+}
+
+Model RandomModel(const ModelConfig& c, uint64_t seed = 1) {
+  Model m(c, torch::kCPU);
+  m.InitRandom(seed, 0.5);
+  // Non-trivial norm weights and biases, so the reference sees them.
+  torch::NoGradGuard g;
+  torch::manual_seed(seed);
+  for (const auto& name : m.WeightNames())
+    if (name.find("norm") != std::string::npos || name.find(".bias") != std::string::npos)
+      m.Weight(name).uniform_(0.5, 1.5);
+  return m;
+}
+
+const std::vector<int64_t> kTokens = {1, 5, 2, 6, 3};
+
+torch::Tensor Tok(const std::vector<int64_t>& t) {
+  return torch::tensor(t, torch::kLong).view({1, static_cast<int64_t>(t.size())});
+}
+
+TEST(Model, HandComputedForwardSwiGluGqa) {
+  const Model m = RandomModel(TinyConfig());
+  ExpectMatches(m.Forward(Tok(kTokens))[0], ReferenceLogits(m, kTokens));
+}
+
+TEST(Model, HandComputedForwardQwen3QkNormBiasTied) {
+  auto c = TinyConfig();
+  c.model_type = "qwen3";
+  c.qk_norm = true;
+  c.attention_bias = true;
+  c.o_bias = true;
+  c.tie_word_embeddings = true;
+  c.num_key_value_heads = 2;
+  const Model m = RandomModel(c, 3);
+  EXPECT_FALSE(m.HasWeight("lm_head.weight"));
+  ExpectMatches(m.Forward(Tok(kTokens))[0], ReferenceLogits(m, kTokens));
+}
+
+TEST(Model, HandComputedForwardGeluMlp) {
+  auto c = TinyConfig();
+  c.gated_mlp = false;
+  c.hidden_act = "gelu";
+  const Model m = RandomModel(c, 4);
+  EXPECT_FALSE(m.HasWeight("model.layers.0.mlp.gate_proj.weight"));
+  ExpectMatches(m.Forward(Tok(kTokens))[0], ReferenceLogits(m, kTokens));
+}
+
+TEST(Model, BatchRowsAreIndependentAndCausal) {
+  const Model m = RandomModel(TinyConfig());
+  auto batch = torch::tensor({1, 5, 2, 6, 3, 4, 4, 0, 1, 2}, torch::kLong).view({2, 5});
+  const auto logits = m.Forward(batch);
+  ExpectMatches(logits[1], ReferenceLogits(m, {4, 4, 0, 1, 2}));
+  // Causal: changing the last token leaves earlier positions unchanged.
+  auto changed = batch.clone();
+  changed[0][4] = 0;
+  EXPECT_TRUE(torch::allclose(m.Forward(changed)[0].narrow(0, 0, 4), logits[0].narrow(0, 0, 4)));
+  // logit_positions picks rows of the full output.
+  ForwardOptions o;
+  o.logit_positions = torch::tensor({3, 1}, torch::kLong);
+  const auto picked = m.Forward(batch, o);
+  EXPECT_TRUE(torch::allclose(picked.select(1, 0), logits.select(1, 3), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(picked.select(1, 1), logits.select(1, 1), 1e-5, 1e-6));
+}
+
+TEST(Model, RejectsBadInputs) {
+  const Model m = RandomModel(TinyConfig());
+  EXPECT_THROW(m.Forward(torch::zeros({1, 6}, torch::kLong)), c10::Error);  // > context
+  EXPECT_THROW(m.Forward(torch::zeros({6}, torch::kLong)), c10::Error);
+  ForwardOptions o;
+  o.head_scale = torch::ones({3, 2});
+  EXPECT_THROW(m.Forward(Tok(kTokens), o), c10::Error);
+}
+
+TEST(Model, HeadScaleMatchesReference) {
+  const Model m = RandomModel(TinyConfig());
+  ForwardOptions o;
+  o.head_scale = torch::tensor({1.0f, 0.0f, 0.5f, 1.0f}).view({2, 2});
+  const std::vector<std::vector<double>> hs = {{1.0, 0.0}, {0.5, 1.0}};
+  ExpectMatches(m.Forward(Tok(kTokens), o)[0], ReferenceLogits(m, kTokens, &hs));
+}
+
+TEST(Model, CaptureShapesAndNoEffect) {
+  const Model m = RandomModel(TinyConfig());
+  const auto base = m.Forward(Tok(kTokens));
+  Capture cap;
+  for (auto p : {CapturePoint::kResidPre, CapturePoint::kResidMid, CapturePoint::kResidPost,
+                 CapturePoint::kMlpPre, CapturePoint::kMlpPost, CapturePoint::kAttnPattern,
+                 CapturePoint::kAttnZ})
+    cap.Request(p);
+  ForwardOptions o;
+  o.capture = &cap;
+  EXPECT_TRUE(torch::equal(m.Forward(Tok(kTokens), o), base));
+  EXPECT_EQ(cap.Get(CapturePoint::kMlpPre, 1).sizes(), (std::vector<int64_t>{1, 5, 6}));
+  EXPECT_EQ(cap.Get(CapturePoint::kMlpPost, 0).sizes(), (std::vector<int64_t>{1, 5, 6}));
+  EXPECT_EQ(cap.Get(CapturePoint::kResidMid, 0).sizes(), (std::vector<int64_t>{1, 5, 8}));
+  EXPECT_EQ(cap.Get(CapturePoint::kAttnZ, 1).sizes(), (std::vector<int64_t>{1, 5, 2, 4}));
+  const auto pattern = cap.Get(CapturePoint::kAttnPattern, 0);
+  EXPECT_EQ(pattern.sizes(), (std::vector<int64_t>{1, 2, 5, 5}));
+  EXPECT_TRUE(torch::allclose(pattern.sum(-1), torch::ones({1, 2, 5})));
+  EXPECT_EQ(pattern[0][1][1][2].item<float>(), 0.0f);  // causal
+  EXPECT_TRUE(torch::equal(cap.Get(CapturePoint::kResidPost, 0), cap.Get(CapturePoint::kResidPre, 1)));
+  // SwiGLU: post = silu(pre) * up.
+  const auto up = cap.Get(CapturePoint::kMlpPost, 0) / torch::silu(cap.Get(CapturePoint::kMlpPre, 0));
+  const auto x = cap.Get(CapturePoint::kResidMid, 0);
+  const auto xn = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5) *
+                  m.Weight("model.layers.0.post_attention_layernorm.weight");
+  EXPECT_TRUE(torch::allclose(up, xn.matmul(m.Weight("model.layers.0.mlp.up_proj.weight").t()), 1e-4, 1e-5));
+  // Only what is requested is kept.
+  Capture one;
+  one.Request(CapturePoint::kMlpPost, 1);
+  o.capture = &one;
+  m.Forward(Tok(kTokens), o);
+  EXPECT_TRUE(one.Has(CapturePoint::kMlpPost, 1));
+  EXPECT_FALSE(one.Has(CapturePoint::kMlpPost, 0));
+  EXPECT_THROW(one.Get(CapturePoint::kResidPre, 0), std::runtime_error);
+}
+
+TEST(Model, HookCanIntervene) {
+  const Model m = RandomModel(TinyConfig());
+  // Zeroing head 1 of layer 0 through the hook equals head_scale 0 for it.
+  ActivationHook hook = [](CapturePoint p, int64_t layer, torch::Tensor& v) {
+    if (p == CapturePoint::kAttnZ && layer == 0) {
+      v = v.clone();
+      v.select(2, 1).zero_();
+    }
+  };
+  ForwardOptions with_hook;
+  with_hook.hook = &hook;
+  ForwardOptions with_scale;
+  with_scale.head_scale = torch::tensor({1.0f, 0.0f, 1.0f, 1.0f}).view({2, 2});
+  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), with_hook), m.Forward(Tok(kTokens), with_scale),
+                              1e-6, 1e-7));
+  EXPECT_FALSE(torch::allclose(m.Forward(Tok(kTokens), with_hook), m.Forward(Tok(kTokens))));
+}
+
+TEST(Model, WeightEditIsBitExactAndSeenByFusedGemm) {
+  Model m = RandomModel(TinyConfig());
+  const auto flat0 = m.params().flat().clone();
+  const auto logits0 = m.Forward(Tok(kTokens));
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  {
+    WeightEdit edit(m, {{q, torch::randn({8, 8})}, {up, torch::randn({6, 8})}});
+    edit.SetAlpha(0.37);
+    EXPECT_FALSE(torch::equal(m.params().flat(), flat0));
+    EXPECT_FALSE(torch::allclose(m.Forward(Tok(kTokens)), logits0));  // the fused qkv saw it
+    edit.SetAlpha(0.0);
+    EXPECT_TRUE(torch::equal(m.params().flat(), flat0));
+    EXPECT_TRUE(torch::equal(m.Forward(Tok(kTokens)), logits0));
+    edit.SetAlpha(-2.0);
+  }  // destructor restores
+  EXPECT_TRUE(torch::equal(m.params().flat(), flat0));
+  try {
+    WeightEdit bad(m, {{"nope", torch::zeros({1})}, {q, torch::zeros({3, 3})}});
+    FAIL() << "no throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no weight 'nope'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("delta shape [3, 3]"), std::string::npos);
+  }
+  EXPECT_TRUE(torch::equal(m.params().flat(), flat0));
+}
+
+TEST(Model, EditingQProjMatchesReference) {
+  Model m = RandomModel(TinyConfig());
+  WeightEdit edit(m, {{"model.layers.1.self_attn.k_proj.weight", torch::randn({4, 8})}});
+  edit.SetAlpha(0.5);
+  ExpectMatches(m.Forward(Tok(kTokens))[0], ReferenceLogits(m, kTokens));
+}
+
+TEST(Model, SaveLoadRoundTrip) {
+  TempDir dir;
+  auto c = TinyConfig();
+  c.attention_bias = true;
+  c.o_bias = true;
+  const Model m = RandomModel(c);
+  m.Save(dir.str(), {{"seedgrid_task", {{"seed", 3}}}});
+  const Model back = Model::Load(dir.str(), torch::kCPU);
+  EXPECT_TRUE(torch::equal(back.params().flat(), m.params().flat()));
+  EXPECT_EQ(back.config().ToHfJson(), m.config().ToHfJson());
+  EXPECT_TRUE(torch::equal(back.Forward(Tok(kTokens)), m.Forward(Tok(kTokens))));
+  SafetensorsFile f((dir.path() / "model.safetensors").string());
+  EXPECT_EQ(f.Names().size(), m.WeightNames().size());
+  EXPECT_TRUE(f.Has("model.layers.1.self_attn.v_proj.bias"));
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+}
+
+// Rewrites a checkpoint's tensors through `edit` (name -> tensor, return false to drop).
+void Rewrite(const std::string& dir, const std::function<bool(std::string&, torch::Tensor&)>& edit,
+             StDType dtype = StDType::kF32, std::vector<std::pair<std::string, torch::Tensor>> extra = {}) {
+  std::vector<std::pair<std::string, torch::Tensor>> ts;
+  {
+    SafetensorsFile f(dir + "/model.safetensors");
+    for (const auto& n : f.Names()) {
+      const auto& v = f.Get(n);
+      auto t = torch::empty(v.shape, torch::kFloat32);
+      ConvertToFloat32(v, t.data_ptr<float>());
+      std::string name = n;
+      if (edit(name, t)) ts.emplace_back(name, t);
+    }
+  }
+  for (auto& e : extra) ts.push_back(e);
+  std::vector<torch::Tensor> keep;
+  std::vector<TensorToWrite> out;
+  for (auto& [n, t] : ts) {
+    torch::Tensor c = t.contiguous();
+    if (dtype == StDType::kBF16) c = c.to(torch::kBFloat16);
+    if (dtype == StDType::kF16) c = c.to(torch::kFloat16);
+    keep.push_back(c);
+    out.push_back({n, dtype, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()), c.data_ptr()});
+  }
+  WriteSafetensors(dir + "/model.safetensors", out);
+}
+
+std::string LoadError(const std::string& dir) {
+  try {
+    Model::Load(dir, torch::kCPU);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Model, LoadReportsMissingMisshapedAndUnexpectedTensors) {
+  TempDir dir;
+  RandomModel(TinyConfig()).Save(dir.str());
+  Rewrite(dir.str(), [](std::string& n, torch::Tensor& t) {
+    if (n == "model.layers.0.mlp.up_proj.weight") return false;
+    if (n == "model.norm.weight") t = torch::ones({9});
+    return true;
+  }, StDType::kF32, {{"model.layers.0.self_attn.rotary_emb.inv_freq", torch::ones({2})},
+                     {"model.extra.weight", torch::ones({2})}});
+  const std::string err = LoadError(dir.str());
+  const std::string file = (dir.path() / "model.safetensors").string();
+  EXPECT_NE(err.find(file + ": missing tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << err;
+  EXPECT_NE(err.find("'model.norm.weight' has shape [9], the config needs [8]"), std::string::npos) << err;
+  EXPECT_NE(err.find("unexpected tensor 'model.extra.weight'"), std::string::npos) << err;
+  EXPECT_EQ(err.find("inv_freq"), std::string::npos) << err;  // harmless, ignored
+}
+
+TEST(Model, LoadsBf16AndF16Checkpoints) {
+  for (StDType dt : {StDType::kBF16, StDType::kF16}) {
+    TempDir dir;
+    const Model m = RandomModel(TinyConfig());
+    m.Save(dir.str());
+    Rewrite(dir.str(), [](std::string&, torch::Tensor&) { return true; }, dt);
+    const Model back = Model::Load(dir.str(), torch::kCPU);
+    const auto want = m.params().flat().to(dt == StDType::kBF16 ? torch::kBFloat16 : torch::kFloat16)
+                          .to(torch::kFloat32);
+    EXPECT_TRUE(torch::equal(back.params().flat(), want));
+  }
+}
+
+TEST(Model, LoadsShardedCheckpoint) {
+  TempDir dir;
+  const Model m = RandomModel(TinyConfig());
+  m.Save(dir.str());
+  // Split into two shards plus an index.
+  std::vector<std::pair<std::string, torch::Tensor>> a, b;
+  Json map = Json::object();
+  {
+    SafetensorsFile f(dir.str() + "/model.safetensors");
+    int i = 0;
+    for (const auto& n : f.Names()) {
+      auto t = torch::empty(f.Get(n).shape, torch::kFloat32);
+      ConvertToFloat32(f.Get(n), t.data_ptr<float>());
+      const bool first = i++ % 2 == 0;
+      (first ? a : b).emplace_back(n, t);
+      map[n] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    }
+  }
+  const auto write = [&](const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& ts) {
+    std::vector<TensorToWrite> out;
+    for (const auto& [n, t] : ts) out.push_back({n, StDType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), t.data_ptr()});
+    WriteSafetensors(path, out);
+  };
+  write(dir.str() + "/model-00001-of-00002.safetensors", a);
+  write(dir.str() + "/model-00002-of-00002.safetensors", b);
+  std::filesystem::remove(dir.str() + "/model.safetensors");
+  std::ofstream(dir.str() + "/model.safetensors.index.json") << Json{{"weight_map", map}}.dump();
+  const Model back = Model::Load(dir.str(), torch::kCPU);
+  EXPECT_TRUE(torch::equal(back.params().flat(), m.params().flat()));
+}
+
+TEST(Model, LoadWithoutWeightsSaysWhere) {
+  TempDir dir;
+  std::ofstream(dir.str() + "/config.json") << TinyConfig().ToHfJson().dump();
+  EXPECT_NE(LoadError(dir.str()).find("no model.safetensors"), std::string::npos);
+}
+
+TEST(Model, NamesAndGroups) {
+  const Model m(TinyConfig(), torch::kCPU);
+  EXPECT_EQ(HfWeightName(3, ModuleKind::kGate), "model.layers.3.mlp.gate_proj.weight");
+  EXPECT_EQ(ParseHfWeightName("model.layers.12.self_attn.o_proj.weight"),
+            (std::pair<int64_t, ModuleKind>{12, ModuleKind::kO}));
+  EXPECT_FALSE(ParseHfWeightName("model.layers.1.input_layernorm.weight"));
+  EXPECT_EQ(ParseModuleKind("down_proj"), ModuleKind::kDown);
+  EXPECT_EQ(m.GroupRows(ModuleKind::kV), (std::pair<int64_t, int64_t>{12, 16}));
+  EXPECT_EQ(m.Weight("model.layers.0.self_attn.k_proj.weight").data_ptr<float>(),
+            m.GroupWeight(0, LinearGroup::kQkv).data_ptr<float>() + 8 * 8);
+  EXPECT_EQ(m.config().num_params(), m.params().numel());
+  EXPECT_THROW(m.Weight("model.layers.0.mlp.nope"), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace seedgrid
