@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -325,7 +326,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   RegistryWriter writer(reg, sched.tasks(), reg_dir, job_id);
   ProgressLine progress(spec.name, sched.counts().total, options.quiet);
   MpiComm comm;
-  Poller poller(std::chrono::microseconds(300), 2);
+  Poller poller;
   std::string frame;
   int source = 0;
   auto last_flush = Clock::now();
@@ -364,7 +365,9 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     if (active) {
       poller.Active();
     } else if (int ms = poller.WaitMs(); ms > 0) {
-      ::usleep(static_cast<useconds_t>(ms) * 1000 / 4);
+      ::usleep(static_cast<useconds_t>(ms) * 1000);
+    } else if (poller.Yield()) {
+      sched_yield();
     }
   }
   {

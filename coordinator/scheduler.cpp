@@ -56,7 +56,14 @@ void Scheduler::SetStatus(int task, ShardStatus s) {
 void Scheduler::MakeReady(int task) {
   if (queued_[task]) return;
   queued_[task] = true;
+  ++ready_count_;
   ready_.push_back(task);
+}
+
+void Scheduler::Unqueue(int task) {
+  if (!queued_[task]) return;
+  queued_[task] = false;
+  --ready_count_;
 }
 
 void Scheduler::Block(int task) {
@@ -67,7 +74,7 @@ void Scheduler::Block(int task) {
     stack.pop_back();
     if (blocked_[t] || tasks_[t].status == ShardStatus::kDone) continue;
     blocked_[t] = true;
-    if (queued_[t]) queued_[t] = false;
+    Unqueue(t);
     if (tasks_[t].status == ShardStatus::kPending) {
       counts_.pending -= 1;
       counts_.blocked += 1;
@@ -121,7 +128,7 @@ int Scheduler::PickFor(const WorkerState& w) {
 
 void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm) {
   SchedTask& t = tasks_[task];
-  queued_[task] = false;
+  Unqueue(task);
   t.msg.attempt = ++t.attempt_numbers;
   t.msg.gang.clear();
   if (gang.size() > 1) {
@@ -137,7 +144,8 @@ void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, C
   r.gang_left = static_cast<int>(gang.size());
   running_[task] = std::move(r);
   for (auto* w : gang) {
-    w->in_flight += 1;
+    // A gang member takes nothing else until the gang is over: its ranks must all be free.
+    w->in_flight += gang.size() > 1 ? options_.window : 1;
     w->reserved = false;
     w->last_task = task;
     events_.push_back(DispatchedEvent{task, w->id, t.msg.attempt, now});
@@ -168,6 +176,10 @@ Scheduler::WorkerState* Scheduler::NextHungry() {
     hungry_idle_.pop_back();
     MarkHungry(w);
   }
+  // Second slots hide dispatch latency while there is plenty of work; near the end of a sweep
+  // they would queue shards behind running ones while other workers go idle, so they stop
+  // once fewer shards are ready than there are workers.
+  if (ready_count_ < static_cast<int64_t>(workers_.size())) return nullptr;
   while (!hungry_.empty()) {
     auto& w = worker_slots_[hungry_.back()];
     if (w.in_flight < options_.window && w.in_flight > 0 && !w.reserved) return &w;
@@ -235,13 +247,15 @@ void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm
     if (task >= 0) events_.push_back(ProgressEvent{task, p->step, p->total});
   } else {
     const auto& done = std::get<ShardDone>(msg);
-    if (from.rank < static_cast<int>(worker_slots_.size())) {
-      auto& w = worker_slots_[from.rank];
-      if (w.in_flight > 0) w.in_flight -= 1;
-      MarkHungry(w);
-    }
     // Find the running task this answers (a stale answer after preemption finds none).
     int task = RunningTask(done.id, done.attempt);
+    if (from.rank < static_cast<int>(worker_slots_.size())) {
+      auto& w = worker_slots_[from.rank];
+      // A gang shard holds its workers' whole window (see Dispatch).
+      bool gang = task >= 0 && tasks_[task].msg.gang.size() > 1;
+      w.in_flight = std::max(0, w.in_flight - (gang ? options_.window : 1));
+      MarkHungry(w);
+    }
     if (task >= 0) Finish(task, from, done, now, comm);
     if (!preempted_) FillAll(now, comm);
   }

@@ -127,6 +127,7 @@ class Scheduler {
   };
 
   void MakeReady(int task);
+  void Unqueue(int task);
   void FillAll(double now, Comm& comm);
   void MarkHungry(WorkerState& w);
   WorkerState* NextHungry();
@@ -147,6 +148,7 @@ class Scheduler {
   std::vector<bool> blocked_;
   std::deque<int> ready_;           // FIFO of ready task indices (may hold stale entries)
   std::vector<bool> queued_;
+  int64_t ready_count_ = 0;        // tasks with queued_ set
   std::unordered_map<int, Running> running_;
   std::vector<WorkerState> worker_slots_;   // indexed by rank
   std::vector<int> workers_;                // known ranks

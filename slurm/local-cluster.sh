@@ -395,13 +395,14 @@ sg_cluster_stop() {
   rm -f "$SGC_D"/run/slurmd-*.pid
   # 3. Fallback for crashed daemons: a slurmstepd forked by OUR slurmd carries
   #    SLURM_CONF=<our conf> in its environment; kill it and its job processes.
-  for p in /proc/[0-9]*; do
-    [[ $(readlink "$p/exe" 2>/dev/null) == */slurmstepd* ]] || continue
+  # (one `find` over /proc: a readlink per process takes seconds on a busy machine)
+  while read -r f; do
+    p=${f%/exe}
     envf=$(tr '\0' '\n' <"$p/environ" 2>/dev/null)
     grep -qxF "SLURM_CONF=$SGC_CONF" <<<"$envf" || continue
     _sgc_log "killing leftover slurmstepd ${p#/proc/} and its job processes"
     _sgc_kill_tree "${p#/proc/}"
-  done
+  done < <(find /proc -mindepth 2 -maxdepth 2 -name exe -lname '*slurmstepd*' 2>/dev/null)
   # 4. Wait for slurmctld (TERM then KILL if the RPC did not work) and munged.
   if [[ -n $ctld_pid ]]; then
     for ((i = 0; i < 100; i++)); do [[ -d /proc/$ctld_pid ]] || break; sleep 0.1; done

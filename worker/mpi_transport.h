@@ -69,25 +69,30 @@ class MpiComm final : public Comm {
   std::string buf_;
 };
 
-// Spin-then-sleep back-off for polling loops: Idle() returns how long the caller may block
-// (0 while spinning shortly after activity, then growing to max_wait); Active() resets it.
+// Back-off for polling loops that wait on MPI and pipes together, without threads:
+//   * for `spin` after the last activity: busy polling (a reply to a fast shard arrives in
+//     microseconds);
+//   * until `yield_until`: polling with sched_yield() between rounds, so a busy machine runs
+//     the executor or the shard's threads instead of us;
+//   * after that: blocking waits of `max_wait_ms` (poll(2) on the pipes, or a sleep), so a
+//     worker or coordinator waiting on long shards costs no CPU. Timed sleeps last >= 90 µs on
+//     VMs, so they are used only once nothing has happened for a while.
+// WaitMs() says how long the caller may block now (0: poll and go on); Active() resets.
 class Poller {
  public:
-  explicit Poller(std::chrono::microseconds spin = std::chrono::microseconds(300),
-                  int max_wait_ms = 2)
-      : spin_(spin), max_wait_ms_(max_wait_ms) {}
+  Poller(std::chrono::microseconds spin = std::chrono::microseconds(500),
+         std::chrono::microseconds yield_until = std::chrono::milliseconds(20), int max_wait_ms = 1)
+      : spin_(spin), yield_until_(yield_until), max_wait_ms_(max_wait_ms) {}
   void Active() { last_ = Clock::now(); }
-  int WaitMs() const {
-    auto idle = Clock::now() - last_;
-    if (idle < spin_) return 0;
-    if (idle < spin_ * 10) return 1;
-    return max_wait_ms_;
-  }
+  // 0: keep polling (yield first when Yield() says so); > 0: block up to that many ms.
+  int WaitMs() const { return Clock::now() - last_ < yield_until_ ? 0 : max_wait_ms_; }
+  bool Yield() const { return Clock::now() - last_ >= spin_; }
 
  private:
   using Clock = std::chrono::steady_clock;
   Clock::time_point last_ = Clock::now();
   std::chrono::microseconds spin_;
+  std::chrono::microseconds yield_until_;
   int max_wait_ms_;
 };
 

@@ -1,6 +1,7 @@
 #include "worker/worker.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,9 +96,13 @@ class Supervisor {
       }
       if (shutdown_) break;
       active |= RunLocalQueue();
-      active |= PumpExecutor(poller_.WaitMs() > 0 && !active ? poller_.WaitMs() : 0);
+      active |= PumpExecutor(active ? 0 : poller_.WaitMs());
       CheckLimits();
-      if (active) poller_.Active();
+      if (active) {
+        poller_.Active();
+      } else if (poller_.WaitMs() == 0 && poller_.Yield()) {
+        sched_yield();
+      }
     }
     // Whatever still runs was marked preempted by the coordinator; stop it now.
     if (executor_->running()) {
@@ -168,7 +173,7 @@ class Supervisor {
     if (!executor_->running()) return false;
     if (wait_ms > 0) {
       pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
-      int rc = ::poll(fds, 2, exec_q_.empty() ? wait_ms : std::min(wait_ms, 1));
+      int rc = ::poll(fds, 2, wait_ms);
       if (rc <= 0) return false;
     }
     bool active = false;

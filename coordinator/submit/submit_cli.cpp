@@ -32,8 +32,7 @@ void AddSubmitFlags(CLI::App& app, SubmitOptions* o) {
   // One value per occurrence: `--sbatch-arg=--qos=high k=v` keeps k=v an override.
   app.add_option("--sbatch-arg", o->extra_sbatch,
                  "Extra sbatch option, repeatable (--sbatch-arg=--qos=high)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->allow_extra_args(false);
   app.add_option("--template", o->template_path, "sbatch template (default slurm/seedgrid.sbatch.in)");
 }
 

@@ -330,7 +330,7 @@ void MeasureReconstruction(std::vector<Variant>& variants, const DeltaMap& full)
     for (auto& drop : variants) {
       if (drop.keep_or_drop != "drop" || drop.lens != keep.lens || drop.group != keep.group) continue;
       std::set<std::string> names;
-      for (const auto* m : {&full, &keep.delta, &drop.delta})
+      for (const DeltaMap* m : std::initializer_list<const DeltaMap*>{&full, &keep.delta, &drop.delta})
         for (const auto& [name, t] : *m) names.insert(name);
       double worst = 0;
       for (const auto& name : names) {

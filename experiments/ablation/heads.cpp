@@ -1,5 +1,6 @@
 // target: heads — attention-head ablation of the base model.
 #include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -61,7 +62,7 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
     fo.capture = &cap;
     const auto logp = torch::log_softmax(model.Forward(tok, fo), -1);
     for (int64_t l = 0; l < L; ++l)  // attention p -> p-1, summed over rows and positions
-      add_heads(prev, l, cap.Get(CapturePoint::kAttnPattern, l).diagonal(-1, 2, 3).sum({0, 2}));
+      add_heads(prev, l, cap.Get(CapturePoint::kAttnPattern, l).diagonal(-1, 2, 3).sum(std::vector<int64_t>{0, 2}));
     cap.Clear();
     n_prev += static_cast<double>(n * (T - 1));
     ce_base += nll(logp);
@@ -91,7 +92,7 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
     model.Forward(ind_tokens.narrow(0, b0, n).to(model.device()), fo);
     for (int64_t l = 0; l < L; ++l)
       add_heads(ind, l,
-                cap.Get(CapturePoint::kAttnPattern, l).diagonal(-(m - 1), 2, 3).narrow(-1, 2, T - m - 1).sum({0, 2}));
+                cap.Get(CapturePoint::kAttnPattern, l).diagonal(-(m - 1), 2, 3).narrow(-1, 2, T - m - 1).sum(std::vector<int64_t>{0, 2}));
     n_ind += static_cast<double>(n * (T - m - 1));
     tick();
   }

@@ -178,10 +178,11 @@ TEST(Scheduler, GangWaitsForEnoughIdleWorkersAndGoesToAllOfThem) {
   d.id = g1.id;
   d.attempt = g1.attempt;
   d.metrics = {{"m", 1.0}};
+  EXPECT_EQ(h.comm.Pending(1) + h.comm.Pending(2), 0u) << "gang members take nothing else";
   h.sched.OnMessage(WorkerId{2}, Wire(d), 1, h.comm);
-  EXPECT_EQ(h.sched.counts().done, 0);
+  EXPECT_EQ(h.sched.counts().done, 1);  // single1 only: the gang waits for its other rank
   h.sched.OnMessage(WorkerId{1}, Wire(d), 1, h.comm);
-  EXPECT_EQ(h.sched.counts().done, 1);
+  EXPECT_EQ(h.sched.counts().done, 2);
   h.RunToEnd({1, 2});
   EXPECT_EQ(h.sched.counts().done, 3);
 }

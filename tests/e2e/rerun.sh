@@ -2,7 +2,8 @@
 # e2e: `seedgrid submit --rerun SWEEP` resubmits only the failed shards, and the mpirun
 # launcher (used where srun has no pmix) runs the same layout. Half the shards throw while a
 # gate file exists (max_attempts 1): job 1 (SEEDGRID_LAUNCHER=mpirun) exits 3; the gate is
-# removed; the --rerun job (no SPEC needed: the registry has it) redoes exactly those.
+# removed; the --rerun job (no SPEC needed: the registry has it) redoes exactly those, and
+# its --chain 1 follow-up finds the sweep complete.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
 cd "$E2E_DIR"
@@ -35,11 +36,26 @@ grep -q -- "--rerun $SWEEP" "$LOG1" || fail "job log lacks the rerun command"
 sql "SELECT s.id, s.attempts, (SELECT count(*) FROM attempts a WHERE a.shard=s.id)
      FROM shards s WHERE s.sweep='$SWEEP' AND s.status='done' ORDER BY s.id" >done_before.txt
 
+# Resuming (not rerunning) a sweep whose only unfinished shards have failed starts no ranks:
+# the job exits 3 at once and names the --rerun command.
+idr=$("$SG" submit sweep.yaml --resume $SWEEP "${FLAGS[@]}")
+state=$(wait_job "$idr" 60)
+[[ $state == *"JobState=FAILED ExitCode=3:0"* ]] || fail "resume of a failed-only sweep: $state"
+grep -q "has only failed shards left (6); rerun them with: .* --rerun $SWEEP" "$(job_log $SWEEP "$idr")" ||
+  fail "the resume job did not point at --rerun"
+[[ $(sql "SELECT count(*) FROM attempts WHERE job_id='$idr'") == 0 ]] || fail "the resume job ran shards"
+
 rm -f "$GATE"
-id2=$("$SG" submit --rerun $SWEEP --registry "$E2E_REG" --nodes 2 --workers-per-node 2 --time 5)
+mapfile -t ids < <("$SG" submit --rerun $SWEEP --registry "$E2E_REG" --nodes 2 --workers-per-node 2 --time 5 --chain 1)
+((${#ids[@]} == 2)) || fail "expected 2 job ids (rerun + 1 chained), got: ${ids[*]:-none}"
+id2=${ids[0]}
 state=$(wait_job "$id2" 120)
 log "rerun job $id2: $state"
 [[ $state == *"JobState=COMPLETED ExitCode=0:0"* ]] || fail "rerun job: $state"
+state=$(wait_job "${ids[1]}" 60)
+[[ $state == *"JobState=COMPLETED ExitCode=0:0"* ]] || fail "chained rerun job: $state"
+grep -q "sweep $SWEEP is complete: nothing to do" "$(job_log $SWEEP "${ids[1]}")" ||
+  fail "the chained rerun job did not see the sweep complete"
 grep -q 'launcher srun' "$(job_log $SWEEP "$id2")" || fail "rerun job did not pick srun (pmix available)"
 [[ $(sql "SELECT count(*) FROM shards WHERE sweep='$SWEEP' AND status='done'") == 12 ]] ||
   fail "not all shards done after rerun: $(sql "SELECT status, count(*) FROM shards GROUP BY 1")"

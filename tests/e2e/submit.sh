@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e: `seedgrid submit` runs a 40-shard chaos sweep as ONE allocation on two emulated nodes
 # (srun --mpi=pmix, 1 coordinator + 2 x 2 workers), with one --chain follow-up that finds the
-# sweep complete and exits 0 at once. Also: an invalid spec exits 2 and queues nothing.
+# sweep complete and exits 0 at once. Also: an invalid spec exits 2 and queues nothing, and
+# resubmitting the spec grown by 4 seeds runs only the 4 new shards.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
 cd "$E2E_DIR"
@@ -77,4 +78,12 @@ PY
 )
   ((links == 40)) || fail "results.h5 reaches $links shard groups, expected 40"
 fi
+# The same sweep grown by 4 seeds (an override): the job must not trust "all registry shards
+# done" (the new shards are not in the registry yet); it runs exactly the 4 new ones.
+id3=$("$SG" submit sweep.yaml "seeds=[$(seq -s, 0 43)]" --resume $SWEEP --nodes 2 --workers-per-node 2 --time 5)
+state=$(wait_job "$id3" 120)
+[[ $state == *"JobState=COMPLETED ExitCode=0:0"* ]] || fail "grown sweep job: $state"
+[[ $(sql "SELECT count(*) FROM attempts WHERE job_id='$id3'") == 4 &&
+  $(sql "SELECT count(*) FROM shards WHERE sweep='$SWEEP' AND status='done'") == 44 ]] ||
+  fail "the grown sweep did not run exactly its 4 new shards: $(sql "SELECT job_id, count(*) FROM attempts GROUP BY 1")"
 e2e_pass

@@ -14,6 +14,9 @@
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include "core/spec.h"
 #include "core/store.h"
 #include "experiments/harvest/accumulator.h"
@@ -424,7 +427,6 @@ TEST(HarvestFiles, CorruptMapShardFailsNamingIt) {
   // Valid attributes, but an array is missing: found while merging.
   {
     H5Writer w(maps[1].path);
-    Accumulators acc(o);
     WriteAccumulators(w, Harvest(o, 3, 6), {"map", 1, 4, kConfig});
     w.Close();
   }

@@ -1,0 +1,322 @@
+// harvest_bench: what the harvest statistics cost over the forward pass, and the peak memory of
+// a large harvest. Results and the commands that produced them: BENCHMARKS.md.
+//
+//   harvest_bench speed [--checkpoint DIR] [--batches 32] [--reps 7] [--threads 1]
+//     The demo model (pretrained here in a few seconds unless --checkpoint is given) on
+//     synthetic rows, batch 32 × 24 tokens, the params of configs/harvest.yaml. Per rep, in an
+//     order that rotates every rep, the same batches run as: forward only (logits at every
+//     position, no capture); harvest without cooc and [C, V] statistics (counts, sums,
+//     reservoir); + C×C co-occurrence; + [C, V] input/output-token statistics. Prints median
+//     tokens/s of each and its cost over the forward pass (goal: ≤ 30% without [C, V]).
+//
+//   harvest_bench rss [--components 4096] [--vocab 50000] [--rows 64] [--batch 8] [--dir DIR]
+//     A random-init model with `components` MLP units over 2 layers and `vocab` tokens, saved as
+//     safetensors, harvested from a token HDF5 file with every statistic on: 2 map shards and
+//     the reduce, each run through RunHarvest in its own process (this binary re-executed), so
+//     each phase's peak RSS (getrusage of the child) is its own.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/store.h"
+#include "experiments/data/tokens.h"
+#include "experiments/harvest/forward.h"
+#include "experiments/harvest/harvest.h"
+#include "experiments/lora_steer/lora_steer.h"
+#include "experiments/model/runtime_env.h"
+#include "experiments/pretrain/pretrain.h"
+#include "experiments/torch_kinds.h"
+
+namespace fs = std::filesystem;
+using namespace seedgrid;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+class BenchContext final : public ShardContext {
+ public:
+  BenchContext(ShardTaskView view, fs::path out, fs::path artifacts, int threads)
+      : view_(std::move(view)), out_(std::move(out)), artifacts_(std::move(artifacts)),
+        threads_(threads) {}
+  const ShardTaskView& task() const override { return view_; }
+  H5Writer& out() override {
+    if (!writer_) writer_ = std::make_unique<H5Writer>(out_.string());
+    return *writer_;
+  }
+  std::string artifact_dir() override {
+    fs::create_directories(artifacts_);
+    return artifacts_.string();
+  }
+  void Metric(const std::string& name, double value) override { metrics[name] = value; }
+  void Progress(int64_t, int64_t) override {}
+  Collective* collective() override { return nullptr; }
+  int threads() const override { return threads_; }
+  std::string device() const override { return "cpu"; }
+  void Close() {
+    if (writer_) writer_->Close();
+  }
+  std::map<std::string, double> metrics;
+
+ private:
+  ShardTaskView view_;
+  fs::path out_, artifacts_;
+  int threads_;
+  std::unique_ptr<H5Writer> writer_;
+};
+
+std::map<std::string, std::string> Flags(int argc, char** argv, int from) {
+  std::map<std::string, std::string> f;
+  for (int i = from; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0) throw std::runtime_error("expected --flag value, got " + k);
+    f[k.substr(2)] = argv[i + 1];
+  }
+  return f;
+}
+
+int64_t Int(const std::map<std::string, std::string>& f, const std::string& k, int64_t def) {
+  auto it = f.find(k);
+  return it == f.end() ? def : std::stoll(it->second);
+}
+std::string Str(const std::map<std::string, std::string>& f, const std::string& k,
+                const std::string& def) {
+  auto it = f.find(k);
+  return it == f.end() ? def : it->second;
+}
+
+// ---- speed -------------------------------------------------------------------------------------
+
+int Speed(const std::map<std::string, std::string>& f) {
+  const int threads = static_cast<int>(Int(f, "threads", 1));
+  const int64_t batches = Int(f, "batches", 32), reps = Int(f, "reps", 7);
+  ConfigureTorchProcess(threads);
+  std::string checkpoint = Str(f, "checkpoint", "");
+  const fs::path dir = fs::temp_directory_path() / fmt::format("harvest_bench_{}", ::getpid());
+  if (checkpoint.empty()) {
+    ShardTaskView v;
+    v.kind = "pretrain";
+    v.params = PretrainKindConfig().defaults;
+    v.params["train"]["steps"] = 300;
+    BenchContext ctx(v, dir / "base.h5", dir / "base", threads);
+    const double t0 = Now();
+    RunPretrain(ctx);
+    ctx.Close();
+    checkpoint = (dir / "base").string();
+    fmt::print("pretrained the demo model in {:.1f} s (final loss {:.3f})\n", Now() - t0,
+               ctx.metrics["final_loss"]);
+  }
+  const Model model = Model::Load(checkpoint, torch::kCPU);
+  const TokenSource source = TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest);
+  Json params = harvest::HarvestKindConfig().defaults;  // configs/harvest.yaml's params
+  params["data"]["batch"] = 32;
+  params["threshold"] = 0.1;
+  const int64_t B = 32, T = source.seq_len(), rows = batches * B, tokens = rows * T;
+
+  struct Variant {
+    std::string name;
+    bool harvest, cooc, cv;
+  };
+  const std::vector<Variant> variants = {{"forward only", false, false, false},
+                                         {"harvest: counts, sums, reservoir", true, false, false},
+                                         {"harvest: + cooc [C,C]", true, true, false},
+                                         {"harvest: + [C,V] token stats", true, true, true}};
+  std::vector<std::vector<double>> tps(variants.size());
+  std::vector<double> density;
+  for (int64_t rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up and is not counted
+    for (size_t j = 0; j < variants.size(); ++j) {
+      const Variant& v = variants[(j + static_cast<size_t>(rep)) % variants.size()];
+      double seconds = 0;
+      if (!v.harvest) {
+        c10::InferenceMode inference;
+        const double t0 = Now();
+        for (int64_t b = 0; b < batches; ++b) {
+          const auto logits = model.Forward(TokensTensor(source.Rows(b * B, B), B, T, torch::kCPU));
+          (void)logits;
+        }
+        seconds = Now() - t0;
+      } else {
+        Json p = params;
+        p["stats"] = {{"cooc", v.cooc}, {"input_tokens", v.cv}, {"output_tokens", v.cv}};
+        harvest::Accumulators acc(harvest::MakeOptions(p, model.config(), T, rows, 0));
+        harvest::BatchUpdater updater;
+        const double t0 = Now();
+        harvest::HarvestBatches(model, source, rows, 0, batches, acc, updater);
+        seconds = Now() - t0;
+        if (rep == 0 && !v.cooc) {
+          const auto d = harvest::Derive(acc, 1);
+          double sum = 0;
+          for (double x : d.firing_density) sum += x;
+          density.push_back(sum / static_cast<double>(d.firing_density.size()));
+        }
+      }
+      if (rep > 0) tps[static_cast<size_t>(&v - variants.data())].push_back(static_cast<double>(tokens) / seconds);
+    }
+  }
+  fmt::print("model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per rep, "
+             "{} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
+             checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps, threads,
+             density.empty() ? 0.0 : density[0]);
+  const double fwd = Median(tps[0]);
+  fmt::print("| variant | median tokens/s | min | max | cost over forward |\n|---|---|---|---|---|\n");
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const double m = Median(tps[i]);
+    fmt::print("| {} | {:.0f} | {:.0f} | {:.0f} | {} |\n", variants[i].name, m,
+               *std::min_element(tps[i].begin(), tps[i].end()),
+               *std::max_element(tps[i].begin(), tps[i].end()),
+               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (fwd / m - 1.0)));
+  }
+  fs::remove_all(dir);
+  return 0;
+}
+
+// ---- rss ---------------------------------------------------------------------------------------
+
+Json RssParams(const std::map<std::string, std::string>& f, const fs::path& dir) {
+  Json p = harvest::HarvestKindConfig().defaults;
+  p["base"] = (dir / "model").string();
+  p["data"] = {{"source", "file"}, {"rows_kind", "pretrain"}, {"path", (dir / "tokens.h5").string()},
+               {"dataset", "tokens"}, {"rows", Int(f, "rows", 64)}, {"batch", Int(f, "batch", 8)}};
+  p["threshold"] = std::stod(Str(f, "threshold", "0"));
+  return p;
+}
+
+// One phase in this process: map shard i of 2, or the reduce.
+int RssChild(const std::map<std::string, std::string>& f) {
+  ConfigureTorchProcess(static_cast<int>(Int(f, "threads", 1)));
+  const fs::path dir = Str(f, "dir", "");
+  const std::string phase = Str(f, "phase", "");
+  Json p = RssParams(f, dir);
+  ShardTaskView v;
+  v.kind = "harvest";
+  v.seed = 0;
+  if (phase == "reduce") {
+    p["role"] = "reduce";
+    p["shard_count"] = 2;
+    v.role = "reduce";
+    for (int s = 0; s < 2; ++s) {
+      InputArtifact in;
+      in.id = ShardId{fmt::format("map{}", s)};
+      in.kind = "harvest";
+      in.path = (dir / fmt::format("map{}.h5", s)).string();
+      in.params = {{"shard_index", s}};
+      v.inputs.push_back(in);
+    }
+  } else {
+    const int s = std::stoi(phase.substr(3));
+    p["shard_index"] = s;
+    p["shard_count"] = 2;
+    v.role = "map";
+  }
+  v.params = p;
+  BenchContext ctx(v, dir / (phase + ".h5"), dir / phase, 1);
+  RunHarvest(ctx);
+  ctx.Close();
+  return 0;
+}
+
+int Rss(const std::map<std::string, std::string>& f, const char* self) {
+  const int64_t C = Int(f, "components", 4096), V = Int(f, "vocab", 50000);
+  const int64_t rows = Int(f, "rows", 64), T = 24;
+  const fs::path dir = Str(f, "dir", (fs::temp_directory_path() / fmt::format("harvest_rss_{}", ::getpid())).string());
+  fs::create_directories(dir);
+  ConfigureTorchProcess(1);
+  // The model: 2 layers of C/2 MLP units, random init, saved as safetensors.
+  Json mp = ModelConfig::ModelParamDefaults();
+  mp["vocab_size"] = V;
+  mp["d_mlp"] = C / 2;
+  Model model(ModelConfig::FromParams(mp), torch::kCPU);
+  model.InitRandom(1, 0.1);
+  model.Save((dir / "model").string());
+  // Tokens: uniform over the vocabulary.
+  std::vector<int32_t> tokens(static_cast<size_t>(rows * T));
+  const auto draw = torch::randint(V, {rows * T}, torch::TensorOptions().dtype(torch::kInt));
+  std::copy_n(draw.data_ptr<int32_t>(), tokens.size(), tokens.begin());
+  {
+    H5Writer w((dir / "tokens.h5").string());
+    WriteTokenDataset(w, "tokens", tokens, rows, T, V);
+    w.Close();
+  }
+  // Threshold: the 98th percentile of one batch's MLP activations (density about 2%).
+  double threshold = 0;
+  {
+    c10::InferenceMode inference;
+    Capture cap;
+    cap.Request(CapturePoint::kMlpPost, -1);
+    ForwardOptions fo;
+    fo.capture = &cap;
+    model.Forward(TokensTensor(std::vector<int32_t>(tokens.begin(), tokens.begin() + 8 * T), 8, T, torch::kCPU), fo);
+    const auto acts = torch::cat({cap.Get(CapturePoint::kMlpPost, 0).flatten(),
+                                  cap.Get(CapturePoint::kMlpPost, 1).flatten()});
+    threshold = acts.quantile(0.98).item<double>();
+  }
+  fmt::print("C = {}, V = {}: [C,V] i64 + f64 = {:.2f} GB, [C,C] i64 = {:.2f} GB; {} rows x {} "
+             "tokens, batch {}, threshold {:.4g}\n",
+             C, V, 2.0 * C * V * 8 / 1e9, C * C * 8 / 1e9, rows, T, Int(f, "batch", 8), threshold);
+  fmt::print("| phase | wall s | peak RSS (GiB) | file (MB) |\n|---|---|---|---|\n");
+  for (const std::string phase : {"map0", "map1", "reduce"}) {
+    std::vector<std::string> args = {self, "rss-child", "--phase", phase, "--dir", dir.string(),
+                                     "--threshold", fmt::format("{:.17g}", threshold)};
+    for (const auto& [k, v] : f)
+      if (k != "dir" && k != "threshold") args.insert(args.end(), {"--" + k, v});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const double t0 = Now();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execv("/proc/self/exe", argv.data());
+      ::_exit(127);
+    }
+    int status = 0;
+    struct rusage usage {};
+    ::wait4(pid, &status, 0, &usage);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fmt::print(stderr, "phase {} failed (status {})\n", phase, status);
+      return 1;
+    }
+    fmt::print("| {} | {:.1f} | {:.2f} | {:.0f} |\n", phase, Now() - t0,
+               static_cast<double>(usage.ru_maxrss) / (1 << 20),
+               static_cast<double>(fs::file_size(dir / (phase + ".h5"))) / 1e6);
+  }
+  if (!f.count("dir")) fs::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string mode = argc > 1 ? argv[1] : "speed";
+    const auto flags = Flags(argc, argv, 2);
+    if (mode == "speed") return Speed(flags);
+    if (mode == "rss") return Rss(flags, argv[0]);
+    if (mode == "rss-child") return RssChild(flags);
+    fmt::print(stderr, "usage: harvest_bench speed|rss [--flag value ...]\n");
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "harvest_bench: {}\n", e.what());
+    return 1;
+  }
+}
