@@ -229,6 +229,19 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   // 2. Statuses from the registry; shards whose file was published before a crash are done.
   std::unordered_map<ShardId, ShardRow> rows;
   for (auto& r : reg.Shards(spec.name)) rows.emplace(r.id, std::move(r));
+  // Shard ids are content addresses, global to the registry: a shard identical to one another
+  // sweep already has (same kind, params, seed, needs, code tag) is shared, not recomputed.
+  int shared = 0;
+  for (const auto& s : plan.shards) {
+    if (rows.count(s.id)) continue;
+    auto other = reg.Shard(s.id);
+    if (!other) throw std::runtime_error(fmt::format("shard {} missing from the registry", s.id.hex));
+    rows.emplace(s.id, std::move(*other));
+    ++shared;
+  }
+  if (shared > 0 && !options.quiet) {
+    fmt::print("{} shard(s) are shared with another sweep of this registry (same content address)\n", shared);
+  }
   std::unordered_map<ShardId, int> index;
   std::vector<SchedTask> tasks(plan.shards.size());
   std::vector<std::string> out_paths(plan.shards.size());
@@ -240,6 +253,11 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       const ShardPlan& s = plan.shards[i];
       out_paths[i] = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
       auto& row = rows.at(s.id);
+      if (row.status == ShardStatus::kDone && !row.artifact.empty()) {
+        // Where it was published (another sweep's directory for a shared shard).
+        fs::path a(row.artifact);
+        out_paths[i] = (a.is_absolute() ? a : fs::path(reg_dir) / a).string();
+      }
       if (row.status != ShardStatus::kDone && fs::exists(out_paths[i])) {
         if (auto info = ReadShardFileInfo(out_paths[i]); info && info->header.id == s.id) {
           reg.SetShardState(s.id, ShardStatus::kDone, row.attempts, Relative(out_paths[i], reg_dir), "");

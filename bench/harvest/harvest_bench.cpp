@@ -129,7 +129,7 @@ int Speed(const std::map<std::string, std::string>& f) {
   }
   const Model model = Model::Load(checkpoint, torch::kCPU);
   const TokenSource source = TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest);
-  Json params = harvest::HarvestKindConfig().defaults;  // configs/harvest.yaml's params
+  Json params = HarvestKindConfig().defaults;  // configs/harvest.yaml's params
   params["data"]["batch"] = 32;
   params["threshold"] = 0.1;
   const int64_t B = 32, T = source.seq_len(), rows = batches * B, tokens = rows * T;
@@ -194,7 +194,7 @@ int Speed(const std::map<std::string, std::string>& f) {
 // ---- rss ---------------------------------------------------------------------------------------
 
 Json RssParams(const std::map<std::string, std::string>& f, const fs::path& dir) {
-  Json p = harvest::HarvestKindConfig().defaults;
+  Json p = HarvestKindConfig().defaults;
   p["base"] = (dir / "model").string();
   p["data"] = {{"source", "file"}, {"rows_kind", "pretrain"}, {"path", (dir / "tokens.h5").string()},
                {"dataset", "tokens"}, {"rows", Int(f, "rows", 64)}, {"batch", Int(f, "batch", 8)}};
