@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
@@ -58,9 +59,15 @@ class RegistryWriter {
 
   void Flush() {
     if (pending_.empty()) return;
+    // A shard dispatched and finished within one batch needs no `running` row write.
+    finished_in_batch_.clear();
+    for (auto& ev : pending_) {
+      if (auto* f = std::get_if<FinishedEvent>(&ev)) finished_in_batch_.insert(Key(f->task, f->done.attempt));
+    }
     Registry::Batch batch(reg_);
     for (auto& ev : pending_) {
       if (auto* d = std::get_if<DispatchedEvent>(&ev)) {
+        if (finished_in_batch_.count(Key(d->task, d->attempt))) continue;
         const auto& t = tasks_[d->task];
         reg_.SetShardState(t.msg.id, ShardStatus::kRunning, t.attempts, "", "");
       } else if (auto* f = std::get_if<FinishedEvent>(&ev)) {
@@ -102,6 +109,10 @@ class RegistryWriter {
   std::string job_id_;
   std::vector<SchedEvent> pending_;
   std::unordered_map<int, Hello> hosts_;
+  static uint64_t Key(int task, int attempt) {
+    return (static_cast<uint64_t>(task) << 24) ^ static_cast<uint64_t>(attempt);
+  }
+  std::unordered_set<uint64_t> finished_in_batch_;
 };
 
 // Round-trip latencies as the coordinator sees them (benchmarks).

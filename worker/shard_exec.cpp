@@ -174,4 +174,17 @@ int64_t TakePeakRssKb() {
   return kb;
 }
 
+int64_t CurrentRssKb() {
+  static int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  long long size = 0, resident = 0;
+  if (std::sscanf(buf, "%lld %lld", &size, &resident) != 2) return 0;
+  static const long page_kb = ::sysconf(_SC_PAGESIZE) / 1024;
+  return resident * page_kb;
+}
+
 }  // namespace seedgrid

@@ -28,5 +28,7 @@ ShardDone RunShardLocally(const RunShard& task, const RunnerRegistry& runners,
 // Peak resident set of this process since the last reset, in KiB (VmHWM), then resets it
 // (/proc/self/clear_refs), so an executor reports each shard's own peak.
 int64_t TakePeakRssKb();
+// Current resident set of this process in KiB (/proc/self/statm through a kept descriptor).
+int64_t CurrentRssKb();
 
 }  // namespace seedgrid

@@ -91,7 +91,7 @@ class Supervisor {
       bool active = false;
       while (TryRecvFrame(&frame, &source)) {
         active = true;
-        HandleDown(DecodeToWorker(frame));
+        HandleDown(DecodeToWorker(frame), frame);
         if (shutdown_) break;
       }
       if (shutdown_) break;
@@ -119,7 +119,8 @@ class Supervisor {
     SendFrame(0, up_);
   }
 
-  void HandleDown(ToWorker msg) {
+  // `frame` is msg's encoding as received: forwarded to the executor unchanged.
+  void HandleDown(ToWorker msg, const std::string& frame) {
     if (auto* s = std::get_if<Shutdown>(&msg)) {
       shutdown_ = true;
       exit_code_ = s->exit_code;
@@ -130,11 +131,9 @@ class Supervisor {
       local_.push_back(std::move(task));
       return;
     }
-    down_.clear();
-    Encode(ToWorker{task}, &down_);
     if (exec_q_.empty()) head_killed_.reset();
     exec_q_.push_back(InFlight{std::move(task), Clock::now()});
-    executor_->Send(down_);
+    executor_->Send(frame);
   }
 
   // Inline and gang shards run here, one at a time, when the executor has nothing queued.
@@ -171,13 +170,12 @@ class Supervisor {
 
   bool PumpExecutor(int wait_ms) {
     if (!executor_->running()) return false;
-    if (wait_ms > 0) {
-      pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
-      int rc = ::poll(fds, 2, wait_ms);
-      if (rc <= 0) return false;
-    }
+    pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
+    int rc = ::poll(fds, 2, wait_ms);
+    if (rc <= 0) return false;
+    if (fds[1].revents) executor_->ReadStderr();
+    if (!fds[0].revents) return fds[1].revents != 0;
     bool active = false;
-    executor_->ReadStderr();
     bool open = executor_->ReadFrames();
     std::string frame;
     while (executor_->NextFrame(&frame)) {

@@ -1,6 +1,8 @@
 #include "coordinator/submit/submit.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,9 +20,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
-
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <fmt/format.h>
 
 #include "core/kinds.h"
 #include "core/registry.h"
@@ -49,7 +48,10 @@ std::string ShellQuote(const std::string& s) {
 
 std::string JoinQuoted(const std::vector<std::string>& words) {
   std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : " ") + ShellQuote(w);
+  for (const auto& w : words) {
+    if (!out.empty()) out += ' ';
+    out += ShellQuote(w);
+  }
   return out;
 }
 
@@ -131,7 +133,8 @@ struct Template {
 };
 
 Template LoadTemplate(const SubmitOptions& opts, const std::string& exe) {
-  if (!opts.template_path.empty()) return {ReadFile(opts.template_path), Absolute(opts.template_path)};
+  if (!opts.template_path.empty())
+    return {ReadFile(opts.template_path), Absolute(opts.template_path)};
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("SEEDGRID_SBATCH_TEMPLATE"); env && *env) {
     return {ReadFile(env), Absolute(env)};
@@ -173,7 +176,8 @@ std::string Render(const Template& tpl, const std::map<std::string, std::string>
   if (!unknown.empty()) {
     std::string list;
     for (const auto& u : unknown) list += " " + u;
-    throw std::runtime_error("sbatch template (" + tpl.origin + "): unknown placeholder(s):" + list);
+    throw std::runtime_error("sbatch template (" + tpl.origin +
+                             "): unknown placeholder(s):" + list);
   }
   return out;
 }
@@ -278,13 +282,13 @@ struct Submission {
   std::string sweep;
   size_t shard_count = 0;  // 0 when unknown (rerun without spec)
   std::optional<SweepSpec> spec;
-  std::string out_dir;     // absolute
-  std::string registry;    // absolute
-  std::string slurm_dir;   // absolute: <out>/<sweep>/slurm
-  std::string exe;         // absolute seedgrid binary
+  std::string out_dir;    // absolute
+  std::string registry;   // absolute
+  std::string slurm_dir;  // absolute: <out>/<sweep>/slurm
+  std::string exe;        // absolute seedgrid binary
   int workers_per_node = 1;
   SignalSpec signal;
-  std::string stamp;       // names this submission's files
+  std::string stamp;  // names this submission's files
   Template tpl;
 };
 
@@ -304,18 +308,26 @@ Submission Resolve(const SubmitOptions& o) {
   if (!o.resume_sweep.empty() && !o.rerun_sweep.empty()) {
     problems.push_back("--resume and --rerun exclude each other");
   }
-  s.mode = !o.rerun_sweep.empty() ? Mode::kRerun : !o.resume_sweep.empty() ? Mode::kResume : Mode::kRun;
+  s.mode = !o.rerun_sweep.empty()    ? Mode::kRerun
+           : !o.resume_sweep.empty() ? Mode::kResume
+                                     : Mode::kRun;
   if (o.spec_path.empty() && s.mode != Mode::kRerun) problems.push_back("a SPEC file is required");
-  if (o.spec_path.empty() && !o.overrides.empty()) problems.push_back("key=value overrides need a SPEC");
+  if (o.spec_path.empty() && !o.overrides.empty()) {
+    problems.push_back("key=value overrides need a SPEC");
+  }
   if (o.nodes < 1) problems.push_back(fmt::format("--nodes must be >= 1 (got {})", o.nodes));
   if (o.gpus_per_node < 0) problems.push_back("--gpus-per-node must be >= 0");
   if (o.cpus_per_gpu < 0) problems.push_back("--cpus-per-gpu must be >= 0");
   if (o.cpus_per_gpu > 0 && o.gpus_per_node == 0) {
-    problems.push_back("--cpus-per-gpu needs --gpus-per-node > 0 (for CPU jobs pass --sbatch-arg=--cpus-per-task=N)");
+    problems.push_back(
+        "--cpus-per-gpu needs --gpus-per-node > 0 (for CPU jobs pass "
+        "--sbatch-arg=--cpus-per-task=N)");
   }
   if (o.workers_per_node < 0) problems.push_back("--workers-per-node must be >= 0");
   if (o.gpus_per_node > 0 && o.workers_per_node > 0 && o.workers_per_node != o.gpus_per_node) {
-    problems.push_back("--workers-per-node is for CPU clusters (--gpus-per-node 0): with GPUs there is one worker per GPU");
+    problems.push_back(
+        "--workers-per-node is for CPU clusters (--gpus-per-node 0): with GPUs there is one worker "
+        "per GPU");
   }
   s.workers_per_node = o.gpus_per_node > 0 ? o.gpus_per_node : std::max(1, o.workers_per_node);
   if (o.chain < 0 || o.chain > kMaxChain) {
@@ -325,24 +337,32 @@ Submission Resolve(const SubmitOptions& o) {
   if (o.time.empty()) {
     problems.push_back("--time is required (Slurm syntax: minutes, H:M:S, D-H:M)");
   } else if (!(limit = ParseSlurmTime(o.time))) {
-    problems.push_back("--time '" + o.time + "' is not Slurm time syntax (minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S)");
+    problems.push_back("--time '" + o.time +
+                       "' is not Slurm time syntax (minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S)");
   }
   auto sig = ParseSignal(o.signal);
   if (!sig) {
-    problems.push_back("--signal '" + o.signal + "' must be SIG@SECONDS with SIG one of USR1 USR2 TERM INT HUP URG CONT, e.g. USR1@120");
+    problems.push_back(
+        "--signal '" + o.signal +
+        "' must be SIG@SECONDS with SIG one of USR1 USR2 TERM INT HUP URG CONT, e.g. USR1@120");
   } else {
     s.signal = *sig;
     if (limit && *limit > 0 && sig->seconds >= *limit) {
-      problems.push_back(fmt::format("--signal {}@{}: the warning must come before the end of --time {} ({} s)",
-                                     sig->name, sig->seconds, o.time, *limit));
+      problems.push_back(
+          fmt::format("--signal {}@{}: the warning must come before the end of --time {} ({} s)",
+                      sig->name, sig->seconds, o.time, *limit));
     }
   }
   static const std::regex mem(R"(^\d+[KMGTkmgt]?$)");
   if (!o.mem.empty() && !std::regex_match(o.mem, mem)) {
     problems.push_back("--mem '" + o.mem + "' must be a number with an optional K/M/G/T suffix");
   }
-  if (!o.partition.empty() && !IsSlurmToken(o.partition)) problems.push_back("--partition '" + o.partition + "' is not a Slurm name");
-  if (!o.account.empty() && !IsSlurmToken(o.account)) problems.push_back("--account '" + o.account + "' is not a Slurm name");
+  if (!o.partition.empty() && !IsSlurmToken(o.partition)) {
+    problems.push_back("--partition '" + o.partition + "' is not a Slurm name");
+  }
+  if (!o.account.empty() && !IsSlurmToken(o.account)) {
+    problems.push_back("--account '" + o.account + "' is not a Slurm name");
+  }
   for (const auto& e : o.extra_sbatch) {
     if (e.empty() || e[0] != '-' || e.find_first_of("\n\r") != std::string::npos) {
       problems.push_back("--sbatch-arg '" + e + "' must be one sbatch option starting with '-'");
@@ -367,20 +387,22 @@ Submission Resolve(const SubmitOptions& o) {
     int total_workers = o.nodes * s.workers_per_node;
     for (const auto& st : s.spec->stages) {
       if (st.resources.ranks > total_workers) {
-        problems.push_back(fmt::format("stage {} needs ranks: {} but the job has {} workers ({} nodes x {})",
-                                       st.name, st.resources.ranks, total_workers, o.nodes, s.workers_per_node));
+        problems.push_back(
+            fmt::format("stage {} needs ranks: {} but the job has {} workers ({} nodes x {})",
+                        st.name, st.resources.ranks, total_workers, o.nodes, s.workers_per_node));
       }
     }
   }
   const std::string& named = s.mode == Mode::kRerun ? o.rerun_sweep : o.resume_sweep;
   if (s.mode != Mode::kRun && s.spec && named != s.sweep) {
-    problems.push_back(fmt::format("--{} {}: the spec {} defines sweep '{}'", ToString(s.mode), named,
-                                   o.spec_path, s.sweep));
+    problems.push_back(fmt::format("--{} {}: the spec {} defines sweep '{}'", ToString(s.mode),
+                                   named, o.spec_path, s.sweep));
   }
   if (s.mode == Mode::kRerun) s.sweep = o.rerun_sweep;
   if (s.sweep.empty() || s.sweep == "." || s.sweep == ".." ||
       s.sweep.find_first_of("/ \t\n%'\"\\") != std::string::npos) {
-    problems.push_back("sweep name '" + s.sweep + "' cannot name a directory (no '/', blanks, quotes or '%')");
+    problems.push_back("sweep name '" + s.sweep +
+                       "' cannot name a directory (no '/', blanks, quotes or '%')");
   }
 
   // Out dir and registry: absolute, so the job does not depend on its working directory.
@@ -392,13 +414,15 @@ Submission Resolve(const SubmitOptions& o) {
     if (registry.empty()) {
       problems.push_back("--rerun without a SPEC needs --registry PATH or --out DIR");
     } else if (!fs::exists(registry)) {
-      problems.push_back("registry " + registry + " does not exist: nothing to " + std::string(ToString(s.mode)));
+      problems.push_back("registry " + registry + " does not exist: nothing to " +
+                         std::string(ToString(s.mode)));
     } else {
       Registry reg(registry, Registry::Mode::kReadOnly);
       row = reg.Sweep(s.sweep);
       if (!row) {
-        problems.push_back(fmt::format("sweep '{}' is not in {}{}", s.sweep, registry,
-                                       s.mode == Mode::kResume ? " (submit it without --resume first)" : ""));
+        problems.push_back(
+            fmt::format("sweep '{}' is not in {}{}", s.sweep, registry,
+                        s.mode == Mode::kResume ? " (submit it without --resume first)" : ""));
       }
     }
   }
@@ -416,8 +440,9 @@ Submission Resolve(const SubmitOptions& o) {
   s.registry = Absolute(registry);
   s.slurm_dir = (fs::path(s.out_dir) / s.sweep / "slurm").string();
   if (!IsPlainPath(s.slurm_dir)) {
-    throw UsageError("seedgrid submit: the output directory " + s.out_dir +
-                     " must not contain blanks, quotes, backslashes or '%' (it names the Slurm log)");
+    throw UsageError(
+        "seedgrid submit: the output directory " + s.out_dir +
+        " must not contain blanks, quotes, backslashes or '%' (it names the Slurm log)");
   }
   s.stamp = Stamp();
   s.tpl = LoadTemplate(o, s.exe);
@@ -430,7 +455,9 @@ std::string SpecSnapshotPath(const Submission& s) {
 std::string ScriptPath(const Submission& s) {
   return (fs::path(s.slurm_dir) / ("submit-" + s.stamp + ".sbatch")).string();
 }
-std::string LogPattern(const Submission& s) { return (fs::path(s.slurm_dir) / "job-%j.out").string(); }
+std::string LogPattern(const Submission& s) {
+  return (fs::path(s.slurm_dir) / "job-%j.out").string();
+}
 
 std::string JobName(const std::string& sweep) {
   std::string n = "sg-" + sweep;
@@ -476,7 +503,10 @@ std::string RenderScript(const SubmitOptions& o, const Submission& s) {
   d.push_back("--open-mode=append");
   for (const auto& e : o.extra_sbatch) d.push_back(e);
   std::string directives;
-  for (const auto& x : d) directives += (directives.empty() ? "" : "\n") + ("#SBATCH " + x);
+  for (const auto& x : d) {
+    if (!directives.empty()) directives += '\n';
+    directives += "#SBATCH " + x;
+  }
 
   std::vector<std::string> cmd = {s.exe};
   if (s.mode == Mode::kRerun) {
@@ -486,10 +516,10 @@ std::string RenderScript(const SubmitOptions& o, const Submission& s) {
     cmd.insert(cmd.end(), o.overrides.begin(), o.overrides.end());
     cmd.insert(cmd.end(), {"--out", s.out_dir, "--registry", s.registry});
   }
-  std::string header = fmt::format("sweep {} ({}{}), {} node(s) x {} worker(s), template {}", s.sweep,
-                                   ToString(s.mode),
-                                   s.shard_count ? fmt::format(", {} shards", s.shard_count) : "",
-                                   o.nodes, s.workers_per_node, s.tpl.origin);
+  std::string header =
+      fmt::format("sweep {} ({}{}), {} node(s) x {} worker(s), template {}", s.sweep,
+                  ToString(s.mode), s.shard_count ? fmt::format(", {} shards", s.shard_count) : "",
+                  o.nodes, s.workers_per_node, s.tpl.origin);
   return Render(s.tpl, {
                            {"HEADER_COMMENT", header},
                            {"SBATCH_DIRECTIVES", directives},
@@ -524,8 +554,9 @@ std::string Sbatch(const std::string& script, const std::string& depends_on) {
   CommandResult r = RunCommand(argv);
   std::string id = r.exit_code == 0 ? ParseJobId(r.out) : "";
   if (id.empty()) {
-    throw std::runtime_error(fmt::format("sbatch failed (exit {}): {}{}", r.exit_code, Trim(r.err),
-                                         r.exit_code == 0 ? " [unexpected output: " + Trim(r.out) + "]" : ""));
+    throw std::runtime_error(
+        fmt::format("sbatch failed (exit {}): {}{}", r.exit_code, Trim(r.err),
+                    r.exit_code == 0 ? " [unexpected output: " + Trim(r.out) + "]" : ""));
   }
   return id;
 }
@@ -566,7 +597,8 @@ CREATE TABLE IF NOT EXISTS slurm_jobs(
     ins.bind(12, log);
     ins.exec();
     ins.reset();
-    ids += (ids.empty() ? "" : ",") + j.id;
+    if (!ids.empty()) ids += ',';
+    ids += j.id;
   }
   auto prov = reg.Provenance(s.sweep);
   if (auto it = prov.find("slurm.job_ids"); it != prov.end() && !it->second.empty()) {

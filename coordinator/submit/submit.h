@@ -34,22 +34,22 @@ struct SubmitOptions {
   std::vector<std::string> overrides;  // key=value, applied to the spec
   int nodes = 1;
   int gpus_per_node = 0;
-  int cpus_per_gpu = 0;        // 0: Slurm's default
-  std::string mem;             // per node, Slurm syntax ("64G"); empty: Slurm's default
-  std::string time;            // walltime, Slurm syntax ("30", "4:00:00", "1-12"); required
+  int cpus_per_gpu = 0;  // 0: Slurm's default
+  std::string mem;       // per node, Slurm syntax ("64G"); empty: Slurm's default
+  std::string time;      // walltime, Slurm syntax ("30", "4:00:00", "1-12"); required
   std::string partition, account;
   bool print_only = false;
   std::string resume_sweep, rerun_sweep;  // at most one
-  int chain = 0;               // follow-up jobs (afterany) that resume until the sweep is done
-  std::string registry_path;   // default <out>/registry.sqlite
-  std::string out_dir;         // default: the spec's `out`
-  std::string seedgrid_binary; // absolute path of the running seedgrid; empty: /proc/self/exe
-  int workers_per_node = 0;    // CPU clusters: worker ranks per node when gpus_per_node = 0
+  int chain = 0;                // follow-up jobs (afterany) that resume until the sweep is done
+  std::string registry_path;    // default <out>/registry.sqlite
+  std::string out_dir;          // default: the spec's `out`
+  std::string seedgrid_binary;  // absolute path of the running seedgrid; empty: /proc/self/exe
+  int workers_per_node = 0;     // CPU clusters: worker ranks per node when gpus_per_node = 0
   std::vector<std::string> extra_sbatch;  // extra sbatch options, e.g. "--qos=high"
   // Walltime warning "SIG@SECONDS": Slurm sends SIG to the batch shell SECONDS before the end
   // (--signal=B:SIG@SECONDS); the script forwards it to the coordinator.
   std::string signal = "USR1@120";
-  std::string template_path;   // explicit template; empty: the lookup above
+  std::string template_path;  // explicit template; empty: the lookup above
 };
 
 // Returns 0 after submitting (or printing). Throws UsageError (bad flags, unknown sweep) and

@@ -20,20 +20,23 @@ void AddSubmitFlags(CLI::App& app, SubmitOptions* o) {
   app.add_flag("--print", o->print_only, "Print the batch script; submit nothing");
   auto* resume = app.add_option("--resume", o->resume_sweep,
                                 "Resubmit everything of SWEEP that is not done (same SPEC)");
-  auto* rerun = app.add_option("--rerun", o->rerun_sweep, "Resubmit only the failed shards of SWEEP");
+  auto* rerun =
+      app.add_option("--rerun", o->rerun_sweep, "Resubmit only the failed shards of SWEEP");
   resume->excludes(rerun);
   app.add_option("--chain", o->chain,
                  "Queue K follow-up jobs (afterany) that resume until the sweep is done");
   app.add_option("--registry", o->registry_path, "Registry (default <out>/registry.sqlite)");
   app.add_option("--out", o->out_dir, "Artifacts root (default: the spec's `out`)");
-  app.add_option("--signal", o->signal,
-                 "Walltime warning SIG@SECONDS sent to the batch shell and forwarded to the coordinator")
+  app.add_option(
+         "--signal", o->signal,
+         "Walltime warning SIG@SECONDS sent to the batch shell and forwarded to the coordinator")
       ->capture_default_str();
   // One value per occurrence: `--sbatch-arg=--qos=high k=v` keeps k=v an override.
   app.add_option("--sbatch-arg", o->extra_sbatch,
                  "Extra sbatch option, repeatable (--sbatch-arg=--qos=high)")
       ->allow_extra_args(false);
-  app.add_option("--template", o->template_path, "sbatch template (default slurm/seedgrid.sbatch.in)");
+  app.add_option("--template", o->template_path,
+                 "sbatch template (default slurm/seedgrid.sbatch.in)");
 }
 
 }  // namespace seedgrid

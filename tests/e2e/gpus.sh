@@ -5,9 +5,8 @@
 # only its own GPU, and a coordinator that sees none.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster 2
-cd "$E2E_DIR"
+cd "$E2E_DIR" || exit 1
 SWEEP=e2e-gpus
-E2E_REG=$E2E_DIR/runs/registry.sqlite
 cat >sweep.yaml <<YAML
 name: $SWEEP
 out: $E2E_DIR/runs

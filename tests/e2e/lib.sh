@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up of the Slurm end-to-end tests (sourced, not run).
 #
 # Each test gets its own temp dir holding a fresh two-node cluster (slurm/local-cluster.sh, a
@@ -33,6 +34,7 @@ SG=${SEEDGRID_BIN:?set SEEDGRID_BIN to the seedgrid binary}
 
 E2E_DIR=$(mktemp -d "/tmp/sg-e2e-$E2E_NAME.XXXXXX")
 E2E_CLUSTER=$E2E_DIR/cluster
+E2E_REG=$E2E_DIR/runs/registry.sqlite   # every test's spec has out: $E2E_DIR/runs
 E2E_PASSED=0
 
 e2e_cleanup() {

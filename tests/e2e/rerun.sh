@@ -6,9 +6,8 @@
 # its --chain 1 follow-up finds the sweep complete.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
-cd "$E2E_DIR"
+cd "$E2E_DIR" || exit 1
 SWEEP=e2e-rerun
-E2E_REG=$E2E_DIR/runs/registry.sqlite
 GATE=$E2E_DIR/broken
 touch "$GATE"
 cat >sweep.yaml <<YAML

@@ -3,9 +3,8 @@
 # allocation without recomputing any shard that was already done.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
-cd "$E2E_DIR"
+cd "$E2E_DIR" || exit 1
 SWEEP=e2e-resume
-E2E_REG=$E2E_DIR/runs/registry.sqlite
 cat >sweep.yaml <<YAML
 name: $SWEEP
 out: $E2E_DIR/runs

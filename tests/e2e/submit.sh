@@ -5,9 +5,8 @@
 # resubmitting the spec grown by 4 seeds runs only the 4 new shards.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
-cd "$E2E_DIR"
+cd "$E2E_DIR" || exit 1
 SWEEP=e2e-submit
-E2E_REG=$E2E_DIR/runs/registry.sqlite
 
 cat >bad.yaml <<YAML
 name: $SWEEP

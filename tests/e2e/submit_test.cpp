@@ -1,5 +1,10 @@
 // `seedgrid submit` without Slurm: rendering, validation, and the sbatch/registry side through
 // a fake sbatch ($SEEDGRID_SBATCH). The real cluster runs are the e2e scripts next to this file.
+#include "coordinator/submit/submit.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -8,11 +13,6 @@
 #include <sstream>
 #include <string>
 
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
-#include "coordinator/submit/submit.h"
 #include "core/registry.h"
 #include "core/types.h"
 
@@ -48,7 +48,8 @@ class SubmitTest : public ::testing::Test {
     sbatch_log_ = dir_ / "sbatch.log";
     fake_sbatch_ = dir_ / "sbatch";
     Spit(fake_sbatch_, "#!/bin/bash\necho \"$*\" >> " + sbatch_log_.string() +
-                           "\necho \"$(( $(wc -l < " + sbatch_log_.string() + ") + 99 ));cluster\"\n");
+                           "\necho \"$(( $(wc -l < " + sbatch_log_.string() +
+                           ") + 99 ));cluster\"\n");
     fs::permissions(fake_sbatch_, fs::perms(0755));
     setenv("SEEDGRID_SBATCH", fake_sbatch_.c_str(), 1);
     unsetenv("SEEDGRID_SBATCH_TEMPLATE");
@@ -84,13 +85,15 @@ TEST_F(SubmitTest, RendersOneAllocationForTheWholeSweep) {
   EXPECT_THAT(s, HasSubstr("#SBATCH --ntasks-per-node=2\n"));
   EXPECT_THAT(s, HasSubstr("#SBATCH --time=10:00\n"));
   EXPECT_THAT(s, HasSubstr("#SBATCH --signal=B:USR1@120\n"));
-  EXPECT_THAT(s, HasSubstr("#SBATCH --output=" + (dir_ / "runs/unit-sweep/slurm/job-%j.out").string()));
+  EXPECT_THAT(
+      s, HasSubstr("#SBATCH --output=" + (dir_ / "runs/unit-sweep/slurm/job-%j.out").string()));
   EXPECT_THAT(s, Not(HasSubstr("--gpus-per-node")));
   EXPECT_THAT(s, HasSubstr("SG_SWEEP=unit-sweep\n"));
   EXPECT_THAT(s, HasSubstr("SG_WORKERS_PER_NODE=2\n"));
   EXPECT_THAT(s, HasSubstr("SG_SIGNAL=USR1\n"));
   // The coordinator command: run SPEC-snapshot --out DIR --registry PATH, absolute paths.
-  EXPECT_THAT(s, HasSubstr("SG_CMD=(/opt/seedgrid/bin/seedgrid run " + (dir_ / "runs/unit-sweep/slurm/submit-").string()));
+  EXPECT_THAT(s, HasSubstr("SG_CMD=(/opt/seedgrid/bin/seedgrid run " +
+                           (dir_ / "runs/unit-sweep/slurm/submit-").string()));
   EXPECT_THAT(s, HasSubstr(".spec.yaml --out " + (dir_ / "runs").string() + " --registry " +
                            (dir_ / "runs/registry.sqlite").string() + ")"));
   EXPECT_THAT(s, HasSubstr("srun --mpi=pmix"));
@@ -116,9 +119,10 @@ TEST_F(SubmitTest, GpuJobsGetOneWorkerPerGpuAndCustomSignal) {
   o.extra_sbatch = {"--qos=high", "--constraint=a100"};
   o.overrides = {"params.sleep_ms=5"};
   std::string s = RenderSubmitScript(o);
-  for (const char* line : {"--gpus-per-node=4", "--ntasks-per-node=4", "--cpus-per-gpu=8", "--mem=200G",
-                           "--partition=gpu", "--account=lab-42", "--signal=B:USR2@300",
-                           "--time=1-00:00:00", "--qos=high", "--constraint=a100"}) {
+  for (const char* line :
+       {"--gpus-per-node=4", "--ntasks-per-node=4", "--cpus-per-gpu=8", "--mem=200G",
+        "--partition=gpu", "--account=lab-42", "--signal=B:USR2@300", "--time=1-00:00:00",
+        "--qos=high", "--constraint=a100"}) {
     EXPECT_THAT(s, HasSubstr(std::string("#SBATCH ") + line + "\n"));
   }
   EXPECT_THAT(s, HasSubstr("SG_GPUS_PER_NODE=4\n"));
@@ -209,7 +213,8 @@ TEST_F(SubmitTest, ChainQueuesAfteranyFollowUpsAndRecordsEveryJob) {
   EXPECT_EQ(l2.substr(l2.rfind(' ') + 1), script);
   EXPECT_EQ(BashSyntaxCheck(script), 0);
   // The spec snapshot the job runs is the spec as validated.
-  std::string snapshot = script.substr(0, script.size() - std::string(".sbatch").size()) + ".spec.yaml";
+  std::string snapshot =
+      script.substr(0, script.size() - std::string(".sbatch").size()) + ".spec.yaml";
   EXPECT_EQ(Slurp(snapshot), Slurp(spec_));
 
   Registry reg((dir_ / "runs/registry.sqlite").string(), Registry::Mode::kReadOnly);
@@ -283,11 +288,13 @@ TEST_F(SubmitTest, ResumeAndRerunNeedAKnownSweep) {
   r.time = "5";
   r.seedgrid_binary = "/opt/seedgrid/bin/seedgrid";
   std::string s = RenderSubmitScript(r);
-  EXPECT_THAT(s, HasSubstr("SG_CMD=(/opt/seedgrid/bin/seedgrid rerun unit-sweep --failed --registry " +
-                           (dir_ / "runs/registry.sqlite").string() + ")"));
+  EXPECT_THAT(s,
+              HasSubstr("SG_CMD=(/opt/seedgrid/bin/seedgrid rerun unit-sweep --failed --registry " +
+                        (dir_ / "runs/registry.sqlite").string() + ")"));
   EXPECT_THAT(s, HasSubstr("SG_MODE=rerun"));
   EXPECT_THAT(s, HasSubstr("--rerun unit-sweep"));
-  EXPECT_THAT(s, HasSubstr("#SBATCH --output=" + (dir_ / "runs/unit-sweep/slurm/job-%j.out").string()));
+  EXPECT_THAT(
+      s, HasSubstr("#SBATCH --output=" + (dir_ / "runs/unit-sweep/slurm/job-%j.out").string()));
   r.rerun_sweep = "nope";
   EXPECT_THROW(RenderSubmitScript(r), UsageError);
 }

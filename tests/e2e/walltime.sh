@@ -7,9 +7,8 @@
 # resumes and finishes the sweep; preempted attempts are not charged.
 source "$(dirname "$0")/lib.sh"
 e2e_start_cluster
-cd "$E2E_DIR"
+cd "$E2E_DIR" || exit 1
 SWEEP=e2e-walltime
-E2E_REG=$E2E_DIR/runs/registry.sqlite
 GATE=$E2E_DIR/hold-shards
 touch "$GATE"
 cat >sweep.yaml <<YAML

@@ -179,8 +179,12 @@ Accumulators FourShards(const Options& o, std::vector<Accumulators>* parts = nul
 
 // ---- Accumulators ----------------------------------------------------------------------------
 
-TEST(HarvestAccumulators, CountsMatchANaiveRecount) {
-  const Options o = SmallOptions();
+class HarvestNaive : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+
+// Against a recount by definition; (k, per_batch) = (3, 2) and (6, 1), where the cap binds.
+TEST_P(HarvestNaive, CountsMatchARecount) {
+  Options o = SmallOptions();
+  std::tie(o.k, o.per_batch) = GetParam();
   const Accumulators acc = Harvest(o, 0, o.n_batches);
   const int64_t C = o.components, V = o.vocab, T = o.seq_len;
   std::vector<int64_t> fire(C, 0), cooc(C * C, 0), in_cooc(C * V, 0), in_marg(V, 0), seen(C, 0);
@@ -240,6 +244,9 @@ TEST(HarvestAccumulators, CountsMatchANaiveRecount) {
   }
   EXPECT_GT(some_full, 0);  // the test exercises eviction
 }
+INSTANTIATE_TEST_SUITE_P(KAndCap, HarvestNaive,
+                         ::testing::Values(std::pair<int64_t, int64_t>{3, 2},
+                                           std::pair<int64_t, int64_t>{6, 1}));
 
 TEST(HarvestAccumulators, FourShardMergeEqualsOneRun) {
   const Options o = SmallOptions();

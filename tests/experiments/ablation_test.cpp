@@ -1,0 +1,430 @@
+// kind `ablation`: variants of a hand-built dW, batched evaluation against merged weights, head
+// scores on a hand-built model with a planted previous-token head, and both runners end to end
+// through a test ShardContext.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "experiments/ablation/ablation.h"
+#include "experiments/ablation/ablation_torch.h"
+#include "experiments/lora_steer/lora_steer.h"
+#include "experiments/lora_steer/runner.h"
+#include "experiments/model/runtime_env.h"
+#include "experiments/torch_kinds.h"
+#include "tests/experiments/test_context.h"
+
+namespace seedgrid {
+namespace {
+
+using testing::TempDir;
+using testing::TestShardContext;
+using torch::Tensor;
+
+const std::vector<ModuleKind> kAdapted = {ModuleKind::kQ, ModuleKind::kK,  ModuleKind::kV,
+                                          ModuleKind::kO, ModuleKind::kUp, ModuleKind::kDown};
+
+Model RandomModel(double std = 0.2) {
+  Model m(ModelConfig::FromParams(ModelConfig::ModelParamDefaults()), torch::kCPU);
+  m.InitRandom(7, std);
+  return m;
+}
+
+// Rank-2 dW on q, k, v, o, up, down of both layers (gate left out), about half of ‖W‖.
+DeltaMap HandBuiltDw(const Model& m) {
+  torch::manual_seed(123);
+  DeltaMap dw;
+  for (int64_t l = 0; l < m.config().num_hidden_layers; ++l)
+    for (ModuleKind k : kAdapted) {
+      const std::string name = HfWeightName(l, k);
+      const Tensor w = m.Weight(name);
+      Tensor d = torch::randn({w.size(0), 2}).mm(torch::randn({2, w.size(1)}));
+      dw[name] = (d * (0.5 * w.norm().item<double>() / d.norm().item<double>())).contiguous();
+    }
+  return dw;
+}
+
+const Variant& Find(const std::vector<Variant>& vs, const std::string& name) {
+  for (const auto& v : vs)
+    if (v.name == name) return v;
+  throw std::runtime_error("no variant " + name);
+}
+size_t IndexOfVariant(const std::vector<Variant>& vs, const std::string& name) {
+  for (size_t i = 0; i < vs.size(); ++i)
+    if (vs[i].name == name) return i;
+  throw std::runtime_error("no variant " + name);
+}
+
+Tensor Get(const DeltaMap& m, const std::string& name, const Tensor& like) {
+  const auto it = m.find(name);
+  return it == m.end() ? torch::zeros_like(like) : it->second;
+}
+
+// logratio at α of the model with α·delta merged into its weights (WeightEdit), the reference
+// the batched cells must match.
+Tensor MergedLogratio(Model& model, const synth::RowBatch& rows, const DeltaMap& delta, double alpha) {
+  if (delta.empty()) return ScoreYesNo(model, rows).logratio;
+  WeightEdit edit(model, delta);
+  edit.SetAlpha(alpha);
+  return ScoreYesNo(model, rows).logratio;
+}
+
+class Ablation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { ConfigureTorchProcess(2); }
+};
+
+TEST(AblationConfig, DefaultsValidAndEveryProblemReported) {
+  const KindConfig k = AblationKindConfig();
+  EXPECT_TRUE(k.validate(k.defaults).empty());
+  Json p = k.defaults;
+  p["target"] = "layers";
+  p["alphas"] = {0.0, -1.0, -1.0};
+  p["lenses"] = {"svd", "svd", "pca"};
+  p["batch"]["rows"] = 0;
+  p["heads"]["task_rows"] = 0;
+  p["rows"] = -2;
+  const auto problems = k.validate(p);
+  std::string all;
+  for (const auto& s : problems) all += s + "\n";
+  EXPECT_EQ(problems.size(), 8u) << all;
+  for (const char* key : {"target:", "alphas: -1 given twice", "alphas: must contain 0 and 1",
+                          "lenses: \"svd\" given twice", "lenses: \"pca\"", "batch.rows",
+                          "heads.task_rows", "rows:"})
+    EXPECT_NE(all.find(key), std::string::npos) << key << "\n" << all;
+  // Registered where the coordinator looks.
+  ASSERT_NE(AllKinds().Find("ablation"), nullptr);
+}
+
+TEST_F(Ablation, VariantsNamesAnchorsAndFractions) {
+  const Model model = RandomModel();
+  const DeltaMap dw = HandBuiltDw(model);
+  const auto vs = BuildVariants(dw, model, {});
+  // 3 anchors + 11 module families x 2 + 2 layers x 2 + own SVD (4 crops x 2 + 3 random) +
+  // base SVD (keep, drop, random).
+  EXPECT_EQ(vs.size(), 3u + 22u + 4u + 11u + 3u);
+  EXPECT_EQ(vs[0].name, "full");
+  EXPECT_EQ(vs[1].name, "zero");
+  EXPECT_EQ(vs[2].name, "random_norm_matched");
+  std::set<std::string> names;
+  const std::regex safe("[a-z0-9_.]+");
+  for (const auto& v : vs) {
+    EXPECT_TRUE(names.insert(v.name).second) << v.name;
+    EXPECT_TRUE(std::regex_match(v.name, safe)) << v.name;
+    EXPECT_EQ(v.n_tensors, static_cast<int64_t>(v.delta.size()));
+  }
+  for (const char* n : {"module.attention.keep", "module.residual_write.drop", "module.qkv.keep",
+                        "module.down_proj.keep", "layer.0.keep", "layer.1.drop",
+                        "svd.top25_rank.keep", "svd.bottom25_rank.drop", "svd.top50_energy.random",
+                        "svd.top90_energy.drop", "base_svd.top25.keep", "base_svd.top25.random"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_FALSE(names.count("svd.bottom25_rank.random"));  // random controls: top crops only
+
+  const Variant& full = Find(vs, "full");
+  EXPECT_EQ(full.n_tensors, 12);
+  EXPECT_DOUBLE_EQ(full.frob_frac, 1.0);
+  EXPECT_NEAR(full.energy_frac, 1.0, 1e-12);
+  EXPECT_EQ(Find(vs, "zero").n_tensors, 0);
+  // The unadapted family: keep is empty, drop is full.
+  EXPECT_EQ(Find(vs, "module.gate_proj.keep").n_tensors, 0);
+  EXPECT_EQ(Find(vs, "module.gate_proj.drop").n_tensors, 12);
+  EXPECT_EQ(Find(vs, "module.attention.keep").n_tensors, 8);
+  EXPECT_EQ(Find(vs, "layer.1.keep").n_tensors, 6);
+
+  // The random control has the full's Frobenius norm, tensor by tensor, and is not dW.
+  const Variant& rnd = Find(vs, "random_norm_matched");
+  ASSERT_EQ(rnd.delta.size(), dw.size());
+  for (const auto& [name, d] : dw) {
+    const double want = d.norm().item<double>();
+    EXPECT_NEAR(rnd.delta.at(name).norm().item<double>(), want, 1e-5 * want) << name;
+    EXPECT_LT(std::abs((rnd.delta.at(name) * d).sum().item<double>()), 0.5 * want * want) << name;
+  }
+  EXPECT_NEAR(rnd.frob_frac, 1.0, 1e-5);
+  // ... and the crops' random controls have their crop's norm.
+  for (const char* crop : {"svd.top25_rank", "svd.top50_energy", "svd.top90_energy", "base_svd.top25"}) {
+    const Variant& k = Find(vs, std::string(crop) + ".keep");
+    const Variant& r = Find(vs, std::string(crop) + ".random");
+    EXPECT_NEAR(r.frob_frac, k.frob_frac, 1e-5) << crop;
+  }
+
+  // keep + drop == full for every pair, measured here independently of recon_err.
+  int pairs = 0;
+  for (const auto& keep : vs) {
+    if (keep.keep_or_drop != "keep") continue;
+    const Variant& drop = Find(vs, keep.name.substr(0, keep.name.size() - 4) + "drop");
+    ++pairs;
+    EXPECT_LE(keep.recon_err, 1e-5) << keep.name;
+    EXPECT_EQ(keep.recon_err, drop.recon_err);
+    for (const auto& [name, f] : dw) {
+      const double err = (Get(keep.delta, name, f) + Get(drop.delta, name, f) - f).norm().item<double>();
+      EXPECT_LE(err, 1e-5 * f.norm().item<double>()) << keep.name << " " << name;
+    }
+    // Crops are orthogonal splits: energy_frac = frob_frac², and keep + drop energies sum to 1.
+    EXPECT_NEAR(keep.energy_frac, keep.frob_frac * keep.frob_frac, 1e-5) << keep.name;
+    EXPECT_NEAR(keep.energy_frac + drop.energy_frac, 1.0, 1e-5) << keep.name;
+  }
+  EXPECT_EQ(pairs, 11 + 2 + 4 + 1);
+  EXPECT_TRUE(ReconstructionProblems(vs).empty());
+
+  // Crop sizes: rank-2 tensors keep one component in top/bottom 25%; top 50% energy keeps at
+  // least half of it.
+  EXPECT_GE(Find(vs, "svd.top50_energy.keep").energy_frac, 0.5 - 1e-9);
+  EXPECT_GE(Find(vs, "svd.top90_energy.keep").energy_frac, 0.9 - 1e-9);
+  for (const auto& [name, d] : Find(vs, "svd.top25_rank.keep").delta)
+    EXPECT_EQ(torch::linalg_matrix_rank(d.to(torch::kFloat64)).item<int64_t>(), 1) << name;
+  // The base-SVD keep lives in the top quarter of the base weight's left and right singular
+  // directions.
+  for (const auto& [name, k] : Find(vs, "base_svd.top25.keep").delta) {
+    const Tensor w0 = model.Weight(name).to(torch::kFloat64);
+    auto [u, s, vh] = at::linalg_svd(w0, true);
+    const int64_t n0 = (std::min(w0.size(0), w0.size(1)) + 3) / 4;
+    const Tensor k64 = k.to(torch::kFloat64);
+    const Tensor uk = u.narrow(1, 0, n0), vk = vh.narrow(0, 0, n0).t();
+    EXPECT_LT((k64 - uk.mm(uk.t()).mm(k64)).norm().item<double>(), 1e-5 * k64.norm().item<double>());
+    EXPECT_LT((k64 - k64.mm(vk).mm(vk.t())).norm().item<double>(), 1e-5 * k64.norm().item<double>());
+  }
+
+  // Lenses can be chosen; anchors always come.
+  VariantOptions only_layers;
+  only_layers.lenses = {"layer"};
+  EXPECT_EQ(BuildVariants(dw, model, only_layers).size(), 3u + 4u);
+}
+
+TEST_F(Ablation, ReconstructionCheckCatchesABrokenPair) {
+  const Model model = RandomModel();
+  const DeltaMap dw = HandBuiltDw(model);
+  auto vs = BuildVariants(dw, model, {});
+  ASSERT_TRUE(ReconstructionProblems(vs).empty());
+  auto& drop = vs[IndexOfVariant(vs, "svd.top25_rank.drop")];
+  auto& t = drop.delta.begin()->second;
+  t = t * (1 + 1e-3);
+  MeasureReconstruction(vs, dw);
+  const auto problems = ReconstructionProblems(vs);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("svd.top25_rank.keep"), std::string::npos) << problems[0];
+  // A tensor in neither half is caught too.
+  auto& keep = vs[IndexOfVariant(vs, "module.attention.keep")];
+  keep.delta.erase(keep.delta.begin());
+  MeasureReconstruction(vs, dw);
+  EXPECT_EQ(ReconstructionProblems(vs).size(), 2u);
+}
+
+TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
+  Model model = RandomModel();
+  const DeltaMap dw = HandBuiltDw(model);
+  const auto vs = BuildVariants(dw, model, {});
+  const auto rows = synth::MakeSteerRows(synth::TaskSpec{}, synth::Split::kSteerEval, 0, 48,
+                                         synth::Persona::kPos);
+  EvalOptions o;
+  o.alphas = {-1.0, 0.0, 1.0};
+  int64_t last = 0, total = 0;
+  o.progress = [&](int64_t d, int64_t t) { last = d, total = t; };
+  const EvalResult r = EvaluateVariants(model, rows, vs, o);
+  ASSERT_EQ(r.variants.size(), vs.size());
+  EXPECT_EQ(last, total);
+  const auto& full = r.variants[IndexOfVariant(vs, "full")];
+  ASSERT_GT(std::abs(full.steer_delta), 1e-3);
+  EXPECT_EQ(full.retained, 1.0);
+  EXPECT_EQ(r.variants[IndexOfVariant(vs, "zero")].retained, 0.0);
+  EXPECT_EQ(r.variants[IndexOfVariant(vs, "zero")].steer_delta, 0.0);
+  EXPECT_EQ(r.variants[IndexOfVariant(vs, "module.gate_proj.keep")].retained, 0.0);
+  EXPECT_EQ(r.variants[IndexOfVariant(vs, "module.gate_proj.drop")].retained, 1.0);
+  // Empty variants and copies of full are not forwarded again: zero, gate keep, gate drop.
+  EXPECT_EQ(r.cells_evaluated, 2 * static_cast<int64_t>(vs.size() - 3));
+
+  // α = 0 is the base model for every variant; the α = ±1 cells equal merged-weight forwards.
+  const Tensor base = ScoreYesNo(model, rows).logratio;
+  for (size_t v = 0; v < vs.size(); ++v) {
+    const auto& s = r.variants[v];
+    ASSERT_EQ(s.logratio.sizes(), (std::vector<int64_t>{3, 48}));
+    EXPECT_TRUE(torch::equal(s.logratio[1], base)) << vs[v].name;
+  }
+  for (const char* name : {"full", "random_norm_matched", "module.attention.keep", "layer.0.drop",
+                           "svd.top25_rank.keep", "base_svd.top25.drop"}) {
+    const size_t v = IndexOfVariant(vs, name);
+    for (int64_t a : {0, 2}) {
+      const Tensor want = MergedLogratio(model, rows, vs[v].delta, a == 0 ? -1.0 : 1.0);
+      EXPECT_LT((r.variants[v].logratio[a] - want).abs().max().item<double>(), 1e-4) << name << " " << a;
+    }
+  }
+  // retained is m relative to the anchors.
+  const auto& attn = r.variants[IndexOfVariant(vs, "module.attention.keep")];
+  EXPECT_NEAR(attn.retained, attn.steer_delta / full.steer_delta, 1e-12);
+
+  // Chunking (rows split 20/20/8, 3 cells per forward) changes nothing beyond float noise.
+  EvalOptions small = o;
+  small.batch_rows = 20;
+  small.batch_cells = 3;
+  small.progress = nullptr;
+  const EvalResult rs = EvaluateVariants(model, rows, vs, small);
+  EXPECT_GT(rs.forwards, r.forwards);
+  for (size_t v = 0; v < vs.size(); ++v) {
+    EXPECT_LT((rs.variants[v].logratio - r.variants[v].logratio).abs().max().item<double>(), 1e-4)
+        << vs[v].name;
+    EXPECT_LT((rs.variants[v].pmass - r.variants[v].pmass).abs().max().item<double>(), 1e-5);
+  }
+  EXPECT_EQ(rs.variants[IndexOfVariant(vs, "full")].retained, 1.0);
+}
+
+// A 2-layer model whose layer 1, head 2 attends to the previous token and copies it into the
+// residual stream; every other head has zero weights.
+Model PlantedPrevTokenModel() {
+  ModelConfig c = ModelConfig::FromParams(ModelConfig::ModelParamDefaults());
+  Model m(c, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const int64_t D = c.head_dim, h = 2, layer = 1;
+  auto embed = m.Weight("model.embed_tokens.weight");  // every row has the same norm
+  embed.zero_();
+  embed.select(1, 0).fill_(1.0);
+  for (int64_t t = 0; t < c.vocab_size; ++t) embed[t][1 + t] = 1.0;
+  // q and k read the constant coordinate 0; RoPE makes q·k peak at offset 1:
+  // z_k = z_q·e^{iθ_j} per frequency pair j, so the score is Σ_j cos((p − s − 1)·θ_j).
+  const double amp = 2.0;
+  auto wq = m.Weight(HfWeightName(layer, ModuleKind::kQ));
+  auto wk = m.Weight(HfWeightName(layer, ModuleKind::kK));
+  for (int64_t j = 0; j < D / 2; ++j) {
+    const double theta = std::pow(c.rope_theta, -2.0 * static_cast<double>(j) / static_cast<double>(D));
+    wq[h * D + j][0] = amp;
+    wk[h * D + j][0] = amp * std::cos(theta);
+    wk[h * D + D / 2 + j][0] = amp * std::sin(theta);
+  }
+  m.Weight(HfWeightName(layer, ModuleKind::kV)).narrow(0, h * D, D).copy_(torch::randn({D, c.hidden_size}));
+  m.Weight(HfWeightName(layer, ModuleKind::kO)).narrow(1, h * D, D).copy_(torch::randn({c.hidden_size, D}));
+  m.Weight("lm_head.weight").copy_(torch::randn({c.vocab_size, c.hidden_size}));
+  return m;
+}
+
+TEST_F(Ablation, HeadScoresFindAPlantedPreviousTokenHead) {
+  const Model m = PlantedPrevTokenModel();
+  HeadOptions o;
+  o.task_rows = 64;
+  o.induction_rows = 32;
+  o.batch_rows = 40;  // two batches each
+  int64_t last = 0, total = 0;
+  o.progress = [&](int64_t d, int64_t t) { last = d, total = t; };
+  const HeadScores s = ScoreHeads(m, synth::TaskSpec{}, o);
+  EXPECT_EQ(last, total);
+  ASSERT_EQ(s.layers, 2);
+  ASSERT_EQ(s.heads, 4);
+  for (const auto* v : {&s.dce, &s.kl, &s.top1_changed, &s.prev_token, &s.induction})
+    ASSERT_EQ(v->size(), 8u);
+  const size_t planted = 1 * 4 + 2;
+  EXPECT_GT(s.prev_token[planted], 0.95);
+  EXPECT_GT(s.kl[planted], 1e-3);
+  EXPECT_GT(s.top1_changed[planted], 0.0);
+  EXPECT_NE(s.dce[planted], 0.0);
+  for (size_t k = 0; k < 8; ++k) {
+    EXPECT_GE(s.induction[k], 0.0);
+    EXPECT_LE(s.induction[k], 1.0);
+    if (k == planted) continue;
+    EXPECT_LT(s.prev_token[k], 0.3) << k;  // uniform attention over the prefix
+    // Heads with zero weights write nothing: zeroing them changes nothing at all.
+    EXPECT_EQ(s.kl[k], 0.0) << k;
+    EXPECT_EQ(s.top1_changed[k], 0.0) << k;
+    EXPECT_EQ(s.dce[k], 0.0) << k;
+  }
+  EXPECT_GT(s.base_ce, 0.0);
+}
+
+// ---- Runners -------------------------------------------------------------------------------
+
+std::string SaveModel(const Model& m, const TempDir& dir) {
+  const std::string path = (dir.path() / "base").string();
+  m.Save(path, {{"seedgrid_task", synth::TaskSpec{}.ToJson()}});
+  return path;
+}
+
+InputArtifact PretrainInput(const std::string& dir) {
+  InputArtifact in;
+  in.stage = "base";
+  in.kind = "pretrain";
+  in.artifact_dir = dir;
+  return in;
+}
+
+TEST_F(Ablation, DwRunnerEndToEndOnARealSteerShard) {
+  TempDir dir;
+  const std::string base = SaveModel(RandomModel(0.02), dir);
+  TestShardContext steer(LoraSteerKindConfig(),
+                         {{"base", base},
+                          {"targets", {{"modules", {"q", "k", "v", "o", "up", "down"}}}},
+                          {"train", {{"steps", 12}}},
+                          {"data", {{"n_train", 64}, {"n_eval", 32}, {"n_kl", 8}}},
+                          {"eval", {{"alphas", {0.0, 1.0}}}}},
+                         3);
+  RunLoraSteer(steer);
+  steer.Finish();
+  const InputArtifact steer_in = steer.AsInput();
+
+  for (bool with_pretrain : {true, false}) {
+    std::vector<InputArtifact> inputs = {steer_in};
+    if (with_pretrain) inputs.push_back(PretrainInput(base));  // else: the steer file's attribute
+    TestShardContext ctx(AblationKindConfig(), Json::object(), 3, inputs);
+    RunAblation(ctx);
+    EXPECT_EQ(ctx.last_step, ctx.last_total);
+    const auto& mx = ctx.metrics;
+    EXPECT_EQ(mx.at("retained.full"), 1.0);
+    EXPECT_EQ(mx.at("retained.zero"), 0.0);
+    EXPECT_EQ(mx.at("retained.module.gate_proj.keep"), 0.0);
+    EXPECT_EQ(mx.at("n_variants"), 43.0);
+    EXPECT_LE(mx.at("recon_err_max"), 1e-5);
+    // Same rows, same numbers as the steer shard.
+    EXPECT_LT(mx.at("full_vs_steer_max_abs"), 1e-4);
+    EXPECT_NEAR(mx.at("steer_delta.full"), steer.metrics.at("steer_delta"), 1e-4);
+    EXPECT_NEAR(mx.at("dw_fro"), steer.metrics.at("dw_fro"), 1e-4 * steer.metrics.at("dw_fro"));
+    for (const auto& [name, v] : mx) EXPECT_TRUE(std::isfinite(v)) << name;
+
+    H5Reader r(ctx.Finish());
+    EXPECT_EQ(r.Read<double>("alphas"), (std::vector<double>{0.0, 1.0}));
+    EXPECT_EQ(r.DatasetShape("eval/row_idx"), (Shape{32}));
+    const auto names = r.ReadStrings("manifest/variant");
+    ASSERT_EQ(names.size(), 43u);
+    for (const char* col : {"manifest/lens", "manifest/group", "manifest/keep_or_drop"})
+      EXPECT_EQ(r.ReadStrings(col).size(), 43u) << col;
+    for (const char* col : {"manifest/energy_frac", "manifest/frob_frac", "manifest/n_tensors",
+                            "manifest/recon_err", "manifest/steer_delta", "manifest/retained"})
+      EXPECT_EQ(r.DatasetShape(col), (Shape{43})) << col;
+    for (const auto& n : names) {
+      EXPECT_EQ(r.DatasetShape("variants/" + n + "/logratio"), (Shape{2, 32})) << n;
+      EXPECT_EQ(r.DatasetShape("variants/" + n + "/pmass"), (Shape{2, 32})) << n;
+      EXPECT_TRUE(mx.count("steer_delta." + n)) << n;
+    }
+    EXPECT_EQ(r.AttrString("/", "target"), "dw");
+    EXPECT_EQ(r.AttrString("/", "base_checkpoint"), std::filesystem::absolute(base).string());
+  }
+
+  // Without a steer shard the dw target says what it needs.
+  TestShardContext lonely(AblationKindConfig(), Json::object(), 0, {PretrainInput(base)});
+  try {
+    RunAblation(lonely);
+    FAIL() << "expected a throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lora_steer"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Ablation, HeadsRunnerWritesLayerByHeadArrays) {
+  TempDir dir;
+  const std::string base = SaveModel(PlantedPrevTokenModel(), dir);
+  TestShardContext ctx(AblationKindConfig(),
+                       {{"target", "heads"}, {"heads", {{"task_rows", 32}, {"induction_rows", 16}}}},
+                       0, {PretrainInput(base)});
+  RunAblation(ctx);
+  for (const char* m : {"base_ce", "max_dce", "max_kl", "max_top1_changed", "max_prev_token",
+                        "max_induction"})
+    EXPECT_TRUE(ctx.metrics.count(m)) << m;
+  EXPECT_GT(ctx.metrics.at("max_prev_token"), 0.95);
+  H5Reader r(ctx.Finish());
+  for (const char* score : {"dce", "kl", "top1_changed", "prev_token", "induction"})
+    EXPECT_EQ(r.DatasetShape(std::string("heads/") + score), (Shape{2, 4})) << score;
+  const auto prev = r.Read<double>("heads/prev_token");
+  EXPECT_EQ(std::max_element(prev.begin(), prev.end()) - prev.begin(), 6);
+  EXPECT_EQ(r.AttrString("/", "target"), "heads");
+}
+
+}  // namespace
+}  // namespace seedgrid
