@@ -331,7 +331,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       for (const auto& p : selected_prefixes) chosen = chosen || s.id.hex.rfind(p, 0) == 0;
       if (chosen) {
         t.status = ShardStatus::kPending;
-        t.attempts = 0;  // a rerun grants a fresh attempt budget
+        t.budget_base = t.attempts;  // a rerun grants a fresh attempt budget
       }
     }
   }

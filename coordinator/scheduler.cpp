@@ -298,6 +298,7 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
   ShardStatus next;
   switch (done.outcome) {
     case Outcome::kOk:
+      t.attempts += 1;  // charged attempts include the one that succeeded
       next = ShardStatus::kDone;
       break;
     case Outcome::kPreempted:
@@ -305,7 +306,7 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
       break;
     default:
       t.attempts += 1;
-      next = t.attempts < t.max_attempts ? ShardStatus::kPending : ShardStatus::kFailed;
+      next = t.attempts - t.budget_base < t.max_attempts ? ShardStatus::kPending : ShardStatus::kFailed;
       break;
   }
   SetStatus(task, next);

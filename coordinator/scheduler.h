@@ -46,7 +46,8 @@ struct SchedTask {
   int max_attempts = 3;
   int ranks = 1;
   ShardStatus status = ShardStatus::kPending;
-  int attempts = 0;             // charged attempts so far
+  int attempts = 0;             // charged attempts so far (as in the registry)
+  int budget_base = 0;          // attempts not counted against max_attempts (a rerun's fresh budget)
   int attempt_numbers = 0;      // attempts numbered so far (charged + preempted)
 };
 

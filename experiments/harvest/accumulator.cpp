@@ -117,13 +117,20 @@ std::vector<std::string> Options::Problems() const {
 
 // ---- Keys ------------------------------------------------------------------------------------
 
-double ExampleKey(uint64_t seed, int64_t component, int64_t row, int64_t pos, double weight) {
+namespace {
+
+double ExampleUniform(uint64_t seed, int64_t component, int64_t row, int64_t pos) {
   uint64_t h = Mix(seed);
   h = Mix(h ^ static_cast<uint64_t>(component));
   h = Mix(h ^ static_cast<uint64_t>(row));
   h = Mix(h ^ static_cast<uint64_t>(pos));
-  const double u = (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
-  return std::log(u) / weight;
+  return (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+}
+
+}  // namespace
+
+double ExampleKey(uint64_t seed, int64_t component, int64_t row, int64_t pos, double weight) {
+  return std::log(ExampleUniform(seed, component, row, pos)) / weight;
 }
 
 // ---- Reservoir -------------------------------------------------------------------------------
@@ -194,6 +201,10 @@ void Reservoir::SiftDown(int64_t c, int64_t i) {
     std::swap(h[low], h[i]);
     i = low;
   }
+}
+
+double Reservoir::LowestKey(int64_t c) const {
+  return a_.n_items[Z(c)] < k_ ? kNegInf : a_.key[Z(c * k_ + heap_[Z(c * k_)])];
 }
 
 bool Reservoir::Accepts(int64_t c, const ExampleRank& r) const {
@@ -376,6 +387,12 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
     acc.firing_count[Z(c)] += count;
     acc.reservoir.AddSeen(c, std::min(count, o.per_batch));
     candidates_.clear();
+    // With uniform weights a key is log(u): candidates with u below exp(lowest key) (less a
+    // margin for rounding; Accepts decides exactly) are skipped without a log.
+    const double lowest = acc.reservoir.LowestKey(c);
+    const double u_floor = o.weight_by_activation || !std::isfinite(lowest)
+                               ? 0.0
+                               : std::exp(lowest) * (1.0 - 1e-9);
     int64_t* in_row = o.input_tokens ? acc.in_cooc.data() + c * V : nullptr;
     double* out_row = o.output_tokens ? acc.out_cooc.data() + c * V : nullptr;
     for (int64_t w = 0; w < words; ++w) {
@@ -387,9 +404,10 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
           for (int64_t v = 0; v < V; ++v) out_row[v] += static_cast<double>(pr[v]);
         }
         const int64_t row = b.row_ids[n / T], pos = n % T;
+        const double u = ExampleUniform(o.seed, c, row, pos);
+        if (u < u_floor) continue;  // cannot beat the reservoir's lowest key
         const double weight = o.weight_by_activation ? static_cast<double>(b.post[n * C + c]) : 1.0;
-        const ExampleRank r{ExampleKey(o.seed, c, row, pos, weight), row,
-                            static_cast<int32_t>(pos)};
+        const ExampleRank r{std::log(u) / weight, row, static_cast<int32_t>(pos)};
         if (acc.reservoir.Accepts(c, r)) candidates_.emplace_back(r, n);
       }
     }

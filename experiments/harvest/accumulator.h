@@ -98,6 +98,8 @@ class Reservoir {
   const Arrays& arrays() const { return a_; }
   Arrays Canonical() const;
 
+  // The key of component c's lowest example when full, else −inf.
+  double LowestKey(int64_t c) const;
   // Would `r` enter component c now (not full, or ranks before its lowest example)?
   bool Accepts(int64_t c, const ExampleRank& r) const;
   // Inserts, evicting the lowest example when full (no-op when !Accepts). `tokens`, `acts`:

@@ -101,7 +101,7 @@ TEST(Scheduler, RetriesUntilMaxAttemptsThenFailsAndBlocksDependents) {
   EXPECT_EQ(c.done, 2);    // flaky (3rd attempt) + ok
   EXPECT_EQ(c.failed, 1);  // bad
   EXPECT_EQ(c.blocked, 1); // after_bad never dispatched
-  EXPECT_EQ(h.sched.tasks()[0].attempts, 2);
+  EXPECT_EQ(h.sched.tasks()[0].attempts, 3);  // two crashes and the success
   EXPECT_EQ(h.sched.tasks()[1].attempts, 2);
   EXPECT_EQ(std::count(h.order.begin(), h.order.end(), "after_bad"), 0);
   // Every finished attempt was reported as an event with the status it led to.
@@ -127,7 +127,9 @@ TEST(Scheduler, PreemptionMarksInFlightNotCharged) {
   EXPECT_TRUE(h.sched.Finished());
   EXPECT_TRUE(h.sched.preempted());
   EXPECT_EQ(h.sched.counts().preempted, 2);
-  for (const auto& t : h.sched.tasks()) EXPECT_EQ(t.attempts, 0);
+  for (const auto& t : h.sched.tasks()) {
+    if (t.status == ShardStatus::kPreempted) EXPECT_EQ(t.attempts, 0);
+  }
   // A late answer for a preempted shard is ignored, and nothing more is dispatched.
   ToWorker m;
   h.comm.Pop(1, &m);

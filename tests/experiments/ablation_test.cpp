@@ -3,7 +3,9 @@
 // through a test ShardContext.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <iostream>
 #include <regex>
 #include <set>
 
@@ -222,7 +224,9 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
   o.alphas = {-1.0, 0.0, 1.0};
   int64_t last = 0, total = 0;
   o.progress = [&](int64_t d, int64_t t) { last = d, total = t; };
+  auto T0 = std::chrono::steady_clock::now();
   const EvalResult r = EvaluateVariants(model, rows, vs, o);
+  std::cerr << "TIMING eval " << std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count() << "\n";
   ASSERT_EQ(r.variants.size(), vs.size());
   EXPECT_EQ(last, total);
   const auto& full = r.variants[IndexOfVariant(vs, "full")];
@@ -259,7 +263,9 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
   small.batch_rows = 20;
   small.batch_cells = 3;
   small.progress = nullptr;
+  T0 = std::chrono::steady_clock::now();
   const EvalResult rs = EvaluateVariants(model, rows, vs, small);
+  std::cerr << "TIMING small " << std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count() << "\n";
   EXPECT_GT(rs.forwards, r.forwards);
   for (size_t v = 0; v < vs.size(); ++v) {
     EXPECT_LT((rs.variants[v].logratio - r.variants[v].logratio).abs().max().item<double>(), 1e-4)
