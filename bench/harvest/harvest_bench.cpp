@@ -16,6 +16,7 @@
 //     each phase's peak RSS (getrusage of the child) is its own.
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ATen/Parallel.h>
@@ -47,6 +48,14 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU seconds of this process (all threads): on a shared machine, unlike wall time, it does not
+// count the time other processes hold the cores.
+double CpuNow() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 double Median(std::vector<double> v) {
@@ -134,58 +143,117 @@ int Speed(const std::map<std::string, std::string>& f) {
   params["threshold"] = 0.1;
   const int64_t B = 32, T = source.seq_len(), rows = batches * B, tokens = rows * T;
 
+  // The variants, each timed over the same batches. "stats only" folds pre-captured
+  // activations (no forward): the cost of the statistics themselves.
+  enum class Run { kForward, kHarvest, kStatsOnly };
   struct Variant {
     std::string name;
-    bool harvest, cooc, cv;
+    Run run;
+    bool cooc, cv;
   };
-  const std::vector<Variant> variants = {{"forward only", false, false, false},
-                                         {"harvest: counts, sums, reservoir", true, false, false},
-                                         {"harvest: + cooc [C,C]", true, true, false},
-                                         {"harvest: + [C,V] token stats", true, true, true}};
-  std::vector<std::vector<double>> tps(variants.size());
-  std::vector<double> density;
-  for (int64_t rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up and is not counted
-    for (size_t j = 0; j < variants.size(); ++j) {
-      const Variant& v = variants[(j + static_cast<size_t>(rep)) % variants.size()];
-      double seconds = 0;
-      if (!v.harvest) {
-        c10::InferenceMode inference;
-        const double t0 = Now();
-        for (int64_t b = 0; b < batches; ++b) {
-          const auto logits = model.Forward(TokensTensor(source.Rows(b * B, B), B, T, torch::kCPU));
-          (void)logits;
-        }
-        seconds = Now() - t0;
-      } else {
-        Json p = params;
-        p["stats"] = {{"cooc", v.cooc}, {"input_tokens", v.cv}, {"output_tokens", v.cv}};
-        harvest::Accumulators acc(harvest::MakeOptions(p, model.config(), T, rows, 0));
-        harvest::BatchUpdater updater;
-        const double t0 = Now();
-        harvest::HarvestBatches(model, source, rows, 0, batches, acc, updater);
-        seconds = Now() - t0;
-        if (rep == 0 && !v.cooc) {
-          const auto d = harvest::Derive(acc, 1);
-          double sum = 0;
-          for (double x : d.firing_density) sum += x;
-          density.push_back(sum / static_cast<double>(d.firing_density.size()));
-        }
-      }
-      if (rep > 0) tps[static_cast<size_t>(&v - variants.data())].push_back(static_cast<double>(tokens) / seconds);
+  const std::vector<Variant> variants = {
+      {"forward only", Run::kForward, false, false},
+      {"harvest: counts, sums, reservoir", Run::kHarvest, false, false},
+      {"harvest: + cooc [C,C]", Run::kHarvest, true, false},
+      {"harvest: + [C,V] token stats", Run::kHarvest, true, true},
+      {"stats only: counts, sums, reservoir", Run::kStatsOnly, false, false},
+      {"stats only: + cooc [C,C]", Run::kStatsOnly, true, false}};
+  const auto options = [&](const Variant& v) {
+    Json p = params;
+    p["stats"] = {{"cooc", v.cooc}, {"input_tokens", v.cv}, {"output_tokens", v.cv}};
+    return harvest::MakeOptions(p, model.config(), T, rows, 0);
+  };
+  // Pre-captured batches for the stats-only variants.
+  struct Captured {
+    std::vector<int32_t> tokens;
+    std::vector<int64_t> row_ids;
+    torch::Tensor post, pre;
+  };
+  std::vector<Captured> captured;
+  {
+    c10::InferenceMode inference;
+    Capture cap;
+    cap.Request(CapturePoint::kMlpPost, -1);
+    cap.Request(CapturePoint::kMlpPre, -1);
+    ForwardOptions fo;
+    fo.capture = &cap;
+    const int64_t n = B * T, d = model.config().intermediate_size;
+    for (int64_t b = 0; b < batches; ++b) {
+      Captured c;
+      c.tokens = source.Rows(b * B, B);
+      for (int64_t r = 0; r < B; ++r) c.row_ids.push_back(b * B + r);
+      model.Forward(TokensTensor(c.tokens, B, T, torch::kCPU), fo);
+      const auto both = [&](CapturePoint p) {
+        return torch::cat({cap.Get(p, 0).reshape({n, d}), cap.Get(p, 1).reshape({n, d})}, 1).contiguous();
+      };
+      c.post = both(CapturePoint::kMlpPost);
+      c.pre = both(CapturePoint::kMlpPre);
+      captured.push_back(std::move(c));
     }
   }
-  fmt::print("model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per rep, "
-             "{} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
-             checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps, threads,
-             density.empty() ? 0.0 : density[0]);
-  const double fwd = Median(tps[0]);
-  fmt::print("| variant | median tokens/s | min | max | cost over forward |\n|---|---|---|---|---|\n");
+
+  // Per rep and variant: CPU and wall seconds. Cost over forward = per-rep ratio to the same
+  // rep's forward-only time, median over reps (paired, so drifts in machine load cancel).
+  std::vector<std::vector<double>> cpu(variants.size()), wall(variants.size());
+  double density = 0;
+  for (int64_t rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up and is not counted
+    for (size_t j = 0; j < variants.size(); ++j) {
+      const size_t vi = (j + static_cast<size_t>(rep)) % variants.size();
+      const Variant& v = variants[vi];
+      std::unique_ptr<harvest::Accumulators> acc;
+      if (v.run != Run::kForward) acc = std::make_unique<harvest::Accumulators>(options(v));
+      harvest::BatchUpdater updater;
+      const double c0 = CpuNow(), w0 = Now();
+      if (v.run == Run::kForward) {
+        c10::InferenceMode inference;
+        for (int64_t b = 0; b < batches; ++b)
+          (void)model.Forward(TokensTensor(source.Rows(b * B, B), B, T, torch::kCPU));
+      } else if (v.run == Run::kHarvest) {
+        harvest::HarvestBatches(model, source, rows, 0, batches, *acc, updater);
+      } else {
+        for (int64_t b = 0; b < batches; ++b) {
+          const Captured& c = captured[static_cast<size_t>(b)];
+          harvest::BatchView view;
+          view.index = b;
+          view.rows = B;
+          view.tokens = c.tokens.data();
+          view.row_ids = c.row_ids.data();
+          view.post = c.post.data_ptr<float>();
+          view.pre = c.pre.data_ptr<float>();
+          updater.Apply(view, *acc);
+        }
+      }
+      const double c1 = CpuNow(), w1 = Now();
+      if (rep == 0 && vi == 1) {
+        double sum = 0;
+        for (double x : harvest::Derive(*acc, 1).firing_density) sum += x;
+        density = sum / static_cast<double>(acc->options.components);
+      }
+      if (rep > 0) {
+        cpu[vi].push_back(c1 - c0);
+        wall[vi].push_back(w1 - w0);
+      }
+    }
+  }
+  fmt::print("model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per "
+             "measurement, {} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
+             checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps,
+             threads, density);
+  fmt::print("| variant | tokens/s (CPU time) | tokens/s (wall) | cost over forward (CPU, median "
+             "of per-rep ratios) | (wall) |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < variants.size(); ++i) {
-    const double m = Median(tps[i]);
-    fmt::print("| {} | {:.0f} | {:.0f} | {:.0f} | {} |\n", variants[i].name, m,
-               *std::min_element(tps[i].begin(), tps[i].end()),
-               *std::max_element(tps[i].begin(), tps[i].end()),
-               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (fwd / m - 1.0)));
+    std::vector<double> rc, rw;
+    for (size_t r = 0; r < cpu[i].size(); ++r) {
+      rc.push_back(cpu[i][r] / cpu[0][r]);
+      rw.push_back(wall[i][r] / wall[0][r]);
+    }
+    // Harvest variants: the extra time over forward; stats only: its whole time.
+    const double off = variants[i].run == Run::kHarvest ? 1.0 : 0.0;
+    fmt::print("| {} | {:.0f} | {:.0f} | {} | {} |\n", variants[i].name,
+               static_cast<double>(tokens) / Median(cpu[i]),
+               static_cast<double>(tokens) / Median(wall[i]),
+               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (Median(rc) - off)),
+               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (Median(rw) - off)));
   }
   fs::remove_all(dir);
   return 0;

@@ -316,6 +316,7 @@ class FigureMaker {
     panel.ylabel = "mean log p(yes) − log p(no)";
     panel.points = panel.zero_axes = true;
     size_t seeds_min = SIZE_MAX, seeds_max = 0;
+    bool signed_rows = false;
     for (const Group& g : ConfigGroups(data_, stage.name)) {
       std::vector<double> alphas;
       std::vector<std::vector<double>> ys;
@@ -341,12 +342,20 @@ class FigureMaker {
             continue;
           }
           alphas = a;
+          // lora_steer's steering measure is label-signed (steer_delta): +1 rows should say yes
+          // and -1 rows no under the positive persona. Plot the same quantity when labels exist.
+          std::vector<double> label;
+          if (h5->Has("eval/label")) {
+            label = h5->Read<double>("eval/label");
+            if (static_cast<int64_t>(label.size()) != rows) label.clear();
+          }
+          if (!label.empty()) signed_rows = true;
           std::vector<double> mean(a.size());
           for (size_t k = 0; k < a.size(); ++k) {
             double sum = 0;
             size_t n = 0;
             for (int64_t r = 0; r < rows; ++r) {
-              double v = lr[k * rows + r];
+              double v = lr[k * rows + r] * (label.empty() ? 1.0 : label[r]);
               if (std::isfinite(v)) sum += v, ++n;
             }
             mean[k] = n ? sum / static_cast<double>(n) : NAN;
@@ -362,10 +371,12 @@ class FigureMaker {
       seeds_max = std::max(seeds_max, ys.size());
     }
     if (panel.lines.empty()) return;
+    if (signed_rows) panel.ylabel = "mean label · (log p(yes) − log p(no))  (toward the + persona)";
     std::string title = fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
     panel.title = title;
     EmitBands(FileStem(stage.name + "-steering_curve"), title,
-              fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows against the "
+              fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows (times the row's "
+                          "label where the shards record one, as steer_delta does) against the "
                           "steering scale α; a line per config, the band is ±1 std over {} seeds.",
                           seeds_min == seeds_max ? fmt::format("{}", seeds_min)
                                                  : fmt::format("{}–{}", seeds_min, seeds_max)),

@@ -148,7 +148,8 @@ bool SameDelta(const DeltaMap& a, const DeltaMap& b) {
   return true;
 }
 
-// Adds each cell's α·delta to its own rows of a cell-major batch (see ablation_torch.h).
+// Multiplies each cell's rows of a cell-major batch by its own merged weight W + α·delta (see
+// ablation_torch.h); groups no cell changes take the plain base GEMM.
 class CellAdapter final : public LinearAdapter {
  public:
   CellAdapter(const Model& model, int64_t cells) : model_(model), cells_(cells) {}
@@ -168,29 +169,28 @@ class CellAdapter final : public LinearAdapter {
                                              name, fmt::join(d.sizes(), ", "), e - b, w.size(1)));
       auto it = stacks_.find({layer, g});
       if (it == stacks_.end())
-        it = stacks_.emplace(std::make_pair(layer, g),
-                             torch::zeros({cells_, w.size(0), w.size(1)}, w.options()))
-                 .first;
-      it->second[cell].narrow(0, b, e - b).copy_(d * alpha);
+        it = stacks_.emplace(std::make_pair(layer, g), w.unsqueeze(0).repeat({cells_, 1, 1})).first;
+      it->second[cell].narrow(0, b, e - b).add_(d.to(w.device()), alpha);
     }
   }
 
   Tensor Linear(int64_t layer, LinearGroup group, const Tensor& x, const Tensor& weight,
                 const Tensor& bias, const Tensor& residual) const override {
-    Tensor y = BaseLinear(x, weight, bias, residual);
     const auto it = stacks_.find({layer, group});
-    if (it == stacks_.end()) return y;
+    if (it == stacks_.end()) return BaseLinear(x, weight, bias, residual);
     TORCH_CHECK(x.size(0) % cells_ == 0, "ablation: batch of ", x.size(0), " rows is not ",
                 cells_, " cells");
-    y.view({cells_, -1, y.size(1)})
-        .baddbmm_(x.reshape({cells_, -1, x.size(1)}), it->second.transpose(1, 2));
+    Tensor y = torch::bmm(x.reshape({cells_, -1, x.size(1)}), it->second.transpose(1, 2))
+                   .view({x.size(0), -1});
+    if (residual.defined()) y.add_(residual);
+    if (bias.defined()) y.add_(bias);
     return y;
   }
 
  private:
   const Model& model_;
   int64_t cells_;
-  std::map<std::pair<int64_t, LinearGroup>, Tensor> stacks_;  // [cells, group out, in]
+  std::map<std::pair<int64_t, LinearGroup>, Tensor> stacks_;  // W + α·delta [cells, out, in]
 };
 
 size_t IndexOf(const std::vector<double>& alphas, double a, const char* what) {

@@ -8,9 +8,11 @@
 //     model and one equal to full is full: neither is forwarded again, so zero retains exactly 0
 //     and an unadapted module family exactly 0 (and its complement exactly 1).
 //   * Cells (variant, α ≠ 0) are evaluated batched without touching the base weights: the rows of
-//     C cells are stacked cell-major into one [C·rows, T] batch, and a LinearAdapter adds each
-//     cell's α·delta to its own rows with one bmm per adapted (layer, fused group). The base
-//     GEMM is shared; nothing is restored afterwards because nothing was edited.
+//     C cells are stacked cell-major into one [C·rows, T] batch, and a LinearAdapter multiplies
+//     each cell's rows by its own merged weight W + α·delta, one bmm per (layer, fused group)
+//     that some cell changes (a dense delta added beside the base GEMM would double the cost);
+//     untouched groups run the plain GEMM. Nothing is edited, so nothing needs restoring, and
+//     the merged weights match lora_steer's WeightEdit evaluation to float rounding.
 //   * Every keep has its drop computed independently (the complementary SVD components, the
 //     complementary tensor set), so keep + drop = full is a real check of the crops; the runner
 //     fails the shard when any pair is off by more than 1e-5 (relative, per tensor).

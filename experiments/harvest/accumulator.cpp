@@ -1,6 +1,9 @@
 #include "experiments/harvest/accumulator.h"
 
 #include <algorithm>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <bit>
 #include <cmath>
 #include <stdexcept>
@@ -27,8 +30,8 @@ void AddInto(std::vector<T>& into, const std::vector<U>& from) {
 
 size_t Z(int64_t v) { return static_cast<size_t>(v); }
 
-// Tokens on which both of two components fire, for every pair of `active` components; adds
-// each count to both (i, j) and (j, i). Tiles keep both bitset blocks in cache.
+// cooc[a, b] += tokens on which both fire, for every pair a <= b of `active` (ascending ids):
+// the upper triangle only. Tiles keep both bitset blocks in cache.
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("popcnt", "default")))
 #endif
@@ -41,21 +44,114 @@ void AddCooc(const uint64_t* bits, int64_t words, const std::vector<int64_t>& ac
     for (size_t j0 = i0; j0 < n; j0 += kTile) {
       const size_t j1 = std::min(n, j0 + kTile);
       for (size_t i = i0; i < i1; ++i) {
-        const int64_t a = active[i];
-        const uint64_t* bi = bits + a * words;
+        const uint64_t* bi = bits + active[i] * words;
+        int64_t* row = cooc + active[i] * C;
         for (size_t j = std::max(i, j0); j < j1; ++j) {
-          const int64_t b = active[j];
-          const uint64_t* bj = bits + b * words;
+          const uint64_t* bj = bits + active[j] * words;
           int64_t v = 0;
           for (int64_t w = 0; w < words; ++w) v += __builtin_popcountll(bi[w] & bj[w]);
-          if (v == 0) continue;
-          cooc[a * C + b] += v;
-          if (a != b) cooc[b * C + a] += v;
+          row[active[j]] += v;
         }
       }
     }
   }
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SEEDGRID_HARVEST_AVX512 1
+bool HasAvx512Popcount() {
+  static const bool yes =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+  return yes;
+}
+
+// AddCooc with AVX-512 VPOPCNTQ, 8 pairs at a time, over a transposed copy of the bitsets:
+// bt[w·mp + j] = word w of active[j] (mp = active.size() rounded up to 8, zero padded).
+__attribute__((target("avx512f,avx512vpopcntdq"))) void AddCoocAvx512(
+    const uint64_t* bits, int64_t words, const std::vector<int64_t>& active, int64_t C,
+    int64_t* cooc, std::vector<uint64_t>& bt) {
+  const int64_t m = static_cast<int64_t>(active.size()), mp = (m + 7) / 8 * 8;
+  bt.assign(Z(words * mp), 0);
+  for (int64_t j = 0; j < m; ++j)
+    for (int64_t w = 0; w < words; ++w) bt[Z(w * mp + j)] = bits[active[Z(j)] * words + w];
+  alignas(64) int64_t v[8];
+  for (int64_t i = 0; i < m; ++i) {
+    const uint64_t* bi = bits + active[Z(i)] * words;
+    int64_t* row = cooc + active[Z(i)] * C;
+    for (int64_t j0 = i & ~int64_t{7}; j0 < m; j0 += 8) {
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t w = 0; w < words; ++w) {
+        const __m512i x = _mm512_and_si512(_mm512_set1_epi64(static_cast<long long>(bi[w])),
+                                           _mm512_loadu_si512(bt.data() + w * mp + j0));
+        sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(x));
+      }
+      _mm512_store_si512(v, sum);
+      for (int64_t l = std::max<int64_t>(0, i - j0); l < 8 && j0 + l < m; ++l)
+        row[active[Z(j0 + l)]] += v[l];
+    }
+  }
+}
+#endif
+
+// The first pass over a batch: sum[c] += x[n, c] for every token n in order and, when `bits`
+// is given, bit n % 64 of bits[c·words + n / 64] set iff x[n, c] > thr (bits zeroed first).
+void FirePass(const float* x, int64_t N, int64_t C, float thr, int64_t words, double* sum,
+              uint64_t* bits) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* p = x + n * C;
+    for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<double>(p[c]);
+    if (!bits) continue;
+    uint64_t* word = bits + (n >> 6);
+    const int shift = static_cast<int>(n & 63);
+    for (int64_t c = 0; c < C; ++c) word[c * words] |= static_cast<uint64_t>(p[c] > thr) << shift;
+  }
+}
+
+#ifdef SEEDGRID_HARVEST_AVX512
+bool HasAvx512Bw() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return yes;
+}
+
+// GCC 12 warns about the undefined upper halves inside its own AVX-512 intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// FirePass with AVX-512: 16 components × 64 tokens at a time; the 64 16-bit compare masks are
+// transposed into 16 64-bit words with VPTESTMW. The sums add in the same order as FirePass,
+// so both give the same bits.
+__attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
+    const float* x, int64_t N, int64_t C, float thr, int64_t words, double* sum, uint64_t* bits) {
+  const __m512 t = _mm512_set1_ps(thr);
+  alignas(64) uint16_t m[64];
+  for (int64_t n0 = 0, block = 0; n0 < N; n0 += 64, ++block) {
+    const int64_t nb = std::min<int64_t>(64, N - n0);
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const int64_t cn = std::min<int64_t>(16, C - c0);
+      const auto lanes = static_cast<__mmask16>(cn == 16 ? 0xffffu : (1u << cn) - 1);
+      const auto lo = static_cast<__mmask8>(lanes & 0xff), hi = static_cast<__mmask8>(lanes >> 8);
+      __m512d s0 = _mm512_maskz_loadu_pd(lo, sum + c0), s1 = _mm512_maskz_loadu_pd(hi, sum + c0 + 8);
+      for (int64_t j = 0; j < nb; ++j) {
+        const __m512 v = _mm512_maskz_loadu_ps(lanes, x + (n0 + j) * C + c0);
+        m[j] = _mm512_mask_cmp_ps_mask(lanes, v, t, _CMP_GT_OQ);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
+                                   _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+      }
+      _mm512_mask_storeu_pd(sum + c0, lo, s0);
+      _mm512_mask_storeu_pd(sum + c0 + 8, hi, s1);
+      if (!bits) continue;
+      for (int64_t j = nb; j < 64; ++j) m[j] = 0;
+      const __m512i m0 = _mm512_load_si512(m), m1 = _mm512_load_si512(m + 32);
+      for (int64_t k = 0; k < cn; ++k) {
+        const __m512i bit = _mm512_set1_epi16(static_cast<short>(1u << k));
+        const uint64_t low = _mm512_test_epi16_mask(m0, bit), high = _mm512_test_epi16_mask(m1, bit);
+        bits[(c0 + k) * words + block] = low | high << 32;
+      }
+    }
+  }
+}
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace
 
@@ -119,12 +215,15 @@ std::vector<std::string> Options::Problems() const {
 
 namespace {
 
+double ToUniform(uint64_t bits53) { return (static_cast<double>(bits53) + 0.5) * 0x1.0p-53; }
+
+// u in (0, 1) from a hash chain over (seed, component, row, pos).
 double ExampleUniform(uint64_t seed, int64_t component, int64_t row, int64_t pos) {
   uint64_t h = Mix(seed);
   h = Mix(h ^ static_cast<uint64_t>(component));
   h = Mix(h ^ static_cast<uint64_t>(row));
   h = Mix(h ^ static_cast<uint64_t>(pos));
-  return (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+  return ToUniform(h >> 11);
 }
 
 }  // namespace
@@ -349,20 +448,12 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
 
   // Sums over every token, and the firing bitsets [C, words].
   bits_.assign(Z(C * words), 0);
-  double* sum_post = acc.act_sum_post.data();
-  double* sum_pre = o.pre ? acc.act_sum_pre.data() : nullptr;
-  for (int64_t n = 0; n < N; ++n) {
-    const float* p = b.post + n * C;
-    for (int64_t c = 0; c < C; ++c) sum_post[c] += static_cast<double>(p[c]);
-    if (sum_pre) {
-      const float* q = b.pre + n * C;
-      for (int64_t c = 0; c < C; ++c) sum_pre[c] += static_cast<double>(q[c]);
-    }
-    uint64_t* word = bits_.data() + (n >> 6);
-    const int shift = static_cast<int>(n & 63);
-    for (int64_t c = 0; c < C; ++c)
-      word[c * words] |= static_cast<uint64_t>(p[c] > thr) << shift;
-  }
+  auto pass = FirePass;
+#ifdef SEEDGRID_HARVEST_AVX512
+  if (simd_ && HasAvx512Bw()) pass = FirePassAvx512;
+#endif
+  pass(b.post, N, C, thr, words, acc.act_sum_post.data(), bits_.data());
+  if (o.pre) pass(b.pre, N, C, thr, words, acc.act_sum_pre.data(), nullptr);
   if (o.input_tokens)
     for (int64_t n = 0; n < N; ++n) ++acc.in_marg[Z(b.tokens[n])];
   if (o.output_tokens) {
@@ -393,6 +484,12 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
     const double u_floor = o.weight_by_activation || !std::isfinite(lowest)
                                ? 0.0
                                : std::exp(lowest) * (1.0 - 1e-9);
+    // u = (bits53 + 0.5)·2⁻⁵³ < u_floor whenever bits53 < u_floor·2⁵³ − 1.
+    const auto floor53 = static_cast<uint64_t>(std::max(0.0, u_floor * 0x1.0p53 - 1.0));
+    // ExampleUniform's hash chain, its (seed, c) and (·, row) links computed once.
+    const uint64_t component_hash = Mix(Mix(o.seed) ^ static_cast<uint64_t>(c));
+    int64_t hashed_row = -1;
+    uint64_t row_hash = 0;
     int64_t* in_row = o.input_tokens ? acc.in_cooc.data() + c * V : nullptr;
     double* out_row = o.output_tokens ? acc.out_cooc.data() + c * V : nullptr;
     for (int64_t w = 0; w < words; ++w) {
@@ -404,8 +501,13 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
           for (int64_t v = 0; v < V; ++v) out_row[v] += static_cast<double>(pr[v]);
         }
         const int64_t row = b.row_ids[n / T], pos = n % T;
-        const double u = ExampleUniform(o.seed, c, row, pos);
-        if (u < u_floor) continue;  // cannot beat the reservoir's lowest key
+        if (row != hashed_row) {
+          hashed_row = row;
+          row_hash = Mix(component_hash ^ static_cast<uint64_t>(row));
+        }
+        const uint64_t bits53 = Mix(row_hash ^ static_cast<uint64_t>(pos)) >> 11;
+        if (bits53 < floor53) continue;  // cannot beat the reservoir's lowest key
+        const double u = ToUniform(bits53);
         const double weight = o.weight_by_activation ? static_cast<double>(b.post[n * C + c]) : 1.0;
         const ExampleRank r{std::log(u) / weight, row, static_cast<int32_t>(pos)};
         if (acc.reservoir.Accepts(c, r)) candidates_.emplace_back(r, n);
@@ -428,7 +530,14 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
       acc.reservoir.Offer(c, r, window_tokens_.data(), window_acts_.data());
     }
   }
-  if (o.cooc) AddCooc(bits_.data(), words, active, C, acc.cooc.data());
+  if (o.cooc) {
+#ifdef SEEDGRID_HARVEST_AVX512
+    if (simd_ && HasAvx512Popcount())
+      AddCoocAvx512(bits_.data(), words, active, C, acc.cooc.data(), transposed_);
+    else
+#endif
+      AddCooc(bits_.data(), words, active, C, acc.cooc.data());
+  }
 
   acc.n_tokens += N;
   acc.n_rows += b.rows;

@@ -133,7 +133,9 @@ struct Accumulators {
   std::vector<int64_t> firing_count;   // [C]
   std::vector<double> act_sum_post;    // [C] Σ activation over every token
   std::vector<double> act_sum_pre;     // [C] (options.pre)
-  std::vector<int64_t> cooc;           // [C, C] tokens on which both fire (diagonal: firing_count)
+  // [C, C] tokens on which both fire (diagonal: firing_count). In memory only the upper
+  // triangle (i <= j; zero below), which halves the work; files hold the symmetric matrix.
+  std::vector<int64_t> cooc;
   std::vector<int64_t> in_cooc;        // [C, V] firing tokens by input token
   std::vector<int64_t> in_marg;        // [V] all tokens by input token
   std::vector<double> out_cooc;        // [C, V] Σ next-token probabilities where c fires
@@ -159,10 +161,15 @@ struct BatchView {
 // Folds batches into accumulators; keeps scratch buffers between batches.
 class BatchUpdater {
  public:
+  // `simd`: use the AVX-512 co-occurrence kernel where the CPU has it (tests turn it off to
+  // check the portable kernel against it).
+  explicit BatchUpdater(bool simd = true) : simd_(simd) {}
   void Apply(const BatchView& batch, Accumulators& acc);
 
  private:
   std::vector<uint64_t> bits_;          // [C, words]: component c fires on token n
+  bool simd_;
+  std::vector<uint64_t> transposed_;    // [words, C'] (the AVX-512 co-occurrence kernel)
   std::vector<int64_t> fired_;          // tokens on which one component fires
   std::vector<std::pair<ExampleRank, int64_t>> candidates_;  // (rank, token) of one component
   std::vector<int32_t> window_tokens_;

@@ -61,7 +61,17 @@ void MergeFile(const H5Reader& r, Accumulators& acc, int64_t block_bytes) {
   AddRows(r, "firing_count", C, 1, acc.firing_count, block_bytes);
   AddRows(r, "act_sum/post", C, 1, acc.act_sum_post, block_bytes);
   if (o.pre) AddRows(r, "act_sum/pre", C, 1, acc.act_sum_pre, block_bytes);
-  if (o.cooc) AddRows(r, "cooc", C, C, acc.cooc, block_bytes);
+  if (o.cooc) {  // the file's symmetric matrix into the upper triangle
+    CheckShape(r, "cooc", {C, C});
+    const int64_t per = std::min(C, RowsPerBlock(C * 8, block_bytes));
+    std::vector<int64_t> buf(Z(per * C));
+    for (int64_t r0 = 0; r0 < C; r0 += per) {
+      const int64_t n = std::min(per, C - r0);
+      r.ReadRows("cooc", r0, n, buf.data());
+      for (int64_t i = r0; i < r0 + n; ++i)
+        for (int64_t j = i; j < C; ++j) acc.cooc[Z(i * C + j)] += buf[Z((i - r0) * C + j)];
+    }
+  }
   if (o.input_tokens) {
     AddRows(r, "in_cooc", C, V, acc.in_cooc, block_bytes);
     AddRows(r, "in_marg", V, 1, acc.in_marg, block_bytes);
@@ -143,7 +153,12 @@ void WriteAccumulators(H5Writer& w, const Accumulators& acc, const FileMeta& met
   w.Write("firing_count", acc.firing_count);
   w.Write("act_sum/post", acc.act_sum_post);
   if (o.pre) w.Write("act_sum/pre", acc.act_sum_pre);
-  if (o.cooc) w.Write("cooc", acc.cooc.data(), Shape{C, C});
+  if (o.cooc) {
+    std::vector<int64_t> full(Z(C * C));
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = i; j < C; ++j) full[Z(i * C + j)] = full[Z(j * C + i)] = acc.cooc[Z(i * C + j)];
+    w.Write("cooc", full.data(), Shape{C, C});
+  }
   if (o.input_tokens) {
     w.Write("in_cooc", acc.in_cooc.data(), Shape{C, V});
     w.Write("in_marg", acc.in_marg);

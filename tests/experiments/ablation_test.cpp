@@ -3,9 +3,7 @@
 // through a test ShardContext.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
-#include <iostream>
 #include <regex>
 #include <set>
 
@@ -76,7 +74,7 @@ Tensor MergedLogratio(Model& model, const synth::RowBatch& rows, const DeltaMap&
 
 class Ablation : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { ConfigureTorchProcess(2); }
+  static void SetUpTestSuite() { ConfigureTorchProcess(1); }
 };
 
 TEST(AblationConfig, DefaultsValidAndEveryProblemReported) {
@@ -175,8 +173,10 @@ TEST_F(Ablation, VariantsNamesAnchorsAndFractions) {
   // least half of it.
   EXPECT_GE(Find(vs, "svd.top50_energy.keep").energy_frac, 0.5 - 1e-9);
   EXPECT_GE(Find(vs, "svd.top90_energy.keep").energy_frac, 0.9 - 1e-9);
-  for (const auto& [name, d] : Find(vs, "svd.top25_rank.keep").delta)
-    EXPECT_EQ(torch::linalg_matrix_rank(d.to(torch::kFloat64)).item<int64_t>(), 1) << name;
+  for (const auto& [name, d] : Find(vs, "svd.top25_rank.keep").delta) {
+    const Tensor sv = torch::linalg_svdvals(d.to(torch::kFloat64));
+    EXPECT_LT(sv[1].item<double>(), 1e-5 * sv[0].item<double>()) << name;  // rank 1
+  }
   // The base-SVD keep lives in the top quarter of the base weight's left and right singular
   // directions.
   for (const auto& [name, k] : Find(vs, "base_svd.top25.keep").delta) {
@@ -218,15 +218,13 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
   Model model = RandomModel();
   const DeltaMap dw = HandBuiltDw(model);
   const auto vs = BuildVariants(dw, model, {});
-  const auto rows = synth::MakeSteerRows(synth::TaskSpec{}, synth::Split::kSteerEval, 0, 48,
+  const auto rows = synth::MakeSteerRows(synth::TaskSpec{}, synth::Split::kSteerEval, 0, 16,
                                          synth::Persona::kPos);
   EvalOptions o;
   o.alphas = {-1.0, 0.0, 1.0};
   int64_t last = 0, total = 0;
   o.progress = [&](int64_t d, int64_t t) { last = d, total = t; };
-  auto T0 = std::chrono::steady_clock::now();
   const EvalResult r = EvaluateVariants(model, rows, vs, o);
-  std::cerr << "TIMING eval " << std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count() << "\n";
   ASSERT_EQ(r.variants.size(), vs.size());
   EXPECT_EQ(last, total);
   const auto& full = r.variants[IndexOfVariant(vs, "full")];
@@ -243,7 +241,7 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
   const Tensor base = ScoreYesNo(model, rows).logratio;
   for (size_t v = 0; v < vs.size(); ++v) {
     const auto& s = r.variants[v];
-    ASSERT_EQ(s.logratio.sizes(), (std::vector<int64_t>{3, 48}));
+    ASSERT_EQ(s.logratio.sizes(), (std::vector<int64_t>{3, 16}));
     EXPECT_TRUE(torch::equal(s.logratio[1], base)) << vs[v].name;
   }
   for (const char* name : {"full", "random_norm_matched", "module.attention.keep", "layer.0.drop",
@@ -258,14 +256,12 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
   const auto& attn = r.variants[IndexOfVariant(vs, "module.attention.keep")];
   EXPECT_NEAR(attn.retained, attn.steer_delta / full.steer_delta, 1e-12);
 
-  // Chunking (rows split 20/20/8, 3 cells per forward) changes nothing beyond float noise.
+  // Chunking (rows split 6/6/4, 3 cells per forward) changes nothing beyond float noise.
   EvalOptions small = o;
-  small.batch_rows = 20;
+  small.batch_rows = 18;
   small.batch_cells = 3;
   small.progress = nullptr;
-  T0 = std::chrono::steady_clock::now();
   const EvalResult rs = EvaluateVariants(model, rows, vs, small);
-  std::cerr << "TIMING small " << std::chrono::duration<double>(std::chrono::steady_clock::now() - T0).count() << "\n";
   EXPECT_GT(rs.forwards, r.forwards);
   for (size_t v = 0; v < vs.size(); ++v) {
     EXPECT_LT((rs.variants[v].logratio - r.variants[v].logratio).abs().max().item<double>(), 1e-4)

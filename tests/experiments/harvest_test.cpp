@@ -95,9 +95,9 @@ FakeBatch MakeBatch(const Options& o, int64_t index) {
   return b;
 }
 
-Accumulators Harvest(const Options& o, int64_t b0, int64_t b1) {
+Accumulators Harvest(const Options& o, int64_t b0, int64_t b1, bool simd = true) {
   Accumulators acc(o);
-  BatchUpdater up;
+  BatchUpdater up(simd);
   for (int64_t b = b0; b < b1; ++b) {
     const FakeBatch batch = MakeBatch(o, b);
     up.Apply(batch.View(), acc);
@@ -179,12 +179,14 @@ Accumulators FourShards(const Options& o, std::vector<Accumulators>* parts = nul
 
 // ---- Accumulators ----------------------------------------------------------------------------
 
-class HarvestNaive : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+class HarvestNaive : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
 
-// Against a recount by definition; (k, per_batch) = (3, 2) and (6, 1), where the cap binds.
+// Against a recount by definition, for (k, per_batch, batch_rows): (6, 1, ·) makes the per-batch
+// cap bind; batch_rows 10 makes batches of 70 tokens (more than one 64-token bitset word).
 TEST_P(HarvestNaive, CountsMatchARecount) {
   Options o = SmallOptions();
-  std::tie(o.k, o.per_batch) = GetParam();
+  std::tie(o.k, o.per_batch, o.batch_rows) = GetParam();
+  o.n_batches = (kRows + o.batch_rows - 1) / o.batch_rows;
   const Accumulators acc = Harvest(o, 0, o.n_batches);
   const int64_t C = o.components, V = o.vocab, T = o.seq_len;
   std::vector<int64_t> fire(C, 0), cooc(C * C, 0), in_cooc(C * V, 0), in_marg(V, 0), seen(C, 0);
@@ -202,7 +204,7 @@ TEST_P(HarvestNaive, CountsMatchARecount) {
         ++fire[c];
         ++in_cooc[c * V + fb.tokens[i]];
         for (int64_t v = 0; v < V; ++v) out_cooc[c * V + v] += fb.probs[i * V + v];
-        for (int64_t d = 0; d < C; ++d) cooc[c * C + d] += fb.post[i * C + d] > 0.5f;
+        for (int64_t d = c; d < C; ++d) cooc[c * C + d] += fb.post[i * C + d] > 0.5f;
         const int64_t row = fb.row_ids[i / T], pos = i % T;
         here.push_back({ExampleKey(o.seed, c, row, pos, 1.0), row, static_cast<int32_t>(pos)});
       }
@@ -243,10 +245,13 @@ TEST_P(HarvestNaive, CountsMatchARecount) {
     }
   }
   EXPECT_GT(some_full, 0);  // the test exercises eviction
+  // The portable kernels agree bit for bit with the ones this CPU picked.
+  ExpectSameAccumulators(Harvest(o, 0, o.n_batches, /*simd=*/false), acc, /*exact=*/true);
 }
 INSTANTIATE_TEST_SUITE_P(KAndCap, HarvestNaive,
-                         ::testing::Values(std::pair<int64_t, int64_t>{3, 2},
-                                           std::pair<int64_t, int64_t>{6, 1}));
+                         ::testing::Values(std::tuple<int64_t, int64_t, int64_t>{3, 2, 3},
+                                           std::tuple<int64_t, int64_t, int64_t>{6, 1, 3},
+                                           std::tuple<int64_t, int64_t, int64_t>{3, 2, 10}));
 
 TEST(HarvestAccumulators, FourShardMergeEqualsOneRun) {
   const Options o = SmallOptions();
@@ -410,6 +415,10 @@ TEST(HarvestFiles, ReduceOfFourMapFilesEqualsOneRun) {
   H5Reader r(single);
   EXPECT_EQ(r.Read<double>("firing_density"), Derive(one, 4).firing_density);
   EXPECT_EQ(r.DatasetShape("reservoir/tokens"), (Shape{o.components, o.k, o.window()}));
+  const auto cooc = r.Read<int64_t>("cooc");  // symmetric in the file
+  for (int64_t i = 0; i < o.components; ++i)
+    for (int64_t j = 0; j < o.components; ++j)
+      ASSERT_EQ(cooc[i * o.components + j], one.cooc[std::min(i, j) * o.components + std::max(i, j)]);
   EXPECT_EQ(r.DatasetShape("components/layer"), (Shape{o.components}));
   fs::remove_all(dir);
 }
