@@ -257,7 +257,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   std::vector<SchedTask> tasks(plan.shards.size());
   std::vector<std::string> out_paths(plan.shards.size());
   for (size_t i = 0; i < plan.shards.size(); ++i) index[plan.shards[i].id] = static_cast<int>(i);
-  int recovered_files = 0;
+  int recovered_files = 0, missing_files = 0;
   {
     Registry::Batch batch(reg);
     for (size_t i = 0; i < plan.shards.size(); ++i) {
@@ -268,6 +268,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
         // Where it was published (another sweep's directory for a shared shard).
         fs::path a(row.artifact);
         out_paths[i] = (a.is_absolute() ? a : fs::path(reg_dir) / a).string();
+        if (!fs::exists(out_paths[i])) {
+          // A done shard whose file is gone is computed again (its dependents need it).
+          reg.SetShardState(s.id, ShardStatus::kPending, row.attempts, "",
+                            "published file missing: " + out_paths[i]);
+          row.status = ShardStatus::kPending;
+          out_paths[i] = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
+          ++missing_files;
+        }
       }
       if (row.status != ShardStatus::kDone && fs::exists(out_paths[i])) {
         if (auto info = ReadShardFileInfo(out_paths[i]); info && info->header.id == s.id) {
@@ -279,6 +287,9 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       }
     }
     batch.Commit();
+  }
+  if (missing_files > 0 && !options.quiet) {
+    fmt::print("{} done shard(s) lost their published file: computing them again\n", missing_files);
   }
   if (recovered_files > 0 && !options.quiet) {
     fmt::print("{} shard(s) were published before an interruption: not recomputed\n", recovered_files);

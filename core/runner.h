@@ -78,4 +78,9 @@ class RunnerRegistry {
 // SEEDGRID_WITH_TORCH (defined in experiments/all_runners.cpp).
 RunnerRegistry& AllRunners();
 
+// Process-wide compute settings for processes that run shards (the executor at start, the
+// worker before its first inline or gang shard): LibTorch and OpenBLAS thread pools, malloc
+// thresholds. A no-op in builds without LibTorch (experiments/all_runners.cpp).
+void ConfigureComputeProcess(int threads);
+
 }  // namespace seedgrid

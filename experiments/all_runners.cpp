@@ -1,6 +1,7 @@
 #include "core/runner.h"
 #include "experiments/chaos/chaos.h"
 #ifdef SEEDGRID_WITH_TORCH
+#include "experiments/model/runtime_env.h"
 #include "experiments/torch_runners.h"
 #endif
 
@@ -16,6 +17,14 @@ RunnerRegistry& AllRunners() {
     return r;
   }();
   return runners;
+}
+
+void ConfigureComputeProcess(int threads) {
+#ifdef SEEDGRID_WITH_TORCH
+  ConfigureTorchProcess(threads);
+#else
+  (void)threads;
+#endif
 }
 
 }  // namespace seedgrid

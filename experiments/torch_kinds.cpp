@@ -19,10 +19,18 @@ Json TrainDefaults(int64_t steps, int64_t batch, double lr, int64_t warmup) {
           {"grad_clip", 1.0}};
 }
 
+// `loss`: "predictable" (synthetic data: only the learnable targets, see
+// synth::PredictableTargets) or "all" (every next token; always for file data).
+Json PretrainTrainDefaults() {
+  Json t = TrainDefaults(600, 64, 3e-3, 30);
+  t["loss"] = "predictable";
+  return t;
+}
+
 void CheckTrain(const Json& t, std::vector<std::string>& p) {
   if (t.at("steps").get<int64_t>() < 1) p.push_back("train.steps: must be >= 1");
   if (t.at("batch").get<int64_t>() < 1) p.push_back("train.batch: must be >= 1");
-  if (!(t.at("lr").get<double>() > 0)) p.push_back("train.lr: must be > 0");
+  if (!(t.at("lr").get<double>() >= 0)) p.push_back("train.lr: must be >= 0");
   if (t.at("weight_decay").get<double>() < 0) p.push_back("train.weight_decay: must be >= 0");
   if (t.at("warmup").get<int64_t>() < 0) p.push_back("train.warmup: must be >= 0");
   const auto s = t.at("schedule").get<std::string>();
@@ -35,6 +43,10 @@ std::vector<std::string> ValidatePretrain(const Json& params) {
   std::vector<std::string> p;
   for (auto& s : ModelParamProblems(params.at("model"))) p.push_back(std::move(s));
   CheckTrain(params.at("train"), p);
+  if (!(params.at("train").at("lr").get<double>() > 0)) p.push_back("train.lr: must be > 0");
+  const auto loss = params.at("train").at("loss").get<std::string>();
+  if (loss != "predictable" && loss != "all")
+    p.push_back(fmt::format("train.loss: '{}' is not predictable or all", loss));
   const Json& data = params.at("data");
   const auto source = data.at("source").get<std::string>();
   if (source == "synthetic") {
@@ -118,7 +130,7 @@ KindConfig PretrainKindConfig() {
       {"data",
        {{"source", "synthetic"}, {"path", ""}, {"dataset", "tokens"}, {"seed", 0},
         {"n_content", 8}, {"induction_frac", 0.5}, {"none_bias", 0.2}}},
-      {"train", TrainDefaults(600, 64, 3e-3, 30)},
+      {"train", PretrainTrainDefaults()},
       {"eval", {{"rows", 512}}},
       {"init", {{"std", 0.02}}},
   };
@@ -135,7 +147,9 @@ KindConfig LoraSteerKindConfig() {
       {"adapter", "lora"},
       {"lora", {{"rank", 4}, {"alpha", 8.0}, {"dropout", 0.0}, {"init", "kaiming"}}},
       {"targets", {{"modules", Json::array()}, {"layers", {0.0, 1.0}}}},
-      {"train", TrainDefaults(120, 32, 3e-3, 0)},
+      // lr 0: the adapter's default (lora 1e-4, ia3 3e-3), where the α curve of the demo
+      // stays monotone over α ∈ [−2, 2]; larger steps over-steer at |α| = 2.
+      {"train", TrainDefaults(120, 32, 0.0, 0)},
       {"data", {{"n_train", 512}, {"n_eval", 256}, {"n_kl", 64}}},
       {"eval", {{"alphas", {-2.0, -1.0, 0.0, 1.0, 2.0}}}},
   };

@@ -5,7 +5,7 @@
 // pretrain params (defaults in torch_kinds.cpp):
 //   model: ModelConfig::ModelParamDefaults()  (V 48, d 64, 2 layers, 4 heads, d_mlp 256, T 24)
 //   data:  {source: synthetic | file, path, dataset, seed, n_content, induction_frac, none_bias}
-//   train: {steps, batch, lr, weight_decay, warmup, schedule, grad_clip}
+//   train: {steps, batch, lr, weight_decay, warmup, schedule, grad_clip, loss}
 //   eval:  {rows}
 //   init:  {std}
 // lora_steer params:
@@ -13,7 +13,8 @@
 //   adapter: lora | ia3
 //   lora:    {rank, alpha, dropout, init}
 //   targets: {modules: [q,k,v,o,gate,up,down] or [] (adapter default), layers: [lo, hi]}
-//   train:   {steps, batch, lr, weight_decay, warmup, schedule, grad_clip}
+//   train:   {steps, batch, lr (0: the adapter's default, lora 1e-4, ia3 3e-3), weight_decay,
+//             warmup, schedule, grad_clip}
 //   data:    {n_train, n_eval, n_kl}
 //   eval:    {alphas}
 #pragma once

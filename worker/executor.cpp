@@ -70,6 +70,7 @@ int RunExecutorMain(int in_fd, int out_fd) {
   const char* dev = std::getenv("SEEDGRID_DEVICE");
   const std::string device = dev && *dev ? dev : "cpu";
   const RunnerRegistry& runners = AllRunners();
+  ConfigureComputeProcess(threads);
   std::string buf, frame, out;
   TakePeakRssKb();
   while (ReadFrame(in_fd, buf, &frame)) {

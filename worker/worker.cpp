@@ -141,6 +141,11 @@ class Supervisor {
     if (local_.empty() || !exec_q_.empty()) return false;
     RunShard task = std::move(local_.front());
     local_.pop_front();
+    if (!compute_configured_) {
+      // Same thread pools as the executor, so gang results match executor results.
+      ConfigureComputeProcess(threads_);
+      compute_configured_ = true;
+    }
     LocalRunOptions opts;
     opts.threads = threads_;
     opts.device = device_;
@@ -280,6 +285,7 @@ class Supervisor {
   Poller poller_;
   std::string up_, down_;
   bool shutdown_ = false;
+  bool compute_configured_ = false;
   int exit_code_ = 0;
 };
 

@@ -3,15 +3,14 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <filesystem>
 #include <set>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "core/store.h"
 #include "experiments/ablation/ablation_torch.h"
@@ -134,7 +133,8 @@ void MeasureFractions(Variant& v, const std::map<std::string, Tensor>& full64) {
   for (const auto& [name, d] : v.delta) {
     const auto d64 = F64(d);
     own2 += d64.pow(2).sum().item<double>();
-    if (auto it = full64.find(name); it != full64.end()) dot += (d64 * it->second).sum().item<double>();
+    if (auto it = full64.find(name); it != full64.end())
+      dot += (d64 * it->second).sum().item<double>();
   }
   v.n_tensors = static_cast<int64_t>(v.delta.size());
   v.energy_frac = full2 > 0 ? dot / full2 : 0.0;
@@ -178,8 +178,8 @@ class CellAdapter final : public LinearAdapter {
                 const Tensor& bias, const Tensor& residual) const override {
     const auto it = stacks_.find({layer, group});
     if (it == stacks_.end()) return BaseLinear(x, weight, bias, residual);
-    TORCH_CHECK(x.size(0) % cells_ == 0, "ablation: batch of ", x.size(0), " rows is not ",
-                cells_, " cells");
+    TORCH_CHECK(x.size(0) % cells_ == 0, "ablation: batch of ", x.size(0), " rows is not ", cells_,
+                " cells");
     Tensor y = torch::bmm(x.reshape({cells_, -1, x.size(1)}), it->second.transpose(1, 2))
                    .view({x.size(0), -1});
     if (residual.defined()) y.add_(residual);
@@ -195,7 +195,8 @@ class CellAdapter final : public LinearAdapter {
 
 size_t IndexOf(const std::vector<double>& alphas, double a, const char* what) {
   const auto it = std::find(alphas.begin(), alphas.end(), a);
-  if (it == alphas.end()) throw std::runtime_error(std::string("ablation: alphas must contain ") + what);
+  if (it == alphas.end())
+    throw std::runtime_error(std::string("ablation: alphas must contain ") + what);
   return static_cast<size_t>(it - alphas.begin());
 }
 
@@ -225,7 +226,8 @@ std::vector<Variant> BuildVariants(const DeltaMap& full, const Model& base,
   {
     Variant vr = MakeVariant("random_norm_matched", "anchor", "random_norm_matched", "random");
     uint64_t i = 0;
-    for (const auto& [name, f] : full64) Put(vr.delta, name, NormMatchedGaussian(f, options.seed, 0, i++));
+    for (const auto& [name, f] : full64)
+      Put(vr.delta, name, NormMatchedGaussian(f, options.seed, 0, i++));
     out.push_back(std::move(vr));
   }
 
@@ -249,7 +251,8 @@ std::vector<Variant> BuildVariants(const DeltaMap& full, const Model& base,
     std::set<int64_t> layers;
     for (const auto& [name, f] : full64)
       if (const auto p = ParseHfWeightName(name)) layers.insert(p->first);
-    const size_t width = std::to_string(std::max<int64_t>(0, base.config().num_hidden_layers - 1)).size();
+    const size_t width =
+        std::to_string(std::max<int64_t>(0, base.config().num_hidden_layers - 1)).size();
     for (int64_t l : layers)
       subset("layer", fmt::format("{:0{}}", l, width), [&](const std::string& name) {
         const auto p = ParseHfWeightName(name);
@@ -265,14 +268,16 @@ std::vector<Variant> BuildVariants(const DeltaMap& full, const Model& base,
     for (const auto& crop : Crops()) {
       Variant keep = MakeVariant(fmt::format("svd.{}.keep", crop.group), "svd", crop.group, "keep");
       Variant drop = MakeVariant(fmt::format("svd.{}.drop", crop.group), "svd", crop.group, "drop");
-      Variant rnd = MakeVariant(fmt::format("svd.{}.random", crop.group), "svd", crop.group, "random");
+      Variant rnd =
+          MakeVariant(fmt::format("svd.{}.random", crop.group), "svd", crop.group, "random");
       uint64_t i = 0;
       for (const auto& [name, p] : svds) {
         const auto kept = crop.keep(p);
         const auto k = Components(p, kept);
         Put(keep.delta, name, k);
         Put(drop.delta, name, Components(p, Complement(kept, p.s.size(0))));
-        if (crop.random_control) Put(rnd.delta, name, NormMatchedGaussian(k, options.seed, control, i));
+        if (crop.random_control)
+          Put(rnd.delta, name, NormMatchedGaussian(k, options.seed, control, i));
         ++i;
       }
       out.push_back(std::move(keep));
@@ -291,9 +296,9 @@ std::vector<Variant> BuildVariants(const DeltaMap& full, const Model& base,
         throw std::runtime_error("ablation: dW tensor '" + name + "' has no base weight");
       const Tensor w0 = F64(base.Weight(name));
       if (w0.sizes() != f.sizes())
-        throw std::runtime_error(fmt::format("ablation: dW '{}' is [{}] but the base weight is [{}]",
-                                             name, fmt::join(f.sizes(), ", "),
-                                             fmt::join(w0.sizes(), ", ")));
+        throw std::runtime_error(
+            fmt::format("ablation: dW '{}' is [{}] but the base weight is [{}]", name,
+                        fmt::join(f.sizes(), ", "), fmt::join(w0.sizes(), ", ")));
       // dS = U0ᵀ·dW·V0 in the base weight's full singular bases; keep its top-25% block.
       auto [u0, s0, v0h] = at::linalg_svd(w0, /*full_matrices=*/true);
       const Tensor ds = u0.t().mm(f).mm(v0h.t());
@@ -328,14 +333,17 @@ void MeasureReconstruction(std::vector<Variant>& variants, const DeltaMap& full)
   for (auto& keep : variants) {
     if (keep.keep_or_drop != "keep") continue;
     for (auto& drop : variants) {
-      if (drop.keep_or_drop != "drop" || drop.lens != keep.lens || drop.group != keep.group) continue;
+      if (drop.keep_or_drop != "drop" || drop.lens != keep.lens || drop.group != keep.group)
+        continue;
       std::set<std::string> names;
-      for (const DeltaMap* m : std::initializer_list<const DeltaMap*>{&full, &keep.delta, &drop.delta})
+      for (const DeltaMap* m :
+           std::initializer_list<const DeltaMap*>{&full, &keep.delta, &drop.delta})
         for (const auto& [name, t] : *m) names.insert(name);
       double worst = 0;
       for (const auto& name : names) {
-        const Tensor& like = full.count(name) ? full.at(name)
-                             : keep.delta.count(name) ? keep.delta.at(name) : drop.delta.at(name);
+        const Tensor& like = full.count(name)         ? full.at(name)
+                             : keep.delta.count(name) ? keep.delta.at(name)
+                                                      : drop.delta.at(name);
         const Tensor f = get(full, name, like);
         const double fn = f.norm().item<double>();
         const double err =
@@ -374,8 +382,10 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
   enum class Source { kBase, kFull, kOwn };
   std::vector<Source> source(variants.size(), Source::kOwn);
   for (size_t v = 0; v < variants.size(); ++v) {
-    if (variants[v].delta.empty()) source[v] = Source::kBase;
-    else if (v != vfull && SameDelta(variants[v].delta, variants[vfull].delta)) source[v] = Source::kFull;
+    if (variants[v].delta.empty())
+      source[v] = Source::kBase;
+    else if (v != vfull && SameDelta(variants[v].delta, variants[vfull].delta))
+      source[v] = Source::kFull;
   }
   std::vector<std::pair<size_t, size_t>> cells;  // (variant, alpha index)
   for (size_t v = 0; v < variants.size(); ++v)
@@ -429,8 +439,9 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
   result.cells_evaluated = n_cells;
   result.forwards += row_chunks;
 
-  const auto label = torch::tensor(std::vector<float>(rows.label.begin(), rows.label.end()),
-                                   torch::kFloat32).to(torch::kFloat64);
+  const auto label =
+      torch::tensor(std::vector<float>(rows.label.begin(), rows.label.end()), torch::kFloat32)
+          .to(torch::kFloat64);
   for (size_t v = 0; v < variants.size(); ++v) {
     VariantScores vs;
     vs.logratio = torch::empty({A, R}, torch::kFloat32);
@@ -443,12 +454,15 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
       vs.pmass[static_cast<int64_t>(a)].copy_(s->pmass);
     }
     const auto signed_mean = [&](size_t a) {
-      return (vs.logratio[static_cast<int64_t>(a)].to(torch::kFloat64) * label).mean().item<double>();
+      return (vs.logratio[static_cast<int64_t>(a)].to(torch::kFloat64) * label)
+          .mean()
+          .item<double>();
     };
     vs.steer_delta = signed_mean(i1) - signed_mean(i0);
     result.variants.push_back(std::move(vs));
   }
-  const double m_full = result.variants[vfull].steer_delta, m_zero = result.variants[vzero].steer_delta;
+  const double m_full = result.variants[vfull].steer_delta,
+               m_zero = result.variants[vzero].steer_delta;
   for (auto& vs : result.variants)
     vs.retained = m_full != m_zero ? (vs.steer_delta - m_zero) / (m_full - m_zero) : NAN;
   return result;
@@ -487,8 +501,10 @@ void RunDwAblation(ShardContext& ctx) {
     const Json* n = nullptr;
     if (steer.params.contains("data") && steer.params["data"].contains("n_eval"))
       n = &steer.params["data"]["n_eval"];
-    if (n) n_rows = n->get<int64_t>();
-    else n_rows = H5Reader(steer.path).DatasetShape("eval/row_idx").at(0);
+    if (n)
+      n_rows = n->get<int64_t>();
+    else
+      n_rows = H5Reader(steer.path).DatasetShape("eval/row_idx").at(0);
   }
   const auto rows =
       synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, n_rows, synth::Persona::kPos);
@@ -573,7 +589,8 @@ void RunDwAblation(ShardContext& ctx) {
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
   out.Attr("/", "steer_shard", steer.id.str());
   out.Attr("/", "steer_file", steer.path);
-  out.Attr("/", "alpha_meaning", std::string("weights = W + alpha * delta(variant), delta(full) = dW"));
+  out.Attr("/", "alpha_meaning",
+           std::string("weights = W + alpha * delta(variant), delta(full) = dW"));
   out.Attr("/", "retained_definition",
            std::string("(m(variant) - m(zero)) / (m(full) - m(zero)), m = mean(label*logratio | "
                        "alpha=1) - mean(label*logratio | alpha=0)"));
@@ -588,8 +605,9 @@ void RunDwAblation(ShardContext& ctx) {
 }  // namespace
 
 std::string ResolveAblationBase(const ShardTaskView& task, const std::string& explicit_dir) {
-  const bool has_pretrain = std::any_of(task.inputs.begin(), task.inputs.end(),
-                                        [](const InputArtifact& in) { return in.kind == "pretrain"; });
+  const bool has_pretrain =
+      std::any_of(task.inputs.begin(), task.inputs.end(),
+                  [](const InputArtifact& in) { return in.kind == "pretrain"; });
   if (!explicit_dir.empty() || has_pretrain) return ResolveBaseCheckpoint(task, explicit_dir);
   for (const auto& in : task.inputs) {
     if (in.kind != "lora_steer") continue;

@@ -1,9 +1,9 @@
 // The config half of kind `ablation` (no LibTorch).
+#include <fmt/format.h>
+
 #include <set>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "experiments/ablation/ablation.h"
 

@@ -1,8 +1,8 @@
 // target: heads — attention-head ablation of the base model.
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "core/store.h"
 #include "experiments/ablation/ablation.h"
@@ -16,7 +16,8 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
   const auto& c = model.config();
   CheckTaskFits(task, model, "(heads)");
   const int64_t L = c.num_hidden_layers, H = c.num_attention_heads, LH = L * H;
-  const int64_t T = task.seq_len, m = task.induction_period(), batch = std::max<int64_t>(1, o.batch_rows);
+  const int64_t T = task.seq_len, m = task.induction_period(),
+                batch = std::max<int64_t>(1, o.batch_rows);
   if (T < 3 || m < 2 || T - m - 1 < 1)
     throw std::runtime_error(fmt::format("ablation heads: seq_len {} is too short", T));
   const auto task_rows = synth::MakePretrainRows(task, synth::Split::kPretrainEval, 0, o.task_rows);
@@ -27,8 +28,10 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
   // half of induction rows.
   auto mask = torch::zeros({R, T - 1}, torch::kFloat32);
   for (int64_t i = 0; i < R; ++i) {
-    if (task_rows.dilemma[static_cast<size_t>(i)]) mask[i][task.answer_pos() - 1] = 1.0f;
-    else mask[i].narrow(0, m, T - 1 - m).fill_(1.0f);
+    if (task_rows.dilemma[static_cast<size_t>(i)])
+      mask[i][task.answer_pos() - 1] = 1.0f;
+    else
+      mask[i].narrow(0, m, T - 1 - m).fill_(1.0f);
   }
   const auto tokens = TokensTensor(task_rows.tokens, R, T, torch::kCPU);
   const auto ind_tokens = TokensTensor(ind_rows.tokens, RI, T, torch::kCPU);
@@ -62,7 +65,10 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
     fo.capture = &cap;
     const auto logp = torch::log_softmax(model.Forward(tok, fo), -1);
     for (int64_t l = 0; l < L; ++l)  // attention p -> p-1, summed over rows and positions
-      add_heads(prev, l, cap.Get(CapturePoint::kAttnPattern, l).diagonal(-1, 2, 3).sum(std::vector<int64_t>{0, 2}));
+      add_heads(prev, l,
+                cap.Get(CapturePoint::kAttnPattern, l)
+                    .diagonal(-1, 2, 3)
+                    .sum(std::vector<int64_t>{0, 2}));
     cap.Clear();
     n_prev += static_cast<double>(n * (T - 1));
     ce_base += nll(logp);
@@ -92,7 +98,10 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
     model.Forward(ind_tokens.narrow(0, b0, n).to(model.device()), fo);
     for (int64_t l = 0; l < L; ++l)
       add_heads(ind, l,
-                cap.Get(CapturePoint::kAttnPattern, l).diagonal(-(m - 1), 2, 3).narrow(-1, 2, T - m - 1).sum(std::vector<int64_t>{0, 2}));
+                cap.Get(CapturePoint::kAttnPattern, l)
+                    .diagonal(-(m - 1), 2, 3)
+                    .narrow(-1, 2, T - m - 1)
+                    .sum(std::vector<int64_t>{0, 2}));
     n_ind += static_cast<double>(n * (T - m - 1));
     tick();
   }
@@ -136,7 +145,9 @@ void RunHeadAblation(ShardContext& ctx) {
   out.Attr("/", "target", std::string("heads"));
   out.Attr("/", "base_checkpoint", std::filesystem::absolute(base_dir).string());
 
-  const auto max_of = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+  const auto max_of = [](const std::vector<double>& v) {
+    return *std::max_element(v.begin(), v.end());
+  };
   ctx.Metric("base_ce", s.base_ce);
   ctx.Metric("max_dce", max_of(s.dce));
   ctx.Metric("max_kl", max_of(s.kl));

@@ -223,4 +223,18 @@ RowBatch MakeInductionRows(const TaskSpec& spec, Split split, int64_t start, int
   return b;
 }
 
+std::vector<uint8_t> PredictableTargets(const TaskSpec& spec, const RowBatch& rows) {
+  const int64_t n = rows.seq_len - 1;
+  std::vector<uint8_t> mask(static_cast<size_t>(rows.rows * n), 0);
+  for (int64_t i = 0; i < rows.rows; ++i) {
+    uint8_t* m = mask.data() + i * n;
+    if (rows.dilemma[static_cast<size_t>(i)]) {
+      m[spec.answer_pos() - 1] = 1;
+    } else {
+      for (int64_t t = spec.induction_period(); t < n; ++t) m[t] = 1;
+    }
+  }
+  return mask;
+}
+
 }  // namespace seedgrid::synth

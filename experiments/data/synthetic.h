@@ -101,4 +101,10 @@ RowBatch MakeSteerRows(const TaskSpec& spec, Split split, int64_t start, int64_t
                        Persona answer_persona);
 RowBatch MakeInductionRows(const TaskSpec& spec, Split split, int64_t start, int64_t count);
 
+// Which next-token targets are learnable, row-major [rows, seq_len - 1] (element t is the target
+// token t + 1): the ANS of dilemma rows and the repeated part of induction rows (targets at index
+// > induction_period()). Random content tokens are pure noise to a next-token loss; pretraining
+// on these targets only learns the task in a few hundred steps instead of rarely.
+std::vector<uint8_t> PredictableTargets(const TaskSpec& spec, const RowBatch& rows);
+
 }  // namespace seedgrid::synth

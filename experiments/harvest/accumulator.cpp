@@ -93,12 +93,13 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void AddCoocAvx512(
 }
 #endif
 
-// The first pass over a batch: sum[c] += x[n, c] for every token n in order and, when `bits`
-// is given, bit n % 64 of bits[c·words + n / 64] set iff x[n, c] > thr (bits zeroed first).
-void FirePass(const float* x, int64_t N, int64_t C, float thr, int64_t words, double* sum,
-              uint64_t* bits) {
+// The first pass over a panel of C components: sum[c] += x[n·stride + c] for every token n in
+// order and, when `bits` is given, bit n % 64 of bits[c·words + n / 64] set iff that value is
+// > thr (bits zeroed first).
+void FirePass(const float* x, int64_t N, int64_t C, int64_t stride, float thr, int64_t words,
+              double* sum, uint64_t* bits) {
   for (int64_t n = 0; n < N; ++n) {
-    const float* p = x + n * C;
+    const float* p = x + n * stride;
     for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<double>(p[c]);
     if (!bits) continue;
     uint64_t* word = bits + (n >> 6);
@@ -120,7 +121,8 @@ bool HasAvx512Bw() {
 // transposed into 16 64-bit words with VPTESTMW. The sums add in the same order as FirePass,
 // so both give the same bits.
 __attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
-    const float* x, int64_t N, int64_t C, float thr, int64_t words, double* sum, uint64_t* bits) {
+    const float* x, int64_t N, int64_t C, int64_t stride, float thr, int64_t words, double* sum,
+    uint64_t* bits) {
   const __m512 t = _mm512_set1_ps(thr);
   alignas(64) uint16_t m[64];
   for (int64_t n0 = 0, block = 0; n0 < N; n0 += 64, ++block) {
@@ -131,7 +133,7 @@ __attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
       const auto lo = static_cast<__mmask8>(lanes & 0xff), hi = static_cast<__mmask8>(lanes >> 8);
       __m512d s0 = _mm512_maskz_loadu_pd(lo, sum + c0), s1 = _mm512_maskz_loadu_pd(hi, sum + c0 + 8);
       for (int64_t j = 0; j < nb; ++j) {
-        const __m512 v = _mm512_maskz_loadu_ps(lanes, x + (n0 + j) * C + c0);
+        const __m512 v = _mm512_maskz_loadu_ps(lanes, x + (n0 + j) * stride + c0);
         m[j] = _mm512_mask_cmp_ps_mask(lanes, v, t, _CMP_GT_OQ);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
         s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
@@ -216,6 +218,13 @@ std::vector<std::string> Options::Problems() const {
 namespace {
 
 double ToUniform(uint64_t bits53) { return (static_cast<double>(bits53) + 0.5) * 0x1.0p-53; }
+
+// A uniform-weight key is log(u) with u = ToUniform(bits53): a candidate whose bits53 is below
+// this cannot rank before `key` (the 1e-9 margin covers the rounding of exp and log; RanksBefore
+// decides the rest exactly). 0 for key = −inf.
+uint64_t Bits53Floor(double key) {
+  return static_cast<uint64_t>(std::max(0.0, std::exp(key) * (1.0 - 1e-9) * 0x1.0p53 - 1.0));
+}
 
 // u in (0, 1) from a hash chain over (seed, component, row, pos).
 double ExampleUniform(uint64_t seed, int64_t component, int64_t row, int64_t pos) {
@@ -438,9 +447,18 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
   const int64_t C = o.components, T = o.seq_len, V = o.vocab, N = b.rows * T;
   const int64_t words = (N + 63) / 64, W = o.window();
   const float thr = static_cast<float>(o.threshold);
-  if (b.rows < 0 || (N > 0 && (!b.tokens || !b.row_ids || !b.post)) || (o.pre && N > 0 && !b.pre) ||
-      (o.output_tokens && N > 0 && !b.probs))
-    throw std::invalid_argument("harvest: batch lacks an array its options need");
+  const auto panels_ok = [&](const std::vector<Panel>& panels) {
+    int64_t width = 0;
+    for (const Panel& p : panels) {
+      if (!p.data || p.width < 1 || p.stride < p.width) return false;
+      width += p.width;
+    }
+    return width == C;
+  };
+  if (b.rows < 0 || (N > 0 && (!b.tokens || !b.row_ids)) || !panels_ok(b.post) ||
+      (o.pre && !panels_ok(b.pre)) || (o.output_tokens && N > 0 && !b.probs))
+    throw std::invalid_argument(
+        "harvest: the batch lacks an array its options need, or its panels do not cover C");
   for (int64_t n = 0; n < N; ++n)
     if (b.tokens[n] < 0 || b.tokens[n] >= V)
       throw std::invalid_argument(fmt::format(
@@ -452,8 +470,16 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
 #ifdef SEEDGRID_HARVEST_AVX512
   if (simd_ && HasAvx512Bw()) pass = FirePassAvx512;
 #endif
-  pass(b.post, N, C, thr, words, acc.act_sum_post.data(), bits_.data());
-  if (o.pre) pass(b.pre, N, C, thr, words, acc.act_sum_pre.data(), nullptr);
+  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(b.post.size()); ++i) {
+    const Panel& p = b.post[Z(i)];
+    pass(p.data, N, p.width, p.stride, thr, words, acc.act_sum_post.data() + off,
+         bits_.data() + off * words);
+    if (o.pre) {
+      const Panel& q = b.pre[Z(i)];
+      pass(q.data, N, q.width, q.stride, thr, words, acc.act_sum_pre.data() + off, nullptr);
+    }
+    off += p.width;
+  }
   if (o.input_tokens)
     for (int64_t n = 0; n < N; ++n) ++acc.in_marg[Z(b.tokens[n])];
   if (o.output_tokens) {
@@ -469,7 +495,13 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
   active.clear();
   window_tokens_.resize(Z(W));
   window_acts_.resize(Z(W));
+  size_t panel = 0;
+  int64_t panel_start = 0;  // first component of b.post[panel]
   for (int64_t c = 0; c < C; ++c) {
+    while (c >= panel_start + b.post[panel].width) panel_start += b.post[panel++].width;
+    // Component c's activation at token n: act[n · stride].
+    const float* act = b.post[panel].data + (c - panel_start);
+    const int64_t stride = b.post[panel].stride;
     const uint64_t* cb = bits_.data() + c * words;
     int64_t count = 0;
     for (int64_t w = 0; w < words; ++w) count += std::popcount(cb[w]);
@@ -478,18 +510,13 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
     acc.firing_count[Z(c)] += count;
     acc.reservoir.AddSeen(c, std::min(count, o.per_batch));
     candidates_.clear();
-    // With uniform weights a key is log(u): candidates with u below exp(lowest key) (less a
-    // margin for rounding; Accepts decides exactly) are skipped without a log.
-    const double lowest = acc.reservoir.LowestKey(c);
-    const double u_floor = o.weight_by_activation || !std::isfinite(lowest)
-                               ? 0.0
-                               : std::exp(lowest) * (1.0 - 1e-9);
-    // u = (bits53 + 0.5)·2⁻⁵³ < u_floor whenever bits53 < u_floor·2⁵³ − 1.
-    const auto floor53 = static_cast<uint64_t>(std::max(0.0, u_floor * 0x1.0p53 - 1.0));
+    // Uniform weights: candidates that cannot beat the reservoir's lowest key (later: the
+    // batch's per_batch-th best) are skipped before their log.
+    uint64_t floor53 = o.weight_by_activation ? 0 : Bits53Floor(acc.reservoir.LowestKey(c));
     // ExampleUniform's hash chain, its (seed, c) and (·, row) links computed once.
     const uint64_t component_hash = Mix(Mix(o.seed) ^ static_cast<uint64_t>(c));
-    int64_t hashed_row = -1;
-    uint64_t row_hash = 0;
+    int64_t row_index = 0, row_end = T;  // the batch row holding token n (no division)
+    uint64_t row_hash = Mix(component_hash ^ static_cast<uint64_t>(b.row_ids[0]));
     int64_t* in_row = o.input_tokens ? acc.in_cooc.data() + c * V : nullptr;
     double* out_row = o.output_tokens ? acc.out_cooc.data() + c * V : nullptr;
     for (int64_t w = 0; w < words; ++w) {
@@ -500,23 +527,30 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
           const float* pr = b.probs + n * V;
           for (int64_t v = 0; v < V; ++v) out_row[v] += static_cast<double>(pr[v]);
         }
-        const int64_t row = b.row_ids[n / T], pos = n % T;
-        if (row != hashed_row) {
-          hashed_row = row;
-          row_hash = Mix(component_hash ^ static_cast<uint64_t>(row));
+        if (n >= row_end) {
+          while (n >= row_end) ++row_index, row_end += T;
+          row_hash = Mix(component_hash ^ static_cast<uint64_t>(b.row_ids[row_index]));
         }
+        const int64_t row = b.row_ids[row_index], pos = n - (row_end - T);
         const uint64_t bits53 = Mix(row_hash ^ static_cast<uint64_t>(pos)) >> 11;
-        if (bits53 < floor53) continue;  // cannot beat the reservoir's lowest key
+        if (bits53 < floor53) continue;  // cannot beat the lowest key kept so far
         const double u = ToUniform(bits53);
-        const double weight = o.weight_by_activation ? static_cast<double>(b.post[n * C + c]) : 1.0;
+        const double weight = o.weight_by_activation ? static_cast<double>(act[n * stride]) : 1.0;
         const ExampleRank r{std::log(u) / weight, row, static_cast<int32_t>(pos)};
-        if (acc.reservoir.Accepts(c, r)) candidates_.emplace_back(r, n);
+        if (!acc.reservoir.Accepts(c, r)) continue;
+        // The batch's best per_batch so far, in rank order (insertion: per_batch is small).
+        if (candidates_.size() == Z(o.per_batch)) {
+          if (!RanksBefore(r, candidates_.back().first)) continue;
+          candidates_.pop_back();
+        }
+        auto at = candidates_.end();
+        while (at != candidates_.begin() && RanksBefore(r, std::prev(at)->first)) --at;
+        candidates_.insert(at, {r, n});
+        if (candidates_.size() == Z(o.per_batch) && !o.weight_by_activation)
+          floor53 = std::max(floor53, Bits53Floor(candidates_.back().first.key));
       }
     }
-    const auto by_rank = [](const auto& x, const auto& y) { return RanksBefore(x.first, y.first); };
-    const size_t keep = std::min(candidates_.size(), Z(o.per_batch));
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep),
-                      candidates_.end(), by_rank);
+    const size_t keep = candidates_.size();
     for (size_t i = 0; i < keep; ++i) {
       const auto& [r, n] = candidates_[i];
       const int64_t row_start = n - r.pos;
@@ -525,7 +559,7 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
         const size_t at = Z(d + o.context);
         const bool inside = t >= 0 && t < T;
         window_tokens_[at] = inside ? b.tokens[row_start + t] : -1;
-        window_acts_[at] = inside ? b.post[(row_start + t) * C + c] : 0.0f;
+        window_acts_[at] = inside ? act[(row_start + t) * stride] : 0.0f;
       }
       acc.reservoir.Offer(c, r, window_tokens_.data(), window_acts_.data());
     }

@@ -147,14 +147,23 @@ struct Accumulators {
   void Merge(const Accumulators& other);
 };
 
-// One batch, host memory, row-major. N = rows · options.seq_len tokens.
+// Activations of a run of components side by side: token n's `width` values start at
+// data + n·stride. The runner passes each layer's captured tensor in place (for a gated MLP's
+// pre-activation, a column slice of the fused gate|up output), without copying.
+struct Panel {
+  const float* data = nullptr;
+  int64_t width = 0;
+  int64_t stride = 0;
+};
+
+// One batch, host memory. N = rows · options.seq_len tokens.
 struct BatchView {
   int64_t index = 0;               // global batch index
   int64_t rows = 0;
   const int32_t* tokens = nullptr;   // [rows, T]
   const int64_t* row_ids = nullptr;  // [rows] global row index of each row
-  const float* post = nullptr;       // [N, C] activations at the component point
-  const float* pre = nullptr;        // [N, C] pre-activations (options.pre)
+  std::vector<Panel> post;           // activations at the component point; Σ width = C
+  std::vector<Panel> pre;            // pre-activations, same widths (options.pre)
   const float* probs = nullptr;      // [N, V] next-token probabilities (options.output_tokens)
 };
 

@@ -31,13 +31,19 @@ int64_t PointWidth(CapturePoint p, const ModelConfig& c) {
       "components.point: {} is not a per-token capture point", ToString(p)));
 }
 
-// [N, C] float32 on the CPU: the captured point of every chosen layer, side by side.
-torch::Tensor Collect(const Capture& cap, CapturePoint p, const std::vector<int64_t>& layers,
-                      int64_t n, int64_t width) {
-  std::vector<torch::Tensor> parts;
-  for (int64_t l : layers) parts.push_back(cap.Get(p, l).reshape({n, width}));
-  auto t = parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
-  return t.to(torch::kCPU, torch::kFloat32).contiguous();
+// The captured point of every chosen layer as panels [N, width] read in place (float32 CPU
+// tensors with unit column stride; anything else is converted once into `keep`).
+std::vector<Panel> Panels(const Capture& cap, CapturePoint p, const std::vector<int64_t>& layers,
+                          int64_t n, int64_t width, std::vector<torch::Tensor>& keep) {
+  std::vector<Panel> panels;
+  for (int64_t l : layers) {
+    auto t = cap.Get(p, l).reshape({n, width});  // a view where the layout allows
+    if (t.device() != torch::kCPU || t.scalar_type() != torch::kFloat32 || t.stride(1) != 1)
+      t = t.to(torch::kCPU, torch::kFloat32).contiguous();
+    keep.push_back(t);
+    panels.push_back({t.data_ptr<float>(), width, n > 1 ? t.stride(0) : width});
+  }
+  return panels;
 }
 
 void RunReduce(ShardContext& ctx, const std::string& config) {
@@ -128,9 +134,8 @@ void HarvestBatches(const Model& model, const TokenSource& source, int64_t rows,
     std::iota(row_ids.begin(), row_ids.end(), r0);
     const int64_t n = nr * T;
     const auto logits = model.Forward(TokensTensor(tokens, nr, T, model.device()), fo);
-    const auto post = Collect(cap, point, o.layers, n, o.width);
-    torch::Tensor pre, probs;
-    if (o.pre) pre = Collect(cap, CapturePoint::kMlpPre, o.layers, n, o.width);
+    std::vector<torch::Tensor> keep;
+    torch::Tensor probs;
     if (o.output_tokens)
       probs = torch::softmax(logits.reshape({n, V}).to(torch::kFloat32), -1)
                   .to(torch::kCPU)
@@ -140,8 +145,8 @@ void HarvestBatches(const Model& model, const TokenSource& source, int64_t rows,
     view.rows = nr;
     view.tokens = tokens.data();
     view.row_ids = row_ids.data();
-    view.post = post.data_ptr<float>();
-    view.pre = o.pre ? pre.data_ptr<float>() : nullptr;
+    view.post = Panels(cap, point, o.layers, n, o.width, keep);
+    if (o.pre) view.pre = Panels(cap, CapturePoint::kMlpPre, o.layers, n, o.width, keep);
     view.probs = o.output_tokens ? probs.data_ptr<float>() : nullptr;
     updater.Apply(view, acc);
     cap.Clear();

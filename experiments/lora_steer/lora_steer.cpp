@@ -21,6 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kMaxDenseDw = 4 << 20;  // elements
+constexpr double kLoraDefaultLr = 1e-4;   // train.lr = 0
+constexpr double kIa3DefaultLr = 3e-3;
 
 bool HasCheckpoint(const std::string& dir) {
   return fs::exists(fs::path(dir) / "config.json") &&
@@ -79,6 +81,7 @@ Settings ReadSettings(const Json& p) {
   s.batch = train.at("batch").get<int64_t>();
   s.warmup = train.at("warmup").get<int64_t>();
   s.lr = train.at("lr").get<double>();
+  if (s.lr == 0.0) s.lr = s.adapter == "ia3" ? kIa3DefaultLr : kLoraDefaultLr;
   s.weight_decay = train.at("weight_decay").get<double>();
   s.grad_clip = train.at("grad_clip").get<double>();
   s.schedule = train.at("schedule").get<std::string>();

@@ -19,6 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kAlign = 16;  // floats: 64-byte slots
+constexpr int64_t kFoldRows = 128;  // fold attention heads into one GEMM up to H·T rows
 
 std::string Join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
@@ -475,28 +476,40 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     // Attention.
     auto x = RmsNorm(h, w.ln1, c.rms_norm_eps);
     auto qkv = linear(l, LinearGroup::kQkv, x, w.qkv, w.qkv_bias, {}).view({B, T, H + 2 * KV, D});
-    torch::Tensor q, k;
+    // Splits (not narrows): their backward is one cat, not a zero-filled copy per slice.
+    torch::Tensor q, k, v;
     if (c.qk_norm) {
-      q = rope(RmsNorm(qkv.narrow(2, 0, H), w.q_norm, c.rms_norm_eps));
-      k = rope(RmsNorm(qkv.narrow(2, H, KV), w.k_norm, c.rms_norm_eps));
+      auto parts = qkv.split_with_sizes({H, KV, KV}, 2);
+      q = rope(RmsNorm(parts[0], w.q_norm, c.rms_norm_eps));
+      k = rope(RmsNorm(parts[1], w.k_norm, c.rms_norm_eps));
+      v = parts[2];
     } else {
-      auto qk = rope(qkv.narrow(2, 0, H + KV));
-      q = qk.narrow(2, 0, H);
-      k = qk.narrow(2, H, KV);
+      auto parts = qkv.split_with_sizes({H + KV, KV}, 2);
+      auto qk = rope(parts[0]).split_with_sizes({H, KV}, 2);
+      q = qk[0];
+      k = qk[1];
+      v = parts[1];
     }
-    auto v = qkv.narrow(2, H + KV, KV);
-    q = q.transpose(1, 2).reshape({B * H, T, D});
-    const auto heads = [&](const torch::Tensor& t) {  // [B,T,KV,D] -> [B*H,T,D]
+    const auto heads = [&](const torch::Tensor& t, int64_t n) {  // [B,T,n,D] -> [B,H,T,D]
       auto tt = t.permute({0, 2, 1, 3});
-      if (g > 1) tt = tt.unsqueeze(2).expand({B, KV, g, T, D});
-      return tt.reshape({B * H, T, D});
+      if (n < H) tt = tt.unsqueeze(2).expand({B, n, H / n, T, D});
+      return tt.reshape({B, H, T, D});
     };
-    k = heads(k);
-    v = heads(v);
-    auto probs = torch::softmax(torch::baddbmm(mask, q, k.transpose(1, 2), 1.0, scale), -1);
+    q = heads(q, H);
+    k = heads(k, KV);
+    v = heads(v, KV);
+    // Small heads: one [H·T, H·T] product per row with a block-diagonal causal mask instead of
+    // B·H tiny GEMMs (whose per-matrix overhead dominates at T·H <= kFoldRows). The masked
+    // cross-head scores get probability exactly 0, so the result is the per-head attention.
+    const bool fold = !observe && H > 1 && H * T <= kFoldRows;
+    const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
+    auto probs = torch::softmax(
+        torch::baddbmm(fold ? FoldedMask(H, T) : mask, q.view({bb, rows, D}),
+                       k.view({bb, rows, D}).transpose(1, 2), 1.0, scale),
+        -1);
     if (observe)
       probs = visit(CapturePoint::kAttnPattern, l, probs.view({B, H, T, T})).reshape({B * H, T, T});
-    auto z = torch::bmm(probs, v).view({B, H, T, D});
+    auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
     if (o.head_scale.defined()) z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
     auto zt = z.transpose(1, 2);  // [B, T, H, D]
     if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
@@ -507,9 +520,10 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     auto gu = linear(l, LinearGroup::kGateUp, x, w.gate_up, w.gate_up_bias, {});
     torch::Tensor pre, post;
     if (c.gated_mlp) {
-      pre = gu.narrow(1, 0, dm);
+      auto parts = gu.split_with_sizes({dm, dm}, 1);
+      pre = parts[0];
       if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
-      post = Activation(pre, c.hidden_act) * gu.narrow(1, dm, dm);
+      post = Activation(pre, c.hidden_act) * parts[1];
     } else {
       pre = gu;
       if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
@@ -528,6 +542,20 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     return x.mm(head.t()).view({B, P, c.vocab_size});
   }
   return x.mm(head.t()).view({B, T, c.vocab_size});
+}
+
+torch::Tensor Model::FoldedMask(int64_t H, int64_t T) const {
+  std::lock_guard<std::mutex> lock(fold_cache_->mu);
+  auto& m = fold_cache_->masks[T];
+  if (!m.defined()) {
+    auto idx = torch::arange(H * T, torch::kLong);
+    auto head = idx.div(T, "floor"), pos = idx.remainder(T);
+    auto allowed = head.unsqueeze(1).eq(head.unsqueeze(0)).logical_and(pos.unsqueeze(0).le(pos.unsqueeze(1)));
+    m = torch::where(allowed, torch::zeros({}), torch::full({}, -std::numeric_limits<float>::infinity()))
+            .to(torch::kFloat32)
+            .to(device_);
+  }
+  return m;
 }
 
 // ---- Loading and saving ----------------------------------------------------------------------

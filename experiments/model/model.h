@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -223,6 +225,13 @@ class Model {
   std::map<std::string, torch::Tensor> named_;  // HF name -> view (row slices of fused groups)
   torch::Tensor cos_, sin_;                     // [max_pos, head_dim] RoPE tables
   torch::Tensor mask_;                          // [max_pos, max_pos] causal, additive -inf
+  // Block-diagonal causal masks [H·T, H·T] for attention with folded heads, per T.
+  torch::Tensor FoldedMask(int64_t H, int64_t T) const;
+  struct FoldCache {
+    std::mutex mu;
+    std::map<int64_t, torch::Tensor> masks;
+  };
+  std::shared_ptr<FoldCache> fold_cache_ = std::make_shared<FoldCache>();
   std::vector<std::string> file_order_;
 };
 

@@ -69,12 +69,19 @@ void RunPretrain(ShardContext& ctx) {
   const int64_t warmup = train.at("warmup").get<int64_t>();
   const auto schedule = train.at("schedule").get<std::string>();
   const double clip = train.at("grad_clip").get<double>();
+  const bool predictable_only = synthetic && train.at("loss").get<std::string>() == "predictable";
   std::vector<float> losses;
   losses.reserve(static_cast<size_t>(steps));
   for (int64_t step = 0; step < steps; ++step) {
     std::vector<int32_t> rows;
+    torch::Tensor mask;
     if (synthetic) {
-      rows = source.Rows(step * batch, batch);
+      const auto b = synth::MakePretrainRows(task, synth::Split::kPretrain, step * batch, batch);
+      rows = b.tokens;
+      if (predictable_only)
+        mask = torch::tensor(synth::PredictableTargets(task, b), torch::kUInt8)
+                   .view({batch, task.seq_len - 1})
+                   .to(device, torch::kBool);
     } else {  // cycle through the file
       rows.reserve(static_cast<size_t>(batch * source.seq_len()));
       for (int64_t i = 0; i < batch; ++i) {
@@ -83,7 +90,7 @@ void RunPretrain(ShardContext& ctx) {
       }
     }
     const auto tokens = TokensTensor(rows, batch, source.seq_len(), device);
-    auto loss = NextTokenLoss(model.Forward(tokens), tokens);
+    auto loss = NextTokenLoss(model.Forward(tokens), tokens, mask);
     model.params().ZeroGrad();
     loss.backward();
     ClipGradNorm(model.params(), clip);

@@ -2,7 +2,9 @@
 // and publishes it.
 //
 // Shard HDF5 layout:
-//   train/loss      [steps] f32   mean next-token loss per step
+//   train/loss      [steps] f32   mean next-token loss per step, over the learnable targets
+//                                 (train.loss = predictable: answers and repeated induction
+//                                 halves, synth::PredictableTargets) or every target ("all")
 //   eval/accuracy   [1] f64       task accuracy on persona rows (also metric task_accuracy)
 // Artifacts: <artifact_dir>/model.safetensors and <artifact_dir>/config.json (HF-style, plus
 // "seedgrid_task": the synthetic task spec). Metrics: final_loss (mean of the last

@@ -1,15 +1,15 @@
 // kind `ablation`: variants of a hand-built dW, batched evaluation against merged weights, head
 // scores on a hand-built model with a planted previous-token head, and both runners end to end
 // through a test ShardContext.
+#include "experiments/ablation/ablation.h"
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <regex>
 #include <set>
 
-#include <fmt/format.h>
-
-#include "experiments/ablation/ablation.h"
 #include "experiments/ablation/ablation_torch.h"
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/lora_steer/runner.h"
@@ -65,7 +65,8 @@ Tensor Get(const DeltaMap& m, const std::string& name, const Tensor& like) {
 
 // logratio at α of the model with α·delta merged into its weights (WeightEdit), the reference
 // the batched cells must match.
-Tensor MergedLogratio(Model& model, const synth::RowBatch& rows, const DeltaMap& delta, double alpha) {
+Tensor MergedLogratio(Model& model, const synth::RowBatch& rows, const DeltaMap& delta,
+                      double alpha) {
   if (delta.empty()) return ScoreYesNo(model, rows).logratio;
   WeightEdit edit(model, delta);
   edit.SetAlpha(alpha);
@@ -91,9 +92,9 @@ TEST(AblationConfig, DefaultsValidAndEveryProblemReported) {
   std::string all;
   for (const auto& s : problems) all += s + "\n";
   EXPECT_EQ(problems.size(), 8u) << all;
-  for (const char* key : {"target:", "alphas: -1 given twice", "alphas: must contain 0 and 1",
-                          "lenses: \"svd\" given twice", "lenses: \"pca\"", "batch.rows",
-                          "heads.task_rows", "rows:"})
+  for (const char* key :
+       {"target:", "alphas: -1 given twice", "alphas: must contain 0 and 1",
+        "lenses: \"svd\" given twice", "lenses: \"pca\"", "batch.rows", "heads.task_rows", "rows:"})
     EXPECT_NE(all.find(key), std::string::npos) << key << "\n" << all;
   // Registered where the coordinator looks.
   ASSERT_NE(AllKinds().Find("ablation"), nullptr);
@@ -144,7 +145,8 @@ TEST_F(Ablation, VariantsNamesAnchorsAndFractions) {
   }
   EXPECT_NEAR(rnd.frob_frac, 1.0, 1e-5);
   // ... and the crops' random controls have their crop's norm.
-  for (const char* crop : {"svd.top25_rank", "svd.top50_energy", "svd.top90_energy", "base_svd.top25"}) {
+  for (const char* crop :
+       {"svd.top25_rank", "svd.top50_energy", "svd.top90_energy", "base_svd.top25"}) {
     const Variant& k = Find(vs, std::string(crop) + ".keep");
     const Variant& r = Find(vs, std::string(crop) + ".random");
     EXPECT_NEAR(r.frob_frac, k.frob_frac, 1e-5) << crop;
@@ -159,7 +161,8 @@ TEST_F(Ablation, VariantsNamesAnchorsAndFractions) {
     EXPECT_LE(keep.recon_err, 1e-5) << keep.name;
     EXPECT_EQ(keep.recon_err, drop.recon_err);
     for (const auto& [name, f] : dw) {
-      const double err = (Get(keep.delta, name, f) + Get(drop.delta, name, f) - f).norm().item<double>();
+      const double err =
+          (Get(keep.delta, name, f) + Get(drop.delta, name, f) - f).norm().item<double>();
       EXPECT_LE(err, 1e-5 * f.norm().item<double>()) << keep.name << " " << name;
     }
     // Crops are orthogonal splits: energy_frac = frob_frac², and keep + drop energies sum to 1.
@@ -185,8 +188,10 @@ TEST_F(Ablation, VariantsNamesAnchorsAndFractions) {
     const int64_t n0 = (std::min(w0.size(0), w0.size(1)) + 3) / 4;
     const Tensor k64 = k.to(torch::kFloat64);
     const Tensor uk = u.narrow(1, 0, n0), vk = vh.narrow(0, 0, n0).t();
-    EXPECT_LT((k64 - uk.mm(uk.t()).mm(k64)).norm().item<double>(), 1e-5 * k64.norm().item<double>());
-    EXPECT_LT((k64 - k64.mm(vk).mm(vk.t())).norm().item<double>(), 1e-5 * k64.norm().item<double>());
+    EXPECT_LT((k64 - uk.mm(uk.t()).mm(k64)).norm().item<double>(),
+              1e-5 * k64.norm().item<double>());
+    EXPECT_LT((k64 - k64.mm(vk).mm(vk.t())).norm().item<double>(),
+              1e-5 * k64.norm().item<double>());
   }
 
   // Lenses can be chosen; anchors always come.
@@ -249,7 +254,8 @@ TEST_F(Ablation, AnchorsRetainExactlyAndBatchedCellsMatchMergedWeights) {
     const size_t v = IndexOfVariant(vs, name);
     for (int64_t a : {0, 2}) {
       const Tensor want = MergedLogratio(model, rows, vs[v].delta, a == 0 ? -1.0 : 1.0);
-      EXPECT_LT((r.variants[v].logratio[a] - want).abs().max().item<double>(), 1e-4) << name << " " << a;
+      EXPECT_LT((r.variants[v].logratio[a] - want).abs().max().item<double>(), 1e-4)
+          << name << " " << a;
     }
   }
   // retained is m relative to the anchors.
@@ -289,13 +295,18 @@ Model PlantedPrevTokenModel() {
   auto wq = m.Weight(HfWeightName(layer, ModuleKind::kQ));
   auto wk = m.Weight(HfWeightName(layer, ModuleKind::kK));
   for (int64_t j = 0; j < D / 2; ++j) {
-    const double theta = std::pow(c.rope_theta, -2.0 * static_cast<double>(j) / static_cast<double>(D));
+    const double theta =
+        std::pow(c.rope_theta, -2.0 * static_cast<double>(j) / static_cast<double>(D));
     wq[h * D + j][0] = amp;
     wk[h * D + j][0] = amp * std::cos(theta);
     wk[h * D + D / 2 + j][0] = amp * std::sin(theta);
   }
-  m.Weight(HfWeightName(layer, ModuleKind::kV)).narrow(0, h * D, D).copy_(torch::randn({D, c.hidden_size}));
-  m.Weight(HfWeightName(layer, ModuleKind::kO)).narrow(1, h * D, D).copy_(torch::randn({c.hidden_size, D}));
+  m.Weight(HfWeightName(layer, ModuleKind::kV))
+      .narrow(0, h * D, D)
+      .copy_(torch::randn({D, c.hidden_size}));
+  m.Weight(HfWeightName(layer, ModuleKind::kO))
+      .narrow(1, h * D, D)
+      .copy_(torch::randn({c.hidden_size, D}));
   m.Weight("lm_head.weight").copy_(torch::randn({c.vocab_size, c.hidden_size}));
   return m;
 }
@@ -412,12 +423,13 @@ TEST_F(Ablation, DwRunnerEndToEndOnARealSteerShard) {
 TEST_F(Ablation, HeadsRunnerWritesLayerByHeadArrays) {
   TempDir dir;
   const std::string base = SaveModel(PlantedPrevTokenModel(), dir);
-  TestShardContext ctx(AblationKindConfig(),
-                       {{"target", "heads"}, {"heads", {{"task_rows", 32}, {"induction_rows", 16}}}},
-                       0, {PretrainInput(base)});
+  TestShardContext ctx(
+      AblationKindConfig(),
+      {{"target", "heads"}, {"heads", {{"task_rows", 32}, {"induction_rows", 16}}}}, 0,
+      {PretrainInput(base)});
   RunAblation(ctx);
-  for (const char* m : {"base_ce", "max_dce", "max_kl", "max_top1_changed", "max_prev_token",
-                        "max_induction"})
+  for (const char* m :
+       {"base_ce", "max_dce", "max_kl", "max_top1_changed", "max_prev_token", "max_induction"})
     EXPECT_TRUE(ctx.metrics.count(m)) << m;
   EXPECT_GT(ctx.metrics.at("max_prev_token"), 0.95);
   H5Reader r(ctx.Finish());

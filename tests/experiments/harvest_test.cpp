@@ -68,8 +68,11 @@ struct FakeBatch {
   std::vector<int32_t> tokens;
   std::vector<int64_t> row_ids;
   std::vector<float> post, pre, probs;
+  // Two panels of 12 components (as two layers would be), rows of stride C = 24.
   BatchView View() const {
-    return {index, rows, tokens.data(), row_ids.data(), post.data(), pre.data(), probs.data()};
+    return {index, rows, tokens.data(), row_ids.data(),
+            {{post.data(), 12, 24}, {post.data() + 12, 12, 24}},
+            {{pre.data(), 12, 24}, {pre.data() + 12, 12, 24}}, probs.data()};
   }
 };
 
@@ -179,13 +182,15 @@ Accumulators FourShards(const Options& o, std::vector<Accumulators>* parts = nul
 
 // ---- Accumulators ----------------------------------------------------------------------------
 
-class HarvestNaive : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
+class HarvestNaive
+    : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t, bool>> {};
 
-// Against a recount by definition, for (k, per_batch, batch_rows): (6, 1, ·) makes the per-batch
-// cap bind; batch_rows 10 makes batches of 70 tokens (more than one 64-token bitset word).
+// Against a recount by definition, for (k, per_batch, batch_rows, activation weights): (6, 1,
+// ·) makes the per-batch cap bind; batch_rows 10 makes batches of 70 tokens (more than one
+// 64-token bitset word).
 TEST_P(HarvestNaive, CountsMatchARecount) {
   Options o = SmallOptions();
-  std::tie(o.k, o.per_batch, o.batch_rows) = GetParam();
+  std::tie(o.k, o.per_batch, o.batch_rows, o.weight_by_activation) = GetParam();
   o.n_batches = (kRows + o.batch_rows - 1) / o.batch_rows;
   const Accumulators acc = Harvest(o, 0, o.n_batches);
   const int64_t C = o.components, V = o.vocab, T = o.seq_len;
@@ -206,7 +211,8 @@ TEST_P(HarvestNaive, CountsMatchARecount) {
         for (int64_t v = 0; v < V; ++v) out_cooc[c * V + v] += fb.probs[i * V + v];
         for (int64_t d = c; d < C; ++d) cooc[c * C + d] += fb.post[i * C + d] > 0.5f;
         const int64_t row = fb.row_ids[i / T], pos = i % T;
-        here.push_back({ExampleKey(o.seed, c, row, pos, 1.0), row, static_cast<int32_t>(pos)});
+        const double weight = o.weight_by_activation ? fb.post[i * C + c] : 1.0;
+        here.push_back({ExampleKey(o.seed, c, row, pos, weight), row, static_cast<int32_t>(pos)});
       }
       std::sort(here.begin(), here.end(), RanksBefore);
       here.resize(std::min<size_t>(here.size(), o.per_batch));
@@ -249,12 +255,16 @@ TEST_P(HarvestNaive, CountsMatchARecount) {
   ExpectSameAccumulators(Harvest(o, 0, o.n_batches, /*simd=*/false), acc, /*exact=*/true);
 }
 INSTANTIATE_TEST_SUITE_P(KAndCap, HarvestNaive,
-                         ::testing::Values(std::tuple<int64_t, int64_t, int64_t>{3, 2, 3},
-                                           std::tuple<int64_t, int64_t, int64_t>{6, 1, 3},
-                                           std::tuple<int64_t, int64_t, int64_t>{3, 2, 10}));
+                         ::testing::Values(std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 3, false},
+                                           std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, false},
+                                           std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 10, false},
+                                           std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, true}));
 
-TEST(HarvestAccumulators, FourShardMergeEqualsOneRun) {
-  const Options o = SmallOptions();
+class HarvestMerge : public ::testing::TestWithParam<bool> {};
+
+TEST_P(HarvestMerge, FourShardMergeEqualsOneRun) {
+  Options o = SmallOptions();
+  o.weight_by_activation = GetParam();
   const Accumulators one = Harvest(o, 0, o.n_batches);
   std::vector<Accumulators> parts;
   const Accumulators merged = FourShards(o, &parts);
@@ -269,6 +279,8 @@ TEST(HarvestAccumulators, FourShardMergeEqualsOneRun) {
   EXPECT_EQ(tokens, one.n_tokens);
   ExpectSameDerived(Derive(merged, 4), Derive(one, 4));
 }
+INSTANTIATE_TEST_SUITE_P(Weighting, HarvestMerge, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "activation" : "uniform"; });
 
 TEST(HarvestAccumulators, PmiIsTheFormulaTopKLargestFirst) {
   const Options o = SmallOptions();

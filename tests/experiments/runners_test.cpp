@@ -155,7 +155,7 @@ TEST_F(Runners, LoraSteerSteersEverySeedAndGrowsWithAlpha) {
               << " acc_at_1 " << ctx.metrics.at("acc_at_1") << " kl_at_1 " << ctx.metrics.at("kl_at_1")
               << " final_loss_pos " << ctx.metrics.at("final_loss_pos") << "\n";
     EXPECT_GT(ctx.metrics.at("steer_delta"), 0.0) << "seed " << seed;
-    EXPECT_GT(ctx.metrics.at("acc_at_1"), ctx.metrics.at("acc_at_0")) << "seed " << seed;
+    EXPECT_GT(ctx.metrics.at("acc_at_1"), 0.9) << "seed " << seed;
     H5Reader r(path);
     const auto lr = r.Read<float>("eval/logratio");
     const auto label = r.Read<int64_t>("eval/label");
@@ -196,11 +196,12 @@ TEST_F(Runners, LoraSteerAlphaZeroIsBitIdenticalToBase) {
 }
 
 TEST_F(Runners, LoraSteerIa3) {
-  TestShardContext ctx(LoraSteerKindConfig(), Steer({{"adapter", "ia3"}, {"train", {{"lr", 3e-2}}}}), 0);
+  TestShardContext ctx(LoraSteerKindConfig(), Steer({{"adapter", "ia3"}}), 0);
   RunLoraSteer(ctx);
   std::cout << "ia3: steer_delta " << ctx.metrics.at("steer_delta") << " dw_fro "
             << ctx.metrics.at("dw_fro") << "\n";
   EXPECT_GT(ctx.metrics.at("dw_fro"), 0.0);
+  EXPECT_GT(ctx.metrics.at("steer_delta"), 0.0);
   H5Reader r(ctx.Finish());
   EXPECT_EQ(r.DatasetShape("adapter/pos/model.layers.0.mlp.down_proj.weight/l"), (Shape{256}));
   EXPECT_EQ(r.DatasetShape("adapter/neg/model.layers.1.self_attn.k_proj.weight/l"), (Shape{64}));

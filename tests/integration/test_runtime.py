@@ -16,8 +16,8 @@ class FailureModes(SweepTest):
             kind: chaos
             zip:
               mode: [ok, throw, exit, abort, segfault, hang, allocate]
-            params: {allocate_mb: 300, hold_ms: 8000, exit_code: 7, message: "injected for the test"}
-            resources: {timeout: 6s, max_attempts: 1, memory: 100M}
+            params: {allocate_mb: 900, hold_ms: 8000, exit_code: 7, message: "injected for the test"}
+            resources: {timeout: 8s, max_attempts: 1, memory: 500M}
         """)
         p = self.run_seedgrid("run", spec, "--workers", "2", check=3)
         self.assertIn("6 shard(s) failed", p.stdout)
@@ -296,6 +296,22 @@ class Results(SweepTest):
         shards, metrics = self.snapshot("res")
         self.assertEqual(metrics, ref[1])
         self.assertEqual([s[:4] + s[5:] for s in shards], [s[:4] + s[5:] for s in ref[0]])
+
+    def test_a_done_shard_whose_file_was_lost_is_computed_again(self):
+        spec = self.spec("lost.yaml", """
+            name: lost
+            stages:
+              - {name: a, kind: chaos, seeds: 2}
+              - {name: b, kind: chaos, needs: a}
+        """)
+        self.run_seedgrid("run", spec, "--workers", "1", check=0)
+        (sid, art), = self.query("select id, artifact from shards where stage='a' and seed=0")
+        os.unlink(os.path.join(self.dir, "runs", art))
+        p = self.run_seedgrid("run", spec, "--workers", "1", check=0)
+        self.assertIn("lost their published file", p.stdout)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "runs", art)))
+        self.assertEqual(self.query("select count(*) from attempts where shard=?", sid)[0][0], 2)
+        self.assertEqual(self.count_done("lost"), 4)
 
     def test_gang_shards_run_on_two_workers(self):
         spec = self.spec("gang.yaml", """
