@@ -492,8 +492,8 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     }
     const auto heads = [&](const torch::Tensor& t, int64_t n) {  // [B,T,n,D] -> [B,H,T,D]
       auto tt = t.permute({0, 2, 1, 3});
-      if (n < H) tt = tt.unsqueeze(2).expand({B, n, H / n, T, D});
-      return tt.reshape({B, H, T, D});
+      if (n < H) return tt.unsqueeze(2).expand({B, n, H / n, T, D}).reshape({B, H, T, D});
+      return tt.contiguous();
     };
     q = heads(q, H);
     k = heads(k, KV);
