@@ -440,7 +440,7 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
   TORCH_CHECK(T >= 1 && T <= c.max_position_embeddings, "Model::Forward: sequence length ", T,
               " outside [1, ", c.max_position_embeddings, "]");
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
-  const int64_t d = c.hidden_size, dm = c.intermediate_size, g = H / KV;
+  const int64_t d = c.hidden_size, dm = c.intermediate_size;
   const auto tokens = tokens_in.to(device_, torch::kLong);
   if (o.head_scale.defined())
     TORCH_CHECK(o.head_scale.dim() == 2 && o.head_scale.size(0) == c.num_hidden_layers &&
@@ -492,8 +492,8 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     }
     const auto heads = [&](const torch::Tensor& t, int64_t n) {  // [B,T,n,D] -> [B,H,T,D]
       auto tt = t.permute({0, 2, 1, 3});
-      if (n < H) return tt.unsqueeze(2).expand({B, n, H / n, T, D}).reshape({B, H, T, D});
-      return tt.contiguous();
+      if (n < H) tt = tt.unsqueeze(2).expand({B, n, H / n, T, D}).reshape({B, H, T, D});
+      return tt.contiguous();  // reshape may return a stride-0 view (n = 1)
     };
     q = heads(q, H);
     k = heads(k, KV);
@@ -501,14 +501,27 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     // Small heads: one [H·T, H·T] product per row with a block-diagonal causal mask instead of
     // B·H tiny GEMMs (whose per-matrix overhead dominates at T·H <= kFoldRows). The masked
     // cross-head scores get probability exactly 0, so the result is the per-head attention.
-    const bool fold = !observe && H > 1 && H * T <= kFoldRows;
+    const bool fold = H > 1 && H * T <= kFoldRows;
     const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
     auto probs = torch::softmax(
         torch::baddbmm(fold ? FoldedMask(H, T) : mask, q.view({bb, rows, D}),
                        k.view({bb, rows, D}).transpose(1, 2), 1.0, scale),
         -1);
-    if (observe)
-      probs = visit(CapturePoint::kAttnPattern, l, probs.view({B, H, T, T})).reshape({B * H, T, T});
+    if (observe) {
+      // The per-head pattern: the diagonal blocks (a view when folded).
+      const auto pattern = fold ? probs.view({B, H, T, H, T}).diagonal(0, 1, 3).permute({0, 3, 1, 2})
+                                : probs.view({B, H, T, T});
+      const auto seen = visit(CapturePoint::kAttnPattern, l, pattern);
+      if (!seen.is_same(pattern)) {  // the hook replaced it
+        if (fold) {
+          auto full = torch::zeros({B, H, T, H, T}, probs.options());
+          full.diagonal(0, 1, 3).copy_(seen.permute({0, 2, 3, 1}));
+          probs = full.view({bb, rows, rows});
+        } else {
+          probs = seen.reshape({bb, rows, rows});
+        }
+      }
+    }
     auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
     if (o.head_scale.defined()) z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
     auto zt = z.transpose(1, 2);  // [B, T, H, D]

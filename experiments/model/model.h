@@ -10,6 +10,9 @@
 //   * Forward takes its extras through ForwardOptions: an adapter (LoRA/IA3 training), a
 //     Capture (harvest), an ActivationHook (interventions) and a per-head multiplier (head
 //     ablation). When an option is unset it costs one branch, never a copy.
+//   * Small heads (H·T <= 128) are folded: one [H·T, H·T] attention product per row under a
+//     block-diagonal causal mask instead of B·H tiny GEMMs, whose per-matrix overhead dominated
+//     the demo model's step. Cross-head scores get probability exactly 0: same attention.
 //   * Rows are unpadded: attention is causal over the whole row. Tokens are int64 [B, T] with
 //     T <= max_position_embeddings.
 //

@@ -222,6 +222,35 @@ TEST(Model, HandComputedForwardGeluMlp) {
   ExpectMatches(m.Forward(Tok(kTokens))[0], ReferenceLogits(m, kTokens));
 }
 
+TEST(Model, HandComputedForwardLongRowsUnfoldedHeads) {
+  // H·T > 128: attention runs per head (B·H GEMMs) instead of folded per row.
+  auto c = TinyConfig();
+  c.max_position_embeddings = 80;
+  const Model m = RandomModel(c, 5);
+  std::vector<int64_t> tokens;
+  for (int i = 0; i < 70; ++i) tokens.push_back((i * 5 + 3) % 7);
+  ExpectMatches(m.Forward(Tok(tokens))[0], ReferenceLogits(m, tokens));
+}
+
+TEST(Model, HookCanReplaceAttentionPattern) {
+  const Model m = RandomModel(TinyConfig());
+  const auto base = m.Forward(Tok(kTokens));
+  ActivationHook same = [](CapturePoint p, int64_t, torch::Tensor& v) {
+    if (p == CapturePoint::kAttnPattern) v = v.clone();
+  };
+  ForwardOptions o;
+  o.hook = &same;
+  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), o), base, 1e-5, 1e-6));
+  // A zero pattern in layer 1 zeroes every head's attention·V there.
+  ActivationHook zero = [](CapturePoint p, int64_t layer, torch::Tensor& v) {
+    if (p == CapturePoint::kAttnPattern && layer == 1) v = torch::zeros_like(v);
+  };
+  o.hook = &zero;
+  ForwardOptions scaled;
+  scaled.head_scale = torch::tensor({1.0f, 1.0f, 0.0f, 0.0f}).view({2, 2});
+  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), o), m.Forward(Tok(kTokens), scaled), 1e-5, 1e-6));
+}
+
 TEST(Model, BatchRowsAreIndependentAndCausal) {
   const Model m = RandomModel(TinyConfig());
   auto batch = torch::tensor({1, 5, 2, 6, 3, 4, 4, 0, 1, 2}, torch::kLong).view({2, 5});

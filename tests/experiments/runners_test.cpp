@@ -168,6 +168,39 @@ TEST_F(Runners, LoraSteerSteersEverySeedAndGrowsWithAlpha) {
   }
 }
 
+TEST_F(Runners, ReadSteeringDeltaRebuildsFromFactors) {
+  // A large model stores no dense dW: rebuild it from the adapter factors.
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "steer.h5").string();
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";
+  torch::manual_seed(0);
+  const auto ap = torch::randn({2, 6}), bp = torch::randn({5, 2}), an = torch::randn({2, 6}),
+             bn = torch::randn({5, 2});
+  {
+    H5Writer w(path);
+    const auto put = [&](const std::string& ds, const torch::Tensor& t) {
+      w.Write(ds, t.contiguous().data_ptr<float>(), Shape{t.size(0), t.size(1)});
+    };
+    put("adapter/pos/" + name + "/A", ap);
+    put("adapter/pos/" + name + "/B", bp);
+    put("adapter/neg/" + name + "/A", an);
+    put("adapter/neg/" + name + "/B", bn);
+    w.Attr("/", "adapter", std::string("lora"));
+    w.Attr("/", "lora_scale", 1.5);
+    w.Attr("/", "targets", Json::array({name}).dump());
+    w.Close();
+  }
+  const auto d = ReadSteeringDelta(path);
+  EXPECT_TRUE(torch::allclose(d.at(name), (bp.mm(ap) - bn.mm(an)) * 1.5));
+  testing::TempDir other;
+  {
+    H5Writer w((other.path() / "x.h5").string());
+    w.Write("x", std::vector<float>{1});
+    w.Close();
+  }
+  EXPECT_THROW(ReadSteeringDelta((other.path() / "x.h5").string()), std::runtime_error);
+}
+
 TEST_F(Runners, LoraSteerSameSeedGivesBitIdenticalDw) {
   TestShardContext a(LoraSteerKindConfig(), Steer(), 4), b(LoraSteerKindConfig(), Steer(), 4),
       c(LoraSteerKindConfig(), Steer(), 5);
@@ -275,6 +308,14 @@ TEST_F(Runners, LoraSteerFindsBaseThroughNeeds) {
   task.inputs.clear();
   EXPECT_THROW(ResolveBaseCheckpoint(task, ""), std::runtime_error);
   EXPECT_THROW(ResolveBaseCheckpoint(task, "/nonexistent"), std::runtime_error);
+}
+
+TEST(RuntimeEnv, CpuBuildBindsCpu) {
+  ConfigureTorchProcess(1);
+  ConfigureTorchProcess(1);  // a second call is harmless (inter-op threads are set once)
+  EXPECT_EQ(at::get_num_threads(), 1);
+  if (!torch::cuda::is_available()) EXPECT_EQ(ResolveTorchDevice(3), "cpu");
+  else EXPECT_EQ(ResolveTorchDevice(0), "cuda:0");
 }
 
 TEST(TorchKinds, ValidateParams) {
