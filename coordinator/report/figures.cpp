@@ -490,7 +490,11 @@ class FigureMaker {
       body += fmt::format("  set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\n"
                           "  set cbrange [{}:{}]\n", Num(lo), Num(hi > lo ? hi : lo + 1));
     }
-    body += fmt::format("  plot '{}.dat' using 1:2:3 with image notitle", id);
+    // Boxes rather than `with image`: gnuplot draws no image for a grid one cell wide (a single
+    // config), and boxes of half-width 0.5 tile the same cells.
+    body += fmt::format(
+        "  plot '{}.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder lc palette notitle",
+        id);
     if (labels) {
       // Dark cells get white text: |v| beyond 60% of the colour range (from white).
       double m = std::max(std::abs(lo), std::abs(hi));
