@@ -96,7 +96,9 @@ class Supervisor {
       }
       if (shutdown_) break;
       active |= RunLocalQueue();
-      active |= PumpExecutor(active ? 0 : poller_.WaitMs());
+      // While the executor works, block on its pipe (up to 1 ms, then look at MPI again): a
+      // spinning supervisor would take the core the executor needs on a small machine.
+      active |= PumpExecutor(active ? 0 : (exec_q_.empty() ? poller_.WaitMs() : 1));
       CheckLimits();
       if (active) {
         poller_.Active();
