@@ -110,6 +110,11 @@ int SelfLaunch(int argc, char** argv, int workers) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
   }
   if (!std::getenv("SEEDGRID_PROGRESS")) setenv("SEEDGRID_PROGRESS", ::isatty(1) ? "tty" : "plain", 1);
+  // Every rank is on this node: shared memory is the only transport needed. Open MPI's TCP
+  // transport, once loaded, makes every MPI_Iprobe also poll(2) its sockets, a syscall per
+  // polling round that doubles a short shard's round trip (BENCHMARKS.md). OMPI_MCA_btl set by
+  // the user wins.
+  setenv("OMPI_MCA_btl", "self,vader", 0);
   args.push_back(SelfExe());
   for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
   std::vector<char*> cargv;

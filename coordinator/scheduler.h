@@ -107,6 +107,11 @@ class Scheduler {
   int UnsatisfiableRanks(int n_workers) const;
 
   std::vector<SchedEvent> TakeEvents() { return std::exchange(events_, {}); }
+  // The same into `out` (cleared first), keeping both buffers' capacity: no allocation per round.
+  void TakeEvents(std::vector<SchedEvent>* out) {
+    out->clear();
+    std::swap(*out, events_);
+  }
 
  private:
   struct WorkerState {

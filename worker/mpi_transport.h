@@ -87,6 +87,11 @@ class Poller {
   // 0: keep polling (yield first when Yield() says so); > 0: block up to that many ms.
   int WaitMs() const { return Clock::now() - last_ < yield_until_ ? 0 : max_wait_ms_; }
   bool Yield() const { return Clock::now() - last_ >= spin_; }
+  // An idle round that may not block: yield the core (past the spin) rather than spin.
+  bool ShouldYield() const {
+    auto idle = Clock::now() - last_;
+    return idle >= spin_ && idle < yield_until_;
+  }
 
  private:
   using Clock = std::chrono::steady_clock;

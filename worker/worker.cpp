@@ -17,6 +17,9 @@
 #include "core/runner.h"
 #include "core/sysutil.h"
 #include "worker/collective_mpi.h"
+#ifdef SEEDGRID_WITH_CUDA
+#include "worker/collective_nccl.h"
+#endif
 #include "worker/executor.h"
 #include "worker/shard_exec.h"
 
@@ -96,13 +99,21 @@ class Supervisor {
       }
       if (shutdown_) break;
       active |= RunLocalQueue();
-      // While the executor works, block on its pipe (up to 1 ms, then look at MPI again): a
-      // spinning supervisor would take the core the executor needs on a small machine.
-      active |= PumpExecutor(active ? 0 : (exec_q_.empty() ? poller_.WaitMs() : 1));
-      CheckLimits();
+      if (!exec_q_.empty()) {
+        // While the executor works, block on its pipe (up to 1 ms, then look at MPI again): a
+        // spinning supervisor would take the core the executor needs on a small machine.
+        active |= PumpExecutor(active ? 0 : 1);
+        CheckLimits();
+      } else {
+        // An idle executor has nothing to say but its death or stray stderr: look at its pipes
+        // when about to block, and otherwise every 256 rounds (a poll(2) per round would
+        // double the cost of an inline shard's round trip).
+        int wait = active ? 0 : poller_.WaitMs();
+        if (wait > 0 || (++idle_rounds_ & 255) == 0) active |= PumpExecutor(wait);
+      }
       if (active) {
         poller_.Active();
-      } else if (poller_.WaitMs() == 0 && poller_.Yield()) {
+      } else if (poller_.ShouldYield()) {
         sched_yield();
       }
     }
@@ -154,10 +165,15 @@ class Supervisor {
     opts.on_progress = [&](int64_t step, int64_t total) {
       SendUp(Progress{task.id, task.attempt, step, total});
     };
-    std::unique_ptr<MpiCollective> gang;
+    std::unique_ptr<Collective> gang;
     if (task.gang.size() > 1) {
       try {
-        gang = std::make_unique<MpiCollective>(task.gang, task.gang_id);
+#ifdef SEEDGRID_WITH_CUDA
+        if (device_.starts_with("cuda"))  // NCCL on the shard's device; its id travels over MPI
+          gang = std::make_unique<NcclCollective>(task.gang, task.gang_id, device_);
+        else
+#endif
+          gang = std::make_unique<MpiCollective>(task.gang, task.gang_id);
       } catch (const std::exception& e) {
         ShardDone d;
         d.id = task.id;
@@ -196,7 +212,7 @@ class Supervisor {
         }
         executor_->ClearStderrTail();
       }
-      SendUp(msg);
+      SendFrame(0, frame);  // already a FromWorker encoding: forwarded as is
     }
     if (!open) {
       OnExecutorDeath();
@@ -286,6 +302,7 @@ class Supervisor {
   int64_t peak_rss_kb_ = 0;
   Poller poller_;
   std::string up_, down_;
+  uint32_t idle_rounds_ = 0;
   bool shutdown_ = false;
   bool compute_configured_ = false;
   int exit_code_ = 0;

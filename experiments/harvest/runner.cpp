@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -45,6 +46,50 @@ std::vector<Panel> Panels(const Capture& cap, CapturePoint p, const std::vector<
   }
   return panels;
 }
+
+// GangReduce reduces host vectors; NCCL needs device memory. This wrapper copies every buffer
+// to the shard's device around the wrapped call (the result comes back to the host buffer).
+class DeviceStaged final : public Collective {
+ public:
+  DeviceStaged(Collective& inner, torch::Device device) : inner_(inner), device_(device) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string backend() const override { return inner_.backend(); }
+  void AllReduce(void* data, size_t count, DType type, ReduceOp op) override {
+    auto buf = ToDevice(data, count, type);
+    inner_.AllReduce(buf.data_ptr(), count, type, op);
+    ToHost(buf, data);
+  }
+  void Broadcast(void* data, size_t count, DType type, int root) override {
+    auto buf = ToDevice(data, count, type);
+    inner_.Broadcast(buf.data_ptr(), count, type, root);
+    ToHost(buf, data);
+  }
+  void Gather(const void* in, void* out, size_t count, DType type, int root) override {
+    const bool at_root = rank() == root;
+    auto send = ToDevice(in, count, type);
+    auto recv = torch::empty({at_root ? Bytes(count * static_cast<size_t>(size()), type) : 0},
+                             torch::TensorOptions().dtype(torch::kUInt8).device(device_));
+    inner_.Gather(send.data_ptr(), at_root ? recv.data_ptr() : nullptr, count, type, root);
+    if (at_root) ToHost(recv, out);
+  }
+  void Barrier() override { inner_.Barrier(); }
+
+ private:
+  static int64_t Bytes(size_t count, DType type) {
+    return static_cast<int64_t>(count * DTypeSize(type));
+  }
+  torch::Tensor ToDevice(const void* data, size_t count, DType type) const {
+    return torch::from_blob(const_cast<void*>(data), {Bytes(count, type)}, torch::kUInt8)
+        .to(device_);
+  }
+  static void ToHost(const torch::Tensor& buf, void* data) {
+    torch::from_blob(data, {buf.numel()}, torch::kUInt8).copy_(buf);
+  }
+
+  Collective& inner_;
+  torch::Device device_;
+};
 
 void RunReduce(ShardContext& ctx, const std::string& config) {
   const Json& p = ctx.params();
@@ -195,6 +240,8 @@ void RunHarvest(ShardContext& ctx) {
   const int64_t shard_index = p.value("shard_index", int64_t{0});
   const int64_t shard_count = p.value("shard_count", int64_t{1});
   Collective* gang = ctx.collective();
+  std::optional<DeviceStaged> staged;  // NCCL takes device pointers; the accumulators are host
+  if (gang && gang->backend() == "nccl") gang = &staged.emplace(*gang, model.device());
   const auto [b0, b1] = SliceBatches(options.n_batches, shard_index, shard_count,
                                      gang ? gang->rank() : 0, gang ? gang->size() : 1);
   Accumulators acc(options);

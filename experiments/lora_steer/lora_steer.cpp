@@ -124,6 +124,7 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
   Trained t;
   torch::manual_seed(seed);  // dropout
   t.adapter = MakeAdapter(model, s, seed);
+  if (ranks > 1) t.adapter->set_batch_slice(rank, ranks);  // dropout masks of the global batch
   t.adapter->params().EnableGrad();
   t.adapter->set_training(true);
   FlatAdamW::Options adam;
@@ -424,6 +425,9 @@ void RunLoraSteer(ShardContext& ctx) {
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
   out.Attr("/", "task", task.ToJson().dump());
   out.Attr("/", "targets", names.dump());
+  // Provenance of the training: a gang's size and its Collective's backend ("none": ranks 1).
+  out.Attr("/", "gang_size", static_cast<int64_t>(gang ? gang->size() : 1));
+  out.Attr("/", "collective_backend", gang ? gang->backend() : std::string("none"));
 
   const auto at_alpha = [&](double alpha) {
     const auto it = std::find(s.alphas.begin(), s.alphas.end(), alpha);

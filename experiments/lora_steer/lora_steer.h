@@ -20,7 +20,8 @@
 //   adapter/{pos,neg}/<name>/l       ia3 vectors ([out]; [in] for down_proj: input scaling)
 // Attributes on "/": adapter, lora_scale (alpha/rank; 1 for ia3), alpha_meaning, base_checkpoint
 // (absolute directory of the base model), task (JSON of the synthetic task), targets (JSON list
-// of HF weight names). On "eval": alpha_meaning.
+// of HF weight names), gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
+// "nccl", "fake"; "none" without a gang). On "eval": alpha_meaning.
 // Metrics: final_loss_pos, final_loss_neg (mean of the last max(1, steps/10) steps), dw_fro
 // (‖dW‖_F over all targets), steer_delta = mean(label·logratio | α=1) − mean(label·logratio |
 // α=0), steer_slope (least-squares slope of mean label·logratio over α), pmass_min (min over α
@@ -29,7 +30,9 @@
 // `ranks: k > 1`: every rank builds the same adapter (same seed) and trains on its 1/k slice of
 // each global batch; the flat gradient is all-reduced (sum) through ctx.collective() with the
 // loss normalised by the global batch, so the update equals the ranks:1 update up to float
-// summation order. Rank 0 of the gang evaluates and writes; the other ranks write nothing.
+// summation order. LoRA dropout masks are drawn for the global batch on every rank and sliced
+// (TrainableAdapter::set_batch_slice), so they too equal the ranks:1 masks of the same rows.
+// Rank 0 of the gang evaluates and writes; the other ranks write nothing.
 #pragma once
 
 #include <map>

@@ -85,6 +85,13 @@ std::vector<int64_t> AdapterTargets::Layers(int64_t n_layers) const {
   return out;
 }
 
+void TrainableAdapter::set_batch_slice(int64_t index, int64_t count) {
+  if (count < 1 || index < 0 || index >= count)
+    throw std::runtime_error(fmt::format("adapter batch slice {} of {}: out of range", index, count));
+  slice_index_ = index;
+  slice_count_ = count;
+}
+
 // ---- LoRA ------------------------------------------------------------------------------------
 
 LoraAdapter::LoraAdapter(const Model& model, const LoraOptions& options, AdapterTargets targets,
@@ -171,7 +178,25 @@ torch::Tensor LoraAdapter::Linear(int64_t layer, LinearGroup group, const torch:
   const auto it = groups_.find({layer, group});
   if (it == groups_.end()) return y;
   const GroupParams& gp = it->second;
-  auto xin = training_ && options_.dropout > 0 ? torch::dropout(x, options_.dropout, true) : x;
+  auto xin = x;
+  if (training_ && options_.dropout > 0) {
+    if (slice_count_ == 1) {
+      xin = torch::dropout(x, options_.dropout, true);
+    } else {
+      // A data-parallel rank: draw the mask of the whole global batch, as torch::dropout does
+      // for the ranks:1 input of the same shape, and keep this rank's rows (x is [rows·T, in],
+      // batch-major, so they are contiguous).
+      const int64_t n = x.size(0);
+      torch::Tensor noise;
+      {
+        torch::NoGradGuard no_grad;
+        noise = torch::dropout(torch::ones({n * slice_count_, x.size(1)}, x.options()),
+                               options_.dropout, true)
+                    .narrow(0, slice_index_ * n, n);
+      }
+      xin = x * noise;
+    }
+  }
   auto xa = xin.mm(gp.a.t());  // [N, r·m]
   const auto b = gp.blocks.size() == 1 ? gp.blocks[0] : torch::block_diag(gp.blocks);
   return torch::addmm(y, xa, b.t(), 1.0, scale());

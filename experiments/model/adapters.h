@@ -45,10 +45,16 @@ class TrainableAdapter : public LinearAdapter {
   virtual void WriteFactors(H5Writer& w, const std::string& prefix) const = 0;
   virtual std::string kind() const = 0;  // "lora" | "ia3"
   void set_training(bool training) { training_ = training; }
+  // Data-parallel training (a `ranks: k` gang): this process's inputs are row block `index` of
+  // `count` equal, contiguous blocks of the global batch. Random draws made while training (LoRA
+  // dropout) are drawn for the whole global batch and sliced, so that every rank uses the masks
+  // the ranks:1 run draws for the same rows (and the generators stay in step).
+  void set_batch_slice(int64_t index, int64_t count);
 
  protected:
   FlatParams params_;
   bool training_ = true;
+  int64_t slice_index_ = 0, slice_count_ = 1;
 };
 
 struct LoraOptions {

@@ -290,14 +290,32 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 1);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 2);
   EXPECT_EQ(reg.db().execAndGet("PRAGMA journal_mode").getString(), "wal");
   EXPECT_EQ(reg.db().execAndGet("PRAGMA busy_timeout").getInt(), 5000);
   EXPECT_EQ(reg.db()
                 .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                             "('shards_sweep_stage','metrics_shard','attempts_shard')")
                 .getInt(),
-            3);
+            1);
+}
+
+TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
+  {
+    // A version-1 registry: the same tables plus two indexes that duplicated primary keys.
+    Registry reg(path_, Registry::Mode::kWrite);
+    reg.InsertShards({MakeShard("1111111111111111")});
+    reg.db().exec("CREATE INDEX attempts_shard ON attempts(shard); "
+                  "CREATE INDEX metrics_shard ON metrics(shard); PRAGMA user_version=1");
+  }
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 2);
+  EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
+  EXPECT_EQ(reg.db()
+                .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+                            "('metrics_shard','attempts_shard')")
+                .getInt(),
+            0);
 }
 
 TEST_F(RegistryTest, RejectsNewerSchemaAndForeignFiles) {
