@@ -68,11 +68,18 @@ class RegistryWriter {
   size_t pending() const { return pending_.size(); }
   size_t backlog() const { return pending_.size() - next_; }
 
-  // Writes one pending event inside the open transaction. False when there is nothing to do.
+  // Writes one statement's worth of the pending events inside the open transaction (a finished
+  // shard takes two steps: its attempt row, then its state), so an idle round stays short.
+  // False when there is nothing to do.
   bool Step() {
     if (next_ >= pending_.size()) return false;
     if (!batch_) batch_.emplace(reg_);
-    Write(pending_[next_++]);
+    if (Write(pending_[next_], second_half_)) {
+      second_half_ = true;
+    } else {
+      second_half_ = false;
+      ++next_;
+    }
     return true;
   }
 
@@ -92,16 +99,26 @@ class RegistryWriter {
     batch_.reset();
     pending_.clear();
     next_ = 0;
+    second_half_ = false;
   }
 
  private:
-  void Write(SchedEvent& ev) {
+  // Writes `ev`, or its first half when `second_half` is false and it has two (returns true:
+  // call again with second_half true).
+  bool Write(SchedEvent& ev, bool second_half) {
     if (auto* d = std::get_if<DispatchedEvent>(&ev)) {
       running_at_[d->task] = d->attempt;
       dispatched_.push_back(d->task);
     } else if (auto* f = std::get_if<FinishedEvent>(&ev)) {
-      if (running_at_[f->task] == f->done.attempt) running_at_[f->task] = 0;
       const auto& t = tasks_[f->task];
+      if (second_half) {
+        std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
+        reg_.SetShardStateAt(rowids_[f->task], f->new_status, f->attempts, artifact,
+                             f->done.outcome == Outcome::kOk ? "" : f->done.error);
+        if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
+        return false;
+      }
+      if (running_at_[f->task] == f->done.attempt) running_at_[f->task] = 0;
       AttemptRow a;
       a.shard = t.msg.id;
       a.n = f->done.attempt;
@@ -120,13 +137,11 @@ class RegistryWriter {
       a.peak_rss_kb = f->done.peak_rss_kb;
       a.job_id = job_id_;
       reg_.AddAttempt(a);
-      std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
-      reg_.SetShardStateAt(rowids_[f->task], f->new_status, f->attempts, artifact,
-                           f->done.outcome == Outcome::kOk ? "" : f->done.error);
-      if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
+      return true;
     } else if (auto* w = std::get_if<WorkerJoinedEvent>(&ev)) {
       hosts_[w->worker.rank] = w->hello;
     }
+    return false;
   }
 
   Registry& reg_;
@@ -138,6 +153,7 @@ class RegistryWriter {
   std::string job_id_;
   std::vector<SchedEvent> pending_;
   size_t next_ = 0;              // pending_[0, next_) are written in the open transaction
+  bool second_half_ = false;     // pending_[next_]'s first half is written
   std::optional<Registry::Batch> batch_;
   std::unordered_map<int, Hello> hosts_;
 };
@@ -250,6 +266,16 @@ void InstallPreemptionHandlers() {
 
 bool PreemptionRequested() { return g_signal.load() != 0; }
 int PreemptionSignal() { return g_signal.load(); }
+
+int RankExit(int code) {
+  const char* f = std::getenv("SEEDGRID_EXIT_FILE");
+  if (!f || !*f) return code;
+  if (FILE* out = std::fopen(f, "w")) {
+    std::fprintf(out, "%d\n", code);
+    std::fclose(out);
+  }
+  return 0;
+}
 
 void ShutdownWorkers(const MpiSession& mpi, int code) {
   MpiComm comm;
@@ -451,11 +477,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   while (!sched.Finished()) {
     bool active = false;
     int handled = 0;
+    double unix_now = 0;
     while (handled < 256 && TryRecvFrame(&frame, &source)) {
-      sched.OnMessage(WorkerId{source}, DecodeFromWorker(frame), UnixNow(), comm);
+      unix_now = UnixNow();  // per message: a round can outlast a short shard's round trip
+      sched.OnMessage(WorkerId{source}, DecodeFromWorker(frame), unix_now, comm);
       ++handled;
       active = true;
     }
+    if (sched.has_deadlines()) sched.Tick(handled > 0 ? unix_now : UnixNow(), comm);  // inline/gang shards' timeouts
     if (PreemptionRequested()) {
       sched.Preempt(UnixNow());
     }
@@ -477,12 +506,12 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       last_flush = now;
       if (stats) stats->ObserveFlush(std::chrono::duration<double>(Clock::now() - now).count());
     }
-    progress.Tick(sched.counts());
+    progress.Tick(sched.counts(), now);
     if (active) {
-      poller.Active();
-    } else if (int ms = poller.WaitMs(); ms > 0) {
+      poller.Active(now);
+    } else if (int ms = poller.WaitMs(now); ms > 0) {
       ::usleep(static_cast<useconds_t>(ms) * 1000);
-    } else if (poller.Yield()) {
+    } else if (poller.Yield(now)) {
       sched_yield();
     }
   }
@@ -539,12 +568,31 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
                PreemptionSignal(), sigabbrev_np(PreemptionSignal()) ? sigabbrev_np(PreemptionSignal()) : "?",
                options.resume_hint);
   } else if (code == exit_code::kShardsFailed) {
-    fmt::print("{} shard(s) failed after retries{}; see `seedgrid status {}`, fix, then "
-               "`seedgrid rerun {} --failed`\n",
-               c.failed, c.blocked > 0 ? fmt::format(" ({} more blocked behind them)", c.blocked) : "",
-               spec.name, spec.name);
+    const int64_t behind = c.blocked - c.stranded;
+    if (c.failed > 0) {
+      fmt::print("{} shard(s) failed after retries{}; see `seedgrid status {}`, fix, then "
+                 "`seedgrid rerun {} --failed`\n",
+                 c.failed, behind > 0 ? fmt::format(" ({} more blocked behind them)", behind) : "",
+                 spec.name, spec.name);
+    }
+    if (c.stranded > 0) {
+      fmt::print("{} shard(s) could not run: too few worker ranks were left after retiring rank(s) "
+                 "{}; they stay pending for the next launch\n",
+                 c.stranded, fmt::join(sched.retired(), ", "));
+    }
   }
   std::fflush(stdout);
+  if (!sched.retired().empty()) {
+    // A retired rank is stuck inside a shard's code: it will never read Shutdown nor reach
+    // MPI_Finalize, where the other ranks would wait for it. The registry and results.h5 are
+    // written; the exit code goes to the self-launcher's file first, then the job is aborted
+    // (mpirun exits with the same code).
+    fmt::print(stderr, "seedgrid: worker rank(s) {} stuck in a shard past its timeout: aborting "
+               "the MPI job (exit code {})\n", fmt::join(sched.retired(), ", "), code);
+    std::fflush(stderr);
+    RankExit(code);
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
   return code;
 }
 

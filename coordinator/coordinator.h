@@ -27,7 +27,15 @@ struct CoordinatorOptions {
 };
 
 // Runs the plan to completion over the MPI job; returns the exit code (also sent to the workers).
+// When a worker rank was retired (stuck in an inline or gang shard past its timeout), it does
+// not return: once the registry and results.h5 are written it records the code (RankExit) and
+// calls MPI_Abort with it, since the stuck rank would keep the job from ending.
 int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOptions& options);
+
+// Rank 0's process exit status for the sweep's exit `code`: under the self-launcher
+// (SEEDGRID_EXIT_FILE set) the code is written to that file and the rank exits 0 (a rank exiting
+// non-zero would make mpirun abort the job with a page of noise); otherwise the code itself.
+int RankExit(int code);
 
 // Sends Shutdown{code} to every worker rank (used when rank 0 fails before scheduling).
 void ShutdownWorkers(const MpiSession& mpi, int code);

@@ -160,17 +160,6 @@ int SelfLaunch(int argc, char** argv, int workers) {
   return exit_code::kInternal;
 }
 
-// Under the self-launcher the sweep's code travels in SEEDGRID_EXIT_FILE and the ranks exit 0.
-int RankExit(int code) {
-  const char* f = std::getenv("SEEDGRID_EXIT_FILE");
-  if (!f || !*f) return code;
-  if (FILE* out = std::fopen(f, "w")) {
-    std::fprintf(out, "%d\n", code);
-    std::fclose(out);
-  }
-  return 0;
-}
-
 int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
   if (!UnderMpiLauncher()) {
     // Validate before anything starts: an invalid spec exits 2 and writes nothing.

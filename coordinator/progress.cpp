@@ -69,10 +69,9 @@ std::string ProgressLine::Line(const SchedCounts& c, double elapsed) const {
   return s;
 }
 
-void ProgressLine::Tick(const SchedCounts& c) {
+void ProgressLine::Tick(const SchedCounts& c, std::chrono::steady_clock::time_point now) {
   if (done_at_start_ < 0) done_at_start_ = c.done;
   if (mode_ == Mode::kOff) return;
-  auto now = Clock::now();
   if (std::chrono::duration<double>(now - last_).count() < interval_s_) return;
   last_ = now;
   std::string line = Line(c, std::chrono::duration<double>(now - start_).count());

@@ -17,7 +17,8 @@ class ProgressLine {
  public:
   ProgressLine(std::string sweep, int64_t total, bool quiet);
   void Observe(const std::vector<SchedEvent>& events, const std::vector<SchedTask>& tasks);
-  void Tick(const SchedCounts& c);
+  void Tick(const SchedCounts& c) { Tick(c, Clock::now()); }
+  void Tick(const SchedCounts& c, std::chrono::steady_clock::time_point now);
   void Finish(const SchedCounts& c, double seconds);
 
  private:

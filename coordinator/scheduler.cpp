@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 namespace seedgrid {
 
 Scheduler::Scheduler(std::vector<SchedTask> tasks, SchedulerOptions options)
@@ -55,6 +57,10 @@ void Scheduler::SetStatus(int task, ShardStatus s) {
 
 void Scheduler::MakeReady(int task) {
   if (queued_[task]) return;
+  if (!retired_.empty() && tasks_[task].ranks > LiveWorkers()) {
+    Strand(task);
+    return;
+  }
   queued_[task] = true;
   ++ready_count_;
   ready_.push_back(task);
@@ -83,6 +89,19 @@ void Scheduler::Block(int task) {
   }
 }
 
+void Scheduler::Strand(int task) {
+  // Needs more ranks than retirements left: it cannot run in this launch (nor what needs it).
+  if (blocked_[task]) return;
+  blocked_[task] = true;
+  Unqueue(task);
+  if (tasks_[task].status == ShardStatus::kPending) {
+    counts_.pending -= 1;
+    counts_.blocked += 1;
+    counts_.stranded += 1;
+  }
+  Block(task);
+}
+
 int Scheduler::UnsatisfiableRanks(int n_workers) const {
   int worst = 0;
   for (const auto& t : tasks_) {
@@ -106,6 +125,11 @@ int Scheduler::PickFor(const WorkerState& w) {
   if (ready_.empty()) return -1;
   int head = ready_.front();
   if (tasks_[head].ranks > 1) return -1;  // a gang waits at the head (handled in FillAll)
+  // A watched shard (see Watched) goes only to an idle worker: at the head, it holds back
+  // second slots until one is idle, as a gang does (shards behind it would otherwise keep
+  // every worker busy and starve it).
+  const bool busy = w.in_flight > 0;
+  if (busy && Watched(head)) return -1;
   if (w.last_task < 0 || tasks_[head].needs.empty()) return head;
   const auto& last_needs = tasks_[w.last_task].needs;
   auto affine = [&](int c) {
@@ -120,7 +144,7 @@ int Scheduler::PickFor(const WorkerState& w) {
   for (auto it = ready_.begin(); it != ready_.end() && seen < options_.affinity_lookahead;
        ++it, ++seen) {
     int c = *it;
-    if (!queued_[c] || tasks_[c].ranks > 1) continue;
+    if (!queued_[c] || tasks_[c].ranks > 1 || (busy && Watched(c))) continue;
     if (affine(c)) return c;
   }
   return head;
@@ -143,9 +167,17 @@ void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, C
   r.start = now;
   r.gang_left = static_cast<int>(gang.size());
   running_[task] = std::move(r);
+  const bool watched = Watched(task);
+  if (watched) {
+    double grace = std::max(options_.deadline_grace_min_s,
+                            options_.deadline_grace_fraction * t.msg.timeout_s);
+    deadlines_.push(Deadline{now + t.msg.timeout_s + grace, task, t.msg.attempt});
+  }
   for (auto* w : gang) {
     // A gang member takes nothing else until the gang is over: its ranks must all be free.
-    w->in_flight += gang.size() > 1 ? options_.window : 1;
+    // Neither does a watched shard's worker: the shard starts now, and a deadline that
+    // strikes retires a worker that holds nothing else.
+    w->in_flight += gang.size() > 1 || watched ? options_.window : 1;
     w->reserved = false;
     w->last_task = task;
     events_.push_back(DispatchedEvent{task, w->id, t.msg.attempt, now});
@@ -251,9 +283,11 @@ void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm
     int task = RunningTask(done.id, done.attempt);
     if (from.rank < static_cast<int>(worker_slots_.size())) {
       auto& w = worker_slots_[from.rank];
-      // A gang shard holds its workers' whole window (see Dispatch).
-      bool gang = task >= 0 && tasks_[task].msg.gang.size() > 1;
-      w.in_flight = std::max(0, w.in_flight - (gang ? options_.window : 1));
+      // Stuck past a deadline, the attempt settled without it: a late answer changes nothing.
+      if (w.retired) return;
+      // A gang or watched shard holds its workers' whole window (see Dispatch).
+      bool whole = task >= 0 && (tasks_[task].msg.gang.size() > 1 || Watched(task));
+      w.in_flight = std::max(0, w.in_flight - (whole ? options_.window : 1));
       MarkHungry(w);
     }
     if (task >= 0) Finish(task, from, done, now, comm);
@@ -275,6 +309,7 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
   if (r.gang_left > 1) {
     // Gang: wait for every rank; the lead (lowest rank) carries metrics and the artifact.
     r.gang_left -= 1;
+    r.answered.push_back(worker.rank);
     if (done.outcome != Outcome::kOk && !r.failed) {
       r.failed = true;
       r.first_failure = done;
@@ -293,6 +328,10 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
     done = std::move(merged);
     worker = r.worker;
   }
+  Settle(task, worker, std::move(done), now);
+}
+
+void Scheduler::Settle(int task, WorkerId worker, ShardDone done, double now) {
   running_.erase(task);
   SchedTask& t = tasks_[task];
   ShardStatus next;
@@ -341,6 +380,74 @@ void Scheduler::Preempt(double now) {
   }
   running_.clear();
   for (int rank : workers_) worker_slots_[rank].in_flight = 0;
+}
+
+void Scheduler::Tick(double now, Comm& comm) {
+  bool expired = false;
+  while (!deadlines_.empty() && deadlines_.top().at <= now) {
+    Deadline d = deadlines_.top();
+    deadlines_.pop();
+    auto r = running_.find(d.task);
+    if (preempted_ || r == running_.end() || r->second.attempt != d.attempt) continue;  // in time
+    Expire(d.task, now);
+    expired = true;
+  }
+  if (!expired) return;
+  // Fewer live ranks: what is queued and needs more of them than remain cannot run. Workers
+  // held idle for a gang are released (FillAll holds them again if a gang still leads).
+  for (int t : ready_) {
+    if (queued_[t] && tasks_[t].ranks > LiveWorkers()) Strand(t);
+  }
+  for (int rank : workers_) {
+    WorkerState& w = worker_slots_[rank];
+    if (w.reserved) {
+      w.reserved = false;
+      MarkHungry(w);
+    }
+  }
+  FillAll(now, comm);
+}
+
+void Scheduler::Expire(int task, double now) {
+  const Running& r = running_.at(task);
+  const RunShard& m = tasks_[task].msg;
+  std::vector<int32_t> stuck;
+  if (m.gang.size() > 1) {
+    for (int32_t rank : m.gang) {
+      if (std::find(r.answered.begin(), r.answered.end(), rank) == r.answered.end()) {
+        stuck.push_back(rank);
+      }
+    }
+  } else {
+    stuck.push_back(r.worker.rank);
+  }
+  for (int32_t rank : stuck) Retire(rank);
+  ShardDone d;
+  d.id = m.id;
+  d.attempt = r.attempt;
+  d.outcome = Outcome::kTimeout;
+  d.start = r.start;
+  d.end = now;
+  const bool many = stuck.size() > 1;
+  d.error = fmt::format(
+      "timeout after {:.3g} s (limit {:.3g} s); ran inside worker rank{} {} ({}), which cannot "
+      "be stopped alone: rank{} retired for the rest of this launch",
+      now - r.start, m.timeout_s, many ? "s" : "", fmt::join(stuck, ", "),
+      m.gang.size() > 1 ? fmt::format("gang of {}", m.gang.size()) : "isolation: inline",
+      many ? "s" : "");
+  if (r.failed) d.error += "; a gang rank reported first: " + r.first_failure.error;
+  WorkerId lead = r.worker;
+  Settle(task, lead, std::move(d), now);
+}
+
+void Scheduler::Retire(int rank) {
+  WorkerState& w = worker_slots_[rank];
+  if (w.retired) return;
+  w.retired = true;
+  // Its whole window stays taken: no path that looks for a free slot ever picks it again.
+  w.in_flight = options_.window;
+  w.reserved = false;
+  retired_.push_back(rank);
 }
 
 void Scheduler::ShutdownAll(int exit_code, Comm& comm) {

@@ -3,6 +3,7 @@
 //   Scheduler s(tasks, options);
 //   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone
 //   s.Preempt(now, comm);                  // SIGTERM/SIGUSR1: stop dispatch, in-flight -> preempted
+//   if (s.has_deadlines()) s.Tick(now, comm);  // each round: timeouts of shards run in a worker
 //   s.TakeEvents();                        // what happened, for the registry writer and progress
 //
 // It does no I/O of its own: messages leave through Comm, which the MPI transport implements
@@ -23,10 +24,24 @@
 //     queued again until `max_attempts` charged attempts, then it is failed and every shard
 //     that needs it is blocked (reported as pending, never dispatched).
 //   * preemption: in-flight shards become preempted (not charged) and nothing more is sent.
+//   * timeouts of shards that run inside the worker process (`isolation: inline`, and gangs):
+//     the worker enforces an executor shard's timeout by killing its child, but cannot stop
+//     its own main thread (the only MPI thread) stuck in a runner. So the scheduler holds a
+//     deadline for each such attempt with a timeout: dispatch + timeout + grace (the grace,
+//     max(5 s, 10 %), covers messaging). Such a shard goes only to an idle worker and holds
+//     its whole window (as a gang does), so it starts when dispatched and the worker runs
+//     nothing else meanwhile. Past the deadline (Tick), the attempt ends as a timeout
+//     (charged, retried elsewhere) and the ranks that did not answer are retired: never sent
+//     anything again in this launch, their late answers ignored. Shards needing more ranks
+//     than remain are stranded (counted as blocked, left pending in the registry), so the
+//     sweep ends instead of hanging; the coordinator aborts the MPI job at the end, as the
+//     stuck ranks will never reach MPI_Finalize.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <queue>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -54,6 +69,9 @@ struct SchedTask {
 struct SchedulerOptions {
   int window = 2;          // shards in flight per worker
   int affinity_lookahead = 64;
+  // Deadline of a shard run inside a worker: timeout + max(grace_min_s, grace_fraction * timeout).
+  double deadline_grace_min_s = 5;
+  double deadline_grace_fraction = 0.1;
 };
 
 // What happened, in order, for the registry writer (rank 0's single writer) and progress.
@@ -83,6 +101,7 @@ using SchedEvent = std::variant<DispatchedEvent, FinishedEvent, ProgressEvent, W
 
 struct SchedCounts {
   int64_t pending = 0, running = 0, done = 0, failed = 0, preempted = 0, blocked = 0;
+  int64_t stranded = 0;  // of `blocked`: needed more live worker ranks than retirements left
   int64_t total = 0;
 };
 
@@ -95,6 +114,14 @@ class Scheduler {
   void Preempt(double now);
   // Tells each known worker to shut down.
   void ShutdownAll(int exit_code, Comm& comm);
+  // Ends the attempts of shards run inside a worker whose deadline is past `now` (see the
+  // policy above): timeout outcome, ranks retired, retries dispatched to the other workers.
+  void Tick(double now, Comm& comm);
+  // Whether a deadline is held (possibly of an attempt that has finished since): the
+  // coordinator reads the clock for Tick only then.
+  bool has_deadlines() const { return !deadlines_.empty(); }
+  // Ranks retired in this launch (stuck in a shard past its deadline), in retirement order.
+  const std::vector<int>& retired() const { return retired_; }
 
   // No shard is running and none can be dispatched any more (all done, failed or blocked),
   // or preempted and nothing is in flight.
@@ -121,6 +148,7 @@ class Scheduler {
     int last_task = -1;         // for affinity
     bool hungry = false;        // listed in hungry_ (busy, with a free slot)
     bool hungry_idle = false;   // listed in hungry_idle_
+    bool retired = false;       // stuck past a deadline: its window stays full for good
   };
   struct Running {
     WorkerId worker;
@@ -130,6 +158,13 @@ class Scheduler {
     ShardDone first_failure;    // of a gang
     bool failed = false;
     ShardDone lead;             // gang rank 0's report
+    std::vector<int32_t> answered;  // gang ranks that reported (the others are stuck at expiry)
+  };
+  struct Deadline {
+    double at;
+    int task;
+    int attempt;
+    bool operator>(const Deadline& o) const { return at > o.at; }
   };
 
   void MakeReady(int task);
@@ -141,6 +176,16 @@ class Scheduler {
   int PickFor(const WorkerState& w);
   void Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm);
   void Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm);
+  void Settle(int task, WorkerId worker, ShardDone done, double now);
+  // Runs inside the worker process and has a timeout: deadline at the coordinator, whole window.
+  bool Watched(int task) const {
+    const SchedTask& t = tasks_[task];
+    return t.msg.timeout_s > 0 && (t.ranks > 1 || t.msg.isolation == Isolation::kInline);
+  }
+  void Expire(int task, double now);
+  void Retire(int rank);
+  int LiveWorkers() const { return static_cast<int>(workers_.size() - retired_.size()); }
+  void Strand(int task);
   void Block(int task);
   void SetStatus(int task, ShardStatus s);
   int64_t& Count(ShardStatus s);
@@ -164,6 +209,9 @@ class Scheduler {
   SchedCounts counts_;
   bool preempted_ = false;
   int next_gang_id_ = 1;
+  // Min-heap of deadlines; entries of attempts that finished in time are dropped when due.
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::vector<int> retired_;
 };
 
 // Builds scheduler tasks from a plan and the statuses already in the registry.

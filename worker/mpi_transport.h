@@ -80,13 +80,19 @@ class MpiComm final : public Comm {
 // WaitMs() says how long the caller may block now (0: poll and go on); Active() resets.
 class Poller {
  public:
+  using Clock = std::chrono::steady_clock;
+
   Poller(std::chrono::microseconds spin = std::chrono::microseconds(500),
          std::chrono::microseconds yield_until = std::chrono::milliseconds(20), int max_wait_ms = 1)
       : spin_(spin), yield_until_(yield_until), max_wait_ms_(max_wait_ms) {}
-  void Active() { last_ = Clock::now(); }
+  void Active() { Active(Clock::now()); }
   // 0: keep polling (yield first when Yield() says so); > 0: block up to that many ms.
-  int WaitMs() const { return Clock::now() - last_ < yield_until_ ? 0 : max_wait_ms_; }
-  bool Yield() const { return Clock::now() - last_ >= spin_; }
+  int WaitMs() const { return WaitMs(Clock::now()); }
+  bool Yield() const { return Yield(Clock::now()); }
+  // The same with the caller's clock reading (one per polling round).
+  void Active(Clock::time_point now) { last_ = now; }
+  int WaitMs(Clock::time_point now) const { return now - last_ < yield_until_ ? 0 : max_wait_ms_; }
+  bool Yield(Clock::time_point now) const { return now - last_ >= spin_; }
   // An idle round that may not block: yield the core (past the spin) rather than spin.
   bool ShouldYield() const {
     auto idle = Clock::now() - last_;
@@ -94,7 +100,6 @@ class Poller {
   }
 
  private:
-  using Clock = std::chrono::steady_clock;
   Clock::time_point last_ = Clock::now();
   std::chrono::microseconds spin_;
   std::chrono::microseconds yield_until_;

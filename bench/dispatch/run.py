@@ -11,8 +11,11 @@ Variants (each a real `seedgrid run` of a `noop` sweep with a fresh registry):
   inline w2     isolation: inline (no pipe hop), 2 in flight
   inline w1
   mpi4py.futures  submit().result() (1 in flight) and map(chunksize=1)
-Figures: shards/s measured by the coordinator from first dispatch to last result, and round
-trip (dispatch -> result received at rank 0) percentiles."""
+Figures, measured by the coordinator (`--stats-json`): shards/s in steady state (from the
+1,000th result to the last; the first 1,000 are a warm-up, as the peer's first 200 tasks are)
+and over the whole run, and round trip (dispatch -> result received at rank 0) percentiles
+after the warm-up. Both systems get the same Open MPI transport (shared memory: seedgrid's
+local launches set OMPI_MCA_btl=self,vader, so the peer runs with it too)."""
 import argparse
 import json
 import os
@@ -42,7 +45,8 @@ def seedgrid_variant(binary, n, isolation, window, tmp):
 
 def futures_variant(n, tmp):
     out = os.path.join(tmp, "futures.json")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_btl="self,vader")
     subprocess.run(["mpirun", "-n", "2", "--oversubscribe", "/usr/bin/python3", "-m", "mpi4py.futures",
                     os.path.join(HERE, "futures_peer.py"), str(n), out], check=True, env=env,
                    cwd=HERE)
@@ -53,7 +57,7 @@ def futures_variant(n, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seedgrid", default=os.path.join(ROOT, "build", "seedgrid"))
-    ap.add_argument("--shards", type=int, default=20000)
+    ap.add_argument("--shards", type=int, default=50000)
     ap.add_argument("--futures-shards", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json")
@@ -66,7 +70,8 @@ def main():
             for iso, w in variants:
                 r = seedgrid_variant(a.seedgrid, a.shards, iso, w, tmp)
                 results[f"{iso} w{w}"].append(r)
-                print(f"rep {rep} {iso} w{w}: {r['shards_per_s']:.0f}/s p50 {r['rtt_us']['p50']:.1f} us "
+                print(f"rep {rep} {iso} w{w}: {r['shards_per_s']:.0f}/s (whole run "
+                      f"{r['all']['shards_per_s']:.0f}/s) p50 {r['rtt_us']['p50']:.1f} us "
                       f"p99 {r['rtt_us']['p99']:.1f} us", flush=True)
             r = futures_variant(a.futures_shards, tmp)
             results["mpi4py.futures"].append(r)
@@ -77,18 +82,20 @@ def main():
     fut_rate = med([max(r["sync_per_s"], r["map_per_s"]) for r in fut])
     fut_p50 = med([r["rtt_us"]["p50"] for r in fut])
     print()
-    print(f"| variant | shards/s | p50 µs | p99 µs | vs mpi4py.futures (rate) |")
-    print(f"|---|---|---|---|---|")
+    print(f"| variant | shards/s (steady) | shards/s (whole run) | p50 µs | p99 µs | vs mpi4py.futures (rate) |")
+    print(f"|---|---|---|---|---|---|")
     summary = {}
     for name, rs in results.items():
         if name == "mpi4py.futures":
-            rate = fut_rate
+            rate = whole = fut_rate
         else:
             rate = med([r["shards_per_s"] for r in rs])
+            whole = med([r["all"]["shards_per_s"] for r in rs])
         p50 = med([r["rtt_us"]["p50"] for r in rs])
         p99 = med([r["rtt_us"]["p99"] for r in rs])
-        summary[name] = {"shards_per_s": rate, "p50_us": p50, "p99_us": p99}
-        print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {rate / fut_rate:.1f}× |")
+        summary[name] = {"shards_per_s": rate, "whole_run_shards_per_s": whole, "p50_us": p50,
+                         "p99_us": p99}
+        print(f"| {name} | {rate:,.0f} | {whole:,.0f} | {p50:.1f} | {p99:.1f} | {rate / fut_rate:.1f}× |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"median": summary, "runs": results}, f, indent=2)

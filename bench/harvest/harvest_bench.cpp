@@ -40,6 +40,7 @@
 #include "experiments/harvest/harvest.h"
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/model/runtime_env.h"
+#include "tests/support/file_context.h"
 #include "experiments/pretrain/pretrain.h"
 #include "experiments/torch_kinds.h"
 
@@ -66,36 +67,7 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-class BenchContext final : public ShardContext {
- public:
-  BenchContext(ShardTaskView view, fs::path out, fs::path artifacts, int threads)
-      : view_(std::move(view)), out_(std::move(out)), artifacts_(std::move(artifacts)),
-        threads_(threads) {}
-  const ShardTaskView& task() const override { return view_; }
-  H5Writer& out() override {
-    if (!writer_) writer_ = std::make_unique<H5Writer>(out_.string());
-    return *writer_;
-  }
-  std::string artifact_dir() override {
-    fs::create_directories(artifacts_);
-    return artifacts_.string();
-  }
-  void Metric(const std::string& name, double value) override { metrics[name] = value; }
-  void Progress(int64_t, int64_t) override {}
-  Collective* collective() override { return nullptr; }
-  int threads() const override { return threads_; }
-  std::string device() const override { return "cpu"; }
-  void Close() {
-    if (writer_) writer_->Close();
-  }
-  std::map<std::string, double> metrics;
-
- private:
-  ShardTaskView view_;
-  fs::path out_, artifacts_;
-  int threads_;
-  std::unique_ptr<H5Writer> writer_;
-};
+using BenchContext = testing::FileShardContext;
 
 std::map<std::string, std::string> Flags(int argc, char** argv, int from) {
   std::map<std::string, std::string> f;

@@ -25,6 +25,7 @@
 #include "experiments/pretrain/pretrain.h"
 #include "experiments/torch_kinds.h"
 #include "tests/support/fake_collective.h"
+#include "tests/support/file_context.h"
 
 namespace seedgrid::harvest {
 namespace {
@@ -566,36 +567,7 @@ TEST(HarvestConfig, DemoSpecExpandsToMapsAndAReduce) {
 
 // ---- End to end through the runner (LibTorch) ------------------------------------------------
 
-// A ShardContext writing to a plain file.
-class FileContext final : public ShardContext {
- public:
-  FileContext(ShardTaskView view, fs::path out, fs::path artifacts, Collective* gang = nullptr)
-      : view_(std::move(view)), out_(std::move(out)), artifacts_(std::move(artifacts)), gang_(gang) {}
-  const ShardTaskView& task() const override { return view_; }
-  H5Writer& out() override {
-    if (!writer_) writer_ = std::make_unique<H5Writer>(out_.string());
-    return *writer_;
-  }
-  std::string artifact_dir() override {
-    fs::create_directories(artifacts_);
-    return artifacts_.string();
-  }
-  void Metric(const std::string& name, double value) override { metrics[name] = value; }
-  void Progress(int64_t, int64_t) override {}
-  Collective* collective() override { return gang_; }
-  int threads() const override { return 1; }
-  std::string device() const override { return "cpu"; }
-  void Close() {
-    if (writer_) writer_->Close();
-  }
-  std::map<std::string, double> metrics;
-
- private:
-  ShardTaskView view_;
-  fs::path out_, artifacts_;
-  Collective* gang_;
-  std::unique_ptr<H5Writer> writer_;
-};
+using FileContext = testing::FileShardContext;
 
 InputArtifact PretrainTinyModel(const fs::path& dir) {
   ShardTaskView v;
@@ -699,7 +671,7 @@ TEST(HarvestRunner, FourMapShardsPlusReduceEqualOneShardAndGang) {
     threads.emplace_back([&, r] {
       auto member = gang.Member(r);
       FileContext ctx(HarvestTask("gang000000000000", TinyHarvestParams(), "single", {base}),
-                      dir / fmt::format("gang{}.h5", r), dir / "gang", member.get());
+                      dir / fmt::format("gang{}.h5", r), dir / "gang", 1, member.get());
       try {
         RunHarvest(ctx);
         ctx.Close();

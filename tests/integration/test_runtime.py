@@ -83,6 +83,95 @@ class FailureModes(SweepTest):
         self.assertEqual(killed[0][3], signal.SIGKILL)
         self.assertIn("SIGKILL", killed[0][5])
 
+    def _no_process_left(self):
+        """No rank, executor or mpirun of this test's launch is left (they all run in self.dir)."""
+        def left():
+            pids = seedgrid_pids(self.dir) + seedgrid_pids(self.dir, executor=True)
+            for pid in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        argv0 = f.read().split(b"\0")[0]
+                    if (argv0.endswith((b"mpirun", b"orterun", b"orted", b"prterun")) and
+                            os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) == os.path.realpath(self.dir)):
+                        pids.append(int(pid))
+                except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+                    continue
+            return pids
+        try:
+            self.wait_for(lambda: not left(), timeout=10, what="the launch's processes to end")
+        except AssertionError:
+            pids = left()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.fail(f"processes left behind: {pids}")
+
+    def test_hung_inline_shard_times_out_and_its_stuck_worker_is_retired(self):
+        # An inline shard runs in the worker's own (MPI) thread: the worker cannot stop it. The
+        # coordinator's deadline (2 s + 5 s grace) ends the attempt, retires that rank, lets the
+        # other rank finish the sweep, and aborts the job at the end instead of hanging.
+        spec = self.spec("inl.yaml", """
+            name: inl
+            stages:
+              - name: stuck
+                kind: chaos
+                params: {mode: hang}
+                resources: {isolation: inline, timeout: 2, max_attempts: 1}
+              - name: fine
+                kind: chaos
+                seeds: 3
+                params: {sleep_ms: 300}
+                resources: {isolation: inline, timeout: 2, max_attempts: 1}
+        """)
+        t0 = time.monotonic()
+        p = self.run_seedgrid("run", spec, "--workers", "2", timeout=60, check=3)
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 30, p.stdout + p.stderr)
+        (shard, n, rank, outcome, error), = self.query(
+            "select a.shard, a.n, a.rank, a.outcome, a.error from attempts a join shards s on "
+            "s.id=a.shard where s.stage='stuck'")
+        self.assertEqual((n, outcome), (1, "timeout"))
+        self.assertIn("timeout after", error)
+        self.assertIn(f"worker rank {rank} (isolation: inline)", error)
+        self.assertIn("retired", error)
+        self.assertEqual(self.statuses("inl")[shard], "failed")
+        fine = self.query("select status from shards where stage='fine'")
+        self.assertEqual([s for (s,) in fine], ["done"] * 3)
+        # The fine shards ran on the other rank.
+        ranks = {r for (r,) in self.query("select a.rank from attempts a join shards s on "
+                                          "s.id=a.shard where s.stage='fine'")}
+        self.assertEqual(ranks, {3 - rank})
+        self.assertIn("1 shard(s) failed", p.stdout)
+        self.assertIn(f"worker rank(s) {rank} stuck in a shard past its timeout: aborting", p.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "runs", "inl", "results.h5")))
+        self.assertEqual(self.query("select exit_code from launches")[0][0], 3)
+        self._no_process_left()
+
+    def test_when_every_worker_is_stuck_the_rest_stays_pending_and_the_job_ends(self):
+        spec = self.spec("all.yaml", """
+            name: all
+            stages:
+              - name: stuck
+                kind: chaos
+                params: {mode: hang}
+                resources: {isolation: inline, timeout: 1, max_attempts: 2}
+              - name: later
+                kind: chaos
+                seeds: 2
+        """)
+        t0 = time.monotonic()
+        p = self.run_seedgrid("run", spec, "--workers", "1", timeout=60, check=3)
+        self.assertLess(time.monotonic() - t0, 30, p.stdout + p.stderr)
+        self.assertIn("could not run: too few worker ranks were left after retiring rank(s) 1",
+                      p.stdout)
+        st = self.query("select stage, status, attempts from shards order by stage")
+        # One charged timeout of 2 allowed: the stuck shard stays pending, like the ones that
+        # never got a worker; the next launch runs them.
+        self.assertEqual(st, [("later", "pending", 0), ("later", "pending", 0), ("stuck", "pending", 1)])
+        self._no_process_left()
+
 
 class RerunAndResume(SweepTest):
     def chaos_spec(self, name, extra=""):
