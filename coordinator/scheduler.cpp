@@ -210,8 +210,12 @@ Scheduler::WorkerState* Scheduler::NextHungry() {
   }
   // Second slots hide dispatch latency while there is plenty of work; near the end of a sweep
   // they would queue shards behind running ones while other workers go idle, so they stop
-  // once fewer shards are ready than there are workers.
+  // once fewer shards are ready than there are workers. They also stop while recent shards
+  // last long (second_slot_max_s): then the latency they hide is a negligible fraction of a
+  // shard, and a shard queued behind a long one waits for it while another worker may idle
+  // (with heavy-tailed durations that cost +5 % of makespan in bench/scheduler).
   if (ready_count_ < static_cast<int64_t>(workers_.size())) return nullptr;
+  if (recent_duration_s_ > options_.second_slot_max_s) return nullptr;
   while (!hungry_.empty()) {
     auto& w = worker_slots_[hungry_.back()];
     if (w.in_flight < options_.window && w.in_flight > 0 && !w.reserved) return &w;
@@ -305,6 +309,10 @@ int Scheduler::RunningTask(const ShardId& id, int attempt) const {
 
 void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm) {
   (void)comm;
+  if (done.outcome == Outcome::kOk && done.end >= done.start) {
+    const double d = done.end - done.start;
+    recent_duration_s_ = recent_duration_s_ < 0 ? d : 0.9 * recent_duration_s_ + 0.1 * d;
+  }
   Running& r = running_[task];
   if (r.gang_left > 1) {
     // Gang: wait for every rank; the lead (lowest rank) carries metrics and the artifact.

@@ -69,6 +69,9 @@ struct SchedTask {
 struct SchedulerOptions {
   int window = 2;          // shards in flight per worker
   int affinity_lookahead = 64;
+  // Second slots (window > 1) only while recent shards (an exponential moving average of the
+  // workers' measured durations) last less than this; unknown at the start: allowed.
+  double second_slot_max_s = 0.05;
   // Deadline of a shard run inside a worker: timeout + max(grace_min_s, grace_fraction * timeout).
   double deadline_grace_min_s = 5;
   double deadline_grace_fraction = 0.1;
@@ -208,6 +211,7 @@ class Scheduler {
   std::vector<SchedEvent> events_;
   SchedCounts counts_;
   bool preempted_ = false;
+  double recent_duration_s_ = -1;  // EWMA of successful shards' durations (-1: none yet)
   int next_gang_id_ = 1;
   // Min-heap of deadlines; entries of attempts that finished in time are dropped when due.
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;

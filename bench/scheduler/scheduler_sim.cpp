@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
     ShardDone done;
     done.id = ShardId{std::to_string(e.task)};
     done.attempt = e.attempt;
+    done.end = e.time - latency_us * 1e-6;  // as the worker measures it
+    done.start = done.end - d[e.task];
     sched.OnMessage(WorkerId{e.worker}, done, e.time, comm);
     sched.TakeEvents();
     makespan = e.time;
