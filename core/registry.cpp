@@ -74,6 +74,7 @@ class Use {
   explicit Use(SQLite::Statement& s) : s_(s) {}
   ~Use() { s_.tryReset(); }
   SQLite::Statement* operator->() { return &s_; }
+  SQLite::Statement& operator*() { return s_; }
 
  private:
   SQLite::Statement& s_;
@@ -316,14 +317,22 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
   if (own) own->Commit();
 }
 
+namespace {
+// Parameters 1-5 of both shard-state updates: status, attempts, artifact, error, updated.
+void BindShardState(SQLite::Statement& q, ShardStatus status, int attempts,
+                    const std::string& artifact, const std::string& error) {
+  q.bind(1, std::string(ToString(status)));
+  q.bind(2, attempts);
+  q.bindNoCopy(3, artifact);
+  q.bindNoCopy(4, error);
+  q.bind(5, UnixNow());
+}
+}  // namespace
+
 void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts,
                              const std::string& artifact, const std::string& error) {
   Use q(st_->set_shard_state);
-  q->bind(1, std::string(ToString(status)));
-  q->bind(2, attempts);
-  q->bindNoCopy(3, artifact);
-  q->bindNoCopy(4, error);
-  q->bind(5, UnixNow());
+  BindShardState(*q, status, attempts, artifact, error);
   q->bindNoCopy(6, id.hex);
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardState: no shard {} in {}", id.hex, path_));
@@ -333,11 +342,7 @@ void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts
 void Registry::SetShardStateAt(int64_t rowid, ShardStatus status, int attempts,
                                const std::string& artifact, const std::string& error) {
   Use q(st_->set_shard_state_at);
-  q->bind(1, std::string(ToString(status)));
-  q->bind(2, attempts);
-  q->bindNoCopy(3, artifact);
-  q->bindNoCopy(4, error);
-  q->bind(5, UnixNow());
+  BindShardState(*q, status, attempts, artifact, error);
   q->bind(6, static_cast<int64_t>(rowid));
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardStateAt: no shard row {} in {}", rowid, path_));

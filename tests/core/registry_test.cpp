@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -281,6 +283,37 @@ TEST_F(RegistryTest, ReadOnlyNeverCreatesTheFile) {
   { Registry writer(path_, Registry::Mode::kWrite); }
   Registry reader(path_, Registry::Mode::kReadOnly);
   EXPECT_TRUE(reader.Sweeps().empty());
+}
+
+TEST_F(RegistryTest, CheckpointThreadTakesOverTheWalAndHandsItBack) {
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_GT(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+  {
+    WalCheckpointer ckpt(reg, std::chrono::milliseconds(10));
+    // While it runs, a commit never checkpoints by itself (it would stall dispatch)...
+    EXPECT_EQ(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+    std::vector<ShardRow> rows;
+    for (int i = 0; i < 2000; ++i) rows.push_back(MakeShard(fmt::format("{:016x}", i + 1)));
+    {
+      Registry::Batch batch(reg);
+      reg.InsertShards(rows);
+      batch.Commit();
+    }
+    // ...the thread does: every frame of the WAL ends up in the database file.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    int64_t seen = ckpt.checkpoints();
+    while (ckpt.checkpoints() < seen + 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_GE(ckpt.checkpoints(), seen + 2);
+    SQLite::Statement q(reg.db(), "PRAGMA wal_checkpoint(PASSIVE)");
+    ASSERT_TRUE(q.executeStep());
+    EXPECT_EQ(q.getColumn(0).getInt(), 0);                              // not busy
+    EXPECT_EQ(q.getColumn(1).getInt(), q.getColumn(2).getInt());        // all frames copied
+  }
+  EXPECT_GT(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+  Registry reader(path_, Registry::Mode::kReadOnly);
+  EXPECT_TRUE(reader.Shard(ShardId{"00000000000007d0"}));
 }
 
 TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
