@@ -87,10 +87,11 @@ class RegistryWriter {
     while (Step()) {
     }
     if (!batch_) return;
+    const double now = dispatched_.empty() ? 0 : UnixNow();
     for (int task : dispatched_) {
       // Still running at commit time (not finished in this batch): say so.
       if (running_at_[task] != 0) {
-        reg_.SetShardStateAt(rowids_[task], ShardStatus::kRunning, tasks_[task].attempts, "", "");
+        reg_.SetShardStateAt(rowids_[task], ShardStatus::kRunning, tasks_[task].attempts, "", "", now);
         running_at_[task] = 0;
       }
     }
@@ -114,7 +115,7 @@ class RegistryWriter {
       if (second_half) {
         std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
         reg_.SetShardStateAt(rowids_[f->task], f->new_status, f->attempts, artifact,
-                             f->done.outcome == Outcome::kOk ? "" : f->done.error);
+                             f->done.outcome == Outcome::kOk ? "" : f->done.error, f->time);
         if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
         return false;
       }

@@ -123,8 +123,9 @@ class Registry {
                      const std::string& artifact, const std::string& error);
   // The same by rowid (ShardRow::rowid), for the coordinator's hot path: an integer key, and
   // rows updated in dispatch order share pages (ids are hashes, rowids follow the plan).
+  // `updated`: the event's unix time (0: now).
   void SetShardStateAt(int64_t rowid, ShardStatus status, int attempts,
-                       const std::string& artifact, const std::string& error);
+                       const std::string& artifact, const std::string& error, double updated = 0);
   void AddAttempt(const AttemptRow& attempt);
   void SetMetrics(const ShardId& id, const std::vector<std::pair<std::string, double>>& metrics);
   void SetProvenance(const std::string& sweep, const std::string& key, const std::string& value);

@@ -23,6 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RegistryTest : public ::testing::Test {
  protected:
@@ -323,7 +324,7 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 2);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
   EXPECT_EQ(reg.db().execAndGet("PRAGMA journal_mode").getString(), "wal");
   EXPECT_EQ(reg.db().execAndGet("PRAGMA busy_timeout").getInt(), 5000);
   EXPECT_EQ(reg.db()
@@ -342,13 +343,56 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
                   "CREATE INDEX metrics_shard ON metrics(shard); PRAGMA user_version=1");
   }
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 2);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
   EXPECT_EQ(reg.db()
                 .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                             "('metrics_shard','attempts_shard')")
                 .getInt(),
             0);
+}
+
+TEST_F(RegistryTest, MigratesVersion2RegistriesToTheCheapStatusCheck) {
+  int64_t rowid = 0;
+  {
+    // A version-2 registry: its shards table checked the status with IN (...), which costs an
+    // ephemeral table per row written.
+    Registry reg(path_, Registry::Mode::kWrite);
+    reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222")});
+    reg.SetShardState(ShardId{"2222222222222222"}, ShardStatus::kFailed, 3, "", "boom");
+    rowid = reg.Shard(ShardId{"2222222222222222"})->rowid;
+    reg.db().exec(
+        "CREATE TABLE old AS SELECT rowid AS r, * FROM shards; DROP TABLE shards;"
+        "CREATE TABLE shards(id TEXT PRIMARY KEY, sweep TEXT NOT NULL, stage TEXT NOT NULL, "
+        "stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL, "
+        "seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL, status TEXT NOT NULL "
+        "CHECK(status IN ('pending','running','done','failed','preempted')), attempts INTEGER NOT NULL, "
+        "artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);"
+        "CREATE INDEX shards_sweep_stage ON shards(sweep, stage);"
+        "INSERT INTO shards(rowid, id, sweep, stage, stage_index, kind, params, axes, seed, role, needs, "
+        "status, attempts, artifact, error, updated) SELECT r, id, sweep, stage, stage_index, kind, "
+        "params, axes, seed, role, needs, status, attempts, artifact, error, updated FROM old;"
+        "DROP TABLE old; PRAGMA user_version=2");
+  }
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
+  std::string ddl = reg.db().execAndGet("SELECT sql FROM sqlite_master WHERE name='shards'").getString();
+  EXPECT_THAT(ddl, Not(HasSubstr(" IN (")));
+  EXPECT_THAT(ddl, HasSubstr("status = 'preempted'"));
+  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name='shards_sweep_stage'").getInt(), 1);
+  // Rows, states and rowids survive.
+  auto s = reg.Shard(ShardId{"2222222222222222"});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, ShardStatus::kFailed);
+  EXPECT_EQ(s->attempts, 3);
+  EXPECT_EQ(s->error, "boom");
+  EXPECT_EQ(s->rowid, rowid);
+  EXPECT_EQ(reg.Shards("demo").size(), 2u);
+  // The check still holds.
+  EXPECT_THROW(reg.db().exec("UPDATE shards SET status='bogus'"), SQLite::Exception);
+  reg.SetShardStateAt(rowid, ShardStatus::kDone, 4, "a.h5", "", 1.7e9);
+  EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kDone);
+  EXPECT_DOUBLE_EQ(reg.db().execAndGet("SELECT updated FROM shards WHERE rowid=" + std::to_string(rowid)).getDouble(), 1.7e9);
 }
 
 TEST_F(RegistryTest, RejectsNewerSchemaAndForeignFiles) {
