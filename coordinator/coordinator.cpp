@@ -34,6 +34,12 @@ void OnSignal(int sig) { g_signal.store(sig); }
 
 using Clock = std::chrono::steady_clock;
 
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 std::string Relative(const std::string& path, const std::string& base_dir) {
   if (path.size() > base_dir.size() + 1 && path.compare(0, base_dir.size(), base_dir) == 0 &&
       path[base_dir.size()] == '/') {
@@ -53,10 +59,10 @@ std::string ArtifactDirFor(const std::string& h5_path) {
 // still running then: most short shards are dispatched and finished within one batch.
 class RegistryWriter {
  public:
-  // `rowids`: each task's shard row (Registry::SetShardStateAt).
-  RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks, std::vector<int64_t> rowids,
+  // `seqs`: each task's shards.seq (Registry::SetShardStateAt).
+  RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks, std::vector<int64_t> seqs,
                  std::string reg_dir, std::string job_id)
-      : reg_(reg), tasks_(tasks), rowids_(std::move(rowids)), running_at_(tasks.size(), 0),
+      : reg_(reg), tasks_(tasks), seqs_(std::move(seqs)), running_at_(tasks.size(), 0),
         reg_dir_(std::move(reg_dir)), job_id_(std::move(job_id)) {}
   ~RegistryWriter() = default;  // an uncommitted batch rolls back (the crash case)
 
@@ -91,7 +97,7 @@ class RegistryWriter {
     for (int task : dispatched_) {
       // Still running at commit time (not finished in this batch): say so.
       if (running_at_[task] != 0) {
-        reg_.SetShardStateAt(rowids_[task], ShardStatus::kRunning, tasks_[task].attempts, "", "", now);
+        reg_.SetShardStateAt(seqs_[task], ShardStatus::kRunning, tasks_[task].attempts, "", "", now);
         running_at_[task] = 0;
       }
     }
@@ -114,7 +120,7 @@ class RegistryWriter {
       const auto& t = tasks_[f->task];
       if (second_half) {
         std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
-        reg_.SetShardStateAt(rowids_[f->task], f->new_status, f->attempts, artifact,
+        reg_.SetShardStateAt(seqs_[f->task], f->new_status, f->attempts, artifact,
                              f->done.outcome == Outcome::kOk ? "" : f->done.error, f->time);
         if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
         return false;
@@ -137,6 +143,7 @@ class RegistryWriter {
       a.error = f->done.error;
       a.peak_rss_kb = f->done.peak_rss_kb;
       a.job_id = job_id_;
+      a.shard_seq = seqs_[f->task];
       reg_.AddAttempt(a);
       return true;
     } else if (auto* w = std::get_if<WorkerJoinedEvent>(&ev)) {
@@ -147,7 +154,7 @@ class RegistryWriter {
 
   Registry& reg_;
   const std::vector<SchedTask>& tasks_;
-  std::vector<int64_t> rowids_;
+  std::vector<int64_t> seqs_;
   std::vector<int> running_at_;  // attempt dispatched in this batch and not finished yet (0: none)
   std::vector<int> dispatched_;  // tasks dispatched in this batch
   std::string reg_dir_;
@@ -172,7 +179,10 @@ class DispatchStats {
         if (first_ == 0) first_ = d->time;
       } else if (auto* f = std::get_if<FinishedEvent>(&e)) {
         if (f->done.outcome == Outcome::kPreempted) continue;
-        if (++finished_ == warmup_) warm_ = f->time;
+        if (++finished_ == warmup_) {
+          warm_ = f->time;
+          warm_cpu_ = ThreadCpuSeconds();
+        }
         if (finished_ > warmup_) rtt_us_.push_back((f->time - sent_[f->task]) * 1e6);
         last_ = f->time;
       }
@@ -182,6 +192,8 @@ class DispatchStats {
     ++flushes_;
     flush_s_ += seconds;
   }
+  // Call once the loop is over: the coordinator thread's CPU time since the warm-up.
+  void Stop() { stop_cpu_ = ThreadCpuSeconds(); }
   void Write(const std::string& path) {
     double sum = 0;
     for (double r : rtt_us_) sum += r;
@@ -197,6 +209,9 @@ class DispatchStats {
                           {"mean", rtt_us_.empty() ? 0.0 : sum / rtt_us_.size()},
                           {"max", rtt_us_.empty() ? 0.0 : rtt_us_.back()}}},
               {"warmup_shards", warmup_},
+              // The coordinator thread's CPU per shard in steady state: what bounds its rate.
+              {"coordinator_cpu_us_per_shard",
+               rtt_us_.empty() ? 0.0 : (stop_cpu_ - warm_cpu_) * 1e6 / rtt_us_.size()},
               {"all", {{"shards", finished_}, {"seconds", all_secs},
                        {"shards_per_s", all_secs > 0 ? finished_ / all_secs : 0.0}}},
               {"registry_commits", {{"count", flushes_}, {"seconds", flush_s_}}}};
@@ -212,6 +227,7 @@ class DispatchStats {
   size_t warmup_;
   size_t finished_ = 0;
   double first_ = 0, warm_ = 0, last_ = 0;
+  double warm_cpu_ = 0, stop_cpu_ = 0;
   int64_t flushes_ = 0;
   double flush_s_ = 0;
 };
@@ -444,8 +460,8 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   // Attempt numbers continue after the ones already recorded (preempted ones included).
   {
     SQLite::Statement q(reg.db(),
-                        "SELECT a.shard, max(a.n) FROM attempts a JOIN shards s ON s.id = a.shard "
-                        "WHERE s.sweep = ? GROUP BY a.shard");
+                        "SELECT s.id, max(a.n) FROM shards s JOIN attempts a ON a.shard_seq = s.seq "
+                        "WHERE s.sweep = ? GROUP BY s.seq");
     q.bind(1, spec.name);
     while (q.executeStep()) {
       auto it = index.find(ShardId{q.getColumn(0).getString()});
@@ -458,9 +474,9 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     throw UsageError(fmt::format("a stage needs ranks: {} but this launch has only {} worker rank(s)",
                                  k, n_workers));
   }
-  std::vector<int64_t> rowids(plan.shards.size());
-  for (size_t i = 0; i < plan.shards.size(); ++i) rowids[i] = rows.at(plan.shards[i].id).rowid;
-  RegistryWriter writer(reg, sched.tasks(), std::move(rowids), reg_dir, job_id);
+  std::vector<int64_t> seqs(plan.shards.size());
+  for (size_t i = 0; i < plan.shards.size(); ++i) seqs[i] = rows.at(plan.shards[i].id).seq;
+  RegistryWriter writer(reg, sched.tasks(), std::move(seqs), reg_dir, job_id);
   std::optional<WalCheckpointer> checkpointer(std::in_place, reg);
   ProgressLine progress(spec.name, sched.counts().total, options.quiet);
   MpiComm comm;
@@ -523,7 +539,10 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   }
   writer.Commit();
   checkpointer.reset();
-  if (stats) stats->Write(options.stats_path);
+  if (stats) {
+    stats->Stop();  // after the last commit: the registry rows are part of the cost
+    stats->Write(options.stats_path);
+  }
 
   // 4. Results index, summary, exit code.
   const auto& c = sched.counts();

@@ -14,9 +14,8 @@ Scheduler::Scheduler(std::vector<SchedTask> tasks, SchedulerOptions options)
   blocked_.assign(n, false);
   queued_.assign(n, false);
   counts_.total = n;
-  id_index_.reserve(n);
+  running_.resize(n);
   for (int i = 0; i < n; ++i) {
-    id_index_.emplace(tasks_[i].msg.id, i);
     for (int need : tasks_[i].needs) dependents_[need].push_back(i);
     ShardStatus s = tasks_[i].status;
     if (s == ShardStatus::kRunning || s == ShardStatus::kPreempted) {
@@ -112,7 +111,7 @@ int Scheduler::UnsatisfiableRanks(int n_workers) const {
 
 bool Scheduler::Finished() const {
   if (preempted_) return true;
-  if (!running_.empty()) return false;
+  if (running_count_ > 0) return false;
   for (int t : ready_) {
     if (queued_[t]) return false;
   }
@@ -150,7 +149,7 @@ int Scheduler::PickFor(const WorkerState& w) {
   return head;
 }
 
-void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm) {
+void Scheduler::Dispatch(int task, std::span<WorkerState* const> gang, double now, Comm& comm) {
   SchedTask& t = tasks_[task];
   Unqueue(task);
   t.msg.attempt = ++t.attempt_numbers;
@@ -161,12 +160,15 @@ void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, C
     t.msg.gang_id = next_gang_id_++;
   }
   SetStatus(task, ShardStatus::kRunning);
-  Running r;
+  Running& r = running_[task];
   r.worker = gang.front()->id;
   r.attempt = t.msg.attempt;
   r.start = now;
-  r.gang_left = static_cast<int>(gang.size());
-  running_[task] = std::move(r);
+  if (gang.size() > 1) {
+    r.gang = std::make_unique<GangRun>();
+    r.gang->left = static_cast<int>(gang.size());
+  }
+  ++running_count_;
   const bool watched = Watched(task);
   if (watched) {
     double grace = std::max(options_.deadline_grace_min_s,
@@ -180,6 +182,7 @@ void Scheduler::Dispatch(int task, std::vector<WorkerState*> gang, double now, C
     w->in_flight += gang.size() > 1 || watched ? options_.window : 1;
     w->reserved = false;
     w->last_task = task;
+    w->running.push_back(task);
     events_.push_back(DispatchedEvent{task, w->id, t.msg.attempt, now});
     comm.Send(w->id, t.msg);
   }
@@ -242,7 +245,8 @@ void Scheduler::FillAll(double now, Comm& comm) {
       if (!w) return;
       int task = PickFor(*w);
       if (task < 0) return;
-      Dispatch(task, {w}, now, comm);
+      WorkerState* const one[] = {w};
+      Dispatch(task, one, now, comm);
       if (w->hungry_idle && w->in_flight > 0) {
         // It leaves the idle stack (lazily, in NextHungry) and may take a second slot later.
         MarkHungry(*w);
@@ -268,7 +272,7 @@ void Scheduler::FillAll(double now, Comm& comm) {
   }
 }
 
-void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm& comm) {
+void Scheduler::OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm) {
   if (const auto* hello = std::get_if<Hello>(&msg)) {
     if (static_cast<int>(worker_slots_.size()) <= from.rank) worker_slots_.resize(from.rank + 1);
     if (worker_slots_[from.rank].id.rank != from.rank) {
@@ -279,12 +283,12 @@ void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm
     events_.push_back(WorkerJoinedEvent{from, *hello});
     FillAll(now, comm);
   } else if (const auto* p = std::get_if<Progress>(&msg)) {
-    int task = RunningTask(p->id, p->attempt);
+    int task = RunningTask(from, p->id, p->attempt);
     if (task >= 0) events_.push_back(ProgressEvent{task, p->step, p->total});
   } else {
-    const auto& done = std::get<ShardDone>(msg);
+    auto& done = std::get<ShardDone>(msg);
     // Find the running task this answers (a stale answer after preemption finds none).
-    int task = RunningTask(done.id, done.attempt);
+    int task = RunningTask(from, done.id, done.attempt);
     if (from.rank < static_cast<int>(worker_slots_.size())) {
       auto& w = worker_slots_[from.rank];
       // Stuck past a deadline, the attempt settled without it: a late answer changes nothing.
@@ -292,19 +296,27 @@ void Scheduler::OnMessage(WorkerId from, const FromWorker& msg, double now, Comm
       // A gang or watched shard holds its workers' whole window (see Dispatch).
       bool whole = task >= 0 && (tasks_[task].msg.gang.size() > 1 || Watched(task));
       w.in_flight = std::max(0, w.in_flight - (whole ? options_.window : 1));
+      if (task >= 0) Forget(w, task);
       MarkHungry(w);
     }
-    if (task >= 0) Finish(task, from, done, now, comm);
+    if (task >= 0) Finish(task, from, std::move(done), now, comm);
     if (!preempted_) FillAll(now, comm);
   }
 }
 
-int Scheduler::RunningTask(const ShardId& id, int attempt) const {
-  auto it = id_index_.find(id);
-  if (it == id_index_.end()) return -1;
-  auto r = running_.find(it->second);
-  if (r == running_.end() || r->second.attempt != attempt) return -1;
-  return it->second;
+int Scheduler::RunningTask(WorkerId from, const ShardId& id, int attempt) const {
+  if (from.rank < 0 || from.rank >= static_cast<int>(worker_slots_.size())) return -1;
+  for (int task : worker_slots_[from.rank].running) {
+    if (running_[task].attempt == attempt && tasks_[task].msg.id == id) return task;
+  }
+  return -1;
+}
+
+void Scheduler::Forget(WorkerState& w, int task) {
+  auto it = std::find(w.running.begin(), w.running.end(), task);
+  if (it == w.running.end()) return;
+  *it = w.running.back();
+  w.running.pop_back();
 }
 
 void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm) {
@@ -314,25 +326,19 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
     recent_duration_s_ = recent_duration_s_ < 0 ? d : 0.9 * recent_duration_s_ + 0.1 * d;
   }
   Running& r = running_[task];
-  if (r.gang_left > 1) {
+  if (GangRun* g = r.gang.get()) {
     // Gang: wait for every rank; the lead (lowest rank) carries metrics and the artifact.
-    r.gang_left -= 1;
-    r.answered.push_back(worker.rank);
-    if (done.outcome != Outcome::kOk && !r.failed) {
-      r.failed = true;
-      r.first_failure = done;
+    if (done.outcome != Outcome::kOk && !g->failed) {
+      g->failed = true;
+      g->first_failure = done;
     }
-    if (worker.rank == tasks_[task].msg.gang.front()) r.lead = done;
-    return;
-  }
-  if (tasks_[task].msg.gang.size() > 1) {
-    if (worker.rank == tasks_[task].msg.gang.front()) r.lead = done;
-    if (done.outcome != Outcome::kOk && !r.failed) {
-      r.failed = true;
-      r.first_failure = done;
+    if (worker.rank == tasks_[task].msg.gang.front()) g->lead = done;
+    if (--g->left > 0) {
+      g->answered.push_back(worker.rank);
+      return;
     }
-    ShardDone merged = r.failed ? r.first_failure : r.lead;
-    merged.start = std::min(r.lead.start > 0 ? r.lead.start : done.start, done.start);
+    ShardDone merged = g->failed ? g->first_failure : g->lead;
+    merged.start = std::min(g->lead.start > 0 ? g->lead.start : done.start, done.start);
     done = std::move(merged);
     worker = r.worker;
   }
@@ -340,7 +346,10 @@ void Scheduler::Finish(int task, WorkerId worker, ShardDone done, double now, Co
 }
 
 void Scheduler::Settle(int task, WorkerId worker, ShardDone done, double now) {
-  running_.erase(task);
+  if (running_[task].attempt != 0) {
+    running_[task] = Running{};
+    --running_count_;
+  }
   SchedTask& t = tasks_[task];
   ShardStatus next;
   switch (done.outcome) {
@@ -374,7 +383,19 @@ void Scheduler::Settle(int task, WorkerId worker, ShardDone done, double now) {
 void Scheduler::Preempt(double now) {
   if (preempted_) return;
   preempted_ = true;
-  for (auto& [task, r] : running_) {
+  std::vector<int> tasks;
+  for (int rank : workers_) {
+    WorkerState& w = worker_slots_[rank];
+    for (int task : w.running) {
+      if (std::find(tasks.begin(), tasks.end(), task) == tasks.end()) tasks.push_back(task);
+    }
+    w.running.clear();
+    w.in_flight = 0;
+  }
+  std::sort(tasks.begin(), tasks.end());  // plan order, as the registry writes them
+  for (int task : tasks) {
+    Running& r = running_[task];
+    if (r.attempt == 0) continue;
     ShardDone d;
     d.id = tasks_[task].msg.id;
     d.attempt = r.attempt;
@@ -385,9 +406,9 @@ void Scheduler::Preempt(double now) {
     SetStatus(task, ShardStatus::kPreempted);
     events_.push_back(FinishedEvent{task, now, r.worker, std::move(d), ShardStatus::kPreempted,
                                     tasks_[task].attempts});
+    r = Running{};
+    --running_count_;
   }
-  running_.clear();
-  for (int rank : workers_) worker_slots_[rank].in_flight = 0;
 }
 
 void Scheduler::Tick(double now, Comm& comm) {
@@ -395,8 +416,7 @@ void Scheduler::Tick(double now, Comm& comm) {
   while (!deadlines_.empty() && deadlines_.top().at <= now) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
-    auto r = running_.find(d.task);
-    if (preempted_ || r == running_.end() || r->second.attempt != d.attempt) continue;  // in time
+    if (preempted_ || running_[d.task].attempt != d.attempt) continue;  // in time
     Expire(d.task, now);
     expired = true;
   }
@@ -417,14 +437,13 @@ void Scheduler::Tick(double now, Comm& comm) {
 }
 
 void Scheduler::Expire(int task, double now) {
-  const Running& r = running_.at(task);
+  const Running& r = running_[task];
   const RunShard& m = tasks_[task].msg;
   std::vector<int32_t> stuck;
-  if (m.gang.size() > 1) {
+  if (r.gang) {
+    const auto& answered = r.gang->answered;
     for (int32_t rank : m.gang) {
-      if (std::find(r.answered.begin(), r.answered.end(), rank) == r.answered.end()) {
-        stuck.push_back(rank);
-      }
+      if (std::find(answered.begin(), answered.end(), rank) == answered.end()) stuck.push_back(rank);
     }
   } else {
     stuck.push_back(r.worker.rank);
@@ -443,7 +462,7 @@ void Scheduler::Expire(int task, double now) {
       now - r.start, m.timeout_s, many ? "s" : "", fmt::join(stuck, ", "),
       m.gang.size() > 1 ? fmt::format("gang of {}", m.gang.size()) : "isolation: inline",
       many ? "s" : "");
-  if (r.failed) d.error += "; a gang rank reported first: " + r.first_failure.error;
+  if (r.gang && r.gang->failed) d.error += "; a gang rank reported first: " + r.gang->first_failure.error;
   WorkerId lead = r.worker;
   Settle(task, lead, std::move(d), now);
 }
@@ -455,6 +474,7 @@ void Scheduler::Retire(int rank) {
   // Its whole window stays taken: no path that looks for a free slot ever picks it again.
   w.in_flight = options_.window;
   w.reserved = false;
+  w.running.clear();
   retired_.push_back(rank);
 }
 

@@ -41,7 +41,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <queue>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -112,7 +114,8 @@ class Scheduler {
  public:
   Scheduler(std::vector<SchedTask> tasks, SchedulerOptions options);
 
-  void OnMessage(WorkerId from, const FromWorker& msg, double now, Comm& comm);
+  // `msg` by value: a decoded message is moved in (its ShardDone goes on into the events).
+  void OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm);
   // Stop dispatching; every running shard becomes preempted (events emitted).
   void Preempt(double now);
   // Tells each known worker to shut down.
@@ -152,16 +155,22 @@ class Scheduler {
     bool hungry = false;        // listed in hungry_ (busy, with a free slot)
     bool hungry_idle = false;   // listed in hungry_idle_
     bool retired = false;       // stuck past a deadline: its window stays full for good
+    std::vector<int> running;   // tasks in flight here (at most `window`; a gang's in each member)
   };
-  struct Running {
-    WorkerId worker;
-    int attempt;
-    double start = 0;
-    int gang_left;              // ShardDone messages still expected
-    ShardDone first_failure;    // of a gang
+  struct GangRun {
+    int left;                   // ShardDone messages still expected
+    ShardDone first_failure;
     bool failed = false;
     ShardDone lead;             // gang rank 0's report
     std::vector<int32_t> answered;  // gang ranks that reported (the others are stuck at expiry)
+  };
+  // Per task; attempt 0: not running. Kept small (a vector over all tasks): the gang's
+  // bookkeeping is allocated only for gangs.
+  struct Running {
+    int attempt = 0;
+    WorkerId worker;            // a gang's lowest rank
+    double start = 0;
+    std::unique_ptr<GangRun> gang;
   };
   struct Deadline {
     double at;
@@ -177,7 +186,7 @@ class Scheduler {
   WorkerState* NextHungry();
   bool HasReady();
   int PickFor(const WorkerState& w);
-  void Dispatch(int task, std::vector<WorkerState*> gang, double now, Comm& comm);
+  void Dispatch(int task, std::span<WorkerState* const> gang, double now, Comm& comm);
   void Finish(int task, WorkerId worker, ShardDone done, double now, Comm& comm);
   void Settle(int task, WorkerId worker, ShardDone done, double now);
   // Runs inside the worker process and has a timeout: deadline at the coordinator, whole window.
@@ -192,18 +201,21 @@ class Scheduler {
   void Block(int task);
   void SetStatus(int task, ShardStatus s);
   int64_t& Count(ShardStatus s);
-  int RunningTask(const ShardId& id, int attempt) const;
+  // The task a worker's message is about: among the ones in flight on that worker (a stale
+  // answer, e.g. after preemption, finds none: -1).
+  int RunningTask(WorkerId from, const ShardId& id, int attempt) const;
+  static void Forget(WorkerState& w, int task);
 
   std::vector<SchedTask> tasks_;
   SchedulerOptions options_;
-  std::unordered_map<ShardId, int> id_index_;
   std::vector<std::vector<int>> dependents_;
   std::vector<int> unmet_;          // needs not yet done
   std::vector<bool> blocked_;
   std::deque<int> ready_;           // FIFO of ready task indices (may hold stale entries)
   std::vector<bool> queued_;
   int64_t ready_count_ = 0;        // tasks with queued_ set
-  std::unordered_map<int, Running> running_;
+  std::vector<Running> running_;    // per task
+  int64_t running_count_ = 0;
   std::vector<WorkerState> worker_slots_;   // indexed by rank
   std::vector<int> workers_;                // known ranks
   std::vector<int> hungry_;                 // busy ranks that may have a free slot

@@ -10,10 +10,10 @@
 //
 // Schema (docs/ARCHITECTURE.md has the full DDL):
 //   sweeps(name PK, spec_text, spec_hash, out_dir, created, updated, git_commit, host)
-//   shards(id PK, sweep, stage, stage_index, kind, params JSON, axes JSON, seed, role,
-//          needs JSON, status, attempts, artifact, error, updated)
+//   shards(seq INTEGER PK, id UNIQUE, sweep, stage, stage_index, kind, params JSON, axes JSON,
+//          seed, role, needs JSON, status, attempts, artifact, error, updated)
 //   attempts(shard, n, rank, host, gpu, start, end, outcome, signal, exit_code, error,
-//            peak_rss_kb, job_id)  PK(shard, n)
+//            peak_rss_kb, job_id, shard_seq)  PK(shard_seq, n) WITHOUT ROWID
 //   metrics(shard, name, value)  PK(shard, name)
 //   provenance(sweep, key, value)  PK(sweep, key)
 //   launches(id PK autoinc, sweep, started, ended, host, pid, workers, exit_code, job_id)
@@ -66,7 +66,7 @@ struct ShardRow {
   int attempts = 0;             // attempts charged (preempted ones are not)
   std::string artifact;         // path of the published HDF5 file, relative to the registry dir
   std::string error;            // last error line
-  int64_t rowid = 0;            // SQLite rowid, set by reads: SetShardStateAt's integer key
+  int64_t seq = 0;              // shards.seq, set by reads: SetShardStateAt's key
 };
 
 struct AttemptRow {
@@ -83,6 +83,7 @@ struct AttemptRow {
   std::string error;
   int64_t peak_rss_kb = 0;
   std::string job_id;
+  int64_t shard_seq = 0;  // shards.seq of `shard`; 0: looked up by id
 };
 
 struct MetricRow {
@@ -121,10 +122,10 @@ class Registry {
   void InsertShards(const std::vector<ShardRow>& shards);
   void SetShardState(const ShardId& id, ShardStatus status, int attempts,
                      const std::string& artifact, const std::string& error);
-  // The same by rowid (ShardRow::rowid), for the coordinator's hot path: an integer key, and
-  // rows updated in dispatch order share pages (ids are hashes, rowids follow the plan).
+  // The same by seq (ShardRow::seq), for the coordinator's hot path: an integer key, and
+  // rows updated in dispatch order share pages (ids are hashes, seqs follow the plan).
   // `updated`: the event's unix time (0: now).
-  void SetShardStateAt(int64_t rowid, ShardStatus status, int attempts,
+  void SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
                        const std::string& artifact, const std::string& error, double updated = 0);
   void AddAttempt(const AttemptRow& attempt);
   void SetMetrics(const ShardId& id, const std::vector<std::pair<std::string, double>>& metrics);
@@ -140,7 +141,7 @@ class Registry {
   std::optional<SweepRow> Sweep(const std::string& name) const;
   std::vector<ShardRow> Shards(const std::string& sweep, const std::string& stage = "") const;
   std::optional<ShardRow> Shard(const ShardId& id) const;
-  // Only id, status, attempts, artifact, error and rowid of a sweep's shards (no JSON parsing:
+  // Only id, status, attempts, artifact, error and seq of a sweep's shards (no JSON parsing:
   // what the coordinator needs at start-up, ~10x quicker than Shards() on large sweeps).
   std::vector<ShardRow> ShardStates(const std::string& sweep) const;
   // Prefix lookup for `seedgrid show 3fa9`; throws UsageError when ambiguous.

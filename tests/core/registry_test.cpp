@@ -352,47 +352,80 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
             0);
 }
 
-TEST_F(RegistryTest, MigratesVersion2RegistriesToTheCheapStatusCheck) {
-  int64_t rowid = 0;
+TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   {
-    // A version-2 registry: its shards table checked the status with IN (...), which costs an
-    // ephemeral table per row written.
-    Registry reg(path_, Registry::Mode::kWrite);
-    reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222")});
-    reg.SetShardState(ShardId{"2222222222222222"}, ShardStatus::kFailed, 3, "", "boom");
-    rowid = reg.Shard(ShardId{"2222222222222222"})->rowid;
-    reg.db().exec(
-        "CREATE TABLE old AS SELECT rowid AS r, * FROM shards; DROP TABLE shards;"
+    // A version-2 registry, as that seedgrid wrote it: the status checked with IN (...) (an
+    // ephemeral table per row written), shards keyed by an implicit rowid, attempts by
+    // (shard, n) in hash order.
+    fs::create_directories(fs::path(path_).parent_path());
+    SQLite::Database db(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(
+        "CREATE TABLE sweeps(name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL, "
+        "out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, git_commit TEXT NOT NULL, "
+        "host TEXT NOT NULL);"
         "CREATE TABLE shards(id TEXT PRIMARY KEY, sweep TEXT NOT NULL, stage TEXT NOT NULL, "
         "stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL, "
         "seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL, status TEXT NOT NULL "
         "CHECK(status IN ('pending','running','done','failed','preempted')), attempts INTEGER NOT NULL, "
         "artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);"
         "CREATE INDEX shards_sweep_stage ON shards(sweep, stage);"
+        "CREATE TABLE attempts(shard TEXT NOT NULL, n INTEGER NOT NULL, rank INTEGER NOT NULL, "
+        "host TEXT NOT NULL, gpu TEXT NOT NULL, start REAL NOT NULL, \"end\" REAL NOT NULL, "
+        "outcome TEXT NOT NULL, signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL, "
+        "peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY(shard, n));"
+        "CREATE TABLE metrics(shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(shard, name));"
+        "CREATE TABLE provenance(sweep TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+        "PRIMARY KEY(sweep, key));"
+        "CREATE TABLE launches(id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, "
+        "started TEXT NOT NULL, ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+        "workers INTEGER NOT NULL, exit_code INTEGER, job_id TEXT NOT NULL);"
         "INSERT INTO shards(rowid, id, sweep, stage, stage_index, kind, params, axes, seed, role, needs, "
-        "status, attempts, artifact, error, updated) SELECT r, id, sweep, stage, stage_index, kind, "
-        "params, axes, seed, role, needs, status, attempts, artifact, error, updated FROM old;"
-        "DROP TABLE old; PRAGMA user_version=2");
+        "status, attempts, artifact, error, updated) VALUES "
+        "(7, '1111111111111111', 'demo', 'base', 0, 'chaos', '{}', '{}', 0, 'single', '[]', 'done', 1, "
+        "'demo/base/1111111111111111.h5', '', 1.0),"
+        "(9, '2222222222222222', 'demo', 'base', 0, 'chaos', '{}', '{}', 1, 'single', '[]', 'failed', 3, "
+        "'', 'boom', 2.0);"
+        "INSERT INTO attempts VALUES('2222222222222222', 1, 1, 'h', '', 1.0, 2.0, 'error', 0, 0, 'boom', 5, ''),"
+        "('2222222222222222', 2, 2, 'h', '', 3.0, 4.0, 'crash', 11, 0, 'segv', 6, ''),"
+        "('1111111111111111', 1, 1, 'h', '', 1.0, 2.0, 'ok', 0, 0, '', 7, '');"
+        "PRAGMA user_version=2");
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
   std::string ddl = reg.db().execAndGet("SELECT sql FROM sqlite_master WHERE name='shards'").getString();
   EXPECT_THAT(ddl, Not(HasSubstr(" IN (")));
-  EXPECT_THAT(ddl, HasSubstr("status = 'preempted'"));
+  EXPECT_THAT(ddl, HasSubstr("seq INTEGER PRIMARY KEY"));
+  EXPECT_THAT(reg.db().execAndGet("SELECT sql FROM sqlite_master WHERE name='attempts'").getString(),
+              HasSubstr("WITHOUT ROWID"));
+  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
   EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name='shards_sweep_stage'").getInt(), 1);
-  // Rows, states and rowids survive.
+  // Rows, states and keys survive: the old rowids are the seqs, attempts point at them.
   auto s = reg.Shard(ShardId{"2222222222222222"});
   ASSERT_TRUE(s);
   EXPECT_EQ(s->status, ShardStatus::kFailed);
   EXPECT_EQ(s->attempts, 3);
   EXPECT_EQ(s->error, "boom");
-  EXPECT_EQ(s->rowid, rowid);
-  EXPECT_EQ(reg.Shards("demo").size(), 2u);
-  // The check still holds.
+  EXPECT_EQ(s->seq, 9);
+  EXPECT_EQ(reg.Shard(ShardId{"1111111111111111"})->seq, 7);
+  auto att = reg.Attempts(ShardId{"2222222222222222"});
+  ASSERT_EQ(att.size(), 2u);
+  EXPECT_EQ(att[1].outcome, Outcome::kCrash);
+  EXPECT_EQ(att[1].signal, 11);
+  EXPECT_EQ(reg.Attempts(ShardId{"1111111111111111"}).size(), 1u);
+  // The check still holds; new rows get fresh seqs; attempts find their shard by id.
   EXPECT_THROW(reg.db().exec("UPDATE shards SET status='bogus'"), SQLite::Exception);
-  reg.SetShardStateAt(rowid, ShardStatus::kDone, 4, "a.h5", "", 1.7e9);
+  reg.InsertShards({MakeShard("3333333333333333")});
+  EXPECT_EQ(reg.Shard(ShardId{"3333333333333333"})->seq, 10);
+  reg.SetShardStateAt(9, ShardStatus::kDone, 4, "a.h5", "", 1.7e9);
   EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kDone);
-  EXPECT_DOUBLE_EQ(reg.db().execAndGet("SELECT updated FROM shards WHERE rowid=" + std::to_string(rowid)).getDouble(), 1.7e9);
+  EXPECT_DOUBLE_EQ(reg.db().execAndGet("SELECT updated FROM shards WHERE seq=9").getDouble(), 1.7e9);
+  AttemptRow a;
+  a.shard = ShardId{"3333333333333333"};
+  a.n = 1;
+  reg.AddAttempt(a);  // shard_seq 0: looked up
+  EXPECT_EQ(reg.db().execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(), 10);
+  a.shard = ShardId{"4444444444444444"};  // no such shard
+  EXPECT_THROW(reg.AddAttempt(a), SQLite::Exception);
 }
 
 TEST_F(RegistryTest, RejectsNewerSchemaAndForeignFiles) {
