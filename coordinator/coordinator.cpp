@@ -63,7 +63,9 @@ class RegistryWriter {
   RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks, std::vector<int64_t> seqs,
                  std::string reg_dir, std::string job_id)
       : reg_(reg), tasks_(tasks), seqs_(std::move(seqs)), running_at_(tasks.size(), 0),
-        reg_dir_(std::move(reg_dir)), job_id_(std::move(job_id)) {}
+        reg_dir_(std::move(reg_dir)) {
+    row_.job_id = std::move(job_id);
+  }
   ~RegistryWriter() = default;  // an uncommitted batch rolls back (the crash case)
 
   // Moves the events out (`events` keeps its capacity for the next round).
@@ -118,31 +120,32 @@ class RegistryWriter {
       dispatched_.push_back(d->task);
     } else if (auto* f = std::get_if<FinishedEvent>(&ev)) {
       const auto& t = tasks_[f->task];
+      const ShardDone& d = f->done;
+      static const std::string kNone;
       if (second_half) {
-        std::string artifact = f->done.outcome == Outcome::kOk ? Relative(f->done.artifact, reg_dir_) : "";
-        reg_.SetShardStateAt(seqs_[f->task], f->new_status, f->attempts, artifact,
-                             f->done.outcome == Outcome::kOk ? "" : f->done.error, f->time);
-        if (!f->done.metrics.empty()) reg_.SetMetrics(t.msg.id, f->done.metrics);
+        const bool ok = d.outcome == Outcome::kOk;
+        reg_.SetShardStateAt(seqs_[f->task], f->new_status, f->attempts,
+                             ok && !d.artifact.empty() ? Relative(d.artifact, reg_dir_) : kNone,
+                             ok ? kNone : d.error, f->time);
+        if (!d.metrics.empty()) reg_.SetMetrics(t.msg.id, d.metrics);
         return false;
       }
-      if (running_at_[f->task] == f->done.attempt) running_at_[f->task] = 0;
-      AttemptRow a;
-      a.shard = t.msg.id;
-      a.n = f->done.attempt;
+      if (running_at_[f->task] == d.attempt) running_at_[f->task] = 0;
+      // One row reused (its strings keep their capacity): no allocation per attempt.
+      AttemptRow& a = row_;
+      a.shard.hex = t.msg.id.hex;
+      a.n = d.attempt;
       a.rank = f->worker.rank;
       auto h = hosts_.find(f->worker.rank);
-      if (h != hosts_.end()) {
-        a.host = h->second.host;
-        a.gpu = h->second.gpu;
-      }
-      a.start = f->done.start;
-      a.end = f->done.end;
-      a.outcome = f->done.outcome;
-      a.signal = f->done.signal;
-      a.exit_code = f->done.exit_code;
-      a.error = f->done.error;
-      a.peak_rss_kb = f->done.peak_rss_kb;
-      a.job_id = job_id_;
+      a.host = h != hosts_.end() ? h->second.host : kNone;
+      a.gpu = h != hosts_.end() ? h->second.gpu : kNone;
+      a.start = d.start;
+      a.end = d.end;
+      a.outcome = d.outcome;
+      a.signal = d.signal;
+      a.exit_code = d.exit_code;
+      a.error = d.error;
+      a.peak_rss_kb = d.peak_rss_kb;
       a.shard_seq = seqs_[f->task];
       reg_.AddAttempt(a);
       return true;
@@ -158,7 +161,7 @@ class RegistryWriter {
   std::vector<int> running_at_;  // attempt dispatched in this batch and not finished yet (0: none)
   std::vector<int> dispatched_;  // tasks dispatched in this batch
   std::string reg_dir_;
-  std::string job_id_;
+  AttemptRow row_;               // scratch for AddAttempt; job_id set once
   std::vector<SchedEvent> pending_;
   size_t next_ = 0;              // pending_[0, next_) are written in the open transaction
   bool second_half_ = false;     // pending_[next_]'s first half is written
@@ -171,7 +174,9 @@ class RegistryWriter {
 // steady-state rate counts from the warm-up's last completion to the last one.
 class DispatchStats {
  public:
-  explicit DispatchStats(size_t n) : sent_(n, 0), warmup_(std::min<size_t>(1000, n / 10)) {}
+  explicit DispatchStats(size_t n) : sent_(n, 0), warmup_(std::min<size_t>(1000, n / 10)) {
+    rtt_us_.reserve(n);  // no reallocation (a copy of every sample so far) in the loop
+  }
   void Observe(const std::vector<SchedEvent>& events) {
     for (const auto& e : events) {
       if (auto* d = std::get_if<DispatchedEvent>(&e)) {

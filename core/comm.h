@@ -10,6 +10,9 @@ class Comm {
  public:
   virtual ~Comm() = default;
   virtual void Send(WorkerId to, const ToWorker& msg) = 0;
+  // The dispatch path: a shard sent without building a ToWorker first (that copies every
+  // string of it). Transports that encode override it; the default goes through ToWorker.
+  virtual void Send(WorkerId to, const RunShard& shard) { Send(to, ToWorker{shard}); }
 };
 
 }  // namespace seedgrid

@@ -216,15 +216,20 @@ ShardDone GetShardDone(Reader& r) {
 
 }  // namespace
 
+void Encode(const RunShard& msg, std::string* out) {
+  Writer w(out);
+  size_t s = BeginFrame(out, kRunShard);
+  Put(w, msg);
+  EndFrame(out, s);
+}
+
 void Encode(const ToWorker& msg, std::string* out) {
   Writer w(out);
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, RunShard>) {
-          size_t s = BeginFrame(out, kRunShard);
-          Put(w, m);
-          EndFrame(out, s);
+          Encode(m, out);
         } else {
           size_t s = BeginFrame(out, kShutdown);
           w.Pod<int32_t>(m.exit_code);

@@ -124,6 +124,7 @@ class ProtocolError : public std::runtime_error {
 
 // Appends one frame to *out.
 void Encode(const ToWorker& msg, std::string* out);
+void Encode(const RunShard& msg, std::string* out);  // the same frame as Encode(ToWorker{msg})
 void Encode(const FromWorker& msg, std::string* out);
 // Decodes exactly one whole frame (as received from MPI). Throws ProtocolError.
 ToWorker DecodeToWorker(std::string_view frame);

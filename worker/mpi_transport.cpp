@@ -1,6 +1,7 @@
 #include "worker/mpi_transport.h"
 
 #include <cstdlib>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -16,7 +17,10 @@ void ThrowMpiError(const char* call, int code, const char* file, int line) {
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
-  SEEDGRID_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  const char* level = std::getenv("SEEDGRID_MPI_THREAD_LEVEL");  // see the threading contract
+  const bool funneled = level && std::string_view(level) == "funneled";
+  SEEDGRID_MPI_CHECK(MPI_Init_thread(argc, argv, funneled ? MPI_THREAD_FUNNELED : MPI_THREAD_SINGLE,
+                                     &provided));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   SEEDGRID_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   SEEDGRID_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
@@ -76,6 +80,12 @@ void SendFrame(int dest, const std::string& frame) {
 void MpiComm::Send(WorkerId to, const ToWorker& msg) {
   buf_.clear();
   Encode(msg, &buf_);
+  SendFrame(to.rank, buf_);
+}
+
+void MpiComm::Send(WorkerId to, const RunShard& shard) {
+  buf_.clear();
+  Encode(shard, &buf_);
   SendFrame(to.rank, buf_);
 }
 

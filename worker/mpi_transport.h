@@ -1,7 +1,12 @@
 // Thin, checked MPI layer shared by the coordinator and the workers.
 //
-// Threading contract: MPI is initialised with MPI_THREAD_FUNNELED and only the main thread of
-// each rank calls MPI. Nobody blocks in MPI while waiting for work: both sides poll with
+// Threading contract: only the main thread of each rank calls MPI (the registry's checkpoint
+// thread, LibTorch's and OpenBLAS's pools, NCCL's proxy never do). The level requested is
+// MPI_THREAD_SINGLE unless SEEDGRID_MPI_THREAD_LEVEL=funneled: Open MPI 4.1 turns on locking
+// in every send and receive at any level above SINGLE (opal_uses_threads; a small-message
+// round trip went from 0.41-0.57 µs to 0.67-1.66 µs here), and with one MPI thread those
+// locks protect nothing. This is the level `MPI_Init` gives, the one most MPI+OpenMP codes run
+// at. Nobody blocks in MPI while waiting for work: both sides poll with
 // MPI_Iprobe interleaved with their other sources (the executor pipe, signals), with a short
 // spin after activity and bounded sleeps when idle (see Poller). Blocking threads were measured
 // to add milliseconds of tail latency on small machines (research/calibration.md, Part B).
@@ -64,6 +69,7 @@ void SendFrame(int dest, const std::string& frame);
 class MpiComm final : public Comm {
  public:
   void Send(WorkerId to, const ToWorker& msg) override;
+  void Send(WorkerId to, const RunShard& shard) override;
 
  private:
   std::string buf_;

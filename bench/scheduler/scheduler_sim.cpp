@@ -49,15 +49,16 @@ class SimComm final : public Comm {
       : q_(q), latency_(latency), durations_(durations), free_at_(n_workers + 1, 0.0) {}
   double now = 0;
   void Send(WorkerId to, const ToWorker& msg) override {
-    if (auto* r = std::get_if<RunShard>(&msg)) {
-      int task = std::stoi(r->id.hex);
-      // Arrives after `latency`; runs when the worker is free; result travels back.
-      double arrive = now + latency_;
-      double start = std::max(arrive, free_at_[to.rank]);
-      double end = start + durations_[task];
-      free_at_[to.rank] = end;
-      q_.push(Event{end + latency_, 1, to.rank, task, r->attempt});
-    }
+    if (auto* r = std::get_if<RunShard>(&msg)) Send(to, *r);
+  }
+  void Send(WorkerId to, const RunShard& r) override {
+    int task = std::stoi(r.id.hex);
+    // Arrives after `latency`; runs when the worker is free; result travels back.
+    double arrive = now + latency_;
+    double start = std::max(arrive, free_at_[to.rank]);
+    double end = start + durations_[task];
+    free_at_[to.rank] = end;
+    q_.push(Event{end + latency_, 1, to.rank, task, r.attempt});
   }
 
  private:

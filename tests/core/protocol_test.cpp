@@ -37,6 +37,16 @@ TEST(Protocol, EveryToWorkerMessageRoundTrips) {
   }
 }
 
+TEST(Protocol, RunShardEncodesAloneAsInsideToWorker) {
+  // The coordinator's dispatch path encodes a RunShard without building a ToWorker.
+  RunShard r = SampleRunShard();
+  std::string alone, wrapped = "prefix";
+  Encode(r, &alone);
+  Encode(ToWorker{r}, &wrapped);
+  EXPECT_EQ("prefix" + alone, wrapped);  // appends, like every Encode
+  EXPECT_EQ(std::get<RunShard>(DecodeToWorker(alone)), r);
+}
+
 TEST(Protocol, EveryFromWorkerMessageRoundTrips) {
   ShardDone d;
   d.id = ShardId{"fedcba9876543210"};
