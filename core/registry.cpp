@@ -32,26 +32,31 @@ namespace {
 //    (one B-tree insert fewer per attempt row).
 // 3: the coordinator's two writes per shard made cheap (measured on the development VM,
 //    BENCHMARKS.md §1):
-//    * shards.status CHECK as an OR chain: `status IN ('pending', ...)` made SQLite build an
-//      ephemeral table for the list on every row written (~3 µs of each state update);
-//    * shards.seq, an explicit INTEGER PRIMARY KEY (the old implicit rowid, which VACUUM may
-//      renumber), and attempts clustered by (shard_seq, n), WITHOUT ROWID: rows are appended
-//      in dispatch order instead of inserted into an index in hash order (~2.4 µs per row).
-//    Both tables are rebuilt; the old rowids become the seqs.
+//    * a shard's mutable state (status, attempts, artifact, error, updated) in a narrow table,
+//      shard_states, beside the immutable shard_specs: a state update rewrote the whole shard
+//      row, params JSON and all. `shards` is a view joining the two, so every read is as
+//      before, and an INSTEAD OF trigger keeps UPDATEs of its state columns working;
+//    * the status CHECK as an OR chain: `status IN (...)` built an ephemeral table for the
+//      list on every row written (~3 µs of each state update);
+//    * seq, an explicit INTEGER PRIMARY KEY (the old implicit rowid, which VACUUM may
+//      renumber), and attempts clustered by (shard_seq, n), WITHOUT ROWID: rows are appended in
+//      dispatch order instead of inserted into an index in hash order (~2.4 µs per row).
+//    The old rowids become the seqs.
 constexpr int kSchemaVersion = 3;
 
-// The two tables the version-3 migration rebuilds, under a name (built beside the old ones).
-std::string ShardsDdl(std::string_view table) {
-  return fmt::format(R"sql(
-CREATE TABLE IF NOT EXISTS {}(
+// Version 3's rebuilt tables, under a name for attempts (the migration builds it beside the
+// old one).
+constexpr const char* kShardTables = R"sql(
+CREATE TABLE IF NOT EXISTS shard_specs(
   seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sweep TEXT NOT NULL, stage TEXT NOT NULL,
   stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL,
-  seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL,
+  seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shard_states(
+  seq INTEGER PRIMARY KEY REFERENCES shard_specs(seq),
   status TEXT NOT NULL CHECK(status = 'pending' OR status = 'running' OR status = 'done' OR
                              status = 'failed' OR status = 'preempted'),
   attempts INTEGER NOT NULL, artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);
-)sql", table);
-}
+)sql";
 std::string AttemptsDdl(std::string_view table) {
   return fmt::format(R"sql(
 CREATE TABLE IF NOT EXISTS {}(
@@ -64,14 +69,23 @@ CREATE TABLE IF NOT EXISTS {}(
 }
 
 // Timestamps: sweeps/launches ISO 8601 UTC text (read by people), attempts and shards.updated
-// unix seconds REAL (written at coordinator rates, compared numerically). Runs after ShardsDdl
-// and AttemptsDdl.
+// unix seconds REAL (written at coordinator rates, compared numerically). Runs after
+// kShardTables and AttemptsDdl (and, on an older registry, the migration).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS sweeps(
   name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL,
   out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
   git_commit TEXT NOT NULL, host TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS shards_sweep_stage ON shards(sweep, stage);
+CREATE INDEX IF NOT EXISTS shard_specs_sweep_stage ON shard_specs(sweep, stage);
+CREATE VIEW IF NOT EXISTS shards AS
+  SELECT p.seq, p.id, p.sweep, p.stage, p.stage_index, p.kind, p.params, p.axes, p.seed, p.role,
+         p.needs, s.status, s.attempts, s.artifact, s.error, s.updated
+  FROM shard_specs p JOIN shard_states s ON s.seq = p.seq;
+CREATE TRIGGER IF NOT EXISTS shards_update INSTEAD OF UPDATE ON shards BEGIN
+  UPDATE shard_states SET status = NEW.status, attempts = NEW.attempts, artifact = NEW.artifact,
+                          error = NEW.error, updated = NEW.updated
+  WHERE seq = OLD.seq;
+END;
 CREATE TABLE IF NOT EXISTS metrics(
   shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(shard, name));
 CREATE TABLE IF NOT EXISTS provenance(
@@ -82,9 +96,9 @@ CREATE TABLE IF NOT EXISTS launches(
   exit_code INTEGER, job_id TEXT NOT NULL);
 )sql";
 
-#define SHARD_COLUMNS \
-  "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs, status, attempts, " \
-  "artifact, error"
+#define SPEC_COLUMNS "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs"
+#define STATE_COLUMNS "status, attempts, artifact, error, updated"
+#define SHARD_COLUMNS SPEC_COLUMNS ", status, attempts, artifact, error"
 #define ATTEMPT_COLUMNS \
   "shard, n, rank, host, gpu, start, \"end\", outcome, signal, exit_code, error, peak_rss_kb, job_id"
 #define SWEEP_COLUMNS "name, spec_text, spec_hash, out_dir, created, updated, git_commit, host"
@@ -171,19 +185,19 @@ struct Registry::Statements {
                      "spec_hash=excluded.spec_hash, out_dir=excluded.out_dir, "
                      "updated=excluded.updated, git_commit=excluded.git_commit, "
                      "host=excluded.host"),
-        insert_shard(db,
-                     "INSERT OR IGNORE INTO shards(" SHARD_COLUMNS ", updated) "
-                     "VALUES(?,?,?,?,?,?,?,?,?,?,'pending',0,'','',?)"),
+        insert_spec(db, "INSERT OR IGNORE INTO shard_specs(" SPEC_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?)"),
+        insert_state(db, "INSERT INTO shard_states(seq, " STATE_COLUMNS ") "
+                         "VALUES(last_insert_rowid(), 'pending', 0, '', '', ?)"),
         set_shard_state(db,
-                        "UPDATE shards SET status=?, attempts=?, artifact=?, error=?, updated=? "
-                        "WHERE id=?"),
+                        "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=? "
+                        "WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
         set_shard_state_at(db,
-                           "UPDATE shards SET status=?, attempts=?, artifact=?, error=?, updated=? "
-                           "WHERE seq=?"),
+                           "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, "
+                           "updated=? WHERE seq=?"),
         // ?14, the shard's seq, is looked up from ?1, its id, when 0.
         add_attempt(db, "INSERT OR REPLACE INTO attempts(" ATTEMPT_COLUMNS
                         ", shard_seq) VALUES(?1,?,?,?,?,?,?,?,?,?,?,?,?,"
-                        "coalesce(nullif(?14, 0), (SELECT seq FROM shards WHERE id=?1)))"),
+                        "coalesce(nullif(?14, 0), (SELECT seq FROM shard_specs WHERE id=?1)))"),
         clear_metrics(db, "DELETE FROM metrics WHERE shard=?"),
         insert_metric(db, "INSERT OR REPLACE INTO metrics(shard, name, value) VALUES(?,?,?)"),
         set_provenance(db,
@@ -193,8 +207,8 @@ struct Registry::Statements {
                      "VALUES(?,?,?,?,?,?)"),
         end_launch(db, "UPDATE launches SET ended=?, exit_code=? WHERE id=?"),
         recover_orphans(db,
-                        "UPDATE shards SET status='pending', updated=? "
-                        "WHERE sweep=? AND status='running'"),
+                        "UPDATE shard_states SET status='pending', updated=?1 WHERE status='running' "
+                        "AND seq IN (SELECT seq FROM shard_specs WHERE sweep=?2)"),
         sweeps(db, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY name"),
         sweep(db, "SELECT " SWEEP_COLUMNS " FROM sweeps WHERE name=?"),
         shards_of_sweep(db, "SELECT " SHARD_COLUMNS
@@ -207,7 +221,7 @@ struct Registry::Statements {
         shards_by_prefix(db, "SELECT " SHARD_COLUMNS
                              ", seq FROM shards WHERE id>=? AND id<? ORDER BY id LIMIT 11"),
         attempts(db, "SELECT " ATTEMPT_COLUMNS " FROM attempts "
-                     "WHERE shard_seq=(SELECT seq FROM shards WHERE id=?) ORDER BY n"),
+                     "WHERE shard_seq=(SELECT seq FROM shard_specs WHERE id=?) ORDER BY n"),
         metrics(db, "SELECT name, value FROM metrics WHERE shard=?"),
         metrics_of_sweep(db,
                          "SELECT m.shard, m.name, m.value FROM metrics m JOIN shards s "
@@ -219,7 +233,7 @@ struct Registry::Statements {
         provenance(db, "SELECT key, value FROM provenance WHERE sweep=?") {}
 
   SQLite::Statement begin, commit, rollback;
-  SQLite::Statement upsert_sweep, insert_shard, set_shard_state, set_shard_state_at, add_attempt,
+  SQLite::Statement upsert_sweep, insert_spec, insert_state, set_shard_state, set_shard_state_at, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shard_states,
       shards_by_prefix,
@@ -273,16 +287,17 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
         if (version >= 1) {
           // Version 3's tables beside the old ones, the rows copied (the old rowids become the
           // seqs), the old tables and their indexes dropped.
-          db_->exec(ShardsDdl("shards_v3") + AttemptsDdl("attempts_v3"));
-          db_->exec("INSERT INTO shards_v3(seq, " SHARD_COLUMNS ", updated) SELECT rowid, " SHARD_COLUMNS
-                    ", updated FROM shards;"
+          db_->exec(std::string(kShardTables) + AttemptsDdl("attempts_v3"));
+          db_->exec("INSERT INTO shard_specs(seq, " SPEC_COLUMNS ") SELECT rowid, " SPEC_COLUMNS
+                    " FROM shards;"
+                    "INSERT INTO shard_states(seq, " STATE_COLUMNS ") SELECT rowid, " STATE_COLUMNS
+                    " FROM shards;"
                     "INSERT INTO attempts_v3(" ATTEMPT_COLUMNS ", shard_seq) SELECT a.shard, a.n, a.rank, "
                     "a.host, a.gpu, a.start, a.\"end\", a.outcome, a.signal, a.exit_code, a.error, "
-                    "a.peak_rss_kb, a.job_id, s.seq FROM attempts a JOIN shards_v3 s ON s.id = a.shard;"
-                    "DROP TABLE attempts; DROP TABLE shards;"
-                    "ALTER TABLE shards_v3 RENAME TO shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
+                    "a.peak_rss_kb, a.job_id, p.seq FROM attempts a JOIN shard_specs p ON p.id = a.shard;"
+                    "DROP TABLE attempts; DROP TABLE shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
         }
-        db_->exec(ShardsDdl("shards") + AttemptsDdl("attempts"));
+        db_->exec(std::string(kShardTables) + AttemptsDdl("attempts"));
         db_->exec(kSchema);
         if (version == 1) {
           db_->exec("DROP INDEX IF EXISTS attempts_shard; DROP INDEX IF EXISTS metrics_shard;");
@@ -337,7 +352,7 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
   if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
   double now = UnixNow();
   for (const auto& r : shards) {
-    Use q(st_->insert_shard);
+    Use q(st_->insert_spec);
     q->bind(1, r.id.hex);
     q->bind(2, r.sweep);
     q->bind(3, r.stage);
@@ -348,8 +363,10 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
     q->bind(8, r.seed);
     q->bind(9, r.role);
     q->bind(10, NeedsJson(r.needs));
-    q->bind(11, now);
-    q->exec();
+    if (q->exec() == 0) continue;  // known already: its state stays
+    Use state(st_->insert_state);
+    state->bind(1, now);
+    state->exec();
   }
   if (own) own->Commit();
 }

@@ -10,8 +10,10 @@
 //
 // Schema (docs/ARCHITECTURE.md has the full DDL):
 //   sweeps(name PK, spec_text, spec_hash, out_dir, created, updated, git_commit, host)
-//   shards(seq INTEGER PK, id UNIQUE, sweep, stage, stage_index, kind, params JSON, axes JSON,
-//          seed, role, needs JSON, status, attempts, artifact, error, updated)
+//   shards: a view of shard_specs(seq INTEGER PK, id UNIQUE, sweep, stage, stage_index, kind,
+//           params JSON, axes JSON, seed, role, needs JSON), immutable, joined with
+//           shard_states(seq PK, status, attempts, artifact, error, updated), the part that
+//           changes (UPDATE shards SET status=... works, through a trigger)
 //   attempts(shard, n, rank, host, gpu, start, end, outcome, signal, exit_code, error,
 //            peak_rss_kb, job_id, shard_seq)  PK(shard_seq, n) WITHOUT ROWID
 //   metrics(shard, name, value)  PK(shard, name)

@@ -329,37 +329,19 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   EXPECT_EQ(reg.db().execAndGet("PRAGMA busy_timeout").getInt(), 5000);
   EXPECT_EQ(reg.db()
                 .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
-                            "('shards_sweep_stage','metrics_shard','attempts_shard')")
+                            "('shard_specs_sweep_stage','metrics_shard','attempts_shard')")
                 .getInt(),
             1);
 }
 
-TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
-  {
-    // A version-1 registry: the same tables plus two indexes that duplicated primary keys.
-    Registry reg(path_, Registry::Mode::kWrite);
-    reg.InsertShards({MakeShard("1111111111111111")});
-    reg.db().exec("CREATE INDEX attempts_shard ON attempts(shard); "
-                  "CREATE INDEX metrics_shard ON metrics(shard); PRAGMA user_version=1");
-  }
-  Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
-  EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(reg.db()
-                .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
-                            "('metrics_shard','attempts_shard')")
-                .getInt(),
-            0);
-}
-
-TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
-  {
-    // A version-2 registry, as that seedgrid wrote it: the status checked with IN (...) (an
-    // ephemeral table per row written), shards keyed by an implicit rowid, attempts by
-    // (shard, n) in hash order.
-    fs::create_directories(fs::path(path_).parent_path());
-    SQLite::Database db(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec(
+// A registry as seedgrid versions 1 and 2 wrote it: the status checked with IN (...) (an
+// ephemeral table per row written), shards keyed by an implicit rowid, attempts by (shard, n)
+// in hash order; two shards (rowids 7 and 9) and three attempts. Version 1 also had two
+// indexes that duplicated primary keys.
+void WriteOldRegistry(const std::string& path, int version) {
+  fs::create_directories(fs::path(path).parent_path());
+  SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  db.exec(
         "CREATE TABLE sweeps(name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL, "
         "out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, git_commit TEXT NOT NULL, "
         "host TEXT NOT NULL);"
@@ -388,17 +370,40 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
         "INSERT INTO attempts VALUES('2222222222222222', 1, 1, 'h', '', 1.0, 2.0, 'error', 0, 0, 'boom', 5, ''),"
         "('2222222222222222', 2, 2, 'h', '', 3.0, 4.0, 'crash', 11, 0, 'segv', 6, ''),"
         "('1111111111111111', 1, 1, 'h', '', 1.0, 2.0, 'ok', 0, 0, '', 7, '');"
-        "PRAGMA user_version=2");
+        "");
+  if (version == 1) {
+    db.exec("CREATE INDEX attempts_shard ON attempts(shard); CREATE INDEX metrics_shard ON metrics(shard)");
   }
+  db.exec(fmt::format("PRAGMA user_version={}", version));
+}
+
+TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
+  WriteOldRegistry(path_, 1);
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
-  std::string ddl = reg.db().execAndGet("SELECT sql FROM sqlite_master WHERE name='shards'").getString();
-  EXPECT_THAT(ddl, Not(HasSubstr(" IN (")));
-  EXPECT_THAT(ddl, HasSubstr("seq INTEGER PRIMARY KEY"));
-  EXPECT_THAT(reg.db().execAndGet("SELECT sql FROM sqlite_master WHERE name='attempts'").getString(),
-              HasSubstr("WITHOUT ROWID"));
+  EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
+  EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
+  EXPECT_EQ(reg.db()
+                .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+                            "('metrics_shard','attempts_shard')")
+                .getInt(),
+            0);
+}
+
+TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
+  WriteOldRegistry(path_, 2);
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
+  auto sql = [&](const std::string& name) {
+    return reg.db().execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'").getString();
+  };
+  EXPECT_THAT(sql("shards"), HasSubstr("view: "));
+  EXPECT_THAT(sql("shard_states"), Not(HasSubstr(" IN (")));
+  EXPECT_THAT(sql("shard_states"), HasSubstr("status = 'preempted'"));
+  EXPECT_THAT(sql("attempts"), HasSubstr("WITHOUT ROWID"));
   EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name='shards_sweep_stage'").getInt(), 1);
+  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                                "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'").getInt(), 1);
   // Rows, states and keys survive: the old rowids are the seqs, attempts point at them.
   auto s = reg.Shard(ShardId{"2222222222222222"});
   ASSERT_TRUE(s);
@@ -412,8 +417,13 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   EXPECT_EQ(att[1].outcome, Outcome::kCrash);
   EXPECT_EQ(att[1].signal, 11);
   EXPECT_EQ(reg.Attempts(ShardId{"1111111111111111"}).size(), 1u);
-  // The check still holds; new rows get fresh seqs; attempts find their shard by id.
+  // The check still holds, through the view too; new rows get fresh seqs; attempts find their
+  // shard by id.
   EXPECT_THROW(reg.db().exec("UPDATE shards SET status='bogus'"), SQLite::Exception);
+  EXPECT_THROW(reg.db().exec("UPDATE shard_states SET status='bogus'"), SQLite::Exception);
+  reg.db().exec("UPDATE shards SET status='pending', error='' WHERE id='2222222222222222'");
+  EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kPending);
+  EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->attempts, 3);
   reg.InsertShards({MakeShard("3333333333333333")});
   EXPECT_EQ(reg.Shard(ShardId{"3333333333333333"})->seq, 10);
   reg.SetShardStateAt(9, ShardStatus::kDone, 4, "a.h5", "", 1.7e9);
