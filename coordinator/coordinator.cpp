@@ -59,37 +59,58 @@ std::string ArtifactDirFor(const std::string& h5_path) {
 // the open batch), without holding up dispatch: the coordinator calls Step() when no message
 // is waiting, so SQLite fills the time it would otherwise spend polling for the next reply,
 // and Commit() every 50 ms. A `running` state is written only at commit time, for shards
-// still running then: most short shards are dispatched and finished within one batch.
+// still running then: most short shards are dispatched and finished within one batch, and
+// cost two writes, their attempt row and their final state.
 class RegistryWriter {
  public:
   // `seqs`: each task's shards.seq (Registry::SetShardStateAt).
   RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks, std::vector<int64_t> seqs,
                  std::string reg_dir, std::string job_id)
       : reg_(reg), tasks_(tasks), seqs_(std::move(seqs)), running_at_(tasks.size(), 0),
-        reg_dir_(std::move(reg_dir)) {
-    row_.job_id = std::move(job_id);
+        reg_dir_(std::move(reg_dir)), rows_(Registry::kBulkRows), states_rows_(Registry::kBulkRows) {
+    for (auto& r : rows_) r.job_id = job_id;
   }
   ~RegistryWriter() = default;  // an uncommitted batch rolls back (the crash case)
 
-  // Moves the events out (`events` keeps its capacity for the next round).
+  // Takes a round's events (`events` keeps its capacity): dispatches and joins are noted at
+  // once, finished attempts queue for Step().
   void Add(std::vector<SchedEvent>& events) {
-    for (auto& e : events) pending_.push_back(std::move(e));
+    for (auto& e : events) {
+      if (auto* f = std::get_if<FinishedEvent>(&e)) {
+        if (running_at_[f->task] == f->done.attempt) running_at_[f->task] = 0;
+        finished_.push_back(std::move(*f));
+      } else if (auto* d = std::get_if<DispatchedEvent>(&e)) {
+        running_at_[d->task] = d->attempt;
+        dispatched_.push_back(d->task);
+      } else if (auto* w = std::get_if<WorkerJoinedEvent>(&e)) {
+        hosts_[w->worker.rank] = w->hello;
+      }
+    }
   }
-  // Events not yet committed (written or not), and not yet written.
-  size_t pending() const { return pending_.size(); }
-  size_t backlog() const { return pending_.size() - next_; }
+  // Events not yet committed; finished attempts whose state is not written yet.
+  size_t pending() const { return finished_.size() + dispatched_.size(); }
+  size_t backlog() const { return finished_.size() - states_; }
 
-  // Writes one statement's worth of the pending events inside the open transaction (a finished
-  // shard takes two steps: its attempt row, then its state), so an idle round stays short.
+  // One statement inside the open transaction, so a round stays short: the attempt rows of
+  // the next kBulkRows finished attempts (of one when fewer wait), then their states.
   // False when there is nothing to do.
   bool Step() {
-    if (next_ >= pending_.size()) return false;
+    if (states_ == finished_.size()) return false;
     if (!batch_) batch_.emplace(reg_);
-    if (Write(pending_[next_], second_half_)) {
-      second_half_ = true;
+    if (states_ < attempts_) {
+      const size_t n = attempts_ - states_;
+      for (size_t i = 0; i < n; ++i) FillState(finished_[states_ + i], states_rows_[i]);
+      reg_.SetShardStatesAt(std::span(states_rows_).first(n));
+      for (size_t i = 0; i < n; ++i) {
+        const FinishedEvent& f = finished_[states_ + i];
+        if (!f.done.metrics.empty()) reg_.SetMetrics(tasks_[f.task].msg.id, f.done.metrics);
+      }
+      states_ += n;
     } else {
-      second_half_ = false;
-      ++next_;
+      const size_t n = finished_.size() - attempts_ >= rows_.size() ? rows_.size() : 1;
+      for (size_t i = 0; i < n; ++i) FillAttempt(finished_[attempts_ + i], rows_[i]);
+      reg_.AddAttempts(std::span(rows_).first(n));
+      attempts_ += n;
     }
     return true;
   }
@@ -109,65 +130,57 @@ class RegistryWriter {
     dispatched_.clear();
     batch_->Commit();
     batch_.reset();
-    pending_.clear();
-    next_ = 0;
-    second_half_ = false;
+    finished_.clear();
+    attempts_ = states_ = 0;
   }
 
  private:
-  // Writes `ev`, or its first half when `second_half` is false and it has two (returns true:
-  // call again with second_half true).
-  bool Write(SchedEvent& ev, bool second_half) {
-    if (auto* d = std::get_if<DispatchedEvent>(&ev)) {
-      running_at_[d->task] = d->attempt;
-      dispatched_.push_back(d->task);
-    } else if (auto* f = std::get_if<FinishedEvent>(&ev)) {
-      const auto& t = tasks_[f->task];
-      const ShardDone& d = f->done;
-      static const std::string kNone;
-      if (second_half) {
-        const bool ok = d.outcome == Outcome::kOk;
-        reg_.SetShardStateAt(seqs_[f->task], f->new_status, f->attempts,
-                             ok && !d.artifact.empty() ? Relative(d.artifact, reg_dir_) : kNone,
-                             ok ? kNone : d.error, f->time);
-        if (!d.metrics.empty()) reg_.SetMetrics(t.msg.id, d.metrics);
-        return false;
-      }
-      if (running_at_[f->task] == d.attempt) running_at_[f->task] = 0;
-      // One row reused (its strings keep their capacity): no allocation per attempt.
-      AttemptRow& a = row_;
-      a.shard.hex = t.msg.id.hex;
-      a.n = d.attempt;
-      a.rank = f->worker.rank;
-      auto h = hosts_.find(f->worker.rank);
-      a.host = h != hosts_.end() ? h->second.host : kNone;
-      a.gpu = h != hosts_.end() ? h->second.gpu : kNone;
-      a.start = d.start;
-      a.end = d.end;
-      a.outcome = d.outcome;
-      a.signal = d.signal;
-      a.exit_code = d.exit_code;
-      a.error = d.error;
-      a.peak_rss_kb = d.peak_rss_kb;
-      a.shard_seq = seqs_[f->task];
-      reg_.AddAttempt(a);
-      return true;
-    } else if (auto* w = std::get_if<WorkerJoinedEvent>(&ev)) {
-      hosts_[w->worker.rank] = w->hello;
-    }
-    return false;
+  // The rows' strings keep their capacity from one attempt to the next: no allocation.
+  void FillAttempt(const FinishedEvent& f, AttemptRow& a) {
+    const ShardDone& d = f.done;
+    a.shard.hex = tasks_[f.task].msg.id.hex;
+    a.n = d.attempt;
+    a.rank = f.worker.rank;
+    auto h = hosts_.find(f.worker.rank);
+    a.host = h != hosts_.end() ? h->second.host : kNone;
+    a.gpu = h != hosts_.end() ? h->second.gpu : kNone;
+    a.start = d.start;
+    a.end = d.end;
+    a.outcome = d.outcome;
+    a.signal = d.signal;
+    a.exit_code = d.exit_code;
+    a.error = d.error;
+    a.peak_rss_kb = d.peak_rss_kb;
+    a.shard_seq = seqs_[f.task];
   }
 
+  void FillState(const FinishedEvent& f, Registry::ShardState& s) {
+    const ShardDone& d = f.done;
+    const bool ok = d.outcome == Outcome::kOk;
+    s.seq = seqs_[f.task];
+    s.status = f.new_status;
+    s.attempts = f.attempts;
+    if (ok && !d.artifact.empty()) {
+      s.artifact = Relative(d.artifact, reg_dir_);
+    } else {
+      s.artifact.clear();
+    }
+    s.error = ok ? kNone : d.error;
+    s.updated = f.time;
+  }
+
+  static inline const std::string kNone;
   Registry& reg_;
   const std::vector<SchedTask>& tasks_;
   std::vector<int64_t> seqs_;
   std::vector<int> running_at_;  // attempt dispatched in this batch and not finished yet (0: none)
   std::vector<int> dispatched_;  // tasks dispatched in this batch
   std::string reg_dir_;
-  AttemptRow row_;               // scratch for AddAttempt; job_id set once
-  std::vector<SchedEvent> pending_;
-  size_t next_ = 0;              // pending_[0, next_) are written in the open transaction
-  bool second_half_ = false;     // pending_[next_]'s first half is written
+  std::vector<AttemptRow> rows_;  // scratch for AddAttempts; job_id set once
+  std::vector<Registry::ShardState> states_rows_;  // scratch for SetShardStatesAt
+  std::vector<FinishedEvent> finished_;  // in this batch, in order
+  size_t attempts_ = 0;  // finished_[0, attempts_) have their attempt row written
+  size_t states_ = 0;    // finished_[0, states_) have their state written (states_ <= attempts_)
   std::optional<Registry::Batch> batch_;
   std::unordered_map<int, Hello> hosts_;
 };

@@ -171,6 +171,20 @@ std::string NeedsJson(const std::vector<ShardId>& needs) {
   return j.dump();
 }
 
+// The state rows of `rows` shards at once (all five columns: a replace is an overwrite).
+std::string BulkStateReplace(size_t rows) {
+  std::string q = "INSERT OR REPLACE INTO shard_states(seq, " STATE_COLUMNS ") VALUES";
+  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)";
+  return q;
+}
+
+// INSERT of `rows` attempt rows at once (their shard_seq given).
+std::string BulkAttemptInsert(size_t rows) {
+  std::string q = "INSERT OR REPLACE INTO attempts(" ATTEMPT_COLUMNS ", shard_seq) VALUES";
+  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+  return q;
+}
+
 }  // namespace
 
 // Every statement the registry runs, compiled once per connection.
@@ -195,6 +209,8 @@ struct Registry::Statements {
                            "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, "
                            "updated=? WHERE seq=?"),
         // ?14, the shard's seq, is looked up from ?1, its id, when 0.
+        add_attempts(db, BulkAttemptInsert(kBulkRows)),
+        set_states(db, BulkStateReplace(kBulkRows)),
         add_attempt(db, "INSERT OR REPLACE INTO attempts(" ATTEMPT_COLUMNS
                         ", shard_seq) VALUES(?1,?,?,?,?,?,?,?,?,?,?,?,?,"
                         "coalesce(nullif(?14, 0), (SELECT seq FROM shard_specs WHERE id=?1)))"),
@@ -233,7 +249,8 @@ struct Registry::Statements {
         provenance(db, "SELECT key, value FROM provenance WHERE sweep=?") {}
 
   SQLite::Statement begin, commit, rollback;
-  SQLite::Statement upsert_sweep, insert_spec, insert_state, set_shard_state, set_shard_state_at, add_attempt,
+  SQLite::Statement upsert_sweep, insert_spec, insert_state, set_shard_state, set_shard_state_at,
+      add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shard_states,
       shards_by_prefix,
@@ -404,23 +421,62 @@ void Registry::SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
   }
 }
 
+namespace {
+// One attempt row as the 14 parameters from `first` on (ATTEMPT_COLUMNS, shard_seq).
+void BindAttempt(SQLite::Statement& q, int first, const AttemptRow& a) {
+  q.bindNoCopy(first, a.shard.hex);
+  q.bind(first + 1, a.n);
+  q.bind(first + 2, a.rank);
+  q.bindNoCopy(first + 3, a.host);
+  q.bindNoCopy(first + 4, a.gpu);
+  q.bind(first + 5, a.start);
+  q.bind(first + 6, a.end);
+  q.bindNoCopy(first + 7, ToString(a.outcome).data());  // a NUL-terminated literal
+  q.bind(first + 8, a.signal);
+  q.bind(first + 9, a.exit_code);
+  q.bindNoCopy(first + 10, a.error);
+  q.bind(first + 11, a.peak_rss_kb);
+  q.bindNoCopy(first + 12, a.job_id);
+  q.bind(first + 13, a.shard_seq);
+}
+}  // namespace
+
+void Registry::SetShardStatesAt(std::span<const ShardState> states) {
+  while (states.size() >= kBulkRows) {
+    Use q(st_->set_states);
+    for (size_t i = 0; i < kBulkRows; ++i) {
+      const ShardState& s = states[i];
+      const int p = static_cast<int>(1 + 6 * i);
+      q->bind(p, s.seq);
+      q->bindNoCopy(p + 1, ToString(s.status).data());  // a NUL-terminated literal
+      q->bind(p + 2, s.attempts);
+      q->bindNoCopy(p + 3, s.artifact);
+      q->bindNoCopy(p + 4, s.error);
+      q->bind(p + 5, s.updated > 0 ? s.updated : UnixNow());
+    }
+    q->exec();
+    states = states.subspan(kBulkRows);
+  }
+  for (const auto& s : states) SetShardStateAt(s.seq, s.status, s.attempts, s.artifact, s.error, s.updated);
+}
+
 void Registry::AddAttempt(const AttemptRow& a) {
   Use q(st_->add_attempt);
-  q->bindNoCopy(1, a.shard.hex);
-  q->bind(2, a.n);
-  q->bind(3, a.rank);
-  q->bindNoCopy(4, a.host);
-  q->bindNoCopy(5, a.gpu);
-  q->bind(6, a.start);
-  q->bind(7, a.end);
-  q->bindNoCopy(8, ToString(a.outcome).data());  // a NUL-terminated literal
-  q->bind(9, a.signal);
-  q->bind(10, a.exit_code);
-  q->bindNoCopy(11, a.error);
-  q->bind(12, a.peak_rss_kb);
-  q->bindNoCopy(13, a.job_id);
-  q->bind(14, a.shard_seq);
+  BindAttempt(*q, 1, a);
   q->exec();
+}
+
+void Registry::AddAttempts(std::span<const AttemptRow> rows) {
+  while (rows.size() >= kBulkRows) {
+    Use q(st_->add_attempts);
+    for (size_t i = 0; i < kBulkRows; ++i) {
+      if (rows[i].shard_seq <= 0) throw std::invalid_argument("AddAttempts: a row without shard_seq");
+      BindAttempt(*q, static_cast<int>(1 + 14 * i), rows[i]);
+    }
+    q->exec();
+    rows = rows.subspan(kBulkRows);
+  }
+  for (const auto& a : rows) AddAttempt(a);
 }
 
 void Registry::SetMetrics(const ShardId& id,

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -130,6 +131,22 @@ class Registry {
   void SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
                        const std::string& artifact, const std::string& error, double updated = 0);
   void AddAttempt(const AttemptRow& attempt);
+  // The same for many rows, kBulkRows to a statement (SQLite's per-statement work, about half
+  // of a row's cost, paid once for them): the coordinator's hot path. Every row's shard_seq
+  // must be set (no lookup by id).
+  static constexpr size_t kBulkRows = 8;
+  void AddAttempts(std::span<const AttemptRow> attempts);
+  // SetShardStateAt for many shards, kBulkRows to a statement. Every seq must exist (the bulk
+  // statement replaces the state row whole; it does not check).
+  struct ShardState {
+    int64_t seq = 0;
+    ShardStatus status = ShardStatus::kPending;
+    int attempts = 0;
+    std::string artifact;
+    std::string error;
+    double updated = 0;  // unix seconds
+  };
+  void SetShardStatesAt(std::span<const ShardState> states);
   void SetMetrics(const ShardId& id, const std::vector<std::pair<std::string, double>>& metrics);
   void SetProvenance(const std::string& sweep, const std::string& key, const std::string& value);
   int64_t BeginLaunch(const std::string& sweep, const std::string& host, int64_t pid, int workers,

@@ -139,6 +139,63 @@ TEST_F(RegistryTest, RoundTripsShardsAndKeepsExistingState) {
                std::invalid_argument);
 }
 
+TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
+  // The coordinator's hot path writes kBulkRows rows to a statement; what reads back must be
+  // what one-row writes give, across a bulk chunk and a remainder.
+  Registry reg(path_, Registry::Mode::kWrite);
+  const size_t n = 2 * Registry::kBulkRows + 3;
+  std::vector<ShardRow> shards;
+  for (size_t i = 0; i < n; ++i) shards.push_back(MakeShard(fmt::format("{:016x}", 0xa000 + i)));
+  reg.InsertShards(shards);
+  std::vector<AttemptRow> rows;
+  std::vector<Registry::ShardState> states;
+  for (size_t i = 0; i < n; ++i) {
+    auto row = reg.Shard(shards[i].id);
+    ASSERT_TRUE(row);
+    AttemptRow a{shards[i].id, 1, static_cast<int>(1 + i % 3), "node" + std::to_string(i), "cuda:0",
+                 100.0 + i, 200.5 + i, i % 2 ? Outcome::kOk : Outcome::kCrash, i % 2 ? 0 : 11, 0,
+                 i % 2 ? "" : "segv " + std::to_string(i), static_cast<int64_t>(1000 + i), "77"};
+    a.shard_seq = row->seq;
+    rows.push_back(a);
+    states.push_back({row->seq, i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
+                      i % 2 ? "demo/base/" + shards[i].id.hex + ".h5" : "", i % 2 ? "" : "segv",
+                      300.0 + i});
+  }
+  // A shard twice in one chunk: the later state wins, as it would one row at a time.
+  states[1] = states[0];
+  states[1].status = ShardStatus::kFailed;
+  states[1].attempts = 3;
+  reg.AddAttempts(rows);
+  reg.SetShardStatesAt(states);
+  for (size_t i = 0; i < n; ++i) {
+    auto got = reg.Attempts(shards[i].id);
+    ASSERT_EQ(got.size(), 1u) << i;
+    EXPECT_EQ(got[0].rank, rows[i].rank);
+    EXPECT_EQ(got[0].host, rows[i].host);
+    EXPECT_DOUBLE_EQ(got[0].end, rows[i].end);
+    EXPECT_EQ(got[0].outcome, rows[i].outcome);
+    EXPECT_EQ(got[0].signal, rows[i].signal);
+    EXPECT_EQ(got[0].error, rows[i].error);
+    EXPECT_EQ(got[0].peak_rss_kb, rows[i].peak_rss_kb);
+    if (i <= 1) continue;  // shard 0 got state 1 as well: checked below
+    auto s = reg.Shard(shards[i].id);
+    EXPECT_EQ(s->status, states[i].status) << i;
+    EXPECT_EQ(s->artifact, states[i].artifact);
+    EXPECT_EQ(s->error, states[i].error);
+  }
+  EXPECT_EQ(reg.Shard(shards[0].id)->status, ShardStatus::kFailed);
+  EXPECT_EQ(reg.Shard(shards[0].id)->attempts, 3);
+  EXPECT_EQ(reg.Shard(shards[1].id)->status, ShardStatus::kPending);  // never written
+  EXPECT_EQ(reg.Shard(shards[1].id)->attempts, 0);
+  EXPECT_DOUBLE_EQ(reg.db().execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}",
+                                                   states[n - 1].seq)).getDouble(), 300.0 + n - 1);
+  // Bulk attempt rows must name their shard's seq.
+  rows.resize(Registry::kBulkRows);
+  for (auto& r : rows) r.n = 2;
+  rows[3].shard_seq = 0;
+  EXPECT_THROW(reg.AddAttempts(rows), std::invalid_argument);
+}
+
 TEST_F(RegistryTest, RoundTripsAttemptsMetricsProvenanceLaunches) {
   Registry reg(path_, Registry::Mode::kWrite);
   const ShardId id{"1111111111111111"};
