@@ -154,7 +154,7 @@ class RegistryWriter {
     a.shard_seq = seqs_[f.task];
   }
 
-  void FillState(const FinishedEvent& f, Registry::ShardState& s) {
+  void FillState(const FinishedEvent& f, ShardState& s) {
     const ShardDone& d = f.done;
     const bool ok = d.outcome == Outcome::kOk;
     s.seq = seqs_[f.task];
@@ -177,7 +177,7 @@ class RegistryWriter {
   std::vector<int> dispatched_;  // tasks dispatched in this batch
   std::string reg_dir_;
   std::vector<AttemptRow> rows_;  // scratch for AddAttempts; job_id set once
-  std::vector<Registry::ShardState> states_rows_;  // scratch for SetShardStatesAt
+  std::vector<ShardState> states_rows_;  // scratch for SetShardStatesAt
   std::vector<FinishedEvent> finished_;  // in this batch, in order
   size_t attempts_ = 0;  // finished_[0, attempts_) have their attempt row written
   size_t states_ = 0;    // finished_[0, states_) have their state written (states_ <= attempts_)
@@ -276,19 +276,26 @@ class DispatchStats {
 class FileListing {
  public:
   bool Exists(const std::string& path) {
-    fs::path p(path);
-    auto [it, fresh] = dirs_.try_emplace(p.parent_path().string());
-    if (fresh) {
-      std::error_code ec;
-      for (fs::directory_iterator d(p.parent_path(), ec), end; !ec && d != end; d.increment(ec)) {
-        it->second.insert(d->path().filename().string());
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+    if (dir != last_dir_) {  // paths come grouped by directory: one lookup per group
+      last_dir_ = dir;
+      auto [it, fresh] = dirs_.try_emplace(dir);
+      if (fresh) {
+        std::error_code ec;
+        for (fs::directory_iterator d(dir, ec), end; !ec && d != end; d.increment(ec)) {
+          it->second.insert(d->path().filename().string());
+        }
       }
+      names_ = &it->second;
     }
-    return it->second.count(p.filename().string()) > 0;
+    return names_->count(slash == std::string::npos ? path : path.substr(slash + 1)) > 0;
   }
 
  private:
   std::unordered_map<std::string, std::unordered_set<std::string>> dirs_;
+  std::string last_dir_ = "\n";  // no directory's name
+  const std::unordered_set<std::string>* names_ = nullptr;
 };
 
 ShardRow ToRow(const ShardPlan& s, const std::string& sweep) {
@@ -385,45 +392,60 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     batch.Commit();
   }
 
-  // 2. Statuses from the registry; shards whose file was published before a crash are done.
-  std::unordered_map<ShardId, ShardRow> rows;
-  rows.reserve(plan.shards.size());
-  for (auto& r : reg.ShardStates(spec.name)) rows.emplace(r.id, std::move(r));
+  // 2. States from the registry, by plan position; shards whose file was published before a
+  // crash are done.
+  const size_t n = plan.shards.size();
+  std::unordered_map<ShardId, int> index;
+  index.reserve(n);
+  for (size_t i = 0; i < n; ++i) index.emplace(plan.shards[i].id, static_cast<int>(i));
+  std::vector<ShardState> states(n);
+  std::vector<char> known(n, 0);
+  for (auto& st : reg.ShardStates(spec.name)) {
+    auto it = index.find(st.id);
+    if (it == index.end()) continue;  // from an earlier version of the spec
+    known[it->second] = 1;
+    states[it->second] = std::move(st);
+  }
   // Shard ids are content addresses, global to the registry: a shard identical to one another
   // sweep already has (same kind, params, seed, needs, code tag) is shared, not recomputed.
   int shared = 0;
-  for (const auto& s : plan.shards) {
-    if (rows.count(s.id)) continue;
-    auto other = reg.Shard(s.id);
-    if (!other) throw std::runtime_error(fmt::format("shard {} missing from the registry", s.id.hex));
-    rows.emplace(s.id, std::move(*other));
+  for (size_t i = 0; i < n; ++i) {
+    if (known[i]) continue;
+    auto other = reg.Shard(plan.shards[i].id);
+    if (!other) throw std::runtime_error(fmt::format("shard {} missing from the registry", plan.shards[i].id.hex));
+    states[i] = ShardState{other->id, other->seq, other->status, other->attempts, other->artifact,
+                           other->error, 0};
     ++shared;
   }
+  known = {};
   if (shared > 0 && !options.quiet) {
     fmt::print("{} shard(s) are shared with another sweep of this registry (same content address)\n", shared);
   }
-  std::unordered_map<ShardId, int> index;
-  std::vector<SchedTask> tasks(plan.shards.size());
-  std::vector<std::string> out_paths(plan.shards.size());
-  for (size_t i = 0; i < plan.shards.size(); ++i) index[plan.shards[i].id] = static_cast<int>(i);
+  std::vector<SchedTask> tasks(n);
+  std::vector<std::string> out_paths(n);
   int recovered_files = 0, missing_files = 0;
   FileListing files;  // one readdir per directory instead of a stat per shard
   {
     Registry::Batch batch(reg);
-    for (size_t i = 0; i < plan.shards.size(); ++i) {
+    std::string stage_dir;  // out_dir/sweep/stage/, per stage (plans are in stage order)
+    for (size_t i = 0; i < n; ++i) {
       const ShardPlan& s = plan.shards[i];
-      out_paths[i] = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
-      auto& row = rows.at(s.id);
+      if (i == 0 || s.stage != plan.shards[i - 1].stage) {
+        stage_dir = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
+        stage_dir.resize(stage_dir.size() - s.id.hex.size() - 3);
+      }
+      auto own_path = [&] { return stage_dir + s.id.hex + ".h5"; };
+      out_paths[i] = own_path();
+      ShardState& row = states[i];
       if (row.status == ShardStatus::kDone && !row.artifact.empty()) {
         // Where it was published (another sweep's directory for a shared shard).
-        fs::path a(row.artifact);
-        out_paths[i] = (a.is_absolute() ? a : fs::path(reg_dir) / a).string();
+        out_paths[i] = row.artifact.front() == '/' ? row.artifact : reg_dir + "/" + row.artifact;
         if (!files.Exists(out_paths[i])) {
           // A done shard whose file is gone is computed again (its dependents need it).
           reg.SetShardState(s.id, ShardStatus::kPending, row.attempts, "",
                             "published file missing: " + out_paths[i]);
           row.status = ShardStatus::kPending;
-          out_paths[i] = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
+          out_paths[i] = own_path();
           ++missing_files;
         }
       }
@@ -448,7 +470,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   std::vector<std::string> selected_prefixes = options.rerun_shards;
   for (size_t i = 0; i < plan.shards.size(); ++i) {
     const ShardPlan& s = plan.shards[i];
-    const ShardRow& row = rows.at(s.id);
+    const ShardState& row = states[i];
     SchedTask& t = tasks[i];
     RunShard& m = t.msg;
     m.id = s.id;
@@ -513,8 +535,9 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     throw UsageError(fmt::format("a stage needs ranks: {} but this launch has only {} worker rank(s)",
                                  k, n_workers));
   }
-  std::vector<int64_t> seqs(plan.shards.size());
-  for (size_t i = 0; i < plan.shards.size(); ++i) seqs[i] = rows.at(plan.shards[i].id).seq;
+  std::vector<int64_t> seqs(n);
+  for (size_t i = 0; i < n; ++i) seqs[i] = states[i].seq;
+  states = {};
   RegistryWriter writer(reg, sched.tasks(), std::move(seqs), reg_dir, job_id);
   std::optional<WalCheckpointer> checkpointer(std::in_place, reg);
   ProgressLine progress(spec.name, sched.counts().total, options.quiet);

@@ -66,22 +66,28 @@ struct LoadedPlan {
   std::string registry;
 };
 
-LoadedPlan LoadForRun(const SweepArgs& a) {
-  LoadedPlan lp;
-  SweepSpec spec = LoadSpec(a.spec, a.overrides, AllKinds());
-  lp.plan = ExpandSpec(spec, AllKinds(), a.max_shards);
-  lp.out_dir = fs::absolute(a.out.empty() ? lp.plan.spec.out : a.out).lexically_normal().string();
-  lp.registry = a.registry.empty() ? (fs::path(lp.out_dir) / "registry.sqlite").string()
+// The spec of a run or a rerun, with where it writes.
+struct LoadedSpec {
+  SweepSpec spec;
+  std::string out_dir;
+  std::string registry;
+};
+
+LoadedSpec LoadSpecForRun(const SweepArgs& a) {
+  LoadedSpec ls;
+  ls.spec = LoadSpec(a.spec, a.overrides, AllKinds());
+  ls.out_dir = fs::absolute(a.out.empty() ? ls.spec.out : a.out).lexically_normal().string();
+  ls.registry = a.registry.empty() ? (fs::path(ls.out_dir) / "registry.sqlite").string()
                                    : fs::absolute(a.registry).lexically_normal().string();
-  return lp;
+  return ls;
 }
 
-LoadedPlan LoadForRerun(const SweepArgs& a) {
-  LoadedPlan lp;
-  lp.registry = DefaultRegistryPath(a.registry);
-  Registry reg(lp.registry, Registry::Mode::kReadOnly);
+LoadedSpec LoadSpecForRerun(const SweepArgs& a) {
+  LoadedSpec ls;
+  ls.registry = DefaultRegistryPath(a.registry);
+  Registry reg(ls.registry, Registry::Mode::kReadOnly);
   auto sweep = reg.Sweep(a.sweep);
-  if (!sweep) throw UsageError(fmt::format("no sweep '{}' in {}", a.sweep, lp.registry));
+  if (!sweep) throw UsageError(fmt::format("no sweep '{}' in {}", a.sweep, ls.registry));
   if (sweep->spec_text.empty()) {
     throw UsageError(fmt::format("sweep '{}' was rebuilt by reindex and has no spec: run its spec "
                                  "again with `seedgrid run`", a.sweep));
@@ -92,10 +98,24 @@ LoadedPlan LoadForRerun(const SweepArgs& a) {
     overrides = Json::parse(it->second).get<std::vector<std::string>>();
   }
   std::string path = prov.count("spec_path") ? prov["spec_path"] : a.sweep + ".yaml";
-  SweepSpec spec = ParseSpec(sweep->spec_text, path, overrides, AllKinds());
-  lp.plan = ExpandSpec(spec, AllKinds(), a.max_shards);
-  lp.out_dir = sweep->out_dir;
+  ls.spec = ParseSpec(sweep->spec_text, path, overrides, AllKinds());
+  ls.out_dir = sweep->out_dir;
+  return ls;
+}
+
+LoadedPlan LoadPlan(const SweepArgs& a, bool rerun) {
+  LoadedSpec ls = rerun ? LoadSpecForRerun(a) : LoadSpecForRun(a);
+  LoadedPlan lp;
+  lp.plan = ExpandSpec(ls.spec, AllKinds(), a.max_shards);
+  lp.out_dir = std::move(ls.out_dir);
+  lp.registry = std::move(ls.registry);
   return lp;
+}
+
+// What the self-launcher checks before it starts MPI (throws SpecError/UsageError).
+void CheckForLaunch(const SweepArgs& a, bool rerun) {
+  LoadedSpec ls = rerun ? LoadSpecForRerun(a) : LoadSpecForRun(a);
+  CountShards(ls.spec, AllKinds(), a.max_shards);
 }
 
 // Not under mpirun/srun: start ourselves under mpirun with 1 coordinator + K workers.
@@ -162,9 +182,13 @@ int SelfLaunch(int argc, char** argv, int workers) {
 
 int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
   if (!UnderMpiLauncher()) {
-    // Validate before anything starts: an invalid spec exits 2 and writes nothing.
-    LoadedPlan lp = rerun ? LoadForRerun(a) : LoadForRun(a);
-    if (a.dry_run) return PrintDryRun(lp.plan, lp.registry);
+    // Validate before anything starts: an invalid spec exits 2 and writes nothing. Counting is
+    // enough (rank 0 expands the plan and checks the rest before it writes anything).
+    if (a.dry_run) {
+      LoadedPlan lp = LoadPlan(a, rerun);
+      return PrintDryRun(lp.plan, lp.registry);
+    }
+    CheckForLaunch(a, rerun);
     return SelfLaunch(argc, argv, a.workers);
   }
   MpiSession mpi(&argc, &argv);
@@ -180,7 +204,7 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
   InstallPreemptionHandlers();
   int code = exit_code::kInternal;
   try {
-    LoadedPlan lp = rerun ? LoadForRerun(a) : LoadForRun(a);
+    LoadedPlan lp = LoadPlan(a, rerun);
     if (a.dry_run) {
       PrintDryRun(lp.plan, lp.registry);
       ShutdownWorkers(mpi, 0);

@@ -171,6 +171,16 @@ std::string NeedsJson(const std::vector<ShardId>& needs) {
   return j.dump();
 }
 
+// Shard specs inserted per statement when a launch records its plan.
+constexpr size_t kSpecRows = 32;
+
+// INSERT of `rows` specs at once; a known id keeps its row (and its state).
+std::string BulkSpecInsert(size_t rows) {
+  std::string q = "INSERT OR IGNORE INTO shard_specs(" SPEC_COLUMNS ") VALUES";
+  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?,?,?,?)";
+  return q;
+}
+
 // The state rows of `rows` shards at once (all five columns: a replace is an overwrite).
 std::string BulkStateReplace(size_t rows) {
   std::string q = "INSERT OR REPLACE INTO shard_states(seq, " STATE_COLUMNS ") VALUES";
@@ -199,9 +209,11 @@ struct Registry::Statements {
                      "spec_hash=excluded.spec_hash, out_dir=excluded.out_dir, "
                      "updated=excluded.updated, git_commit=excluded.git_commit, "
                      "host=excluded.host"),
-        insert_spec(db, "INSERT OR IGNORE INTO shard_specs(" SPEC_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?)"),
-        insert_state(db, "INSERT INTO shard_states(seq, " STATE_COLUMNS ") "
-                         "VALUES(last_insert_rowid(), 'pending', 0, '', '', ?)"),
+        insert_spec(db, BulkSpecInsert(1)),
+        insert_specs(db, BulkSpecInsert(kSpecRows)),
+        max_seq(db, "SELECT coalesce(max(seq), 0) FROM shard_specs"),
+        insert_new_states(db, "INSERT INTO shard_states(seq, " STATE_COLUMNS ") "
+                              "SELECT seq, 'pending', 0, '', '', ?1 FROM shard_specs WHERE seq > ?2"),
         set_shard_state(db,
                         "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=? "
                         "WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
@@ -232,7 +244,7 @@ struct Registry::Statements {
         shards_of_stage(db, "SELECT " SHARD_COLUMNS
                             ", seq FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
         shard(db, "SELECT " SHARD_COLUMNS ", seq FROM shards WHERE id=?"),
-        shard_states(db, "SELECT id, status, attempts, artifact, error, seq FROM shards "
+        shard_states(db, "SELECT id, status, attempts, artifact, error, seq, updated FROM shards "
                          "WHERE sweep=?"),
         shards_by_prefix(db, "SELECT " SHARD_COLUMNS
                              ", seq FROM shards WHERE id>=? AND id<? ORDER BY id LIMIT 11"),
@@ -249,7 +261,7 @@ struct Registry::Statements {
         provenance(db, "SELECT key, value FROM provenance WHERE sweep=?") {}
 
   SQLite::Statement begin, commit, rollback;
-  SQLite::Statement upsert_sweep, insert_spec, insert_state, set_shard_state, set_shard_state_at,
+  SQLite::Statement upsert_sweep, insert_spec, insert_specs, max_seq, insert_new_states, set_shard_state, set_shard_state_at,
       add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shard_states,
@@ -367,24 +379,40 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
   // One transaction for the lot unless the caller already opened one.
   std::optional<Batch> own;
   if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
-  double now = UnixNow();
-  for (const auto& r : shards) {
-    Use q(st_->insert_spec);
-    q->bind(1, r.id.hex);
-    q->bind(2, r.sweep);
-    q->bind(3, r.stage);
-    q->bind(4, r.stage_index);
-    q->bind(5, r.kind);
-    q->bind(6, r.params.dump());
-    q->bind(7, r.axes.dump());
-    q->bind(8, r.seed);
-    q->bind(9, r.role);
-    q->bind(10, NeedsJson(r.needs));
-    if (q->exec() == 0) continue;  // known already: its state stays
-    Use state(st_->insert_state);
-    state->bind(1, now);
-    state->exec();
+  int64_t before = 0;
+  {
+    Use q(st_->max_seq);
+    if (q->executeStep()) before = q->getColumn(0).getInt64();
   }
+  auto bind = [](SQLite::Statement& q, int p, const ShardRow& r) {
+    q.bindNoCopy(p, r.id.hex);
+    q.bindNoCopy(p + 1, r.sweep);
+    q.bindNoCopy(p + 2, r.stage);
+    q.bind(p + 3, r.stage_index);
+    q.bindNoCopy(p + 4, r.kind);
+    q.bind(p + 5, r.params.dump());  // copied: a temporary
+    q.bind(p + 6, r.axes.dump());
+    q.bind(p + 7, r.seed);
+    q.bindNoCopy(p + 8, r.role);
+    q.bind(p + 9, NeedsJson(r.needs));
+  };
+  // Specs kSpecRows to a statement (a launch records up to millions), then one pending state
+  // for each new one (their seqs are the ones past the largest before), in one statement.
+  size_t i = 0;
+  for (; i + kSpecRows <= shards.size(); i += kSpecRows) {
+    Use q(st_->insert_specs);
+    for (size_t k = 0; k < kSpecRows; ++k) bind(*q, static_cast<int>(1 + 10 * k), shards[i + k]);
+    q->exec();
+  }
+  for (; i < shards.size(); ++i) {
+    Use q(st_->insert_spec);
+    bind(*q, 1, shards[i]);
+    q->exec();
+  }
+  Use q(st_->insert_new_states);
+  q->bind(1, UnixNow());
+  q->bind(2, before);
+  q->exec();
   if (own) own->Commit();
 }
 
@@ -566,20 +594,19 @@ std::optional<ShardRow> Registry::Shard(const ShardId& id) const {
   return ReadShard(st_->shard);
 }
 
-std::vector<ShardRow> Registry::ShardStates(const std::string& sweep) const {
+std::vector<ShardState> Registry::ShardStates(const std::string& sweep) const {
   Use q(st_->shard_states);
   q->bind(1, sweep);
-  std::vector<ShardRow> out;
+  std::vector<ShardState> out;
   while (q->executeStep()) {
-    ShardRow r;
-    r.id = ShardId{q->getColumn(0).getString()};
-    r.sweep = sweep;
-    r.status = ParseShardStatus(q->getColumn(1).getString());
-    r.attempts = q->getColumn(2).getInt();
-    r.artifact = q->getColumn(3).getString();
-    r.error = q->getColumn(4).getString();
-    r.seq = q->getColumn(5).getInt64();
-    out.push_back(std::move(r));
+    ShardState& s = out.emplace_back();
+    s.id = ShardId{q->getColumn(0).getString()};
+    s.status = ParseShardStatus(q->getColumn(1).getString());
+    s.attempts = q->getColumn(2).getInt();
+    s.artifact = q->getColumn(3).getString();
+    s.error = q->getColumn(4).getString();
+    s.seq = q->getColumn(5).getInt64();
+    s.updated = q->getColumn(6).getDouble();
   }
   return out;
 }

@@ -72,6 +72,18 @@ struct ShardRow {
   int64_t seq = 0;              // shards.seq, set by reads: SetShardStateAt's key
 };
 
+// A shard's row without its spec (shard_states and the id): what the coordinator reads at
+// start-up and writes as shards finish.
+struct ShardState {
+  ShardId id;
+  int64_t seq = 0;
+  ShardStatus status = ShardStatus::kPending;
+  int attempts = 0;
+  std::string artifact;  // relative to the registry dir
+  std::string error;
+  double updated = 0;    // unix seconds
+};
+
 struct AttemptRow {
   ShardId shard;
   int n = 0;  // 1-based attempt number (preempted attempts get numbers too)
@@ -136,16 +148,8 @@ class Registry {
   // must be set (no lookup by id).
   static constexpr size_t kBulkRows = 8;
   void AddAttempts(std::span<const AttemptRow> attempts);
-  // SetShardStateAt for many shards, kBulkRows to a statement. Every seq must exist (the bulk
-  // statement replaces the state row whole; it does not check).
-  struct ShardState {
-    int64_t seq = 0;
-    ShardStatus status = ShardStatus::kPending;
-    int attempts = 0;
-    std::string artifact;
-    std::string error;
-    double updated = 0;  // unix seconds
-  };
+  // SetShardStateAt for many shards, kBulkRows to a statement (`id` unused). Every seq must
+  // exist (the bulk statement replaces the state row whole; it does not check).
   void SetShardStatesAt(std::span<const ShardState> states);
   void SetMetrics(const ShardId& id, const std::vector<std::pair<std::string, double>>& metrics);
   void SetProvenance(const std::string& sweep, const std::string& key, const std::string& value);
@@ -160,9 +164,9 @@ class Registry {
   std::optional<SweepRow> Sweep(const std::string& name) const;
   std::vector<ShardRow> Shards(const std::string& sweep, const std::string& stage = "") const;
   std::optional<ShardRow> Shard(const ShardId& id) const;
-  // Only id, status, attempts, artifact, error and seq of a sweep's shards (no JSON parsing:
-  // what the coordinator needs at start-up, ~10x quicker than Shards() on large sweeps).
-  std::vector<ShardRow> ShardStates(const std::string& sweep) const;
+  // The states of a sweep's shards (no JSON parsing: what the coordinator needs at start-up,
+  // ~10x quicker than Shards() on large sweeps).
+  std::vector<ShardState> ShardStates(const std::string& sweep) const;
   // Prefix lookup for `seedgrid show 3fa9`; throws UsageError when ambiguous.
   std::optional<ShardRow> FindShardByPrefix(const std::string& prefix) const;
   std::vector<AttemptRow> Attempts(const ShardId& id) const;

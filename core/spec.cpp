@@ -1171,14 +1171,25 @@ SweepSpec LoadSpec(const std::string& path, const std::vector<std::string>& over
   return ParseSpec(text.str(), path, overrides, kinds);
 }
 
-Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
+namespace {
+
+// What ExpandSpec settles before it builds a shard: kinds, needs, stage order and counts.
+struct Layout {
+  std::vector<const KindConfig*> kind;
+  std::vector<std::vector<size_t>> needs;
+  std::vector<size_t> order;  // each stage after the stages it needs (spec order first)
+  uint64_t total = 0;
+};
+
+Layout LayOut(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
   const size_t n = spec.stages.size();
   auto where = [&](const StageSpec& s) { return fmt::format("{}:{}", spec.source_path, s.line); };
   std::vector<std::string> problems;
-
-  // Resolve kinds and needs; order stages so that each comes after its needs (spec order first).
-  std::vector<const KindConfig*> kind(n);
-  std::vector<std::vector<size_t>> needs(n);
+  Layout l;
+  std::vector<const KindConfig*>& kind = l.kind;
+  std::vector<std::vector<size_t>>& needs = l.needs;
+  kind.resize(n);
+  needs.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const StageSpec& st = spec.stages[i];
     kind[i] = kinds.Find(st.kind);
@@ -1195,7 +1206,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     }
   }
   if (!problems.empty()) throw SpecError(problems);
-  std::vector<size_t> order;
+  std::vector<size_t>& order = l.order;
   std::vector<bool> placed(n, false);
   while (order.size() < n) {
     size_t i = 0;
@@ -1218,7 +1229,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
   };
   auto inherits_seed = [&](size_t i) { return !spec.stages[i].seeds_given && !needs[i].empty(); };
   std::vector<uint64_t> outputs(n, 0), count(n, 0);
-  uint64_t total = 0;
+  uint64_t& total = l.total;
   for (size_t i : order) {
     const StageSpec& st = spec.stages[i];
     uint64_t c = inherits_seed(i) ? 1 : own_seeds(st).size();
@@ -1244,6 +1255,29 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
         where(spec.stages[biggest]), total == UINT64_MAX ? "over 2^64" : std::to_string(total),
         Join(parts), max_shards)});
   }
+
+  return l;
+}
+
+}  // namespace
+
+uint64_t CountShards(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
+  return LayOut(spec, kinds, max_shards).total;
+}
+
+Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
+  const size_t n = spec.stages.size();
+  auto where = [&](const StageSpec& s) { return fmt::format("{}:{}", spec.source_path, s.line); };
+  std::vector<std::string> problems;
+  const Layout l = LayOut(spec, kinds, max_shards);
+  const auto& kind = l.kind;
+  const auto& needs = l.needs;
+  const auto& order = l.order;
+  const uint64_t total = l.total;
+  auto own_seeds = [&](const StageSpec& st) -> std::vector<int64_t> {
+    return st.seeds.empty() ? std::vector<int64_t>{0} : st.seeds;
+  };
+  auto inherits_seed = [&](size_t i) { return !spec.stages[i].seeds_given && !needs[i].empty(); };
 
   Plan plan;
   plan.spec = spec;

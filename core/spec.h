@@ -101,6 +101,12 @@ SweepSpec LoadSpec(const std::string& path, const std::vector<std::string>& over
 // Expands to shards. Throws SpecError (e.g. more shards than max_shards).
 Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds,
                 size_t max_shards = kDefaultMaxShards);
+// The number of shards ExpandSpec would build, and every problem it would report but one (two
+// grid points giving the same shard, which takes building them), without building a shard: a
+// launcher's check before it starts MPI (milliseconds, where expanding a million shards takes
+// seconds).
+uint64_t CountShards(const SweepSpec& spec, const KindRegistry& kinds,
+                     size_t max_shards = kDefaultMaxShards);
 
 ShardId ComputeShardId(std::string_view kind, const Json& params, int64_t seed,
                        std::vector<ShardId> needs, std::string_view code_tag);

@@ -78,9 +78,25 @@ std::string_view CodeTag();
 
 }  // namespace seedgrid
 
+// An id's 16 hex digits are 64 bits of SHA-256 already: they are the hash (cheaper than hashing
+// the text, which the coordinator's start-up does a few times per shard). Anything else (a
+// malformed id read from a file) falls back to hashing the text.
 template <>
 struct std::hash<seedgrid::ShardId> {
   size_t operator()(const seedgrid::ShardId& id) const noexcept {
-    return std::hash<std::string>()(id.hex);
+    if (id.hex.size() != 16) return std::hash<std::string>()(id.hex);
+    uint64_t v = 0;
+    for (char c : id.hex) {
+      unsigned d;
+      if (c >= '0' && c <= '9') {
+        d = static_cast<unsigned>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        d = static_cast<unsigned>(c - 'a' + 10);
+      } else {
+        return std::hash<std::string>()(id.hex);
+      }
+      v = v << 4 | d;
+    }
+    return static_cast<size_t>(v);
   }
 };

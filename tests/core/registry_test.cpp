@@ -148,7 +148,7 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   for (size_t i = 0; i < n; ++i) shards.push_back(MakeShard(fmt::format("{:016x}", 0xa000 + i)));
   reg.InsertShards(shards);
   std::vector<AttemptRow> rows;
-  std::vector<Registry::ShardState> states;
+  std::vector<ShardState> states;
   for (size_t i = 0; i < n; ++i) {
     auto row = reg.Shard(shards[i].id);
     ASSERT_TRUE(row);
@@ -157,7 +157,7 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
                  i % 2 ? "" : "segv " + std::to_string(i), static_cast<int64_t>(1000 + i), "77"};
     a.shard_seq = row->seq;
     rows.push_back(a);
-    states.push_back({row->seq, i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
+    states.push_back({shards[i].id, row->seq, i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
                       i % 2 ? "demo/base/" + shards[i].id.hex + ".h5" : "", i % 2 ? "" : "segv",
                       300.0 + i});
   }

@@ -561,6 +561,29 @@ TEST(SpecExpandTest, MaxShardsFailsBeforeMaterialising) {
   EXPECT_THROW(ExpandSpec(small, Kinds(), 5), SpecError);
 }
 
+TEST(SpecExpandTest, CountShardsAgreesWithExpansionWithoutBuildingShards) {
+  // What the self-launcher checks before it starts MPI.
+  for (const char* yaml : {
+           "kind: harvest\nseeds: 2\nshards: 2\n",
+           "stages:\n  - {name: base, kind: train, seeds: [0, 1, 2]}\n"
+           "  - {name: steer, kind: train, needs: base, grid: {lora.rank: [1, 2]}}\n",
+       }) {
+    SweepSpec spec = Parse(yaml);
+    EXPECT_EQ(CountShards(spec, Kinds()), ExpandSpec(spec, Kinds()).shards.size()) << yaml;
+  }
+  SweepSpec small = Parse("kind: harvest\nseeds: 2\nshards: 2\n");
+  EXPECT_EQ(CountShards(small, Kinds(), 6), 6u);
+  EXPECT_THROW(CountShards(small, Kinds(), 5), SpecError);
+  EXPECT_THROW(CountShards(Parse("stages:\n  - {name: a, kind: train, needs: b}\n"
+                                 "  - {name: b, kind: train, needs: a}\n"),
+                           Kinds()),
+               SpecError);
+  // Two stages giving the same shard: only the expansion, which builds them, can tell.
+  SweepSpec twice = Parse("stages:\n  - {name: a, kind: train}\n  - {name: b, kind: train}\n");
+  EXPECT_EQ(CountShards(twice, Kinds()), 2u);
+  EXPECT_THROW(ExpandSpec(twice, Kinds()), SpecError);
+}
+
 // ---- Shard ids -----------------------------------------------------------------------------------
 
 TEST(ShardIdTest, GoldenValue) {
