@@ -51,9 +51,6 @@ std::string Relative(const std::string& path, const std::string& base_dir) {
   return path;
 }
 
-std::string ArtifactDirFor(const std::string& h5_path) {
-  return h5_path.substr(0, h5_path.size() - 3) + ".files";
-}
 
 // Writes scheduler events into the registry, one transaction per batch (a crash loses at most
 // the open batch), without holding up dispatch: the coordinator calls Step() when no message
@@ -555,16 +552,16 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   // 3. The loop: messages first, registry after the window is refilled.
   while (!sched.Finished()) {
     bool active = false;
-    int handled = 0;
     double unix_now = 0;
-    while (handled < 256 && TryRecvFrame(&frame, &source)) {
-      unix_now = UnixNow();  // per message: a round can outlast a short shard's round trip
+    // One message a round: the registry step that follows writes the rows it caused, so the
+    // writes interleave with dispatch evenly (and no failing probe follows every message).
+    if (TryRecvFrame(&frame, &source)) {
+      unix_now = UnixNow();  // when it arrived
       sched.OnMessage(WorkerId{source}, DecodeFromWorker(frame), unix_now, comm);
-      ++handled;
       active = true;
     }
-    if (stats) stats->Mark(handled > 0 ? DispatchStats::kMessages : DispatchStats::kIdle);
-    if (sched.has_deadlines()) sched.Tick(handled > 0 ? unix_now : UnixNow(), comm);  // inline/gang shards' timeouts
+    if (stats) stats->Mark(active ? DispatchStats::kMessages : DispatchStats::kIdle);
+    if (sched.has_deadlines()) sched.Tick(active ? unix_now : UnixNow(), comm);  // inline/gang shards' timeouts
     if (PreemptionRequested()) {
       sched.Preempt(UnixNow());
     }

@@ -103,6 +103,33 @@ std::pair<Tag, std::string_view> OpenFrame(std::string_view frame) {
   return {static_cast<Tag>(static_cast<uint8_t>(frame[6])), frame.substr(kHeader)};
 }
 
+// A shard's .h5 path and artifact directory: when they are <dir>/<id>.h5 and <dir>/<id>.files
+// (the store's layout, nearly always), only <dir> travels.
+void PutPaths(Writer& w, const ShardId& id, const std::string& path, const std::string& artifact_dir) {
+  const size_t name = id.hex.size() + 4;  // "/<id>.h5"
+  const bool layout = path.size() > name && path.compare(path.size() - name, name, "/" + id.hex + ".h5") == 0 &&
+                      artifact_dir == ArtifactDirFor(path);
+  w.Pod<uint8_t>(layout ? 1 : 0);
+  if (layout) {
+    w.Str(std::string_view(path).substr(0, path.size() - name));
+  } else {
+    w.Str(path);
+    w.Str(artifact_dir);
+  }
+}
+
+void GetPaths(Reader& r, const ShardId& id, std::string* path, std::string* artifact_dir) {
+  const auto layout = r.Pod<uint8_t>();
+  if (layout > 1) throw ProtocolError("bad path layout flag");
+  *path = r.Str();
+  if (layout) {
+    *path += "/" + id.hex + ".h5";
+    *artifact_dir = ArtifactDirFor(*path);
+  } else {
+    *artifact_dir = r.Str();
+  }
+}
+
 void Put(Writer& w, const RunShard& m) {
   w.Id(m.id);
   w.Str(m.sweep);
@@ -119,14 +146,12 @@ void Put(Writer& w, const RunShard& m) {
     w.Id(in.id);
     w.Str(in.stage);
     w.Str(in.kind);
-    w.Str(in.path);
-    w.Str(in.artifact_dir);
+    PutPaths(w, in.id, in.path, in.artifact_dir);
     w.Pod<int64_t>(in.seed);
     w.Str(in.params_json);
     w.Str(in.axes_json);
   }
-  w.Str(m.out_path);
-  w.Str(m.artifact_dir);
+  PutPaths(w, m.id, m.out_path, m.artifact_dir);
   w.Pod<double>(m.timeout_s);
   w.Pod<int64_t>(m.memory_mb);
   w.Pod<uint8_t>(static_cast<uint8_t>(m.isolation));
@@ -153,14 +178,12 @@ RunShard GetRunShard(Reader& r) {
     in.id = r.Id();
     in.stage = r.Str();
     in.kind = r.Str();
-    in.path = r.Str();
-    in.artifact_dir = r.Str();
+    GetPaths(r, in.id, &in.path, &in.artifact_dir);
     in.seed = r.Pod<int64_t>();
     in.params_json = r.Str();
     in.axes_json = r.Str();
   }
-  m.out_path = r.Str();
-  m.artifact_dir = r.Str();
+  GetPaths(r, m.id, &m.out_path, &m.artifact_dir);
   m.timeout_s = r.Pod<double>();
   m.memory_mb = r.Pod<int64_t>();
   auto iso = r.Pod<uint8_t>();
@@ -215,6 +238,11 @@ ShardDone GetShardDone(Reader& r) {
 }
 
 }  // namespace
+
+std::string ArtifactDirFor(std::string_view h5_path) {
+  if (h5_path.size() >= 3 && h5_path.substr(h5_path.size() - 3) == ".h5") h5_path.remove_suffix(3);
+  return std::string(h5_path) + ".files";
+}
 
 void Encode(const RunShard& msg, std::string* out) {
   Writer w(out);

@@ -46,14 +46,18 @@ ShardTaskView MakeView(const RunShard& t) {
 
 class LocalContext final : public ShardContext {
  public:
-  LocalContext(const RunShard& task, const LocalRunOptions& o)
-      : task_(task), view_(MakeView(task)), options_(o) {}
+  LocalContext(const RunShard& task, const LocalRunOptions& o) : task_(task), options_(o) {}
   ~LocalContext() override {
     writer_.reset();
     if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
   }
 
-  const ShardTaskView& task() const override { return view_; }
+  // Built on first use (JSON parsed): a runner that reads nothing of its task (noop, a
+  // shard's whole cost at dispatch rates) parses nothing.
+  const ShardTaskView& task() const override {
+    if (!view_) view_ = MakeView(task_);
+    return *view_;
+  }
   H5Writer& out() override {
     if (!writer_) {
       fs::create_directories(fs::path(task_.out_path).parent_path());
@@ -101,7 +105,7 @@ class LocalContext final : public ShardContext {
     h.role = task_.role;
     h.seed = task_.seed;
     h.attempt = task_.attempt;
-    h.params = view_.params;
+    h.params = task().params;
     h.axes = task_.axes_json.empty() ? Json::object() : Json::parse(task_.axes_json);
     if (!task_.needs_json.empty()) {
       for (const auto& n : Json::parse(task_.needs_json)) h.needs.push_back(ShardId{n.get<std::string>()});
@@ -118,7 +122,7 @@ class LocalContext final : public ShardContext {
 
  private:
   const RunShard& task_;
-  ShardTaskView view_;
+  mutable std::optional<ShardTaskView> view_;
   LocalRunOptions options_;
   std::unique_ptr<H5Writer> writer_;
   std::string temp_path_;
