@@ -552,12 +552,12 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   // 3. The loop: messages first, registry after the window is refilled.
   while (!sched.Finished()) {
     bool active = false;
+    int handled = 0;
     double unix_now = 0;
-    // One message a round: the registry step that follows writes the rows it caused, so the
-    // writes interleave with dispatch evenly (and no failing probe follows every message).
-    if (TryRecvFrame(&frame, &source)) {
-      unix_now = UnixNow();  // when it arrived
+    while (handled < 256 && TryRecvFrame(&frame, &source)) {
+      unix_now = UnixNow();  // per message: a round can outlast a short shard's round trip
       sched.OnMessage(WorkerId{source}, DecodeFromWorker(frame), unix_now, comm);
+      ++handled;
       active = true;
     }
     if (stats) stats->Mark(active ? DispatchStats::kMessages : DispatchStats::kIdle);
