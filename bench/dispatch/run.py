@@ -4,6 +4,7 @@ registry and executor, side by side with mpi4py.futures, same ranks (1 coordinat
 same machine, alternating repetitions in one run.
 
   bench/dispatch/run.py [--seedgrid build/seedgrid] [--shards 20000] [--reps 3] [--json out.json]
+                       [--baseline OTHER/seedgrid]   # an older build, the same variants, interleaved
 
 Variants (each a real `seedgrid run` of a `noop` sweep with a fresh registry):
   executor w2   isolation in the executor child, 2 shards in flight (the default)
@@ -60,19 +61,22 @@ def main():
     ap.add_argument("--shards", type=int, default=50000)
     ap.add_argument("--futures-shards", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--baseline", help="another seedgrid binary, run the same way, interleaved")
     ap.add_argument("--json")
     a = ap.parse_args()
     variants = [("executor", 2), ("executor", 1), ("inline", 2), ("inline", 1)]
-    results = {f"{i} w{w}": [] for i, w in variants}
+    binaries = [("", a.seedgrid)] + ([("baseline ", a.baseline)] if a.baseline else [])
+    results = {f"{label}{i} w{w}": [] for label, _ in binaries for i, w in variants}
     results["mpi4py.futures"] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
             for iso, w in variants:
-                r = seedgrid_variant(a.seedgrid, a.shards, iso, w, tmp)
-                results[f"{iso} w{w}"].append(r)
-                print(f"rep {rep} {iso} w{w}: {r['shards_per_s']:.0f}/s (whole run "
-                      f"{r['all']['shards_per_s']:.0f}/s) p50 {r['rtt_us']['p50']:.1f} us "
-                      f"p99 {r['rtt_us']['p99']:.1f} us", flush=True)
+                for label, binary in binaries:
+                    r = seedgrid_variant(binary, a.shards, iso, w, tmp)
+                    results[f"{label}{iso} w{w}"].append(r)
+                    print(f"rep {rep} {label}{iso} w{w}: {r['shards_per_s']:.0f}/s (whole run "
+                          f"{r['all']['shards_per_s']:.0f}/s) p50 {r['rtt_us']['p50']:.1f} us "
+                          f"p99 {r['rtt_us']['p99']:.1f} us", flush=True)
             r = futures_variant(a.futures_shards, tmp)
             results["mpi4py.futures"].append(r)
             print(f"rep {rep} mpi4py.futures: sync {r['sync_per_s']:.0f}/s map {r['map_per_s']:.0f}/s "
@@ -82,8 +86,8 @@ def main():
     fut_rate = med([max(r["sync_per_s"], r["map_per_s"]) for r in fut])
     fut_p50 = med([r["rtt_us"]["p50"] for r in fut])
     print()
-    print(f"| variant | shards/s (steady) | shards/s (whole run) | p50 µs | p99 µs | vs mpi4py.futures (rate) |")
-    print(f"|---|---|---|---|---|---|")
+    print(f"| variant | shards/s (steady) | shards/s (whole run) | p50 µs | p99 µs | vs mpi4py.futures (rate) | coordinator CPU µs/shard |")
+    print(f"|---|---|---|---|---|---|---|")
     summary = {}
     for name, rs in results.items():
         if name == "mpi4py.futures":
@@ -93,9 +97,12 @@ def main():
             whole = med([r["all"]["shards_per_s"] for r in rs])
         p50 = med([r["rtt_us"]["p50"] for r in rs])
         p99 = med([r["rtt_us"]["p99"] for r in rs])
+        cpus = [r["coordinator_cpu_us_per_shard"] for r in rs if "coordinator_cpu_us_per_shard" in r]
+        cpu = med(cpus) if cpus else None
         summary[name] = {"shards_per_s": rate, "whole_run_shards_per_s": whole, "p50_us": p50,
-                         "p99_us": p99}
-        print(f"| {name} | {rate:,.0f} | {whole:,.0f} | {p50:.1f} | {p99:.1f} | {rate / fut_rate:.1f}× |")
+                         "p99_us": p99, "coordinator_cpu_us_per_shard": cpu}
+        print(f"| {name} | {rate:,.0f} | {whole:,.0f} | {p50:.1f} | {p99:.1f} | {rate / fut_rate:.1f}× | "
+              f"{'–' if cpu is None else f'{cpu:.2f}'} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"median": summary, "runs": results}, f, indent=2)
