@@ -417,21 +417,21 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
 }
 
 namespace {
-// Parameters 1-5 of both shard-state updates: status, attempts, artifact, error, updated.
-void BindShardState(SQLite::Statement& q, ShardStatus status, int attempts,
+// A state's five columns (STATE_COLUMNS) as the parameters from `first` on.
+void BindShardState(SQLite::Statement& q, int first, ShardStatus status, int attempts,
                     const std::string& artifact, const std::string& error, double updated) {
-  q.bindNoCopy(1, ToString(status).data());  // a NUL-terminated literal
-  q.bind(2, attempts);
-  q.bindNoCopy(3, artifact);
-  q.bindNoCopy(4, error);
-  q.bind(5, updated > 0 ? updated : UnixNow());
+  q.bindNoCopy(first, ToString(status).data());  // a NUL-terminated literal
+  q.bind(first + 1, attempts);
+  q.bindNoCopy(first + 2, artifact);
+  q.bindNoCopy(first + 3, error);
+  q.bind(first + 4, updated > 0 ? updated : UnixNow());
 }
 }  // namespace
 
 void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts,
                              const std::string& artifact, const std::string& error) {
   Use q(st_->set_shard_state);
-  BindShardState(*q, status, attempts, artifact, error, 0);
+  BindShardState(*q, 1, status, attempts, artifact, error, 0);
   q->bindNoCopy(6, id.hex);
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardState: no shard {} in {}", id.hex, path_));
@@ -442,7 +442,7 @@ void Registry::SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
                                const std::string& artifact, const std::string& error,
                                double updated) {
   Use q(st_->set_shard_state_at);
-  BindShardState(*q, status, attempts, artifact, error, updated);
+  BindShardState(*q, 1, status, attempts, artifact, error, updated);
   q->bind(6, static_cast<int64_t>(seq));
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardStateAt: no shard with seq {} in {}", seq, path_));
@@ -476,11 +476,7 @@ void Registry::SetShardStatesAt(std::span<const ShardState> states) {
       const ShardState& s = states[i];
       const int p = static_cast<int>(1 + 6 * i);
       q->bind(p, s.seq);
-      q->bindNoCopy(p + 1, ToString(s.status).data());  // a NUL-terminated literal
-      q->bind(p + 2, s.attempts);
-      q->bindNoCopy(p + 3, s.artifact);
-      q->bindNoCopy(p + 4, s.error);
-      q->bind(p + 5, s.updated > 0 ? s.updated : UnixNow());
+      BindShardState(*q, p + 1, s.status, s.attempts, s.artifact, s.error, s.updated);
     }
     q->exec();
     states = states.subspan(kBulkRows);
