@@ -18,7 +18,12 @@ void ThrowMpiError(const char* call, int code, const char* file, int line) {
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   const char* level = std::getenv("SEEDGRID_MPI_THREAD_LEVEL");  // see the threading contract
-  const bool funneled = level && std::string_view(level) == "funneled";
+  const std::string_view want = level ? level : "single";
+  const bool funneled = want == "funneled";
+  if (!funneled && want != "single") {
+    fmt::print(stderr, "seedgrid: SEEDGRID_MPI_THREAD_LEVEL={} is neither single nor funneled; "
+               "using single\n", want);
+  }
   SEEDGRID_MPI_CHECK(MPI_Init_thread(argc, argv, funneled ? MPI_THREAD_FUNNELED : MPI_THREAD_SINGLE,
                                      &provided));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
