@@ -295,19 +295,14 @@ class FileListing {
   const std::unordered_set<std::string>* names_ = nullptr;
 };
 
-ShardRow ToRow(const ShardPlan& s, const std::string& sweep) {
-  ShardRow r;
-  r.id = s.id;
-  r.sweep = sweep;
-  r.stage = s.stage;
-  r.stage_index = s.stage_index;
-  r.kind = s.kind;
-  r.params = s.params;
-  r.axes = s.axes;
-  r.seed = s.seed;
-  r.role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
-  r.needs = s.needs;
-  return r;
+const char* RoleName(ShardRole role) {
+  return role == ShardRole::kMap ? "map" : role == ShardRole::kReduce ? "reduce" : "single";
+}
+
+std::string NeedsJson(const std::vector<ShardId>& needs) {
+  std::string j = "[";
+  for (const auto& n : needs) j += (j.size() > 1 ? ",\"" : "\"") + n.hex + "\"";
+  return j + "]";
 }
 
 std::string Env(const char* name) {
@@ -356,6 +351,8 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   const std::string job_id = Env("SLURM_JOB_ID");
 
   // 1. Record the sweep and its shards; recover what a dead launch left running.
+  std::vector<std::string> needs_json(plan.shards.size());
+  for (size_t i = 0; i < plan.shards.size(); ++i) needs_json[i] = NeedsJson(plan.shards[i].needs);
   int64_t launch = 0;
   {
     Registry::Batch batch(reg);
@@ -367,10 +364,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     row.git_commit = std::string(GitCommit());
     row.host = Hostname();
     reg.UpsertSweep(row);
-    std::vector<ShardRow> rows;
+    std::vector<ShardSpecRow> rows;
     rows.reserve(plan.shards.size());
-    for (const auto& s : plan.shards) rows.push_back(ToRow(s, spec.name));
-    reg.InsertShards(rows);
+    for (size_t i = 0; i < plan.shards.size(); ++i) {
+      const ShardPlan& s = plan.shards[i];
+      rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json,
+                      s.axes_json, s.seed, RoleName(s.role), needs_json[i]});
+    }
+    reg.InsertShardSpecs(rows);
     reg.SetProvenance(spec.name, "spec_path", spec.source_path);
     reg.SetProvenance(spec.name, "overrides", Json(spec.overrides).dump());
     reg.SetProvenance(spec.name, "seedgrid", std::string(SeedgridVersion()));
@@ -474,12 +475,10 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     m.sweep = spec.name;
     m.stage = s.stage;
     m.kind = s.kind;
-    m.role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
-    m.params_json = s.params.dump();
-    m.axes_json = s.axes.dump();
-    Json needs = Json::array();
-    for (const auto& n : s.needs) needs.push_back(n.hex);
-    m.needs_json = needs.dump();
+    m.role = RoleName(s.role);
+    m.params_json = s.params_json;
+    m.axes_json = s.axes_json;
+    m.needs_json = std::move(needs_json[i]);
     m.seed = s.seed;
     m.out_path = out_paths[i];
     m.artifact_dir = ArtifactDirFor(out_paths[i]);
@@ -497,8 +496,8 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       in.path = out_paths[j];
       in.artifact_dir = ArtifactDirFor(out_paths[j]);
       in.seed = dep.seed;
-      in.params_json = dep.params.dump();
-      in.axes_json = dep.axes.dump();
+      in.params_json = dep.params_json;
+      in.axes_json = dep.axes_json;
       m.inputs.push_back(std::move(in));
     }
     t.max_attempts = s.resources.max_attempts;

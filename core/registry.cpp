@@ -197,6 +197,36 @@ std::string BulkAttemptInsert(size_t rows) {
 
 }  // namespace
 
+// A statement used through SQLite's C API: SQLiteCpp binds text only from NUL-terminated
+// strings, and a launch's plan is recorded from views.
+class RawStatement {
+ public:
+  RawStatement(SQLite::Database& db, const std::string& sql) : db_(db.getHandle()) {
+    Check(sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr));
+  }
+  ~RawStatement() { sqlite3_finalize(stmt_); }
+  RawStatement(const RawStatement&) = delete;
+  RawStatement& operator=(const RawStatement&) = delete;
+  void Text(int i, std::string_view v) {
+    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+  }
+  void Int(int i, int64_t v) { Check(sqlite3_bind_int64(stmt_, i, v)); }
+  void Exec() {
+    const int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    if (rc != SQLITE_DONE) Check(rc);
+  }
+
+ private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+      throw SQLite::Exception(fmt::format("{} ({})", sqlite3_errmsg(db_), sqlite3_errstr(rc)), rc);
+    }
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
 // Every statement the registry runs, compiled once per connection.
 struct Registry::Statements {
   explicit Statements(SQLite::Database& db)
@@ -260,8 +290,9 @@ struct Registry::Statements {
                          "ORDER BY m.shard, m.name"),
         provenance(db, "SELECT key, value FROM provenance WHERE sweep=?") {}
 
-  SQLite::Statement begin, commit, rollback;
-  SQLite::Statement upsert_sweep, insert_spec, insert_specs, max_seq, insert_new_states, set_shard_state, set_shard_state_at,
+  SQLite::Statement begin, commit, rollback, upsert_sweep;
+  RawStatement insert_spec, insert_specs;
+  SQLite::Statement max_seq, insert_new_states, set_shard_state, set_shard_state_at,
       add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shard_states,
@@ -376,6 +407,21 @@ void Registry::UpsertSweep(const SweepRow& s) {
 }
 
 void Registry::InsertShards(const std::vector<ShardRow>& shards) {
+  std::vector<std::string> json;  // params, axes, needs of each row, alive for the insert
+  json.reserve(3 * shards.size());
+  std::vector<ShardSpecRow> rows;
+  rows.reserve(shards.size());
+  for (const auto& r : shards) {
+    json.push_back(r.params.dump());
+    json.push_back(r.axes.dump());
+    json.push_back(NeedsJson(r.needs));
+    rows.push_back({r.id.hex, r.sweep, r.stage, r.stage_index, r.kind, json[json.size() - 3],
+                    json[json.size() - 2], r.seed, r.role, json.back()});
+  }
+  InsertShardSpecs(rows);
+}
+
+void Registry::InsertShardSpecs(std::span<const ShardSpecRow> shards) {
   // One transaction for the lot unless the caller already opened one.
   std::optional<Batch> own;
   if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
@@ -384,30 +430,28 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
     Use q(st_->max_seq);
     if (q->executeStep()) before = q->getColumn(0).getInt64();
   }
-  auto bind = [](SQLite::Statement& q, int p, const ShardRow& r) {
-    q.bindNoCopy(p, r.id.hex);
-    q.bindNoCopy(p + 1, r.sweep);
-    q.bindNoCopy(p + 2, r.stage);
-    q.bind(p + 3, r.stage_index);
-    q.bindNoCopy(p + 4, r.kind);
-    q.bind(p + 5, r.params.dump());  // copied: a temporary
-    q.bind(p + 6, r.axes.dump());
-    q.bind(p + 7, r.seed);
-    q.bindNoCopy(p + 8, r.role);
-    q.bind(p + 9, NeedsJson(r.needs));
+  auto bind = [](RawStatement& q, int p, const ShardSpecRow& r) {
+    q.Text(p, r.id);
+    q.Text(p + 1, r.sweep);
+    q.Text(p + 2, r.stage);
+    q.Int(p + 3, r.stage_index);
+    q.Text(p + 4, r.kind);
+    q.Text(p + 5, r.params_json);
+    q.Text(p + 6, r.axes_json);
+    q.Int(p + 7, r.seed);
+    q.Text(p + 8, r.role);
+    q.Text(p + 9, r.needs_json);
   };
   // Specs kSpecRows to a statement (a launch records up to millions), then one pending state
   // for each new one (their seqs are the ones past the largest before), in one statement.
   size_t i = 0;
   for (; i + kSpecRows <= shards.size(); i += kSpecRows) {
-    Use q(st_->insert_specs);
-    for (size_t k = 0; k < kSpecRows; ++k) bind(*q, static_cast<int>(1 + 10 * k), shards[i + k]);
-    q->exec();
+    for (size_t k = 0; k < kSpecRows; ++k) bind(st_->insert_specs, static_cast<int>(1 + 10 * k), shards[i + k]);
+    st_->insert_specs.Exec();
   }
   for (; i < shards.size(); ++i) {
-    Use q(st_->insert_spec);
-    bind(*q, 1, shards[i]);
-    q->exec();
+    bind(st_->insert_spec, 1, shards[i]);
+    st_->insert_spec.Exec();
   }
   Use q(st_->insert_new_states);
   q->bind(1, UnixNow());

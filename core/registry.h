@@ -72,6 +72,21 @@ struct ShardRow {
   int64_t seq = 0;              // shards.seq, set by reads: SetShardStateAt's key
 };
 
+// What InsertShardSpecs records of a shard: text as views into the caller's plan, the JSON
+// already canonical.
+struct ShardSpecRow {
+  std::string_view id;
+  std::string_view sweep;
+  std::string_view stage;
+  int stage_index = 0;
+  std::string_view kind;
+  std::string_view params_json;
+  std::string_view axes_json;
+  int64_t seed = 0;
+  std::string_view role;
+  std::string_view needs_json;
+};
+
 // A shard's row without its spec (shard_states and the id): what the coordinator reads at
 // start-up and writes as shards finish.
 struct ShardState {
@@ -135,6 +150,8 @@ class Registry {
   void UpsertSweep(const SweepRow& sweep);  // keeps `created` of an existing row
   // Inserts shards that are missing (as pending); existing rows keep status/attempts/artifact.
   void InsertShards(const std::vector<ShardRow>& shards);
+  // The same from rows ready to store (a launch recording its plan: no JSON dumped again).
+  void InsertShardSpecs(std::span<const ShardSpecRow> shards);
   void SetShardState(const ShardId& id, ShardStatus status, int attempts,
                      const std::string& artifact, const std::string& error);
   // The same by seq (ShardRow::seq), for the coordinator's hot path: an integer key, and

@@ -1114,6 +1114,22 @@ void Field(Sha256& h, std::string_view name, std::string_view value) {
   h.Update("\n");
 }
 
+std::string CanonicalJson(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+ShardId ShardIdOf(std::string_view kind, std::string_view params_json, int64_t seed,
+                  std::vector<ShardId> needs, std::string_view code_tag) {
+  std::sort(needs.begin(), needs.end());
+  Sha256 h;
+  Field(h, "seedgrid-shard", "1");
+  Field(h, "kind", kind);
+  Field(h, "params", params_json);
+  Field(h, "seed", std::to_string(seed));
+  Field(h, "needs", std::to_string(needs.size()));
+  for (const auto& n : needs) Field(h, "need", n.hex);
+  Field(h, "code", code_tag);
+  return ShardId{h.HexDigest().substr(0, 16)};
+}
+
 }  // namespace
 
 // ---- Public API ----------------------------------------------------------------------------------
@@ -1289,7 +1305,9 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
                   const Json& axes, ShardRole role) {
     const StageSpec& st = spec.stages[i];
     ShardPlan s;
-    s.id = ComputeShardId(st.kind, params, seed, need_ids, CodeTag());
+    s.params_json = CanonicalJson(params);
+    s.axes_json = CanonicalJson(axes);
+    s.id = ShardIdOf(st.kind, s.params_json, seed, need_ids, CodeTag());
     s.stage_index = static_cast<int>(i);
     s.stage = st.name;
     s.kind = st.kind;
@@ -1380,17 +1398,9 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
 
 ShardId ComputeShardId(std::string_view kind, const Json& params, int64_t seed,
                        std::vector<ShardId> needs, std::string_view code_tag) {
-  std::sort(needs.begin(), needs.end());
-  Sha256 h;
-  Field(h, "seedgrid-shard", "1");
-  Field(h, "kind", kind);
-  Field(h, "params", params.dump(-1, ' ', false, Json::error_handler_t::replace));
-  Field(h, "seed", std::to_string(seed));
-  Field(h, "needs", std::to_string(needs.size()));
-  for (const auto& n : needs) Field(h, "need", n.hex);
-  Field(h, "code", code_tag);
-  return ShardId{h.HexDigest().substr(0, 16)};
+  return ShardIdOf(kind, CanonicalJson(params), seed, std::move(needs), code_tag);
 }
+
 
 namespace {
 

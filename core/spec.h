@@ -79,6 +79,10 @@ struct ShardPlan {
   int64_t seed = 0;
   std::vector<ShardId> needs;
   Json axes = Json::object();  // axis key -> value, own and inherited (report grouping keys)
+  // Their canonical dumps, made once: the id hashes params_json, the registry stores both and
+  // every dispatch sends them (a million shards' JSON is not dumped three times over).
+  std::string params_json;
+  std::string axes_json;
   ShardRole role = ShardRole::kSingle;
   Resources resources;
 };
