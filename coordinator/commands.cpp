@@ -76,19 +76,20 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
   }
   Json out = Json::array();
   for (const auto& sw : sweeps) {
-    auto shards = reg.Shards(sw.name);
     std::map<std::string, StageCounts> stages;
-    std::vector<const ShardRow*> failed;
-    int64_t done = 0;
-    for (const auto& r : shards) {
-      auto& c = stages[r.stage];
-      c.kind = r.kind;
-      c.stage_index = r.stage_index;
-      c.by_status[std::string(ToString(r.status))] += 1;
-      c.total += 1;
-      if (r.status == ShardStatus::kFailed) failed.push_back(&r);
-      if (r.status == ShardStatus::kDone) ++done;
+    int64_t done = 0, total = 0;
+    for (const auto& n : reg.CountByStatus(sw.name)) {
+      auto& c = stages[n.stage];
+      c.kind = n.kind;
+      c.stage_index = n.stage_index;
+      c.by_status[std::string(ToString(n.status))] += n.count;
+      c.total += n.count;
+      total += n.count;
+      if (n.status == ShardStatus::kDone) done += n.count;
     }
+    const std::vector<ShardRow> failed_rows = reg.ShardsWithStatus(sw.name, ShardStatus::kFailed);
+    std::vector<const ShardRow*> failed;
+    for (const auto& r : failed_rows) failed.push_back(&r);
     std::vector<std::pair<std::string, StageCounts*>> ordered;
     for (auto& [name, c] : stages) ordered.push_back({name, &c});
     std::sort(ordered.begin(), ordered.end(),
@@ -97,9 +98,9 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
       Json j;
       j["sweep"] = sw.name;
       j["out_dir"] = sw.out_dir;
-      j["total"] = shards.size();
+      j["total"] = total;
       j["done"] = done;
-      j["complete"] = done == static_cast<int64_t>(shards.size());
+      j["complete"] = done == total;
       j["stages"] = Json::array();
       for (auto& [name, c] : ordered) {
         Json st;
@@ -117,8 +118,8 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
       out.push_back(j);
       continue;
     }
-    fmt::print("sweep {}  ({} shards, {} done{})\n", sw.name, shards.size(), done,
-               done == static_cast<int64_t>(shards.size()) ? ", complete" : "");
+    fmt::print("sweep {}  ({} shards, {} done{})\n", sw.name, total, done,
+               done == total ? ", complete" : "");
     fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
                "done", "running", "failed", "preempted", "pending");
     for (auto& [name, c] : ordered) {

@@ -274,6 +274,11 @@ struct Registry::Statements {
         shards_of_stage(db, "SELECT " SHARD_COLUMNS
                             ", seq FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
         shard(db, "SELECT " SHARD_COLUMNS ", seq FROM shards WHERE id=?"),
+        shards_with_status(db, "SELECT " SHARD_COLUMNS
+                               ", seq FROM shards WHERE sweep=? AND status=? ORDER BY stage_index, seq"),
+        count_shards(db, "SELECT p.stage, min(p.stage_index), min(p.kind), s.status, count(*) "
+                         "FROM shard_specs p JOIN shard_states s ON s.seq = p.seq WHERE p.sweep=? "
+                         "GROUP BY p.stage, s.status"),
         shard_states(db, "SELECT id, status, attempts, artifact, error, seq, updated FROM shards "
                          "WHERE sweep=?"),
         shards_by_prefix(db, "SELECT " SHARD_COLUMNS
@@ -295,7 +300,8 @@ struct Registry::Statements {
   SQLite::Statement max_seq, insert_new_states, set_shard_state, set_shard_state_at,
       add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
-  SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shard_states,
+  SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shards_with_status,
+      count_shards, shard_states,
       shards_by_prefix,
       attempts, metrics, metrics_of_sweep, metrics_of_stage, provenance;
 };
@@ -624,6 +630,26 @@ std::vector<ShardRow> Registry::Shards(const std::string& sweep, const std::stri
   if (!stage.empty()) q->bind(2, stage);
   std::vector<ShardRow> out;
   while (q->executeStep()) out.push_back(ReadShard(s));
+  return out;
+}
+
+std::vector<ShardRow> Registry::ShardsWithStatus(const std::string& sweep, ShardStatus status) const {
+  Use q(st_->shards_with_status);
+  q->bind(1, sweep);
+  q->bindNoCopy(2, ToString(status).data());
+  std::vector<ShardRow> out;
+  while (q->executeStep()) out.push_back(ReadShard(st_->shards_with_status));
+  return out;
+}
+
+std::vector<Registry::StatusCount> Registry::CountByStatus(const std::string& sweep) const {
+  Use q(st_->count_shards);
+  q->bind(1, sweep);
+  std::vector<StatusCount> out;
+  while (q->executeStep()) {
+    out.push_back({q->getColumn(0).getString(), q->getColumn(1).getInt(), q->getColumn(2).getString(),
+                   ParseShardStatus(q->getColumn(3).getString()), q->getColumn(4).getInt64()});
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -194,6 +195,32 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   for (auto& r : rows) r.n = 2;
   rows[3].shard_seq = 0;
   EXPECT_THROW(reg.AddAttempts(rows), std::invalid_argument);
+}
+
+TEST_F(RegistryTest, CountsByStageAndStatusAndListsOneStatus) {
+  // What `seedgrid status` reads instead of every row.
+  Registry reg(path_, Registry::Mode::kWrite);
+  reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222"),
+                    MakeShard("3333333333333333", "eval", 2), MakeShard("4444444444444444", "eval", 3)});
+  reg.SetShardState(ShardId{"2222222222222222"}, ShardStatus::kFailed, 3, "", "boom");
+  reg.SetShardState(ShardId{"4444444444444444"}, ShardStatus::kFailed, 1, "", "bang");
+  reg.SetShardState(ShardId{"3333333333333333"}, ShardStatus::kDone, 1, "x.h5", "");
+  std::map<std::pair<std::string, ShardStatus>, int64_t> got;
+  for (const auto& c : reg.CountByStatus("demo")) {
+    got[{c.stage, c.status}] = c.count;
+    EXPECT_EQ(c.kind, "pretrain");
+    EXPECT_EQ(c.stage_index, c.stage == "base" ? 0 : 1);
+  }
+  EXPECT_EQ(got, (std::map<std::pair<std::string, ShardStatus>, int64_t>{
+                     {{"base", ShardStatus::kPending}, 1}, {{"base", ShardStatus::kFailed}, 1},
+                     {{"eval", ShardStatus::kDone}, 1}, {{"eval", ShardStatus::kFailed}, 1}}));
+  auto failed = reg.ShardsWithStatus("demo", ShardStatus::kFailed);
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].id.hex, "2222222222222222");  // plan order: stage, then seq
+  EXPECT_EQ(failed[0].error, "boom");
+  EXPECT_EQ(failed[1].id.hex, "4444444444444444");
+  EXPECT_EQ(failed[1].params, (Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}));
+  EXPECT_TRUE(reg.CountByStatus("other").empty());
 }
 
 TEST_F(RegistryTest, RoundTripsAttemptsMetricsProvenanceLaunches) {
