@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -40,10 +41,10 @@ std::string DefaultRegistryPath(const std::string& flag) {
 }
 
 int PrintDryRun(const Plan& plan, const std::string& registry_path) {
-  std::map<ShardId, ShardStatus> status;
+  std::unordered_map<ShardId, ShardStatus> status;
   if (fs::exists(registry_path)) {
     Registry reg(registry_path, Registry::Mode::kReadOnly);
-    for (const auto& r : reg.Shards(plan.spec.name)) status[r.id] = r.status;
+    for (const auto& r : reg.ShardStates(plan.spec.name)) status[r.id] = r.status;
   }
   fmt::print("sweep {}: {} shard(s), {} stage(s) (dry run: nothing written)\n", plan.spec.name,
              plan.shards.size(), plan.spec.stages.size());
