@@ -216,62 +216,6 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   return 0;
 }
 
-int CmdReindex(const std::string& registry_path, const std::string& out_dir) {
-  if (!fs::is_directory(out_dir)) throw UsageError(fmt::format("no directory {}", out_dir));
-  RunLock lock(registry_path);
-  Registry reg(registry_path, Registry::Mode::kWrite);
-  const std::string reg_dir = fs::path(registry_path).parent_path().string();
-  int64_t files = 0, skipped = 0;
-  std::map<std::string, int64_t> per_sweep;
-  Registry::Batch batch(reg);
-  for (const auto& sweep_dir : fs::directory_iterator(out_dir)) {
-    if (!sweep_dir.is_directory()) continue;
-    for (const auto& e : fs::recursive_directory_iterator(sweep_dir.path())) {
-      if (!e.is_regular_file() || e.path().extension() != ".h5" ||
-          e.path().filename() == "results.h5") {
-        continue;
-      }
-      auto info = ReadShardFileInfo(e.path().string());
-      if (!info) {
-        ++skipped;
-        fmt::print(stderr, "skipping {}: not a complete seedgrid shard file\n", e.path().string());
-        continue;
-      }
-      const auto& h = info->header;
-      if (!reg.Sweep(h.sweep)) {
-        SweepRow s;
-        s.name = h.sweep;
-        s.out_dir = fs::absolute(out_dir).string();
-        s.spec_text = "";
-        reg.UpsertSweep(s);
-      }
-      ShardRow r;
-      r.id = h.id;
-      r.sweep = h.sweep;
-      r.stage = h.stage;
-      r.kind = h.kind;
-      r.params = h.params;
-      r.axes = h.axes;
-      r.seed = h.seed;
-      r.role = h.role;
-      r.needs = h.needs;
-      reg.InsertShards({r});
-      std::string path = fs::absolute(e.path()).string();
-      std::string rel = path.rfind(reg_dir + "/", 0) == 0 ? path.substr(reg_dir.size() + 1) : path;
-      auto existing = reg.Shard(h.id);
-      reg.SetShardState(h.id, ShardStatus::kDone, existing ? existing->attempts : 0, rel, "");
-      reg.SetMetrics(h.id, info->metrics);
-      ++files;
-      per_sweep[h.sweep] += 1;
-    }
-  }
-  batch.Commit();
-  for (const auto& [s, n] : per_sweep) fmt::print("  {}: {} shard file(s)\n", s, n);
-  fmt::print("reindexed {} shard file(s) into {}{}\n", files, registry_path,
-             skipped ? fmt::format(" ({} skipped)", skipped) : "");
-  return 0;
-}
-
 int CmdKinds(bool json) {
   const auto& kinds = AllKinds();
   if (json) {

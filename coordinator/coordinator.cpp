@@ -17,9 +17,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
 
+#include "coordinator/launch.h"
 #include "coordinator/progress.h"
 #include "coordinator/scheduler.h"
 #include "core/registry.h"
+#include "core/shard_check.h"
 #include "core/store.h"
 #include "core/sysutil.h"
 
@@ -41,14 +43,6 @@ double ThreadCpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-std::string Relative(const std::string& path, const std::string& base_dir) {
-  if (path.size() > base_dir.size() + 1 && path.compare(0, base_dir.size(), base_dir) == 0 &&
-      path[base_dir.size()] == '/') {
-    return path.substr(base_dir.size() + 1);
-  }
-  return path;
 }
 
 
@@ -157,8 +151,11 @@ class RegistryWriter {
     s.seq = seqs_[f.task];
     s.status = f.new_status;
     s.attempts = f.attempts;
+    s.stamp = 0;
     if (ok && !d.artifact.empty()) {
-      s.artifact = Relative(d.artifact, reg_dir_);
+      s.artifact = RelativeTo(d.artifact, reg_dir_);
+      // The file as published: the next launch opens it only if this stamp changed.
+      if (auto stamp = FileStampOf(d.artifact)) s.stamp = *stamp;
     } else {
       s.artifact.clear();
     }
@@ -268,33 +265,6 @@ class DispatchStats {
   double flush_s_ = 0;
 };
 
-// Whether files exist, from one directory listing per directory (start-up checks of a large
-// sweep: a stat per shard costs seconds at 10^5-10^6 shards).
-class FileListing {
- public:
-  bool Exists(const std::string& path) {
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-    if (dir != last_dir_) {  // paths come grouped by directory: one lookup per group
-      last_dir_ = dir;
-      auto [it, fresh] = dirs_.try_emplace(dir);
-      if (fresh) {
-        std::error_code ec;
-        for (fs::directory_iterator d(dir, ec), end; !ec && d != end; d.increment(ec)) {
-          it->second.insert(d->path().filename().string());
-        }
-      }
-      names_ = &it->second;
-    }
-    return names_->count(slash == std::string::npos ? path : path.substr(slash + 1)) > 0;
-  }
-
- private:
-  std::unordered_map<std::string, std::unordered_set<std::string>> dirs_;
-  std::string last_dir_ = "\n";  // no directory's name
-  const std::unordered_set<std::string>* names_ = nullptr;
-};
-
 const char* RoleName(ShardRole role) {
   return role == ShardRole::kMap ? "map" : role == ShardRole::kReduce ? "reduce" : "single";
 }
@@ -389,81 +359,18 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     }
     batch.Commit();
   }
+  WriteSweepSpecFile(options.out_dir, spec);
 
-  // 2. States from the registry, by plan position; shards whose file was published before a
-  // crash are done.
+  // 2. States from the registry, by plan position, reconciled with the files on disk.
   const size_t n = plan.shards.size();
   std::unordered_map<ShardId, int> index;
   index.reserve(n);
   for (size_t i = 0; i < n; ++i) index.emplace(plan.shards[i].id, static_cast<int>(i));
-  std::vector<ShardState> states(n);
-  std::vector<char> known(n, 0);
-  for (auto& st : reg.ShardStates(spec.name)) {
-    auto it = index.find(st.id);
-    if (it == index.end()) continue;  // from an earlier version of the spec
-    known[it->second] = 1;
-    states[it->second] = std::move(st);
-  }
-  // Shard ids are content addresses, global to the registry: a shard identical to one another
-  // sweep already has (same kind, params, seed, needs, code tag) is shared, not recomputed.
-  int shared = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (known[i]) continue;
-    auto other = reg.Shard(plan.shards[i].id);
-    if (!other) throw std::runtime_error(fmt::format("shard {} missing from the registry", plan.shards[i].id.hex));
-    states[i] = ShardState{other->id, other->seq, other->status, other->attempts, other->artifact,
-                           other->error, 0};
-    ++shared;
-  }
-  known = {};
-  if (shared > 0 && !options.quiet) {
-    fmt::print("{} shard(s) are shared with another sweep of this registry (same content address)\n", shared);
-  }
+  LaunchStates launch_states = ReconcileLaunch(reg, plan, options.out_dir, reg_dir, index);
+  if (!options.quiet) PrintReconciliation(launch_states);
+  std::vector<ShardState>& states = launch_states.states;
+  std::vector<std::string>& out_paths = launch_states.out_paths;
   std::vector<SchedTask> tasks(n);
-  std::vector<std::string> out_paths(n);
-  int recovered_files = 0, missing_files = 0;
-  FileListing files;  // one readdir per directory instead of a stat per shard
-  {
-    Registry::Batch batch(reg);
-    std::string stage_dir;  // out_dir/sweep/stage/, per stage (plans are in stage order)
-    for (size_t i = 0; i < n; ++i) {
-      const ShardPlan& s = plan.shards[i];
-      if (i == 0 || s.stage != plan.shards[i - 1].stage) {
-        stage_dir = ShardFilePath(options.out_dir, spec.name, s.stage, s.id);
-        stage_dir.resize(stage_dir.size() - s.id.hex.size() - 3);
-      }
-      auto own_path = [&] { return stage_dir + s.id.hex + ".h5"; };
-      out_paths[i] = own_path();
-      ShardState& row = states[i];
-      if (row.status == ShardStatus::kDone && !row.artifact.empty()) {
-        // Where it was published (another sweep's directory for a shared shard).
-        out_paths[i] = row.artifact.front() == '/' ? row.artifact : reg_dir + "/" + row.artifact;
-        if (!files.Exists(out_paths[i])) {
-          // A done shard whose file is gone is computed again (its dependents need it).
-          reg.SetShardState(s.id, ShardStatus::kPending, row.attempts, "",
-                            "published file missing: " + out_paths[i]);
-          row.status = ShardStatus::kPending;
-          out_paths[i] = own_path();
-          ++missing_files;
-        }
-      }
-      if (row.status != ShardStatus::kDone && files.Exists(out_paths[i])) {
-        if (auto info = ReadShardFileInfo(out_paths[i]); info && info->header.id == s.id) {
-          reg.SetShardState(s.id, ShardStatus::kDone, row.attempts, Relative(out_paths[i], reg_dir), "");
-          if (!info->metrics.empty()) reg.SetMetrics(s.id, info->metrics);
-          row.status = ShardStatus::kDone;
-          ++recovered_files;
-        }
-      }
-    }
-    batch.Commit();
-  }
-  if (missing_files > 0 && !options.quiet) {
-    fmt::print("{} done shard(s) lost their published file: computing them again\n", missing_files);
-  }
-  if (recovered_files > 0 && !options.quiet) {
-    fmt::print("{} shard(s) were published before an interruption: not recomputed\n", recovered_files);
-  }
 
   std::vector<std::string> selected_prefixes = options.rerun_shards;
   for (size_t i = 0; i < plan.shards.size(); ++i) {
@@ -504,7 +411,10 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     t.ranks = s.resources.ranks;
     t.status = row.status;
     t.attempts = row.attempts;
-    t.attempt_numbers = static_cast<int>(row.attempts);
+    // Attempt numbers continue after the ones already recorded (preempted ones included).
+    t.attempt_numbers = std::max(static_cast<int>(row.attempts), launch_states.attempt_numbers[i]);
+    // A done shard whose file was lost or damaged is computed again with a fresh budget.
+    if (launch_states.recompute[i]) t.budget_base = t.attempts;
     if (options.rerun && row.status == ShardStatus::kFailed) {
       bool chosen = selected_prefixes.empty();
       for (const auto& p : selected_prefixes) chosen = chosen || s.id.hex.rfind(p, 0) == 0;
@@ -514,18 +424,6 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       }
     }
   }
-  // Attempt numbers continue after the ones already recorded (preempted ones included).
-  {
-    SQLite::Statement q(reg.db(),
-                        "SELECT p.id, max(a.n) FROM shard_specs p JOIN attempts a ON a.shard_seq = p.seq "
-                        "WHERE p.sweep = ? GROUP BY p.seq");
-    q.bind(1, spec.name);
-    while (q.executeStep()) {
-      auto it = index.find(ShardId{q.getColumn(0).getString()});
-      if (it != index.end()) tasks[it->second].attempt_numbers = q.getColumn(1).getInt();
-    }
-  }
-
   Scheduler sched(std::move(tasks), SchedulerOptions{options.window, 64});
   if (int k = sched.UnsatisfiableRanks(n_workers)) {
     throw UsageError(fmt::format("a stage needs ranks: {} but this launch has only {} worker rank(s)",
@@ -533,7 +431,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   }
   std::vector<int64_t> seqs(n);
   for (size_t i = 0; i < n; ++i) seqs[i] = states[i].seq;
-  states = {};
+  launch_states = {};
   RegistryWriter writer(reg, sched.tasks(), std::move(seqs), reg_dir, job_id);
   std::optional<WalCheckpointer> checkpointer(std::in_place, reg);
   ProgressLine progress(spec.name, sched.counts().total, options.quiet);
@@ -620,7 +518,10 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   }
   ShutdownWorkers(mpi, std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code);
   {
-    std::vector<std::pair<std::string, std::vector<ShardId>>> stages;
+    // Every done shard of the sweep, shared ones included (they live in the directory of the
+    // sweep that computed them first: linked by their path relative to this sweep's).
+    const fs::path sweep_dir = fs::path(options.out_dir) / spec.name;
+    std::vector<std::pair<std::string, std::vector<ResultsLink>>> stages;
     for (const auto& st : spec.stages) stages.push_back({st.name, {}});
     for (const auto& r : reg.ShardStates(spec.name)) {
       if (r.status != ShardStatus::kDone || r.artifact.empty()) continue;
@@ -631,8 +532,9 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       } else if (auto full = reg.Shard(r.id)) {  // from an earlier version of the spec
         stage = full->stage;
       }
-      for (auto& [name, ids] : stages) {
-        if (name == stage) ids.push_back(r.id);
+      const fs::path file = r.artifact.front() == '/' ? fs::path(r.artifact) : fs::path(reg_dir) / r.artifact;
+      for (auto& [name, links] : stages) {
+        if (name == stage) links.push_back({r.id, file.lexically_relative(sweep_dir).string()});
       }
     }
     try {

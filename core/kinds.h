@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/types.h"
@@ -29,6 +30,11 @@ struct KindConfig {
   bool has_reduce = false;
   // Shards of this kind may run on `ranks: k > 1` workers as one gang.
   bool supports_gang = false;
+  // The datasets every published file of a shard of this kind holds, given its resolved params
+  // and role ("single", "map", "reduce"). A launch checks them when it verifies a done shard's
+  // file: a file without one is damaged (moved aside, recomputed). Unset: only the shard
+  // attributes are checked.
+  std::function<std::vector<std::string>(const Json& params, std::string_view role)> datasets;
 };
 
 class KindRegistry {

@@ -42,7 +42,17 @@ namespace {
 //      renumber), and attempts clustered by (shard_seq, n), WITHOUT ROWID: rows are appended in
 //      dispatch order instead of inserted into an index in hash order (~2.4 µs per row).
 //    The old rowids become the seqs.
-constexpr int kSchemaVersion = 3;
+// 4: integrity (issue 13):
+//    * sweep_shards(sweep, seq, stage, stage_index): which sweeps a shard belongs to. Shard ids
+//      are content addresses shared by every sweep that plans the same shard, so membership is
+//      many-to-many: a second sweep that shares a shard lists it (status, report, results.h5)
+//      and never computes it again. shard_specs.sweep/stage stay the sweep that recorded it
+//      first (where its file lives). `shards` is one row per (sweep, shard);
+//    * shard_states.stamp: the published file's fingerprint (FileStamp: inode, size, mtime,
+//      ctime) taken when the shard became done. A launch compares it with a stat of the file
+//      and opens only the files whose stamp changed (a file verified once is not re-read).
+//    shard_specs_sweep_stage, which served the per-sweep queries, is dropped.
+constexpr int kSchemaVersion = 4;
 
 // Version 3's rebuilt tables, under a name for attempts (the migration builds it beside the
 // old one).
@@ -55,7 +65,11 @@ CREATE TABLE IF NOT EXISTS shard_states(
   seq INTEGER PRIMARY KEY REFERENCES shard_specs(seq),
   status TEXT NOT NULL CHECK(status = 'pending' OR status = 'running' OR status = 'done' OR
                              status = 'failed' OR status = 'preempted'),
-  attempts INTEGER NOT NULL, artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);
+  attempts INTEGER NOT NULL, artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL,
+  stamp INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sweep_shards(
+  sweep TEXT NOT NULL, seq INTEGER NOT NULL REFERENCES shard_specs(seq), stage TEXT NOT NULL,
+  stage_index INTEGER NOT NULL, PRIMARY KEY(sweep, seq)) WITHOUT ROWID;
 )sql";
 std::string AttemptsDdl(std::string_view table) {
   return fmt::format(R"sql(
@@ -76,11 +90,10 @@ CREATE TABLE IF NOT EXISTS sweeps(
   name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL,
   out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
   git_commit TEXT NOT NULL, host TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS shard_specs_sweep_stage ON shard_specs(sweep, stage);
 CREATE VIEW IF NOT EXISTS shards AS
-  SELECT p.seq, p.id, p.sweep, p.stage, p.stage_index, p.kind, p.params, p.axes, p.seed, p.role,
-         p.needs, s.status, s.attempts, s.artifact, s.error, s.updated
-  FROM shard_specs p JOIN shard_states s ON s.seq = p.seq;
+  SELECT p.seq, p.id, m.sweep, m.stage, m.stage_index, p.kind, p.params, p.axes, p.seed, p.role,
+         p.needs, s.status, s.attempts, s.artifact, s.error, s.updated, s.stamp
+  FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq JOIN shard_states s ON s.seq = m.seq;
 CREATE TRIGGER IF NOT EXISTS shards_update INSTEAD OF UPDATE ON shards BEGIN
   UPDATE shard_states SET status = NEW.status, attempts = NEW.attempts, artifact = NEW.artifact,
                           error = NEW.error, updated = NEW.updated
@@ -99,6 +112,11 @@ CREATE TABLE IF NOT EXISTS launches(
 #define SPEC_COLUMNS "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs"
 #define STATE_COLUMNS "status, attempts, artifact, error, updated"
 #define SHARD_COLUMNS SPEC_COLUMNS ", status, attempts, artifact, error"
+// The same from the base tables (a shard looked up by id: one row, its first sweep's names).
+#define BASE_SHARD_SELECT                                                                     \
+  "SELECT p.id, p.sweep, p.stage, p.stage_index, p.kind, p.params, p.axes, p.seed, p.role, " \
+  "p.needs, s.status, s.attempts, s.artifact, s.error, p.seq FROM shard_specs p "            \
+  "JOIN shard_states s ON s.seq = p.seq "
 #define ATTEMPT_COLUMNS \
   "shard, n, rank, host, gpu, start, \"end\", outcome, signal, exit_code, error, peak_rss_kb, job_id"
 #define SWEEP_COLUMNS "name, spec_text, spec_hash, out_dir, created, updated, git_commit, host"
@@ -181,10 +199,10 @@ std::string BulkSpecInsert(size_t rows) {
   return q;
 }
 
-// The state rows of `rows` shards at once (all five columns: a replace is an overwrite).
+// The state rows of `rows` shards at once (all six columns: a replace is an overwrite).
 std::string BulkStateReplace(size_t rows) {
-  std::string q = "INSERT OR REPLACE INTO shard_states(seq, " STATE_COLUMNS ") VALUES";
-  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)";
+  std::string q = "INSERT OR REPLACE INTO shard_states(seq, " STATE_COLUMNS ", stamp) VALUES";
+  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?)";
   return q;
 }
 
@@ -244,12 +262,19 @@ struct Registry::Statements {
         max_seq(db, "SELECT coalesce(max(seq), 0) FROM shard_specs"),
         insert_new_states(db, "INSERT INTO shard_states(seq, " STATE_COLUMNS ") "
                               "SELECT seq, 'pending', 0, '', '', ?1 FROM shard_specs WHERE seq > ?2"),
+        insert_new_members(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                               "SELECT sweep, seq, stage, stage_index FROM shard_specs WHERE seq > ?"),
+        add_member(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                       "VALUES(?,?,?,?)"),
+        add_member_by_id(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                             "SELECT ?1, seq, ?2, ?3 FROM shard_specs WHERE id=?4"),
         set_shard_state(db,
-                        "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=? "
-                        "WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
+                        "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=?, "
+                        "stamp=? WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
         set_shard_state_at(db,
                            "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, "
-                           "updated=? WHERE seq=?"),
+                           "updated=?, stamp=? WHERE seq=?"),
+        set_stamp(db, "UPDATE shard_states SET stamp=? WHERE seq=?"),
         // ?14, the shard's seq, is looked up from ?1, its id, when 0.
         add_attempts(db, BulkAttemptInsert(kBulkRows)),
         set_states(db, BulkStateReplace(kBulkRows)),
@@ -266,23 +291,25 @@ struct Registry::Statements {
         end_launch(db, "UPDATE launches SET ended=?, exit_code=? WHERE id=?"),
         recover_orphans(db,
                         "UPDATE shard_states SET status='pending', updated=?1 WHERE status='running' "
-                        "AND seq IN (SELECT seq FROM shard_specs WHERE sweep=?2)"),
+                        "AND seq IN (SELECT seq FROM sweep_shards WHERE sweep=?2)"),
         sweeps(db, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY name"),
         sweep(db, "SELECT " SWEEP_COLUMNS " FROM sweeps WHERE name=?"),
         shards_of_sweep(db, "SELECT " SHARD_COLUMNS
                             ", seq FROM shards WHERE sweep=? ORDER BY stage_index, id"),
         shards_of_stage(db, "SELECT " SHARD_COLUMNS
                             ", seq FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
-        shard(db, "SELECT " SHARD_COLUMNS ", seq FROM shards WHERE id=?"),
+        shard(db, BASE_SHARD_SELECT "WHERE p.id=?"),
         shards_with_status(db, "SELECT " SHARD_COLUMNS
                                ", seq FROM shards WHERE sweep=? AND status=? ORDER BY stage_index, seq"),
-        count_shards(db, "SELECT p.stage, min(p.stage_index), min(p.kind), s.status, count(*) "
-                         "FROM shard_specs p JOIN shard_states s ON s.seq = p.seq WHERE p.sweep=? "
-                         "GROUP BY p.stage, s.status"),
-        shard_states(db, "SELECT id, status, attempts, artifact, error, seq, updated FROM shards "
+        count_shards(db, "SELECT m.stage, min(m.stage_index), min(p.kind), s.status, count(*) "
+                         "FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
+                         "JOIN shard_states s ON s.seq = m.seq WHERE m.sweep=? "
+                         "GROUP BY m.stage, s.status"),
+        shard_states(db, "SELECT id, status, attempts, artifact, error, seq, updated, stamp FROM shards "
                          "WHERE sweep=?"),
-        shards_by_prefix(db, "SELECT " SHARD_COLUMNS
-                             ", seq FROM shards WHERE id>=? AND id<? ORDER BY id LIMIT 11"),
+        shards_by_prefix(db, BASE_SHARD_SELECT "WHERE p.id>=? AND p.id<? ORDER BY p.id LIMIT 11"),
+        attempt_numbers(db, "SELECT p.id, max(a.n) FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
+                            "JOIN attempts a ON a.shard_seq = m.seq WHERE m.sweep=? GROUP BY m.seq"),
         attempts(db, "SELECT " ATTEMPT_COLUMNS " FROM attempts "
                      "WHERE shard_seq=(SELECT seq FROM shard_specs WHERE id=?) ORDER BY n"),
         metrics(db, "SELECT name, value FROM metrics WHERE shard=?"),
@@ -297,12 +324,12 @@ struct Registry::Statements {
 
   SQLite::Statement begin, commit, rollback, upsert_sweep;
   RawStatement insert_spec, insert_specs;
-  SQLite::Statement max_seq, insert_new_states, set_shard_state, set_shard_state_at,
-      add_attempts, set_states, add_attempt,
+  SQLite::Statement max_seq, insert_new_states, insert_new_members, add_member, add_member_by_id,
+      set_shard_state, set_shard_state_at, set_stamp, add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shards_with_status,
       count_shards, shard_states,
-      shards_by_prefix,
+      shards_by_prefix, attempt_numbers,
       attempts, metrics, metrics_of_sweep, metrics_of_stage, provenance;
 };
 
@@ -350,7 +377,7 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
       if (!network_fs_) db_->exec("PRAGMA wal_autocheckpoint=10000");
       if (version < kSchemaVersion) {
         SQLite::Transaction tx(*db_);
-        if (version >= 1) {
+        if (version == 1 || version == 2) {
           // Version 3's tables beside the old ones, the rows copied (the old rowids become the
           // seqs), the old tables and their indexes dropped.
           db_->exec(std::string(kShardTables) + AttemptsDdl("attempts_v3"));
@@ -363,8 +390,21 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
                     "a.peak_rss_kb, a.job_id, p.seq FROM attempts a JOIN shard_specs p ON p.id = a.shard;"
                     "DROP TABLE attempts; DROP TABLE shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
         }
+        if (version == 3) {
+          // Version 4: the stamp column, membership (below) and the view over it.
+          db_->exec("ALTER TABLE shard_states ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+                    "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
+        }
         db_->exec(std::string(kShardTables) + AttemptsDdl("attempts"));
+        if (version >= 1) {
+          // Every shard belongs to the sweep that recorded it (the only membership before 4).
+          db_->exec("INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                    "SELECT sweep, seq, stage, stage_index FROM shard_specs");
+        }
         db_->exec(kSchema);
+        if (version == 1 || version == 2) {
+          db_->exec("DROP INDEX IF EXISTS shard_specs_sweep_stage;");
+        }
         if (version == 1) {
           db_->exec("DROP INDEX IF EXISTS attempts_shard; DROP INDEX IF EXISTS metrics_shard;");
         }
@@ -424,7 +464,30 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
     rows.push_back({r.id.hex, r.sweep, r.stage, r.stage_index, r.kind, json[json.size() - 3],
                     json[json.size() - 2], r.seed, r.role, json.back()});
   }
+  std::optional<Batch> own;
+  if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
   InsertShardSpecs(rows);
+  // Rows that were known already (another sweep's) join this sweep too.
+  for (const auto& r : shards) {
+    Use q(st_->add_member_by_id);
+    q->bind(1, r.sweep);
+    q->bind(2, r.stage);
+    q->bind(3, r.stage_index);
+    q->bindNoCopy(4, r.id.hex);
+    q->exec();
+  }
+  if (own) own->Commit();
+}
+
+void Registry::AddMembers(const std::string& sweep, std::span<const Member> members) {
+  for (const auto& m : members) {
+    Use q(st_->add_member);
+    q->bindNoCopy(1, sweep);
+    q->bind(2, m.seq);
+    q->bindNoCopy(3, m.stage);
+    q->bind(4, m.stage_index);
+    q->exec();
+  }
 }
 
 void Registry::InsertShardSpecs(std::span<const ShardSpecRow> shards) {
@@ -459,30 +522,39 @@ void Registry::InsertShardSpecs(std::span<const ShardSpecRow> shards) {
     bind(st_->insert_spec, 1, shards[i]);
     st_->insert_spec.Exec();
   }
-  Use q(st_->insert_new_states);
-  q->bind(1, UnixNow());
-  q->bind(2, before);
+  {
+    Use q(st_->insert_new_states);
+    q->bind(1, UnixNow());
+    q->bind(2, before);
+    q->exec();
+  }
+  // New shards belong to the sweep that recorded them; known ones keep their memberships
+  // (a caller adds the others with AddMembers).
+  Use q(st_->insert_new_members);
+  q->bind(1, before);
   q->exec();
   if (own) own->Commit();
 }
 
 namespace {
-// A state's five columns (STATE_COLUMNS) as the parameters from `first` on.
+// A state's five columns (STATE_COLUMNS) and its stamp as the parameters from `first` on.
 void BindShardState(SQLite::Statement& q, int first, ShardStatus status, int attempts,
-                    const std::string& artifact, const std::string& error, double updated) {
+                    const std::string& artifact, const std::string& error, double updated,
+                    int64_t stamp) {
   q.bindNoCopy(first, ToString(status).data());  // a NUL-terminated literal
   q.bind(first + 1, attempts);
   q.bindNoCopy(first + 2, artifact);
   q.bindNoCopy(first + 3, error);
   q.bind(first + 4, updated > 0 ? updated : UnixNow());
+  q.bind(first + 5, stamp);
 }
 }  // namespace
 
 void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts,
-                             const std::string& artifact, const std::string& error) {
+                             const std::string& artifact, const std::string& error, int64_t stamp) {
   Use q(st_->set_shard_state);
-  BindShardState(*q, 1, status, attempts, artifact, error, 0);
-  q->bindNoCopy(6, id.hex);
+  BindShardState(*q, 1, status, attempts, artifact, error, 0, stamp);
+  q->bindNoCopy(7, id.hex);
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardState: no shard {} in {}", id.hex, path_));
   }
@@ -490,13 +562,20 @@ void Registry::SetShardState(const ShardId& id, ShardStatus status, int attempts
 
 void Registry::SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
                                const std::string& artifact, const std::string& error,
-                               double updated) {
+                               double updated, int64_t stamp) {
   Use q(st_->set_shard_state_at);
-  BindShardState(*q, 1, status, attempts, artifact, error, updated);
-  q->bind(6, static_cast<int64_t>(seq));
+  BindShardState(*q, 1, status, attempts, artifact, error, updated, stamp);
+  q->bind(7, static_cast<int64_t>(seq));
   if (q->exec() == 0) {
     throw std::invalid_argument(fmt::format("SetShardStateAt: no shard with seq {} in {}", seq, path_));
   }
+}
+
+void Registry::SetShardStamp(int64_t seq, int64_t stamp) {
+  Use q(st_->set_stamp);
+  q->bind(1, stamp);
+  q->bind(2, seq);
+  q->exec();
 }
 
 namespace {
@@ -524,14 +603,16 @@ void Registry::SetShardStatesAt(std::span<const ShardState> states) {
     Use q(st_->set_states);
     for (size_t i = 0; i < kBulkRows; ++i) {
       const ShardState& s = states[i];
-      const int p = static_cast<int>(1 + 6 * i);
+      const int p = static_cast<int>(1 + 7 * i);
       q->bind(p, s.seq);
-      BindShardState(*q, p + 1, s.status, s.attempts, s.artifact, s.error, s.updated);
+      BindShardState(*q, p + 1, s.status, s.attempts, s.artifact, s.error, s.updated, s.stamp);
     }
     q->exec();
     states = states.subspan(kBulkRows);
   }
-  for (const auto& s : states) SetShardStateAt(s.seq, s.status, s.attempts, s.artifact, s.error, s.updated);
+  for (const auto& s : states) {
+    SetShardStateAt(s.seq, s.status, s.attempts, s.artifact, s.error, s.updated, s.stamp);
+  }
 }
 
 void Registry::AddAttempt(const AttemptRow& a) {
@@ -673,7 +754,16 @@ std::vector<ShardState> Registry::ShardStates(const std::string& sweep) const {
     s.error = q->getColumn(4).getString();
     s.seq = q->getColumn(5).getInt64();
     s.updated = q->getColumn(6).getDouble();
+    s.stamp = q->getColumn(7).getInt64();
   }
+  return out;
+}
+
+std::vector<std::pair<ShardId, int>> Registry::AttemptNumbers(const std::string& sweep) const {
+  Use q(st_->attempt_numbers);
+  q->bind(1, sweep);
+  std::vector<std::pair<ShardId, int>> out;
+  while (q->executeStep()) out.emplace_back(ShardId{q->getColumn(0).getString()}, q->getColumn(1).getInt());
   return out;
 }
 

@@ -10,10 +10,13 @@
 //
 // Schema (docs/ARCHITECTURE.md has the full DDL):
 //   sweeps(name PK, spec_text, spec_hash, out_dir, created, updated, git_commit, host)
-//   shards: a view of shard_specs(seq INTEGER PK, id UNIQUE, sweep, stage, stage_index, kind,
-//           params JSON, axes JSON, seed, role, needs JSON), immutable, joined with
-//           shard_states(seq PK, status, attempts, artifact, error, updated), the part that
-//           changes (UPDATE shards SET status=... works, through a trigger)
+//   shards: a view, one row per (sweep, shard), of sweep_shards(sweep, seq, stage,
+//           stage_index) PK(sweep, seq) (membership: a shard id is a content address, shared
+//           by every sweep that plans it) joined with shard_specs(seq INTEGER PK, id UNIQUE,
+//           sweep, stage, stage_index (of the sweep that recorded it first), kind, params JSON,
+//           axes JSON, seed, role, needs JSON), immutable, and shard_states(seq PK, status,
+//           attempts, artifact, error, updated, stamp), the part that changes (UPDATE shards
+//           SET status=... works, through a trigger)
 //   attempts(shard, n, rank, host, gpu, start, end, outcome, signal, exit_code, error,
 //            peak_rss_kb, job_id, shard_seq)  PK(shard_seq, n) WITHOUT ROWID
 //   metrics(shard, name, value)  PK(shard, name)
@@ -97,6 +100,7 @@ struct ShardState {
   std::string artifact;  // relative to the registry dir
   std::string error;
   double updated = 0;    // unix seconds
+  int64_t stamp = 0;     // the published file's FileStamp when done (0: unknown)
 };
 
 struct AttemptRow {
@@ -149,16 +153,30 @@ class Registry {
   // ---- writes (coordinator only) ----
   void UpsertSweep(const SweepRow& sweep);  // keeps `created` of an existing row
   // Inserts shards that are missing (as pending); existing rows keep status/attempts/artifact.
+  // Every row becomes a member of its `sweep` (known shards included).
   void InsertShards(const std::vector<ShardRow>& shards);
-  // The same from rows ready to store (a launch recording its plan: no JSON dumped again).
+  // The same from rows ready to store (a launch recording its plan: no JSON dumped again);
+  // only the new shards become members of their sweep here (AddMembers for the others: a
+  // launch knows which they are without a lookup per row).
   void InsertShardSpecs(std::span<const ShardSpecRow> shards);
+  // `stamp`: the published file's FileStamp for a done shard (0: none or unknown).
   void SetShardState(const ShardId& id, ShardStatus status, int attempts,
-                     const std::string& artifact, const std::string& error);
+                     const std::string& artifact, const std::string& error, int64_t stamp = 0);
   // The same by seq (ShardRow::seq), for the coordinator's hot path: an integer key, and
   // rows updated in dispatch order share pages (ids are hashes, seqs follow the plan).
   // `updated`: the event's unix time (0: now).
   void SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
-                       const std::string& artifact, const std::string& error, double updated = 0);
+                       const std::string& artifact, const std::string& error, double updated = 0,
+                       int64_t stamp = 0);
+  void SetShardStamp(int64_t seq, int64_t stamp);
+  // Makes shards already recorded (by another sweep) members of `sweep` too, under this
+  // sweep's stage; members stay members.
+  struct Member {
+    int64_t seq = 0;
+    std::string stage;
+    int stage_index = 0;
+  };
+  void AddMembers(const std::string& sweep, std::span<const Member> members);
   void AddAttempt(const AttemptRow& attempt);
   // The same for many rows, kBulkRows to a statement (SQLite's per-statement work, about half
   // of a row's cost, paid once for them): the coordinator's hot path. Every row's shard_seq
@@ -195,6 +213,8 @@ class Registry {
   // The states of a sweep's shards (no JSON parsing: what the coordinator needs at start-up,
   // ~10x quicker than Shards() on large sweeps).
   std::vector<ShardState> ShardStates(const std::string& sweep) const;
+  // The highest attempt number recorded for each of a sweep's shards that has attempts.
+  std::vector<std::pair<ShardId, int>> AttemptNumbers(const std::string& sweep) const;
   // Prefix lookup for `seedgrid show 3fa9`; throws UsageError when ambiguous.
   std::optional<ShardRow> FindShardByPrefix(const std::string& prefix) const;
   std::vector<AttemptRow> Attempts(const ShardId& id) const;

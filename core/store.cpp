@@ -685,6 +685,16 @@ void PublishFile(const std::string& temp_path, const std::string& final_path) {
 
 void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
                        const std::vector<std::pair<std::string, std::vector<ShardId>>>& stages) {
+  std::vector<std::pair<std::string, std::vector<ResultsLink>>> links;
+  for (const auto& [stage, ids] : stages) {
+    auto& l = links.emplace_back(stage, std::vector<ResultsLink>{}).second;
+    for (const auto& id : ids) l.push_back({id, stage + "/" + id.hex + ".h5"});
+  }
+  WriteResultsIndex(out_dir, sweep, links);
+}
+
+void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
+                       const std::vector<std::pair<std::string, std::vector<ResultsLink>>>& stages) {
   InitHdf5();
   const std::string final_path = (fs::path(out_dir) / sweep / "results.h5").string();
   const std::string temp = TempPathFor(final_path, 0);
@@ -709,15 +719,14 @@ void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
       Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose, temp, "/", "cannot open root");
       WriteStringAttr(root.get(), temp, "/", "seedgrid_sweep", sweep);
     }
-    for (const auto& [stage, ids] : stages) {
+    for (const auto& [stage, links] : stages) {
       if (stage.empty() || stage.find('/') != std::string::npos) {
         throw StoreError(fmt::format("{}: invalid stage name '{}'", temp, stage));
       }
       Hid group(H5Gcreate2(file.get(), stage.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                 H5Gclose, temp, stage, "cannot create group");
-      for (const auto& id : ids) {
+      for (const auto& [id, target] : links) {
         // Relative to results.h5's directory, which HDF5 searches for relative targets.
-        const std::string target = stage + "/" + id.hex + ".h5";
         Check(H5Lcreate_external(target.c_str(), "/", group.get(), id.hex.c_str(), H5P_DEFAULT,
                                  H5P_DEFAULT),
               temp, stage + "/" + id.hex, "cannot create external link");

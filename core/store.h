@@ -125,5 +125,13 @@ void PublishFile(const std::string& temp_path, const std::string& final_path);
 // done shard named by shard id, pointing at the shard file by relative path.
 void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
                        const std::vector<std::pair<std::string, std::vector<ShardId>>>& stages);
+// The same with each link's target given: the shard file's path relative to <out>/<sweep>/
+// (a shard shared with another sweep lives in that sweep's directory), or absolute.
+struct ResultsLink {
+  ShardId id;
+  std::string target;
+};
+void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
+                       const std::vector<std::pair<std::string, std::vector<ResultsLink>>>& stages);
 
 }  // namespace seedgrid

@@ -135,6 +135,7 @@ KindConfig PretrainKindConfig() {
       {"init", {{"std", 0.02}}},
   };
   k.validate = ValidatePretrain;
+  k.datasets = [](const Json&, std::string_view) { return std::vector<std::string>{"train/loss"}; };
   return k;
 }
 
@@ -155,6 +156,10 @@ KindConfig LoraSteerKindConfig() {
   };
   k.validate = ValidateLoraSteer;
   k.supports_gang = true;
+  k.datasets = [](const Json&, std::string_view) {
+    return std::vector<std::string>{"train/loss_pos", "train/loss_neg", "eval/alphas",
+                                    "eval/logratio", "eval/pmass", "eval/kl"};
+  };
   return k;
 }
 

@@ -70,6 +70,12 @@ KindConfig AblationKindConfig() {
       {"heads", {{"task_rows", 256}, {"induction_rows", 128}}},
   };
   k.validate = ValidateAblation;
+  k.datasets = [](const Json& p, std::string_view) {
+    if (p.value("target", std::string("dw")) == "heads") {
+      return std::vector<std::string>{"heads/dce", "heads/kl", "heads/prev_token", "heads/induction"};
+    }
+    return std::vector<std::string>{"alphas", "manifest/variant", "manifest/retained"};
+  };
   return k;
 }
 

@@ -125,6 +125,9 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
   };
   chaos.validate = ValidateChaos;
   chaos.supports_gang = true;
+  chaos.datasets = [](const Json& p, std::string_view) {
+    return p.value("write", true) ? std::vector<std::string>{"chaos/values"} : std::vector<std::string>{};
+  };
   kinds.Add(std::move(chaos));
 
   KindConfig noop;

@@ -93,6 +93,11 @@ KindConfig HarvestKindConfig() {
   k.validate = ValidateHarvest;
   k.has_reduce = true;
   k.supports_gang = true;
+  k.datasets = [](const Json&, std::string_view role) {
+    std::vector<std::string> d = {"n_tokens", "n_rows", "firing_count", "act_sum/post", "reservoir/key"};
+    if (role == "reduce") d.insert(d.end(), {"firing_density", "components/layer"});
+    return d;
+  };
   return k;
 }
 

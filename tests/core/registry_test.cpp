@@ -408,14 +408,14 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
   EXPECT_EQ(reg.db().execAndGet("PRAGMA journal_mode").getString(), "wal");
   EXPECT_EQ(reg.db().execAndGet("PRAGMA busy_timeout").getInt(), 5000);
   EXPECT_EQ(reg.db()
                 .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                             "('shard_specs_sweep_stage','metrics_shard','attempts_shard')")
                 .getInt(),
-            1);
+            0);
 }
 
 // A registry as seedgrid versions 1 and 2 wrote it: the status checked with IN (...) (an
@@ -464,7 +464,8 @@ void WriteOldRegistry(const std::string& path, int version) {
 TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
   WriteOldRegistry(path_, 1);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
+  EXPECT_EQ(reg.Shards("demo").size(), 2u);  // members of the sweep that recorded them
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
   EXPECT_EQ(reg.db()
@@ -477,7 +478,7 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
 TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   WriteOldRegistry(path_, 2);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 3);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
   auto sql = [&](const std::string& name) {
     return reg.db().execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'").getString();
   };
@@ -487,7 +488,9 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   EXPECT_THAT(sql("attempts"), HasSubstr("WITHOUT ROWID"));
   EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
   EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                                "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'").getInt(), 1);
+                                "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'").getInt(), 0);
+  EXPECT_EQ(reg.Shards("demo").size(), 2u);
+  EXPECT_EQ(reg.ShardStates("demo").front().stamp, 0);
   // Rows, states and keys survive: the old rowids are the seqs, attempts point at them.
   auto s = reg.Shard(ShardId{"2222222222222222"});
   ASSERT_TRUE(s);
@@ -520,6 +523,116 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   EXPECT_EQ(reg.db().execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(), 10);
   a.shard = ShardId{"4444444444444444"};  // no such shard
   EXPECT_THROW(reg.AddAttempt(a), SQLite::Exception);
+}
+
+// A registry as seedgrid version 3 wrote it (shard_specs + shard_states, no membership, no
+// stamps): the DDL of that version, verbatim.
+void WriteVersion3Registry(const std::string& path) {
+  fs::create_directories(fs::path(path).parent_path());
+  SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  db.exec(R"sql(
+CREATE TABLE shard_specs(
+  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, sweep TEXT NOT NULL, stage TEXT NOT NULL,
+  stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL,
+  seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL);
+CREATE TABLE shard_states(
+  seq INTEGER PRIMARY KEY REFERENCES shard_specs(seq),
+  status TEXT NOT NULL CHECK(status = 'pending' OR status = 'running' OR status = 'done' OR
+                             status = 'failed' OR status = 'preempted'),
+  attempts INTEGER NOT NULL, artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE attempts(
+  shard TEXT NOT NULL, n INTEGER NOT NULL, rank INTEGER NOT NULL, host TEXT NOT NULL,
+  gpu TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL, outcome TEXT NOT NULL,
+  signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL,
+  peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, shard_seq INTEGER NOT NULL,
+  PRIMARY KEY(shard_seq, n)) WITHOUT ROWID;
+CREATE TABLE sweeps(
+  name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL,
+  out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
+  git_commit TEXT NOT NULL, host TEXT NOT NULL);
+CREATE INDEX shard_specs_sweep_stage ON shard_specs(sweep, stage);
+CREATE VIEW shards AS
+  SELECT p.seq, p.id, p.sweep, p.stage, p.stage_index, p.kind, p.params, p.axes, p.seed, p.role,
+         p.needs, s.status, s.attempts, s.artifact, s.error, s.updated
+  FROM shard_specs p JOIN shard_states s ON s.seq = p.seq;
+CREATE TRIGGER shards_update INSTEAD OF UPDATE ON shards BEGIN
+  UPDATE shard_states SET status = NEW.status, attempts = NEW.attempts, artifact = NEW.artifact,
+                          error = NEW.error, updated = NEW.updated
+  WHERE seq = OLD.seq;
+END;
+CREATE TABLE metrics(shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(shard, name));
+CREATE TABLE provenance(sweep TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(sweep, key));
+CREATE TABLE launches(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, started TEXT NOT NULL,
+  ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, workers INTEGER NOT NULL,
+  exit_code INTEGER, job_id TEXT NOT NULL);
+INSERT INTO shard_specs VALUES
+  (1, '1111111111111111', 'demo', 'base', 0, 'chaos', '{}', '{}', 0, 'single', '[]'),
+  (2, '2222222222222222', 'demo', 'eval', 1, 'chaos', '{}', '{}', 0, 'single', '[]');
+INSERT INTO shard_states VALUES (1, 'done', 1, 'demo/base/1111111111111111.h5', '', 1.0),
+                                (2, 'failed', 2, '', 'boom', 2.0);
+INSERT INTO attempts VALUES ('2222222222222222', 1, 1, 'h', '', 1.0, 2.0, 'error', 0, 0, 'boom', 5, '', 2);
+PRAGMA user_version=3;
+)sql");
+}
+
+TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
+  WriteVersion3Registry(path_);
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
+  auto rows = reg.Shards("demo");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].stage, "eval");
+  EXPECT_EQ(rows[1].stage_index, 1);
+  EXPECT_EQ(rows[0].status, ShardStatus::kDone);
+  EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 1u);
+  for (const auto& st : reg.ShardStates("demo")) EXPECT_EQ(st.stamp, 0);
+  // The view and its trigger were rebuilt: updates through it still work.
+  reg.db().exec("UPDATE shards SET status='pending' WHERE id='2222222222222222'");
+  EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kPending);
+  reg.SetShardStamp(1, 42);
+  EXPECT_EQ(reg.ShardStates("demo").front().stamp, 42);
+}
+
+// Issue 13, point 3: a shard id is a content address; a second sweep that plans the same shard
+// lists it (status counts, shard lists, metrics) without a second row or a second state.
+TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
+  Registry reg(path_, Registry::Mode::kWrite);
+  reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222")});
+  reg.SetShardState(ShardId{"1111111111111111"}, ShardStatus::kDone, 1, "demo/base/1111111111111111.h5", "", 77);
+  reg.SetMetrics(ShardId{"1111111111111111"}, {{"loss", 0.5}});
+  ShardRow shared = MakeShard("1111111111111111", "train");
+  shared.sweep = "other";
+  ShardRow own = MakeShard("3333333333333333", "train");
+  own.sweep = "other";
+  reg.InsertShards({shared, own});
+  auto other = reg.Shards("other");
+  ASSERT_EQ(other.size(), 2u);
+  EXPECT_EQ(other[0].id.hex, "1111111111111111");
+  EXPECT_EQ(other[0].stage, "train");  // this sweep's stage name
+  EXPECT_EQ(other[0].status, ShardStatus::kDone);
+  EXPECT_EQ(reg.Shards("demo").size(), 2u);
+  EXPECT_EQ(reg.MetricsOfSweep("other").size(), 1u);
+  int64_t done = 0;
+  for (const auto& c : reg.CountByStatus("other")) done += c.status == ShardStatus::kDone ? c.count : 0;
+  EXPECT_EQ(done, 1);
+  // One row per shard: lookups by id and prefix are not ambiguous.
+  EXPECT_EQ(reg.Shard(ShardId{"1111111111111111"})->sweep, "demo");
+  EXPECT_TRUE(reg.FindShardByPrefix("1111"));
+  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM shard_specs").getInt(), 3);
+  // Membership added by seq (the launch's path) is idempotent.
+  const int64_t seq = reg.Shard(ShardId{"2222222222222222"})->seq;
+  Registry::Member m{seq, "train", 0};
+  reg.AddMembers("other", std::span(&m, 1));
+  reg.AddMembers("other", std::span(&m, 1));
+  EXPECT_EQ(reg.Shards("other").size(), 3u);
+  for (const auto& st : reg.ShardStates("other")) {
+    if (st.id.hex == "1111111111111111") EXPECT_EQ(st.stamp, 77);
+  }
+  // A state written once is every member sweep's state.
+  reg.SetShardState(ShardId{"1111111111111111"}, ShardStatus::kPending, 1, "", "damaged");
+  EXPECT_EQ(reg.ShardsWithStatus("demo", ShardStatus::kPending).size(), 2u);
+  EXPECT_EQ(reg.ShardsWithStatus("other", ShardStatus::kPending).size(), 3u);
 }
 
 TEST_F(RegistryTest, RejectsNewerSchemaAndForeignFiles) {
