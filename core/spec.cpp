@@ -319,10 +319,11 @@ std::optional<Node> LoadTree(const std::string& text, std::optional<Loc> where, 
   try {
     y = YAML::Load(text);
   } catch (const YAML::DeepRecursion& e) {
-    // yaml-cpp's own guard (2000 levels) trips before our measure sees the tree.
+    // yaml-cpp's own recursion guard (a few hundred levels) trips before our measure sees the
+    // tree; its count is of parser frames, not of levels, so it is not quoted.
     p.Add(at(e.mark), fmt::format("nesting deeper than {} levels, the limit for a spec (the YAML "
-                                  "parser stopped at level {})",
-                                  kMaxSpecDepth, e.depth()));
+                                  "parser gave up here)",
+                                  kMaxSpecDepth));
     return std::nullopt;
   } catch (const YAML::Exception& e) {
     p.Add(at(e.mark), (where ? "the value is not valid YAML: " : "YAML syntax error: ") + e.msg);
