@@ -55,7 +55,8 @@ bool HasErrnoText(std::string_view line) {
   for (const auto& t : ErrnoTexts()) {
     for (size_t at = line.find(t); at != std::string_view::npos; at = line.find(t, at + 1)) {
       const size_t end = at + t.size();
-      if ((at == 0 || !letter(line[at - 1])) && (end == line.size() || !letter(line[end]))) return true;
+      const bool starts = at == 0 || !letter(line[at - 1]);
+      if (starts && (end == line.size() || !letter(line[end]))) return true;
     }
   }
   return false;
@@ -118,7 +119,9 @@ std::string ErrorCauseLine(std::string_view error) {
   for (size_t start = 0; start <= error.size();) {
     size_t end = std::min(error.find('\n', start), error.size());
     std::string_view line = error.substr(start, end - start);
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
+      line.remove_suffix(1);
+    }
     if (!TrimSpace(line).empty()) lines.push_back(line);
     start = end + 1;
   }
@@ -133,7 +136,9 @@ std::string ErrorCauseLine(std::string_view error) {
   if (auto l = last(HasErrnoText)) return *l;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (TrimSpace(lines[i]) != "Traceback (most recent call last):") continue;
-    auto unindented = [](std::string_view l) { return !std::isspace(static_cast<unsigned char>(l[0])); };
+    auto unindented = [](std::string_view l) {
+      return !std::isspace(static_cast<unsigned char>(l[0]));
+    };
     if (auto l = last(unindented, i + 1)) return *l;
   }
   if (auto l = last(IsHdf5Frame)) return *l;
@@ -316,8 +321,8 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   }
   // The shard's own error, when no attempt row holds it (a shard failed before it ran, or rows
   // rebuilt by reindex).
-  if (!row->error.empty() &&
-      std::none_of(attempts.begin(), attempts.end(), [&](const AttemptRow& a) { return a.error == row->error; })) {
+  auto holds_it = [&](const AttemptRow& a) { return a.error == row->error; };
+  if (!row->error.empty() && std::none_of(attempts.begin(), attempts.end(), holds_it)) {
     fmt::print("error{}", ErrorBlock(row->error, "    "));
   }
   return 0;

@@ -82,7 +82,7 @@ std::string Join(const std::vector<std::string>& v, std::string_view sep = ", ")
   return s;
 }
 
-// ---- UTF-8: every key and scalar must be valid (JSON, HDF5 attributes and SQLite get them) -------
+// ---- UTF-8: every key and scalar must be valid (JSON, HDF5 attributes and SQLite get them) ----
 
 // Offset of the first byte that does not start a valid UTF-8 sequence (overlong forms,
 // surrogates and code points past U+10FFFF included), or npos.
@@ -242,8 +242,8 @@ class YamlMeasure {
   }
 
   static TreeLimitHit TooBig(const YAML::Mark& at) {
-    return {at, fmt::format("this value expands to more than {} nodes once its YAML aliases (*name) "
-                            "are resolved, the limit for a spec (an alias bomb?)",
+    return {at, fmt::format("this value expands to more than {} nodes once its YAML aliases "
+                            "(*name) are resolved, the limit for a spec (an alias bomb?)",
                             kMaxSpecNodes)};
   }
   static TreeLimitHit TooDeep(const YAML::Mark& at) {

@@ -17,7 +17,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// ---- Realistic multi-line errors -----------------------------------------------------------------
+// ---- Realistic multi-line errors ---------------------------------------------------------------
 
 // H5Eprint's stack for a write on a full disk. HDF5 formats the time with ctime(), whose newline
 // puts the errno text on a line of its own.
@@ -96,7 +96,7 @@ TEST(ErrorCauseLine, NamesTheCauseOfRealisticMessages) {
   EXPECT_EQ(ErrorCauseLine(""), "");
 }
 
-// ---- status and show -----------------------------------------------------------------------------
+// ---- status and show ---------------------------------------------------------------------------
 
 std::string Captured(const std::function<int()>& command) {
   ::testing::internal::CaptureStdout();

@@ -690,7 +690,7 @@ TEST(SpecLoadTest, MissingFileIsASpecError) {
   }
 }
 
-// ---- Hostile input: limits and encoding ------------------------------------------------------------
+// ---- Hostile input: limits and encoding ---------------------------------------------------------
 
 // "Billion laughs": every level names the one above ten times, so level k expands to ~10^k nodes.
 std::string AliasBomb(int levels) {
@@ -781,7 +781,8 @@ TEST(SpecUtf8Test, InvalidUtf8AnywhereIsAProblemWithItsLine) {
       "    \"r\xFF\": 1\n");      // a key, line 8
   ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
   EXPECT_THAT(problems[0], AllOf(StartsWith("spec.yaml:3: "),
-                                 HasSubstr("'caf\\xE9' is not valid UTF-8 (byte 0xE9 at offset 3)")));
+                                 HasSubstr("'caf\\xE9' is not valid UTF-8 (byte 0xE9 at "
+                                           "offset 3)")));
   EXPECT_THAT(problems[1], AllOf(StartsWith("spec.yaml:7: "), HasSubstr("'x\\xC0\\xAF'")));
   EXPECT_THAT(problems[2], AllOf(StartsWith("spec.yaml:8: "), HasSubstr("the key 'r\\xFF'")));
   // Surrogates, code points past U+10FFFF and truncated sequences are not UTF-8 either.
@@ -791,7 +792,8 @@ TEST(SpecUtf8Test, InvalidUtf8AnywhereIsAProblemWithItsLine) {
                 HasSubstr("is not valid UTF-8"));
   }
   // Valid UTF-8 (2-, 3- and 4-byte sequences) is accepted as is.
-  SweepSpec ok = Parse("kind: train\nparams:\n  adapter: \"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"\n");
+  SweepSpec ok =
+      Parse("kind: train\nparams:\n  adapter: \"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"\n");
   EXPECT_EQ(ok.stages[0].params["adapter"], "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
   // An override is checked too.
   problems = Problems("kind: train\n", {"params.adapter=\"\xE9t\xE9\""});
