@@ -1,9 +1,13 @@
 #include "coordinator/commands.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -25,6 +29,76 @@ std::string AxesText(const Json& axes) {
   return s;
 }
 
+std::string_view TrimSpace(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// strerror's text for every errno this libc knows ("Unknown error N" left out).
+const std::vector<std::string>& ErrnoTexts() {
+  static const std::vector<std::string> texts = [] {
+    std::vector<std::string> out;
+    for (int e = 1; e < 256; ++e) {
+      std::string t = std::strerror(e);
+      if (!t.starts_with("Unknown error")) out.push_back(std::move(t));
+    }
+    return out;
+  }();
+  return texts;
+}
+
+// True when the line holds an errno text as a whole phrase: "Invalid arguments to routine" (an
+// HDF5 major code) does not name EINVAL.
+bool HasErrnoText(std::string_view line) {
+  auto letter = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; };
+  for (const auto& t : ErrnoTexts()) {
+    for (size_t at = line.find(t); at != std::string_view::npos; at = line.find(t, at + 1)) {
+      const size_t end = at + t.size();
+      const bool starts = at == 0 || !letter(line[at - 1]);
+      if (starts && (end == line.size() || !letter(line[end]))) return true;
+    }
+  }
+  return false;
+}
+
+bool SaysError(std::string_view line) {
+  std::string lower(line);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower.find("error") != std::string::npos || lower.find("exception") != std::string::npos;
+}
+
+// "#000: H5F.c line 1025 in H5Fclose(): ..." (after leading spaces), a frame of an HDF5 stack.
+bool IsHdf5Frame(std::string_view line) {
+  line = TrimSpace(line);
+  return line.size() > 5 && line[0] == '#' && std::isdigit(static_cast<unsigned char>(line[1])) &&
+         std::isdigit(static_cast<unsigned char>(line[2])) &&
+         std::isdigit(static_cast<unsigned char>(line[3])) && line[4] == ':';
+}
+
+// What `status` shows of a failed shard's error: the cause line, and where the rest is.
+std::string ErrorSummary(const std::string& error, const ShardId& id) {
+  std::string line = ErrorCauseLine(error);
+  if (TrimSpace(error).find('\n') == std::string_view::npos) return line;
+  return fmt::format("{}  (whole message: seedgrid show {})", line, id.hex);
+}
+
+// An error for `show`: inline when it is one line, else every line below, indented.
+std::string ErrorBlock(const std::string& error, std::string_view indent) {
+  std::string_view text = TrimSpace(error);
+  if (text.find('\n') == std::string_view::npos) return fmt::format(": {}\n", text);
+  std::string out = ":\n";
+  for (size_t start = 0; start <= text.size();) {
+    size_t end = std::min(text.find('\n', start), text.size());
+    std::string_view line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    fmt::format_to(std::back_inserter(out), "{}{}\n", indent, line);
+    start = end + 1;
+  }
+  return out;
+}
+
 struct StageCounts {
   std::string kind;
   int stage_index = 0;
@@ -38,6 +112,38 @@ std::string DefaultRegistryPath(const std::string& flag) {
   if (!flag.empty()) return fs::absolute(flag).string();
   if (const char* e = std::getenv("SEEDGRID_REGISTRY"); e && *e) return fs::absolute(e).string();
   return fs::absolute("runs/registry.sqlite").string();
+}
+
+std::string ErrorCauseLine(std::string_view error) {
+  std::vector<std::string_view> lines;  // the non-empty ones, right-trimmed
+  for (size_t start = 0; start <= error.size();) {
+    size_t end = std::min(error.find('\n', start), error.size());
+    std::string_view line = error.substr(start, end - start);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
+      line.remove_suffix(1);
+    }
+    if (!TrimSpace(line).empty()) lines.push_back(line);
+    start = end + 1;
+  }
+  if (lines.empty()) return "";
+  if (lines.size() == 1) return std::string(TrimSpace(lines[0]));  // the common case: no search
+  auto last = [&](auto&& pred, size_t from = 0) -> std::optional<std::string> {
+    for (size_t i = lines.size(); i-- > from;) {
+      if (pred(lines[i])) return std::string(TrimSpace(lines[i]));
+    }
+    return std::nullopt;
+  };
+  if (auto l = last(HasErrnoText)) return *l;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (TrimSpace(lines[i]) != "Traceback (most recent call last):") continue;
+    auto unindented = [](std::string_view l) {
+      return !std::isspace(static_cast<unsigned char>(l[0]));
+    };
+    if (auto l = last(unindented, i + 1)) return *l;
+  }
+  if (auto l = last(IsHdf5Frame)) return *l;
+  if (auto l = last(SaysError)) return *l;
+  return std::string(TrimSpace(lines[0]));
 }
 
 int PrintDryRun(const Plan& plan, const std::string& registry_path) {
@@ -114,7 +220,8 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
       j["failed"] = Json::array();
       for (const auto* r : failed) {
         j["failed"].push_back({{"id", r->id.hex}, {"stage", r->stage}, {"seed", r->seed},
-                               {"axes", r->axes}, {"attempts", r->attempts}, {"error", r->error}});
+                               {"axes", r->axes}, {"attempts", r->attempts}, {"error", r->error},
+                               {"error_line", ErrorCauseLine(r->error)}});
       }
       out.push_back(j);
       continue;
@@ -131,8 +238,7 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
     if (!failed.empty()) {
       fmt::print("  failed shards:\n");
       for (const auto* r : failed) {
-        std::string err = r->error;
-        if (auto nl = err.find('\n'); nl != std::string::npos) err = err.substr(0, nl);
+        const std::string err = ErrorSummary(r->error, r->id);
         fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->id.hex, r->stage, r->seed,
                    AxesText(r->axes), r->attempts, err);
       }
@@ -207,11 +313,17 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   if (!attempts.empty()) {
     fmt::print("attempts:\n");
     for (const auto& a : attempts) {
-      fmt::print("  #{} rank {} on {}: {} after {:.3f} s{}{}\n", a.n, a.rank, a.host,
+      fmt::print("  #{} rank {} on {}: {} after {:.3f} s{}{}", a.n, a.rank, a.host,
                  ToString(a.outcome), a.end - a.start,
                  a.peak_rss_kb ? fmt::format(", peak RSS {} MiB", a.peak_rss_kb / 1024) : "",
-                 a.error.empty() ? "" : ": " + a.error);
+                 a.error.empty() ? "\n" : ErrorBlock(a.error, "      "));
     }
+  }
+  // The shard's own error, when no attempt row holds it (a shard failed before it ran, or rows
+  // rebuilt by reindex).
+  auto holds_it = [&](const AttemptRow& a) { return a.error == row->error; };
+  if (!row->error.empty() && std::none_of(attempts.begin(), attempts.end(), holds_it)) {
+    fmt::print("error{}", ErrorBlock(row->error, "    "));
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "core/spec.h"
 
@@ -17,6 +18,18 @@ int CmdShow(const std::string& registry_path, const std::string& shard_prefix, b
 // Rebuilds registry rows (sweeps, shards, metrics) from the shard files under out_dir.
 int CmdReindex(const std::string& registry_path, const std::string& out_dir);
 int CmdKinds(bool json);
+
+// The line of a (multi-line) error message that names its cause, trimmed: what `status` shows
+// of a failed shard. Rule, first match wins:
+//   1. the last line holding an errno text ("No space left on device", strerror's words): where
+//      HDF5's error stack and Python's OSError put the cause;
+//   2. in a Python traceback, its exception line (the last unindented line after
+//      "Traceback (most recent call last):");
+//   3. in an HDF5 error stack, its innermost frame (the last "#NNN: ..." line);
+//   4. the last line saying "error" or "exception" (any case);
+//   5. the first line: seedgrid's own messages put their summary there.
+// Empty lines never count; "" for an empty message.
+std::string ErrorCauseLine(std::string_view error);
 
 // The registry a read-side command uses: --registry, else $SEEDGRID_REGISTRY, else
 // runs/registry.sqlite.

@@ -15,8 +15,10 @@
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/hash.h"
@@ -80,6 +82,53 @@ std::string Join(const std::vector<std::string>& v, std::string_view sep = ", ")
   return s;
 }
 
+// ---- UTF-8: every key and scalar must be valid (JSON, HDF5 attributes and SQLite get them) ----
+
+// Offset of the first byte that does not start a valid UTF-8 sequence (overlong forms,
+// surrogates and code points past U+10FFFF included), or npos.
+size_t InvalidUtf8At(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;  // overlong
+      if (b == 0xED) hi = 0x9F;  // surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;  // overlong
+      if (b == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + len > s.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+// s with every byte that is not valid UTF-8 written as \xNN: safe to print and to put in JSON.
+std::string Utf8Escaped(std::string_view s) {
+  std::string out;
+  for (size_t at; (at = InvalidUtf8At(s)) != std::string_view::npos; s.remove_prefix(at + 1)) {
+    out += s.substr(0, at);
+    out += fmt::format("\\x{:02X}", static_cast<unsigned char>(s[at]));
+  }
+  return out += s;
+}
+
 // Every problem found, each with where it is; thrown at the end as one SpecError.
 class Problems {
  public:
@@ -91,7 +140,9 @@ class Problems {
   size_t size() const { return items_.size(); }
 
   std::string Where(const Loc& loc) const {
-    if (loc.override_idx >= 0) return fmt::format("override '{}'", overrides_[loc.override_idx]);
+    if (loc.override_idx >= 0) {
+      return fmt::format("override '{}'", Utf8Escaped(overrides_[loc.override_idx]));
+    }
     return fmt::format("{}:{}", file_, loc.line);
   }
 
@@ -114,39 +165,175 @@ class Problems {
   std::vector<std::pair<Loc, std::string>> items_;
 };
 
-Node FromYaml(const YAML::Node& y, Problems& p) {
+// ---- Limits: what a few lines of YAML may expand to ---------------------------------------------
+//
+// An alias (*a) names a node anchored earlier (&a). yaml-cpp shares an aliased node, but the
+// located tree below is a copy, so a "billion laughs" spec (a: &a [x, x, ...], b: &b [*a, *a, ...],
+// c: &c [*b, *b, ...] ...) would be expanded into it: gigabytes, then std::bad_alloc. Before
+// anything is copied, YamlMeasure walks yaml-cpp's graph once per distinct node (aliased nodes
+// are memoised by identity) and refuses a spec over these limits. Real specs are far below:
+// a few hundred nodes, a dozen levels.
+constexpr uint64_t kMaxSpecNodes = 1'000'000;  // nodes after aliases are expanded (keys count)
+constexpr int kMaxSpecDepth = 64;  // nested maps and lists, the top-level map being level 1
+
+struct TreeLimitHit {
+  YAML::Mark mark;
+  std::string message;
+};
+
+class YamlMeasure {
+ public:
+  // The first limit the tree breaks, or nullopt. Cost: one visit per distinct node.
+  std::optional<TreeLimitHit> Check(const YAML::Node& root) {
+    try {
+      Visit(root, 1, root.Mark());
+    } catch (const TreeLimitHit& hit) {
+      return hit;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  struct Extent {
+    uint64_t nodes = 1;  // the node and everything under it, aliases expanded
+    int levels = 0;      // collections nested in the node, itself included (a scalar: 0)
+  };
+  struct Seen {
+    YAML::Node node;
+    Extent extent;
+  };
+
+  // y at nesting level `depth`, used at `use` (the enclosing collection: an alias's own position
+  // is not kept, y.Mark() is its anchor's). Throws TreeLimitHit. Recursion stays within
+  // kMaxSpecDepth frames, whatever the aliases.
+  Extent Visit(const YAML::Node& y, int depth, const YAML::Mark& use) {
+    if (!y.IsSequence() && !y.IsMap()) return {};
+    if (const Seen* s = Find(y)) {
+      if (depth + s->extent.levels - 1 > kMaxSpecDepth) throw TooDeep(use);
+      return s->extent;
+    }
+    if (depth > kMaxSpecDepth) throw TooDeep(y.Mark());
+    Extent e{1, 1};
+    auto add = [&](const YAML::Node& child) {
+      const Extent c = Visit(child, depth + 1, y.Mark());
+      e.nodes += c.nodes;
+      e.levels = std::max(e.levels, c.levels + 1);
+      if (e.nodes > kMaxSpecNodes) throw TooBig(y.Mark());
+    };
+    if (y.IsSequence()) {
+      for (const auto& child : y) add(child);
+    } else {
+      for (auto it = y.begin(); it != y.end(); ++it) {
+        add(it->first);
+        add(it->second);
+      }
+    }
+    seen_[y.Mark().pos].push_back({y, e});
+    return e;
+  }
+
+  const Seen* Find(const YAML::Node& y) const {
+    auto it = seen_.find(y.Mark().pos);
+    if (it == seen_.end()) return nullptr;
+    for (const auto& s : it->second) {
+      if (s.node.is(y)) return &s;
+    }
+    return nullptr;
+  }
+
+  static TreeLimitHit TooBig(const YAML::Mark& at) {
+    return {at, fmt::format("this value expands to more than {} nodes once its YAML aliases "
+                            "(*name) are resolved, the limit for a spec (an alias bomb?)",
+                            kMaxSpecNodes)};
+  }
+  static TreeLimitHit TooDeep(const YAML::Mark& at) {
+    return {at, fmt::format("nesting deeper than {} levels (YAML aliases included), the limit for "
+                            "a spec",
+                            kMaxSpecDepth)};
+  }
+
+  // Keyed by the node's position in the text: an alias resolves to its anchor's node, same
+  // position; Node::is settles the rare collision (two nodes that start at one position).
+  std::unordered_map<int, std::vector<Seen>> seen_;
+};
+
+// Reports `text` when it is not UTF-8 and makes it printable, so that the checks that follow
+// (which dump values as JSON) report their own problems instead of throwing.
+void CheckUtf8(std::string& text, const Loc& loc, std::string_view what, Problems& p) {
+  const size_t at = InvalidUtf8At(text);
+  if (at == std::string_view::npos) return;
+  const auto byte = static_cast<unsigned char>(text[at]);
+  text = Utf8Escaped(text);
+  p.Add(loc, fmt::format("{} '{}' is not valid UTF-8 (byte 0x{:02X} at offset {}); a spec must be "
+                         "UTF-8 text",
+                         what, text, byte, at));
+}
+
+// Copies yaml-cpp's tree into the located tree. Call only on a tree YamlMeasure accepted:
+// aliases are expanded here. `fixed`: the location of every node (an override's), else its line.
+Node FromYaml(const YAML::Node& y, const std::optional<Loc>& fixed, Problems& p) {
   Node n;
-  n.loc.line = y.Mark().line + 1;
+  n.loc = fixed ? *fixed : Loc{y.Mark().line + 1};
   switch (y.Type()) {
     case YAML::NodeType::Scalar:
       n.type = Node::Type::kScalar;
       n.text = y.Scalar();
       n.tag = y.Tag();
+      CheckUtf8(n.text, n.loc, "the string", p);
       break;
     case YAML::NodeType::Sequence:
       n.type = Node::Type::kSeq;
-      for (const auto& e : y) n.seq.push_back(FromYaml(e, p));
+      for (const auto& e : y) n.seq.push_back(FromYaml(e, fixed, p));
       break;
-    case YAML::NodeType::Map:
+    case YAML::NodeType::Map: {
       n.type = Node::Type::kMap;
+      std::unordered_set<std::string> keys;  // Node::Get is linear: a 10^5-key map would be O(n^2)
       for (auto it = y.begin(); it != y.end(); ++it) {
-        Loc key_loc{it->first.Mark().line + 1};
+        const Loc key_loc = fixed ? *fixed : Loc{it->first.Mark().line + 1};
         if (!it->first.IsScalar()) {
           p.Add(key_loc, "map keys must be plain strings");
           continue;
         }
-        const std::string& key = it->first.Scalar();
-        if (n.Get(key)) {
+        std::string key = it->first.Scalar();
+        CheckUtf8(key, key_loc, "the key", p);
+        if (!keys.insert(key).second) {
           p.Add(key_loc, fmt::format("duplicate key '{}'", key));
           continue;
         }
-        n.map.push_back({key, key_loc, FromYaml(it->second, p)});
+        n.map.push_back({std::move(key), key_loc, FromYaml(it->second, fixed, p)});
       }
       break;
+    }
     default:
       break;
   }
   return n;
+}
+
+// YAML text -> located tree, within the limits above. On a problem: adds it (at `where` when
+// given, an override's location, else at the line yaml-cpp or the measure names) and returns
+// nullopt.
+std::optional<Node> LoadTree(const std::string& text, std::optional<Loc> where, Problems& p) {
+  auto at = [&](const YAML::Mark& m) { return where ? *where : Loc{m.is_null() ? 1 : m.line + 1}; };
+  YAML::Node y;
+  try {
+    y = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own recursion guard (a few hundred levels) trips before our measure sees the
+    // tree; its count is of parser frames, not of levels, so it is not quoted.
+    p.Add(at(e.mark), fmt::format("nesting deeper than {} levels, the limit for a spec (the YAML "
+                                  "parser gave up here)",
+                                  kMaxSpecDepth));
+    return std::nullopt;
+  } catch (const YAML::Exception& e) {
+    p.Add(at(e.mark), (where ? "the value is not valid YAML: " : "YAML syntax error: ") + e.msg);
+    return std::nullopt;
+  }
+  if (auto hit = YamlMeasure().Check(y)) {
+    p.Add(at(hit->mark), hit->message);
+    return std::nullopt;
+  }
+  return FromYaml(y, where, p);
 }
 
 void SetOrigin(Node& n, int override_idx) {
@@ -398,18 +585,19 @@ void ApplyOverride(Node& root, const std::string& text, int idx, Problems& p) {
     p.Add(loc, "expected key=value, e.g. params.train.steps=10 or stages.steer.seeds=[0,1]");
     return;
   }
+  if (size_t bad = InvalidUtf8At(text); bad != std::string::npos) {
+    p.Add(loc, fmt::format("the override is not valid UTF-8 (byte 0x{:02X} at offset {})",
+                           static_cast<unsigned char>(text[bad]), bad));
+    return;
+  }
   std::vector<std::string> segs = Split(std::string_view(text).substr(0, eq), '.');
   if (std::any_of(segs.begin(), segs.end(), [](const auto& s) { return s.empty(); })) {
     p.Add(loc, fmt::format("bad path '{}': empty path element", text.substr(0, eq)));
     return;
   }
-  Node value;
-  try {
-    value = FromYaml(YAML::Load(text.substr(eq + 1)), p);
-  } catch (const YAML::Exception& e) {
-    p.Add(loc, "the value is not valid YAML: " + e.msg);
-    return;
-  }
+  auto parsed = LoadTree(text.substr(eq + 1), loc, p);
+  if (!parsed) return;
+  Node value = std::move(*parsed);
   SetOrigin(value, idx);
 
   auto joined = [&](size_t a, size_t b) {
@@ -1155,13 +1343,9 @@ SweepSpec ParseSpec(std::string_view yaml_text, std::string_view file_name,
   spec.source_text = yaml_text;
   spec.overrides = overrides;
   Problems p(spec.source_path, spec.overrides);
-  Node root;
-  try {
-    root = FromYaml(YAML::Load(spec.source_text), p);
-  } catch (const YAML::Exception& e) {
-    p.Add(Loc{e.mark.line + 1}, "YAML syntax error: " + e.msg);
-    p.Throw();
-  }
+  auto parsed = LoadTree(spec.source_text, std::nullopt, p);
+  if (!parsed) p.Throw();
+  Node root = std::move(*parsed);
   if (root.Is(Node::Type::kNull)) {
     root.type = Node::Type::kMap;
     root.loc.line = 1;

@@ -1,5 +1,6 @@
 #include "coordinator/report/render.h"
 
+#include <charconv>
 #include <cmath>
 #include <iterator>
 
@@ -80,21 +81,48 @@ std::string EscapeMarkdownCell(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (char ch : s) {
-    if (ch == '|') {
-      out += "\\|";
-    } else if (ch == '\n' || ch == '\r') {
-      out += ' ';
-    } else {
-      out += ch;
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\\': out += "\\\\"; break;
+      case '|': out += "\\|"; break;
+      case '\n': case '\r': out += ' '; break;
+      default: out += ch;
     }
   }
   return out;
 }
 
+namespace {
+
+// "1", "-0.5", "+2e-3", "inf", "-nan": a number as fmt or a person writes it.
+bool IsNumber(std::string_view s) {
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);  // from_chars takes '-' only
+  if (s.empty() || s[0] == '+') return false;
+  double v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// A cell a spreadsheet could run: see CsvField.
+bool RunsAsFormula(std::string_view s) {
+  if (s.empty() || std::string_view("=+-@\t\r").find(s[0]) == std::string_view::npos) return false;
+  for (size_t start = 0;;) {
+    size_t end = s.find(';', start);
+    if (!IsNumber(s.substr(start, end == std::string_view::npos ? end : end - start))) return true;
+    if (end == std::string_view::npos) return false;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
 std::string CsvField(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string text = RunsAsFormula(s) ? "'" + std::string(s) : std::string(s);
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
   std::string out = "\"";
-  for (char ch : s) {
+  for (char ch : text) {
     if (ch == '"') out += '"';
     out += ch;
   }

@@ -18,8 +18,13 @@ std::string_view StatsConventions();
 std::string FormatNumber(double v);         // 4 significant digits; "—" for NaN
 std::string EscapeLatex(std::string_view s);  // & % $ # _ { } ~ ^ \ made literal
 std::string EscapeHtml(std::string_view s);
-std::string EscapeMarkdownCell(std::string_view s);  // | and line breaks
-std::string CsvField(std::string_view s);   // RFC 4180: quoted when it holds , " CR or LF
+// Text as Markdown shows it literally, in a table cell or running text: & < > as entities (no raw
+// HTML reaches the page), \ and | backslash-escaped, line breaks as spaces.
+std::string EscapeMarkdownCell(std::string_view s);
+// RFC 4180: quoted when it holds , " CR or LF. A cell a spreadsheet would run as a formula
+// (starting with = + - @ tab or CR; OWASP "CSV injection") gets a leading ', unless it is a number
+// or a ';'-separated list of numbers ("-0.5", "-1;2.5e-3"), which stay numbers.
+std::string CsvField(std::string_view s);
 std::string MissingText(const Cell& c);     // "seed 2 failed; seed 4 running" ("" when none)
 
 // Headline of a table: stage, kind, groups, shard statuses, incomplete groups.

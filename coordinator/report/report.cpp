@@ -273,7 +273,8 @@ std::string IncompleteList(const StageTable& t, bool html) {
       for (const auto& m : c.missing) missing.insert(fmt::format("seed {} {}", m.seed, m.reason));
     }
     std::string text = fmt::format("{}: {}", g.label, fmt::join(missing, "; "));
-    out += html ? "<li>" + report::EscapeHtml(text) + "</li>\n" : "- " + text + "\n";
+    out += html ? "<li>" + report::EscapeHtml(text) + "</li>\n"
+                : "- " + report::EscapeMarkdownCell(text) + "\n";
   }
   return out;
 }
@@ -338,9 +339,11 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     md += "No figure applies to this sweep's kinds and data.\n\n";
   }
   for (const auto& f : figures) {
-    fmt::format_to(o, "### {}\n\n", f.title);
-    if (!f.png.empty()) fmt::format_to(o, "![{}]({})\n\n", f.title, f.png);
-    md += f.caption;
+    // Titles and captions may quote axis values (a group's label): escaped like table cells.
+    const std::string title = report::EscapeMarkdownCell(f.title);
+    fmt::format_to(o, "### {}\n\n", title);
+    if (!f.png.empty()) fmt::format_to(o, "![{}]({})\n\n", title, f.png);
+    md += report::EscapeMarkdownCell(f.caption);
     std::vector<std::string> links;
     if (!f.svg.empty()) links.push_back(fmt::format("[SVG]({})", f.svg));
     if (!f.png.empty()) links.push_back(fmt::format("[PNG]({})", f.png));

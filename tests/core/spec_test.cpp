@@ -5,6 +5,9 @@
 #include <set>
 #include <string>
 
+#include <sys/resource.h>
+
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +16,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // Test kinds, independent of the real ones: train (nested params, gang), harvest (reduce),
@@ -684,6 +688,117 @@ TEST(SpecLoadTest, MissingFileIsASpecError) {
   } catch (const SpecError& e) {
     EXPECT_THAT(e.problems().at(0), StartsWith("/nonexistent/spec.yaml: cannot read"));
   }
+}
+
+// ---- Hostile input: limits and encoding ---------------------------------------------------------
+
+// "Billion laughs": every level names the one above ten times, so level k expands to ~10^k nodes.
+std::string AliasBomb(int levels) {
+  std::string y = "kind: train\nparams:\n  extra:\n    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int k = 1; k < levels; ++k) {
+    y += fmt::format("    l{0}: &l{0} [", k);
+    for (int i = 0; i < 10; ++i) y += fmt::format("{}*l{}", i ? ", " : "", k - 1);
+    y += "]\n";
+  }
+  return y;
+}
+
+int64_t PeakRssKb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+TEST(SpecLimitsTest, AliasBombFailsFastAtTheLineThatExpandsPastTheLimit) {
+  const int64_t rss_before = PeakRssKb();
+  const auto start = std::chrono::steady_clock::now();
+  // 9 levels: 10^9 scalars once expanded. l5 (line 9) is the first to pass 10^6 nodes.
+  auto problems = Problems(AliasBomb(9));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_LT(PeakRssKb() - rss_before, 64 * 1024) << "KiB of peak RSS";
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], AllOf(StartsWith("spec.yaml:9: "),
+                                 HasSubstr("more than 1000000 nodes once its YAML aliases"),
+                                 HasSubstr("limit")));
+  // The same through an override (its value is YAML too).
+  problems = Problems("kind: train\n", {"params.extra=" + AliasBomb(9).substr(29)});
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], AllOf(StartsWith("override 'params.extra="),
+                                 HasSubstr("more than 1000000 nodes")));
+}
+
+TEST(SpecLimitsTest, AliasesWithinTheLimitsAreExpanded) {
+  // 5 levels: 111,111 nodes under extra, well within the limit.
+  SweepSpec bomb = Parse(AliasBomb(5));
+  const Json& l4 = bomb.stages[0].params["extra"]["l4"];
+  ASSERT_EQ(l4.size(), 10u);
+  EXPECT_EQ(l4[9][9][9][9][9], "x");
+  SweepSpec spec = Parse(R"(
+stages:
+  - name: a
+    kind: train
+    params: &shared {train: {steps: 7}}
+  - name: b
+    kind: train
+    seeds: [1]
+    params: *shared
+)");
+  EXPECT_EQ(spec.stages[0].params["train"]["steps"], 7);
+  EXPECT_EQ(spec.stages[1].params["train"]["steps"], 7);
+}
+
+std::string Nested(int depth) {
+  return std::string(depth, '[') + "1" + std::string(depth, ']');
+}
+
+TEST(SpecLimitsTest, DeepNestingSaysWhatAndWhere) {
+  // Level 1 is the top-level map, 2 params, 3 extra's list: 62 lists fit, 63 do not.
+  const std::string head = "kind: train\nparams:\n  extra: ";
+  EXPECT_EQ(Parse(head + Nested(62)).stages[0].params["extra"].dump().size(), 125u);
+  EXPECT_THAT(OneProblem(head + Nested(63), 3),
+              AllOf(HasSubstr("nesting deeper than 64 levels"), HasSubstr("limit")));
+  // 5,000 levels: yaml-cpp's own guard stops first; its position is reported.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THAT(OneProblem(head + Nested(5000), 3),
+              AllOf(HasSubstr("nesting deeper than 64 levels"), Not(HasSubstr("bad file"))));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  // Depth built from aliases: two 40-level lists, one inside the other, used on line 5.
+  const std::string aliased = "kind: train\nparams:\n  extra:\n    a: &a " + Nested(40) +
+                              "\n    b: " + std::string(40, '[') + "*a" + std::string(40, ']') +
+                              "\n";
+  EXPECT_THAT(OneProblem(aliased, 5), HasSubstr("nesting deeper than 64 levels"));
+}
+
+TEST(SpecUtf8Test, InvalidUtf8AnywhereIsAProblemWithItsLine) {
+  auto problems = Problems(
+      "kind: train\n"
+      "grid:\n"
+      "  adapter: [lora, \"caf\xE9\"]\n"  // Latin-1, line 3
+      "params:\n"
+      "  extra:\n"
+      "    note: \"ok \xC3\xA9 \xF0\x9F\x98\x80\"\n"
+      "    bad: \"x\xC0\xAF\"\n"  // overlong, line 7
+      "    \"r\xFF\": 1\n");      // a key, line 8
+  ASSERT_EQ(problems.size(), 3u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], AllOf(StartsWith("spec.yaml:3: "),
+                                 HasSubstr("'caf\\xE9' is not valid UTF-8 (byte 0xE9 at "
+                                           "offset 3)")));
+  EXPECT_THAT(problems[1], AllOf(StartsWith("spec.yaml:7: "), HasSubstr("'x\\xC0\\xAF'")));
+  EXPECT_THAT(problems[2], AllOf(StartsWith("spec.yaml:8: "), HasSubstr("the key 'r\\xFF'")));
+  // Surrogates, code points past U+10FFFF and truncated sequences are not UTF-8 either.
+  for (const char* bad : {"\xED\xA0\x80", "\xF4\x90\x80\x80", "a\xE2\x82", "\x80"}) {
+    SCOPED_TRACE(::testing::PrintToString(std::string(bad)));
+    EXPECT_THAT(OneProblem(std::string("kind: train\nparams:\n  extra: \"") + bad + "\"\n", 3),
+                HasSubstr("is not valid UTF-8"));
+  }
+  // Valid UTF-8 (2-, 3- and 4-byte sequences) is accepted as is.
+  SweepSpec ok =
+      Parse("kind: train\nparams:\n  adapter: \"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"\n");
+  EXPECT_EQ(ok.stages[0].params["adapter"], "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+  // An override is checked too.
+  problems = Problems("kind: train\n", {"params.adapter=\"\xE9t\xE9\""});
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], AllOf(StartsWith("override '"), HasSubstr("is not valid UTF-8")));
 }
 
 TEST(KindRegistryTest, AddFindNames) {

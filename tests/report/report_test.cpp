@@ -356,6 +356,32 @@ TEST(Report, LatexSpecialCharactersInParamsAreEscaped) {
   EXPECT_EQ(rows[0].at("lr_sched"), nasty);
 }
 
+TEST(Report, HostileAxisValuesReachNeitherMarkdownAsHtmlNorCsvAsFormulas) {
+  SweepFixture f("hostile");
+  const std::string script = "<script>alert(1)</script>|x";
+  const std::string formula = "=HYPERLINK(\"http://evil.example\",\"click\")";
+  const Json axes = {{"mode", script}, {"note", formula}, {"alpha", -0.5}, {"tag", "-1"}};
+  f.Add({"st", 0, "chaos", axes, 0, ShardStatus::kDone, {{"loss", -1.5}}});
+  f.Add({"st", 0, "chaos", axes, 1, ShardStatus::kFailed, {}});  // an incomplete group: listed
+  TempDir out;
+  WriteReport(Options(f, out.path()));
+  for (const fs::path& md : {out.path() / "report.md", out.path() / "tables" / "st.md"}) {
+    SCOPED_TRACE(md.string());
+    const std::string text = Slurp(md);
+    EXPECT_THAT(text, Not(HasSubstr("<script")));
+    EXPECT_THAT(text, HasSubstr("&lt;script&gt;alert(1)&lt;/script&gt;\\|x"));
+  }
+  // The incomplete-group list in report.md quotes the label (axis values) outside the table.
+  EXPECT_THAT(Slurp(out.path() / "report.md"), HasSubstr("- alpha=-0.5, mode=&lt;script&gt;"));
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "st.csv"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].at("note"), "'" + formula);
+  EXPECT_EQ(rows[0].at("mode"), script);
+  EXPECT_EQ(rows[0].at("alpha"), "-0.5");  // numbers stay numbers
+  EXPECT_EQ(rows[0].at("tag"), "-1");
+  EXPECT_EQ(rows[0].at("values"), "-1.5");
+}
+
 // ---- every family, links and figures ----
 
 void AddEveryFamily(SweepFixture& f) {
