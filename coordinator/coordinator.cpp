@@ -619,6 +619,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     code = exit_code::kShardsFailed;
   }
   ShutdownWorkers(mpi, std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code);
+  bool index_failed = false;
   {
     std::vector<std::pair<std::string, std::vector<ShardId>>> stages;
     for (const auto& st : spec.stages) stages.push_back({st.name, {}});
@@ -638,7 +639,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     try {
       WriteResultsIndex(options.out_dir, spec.name, stages);
     } catch (const std::exception& e) {
-      fmt::print(stderr, "warning: could not write results.h5: {}\n", e.what());
+      // A full disk or a quota: the registry (maybe elsewhere) has every outcome, but a
+      // results.h5 that lists fewer shards than are done must not pass for a complete sweep.
+      // The next launch of the same sweep rewrites it and recomputes nothing.
+      fmt::print(stderr, "seedgrid: could not write results.h5: {}\n", e.what());
+      if (code == exit_code::kOk) {
+        code = exit_code::kShardsFailed;
+        index_failed = true;
+      }
     }
   }
   {
@@ -666,6 +674,11 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
                  "{}; they stay pending for the next launch\n",
                  c.stranded, fmt::join(sched.retired(), ", "));
     }
+  }
+  if (index_failed) {
+    fmt::print("every shard is done, but {}/{}/results.h5 could not be written (see above); "
+               "free space, then run the same command again to write it\n",
+               options.out_dir, spec.name);
   }
   std::fflush(stdout);
   if (!sched.retired().empty()) {
