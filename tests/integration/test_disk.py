@@ -25,6 +25,7 @@ class FullDisk(SweepTest):
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", self.out],
                            capture_output=True, text=True)
         if p.returncode != 0:
+            self._tmp.cleanup()  # tearDown does not run after a skip in setUp
             self.skipTest(f"cannot mount a tmpfs (needs root): {p.stderr.strip()}")
         self.mounted = True
         self.filler = os.path.join(self.out, "filler")
@@ -65,11 +66,9 @@ class FullDisk(SweepTest):
         """A filler file that leaves one page free: enough for HDF5 to create a file (the
         superblock), not to close one with a few kB of metadata."""
         st = os.statvfs(self.out)
-        free = st.f_bavail * st.f_frsize
         with open(self.filler, "wb") as f:
-            f.write(b"\0" * (free - 4096))
-        st = os.statvfs(self.out)
-        self.assertEqual(st.f_bavail * st.f_frsize, 4096)
+            f.write(b"\0" * ((st.f_bavail - 1) * st.f_frsize))
+        self.assertEqual(os.statvfs(self.out).f_bavail, 1)
 
     def launch_base_then_fill(self):
         self.run_seedgrid("run", self.sweep_spec(), "--out", self.out, "--registry", self.registry,
@@ -78,7 +77,8 @@ class FullDisk(SweepTest):
         self.fill_leaving_one_page()
 
     def assert_no_crash(self, p):
-        self.assertIsNone(CRASH.search(p.stdout + p.stderr), f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        self.assertIsNone(CRASH.search(p.stdout + p.stderr),
+                          f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
 
     def assert_full_disk_outcome(self, p):
         """What a launch on the full disk must leave: exit 3, no crash, every `more` shard failed
@@ -86,7 +86,8 @@ class FullDisk(SweepTest):
         self.assertEqual(p.returncode, 3, f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
         self.assert_no_crash(p)
         self.assertIn("could not write results.h5", p.stderr)
-        rows = self.query("select id, stage, status, attempts, artifact from shards where sweep='disk'")
+        rows = self.query("select id, stage, status, attempts, artifact from shards "
+                          "where sweep='disk'")
         more = [r for r in rows if r[1] == "more"]
         self.assertEqual(len(more), MORE_SHARDS)
         self.assertEqual({r[2] for r in more}, {"failed"})
@@ -104,8 +105,8 @@ class FullDisk(SweepTest):
         # (from the first launch) is left as it was.
         names = [os.path.join(d, f) for d, _, fs in os.walk(self.out) for f in fs]
         self.assertEqual([n for n in names if ".tmp-" in n], [])
-        self.assertFalse(os.path.exists(os.path.join(self.out, "disk", "more")) and
-                         os.listdir(os.path.join(self.out, "disk", "more")))
+        more_dir = os.path.join(self.out, "disk", "more")
+        self.assertEqual([n for n in names if n.startswith(more_dir)], [])
         self.assertEqual(self.results_links(), BASE_SHARDS)
 
     def results_links(self):
@@ -146,7 +147,8 @@ class FullDisk(SweepTest):
         env = dict(self.env, OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl="self,vader",
                    OMP_WAIT_POLICY="PASSIVE")
         env.pop("SEEDGRID_EXIT_FILE", None)
-        p = subprocess.run(["mpirun", "-n", "2", SEEDGRID, "run", self.sweep_spec(more=True, inline=True),
+        p = subprocess.run(["mpirun", "-n", "2", SEEDGRID, "run",
+                            self.sweep_spec(more=True, inline=True),
                             "--out", self.out, "--registry", self.registry],
                            cwd=self.dir, env=env, capture_output=True, text=True, timeout=120)
         self.assert_full_disk_outcome(p)
