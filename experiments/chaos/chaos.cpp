@@ -127,7 +127,9 @@ std::vector<std::string> ValidateChaos(const Json& p) {
 void RegisterChaosConfigs(KindRegistry& kinds) {
   KindConfig chaos;
   chaos.name = "chaos";
-  chaos.summary = "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; write_mb; conditions";
+  chaos.summary =
+      "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; "
+      "write_mb; conditions";
   chaos.defaults = {
       {"sleep_ms", 0},     {"mode", "ok"},        {"exit_code", 3},
       {"allocate_mb", 1024}, {"hold_ms", 500},    {"fail_until_attempt", 0},
