@@ -517,6 +517,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     code = exit_code::kShardsFailed;
   }
   ShutdownWorkers(mpi, std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code);
+  bool index_failed = false;
   {
     // Every done shard of the sweep, shared ones included (they live in the directory of the
     // sweep that computed them first: linked by their path relative to this sweep's).
@@ -540,7 +541,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     try {
       WriteResultsIndex(options.out_dir, spec.name, stages);
     } catch (const std::exception& e) {
-      fmt::print(stderr, "warning: could not write results.h5: {}\n", e.what());
+      // A full disk or a quota: the registry (maybe elsewhere) has every outcome, but a
+      // results.h5 that lists fewer shards than are done must not pass for a complete sweep.
+      // The next launch of the same sweep rewrites it and recomputes nothing.
+      fmt::print(stderr, "seedgrid: could not write results.h5: {}\n", e.what());
+      if (code == exit_code::kOk) {
+        code = exit_code::kShardsFailed;
+        index_failed = true;
+      }
     }
   }
   {
@@ -568,6 +576,11 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
                  "{}; they stay pending for the next launch\n",
                  c.stranded, fmt::join(sched.retired(), ", "));
     }
+  }
+  if (index_failed) {
+    fmt::print("every shard is done, but {}/{}/results.h5 could not be written (see above); "
+               "free space, then run the same command again to write it\n",
+               options.out_dir, spec.name);
   }
   std::fflush(stdout);
   if (!sched.retired().empty()) {

@@ -1,9 +1,11 @@
 #include "core/store.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -24,8 +26,18 @@ namespace {
 constexpr size_t kChunkBytes = 1 << 20;
 
 // HDF5 prints its error stack to stderr by default; we report it ourselves in StoreError.
+//
+// No library shutdown at exit (H5dont_atexit, which must come before anything initializes the
+// library): when H5Fclose fails to flush a file (ENOSPC, EDQUOT, EIO), HDF5 1.10 has already
+// freed the file and closed its descriptor, but leaves the file's ID registered because the
+// close "failed". The shutdown that atexit would run closes that ID again and dereferences the
+// freed file: a SIGSEGV after the process has done its work (a sweep on a full disk ended in
+// exit code 139). Every file we open is closed by its RAII owner, so there is nothing left for
+// the shutdown to flush; the stale ID is never touched again (checked under valgrind: later
+// files create, write and reopen normally).
 void InitHdf5() {
   static const bool done = [] {
+    H5dont_atexit();
     H5open();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
@@ -33,9 +45,37 @@ void InitHdf5() {
   (void)done;
 }
 
-// The outermost (API) and innermost (cause) descriptions of the current error stack, which
-// is then cleared.
-std::string TakeErrorStack() {
+// The errno in an HDF5 low-level I/O error ("... errno = 28, error message = ..."), which the
+// sec2 and core drivers put in their description; 0 when none names one.
+int ErrnoIn(std::string_view desc) {
+  constexpr std::string_view kKey = "errno = ";
+  auto at = desc.find(kKey);
+  if (at == std::string_view::npos) return 0;
+  int v = 0;
+  for (auto i = at + kKey.size(); i < desc.size() && desc[i] >= '0' && desc[i] <= '9'; ++i) {
+    v = v * 10 + (desc[i] - '0');
+  }
+  return v;
+}
+
+// A driver's description up to its dump of time, file name, descriptor, errno and buffer
+// address (the errno is reported in words, the rest is noise on a line `status` shows).
+std::string_view Headline(std::string_view desc) {
+  size_t cut = desc.size();
+  for (std::string_view key : {": time = ", ", filename = ", ", errno = "}) {
+    cut = std::min(cut, desc.find(key));
+  }
+  return desc.substr(0, cut);
+}
+
+// The current error stack, which is then cleared: the outermost (API) and innermost (cause)
+// descriptions, and the errno of the innermost I/O error that names one.
+struct ErrorStack {
+  std::string summary;
+  int error = 0;
+};
+
+ErrorStack TakeErrorStack() {
   std::vector<std::string> descs;
   H5Ewalk2(
       H5E_DEFAULT, H5E_WALK_DOWNWARD,
@@ -45,15 +85,30 @@ std::string TakeErrorStack() {
       },
       &descs);
   H5Eclear2(H5E_DEFAULT);
-  if (descs.empty()) return "HDF5 call failed";
-  if (descs.size() == 1 || descs.front() == descs.back()) return descs.front();
-  return descs.front() + ": " + descs.back();
+  ErrorStack s;
+  for (auto it = descs.rbegin(); it != descs.rend() && s.error == 0; ++it) s.error = ErrnoIn(*it);
+  if (descs.empty()) {
+    s.summary = "HDF5 call failed";
+  } else if (descs.size() == 1 || descs.front() == descs.back()) {
+    s.summary = Headline(descs.front());
+  } else {
+    s.summary = fmt::format("{}: {}", Headline(descs.front()), Headline(descs.back()));
+  }
+  return s;
 }
 
-// `object` is empty for errors about the file as a whole.
+// `object` is empty for errors about the file as a whole. When the system said why (a full
+// disk, a quota, an I/O error), its words come first, on the message's first line, where
+// `seedgrid status` shows them: "<file>: cannot close file: No space left on device (HDF5: ...)".
 [[noreturn]] void Fail(const std::string& file, const std::string& object, std::string_view what) {
-  if (object.empty()) throw StoreError(fmt::format("{}: {}: {}", file, what, TakeErrorStack()));
-  throw StoreError(fmt::format("{}: {} '{}': {}", file, what, object, TakeErrorStack()));
+  const ErrorStack stack = TakeErrorStack();
+  const std::string where = object.empty() ? fmt::format("{}: {}", file, what)
+                                           : fmt::format("{}: {} '{}'", file, what, object);
+  if (stack.error != 0) {
+    throw StoreError(
+        fmt::format("{}: {} (HDF5: {})", where, std::strerror(stack.error), stack.summary));
+  }
+  throw StoreError(fmt::format("{}: {}", where, stack.summary));
 }
 
 // Every HDF5 return value goes through here: hid_t, herr_t and htri_t all signal failure < 0.
@@ -683,6 +738,36 @@ void PublishFile(const std::string& temp_path, const std::string& final_path) {
   }
 }
 
+namespace {
+
+// write(2) of a whole buffer to a new file, checked to the last close(2) (NFS reports a full
+// disk or quota only there). Throws StoreError "writing <path>: <reason>".
+void WriteNewFile(const std::string& path, const void* data, size_t size) {
+  auto fail = [&](int err) {
+    throw StoreError(fmt::format("writing {}: {}", path, std::strerror(err)));
+  };
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) fail(errno);
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail(err);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) fail(errno);
+}
+
+}  // namespace
+
+// The index is built in memory (the core driver, no backing store) and written by us: no
+// HDF5 call touches the disk, so a full disk is one failed write(2) with its errno, never an
+// H5Fclose that fails half-way (see InitHdf5). It holds one small link per done shard.
 void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
                        const std::vector<std::pair<std::string, std::vector<ShardId>>>& stages) {
   std::vector<std::pair<std::string, std::vector<ResultsLink>>> links;
@@ -703,16 +788,11 @@ void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
   } catch (const std::system_error& e) {
     throw StoreError(fmt::format("cannot create {}: {}", final_path, e.what()));
   }
-  // Removes the temp file if anything below throws.
-  struct TempGuard {
-    const std::string& path;
-    bool armed = true;
-    ~TempGuard() {
-      if (armed) ::unlink(path.c_str());
-    }
-  } guard{temp};
+  std::vector<char> image;
   {
     Hid fapl = FileAccessPlist(temp);
+    Check(H5Pset_fapl_core(fapl.get(), 1 << 16, /*backing_store=*/false), temp, "",
+          "cannot select the in-memory driver");
     Hid file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, temp, "",
              "cannot create file");
     {
@@ -732,8 +812,25 @@ void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
               temp, stage + "/" + id.hex, "cannot create external link");
       }
     }
+    // HDF5 1.10.8 takes the image without flushing the metadata cache first (the image of an
+    // unflushed file does not open): flush it ourselves. In memory: no I/O can fail here.
+    Check(H5Fflush(file.get(), H5F_SCOPE_LOCAL), temp, "", "cannot flush the file image");
+    const ssize_t size = Check(H5Fget_file_image(file.get(), nullptr, 0), temp, "",
+                               "cannot size the file image");
+    image.resize(static_cast<size_t>(size));
+    Check(H5Fget_file_image(file.get(), image.data(), image.size()), temp, "",
+          "cannot take the file image");
     Check(H5Fclose(file.release()), temp, "", "cannot close file");
   }
+  // Removes the temp file if writing or publishing it fails.
+  struct TempGuard {
+    const std::string& path;
+    bool armed = true;
+    ~TempGuard() {
+      if (armed) ::unlink(path.c_str());
+    }
+  } guard{temp};
+  WriteNewFile(temp, image.data(), image.size());
   PublishFile(temp, final_path);
   guard.armed = false;
 }

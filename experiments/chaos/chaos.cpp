@@ -3,11 +3,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -93,6 +95,15 @@ void RunChaos(ShardContext& ctx) {
   for (auto& v : values) v = Gaussian(state);
   const double value = p.value("value", 0.0) + p.value("noise", 1.0) * values[0];
   ctx.out().Write("chaos/values", values);
+  if (const double mb = p.value("write_mb", 0.0); mb > 0) {
+    // Pseudo-random bytes: gzip cannot shrink them, so the file takes the space asked for.
+    std::vector<uint8_t> blob(static_cast<size_t>(mb * (1 << 20)));
+    for (size_t i = 0; i < blob.size(); i += 8) {
+      const uint64_t r = SplitMix(state);
+      std::memcpy(blob.data() + i, &r, std::min<size_t>(8, blob.size() - i));
+    }
+    ctx.out().Write("chaos/blob", blob);
+  }
   ctx.Metric("value", value);
   ctx.Metric("sleep_ms", static_cast<double>(sleep_ms));
 }
@@ -107,6 +118,7 @@ std::vector<std::string> ValidateChaos(const Json& p) {
   }
   if (p.value("sleep_ms", int64_t{0}) < 0) problems.push_back("sleep_ms: must be >= 0");
   if (p.value("allocate_mb", int64_t{0}) < 0) problems.push_back("allocate_mb: must be >= 0");
+  if (p.value("write_mb", 0.0) < 0) problems.push_back("write_mb: must be >= 0");
   return problems;
 }
 
@@ -115,12 +127,15 @@ std::vector<std::string> ValidateChaos(const Json& p) {
 void RegisterChaosConfigs(KindRegistry& kinds) {
   KindConfig chaos;
   chaos.name = "chaos";
-  chaos.summary = "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; conditions";
+  chaos.summary =
+      "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; "
+      "write_mb; conditions";
   chaos.defaults = {
       {"sleep_ms", 0},     {"mode", "ok"},        {"exit_code", 3},
       {"allocate_mb", 1024}, {"hold_ms", 500},    {"fail_until_attempt", 0},
       {"fail_while_file_exists", ""},           {"message", "chaos: injected exception"},
       {"value", 0.0},      {"noise", 1.0},        {"write", true},
+      {"write_mb", 0.0},
       {"tag", nullptr},
   };
   chaos.validate = ValidateChaos;
