@@ -247,22 +247,14 @@ std::string SweepSpecFilePath(const std::string& out_dir, const std::string& swe
 
 void WriteSweepSpecFile(const std::string& out_dir, const SweepSpec& spec) {
   const std::string path = SweepSpecFilePath(out_dir, spec.name);
-  const std::string temp = path + fmt::format(".tmp-{}", ::getpid());
   Json j = {{"name", spec.name},          {"spec_path", spec.source_path},
             {"spec_hash", spec.Hash()},   {"overrides", spec.overrides},
             {"spec_text", spec.source_text}, {"seedgrid", std::string(SeedgridVersion())}};
-  const std::string text = j.dump(2) + "\n";
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  FILE* f = std::fopen(temp.c_str(), "w");
-  bool ok = f && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = f && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0 && ok;
-  if (f && std::fclose(f) != 0) ok = false;
-  if (!ok || std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
+  try {
+    WriteFileAtomically(path, j.dump(2) + "\n");
+  } catch (const StoreError& e) {
     // Not fatal: the registry holds the spec too; only a rebuild from files needs this copy.
-    fmt::print(stderr, "warning: could not write {}: {}\n", path, std::strerror(err));
+    fmt::print(stderr, "warning: could not write the sweep's spec beside its results: {}\n", e.what());
   }
 }
 

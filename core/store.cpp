@@ -765,6 +765,17 @@ void WriteNewFile(const std::string& path, const void* data, size_t size) {
 
 }  // namespace
 
+void WriteFileAtomically(const std::string& final_path, std::string_view bytes) {
+  const std::string temp = TempPathFor(final_path, 0);
+  try {
+    WriteNewFile(temp, bytes.data(), bytes.size());
+    PublishFile(temp, final_path);
+  } catch (...) {
+    ::unlink(temp.c_str());
+    throw;
+  }
+}
+
 // The index is built in memory (the core driver, no backing store) and written by us: no
 // HDF5 call touches the disk, so a full disk is one failed write(2) with its errno, never an
 // H5Fclose that fails half-way (see InitHdf5). It holds one small link per done shard.

@@ -120,6 +120,10 @@ std::string ShardFilePath(const std::string& out_dir, const std::string& sweep,
 std::string TempPathFor(const std::string& final_path, int attempt);
 // fsync + rename(2) + fsync of the directory. Throws StoreError.
 void PublishFile(const std::string& temp_path, const std::string& final_path);
+// `bytes` as the file `final_path`, atomically: a temp file beside it (checked writes to the
+// last close), then PublishFile. On failure the temp file is removed and StoreError says why,
+// the system's reason included ("No space left on device").
+void WriteFileAtomically(const std::string& final_path, std::string_view bytes);
 
 // Rewrites <out>/<sweep>/results.h5 (atomically): group per stage, one external link per
 // done shard named by shard id, pointing at the shard file by relative path.

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/store.h"
 #include "experiments/model/safetensors.h"
 
 namespace seedgrid {
@@ -679,14 +680,8 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
   WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
   Json cfg = config_.ToHfJson();
   for (const auto& [k, v] : extra_config.items()) cfg[k] = v;
-  const std::string final_path = (fs::path(dir) / "config.json").string();
-  const std::string tmp = final_path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << cfg.dump(2) << "\n";
-    if (!out.flush()) throw std::runtime_error(tmp + ": write failed");
-  }
-  fs::rename(tmp, final_path);
+  // Checked to the last close, the errno in the message, no temp file left on failure.
+  WriteFileAtomically((fs::path(dir) / "config.json").string(), cfg.dump(2) + "\n");
 }
 
 torch::Tensor TokensTensor(const std::vector<int32_t>& tokens, int64_t rows, int64_t seq_len,
