@@ -6,7 +6,8 @@
 // attempt < k) and fail_while_file_exists PATH (inject while PATH exists). With a condition
 // the shard injects only while it holds and succeeds otherwise, so a test can "fix the
 // environment" and rerun. A successful chaos shard writes `chaos/values` [8] f64 (a function of
-// seed and params) and the metrics `value` and `sleep_ms` (unless write: false).
+// seed and params) and the metrics `value` and `sleep_ms` (unless write: false). fork_child:
+// true first forks a child process that sleeps until killed (a shard's own subprocess).
 #pragma once
 
 #include "core/kinds.h"
