@@ -1,8 +1,11 @@
 #include "coordinator/coordinator.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>
@@ -292,15 +295,44 @@ void InstallPreemptionHandlers() {
 bool PreemptionRequested() { return g_signal.load() != 0; }
 int PreemptionSignal() { return g_signal.load(); }
 
+void AppendLaunchRecord(const std::string& line) {
+  const char* f = std::getenv("SEEDGRID_EXIT_FILE");
+  if (!f || !*f) return;
+  int fd = ::open(f, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return;  // the launcher is gone: nobody to tell
+  for (size_t done = 0; done < line.size();) {
+    ssize_t w = ::write(fd, line.data() + done, line.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
+  }
+  ::close(fd);
+}
+
 int RankExit(int code) {
   const char* f = std::getenv("SEEDGRID_EXIT_FILE");
   if (!f || !*f) return code;
-  if (FILE* out = std::fopen(f, "w")) {
-    std::fprintf(out, "%d\n", code);
-    std::fclose(out);
-  }
+  AppendLaunchRecord(fmt::format("exit {}\n", code));
   return 0;
 }
+
+namespace {
+
+// Worker ranks of this host that have died. When a rank dies, mpirun SIGTERMs the others
+// (Open MPI 4: a second after), which rank 0 would take for a preemption; the workers ignore
+// SIGTERM (main.cpp), so the dead one is the rank that was lost. Ranks on other hosts cannot
+// be looked at from here.
+std::vector<int> LostWorkers(const std::unordered_map<int, Hello>& hellos) {
+  const std::string here = Hostname();
+  std::vector<int> lost;
+  for (const auto& [rank, hello] : hellos) {
+    if (hello.host == here && !ProcessAlive(static_cast<int>(hello.pid))) lost.push_back(rank);
+  }
+  std::sort(lost.begin(), lost.end());
+  return lost;
+}
+
+}  // namespace
 
 void ShutdownWorkers(const MpiSession& mpi, int code) {
   MpiComm comm;
@@ -511,7 +543,14 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   // 4. Results index, summary, exit code.
   const auto& c = sched.counts();
   int code = exit_code::kOk;
-  if (sched.preempted()) {
+  // A lost worker is not a preemption, although mpirun's SIGTERM made it look like one: its
+  // shards in flight (and the others') are marked preempted, not charged, and rerun by the
+  // next launch; the sweep exits 3.
+  const std::vector<int> lost =
+      sched.preempted() ? LostWorkers(sched.hellos()) : std::vector<int>{};
+  if (!lost.empty()) {
+    code = exit_code::kShardsFailed;
+  } else if (sched.preempted()) {
     code = exit_code::kPreempted;
   } else if (c.failed > 0 || c.blocked > 0) {
     code = exit_code::kShardsFailed;
@@ -563,6 +602,15 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
                "resume with: {}\n",
                PreemptionSignal(), sigabbrev_np(PreemptionSignal()) ? sigabbrev_np(PreemptionSignal()) : "?",
                options.resume_hint);
+  } else if (!lost.empty()) {
+    for (int r : lost) {
+      const Hello& h = sched.hellos().at(r);
+      fmt::print("lost worker rank {} on host {} (pid {}): it died during the sweep (killed or "
+                 "crashed) and MPI ends the job with it\n", r, h.host, h.pid);
+      AppendLaunchRecord(fmt::format("lost {}\n", r));
+    }
+    fmt::print("{} shard(s) in flight are marked preempted (not charged) and {} more are pending; "
+               "resume with: {}\n", c.preempted, c.pending + c.blocked, options.resume_hint);
   } else if (code == exit_code::kShardsFailed) {
     const int64_t behind = c.blocked - c.stranded;
     if (c.failed > 0) {

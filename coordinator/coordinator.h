@@ -33,9 +33,21 @@ struct CoordinatorOptions {
 int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOptions& options);
 
 // Rank 0's process exit status for the sweep's exit `code`: under the self-launcher
-// (SEEDGRID_EXIT_FILE set) the code is written to that file and the rank exits 0 (a rank exiting
-// non-zero would make mpirun abort the job with a page of noise); otherwise the code itself.
+// (SEEDGRID_EXIT_FILE set) the code goes to the launch record as "exit CODE" and the rank exits
+// 0 (a rank exiting non-zero would make mpirun abort the job with a page of noise); otherwise
+// the code itself.
 int RankExit(int code);
+
+// The self-launcher's launch record, SEEDGRID_EXIT_FILE: a memfd of `seedgrid run` that the
+// ranks open as /proc/<launcher pid>/fd/<n> (nothing on disk, whatever kills the launcher).
+// Lines, each appended by one write(2):
+//   rank R PID HOST   a rank has started (every rank, once MPI is up)
+//   bye R             worker rank R ends as told (after Shutdown)
+//   lost R            rank 0 found worker rank R dead and has said so
+//   exit CODE         rank 0's exit code for the sweep (its last line)
+// The launcher watches the PIDs: a rank gone without its bye (or exit) line, before any exit
+// line, was lost, and the launch exits 3 naming it (main.cpp). No-op without the variable.
+void AppendLaunchRecord(const std::string& line);
 
 // Sends Shutdown{code} to every worker rank (used when rank 0 fails before scheduling).
 void ShutdownWorkers(const MpiSession& mpi, int code);

@@ -3,13 +3,20 @@
 // `exec` is the hidden executor child of a worker.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <set>
+#include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,6 +29,7 @@
 #include "coordinator/submit/submit.h"
 #include "core/registry.h"
 #include "core/spec.h"
+#include "core/sysutil.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
 
@@ -118,6 +126,132 @@ void CheckForLaunch(const SweepArgs& a, bool rerun) {
   CountShards(ls.spec, AllKinds(), a.max_shards);
 }
 
+// The self-launcher's side of the launch record (format in coordinator/coordinator.h): a
+// memfd the ranks append to through /proc/<our pid>/fd/<n>. Being a memfd, it vanishes with
+// us, whatever kills us: no exit file is left in /tmp or anywhere.
+class LaunchRecord {
+ public:
+  struct Rank {
+    int rank = -1;
+    long pid = 0;
+    std::string host;
+    bool ended = false;  // said bye (a worker) or exit (rank 0)
+  };
+
+  LaunchRecord() : fd_(::memfd_create("seedgrid-launch", MFD_CLOEXEC)) {
+    if (fd_ < 0) {
+      throw std::system_error(errno, std::generic_category(), "memfd_create for the launch record");
+    }
+  }
+  ~LaunchRecord() { ::close(fd_); }
+  LaunchRecord(const LaunchRecord&) = delete;
+  LaunchRecord& operator=(const LaunchRecord&) = delete;
+
+  std::string path() const { return fmt::format("/proc/{}/fd/{}", ::getpid(), fd_); }
+
+  // Reads the lines appended since the last call.
+  void Read() {
+    char tmp[4096];
+    for (;;) {
+      ssize_t n = ::pread(fd_, tmp, sizeof tmp, offset_);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      offset_ += n;
+      pending_.append(tmp, static_cast<size_t>(n));
+    }
+    for (size_t nl; (nl = pending_.find('\n')) != std::string::npos; pending_.erase(0, nl + 1)) {
+      Parse(pending_.substr(0, nl));
+    }
+  }
+
+  // Until rank 0 has its exit code: a rank of this host whose process has ended without its
+  // bye/exit line is lost. Open MPI leaves a second between a rank's death and its SIGTERM to
+  // the others, and the workers ignore that SIGTERM: a poll every 50 ms finds the first dead.
+  // Reads the record too.
+  void WatchRanks() {
+    Read();
+    if (exit_code_ >= 0 || !lost_.empty()) return;
+    const std::string here = Hostname();
+    std::vector<Rank> gone;
+    for (const Rank& r : ranks_) {
+      if (!r.ended && r.host == here && !ProcessAlive(static_cast<int>(r.pid))) gone.push_back(r);
+    }
+    // Rank 0 may have written its exit code (and ended the job) since: then the order is
+    // unknown, and rank 0's code stands.
+    Read();
+    if (exit_code_ < 0) lost_ = std::move(gone);
+  }
+
+  int exit_code() const { return exit_code_; }  // -1: rank 0 wrote none
+  const std::vector<Rank>& lost() const { return lost_; }
+  bool named_by_rank0(int rank) const { return named_.count(rank) > 0; }
+
+ private:
+  void Parse(const std::string& line) {
+    std::istringstream in(line);
+    std::string what;
+    in >> what;
+    if (what == "rank") {
+      Rank r;
+      if (in >> r.rank >> r.pid >> r.host) ranks_.push_back(r);
+    } else if (what == "bye") {
+      int rank = -1;
+      if (!(in >> rank)) return;
+      for (Rank& r : ranks_) {
+        if (r.rank == rank) r.ended = true;
+      }
+    } else if (what == "lost") {
+      int rank = -1;
+      if (in >> rank) named_.insert(rank);
+    } else if (what == "exit") {
+      int code = -1;
+      if (in >> code) exit_code_ = code;
+      for (Rank& r : ranks_) r.ended |= r.rank == 0;
+    }
+  }
+
+  int fd_;
+  off_t offset_ = 0;
+  std::string pending_;
+  std::vector<Rank> ranks_;
+  std::vector<Rank> lost_;
+  std::set<int> named_;
+  int exit_code_ = -1;
+};
+
+volatile sig_atomic_t g_forwarded = 0;  // the launcher passed a preemption signal on
+pid_t g_mpirun = 0;
+
+void ForwardPreemption(int) {
+  g_forwarded = 1;
+  if (g_mpirun > 0) ::kill(g_mpirun, SIGUSR1);
+}
+
+// The sweep's exit code from what the launch left: a lost rank (3; 0 when rank 0 had
+// finished the whole sweep anyway), else rank 0's code, else mpirun's failure (1).
+int LaunchExitCode(const LaunchRecord& record, int status) {
+  if (!record.lost().empty()) {
+    for (const auto& r : record.lost()) {
+      if (record.named_by_rank0(r.rank)) continue;  // rank 0 has said it, with its shards
+      fmt::print(stderr,
+                 "seedgrid: lost {} on host {} (pid {}): it ended during the sweep without being "
+                 "told to (killed or crashed), and MPI ended the job. Its shards in flight are not "
+                 "charged: they stay pending for the next launch; resume by running the same "
+                 "command again.\n",
+                 r.rank == 0 ? std::string("rank 0 (the coordinator)")
+                             : fmt::format("worker rank {}", r.rank),
+                 r.host, r.pid);
+    }
+    return record.exit_code() == exit_code::kOk ? exit_code::kOk : exit_code::kShardsFailed;
+  }
+  if (record.exit_code() >= 0) return record.exit_code();
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
+  fmt::print(stderr, "seedgrid: the MPI job ended without a result ({})\n",
+             WIFSIGNALED(status) ? fmt::format("mpirun killed by signal {}", WTERMSIG(status))
+                                 : fmt::format("mpirun exit status {}", WEXITSTATUS(status)));
+  return exit_code::kInternal;
+}
+
 // Not under mpirun/srun: start ourselves under mpirun with 1 coordinator + K workers.
 int SelfLaunch(int argc, char** argv, int workers) {
   if (workers <= 0) workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
@@ -140,16 +274,19 @@ int SelfLaunch(int argc, char** argv, int workers) {
   std::vector<char*> cargv;
   for (auto& s : args) cargv.push_back(s.data());
   cargv.push_back(nullptr);
-  // The ranks exit 0 and rank 0 leaves the sweep's exit code in this file: a rank exiting
-  // non-zero would make mpirun abort the job with a page of noise.
-  char exit_file[] = "/tmp/seedgrid-exit-XXXXXX";
-  int fd = ::mkstemp(exit_file);
-  if (fd < 0) throw std::runtime_error("mkstemp for the exit-code file failed");
-  ::close(fd);
-  setenv("SEEDGRID_EXIT_FILE", exit_file, 1);
+  // The ranks exit 0 and rank 0 leaves the sweep's exit code in the launch record: a rank
+  // exiting non-zero would make mpirun abort the job with a page of noise.
+  LaunchRecord record;
+  setenv("SEEDGRID_EXIT_FILE", record.path().c_str(), 1);
   std::fflush(stdout);
+  const pid_t launcher = ::getpid();
   pid_t child = ::fork();
+  if (child < 0) throw std::system_error(errno, std::generic_category(), "fork for mpirun");
   if (child == 0) {
+    // mpirun, and with it the job, ends with us: SIGTERM is its signal to stop the job.
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != launcher) {
+      std::_Exit(exit_code::kInternal);
+    }
     ::execvp(cargv[0], cargv.data());
     fmt::print(stderr, "seedgrid: cannot start {}: {} (install openmpi-bin, or set SEEDGRID_MPIRUN)\n",
                mpirun, std::strerror(errno));
@@ -157,27 +294,27 @@ int SelfLaunch(int argc, char** argv, int workers) {
   }
   // Preemption signals go to mpirun as SIGUSR1, which it forwards to every rank: the
   // coordinator then marks in-flight shards preempted and exits 4 (workers ignore it).
-  static pid_t g_child = 0;
-  g_child = child;
+  g_mpirun = child;
   struct sigaction sa {};
-  sa.sa_handler = [](int) { if (g_child > 0) ::kill(g_child, SIGUSR1); };
+  sa.sa_handler = ForwardPreemption;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &sa, nullptr);
   int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    pid_t done = ::waitpid(child, &status, WNOHANG);
+    if (done == child) break;
+    if (done < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "waitpid mpirun");
+    }
+    if (g_forwarded) {
+      record.Read();  // after a preemption the ranks end as they may
+    } else {
+      record.WatchRanks();
+    }
+    ::usleep(50'000);
   }
-  int code = -1;
-  if (FILE* f = std::fopen(exit_file, "r")) {
-    if (std::fscanf(f, "%d", &code) != 1) code = -1;
-    std::fclose(f);
-  }
-  ::unlink(exit_file);
-  if (code >= 0) return code;
-  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
-  fmt::print(stderr, "seedgrid: the MPI job ended without a result ({})\n",
-             WIFSIGNALED(status) ? fmt::format("mpirun killed by signal {}", WTERMSIG(status))
-                                 : fmt::format("mpirun exit status {}", WEXITSTATUS(status)));
-  return exit_code::kInternal;
+  record.Read();
+  return LaunchExitCode(record, status);
 }
 
 int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
@@ -192,13 +329,18 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     return SelfLaunch(argc, argv, a.workers);
   }
   MpiSession mpi(&argc, &argv);
+  AppendLaunchRecord(fmt::format("rank {} {} {}\n", mpi.rank(), ::getpid(), Hostname()));
   if (mpi.rank() != 0) {
-    // Workers leave signals to the coordinator and wait for its Shutdown.
+    // Workers leave signals to the coordinator and wait for its Shutdown. SIGTERM too: Open
+    // MPI sends it to every rank when one dies, and Slurm to every task when it preempts; a
+    // worker that died of it could not be told from the rank that was lost.
     ::signal(SIGUSR1, SIG_IGN);
     ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_IGN);
     WorkerOptions wo;
     wo.binary = SelfExe();
     int code = RunWorker(mpi, wo);
+    AppendLaunchRecord(fmt::format("bye {}\n", mpi.rank()));
     return std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code;
   }
   InstallPreemptionHandlers();

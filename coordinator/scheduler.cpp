@@ -280,6 +280,7 @@ void Scheduler::OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm)
       workers_.push_back(from.rank);
       MarkHungry(worker_slots_[from.rank]);
     }
+    hellos_[from.rank] = *hello;
     events_.push_back(WorkerJoinedEvent{from, *hello});
     FillAll(now, comm);
   } else if (const auto* p = std::get_if<Progress>(&msg)) {

@@ -128,6 +128,8 @@ class Scheduler {
   bool has_deadlines() const { return !deadlines_.empty(); }
   // Ranks retired in this launch (stuck in a shard past its deadline), in retirement order.
   const std::vector<int>& retired() const { return retired_; }
+  // The Hello of each worker rank that sent one (host, pid: who to name when a rank is lost).
+  const std::unordered_map<int, Hello>& hellos() const { return hellos_; }
 
   // No shard is running and none can be dispatched any more (all done, failed or blocked),
   // or preempted and nothing is in flight.
@@ -228,6 +230,7 @@ class Scheduler {
   // Min-heap of deadlines; entries of attempts that finished in time are dropped when due.
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::vector<int> retired_;
+  std::unordered_map<int, Hello> hellos_;
 };
 
 // Builds scheduler tasks from a plan and the statuses already in the registry.

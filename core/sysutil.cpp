@@ -1,6 +1,7 @@
 #include "core/sysutil.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -58,6 +61,19 @@ std::string Iso8601Utc(double unix_seconds) {
 }
 
 std::string NowIso8601Utc() { return Iso8601Utc(UnixNow()); }
+
+bool ProcessAlive(int pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  // It exists; a zombie has ended though. /proc/PID/stat: "PID (comm) STATE ...", where comm
+  // may hold spaces and parentheses. Unreadable: trust kill(2).
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return true;
+  const char state = text[paren + 2];
+  return state != 'Z' && state != 'X';
+}
 
 void FsyncFile(const std::string& path) { FsyncPath(path, O_RDONLY, "fsync"); }
 

@@ -22,6 +22,10 @@ std::string NowIso8601Utc();
 void FsyncFile(const std::string& path);
 void FsyncDir(const std::string& dir);
 
+// Whether process `pid` of this host is alive: it exists and is not a zombie (ended, not yet
+// reaped by its parent). Used to tell a lost MPI rank from one that is only slow.
+bool ProcessAlive(int pid);
+
 // mkdir -p that also fsyncs the parent of every directory it created, so a crash right
 // after publishing into a fresh directory does not lose the directory entry.
 void MakeDirsDurable(const std::string& dir);

@@ -3,18 +3,23 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <mutex>
 #include <system_error>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "core/runner.h"
+#include "core/sysutil.h"
 #include "worker/shard_exec.h"
 
 extern char** environ;
@@ -58,20 +63,157 @@ int EnvInt(const char* name, int def) {
   return v && *v ? std::atoi(v) : def;
 }
 
+constexpr const char* kParentEnv = "SEEDGRID_EXECUTOR_PARENT";
+
+// Whether this executor leads its own process group (ExecutorProcess::Start makes it so):
+// then everything a shard started is in that group too, and dies with it.
+volatile sig_atomic_t g_own_group = 0;
+
+// Async-signal-safe: SIGKILL to the executor's group (itself and whatever its shards started),
+// or to itself alone when it was not started as a group leader (never to the worker's group).
+void KillExecutorGroup() { ::kill(g_own_group ? 0 : ::getpid(), SIGKILL); }
+
+void OnWorkerDeath(int) { KillExecutorGroup(); }
+
+// The executor must not outlive its worker (a hung shard would run on forever, parented to
+// init): the kernel sends SIGHUP when the worker's thread that spawned us (its main thread)
+// ends, and the handler kills the whole group. The worker may have died before prctl: then
+// the parent is already another process, and the set-up ends the same way.
+void DieWithWorker() {
+  g_own_group = ::getpgrp() == ::getpid();
+  struct sigaction sa {};
+  sa.sa_handler = OnWorkerDeath;
+  sigemptyset(&sa.sa_mask);
+  if (::sigaction(SIGHUP, &sa, nullptr) != 0 || ::prctl(PR_SET_PDEATHSIG, SIGHUP) != 0) {
+    throw std::system_error(errno, std::generic_category(), "executor: PR_SET_PDEATHSIG");
+  }
+  const char* parent = std::getenv(kParentEnv);
+  if (parent && *parent && std::atol(parent) != static_cast<long>(::getppid())) KillExecutorGroup();
+}
+
+// Frames to the worker, from the shard's thread (Progress, ShardDone) and the memory watch
+// (its ShardDone): one whole frame at a time.
+class FrameOut {
+ public:
+  explicit FrameOut(int fd) : fd_(fd) {}
+  // Called with mu() held.
+  void WriteLocked(const FromWorker& msg) {
+    buf_.clear();
+    Encode(msg, &buf_);
+    WriteAll(fd_, buf_.data(), buf_.size());
+  }
+  std::mutex& mu() { return mu_; }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+  std::string buf_;
+};
+
+// A shard's memory limit applies to what the shard adds: the growth of the executor's
+// resident set above its baseline, read just before the shard starts (the runtime, ~130-160
+// MiB with LibTorch, and models cached by earlier shards are not the shard's). A thread polls
+// /proc/self/statm every 20 ms while a shard with a limit runs; over the limit it reports the
+// attempt as a `memory` outcome and kills the executor's group: a runner's thread cannot be
+// stopped, only its process. That ShardDone is the executor's last frame (executor.h).
+class MemoryWatch {
+ public:
+  explicit MemoryWatch(FrameOut& out) : out_(out) {}
+  ~MemoryWatch() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Arm(const RunShard& task, double start) {
+    if (task.memory_mb <= 0) return;
+    std::lock_guard lock(mu_);
+    id_ = task.id;
+    attempt_ = task.attempt;
+    limit_kb_ = task.memory_mb * 1024;
+    start_ = start;
+    baseline_kb_ = CurrentRssKb();
+    armed_ = true;
+    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+    cv_.notify_one();
+  }
+  void Disarm() {
+    std::lock_guard lock(mu_);
+    armed_ = false;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      if (!armed_) {
+        cv_.wait(lock, [&] { return stop_ || armed_; });
+        continue;
+      }
+      cv_.wait_for(lock, std::chrono::milliseconds(20));
+      if (!armed_ || stop_) continue;
+      const int64_t rss = CurrentRssKb();
+      if (rss - baseline_kb_ > limit_kb_) Kill(rss);
+    }
+  }
+
+  // With mu_ held (the shard's thread cannot report it done meanwhile, see Disarm).
+  [[noreturn]] void Kill(int64_t rss_kb) {
+    ShardDone d;
+    d.id = id_;
+    d.attempt = attempt_;
+    d.start = start_;
+    d.end = UnixNow();
+    d.outcome = Outcome::kMemory;
+    d.error = fmt::format("memory limit exceeded: the shard grew the executor's RSS by {} MiB "
+                          "(from {} to {} MiB), limit {} MiB",
+                          (rss_kb - baseline_kb_) / 1024, baseline_kb_ / 1024, rss_kb / 1024,
+                          limit_kb_ / 1024);
+    d.peak_rss_kb = rss_kb;
+    {
+      std::lock_guard out_lock(out_.mu());
+      try {
+        out_.WriteLocked(FromWorker{std::move(d)});
+      } catch (const std::exception&) {
+        // The worker is gone: nobody to tell.
+      }
+      KillExecutorGroup();
+      std::abort();  // not reached: SIGKILL cannot be caught
+    }
+  }
+
+  FrameOut& out_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool armed_ = false, stop_ = false;
+  ShardId id_;
+  int attempt_ = 0;
+  int64_t limit_kb_ = 0, baseline_kb_ = 0;
+  double start_ = 0;
+};
+
 }  // namespace
 
 int RunExecutorMain(int in_fd, int out_fd) {
+  DieWithWorker();
   ::signal(SIGPIPE, SIG_IGN);
   // The worker decides this process's fate (it is killed at shutdown); a terminal's Ctrl-C or
-  // Slurm's walltime signal is for the coordinator.
+  // Slurm's walltime signal is for the coordinator. SIGTERM is the worker's timeout signal.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGUSR1, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
   const int threads = std::max(1, EnvInt("SEEDGRID_THREADS", 1));
   const char* dev = std::getenv("SEEDGRID_DEVICE");
   const std::string device = dev && *dev ? dev : "cpu";
   const RunnerRegistry& runners = AllRunners();
   ConfigureComputeProcess(threads);
-  std::string buf, frame, out;
+  std::string buf, frame;
+  FrameOut out(out_fd);
+  MemoryWatch memory(out);
   TakePeakRssKb();
   int64_t rss_kb = 0;
   double rss_read_at = 0;
@@ -83,11 +225,12 @@ int RunExecutorMain(int in_fd, int out_fd) {
     opts.threads = threads;
     opts.device = device;
     opts.on_progress = [&](int64_t step, int64_t total) {
-      out.clear();
-      Encode(FromWorker{Progress{task.id, task.attempt, step, total}}, &out);
-      WriteAll(out_fd, out.data(), out.size());
+      std::lock_guard lock(out.mu());
+      out.WriteLocked(FromWorker{Progress{task.id, task.attempt, step, total}});
     };
+    memory.Arm(task, UnixNow());
     ShardDone done = RunShardLocally(task, runners, opts);
+    memory.Disarm();
     // The peak (VmHWM, then reset) costs a /proc read and a page-table walk: worth it for
     // shards of 50 ms and more; quicker ones report the current RSS, read at most every 10 ms
     // (a /proc read is a few µs, as much as a no-op shard's whole round trip).
@@ -100,9 +243,8 @@ int RunExecutorMain(int in_fd, int out_fd) {
       }
       done.peak_rss_kb = rss_kb;
     }
-    out.clear();
-    Encode(FromWorker{std::move(done)}, &out);
-    WriteAll(out_fd, out.data(), out.size());
+    std::lock_guard lock(out.mu());
+    out.WriteLocked(FromWorker{std::move(done)});
   }
   return 0;
 }
@@ -112,9 +254,10 @@ ExecutorProcess::ExecutorProcess(std::string binary, std::vector<std::string> en
 
 ExecutorProcess::~ExecutorProcess() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
+    ::kill(-pid_, SIGKILL);
     int st;
-    ::waitpid(pid_, &st, 0);
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
   }
   CloseFds();
 }
@@ -125,6 +268,44 @@ void ExecutorProcess::CloseFds() {
     *fd = -1;
   }
 }
+
+namespace {
+
+// posix_spawnattr_t as RAII, set up for an executor: its own process group (so the worker can
+// signal it and whatever its shards started as one, and so Open MPI's signals to the worker's
+// group do not reach it), default SIGTERM and SIGHUP (the worker ignores SIGTERM; ignored
+// signals would stay ignored across exec), nothing blocked.
+class SpawnAttr {
+ public:
+  SpawnAttr() {
+    if (int rc = posix_spawnattr_init(&attr_)) {
+      throw std::system_error(rc, std::generic_category(), "posix_spawnattr_init");
+    }
+    sigset_t dfl, none;
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGHUP);
+    sigemptyset(&none);
+    int rc = posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                                  POSIX_SPAWN_SETSIGMASK);
+    if (!rc) rc = posix_spawnattr_setpgroup(&attr_, 0);
+    if (!rc) rc = posix_spawnattr_setsigdefault(&attr_, &dfl);
+    if (!rc) rc = posix_spawnattr_setsigmask(&attr_, &none);
+    if (rc) {
+      posix_spawnattr_destroy(&attr_);
+      throw std::system_error(rc, std::generic_category(), "posix_spawnattr for the executor");
+    }
+  }
+  ~SpawnAttr() { posix_spawnattr_destroy(&attr_); }
+  SpawnAttr(const SpawnAttr&) = delete;
+  SpawnAttr& operator=(const SpawnAttr&) = delete;
+  const posix_spawnattr_t* get() const { return &attr_; }
+
+ private:
+  posix_spawnattr_t attr_;
+};
+
+}  // namespace
 
 void ExecutorProcess::Start() {
   CloseFds();
@@ -145,6 +326,7 @@ void ExecutorProcess::Start() {
   for (char** e = environ; *e; ++e) {
     std::string_view v(*e);
     if (v.starts_with("OMPI_") || v.starts_with("PMIX_") || v.starts_with("PMI_")) continue;
+    if (v.substr(0, v.find('=')) == kParentEnv) continue;  // the worker's own, if any: ours follows
     bool overridden = false;
     for (const auto& o : env_) {
       if (v.substr(0, v.find('=') + 1) == std::string_view(o).substr(0, o.find('=') + 1)) {
@@ -154,13 +336,16 @@ void ExecutorProcess::Start() {
     if (!overridden) env.emplace_back(v);
   }
   for (const auto& o : env_) env.push_back(o);
+  // DieWithWorker() compares it with its parent after PR_SET_PDEATHSIG.
+  env.push_back(fmt::format("{}={}", kParentEnv, ::getpid()));
   std::vector<char*> envp;
   for (auto& s : env) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::string a0 = binary_, a1 = "exec";
   char* argv[] = {a0.data(), a1.data(), nullptr};
   pid_t pid;
-  int rc = posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv, envp.data());
+  SpawnAttr attr;
+  int rc = posix_spawn(&pid, binary_.c_str(), &fa, attr.get(), argv, envp.data());
   posix_spawn_file_actions_destroy(&fa);
   ::close(in[0]);
   ::close(out[1]);
@@ -233,25 +418,20 @@ bool ExecutorProcess::NextFrame(std::string* frame) {
 }
 
 void ExecutorProcess::Signal(int sig) {
-  if (pid_ > 0) ::kill(pid_, sig);
+  if (pid_ > 0) ::kill(-pid_, sig);  // the executor's group: its shards' own processes too
 }
 
 int ExecutorProcess::Reap() {
   int status = 0;
   if (pid_ > 0) {
+    // What the executor's shard started would live on in its group: killed first, while the
+    // unreaped executor still holds the group's id (so no other process can have it).
+    ::kill(-pid_, SIGKILL);
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
   }
   pid_ = -1;
   return status;
-}
-
-int64_t ExecutorProcess::RssKb() const {
-  if (pid_ <= 0) return 0;
-  std::ifstream f(fmt::format("/proc/{}/statm", pid_));
-  int64_t size = 0, resident = 0;
-  if (!(f >> size >> resident)) return 0;
-  return resident * (::sysconf(_SC_PAGESIZE) / 1024);
 }
 
 std::string DescribeWaitStatus(int status) {

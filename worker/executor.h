@@ -5,7 +5,15 @@
 // Pipe protocol (the codec of core/protocol.h): the worker writes RunShard frames to fd
 // `in_fd`; the executor answers each with zero or more Progress frames and exactly one
 // ShardDone on `out_fd`. EOF on `in_fd` ends it. The worker may queue several RunShards; if the
-// executor dies, the first unanswered one is the shard that killed it.
+// executor dies, the first unanswered one is the shard that killed it, except after a ShardDone
+// with outcome `memory`: the executor enforces a shard's memory limit itself (on the growth of
+// its RSS above the baseline it had when the shard started), and that ShardDone is its last
+// frame before it kills itself, so the shards queued behind are not to blame.
+//
+// Lifetime: the executor leads its own process group (whatever a shard starts is in it) and
+// dies with its worker: PR_SET_PDEATHSIG (SIGHUP, whose handler SIGKILLs the group), plus a
+// check after set-up that its parent is still the worker that spawned it
+// (SEEDGRID_EXECUTOR_PARENT). The worker signals and reaps the whole group.
 #pragma once
 
 #include <sys/types.h>
@@ -41,13 +49,13 @@ class ExecutorProcess {
   bool ReadStderr();
   // Pops the next whole frame, if any.
   bool NextFrame(std::string* frame);
+  // To the executor's process group: the executor and whatever its shard started.
   void Signal(int sig);
-  // Reaps the child (blocking). Returns the waitpid status.
+  // SIGKILLs what is left of the executor's group and reaps the executor (blocking). Returns
+  // the executor's waitpid status.
   int Reap();
   const std::string& stderr_tail() const { return err_tail_; }
   void ClearStderrTail() { err_tail_.clear(); }
-  // Current resident set in KiB (from /proc), 0 if unknown.
-  int64_t RssKb() const;
 
  private:
   void CloseFds();

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <deque>
 #include <optional>
+#include <utility>
 #include <thread>
 
 #include <fmt/format.h>
@@ -205,6 +206,8 @@ class Supervisor {
       active = true;
       FromWorker msg = DecodeFromWorker(frame);
       if (auto* done = std::get_if<ShardDone>(&msg)) {
+        // Over its memory limit, the executor reports the shard and kills itself (executor.h).
+        if (done->outcome == Outcome::kMemory) executor_exiting_ = true;
         if (!exec_q_.empty() && exec_q_.front().task.id == done->id) {
           exec_q_.pop_front();
           head_killed_.reset();
@@ -225,7 +228,9 @@ class Supervisor {
     executor_->ReadStderr();
     int status = executor_->Reap();
     std::string tail = LastLine(executor_->stderr_tail());
-    if (!exec_q_.empty()) {
+    // An announced death (a memory limit) was reported already: the next shard is innocent.
+    const bool announced = std::exchange(executor_exiting_, false);
+    if (!exec_q_.empty() && !announced) {
       InFlight dead = std::move(exec_q_.front());
       exec_q_.pop_front();
       ShardDone d;
@@ -243,12 +248,10 @@ class Supervisor {
         d.error = "executor " + DescribeWaitStatus(status);
       }
       if (!tail.empty()) d.error += "; last output: " + tail;
-      d.peak_rss_kb = peak_rss_kb_;
       SendUp(d);
     }
     head_killed_.reset();
     kill_deadline_.reset();
-    peak_rss_kb_ = 0;
     executor_->ClearStderrTail();
     executor_->Start();
     // Re-send what was queued behind the shard that died; those attempts are not charged.
@@ -275,18 +278,9 @@ class Supervisor {
       head_killed_ = {Outcome::kTimeout, fmt::format("timeout after {:.3g} s (limit {:.3g} s)", running, head.timeout_s)};
       executor_->Signal(SIGTERM);
       kill_deadline_ = now + std::chrono::milliseconds(static_cast<int64_t>(options_.kill_grace_s * 1000));
-      return;
     }
-    if (head.memory_mb > 0 && now - last_mem_check_ > std::chrono::milliseconds(20)) {
-      last_mem_check_ = now;
-      int64_t rss = executor_->RssKb();
-      peak_rss_kb_ = std::max(peak_rss_kb_, rss);
-      if (rss > head.memory_mb * 1024) {
-        head_killed_ = {Outcome::kMemory, fmt::format("memory limit exceeded: RSS {} MiB > limit {} MiB",
-                                                      rss / 1024, head.memory_mb)};
-        executor_->Signal(SIGKILL);
-      }
-    }
+    // Memory limits are the executor's own (on the shard's growth above its baseline, which
+    // only the executor sees at the shard's start): see worker/executor.h.
   }
 
   const MpiSession& mpi_;
@@ -298,12 +292,11 @@ class Supervisor {
   std::deque<RunShard> local_;
   std::optional<std::pair<Outcome, std::string>> head_killed_;
   std::optional<Clock::time_point> kill_deadline_;
-  Clock::time_point last_mem_check_{};
-  int64_t peak_rss_kb_ = 0;
   Poller poller_;
   std::string up_, down_;
   uint32_t idle_rounds_ = 0;
   bool shutdown_ = false;
+  bool executor_exiting_ = false;  // it reported a memory-limit ShardDone and is killing itself
   bool compute_configured_ = false;
   int exit_code_ = 0;
 };

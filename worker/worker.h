@@ -1,9 +1,9 @@
 // A worker rank (>= 1): the supervisor that talks MPI to the coordinator and runs shards.
 //
 // Single-rank shards go to a long-lived executor child (worker/executor.h). The supervisor
-// enforces per-shard timeouts (SIGTERM, grace, SIGKILL) and memory limits (RSS polled from
-// /proc; over the limit: SIGKILL), turns a dead executor into a failed attempt with its reason
-// (signal, exit code, last stderr line), restarts it and re-sends the shards that were queued
+// enforces per-shard timeouts (SIGTERM, grace, SIGKILL, to the executor's process group; the
+// executor enforces memory limits itself), turns a dead executor into a failed attempt with
+// its reason (signal, exit code, last stderr line), restarts it and re-sends the shards queued
 // behind the one that died (they are not charged). `isolation: inline` shards and gang shards
 // run in the supervisor itself (gang shards need MPI; see worker/collective_mpi.h).
 //

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -38,6 +39,16 @@ double Gaussian(uint64_t& state) {
 bool FileExists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
+}
+
+// A child process that sleeps until killed: a shard's own subprocess, which must not outlive
+// the executor that ran the shard (tests/integration/test_processes.py).
+void ForkSleeper() {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(fmt::format("chaos: fork: {}", std::strerror(errno)));
+  if (pid == 0) {
+    for (;;) ::pause();  // async-signal-safe only: the parent may have threads
+  }
 }
 
 [[noreturn]] void Segfault() {
@@ -72,6 +83,7 @@ void Inject(const std::string& mode, const Json& p, ShardContext& ctx) {
 
 void RunChaos(ShardContext& ctx) {
   const Json& p = ctx.params();
+  if (p.value("fork_child", false)) ForkSleeper();
   const int64_t sleep_ms = p.value("sleep_ms", int64_t{0});
   if (sleep_ms > 0) {
     // Sleep in slices so progress is visible on long shards.
@@ -135,7 +147,7 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
       {"allocate_mb", 1024}, {"hold_ms", 500},    {"fail_until_attempt", 0},
       {"fail_while_file_exists", ""},           {"message", "chaos: injected exception"},
       {"value", 0.0},      {"noise", 1.0},        {"write", true},
-      {"write_mb", 0.0},
+      {"write_mb", 0.0},  {"fork_child", false},
       {"tag", nullptr},
   };
   chaos.validate = ValidateChaos;

@@ -8,6 +8,8 @@
 // environment" and rerun. A successful chaos shard writes `chaos/values` [8] f64 (a function of
 // seed and params) and the metrics `value` and `sleep_ms` (unless write: false); with write_mb
 // > 0 also `chaos/blob`, that many MiB of incompressible bytes (to fill a disk on purpose).
+// fork_child: true first forks a child process that sleeps until killed (a shard's own
+// subprocess).
 #pragma once
 
 #include "core/kinds.h"

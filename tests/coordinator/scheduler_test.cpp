@@ -488,6 +488,16 @@ TEST(Scheduler, PreemptionDropsDeadlines) {
   EXPECT_EQ(h.sched.counts().preempted, 1);
 }
 
+TEST(Scheduler, KeepsEachWorkersHelloToNameALostRank) {
+  Harness h({Task("a")});
+  h.sched.OnMessage(WorkerId{2}, Wire(Hello{"node7", 1, "", 4242, 1, ""}), 0, h.comm);
+  h.Join(1);
+  ASSERT_EQ(h.sched.hellos().size(), 2u);
+  EXPECT_EQ(h.sched.hellos().at(2).host, "node7");
+  EXPECT_EQ(h.sched.hellos().at(2).pid, 4242);
+  EXPECT_EQ(h.sched.hellos().at(1).host, "h");
+}
+
 TEST(Scheduler, UnsatisfiableRanksIsReported) {
   Harness h({Task("g", {}, 1, 4)});
   EXPECT_EQ(h.sched.UnsatisfiableRanks(2), 4);
