@@ -251,6 +251,8 @@ void WriteSweepSpecFile(const std::string& out_dir, const SweepSpec& spec) {
             {"spec_hash", spec.Hash()},   {"overrides", spec.overrides},
             {"spec_text", spec.source_text}, {"seedgrid", std::string(SeedgridVersion())}};
   try {
+    std::error_code ec;  // a failure shows in the write's message
+    fs::create_directories(fs::path(path).parent_path(), ec);
     WriteFileAtomically(path, j.dump(2) + "\n");
   } catch (const StoreError& e) {
     // Not fatal: the registry holds the spec too; only a rebuild from files needs this copy.

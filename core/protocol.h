@@ -12,8 +12,9 @@
 //      (`ranks: k`) on an MPI sub-communicator of the k workers named in RunShard::gang.
 //   4. While a shard runs, the executor sends Progress (rate-limited); the worker forwards it.
 //   5. When a shard ends the worker sends ShardDone (outcome, error, metrics, artifact, peak
-//      RSS). A crash, timeout or memory kill of the executor becomes a ShardDone written by the
-//      worker, which then restarts the executor. Every ShardDone frees a slot; the coordinator
+//      RSS). The executor sends a `memory` ShardDone itself (its limit is on the shard's growth
+//      above the executor's baseline) and then dies; a crash or timeout kill of the executor
+//      becomes a ShardDone written by the worker, which then restarts the executor. Every ShardDone frees a slot; the coordinator
 //      refills it (step 2).
 //   6. At the end, or on preemption, the coordinator sends Shutdown; a worker kills any shard
 //      still running (it is recorded as preempted by the coordinator, not charged) and exits

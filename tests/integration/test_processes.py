@@ -176,7 +176,7 @@ class MemoryLimit(ProcessTest):
         m = re.search(r"by (\d+) MiB \(from (\d+) to (\d+) MiB\), limit 32 MiB", error)
         self.assertTrue(m, error)
         grew, baseline, rss = map(int, m.groups())
-        self.assertGreater(grew, 32)
+        self.assertGreaterEqual(grew, 32)  # MiB, rounded down: the limit is checked in KiB
         # The executor's own resident set is above the limit: a limit on the total would have
         # failed the idle shards too.
         self.assertGreater(baseline, 32, error)
