@@ -540,6 +540,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
     stats->Write(options.stats_path);
   }
 
+ 
   // 4. Results index, summary, exit code.
   const auto& c = sched.counts();
   int code = exit_code::kOk;
@@ -560,7 +561,7 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   {
     // Every done shard of the sweep, shared ones included (they live in the directory of the
     // sweep that computed them first: linked by their path relative to this sweep's).
-    const fs::path sweep_dir = fs::path(options.out_dir) / spec.name;
+    const ResultsTargets targets(options.out_dir, spec.name, reg_dir);
     std::vector<std::pair<std::string, std::vector<ResultsLink>>> stages;
     for (const auto& st : spec.stages) stages.push_back({st.name, {}});
     for (const auto& r : reg.ShardStates(spec.name)) {
@@ -572,9 +573,8 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
       } else if (auto full = reg.Shard(r.id)) {  // from an earlier version of the spec
         stage = full->stage;
       }
-      const fs::path file = r.artifact.front() == '/' ? fs::path(r.artifact) : fs::path(reg_dir) / r.artifact;
       for (auto& [name, links] : stages) {
-        if (name == stage) links.push_back({r.id, file.lexically_relative(sweep_dir).string()});
+        if (name == stage) links.push_back({r.id, targets.For(r.artifact)});
       }
     }
     try {

@@ -29,6 +29,29 @@ std::string RelativeTo(const std::string& path, const std::string& base_dir) {
   return path;
 }
 
+ResultsTargets::ResultsTargets(const std::string& out_dir, const std::string& sweep,
+                               const std::string& reg_dir) {
+  const fs::path out = fs::path(out_dir).lexically_normal();
+  const fs::path reg = fs::path(reg_dir).lexically_normal();
+  sweep_dir_ = (out / sweep).string();
+  if (reg == out) in_sweep_ = sweep + "/";
+  to_reg_ = reg.lexically_relative(out / sweep).string() + "/";
+}
+
+std::string ResultsTargets::For(const std::string& artifact) const {
+  if (artifact.front() == '/') {
+    if (artifact.size() > sweep_dir_.size() && artifact.compare(0, sweep_dir_.size(), sweep_dir_) == 0 &&
+        artifact[sweep_dir_.size()] == '/') {
+      return artifact.substr(sweep_dir_.size() + 1);
+    }
+    return artifact;  // HDF5 follows absolute targets as they are
+  }
+  if (!in_sweep_.empty() && artifact.compare(0, in_sweep_.size(), in_sweep_) == 0) {
+    return artifact.substr(in_sweep_.size());
+  }
+  return to_reg_ + artifact;
+}
+
 namespace {
 
 const char* RoleName(ShardRole role) {

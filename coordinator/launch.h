@@ -51,4 +51,19 @@ std::string SweepSpecFilePath(const std::string& out_dir, const std::string& swe
 // `path` relative to `base_dir` when it lies below it (how the registry stores artifacts).
 std::string RelativeTo(const std::string& path, const std::string& base_dir);
 
+// Where results.h5's links point: a shard file's path relative to <out>/<sweep>/, from its
+// artifact as the registry stores it (relative to the registry's directory, or absolute). A
+// shared shard's file lies in the directory of the sweep that computed it. String work only,
+// no std::filesystem::path per link (one per done shard, 10^5-10^6 of them).
+class ResultsTargets {
+ public:
+  ResultsTargets(const std::string& out_dir, const std::string& sweep, const std::string& reg_dir);
+  std::string For(const std::string& artifact) const;
+
+ private:
+  std::string sweep_dir_;  // absolute, normal
+  std::string in_sweep_;   // "<sweep>/" when the registry's directory is <out>, else ""
+  std::string to_reg_;     // from the sweep's directory to the registry's, with a trailing '/'
+};
+
 }  // namespace seedgrid
