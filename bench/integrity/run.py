@@ -16,6 +16,7 @@ after an upgrade from a registry without stamps, or after the out dir was copied
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,13 +30,17 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 
 def launch(binary, spec, out, workers=1):
+    """Wall seconds and CPU seconds (user + system of the launcher, mpirun and every rank:
+    all are waited for) of one `seedgrid run`."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run([binary, "run", spec, "--workers", str(workers), "--out", out], env=ENV,
                        capture_output=True, text=True)
     dt = time.perf_counter() - t
+    ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise SystemExit(f"{binary} run failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return dt, p.stdout
+    return dt, ru2.ru_utime - ru.ru_utime + ru2.ru_stime - ru.ru_stime
 
 
 def main():
@@ -56,18 +61,25 @@ def main():
         dt, _ = launch(b, spec, outs[k], workers=3)
         print(f"{k}: computed {a.shards} shards in {dt:.1f} s", flush=True)
     times = {k: [] for k in builds}
+    cpu = {k: [] for k in builds}
     for r in range(a.reps):
         for k in (builds if r % 2 == 0 else reversed(list(builds))):
-            dt, _ = launch(builds[k], spec, outs[k])
+            dt, c = launch(builds[k], spec, outs[k])
             times[k].append(dt)
-        print(f"rep {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.3f} s" for k in builds), flush=True)
+            cpu[k].append(c)
+        print(f"rep {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.3f} s ({cpu[k][-1]:.3f} s CPU)"
+                                           for k in builds), flush=True)
     for root, _, files in os.walk(os.path.join(outs["this build"], "files")):
         for f in files:
             os.utime(os.path.join(root, f))
-    touched, _ = launch(a.seedgrid, spec, outs["this build"])
+    touched, touched_cpu = launch(a.seedgrid, spec, outs["this build"])
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     res = {"shards": a.shards, "reps": a.reps, "relaunch_s": times, "median_s": med,
            "overhead_frac": med["this build"] / med["baseline"] - 1,
+           "relaunch_cpu_s": cpu, "median_cpu_s": med_cpu,
+           "overhead_cpu_frac": med_cpu["this build"] / med_cpu["baseline"] - 1,
+           "relaunch_after_touch_all_cpu_s": touched_cpu,
            "relaunch_after_touch_all_s": touched}
     print(json.dumps(res, indent=2))
     if a.json:
