@@ -14,10 +14,15 @@
 //   * shards: n > 1: n map shards (params.shard_index, params.shard_count) and, when the kind
 //     has a reducer, one reduce shard (params.role = "reduce") needing all of them.
 //   * Shard id = Sha256(kind, canonical params, seed, sorted needed ids, code tag)[:16 hex].
+//
+// The implementation lives in core/spec/: yaml_tree (located YAML tree, scalar typing, limits),
+// overrides, parse, report_section, expand, shard_id, units.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,11 +61,34 @@ struct StageSpec {
   int line = 0;
 };
 
+// The `report:` section: what `seedgrid report` writes when its command line does not say
+// (docs/spec.md, "The report section"). Checked with the rest of the spec, so a typo fails the
+// launch (exit 2), not the report at the end of the sweep. Figure types are the report's
+// (coordinator/report/figures.h): the parser checks their shape, the report checks the name.
+struct ReportTableSpec {
+  std::string stage;                  // a stage of the spec
+  std::vector<std::string> metrics;   // names, or prefixes ending in '*'; empty: the kind's
+  std::vector<std::string> group_by;  // axis or param keys; empty: every axis but seed
+};
+
+struct ReportFigureSpec {
+  std::string type;   // e.g. loss_curves
+  std::string stage;  // empty: every stage where the type finds its data
+};
+
+inline constexpr std::array<std::string_view, 4> kReportFormats = {"md", "tex", "csv", "html"};
+
+struct ReportSpec {
+  std::vector<ReportTableSpec> tables;                   // empty: one table per stage
+  std::optional<std::vector<ReportFigureSpec>> figures;  // nullopt: by kind; empty: none
+  std::vector<std::string> formats;                      // of kReportFormats; empty: all
+};
+
 struct SweepSpec {
   std::string name;
   std::string out = "runs";
   std::vector<StageSpec> stages;
-  Json report = Json::object();
+  ReportSpec report;
   std::string source_path;
   std::string source_text;             // the YAML as read
   std::vector<std::string> overrides;  // key=value, as given
@@ -101,6 +129,11 @@ SweepSpec ParseSpec(std::string_view yaml_text, std::string_view file_name,
                     const std::vector<std::string>& overrides, const KindRegistry& kinds);
 SweepSpec LoadSpec(const std::string& path, const std::vector<std::string>& overrides,
                    const KindRegistry& kinds);  // reads the file, then ParseSpec
+
+// The `report:` section alone, as ParseSpec reads it, for the report to read back a sweep's
+// stored spec (no kinds needed; stage names are not checked, the report knows the stages).
+// Throws SpecError like ParseSpec.
+ReportSpec ParseReportSpec(std::string_view yaml_text, std::string_view file_name);
 
 // Expands to shards. Throws SpecError (e.g. more shards than max_shards).
 Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds,

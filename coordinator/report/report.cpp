@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <yaml-cpp/yaml.h>
 
 #include "core/registry.h"
+#include "core/spec.h"
 #include "coordinator/report/render.h"
 
 namespace seedgrid {
@@ -24,107 +24,29 @@ using report::TableRequest;
 
 namespace {
 
-const std::vector<std::string> kFormats = {"md", "tex", "csv", "html"};
+const std::vector<std::string> kFormats(kReportFormats.begin(), kReportFormats.end());
 
 // ---- the spec's report: section ----
 
-struct ReportSection {
-  std::vector<TableRequest> tables;
-  std::vector<FigureRequest> figures;
-  std::vector<std::string> formats;
-  bool has_tables = false, has_figures = false;
-};
-
-std::vector<std::string> StringList(const YAML::Node& n, const std::string& where,
-                                    std::vector<std::string>& problems) {
-  std::vector<std::string> out;
-  if (n.IsScalar()) return {n.Scalar()};
-  if (!n.IsSequence()) {
-    problems.push_back(fmt::format("{}: expected a string or a list of strings", where));
-    return out;
-  }
-  for (const auto& item : n) {
-    if (item.IsScalar()) {
-      out.push_back(item.Scalar());
-    } else {
-      problems.push_back(fmt::format("{}: expected a string, line {}", where, item.Mark().line + 1));
-    }
-  }
-  return out;
-}
-
-void CheckKeys(const YAML::Node& map, const std::vector<std::string>& accepted,
-               const std::string& where, std::vector<std::string>& problems) {
-  for (const auto& kv : map) {
-    std::string key = kv.first.Scalar();
-    if (std::find(accepted.begin(), accepted.end(), key) == accepted.end()) {
-      problems.push_back(fmt::format("{}: unknown key '{}' at line {} (accepted: {})", where, key,
-                                     kv.first.Mark().line + 1, fmt::join(accepted, ", ")));
-    }
-  }
-}
-
-ReportSection ParseReportSection(const std::string& spec_text, std::vector<std::string>& problems,
-                                 std::vector<std::string>& warnings) {
-  ReportSection r;
-  YAML::Node root;
+// The section as ParseSpec checked it at launch; read again from the stored spec text (the
+// registry keeps the text, not the overrides). Figure types are checked here: they are ours.
+ReportSpec StoredReportSection(const report::SweepData& data, std::vector<std::string>& problems) {
+  ReportSpec section;
   try {
-    root = YAML::Load(spec_text);
-  } catch (const YAML::Exception& e) {
-    warnings.push_back(fmt::format("the sweep's stored spec does not parse ({}); report defaults used", e.what()));
-    return r;
+    section = ParseReportSpec(data.sweep.spec_text,
+                              fmt::format("stored spec of sweep '{}'", data.sweep.name));
+  } catch (const SpecError& e) {
+    problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+    return {};
   }
-  if (!root.IsMap() || !root["report"] || root["report"].IsNull()) return r;
-  const YAML::Node sec = root["report"];
-  const std::string where = "spec report section";
-  if (!sec.IsMap()) {
-    problems.push_back(where + ": expected a map with tables, figures, formats");
-    return r;
-  }
-  CheckKeys(sec, {"tables", "figures", "formats"}, where, problems);
-  if (sec["tables"]) {
-    r.has_tables = true;
-    if (!sec["tables"].IsSequence()) problems.push_back(where + ": tables: expected a list");
-    for (const auto& t : sec["tables"]) {
-      std::string tw = fmt::format("{}: tables (line {})", where, t.Mark().line + 1);
-      if (!t.IsMap() || !t["stage"]) {
-        problems.push_back(tw + ": expected {stage, metrics, group_by}");
-        continue;
-      }
-      CheckKeys(t, {"stage", "metrics", "group_by"}, tw, problems);
-      TableRequest req{t["stage"].Scalar(), {}, {}};
-      if (t["metrics"]) req.metrics = StringList(t["metrics"], tw + ": metrics", problems);
-      if (t["group_by"]) req.group_by = StringList(t["group_by"], tw + ": group_by", problems);
-      r.tables.push_back(std::move(req));
+  const auto& types = report::FigureTypes();
+  for (const auto& f : section.figures.value_or(std::vector<ReportFigureSpec>{})) {
+    if (std::find(types.begin(), types.end(), f.type) == types.end()) {
+      problems.push_back(fmt::format("spec report section: unknown figure type '{}' (accepted: {})",
+                                     f.type, fmt::join(types, ", ")));
     }
   }
-  if (sec["figures"]) {
-    r.has_figures = true;
-    if (!sec["figures"].IsSequence()) problems.push_back(where + ": figures: expected a list");
-    for (const auto& f : sec["figures"]) {
-      std::string fw = fmt::format("{}: figures (line {})", where, f.Mark().line + 1);
-      FigureRequest req;
-      if (f.IsScalar()) {
-        req.type = f.Scalar();
-      } else if (f.IsMap() && f["type"]) {
-        CheckKeys(f, {"type", "stage"}, fw, problems);
-        req.type = f["type"].Scalar();
-        if (f["stage"]) req.stage = f["stage"].Scalar();
-      } else {
-        problems.push_back(fw + ": expected a figure type or {type, stage}");
-        continue;
-      }
-      const auto& types = report::FigureTypes();
-      if (std::find(types.begin(), types.end(), req.type) == types.end()) {
-        problems.push_back(fmt::format("{}: unknown figure type '{}' (accepted: {})", fw, req.type,
-                                       fmt::join(types, ", ")));
-        continue;
-      }
-      r.figures.push_back(std::move(req));
-    }
-  }
-  if (sec["formats"]) r.formats = StringList(sec["formats"], where + ": formats", problems);
-  return r;
+  return section;
 }
 
 // ---- small helpers ----
@@ -178,7 +100,7 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 // ---- which tables ----
 
 std::vector<TableRequest> PlanTables(const report::SweepData& data, const ReportOptions& opts,
-                                     const ReportSection& section, std::vector<std::string>& problems) {
+                                     const ReportSpec& section, std::vector<std::string>& problems) {
   std::vector<std::string> stages;
   for (const auto& s : data.stages) {
     if (opts.stage.empty() || opts.stage == s.name) stages.push_back(s.name);
@@ -231,12 +153,10 @@ std::vector<TableRequest> PlanTables(const report::SweepData& data, const Report
     }
     return out;
   }
-  if (section.has_tables) {
-    for (const auto& t : section.tables) {
-      if (opts.stage.empty() || t.stage == opts.stage) out.push_back(t);
-    }
-    if (!out.empty()) return out;
+  for (const auto& t : section.tables) {
+    if (opts.stage.empty() || t.stage == opts.stage) out.push_back({t.stage, t.metrics, t.group_by});
   }
+  if (!out.empty()) return out;
   for (const auto& s : stages) out.push_back({s, {}, {}});
   return out;
 }
@@ -463,17 +383,9 @@ ReportResult WriteReport(const ReportOptions& in) {
   }
   Registry registry(opts.registry_path, Registry::Mode::kReadOnly);
   report::SweepData data = report::LoadSweep(registry, opts.sweep);
-  ReportSection section = ParseReportSection(data.sweep.spec_text, problems, warnings);
+  const ReportSpec section = StoredReportSection(data, problems);
   std::vector<std::string> formats = !opts.formats.empty() ? opts.formats
                                      : !section.formats.empty() ? section.formats : kFormats;
-  if (opts.formats.empty()) {
-    for (const auto& f : section.formats) {
-      if (!Has(kFormats, f)) {
-        problems.push_back(fmt::format("spec report section: unknown format '{}' (accepted: {})", f,
-                                       fmt::join(kFormats, ", ")));
-      }
-    }
-  }
 
   // 1. Tables (every problem collected before anything is written).
   std::vector<StageTable> tables;
@@ -488,8 +400,8 @@ ReportResult WriteReport(const ReportOptions& in) {
   }
   std::vector<FigureRequest> figure_requests;
   if (opts.figures) {
-    if (section.has_figures) {
-      for (const auto& f : section.figures) {
+    if (section.figures) {
+      for (const auto& f : *section.figures) {
         if (!f.stage.empty() && !data.FindStage(f.stage)) {
           problems.push_back(fmt::format("spec report section: figure {} names unknown stage '{}'", f.type, f.stage));
         }

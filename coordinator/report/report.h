@@ -10,11 +10,13 @@
 //
 // What goes in, in order of precedence:
 //   1. --metrics / --group-by (with --stage: that stage; without: every stage that has them);
-//   2. the spec's `report:` section, stored with the sweep:
+//   2. the spec's `report:` section (ReportSpec in core/spec.h; docs/spec.md), checked with the
+//      spec at launch and read back here from the sweep's stored spec text:
 //        report:
 //          tables:  [{stage: steer, metrics: [steer_delta, "retained.*"], group_by: [adapter]}]
 //          figures: [steering_curve, {type: loss_curves, stage: base}]
 //          formats: [md, csv]
+//      Figure types are checked here, where they are defined (figures.h).
 //   3. defaults: a table per stage with the kind's metrics (tables.h), figures by kind (figures.h).
 //
 // It reads the registry read-only, so it works while a sweep runs and after failures; a group

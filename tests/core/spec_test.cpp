@@ -293,6 +293,118 @@ stages:
   }
 }
 
+// ---- The report section ----------------------------------------------------------------------
+
+const char* kReported = R"(name: reported
+stages:
+  - name: base
+    kind: train
+  - name: steer
+    kind: eval
+    needs: base
+report:
+  tables:
+    - {stage: steer, metrics: [steer_delta, "retained.*"], group_by: adapter}
+    - {stage: base}
+  figures: [loss_curves, {type: steering_curve, stage: steer}]
+  formats: [md, csv]
+)";
+
+TEST(SpecReportTest, ValidSectionIsTyped) {
+  const ReportSpec r = Parse(kReported).report;
+  ASSERT_EQ(r.tables.size(), 2u);
+  EXPECT_EQ(r.tables[0].stage, "steer");
+  EXPECT_THAT(r.tables[0].metrics, ElementsAre("steer_delta", "retained.*"));
+  EXPECT_THAT(r.tables[0].group_by, ElementsAre("adapter"));  // one string: a list of one
+  EXPECT_EQ(r.tables[1].stage, "base");
+  EXPECT_TRUE(r.tables[1].metrics.empty());
+  ASSERT_TRUE(r.figures.has_value());
+  ASSERT_EQ(r.figures->size(), 2u);
+  EXPECT_EQ((*r.figures)[0].type, "loss_curves");
+  EXPECT_EQ((*r.figures)[0].stage, "");
+  EXPECT_EQ((*r.figures)[1].type, "steering_curve");
+  EXPECT_EQ((*r.figures)[1].stage, "steer");
+  EXPECT_THAT(r.formats, ElementsAre("md", "csv"));
+
+  // Absent: defaults (no figures list at all); `figures: []`: no figures.
+  const ReportSpec none = Parse("kind: eval\n").report;
+  EXPECT_TRUE(none.tables.empty());
+  EXPECT_FALSE(none.figures.has_value());
+  EXPECT_TRUE(none.formats.empty());
+  EXPECT_FALSE(Parse("kind: eval\nreport:\n").report.figures.has_value());
+  const ReportSpec empty = Parse("kind: eval\nreport: {figures: []}\n").report;
+  ASSERT_TRUE(empty.figures.has_value());
+  EXPECT_TRUE(empty.figures->empty());
+  // The shorthand's stage is named after the sweep, or `main`.
+  EXPECT_EQ(Parse("kind: eval\nreport: {tables: [{stage: main}]}\n").report.tables[0].stage, "main");
+  // Overrides reach the section like any other key.
+  EXPECT_THAT(Parse(kReported, {"report.formats=[html]"}).report.formats, ElementsAre("html"));
+}
+
+TEST(SpecReportTest, UnknownKeysHaveFileAndLine) {
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tabels: []\n", 3),
+              AllOf(HasSubstr("report: unknown key 'tabels'; did you mean 'tables'?"),
+                    HasSubstr("accepted: tables, figures, formats")));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metric: [a]\n", 5),
+              AllOf(HasSubstr("report: tables[0]: unknown key 'metric'; did you mean 'metrics'?"),
+                    HasSubstr("accepted: stage, metrics, group_by")));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stages: x}\n", 4),
+              AllOf(HasSubstr("report: figures[0]: unknown key 'stages'"),
+                    HasSubstr("accepted: type, stage")));
+}
+
+TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
+  EXPECT_THAT(OneProblem("kind: eval\nreport: [tables]\n", 2),
+              HasSubstr("report: expected a map (tables, figures, formats), got a list"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables: {stage: main}\n", 3),
+              HasSubstr("report: tables: expected a list of {stage, metrics, group_by}, got a map"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - main\n", 4),
+              HasSubstr("report: tables[0]: expected a map {stage, metrics, group_by}, got string 'main'"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - {metrics: [a]}\n", 4),
+              HasSubstr("report: tables[0]: missing 'stage'"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metrics: {a: 1}\n", 5),
+              HasSubstr("report: tables[0].metrics: expected a string or a list of strings, got a map"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      group_by: [a, [b]]\n", 5),
+              HasSubstr("report: tables[0].group_by[1]: expected a string, got a list"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures: [[loss_curves]]\n", 3),
+              HasSubstr("report: figures[0]: expected a figure type or {type, stage}, got a list"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main}\n", 4),
+              HasSubstr("report: figures[0]: missing 'type'"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  formats: [md,\n    pdf]\n", 4),
+              HasSubstr("report: formats: unknown format 'pdf' (accepted: md, tex, csv, html)"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  formats: {md: 1}\n", 3),
+              HasSubstr("report: formats: expected a string or a list of strings, got a map"));
+  // A stage the spec does not have, at the line that names it.
+  EXPECT_THAT(OneProblem("stages:\n  - {name: steer, kind: eval}\nreport:\n  tables:\n"
+                         "    - {stage: stear}\n",
+                         5),
+              HasSubstr("report: tables[0].stage: 'stear' is not a stage; did you mean 'steer'? "
+                        "(stages: steer)"));
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stage: base}\n", 4),
+              HasSubstr("report: figures[0].stage: 'base' is not a stage (stages: main)"));
+  // An override is blamed by its text.
+  auto problems = Problems("kind: eval\n", {"report.formats=pdf"});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_THAT(problems[0], StartsWith("override 'report.formats=pdf': report: formats: unknown format"));
+}
+
+TEST(SpecReportTest, ParseReportSpecReadsTheSectionAlone) {
+  // The rest of a stored spec is not checked again (no kinds needed, stages not resolved).
+  const ReportSpec r = ParseReportSpec("stages: []\nreport:\n  formats: csv\n  tables: [{stage: x}]\n",
+                                       "stored");
+  EXPECT_THAT(r.formats, ElementsAre("csv"));
+  ASSERT_EQ(r.tables.size(), 1u);
+  EXPECT_EQ(r.tables[0].stage, "x");
+  EXPECT_FALSE(ParseReportSpec("name: x\n", "stored").figures.has_value());
+  try {
+    ParseReportSpec("name: x\nreport:\n  formats: [pdf]\n", "stored");
+    FAIL() << "accepted";
+  } catch (const SpecError& e) {
+    ASSERT_EQ(e.problems().size(), 1u);
+    EXPECT_THAT(e.problems()[0], StartsWith("stored:3: report: formats: unknown format 'pdf'"));
+  }
+}
+
 // ---- Overrides -----------------------------------------------------------------------------------
 
 const char* kMulti = R"(name: multi

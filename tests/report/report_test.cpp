@@ -314,13 +314,24 @@ TEST(Report, SpecReportSectionPicksTablesAndRejectsUnknownKeys) {
   EXPECT_FALSE(fs::exists(out.path() / "tables" / "steer.tex"));
   EXPECT_TRUE(r.html.empty());
 
-  SweepFixture bad("bad", "name: bad\nreport:\n  tabels: []\n  figures: [pie_chart]\n");
+  // A section the launch would have refused (a registry written by hand or by an older
+  // seedgrid) is refused here too, with where: the section is read through ParseReportSpec.
+  SweepFixture bad("bad", "name: bad\nreport:\n  tabels: []\n  formats: [md, pdf]\n");
   bad.Add({"steer", 0, "lora_steer", {}, 0, ShardStatus::kDone, {{"steer_delta", 1}}});
   try {
     WriteReport(Options(bad, out.path()));
     FAIL() << "no error";
   } catch (const UsageError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("unknown key 'tabels'"));
+    EXPECT_THAT(e.what(), HasSubstr("stored spec of sweep 'bad':3: report: unknown key 'tabels'"));
+    EXPECT_THAT(e.what(), HasSubstr("stored spec of sweep 'bad':4: report: formats: unknown format 'pdf'"));
+  }
+  // Figure types are the report's own check.
+  SweepFixture pie("pie", "name: pie\nreport:\n  figures: [pie_chart]\n");
+  pie.Add({"steer", 0, "lora_steer", {}, 0, ShardStatus::kDone, {{"steer_delta", 1}}});
+  try {
+    WriteReport(Options(pie, out.path()));
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
     EXPECT_THAT(e.what(), HasSubstr("unknown figure type 'pie_chart'"));
   }
 }
