@@ -14,6 +14,7 @@
 
 #include "core/registry.h"
 #include "core/store.h"
+#include "core/strings.h"
 
 namespace seedgrid {
 namespace {
@@ -26,12 +27,6 @@ std::string AxesText(const Json& axes) {
     if (!s.empty()) s += " ";
     s += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
   }
-  return s;
-}
-
-std::string_view TrimSpace(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
 }
 
@@ -71,7 +66,7 @@ bool SaysError(std::string_view line) {
 
 // "#000: H5F.c line 1025 in H5Fclose(): ..." (after leading spaces), a frame of an HDF5 stack.
 bool IsHdf5Frame(std::string_view line) {
-  line = TrimSpace(line);
+  line = Trim(line);
   return line.size() > 5 && line[0] == '#' && std::isdigit(static_cast<unsigned char>(line[1])) &&
          std::isdigit(static_cast<unsigned char>(line[2])) &&
          std::isdigit(static_cast<unsigned char>(line[3])) && line[4] == ':';
@@ -80,13 +75,13 @@ bool IsHdf5Frame(std::string_view line) {
 // What `status` shows of a failed shard's error: the cause line, and where the rest is.
 std::string ErrorSummary(const std::string& error, const ShardId& id) {
   std::string line = ErrorCauseLine(error);
-  if (TrimSpace(error).find('\n') == std::string_view::npos) return line;
+  if (Trim(error).find('\n') == std::string_view::npos) return line;
   return fmt::format("{}  (whole message: seedgrid show {})", line, id.hex);
 }
 
 // An error for `show`: inline when it is one line, else every line below, indented.
 std::string ErrorBlock(const std::string& error, std::string_view indent) {
-  std::string_view text = TrimSpace(error);
+  std::string_view text = Trim(error);
   if (text.find('\n') == std::string_view::npos) return fmt::format(": {}\n", text);
   std::string out = ":\n";
   for (size_t start = 0; start <= text.size();) {
@@ -122,20 +117,20 @@ std::string ErrorCauseLine(std::string_view error) {
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
       line.remove_suffix(1);
     }
-    if (!TrimSpace(line).empty()) lines.push_back(line);
+    if (!Trim(line).empty()) lines.push_back(line);
     start = end + 1;
   }
   if (lines.empty()) return "";
-  if (lines.size() == 1) return std::string(TrimSpace(lines[0]));  // the common case: no search
+  if (lines.size() == 1) return std::string(Trim(lines[0]));  // the common case: no search
   auto last = [&](auto&& pred, size_t from = 0) -> std::optional<std::string> {
     for (size_t i = lines.size(); i-- > from;) {
-      if (pred(lines[i])) return std::string(TrimSpace(lines[i]));
+      if (pred(lines[i])) return std::string(Trim(lines[i]));
     }
     return std::nullopt;
   };
   if (auto l = last(HasErrnoText)) return *l;
   for (size_t i = 0; i < lines.size(); ++i) {
-    if (TrimSpace(lines[i]) != "Traceback (most recent call last):") continue;
+    if (Trim(lines[i]) != "Traceback (most recent call last):") continue;
     auto unindented = [](std::string_view l) {
       return !std::isspace(static_cast<unsigned char>(l[0]));
     };
@@ -143,7 +138,7 @@ std::string ErrorCauseLine(std::string_view error) {
   }
   if (auto l = last(IsHdf5Frame)) return *l;
   if (auto l = last(SaysError)) return *l;
-  return std::string(TrimSpace(lines[0]));
+  return std::string(Trim(lines[0]));
 }
 
 int PrintDryRun(const Plan& plan, const std::string& registry_path) {

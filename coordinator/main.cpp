@@ -27,6 +27,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/report/report.h"
 #include "coordinator/submit/submit.h"
+#include "core/process.h"
 #include "core/registry.h"
 #include "core/spec.h"
 #include "core/sysutil.h"
@@ -37,19 +38,6 @@ namespace fs = std::filesystem;
 using namespace seedgrid;
 
 namespace {
-
-std::string SelfExe() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? "seedgrid" : p.string();
-}
-
-std::string ShellQuote(const std::string& s) {
-  if (!s.empty() && s.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;#~!") == std::string::npos) return s;
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 struct SweepArgs {
   std::string spec;
@@ -269,29 +257,26 @@ int SelfLaunch(int argc, char** argv, int workers) {
   // polling round that doubles a short shard's round trip (BENCHMARKS.md). OMPI_MCA_btl set by
   // the user wins.
   setenv("OMPI_MCA_btl", "self,vader", 0);
-  args.push_back(SelfExe());
+  args.push_back(SelfExe("seedgrid"));
   for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
-  std::vector<char*> cargv;
-  for (auto& s : args) cargv.push_back(s.data());
-  cargv.push_back(nullptr);
   // The ranks exit 0 and rank 0 leaves the sweep's exit code in the launch record: a rank
   // exiting non-zero would make mpirun abort the job with a page of noise.
   LaunchRecord record;
   setenv("SEEDGRID_EXIT_FILE", record.path().c_str(), 1);
   std::fflush(stdout);
-  const pid_t launcher = ::getpid();
-  pid_t child = ::fork();
-  if (child < 0) throw std::system_error(errno, std::generic_category(), "fork for mpirun");
-  if (child == 0) {
-    // mpirun, and with it the job, ends with us: SIGTERM is its signal to stop the job.
-    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != launcher) {
-      std::_Exit(exit_code::kInternal);
-    }
-    ::execvp(cargv[0], cargv.data());
+  SpawnOptions spawn;
+  spawn.argv = std::move(args);
+  // mpirun, and with it the job, ends with us: SIGTERM is its signal to stop the job.
+  spawn.parent_death_signal = SIGTERM;
+  Child mpirun_child;
+  try {
+    mpirun_child = Spawn(spawn);
+  } catch (const std::system_error& e) {
     fmt::print(stderr, "seedgrid: cannot start {}: {} (install openmpi-bin, or set SEEDGRID_MPIRUN)\n",
-               mpirun, std::strerror(errno));
-    std::_Exit(exit_code::kUsage);
+               mpirun, e.code().message());
+    return exit_code::kUsage;
   }
+  const pid_t child = mpirun_child.pid();
   // Preemption signals go to mpirun as SIGUSR1, which it forwards to every rank: the
   // coordinator then marks in-flight shards preempted and exits 4 (workers ignore it).
   g_mpirun = child;
@@ -301,10 +286,9 @@ int SelfLaunch(int argc, char** argv, int workers) {
   for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &sa, nullptr);
   int status = 0;
   for (;;) {
-    pid_t done = ::waitpid(child, &status, WNOHANG);
-    if (done == child) break;
-    if (done < 0 && errno != EINTR) {
-      throw std::system_error(errno, std::generic_category(), "waitpid mpirun");
+    if (auto done = mpirun_child.TryWait()) {
+      status = done->raw();
+      break;
     }
     if (g_forwarded) {
       record.Read();  // after a preemption the ranks end as they may
@@ -338,7 +322,7 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGTERM, SIG_IGN);
     WorkerOptions wo;
-    wo.binary = SelfExe();
+    wo.binary = SelfExe("seedgrid");
     int code = RunWorker(mpi, wo);
     AppendLaunchRecord(fmt::format("bye {}\n", mpi.rank()));
     return std::getenv("SEEDGRID_EXIT_FILE") ? 0 : code;
@@ -490,7 +474,7 @@ int Main(int argc, char** argv) {
       return RunReport(ro);
     }
     if (*submit) {
-      if (so.seedgrid_binary.empty()) so.seedgrid_binary = SelfExe();
+      if (so.seedgrid_binary.empty()) so.seedgrid_binary = SelfExe("seedgrid");
       return RunSubmit(so);
     }
   } catch (const SpecError& e) {

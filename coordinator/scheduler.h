@@ -2,7 +2,7 @@
 //
 //   Scheduler s(tasks, options);
 //   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone
-//   s.Preempt(now, comm);                  // SIGTERM/SIGUSR1: stop dispatch, in-flight -> preempted
+//   s.Preempt(now);                        // SIGTERM/SIGUSR1: stop dispatch, in-flight -> preempted
 //   if (s.has_deadlines()) s.Tick(now, comm);  // each round: timeouts of shards run in a worker
 //   s.TakeEvents();                        // what happened, for the registry writer and progress
 //

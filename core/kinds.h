@@ -1,9 +1,9 @@
 // The config half of every experiment kind: defaults, validation and whether `shards: n`
 // adds a reduce shard. No LibTorch: the coordinator links this to validate and expand a spec
-// before any GPU time is spent. The runner half (worker/runner.h) is registered separately.
+// before any GPU time is spent. The runner half (core/runner.h) is registered separately.
 //
-// Registration is an explicit call (RegisterCoreKinds, experiments' RegisterKindConfigs), never
-// a static initialiser.
+// Registration is an explicit call (AllKinds() in experiments/all_kinds.cpp calls the
+// experiments' Register*Configs of experiments/kinds_config.h), never a static initialiser.
 #pragma once
 
 #include <functional>

@@ -52,7 +52,10 @@ namespace {
 //      ctime) taken when the shard became done. A launch compares it with a stat of the file
 //      and opens only the files whose stamp changed (a file verified once is not re-read).
 //    shard_specs_sweep_stage, which served the per-sweep queries, is dropped.
-constexpr int kSchemaVersion = 4;
+// 5: slurm_jobs, which `seedgrid submit` created on its own (CREATE TABLE IF NOT EXISTS, the
+//    same DDL) outside the versioned schema, is part of it: a version 4 registry gets the
+//    table, or keeps the one submit made, rows and all.
+constexpr int kSchemaVersion = 5;
 
 // Version 3's rebuilt tables, under a name for attempts (the migration builds it beside the
 // old one).
@@ -107,6 +110,11 @@ CREATE TABLE IF NOT EXISTS launches(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, started TEXT NOT NULL,
   ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, workers INTEGER NOT NULL,
   exit_code INTEGER, job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slurm_jobs(
+  job_id TEXT PRIMARY KEY, sweep TEXT NOT NULL, submitted TEXT NOT NULL, mode TEXT NOT NULL,
+  chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
+  gpus_per_node INTEGER NOT NULL, workers_per_node INTEGER NOT NULL, time_limit TEXT NOT NULL,
+  script TEXT NOT NULL, log TEXT NOT NULL);
 )sql";
 
 #define SPEC_COLUMNS "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs"
@@ -396,7 +404,7 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
                     "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
         }
         db_->exec(std::string(kShardTables) + AttemptsDdl("attempts"));
-        if (version >= 1) {
+        if (version >= 1 && version < 4) {
           // Every shard belongs to the sweep that recorded it (the only membership before 4).
           db_->exec("INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
                     "SELECT sweep, seq, stage, stage_index FROM shard_specs");
@@ -831,6 +839,57 @@ std::map<std::string, std::string> Registry::Provenance(const std::string& sweep
   return out;
 }
 
+// slurm_jobs' statements are prepared when used, not with the others: a read-only connection
+// to a registry older than version 5 has no such table, and submit is no hot path.
+#define SLURM_JOB_COLUMNS                                                                     \
+  "job_id, sweep, submitted, mode, chain_index, depends_on, nodes, gpus_per_node, "          \
+  "workers_per_node, time_limit, script, log"
+
+void Registry::AddSlurmJobs(std::span<const SlurmJobRow> jobs) {
+  SQLite::Statement q(*db_, "INSERT OR REPLACE INTO slurm_jobs(" SLURM_JOB_COLUMNS
+                            ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  for (const auto& j : jobs) {
+    q.bind(1, j.job_id);
+    q.bind(2, j.sweep);
+    q.bind(3, j.submitted);
+    q.bind(4, j.mode);
+    q.bind(5, j.chain_index);
+    q.bind(6, j.depends_on);
+    q.bind(7, j.nodes);
+    q.bind(8, j.gpus_per_node);
+    q.bind(9, j.workers_per_node);
+    q.bind(10, j.time_limit);
+    q.bind(11, j.script);
+    q.bind(12, j.log);
+    q.exec();
+    q.reset();
+  }
+}
+
+std::vector<SlurmJobRow> Registry::SlurmJobs(const std::string& sweep) const {
+  SQLite::Statement q(*db_, "SELECT " SLURM_JOB_COLUMNS
+                            " FROM slurm_jobs WHERE sweep=? ORDER BY submitted, chain_index");
+  q.bind(1, sweep);
+  std::vector<SlurmJobRow> out;
+  while (q.executeStep()) {
+    SlurmJobRow j;
+    j.job_id = q.getColumn(0).getString();
+    j.sweep = q.getColumn(1).getString();
+    j.submitted = q.getColumn(2).getString();
+    j.mode = q.getColumn(3).getString();
+    j.chain_index = q.getColumn(4).getInt();
+    j.depends_on = q.getColumn(5).getString();
+    j.nodes = q.getColumn(6).getInt();
+    j.gpus_per_node = q.getColumn(7).getInt();
+    j.workers_per_node = q.getColumn(8).getInt();
+    j.time_limit = q.getColumn(9).getString();
+    j.script = q.getColumn(10).getString();
+    j.log = q.getColumn(11).getString();
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
 // ---- RunLock ----
 
 RunLock::RunLock(const std::string& registry_path) {
@@ -885,7 +944,7 @@ RunLock::~RunLock() {
 WalCheckpointer::WalCheckpointer(Registry& reg, std::chrono::milliseconds period)
     : reg_(reg), period_(period) {
   if (reg_.on_network_fs()) return;
-  reg_.db().exec("PRAGMA wal_autocheckpoint=0");
+  reg_.db_->exec("PRAGMA wal_autocheckpoint=0");
   thread_ = std::thread([this] {
     try {
       SQLite::Database db(reg_.path(), SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX, 5000);
@@ -914,7 +973,7 @@ WalCheckpointer::~WalCheckpointer() {
   cv_.notify_all();
   thread_.join();
   try {
-    reg_.db().exec("PRAGMA wal_autocheckpoint=10000");
+    reg_.db_->exec("PRAGMA wal_autocheckpoint=10000");
   } catch (const std::exception&) {
   }
 }

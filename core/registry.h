@@ -22,6 +22,13 @@
 //   metrics(shard, name, value)  PK(shard, name)
 //   provenance(sweep, key, value)  PK(sweep, key)
 //   launches(id PK autoinc, sweep, started, ended, host, pid, workers, exit_code, job_id)
+//   slurm_jobs(job_id PK, sweep, submitted, mode, chain_index, depends_on, nodes,
+//              gpus_per_node, workers_per_node, time_limit, script, log): what `seedgrid
+//              submit` queued (schema 5; before it, submit created the table itself)
+//
+// No raw SQL goes through a Registry: every read and write is a typed method below, so the
+// schema (and its migrations) are this file's alone. Tests that inspect the file open their
+// own SQLite connection on it.
 #pragma once
 
 #include <atomic>
@@ -120,6 +127,22 @@ struct AttemptRow {
   int64_t shard_seq = 0;  // shards.seq of `shard`; 0: looked up by id
 };
 
+// One job `seedgrid submit` queued for a sweep (slurm_jobs).
+struct SlurmJobRow {
+  std::string job_id;
+  std::string sweep;
+  std::string submitted;  // ISO 8601 UTC
+  std::string mode;       // run | resume | rerun
+  int chain_index = 0;    // 0: the first job; n: the n-th chained (afterany) one
+  std::string depends_on; // the job it waits for ("" for the first)
+  int nodes = 0;
+  int gpus_per_node = 0;
+  int workers_per_node = 0;
+  std::string time_limit;
+  std::string script;
+  std::string log;
+};
+
 struct MetricRow {
   ShardId shard;
   std::string name;
@@ -193,6 +216,8 @@ class Registry {
   void EndLaunch(int64_t launch, int exit_code);
   // Shards left `running` by a launch that died: back to pending (they were never charged).
   int RecoverOrphans(const std::string& sweep);
+  // Records jobs `submit` queued; a known job id is replaced. The writer holds the RunLock.
+  void AddSlurmJobs(std::span<const SlurmJobRow> jobs);
 
   // ---- reads ----
   std::vector<SweepRow> Sweeps() const;
@@ -221,10 +246,12 @@ class Registry {
   std::map<std::string, double> Metrics(const ShardId& id) const;
   std::vector<MetricRow> MetricsOfSweep(const std::string& sweep, const std::string& stage = "") const;
   std::map<std::string, std::string> Provenance(const std::string& sweep) const;
-
-  SQLite::Database& db() { return *db_; }
+  // A sweep's Slurm jobs in submission order (submitted, chain_index).
+  std::vector<SlurmJobRow> SlurmJobs(const std::string& sweep) const;
 
  private:
+  friend class WalCheckpointer;    // turns this connection's automatic checkpoints off and on
+  friend struct RegistryInspector;  // tests: this connection's own settings (PRAGMAs)
   std::string path_;
   bool network_fs_ = false;
   std::unique_ptr<SQLite::Database> db_;

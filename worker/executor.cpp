@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,26 +17,14 @@
 
 #include <fmt/format.h>
 
+#include "core/process.h"
 #include "core/runner.h"
+#include "core/strings.h"
 #include "core/sysutil.h"
 #include "worker/shard_exec.h"
 
-extern char** environ;
-
 namespace seedgrid {
 namespace {
-
-void WriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw std::system_error(errno, std::generic_category(), "write to pipe");
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
 
 // Blocking read of one whole frame; false on EOF.
 bool ReadFrame(int fd, std::string& buf, std::string* frame) {
@@ -56,11 +43,6 @@ bool ReadFrame(int fd, std::string& buf, std::string* frame) {
     if (r == 0) return false;
     buf.append(tmp, static_cast<size_t>(r));
   }
-}
-
-int EnvInt(const char* name, int def) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : def;
 }
 
 constexpr const char* kParentEnv = "SEEDGRID_EXECUTOR_PARENT";
@@ -100,7 +82,7 @@ class FrameOut {
   void WriteLocked(const FromWorker& msg) {
     buf_.clear();
     Encode(msg, &buf_);
-    WriteAll(fd_, buf_.data(), buf_.size());
+    WriteAll(fd_, buf_);
   }
   std::mutex& mu() { return mu_; }
 
@@ -252,124 +234,51 @@ int RunExecutorMain(int in_fd, int out_fd) {
 ExecutorProcess::ExecutorProcess(std::string binary, std::vector<std::string> env_overrides)
     : binary_(std::move(binary)), env_(std::move(env_overrides)) {}
 
-ExecutorProcess::~ExecutorProcess() {
-  if (pid_ > 0) {
-    ::kill(-pid_, SIGKILL);
-    int st;
-    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
-  }
-  CloseFds();
-}
-
-void ExecutorProcess::CloseFds() {
-  for (int* fd : {&to_child_, &from_child_, &err_child_}) {
-    if (*fd >= 0) ::close(*fd);
-    *fd = -1;
-  }
-}
-
-namespace {
-
-// posix_spawnattr_t as RAII, set up for an executor: its own process group (so the worker can
-// signal it and whatever its shards started as one, and so Open MPI's signals to the worker's
-// group do not reach it), default SIGTERM and SIGHUP (the worker ignores SIGTERM; ignored
-// signals would stay ignored across exec), nothing blocked.
-class SpawnAttr {
- public:
-  SpawnAttr() {
-    if (int rc = posix_spawnattr_init(&attr_)) {
-      throw std::system_error(rc, std::generic_category(), "posix_spawnattr_init");
-    }
-    sigset_t dfl, none;
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGTERM);
-    sigaddset(&dfl, SIGHUP);
-    sigemptyset(&none);
-    int rc = posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                                  POSIX_SPAWN_SETSIGMASK);
-    if (!rc) rc = posix_spawnattr_setpgroup(&attr_, 0);
-    if (!rc) rc = posix_spawnattr_setsigdefault(&attr_, &dfl);
-    if (!rc) rc = posix_spawnattr_setsigmask(&attr_, &none);
-    if (rc) {
-      posix_spawnattr_destroy(&attr_);
-      throw std::system_error(rc, std::generic_category(), "posix_spawnattr for the executor");
-    }
-  }
-  ~SpawnAttr() { posix_spawnattr_destroy(&attr_); }
-  SpawnAttr(const SpawnAttr&) = delete;
-  SpawnAttr& operator=(const SpawnAttr&) = delete;
-  const posix_spawnattr_t* get() const { return &attr_; }
-
- private:
-  posix_spawnattr_t attr_;
-};
-
-}  // namespace
+// The Child member SIGKILLs the executor's group and reaps it; the Fd members close the pipes.
+ExecutorProcess::~ExecutorProcess() = default;
 
 void ExecutorProcess::Start() {
-  CloseFds();
+  to_child_.reset();
+  from_child_.reset();
+  err_child_.reset();
   rbuf_.clear();
   rpos_ = 0;
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) {
-    throw std::system_error(errno, std::generic_category(), "pipe2 for the executor");
+  Pipe in = MakePipe(), out = MakePipe(), err = MakePipe();
+  SpawnOptions o;
+  o.argv = {binary_, "exec"};
+  o.redirects = {Redirect::Dup(3, in.read.get()), Redirect::Dup(4, out.write.get()),
+                 Redirect::Dup(STDERR_FILENO, err.write.get())};
+  // The executor is not an MPI process: drop the launcher's variables so nothing in it (or in
+  // a library it loads) mistakes it for a rank. The worker's own kParentEnv, if any, is
+  // replaced by ours, which DieWithWorker() compares with its parent after PR_SET_PDEATHSIG.
+  std::vector<std::string> set = env_;
+  set.push_back(fmt::format("{}={}", kParentEnv, ::getpid()));
+  o.env = ChildEnvironment(set, {"OMPI_", "PMIX_", "PMI_"});
+  // Its own process group (so the worker can signal it and whatever its shards started as
+  // one, and so Open MPI's signals to the worker's group do not reach it), default SIGTERM and
+  // SIGHUP (the worker ignores SIGTERM; ignored signals would stay ignored across exec),
+  // nothing blocked.
+  o.new_process_group = true;
+  o.default_signals = {SIGTERM, SIGHUP};
+  o.unblock_signals = true;
+  try {
+    child_ = Spawn(o);
+  } catch (const std::system_error& e) {
+    throw std::system_error(e.code(), "posix_spawn " + binary_ + " exec");
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 3);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 4);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  // The executor is not an MPI process: drop the launcher's variables so nothing in it
-  // (or in a library it loads) mistakes it for a rank.
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string_view v(*e);
-    if (v.starts_with("OMPI_") || v.starts_with("PMIX_") || v.starts_with("PMI_")) continue;
-    if (v.substr(0, v.find('=')) == kParentEnv) continue;  // the worker's own, if any: ours follows
-    bool overridden = false;
-    for (const auto& o : env_) {
-      if (v.substr(0, v.find('=') + 1) == std::string_view(o).substr(0, o.find('=') + 1)) {
-        overridden = true;
-      }
-    }
-    if (!overridden) env.emplace_back(v);
-  }
-  for (const auto& o : env_) env.push_back(o);
-  // DieWithWorker() compares it with its parent after PR_SET_PDEATHSIG.
-  env.push_back(fmt::format("{}={}", kParentEnv, ::getpid()));
-  std::vector<char*> envp;
-  for (auto& s : env) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string a0 = binary_, a1 = "exec";
-  char* argv[] = {a0.data(), a1.data(), nullptr};
-  pid_t pid;
-  SpawnAttr attr;
-  int rc = posix_spawn(&pid, binary_.c_str(), &fa, attr.get(), argv, envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
-  if (rc != 0) {
-    ::close(in[1]);
-    ::close(out[0]);
-    ::close(err[0]);
-    throw std::system_error(rc, std::generic_category(), "posix_spawn " + binary_ + " exec");
-  }
-  pid_ = pid;
-  to_child_ = in[1];
-  from_child_ = out[0];
-  err_child_ = err[0];
-  ::fcntl(from_child_, F_SETFL, O_NONBLOCK);
-  ::fcntl(err_child_, F_SETFL, O_NONBLOCK);
+  to_child_ = std::move(in.write);
+  from_child_ = std::move(out.read);
+  err_child_ = std::move(err.read);
+  SetNonBlocking(from_child_.get());
+  SetNonBlocking(err_child_.get());
 }
 
-void ExecutorProcess::Send(const std::string& frame) { WriteAll(to_child_, frame.data(), frame.size()); }
+void ExecutorProcess::Send(const std::string& frame) { WriteAll(to_child_.get(), frame); }
 
 bool ExecutorProcess::ReadFrames() {
   char tmp[65536];
   for (;;) {
-    ssize_t r = ::read(from_child_, tmp, sizeof tmp);
+    ssize_t r = ::read(from_child_.get(), tmp, sizeof tmp);
     if (r > 0) {
       rbuf_.append(tmp, static_cast<size_t>(r));
       if (r < static_cast<ssize_t>(sizeof tmp)) return true;
@@ -385,9 +294,9 @@ bool ExecutorProcess::ReadFrames() {
 bool ExecutorProcess::ReadStderr() {
   char tmp[8192];
   for (;;) {
-    ssize_t r = ::read(err_child_, tmp, sizeof tmp);
+    ssize_t r = ::read(err_child_.get(), tmp, sizeof tmp);
     if (r > 0) {
-      WriteAll(STDERR_FILENO, tmp, static_cast<size_t>(r));
+      WriteAll(STDERR_FILENO, std::string_view(tmp, static_cast<size_t>(r)));
       err_tail_.append(tmp, static_cast<size_t>(r));
       if (err_tail_.size() > 4096) err_tail_.erase(0, err_tail_.size() - 4096);
       continue;
@@ -418,31 +327,17 @@ bool ExecutorProcess::NextFrame(std::string* frame) {
 }
 
 void ExecutorProcess::Signal(int sig) {
-  if (pid_ > 0) ::kill(-pid_, sig);  // the executor's group: its shards' own processes too
+  child_.Signal(sig);  // the executor's group: its shards' own processes too
 }
 
 int ExecutorProcess::Reap() {
-  int status = 0;
-  if (pid_ > 0) {
-    // What the executor's shard started would live on in its group: killed first, while the
-    // unreaped executor still holds the group's id (so no other process can have it).
-    ::kill(-pid_, SIGKILL);
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
-  pid_ = -1;
-  return status;
+  if (!child_.running()) return 0;
+  // What the executor's shard started would live on in its group: killed first, while the
+  // unreaped executor still holds the group's id (so no other process can have it).
+  child_.Signal(SIGKILL);
+  return child_.Wait().raw();
 }
 
-std::string DescribeWaitStatus(int status) {
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    const char* abbrev = sigabbrev_np(sig);
-    return fmt::format("killed by signal {} (SIG{}{})", sig, abbrev ? abbrev : "?",
-                       sig == SIGKILL ? ", possibly the out-of-memory killer" : "");
-  }
-  if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
-  return fmt::format("ended with wait status {}", status);
-}
+std::string DescribeWaitStatus(int status) { return ExitStatus(status).Describe(); }
 
 }  // namespace seedgrid

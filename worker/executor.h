@@ -1,5 +1,5 @@
 // The executor: a long-lived child of a worker (the same binary, `seedgrid exec`, started with
-// posix_spawn, no MPI) that runs single-rank shards one after another, so a crash, abort, OOM
+// Spawn of core/process.h, i.e. posix_spawn, no MPI) that runs single-rank shards one after another, so a crash, abort, OOM
 // kill or hang takes down only the child. Models loaded by a shard stay cached across shards.
 //
 // Pipe protocol (the codec of core/protocol.h): the worker writes RunShard frames to fd
@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "core/process.h"
 #include "core/protocol.h"
 
 namespace seedgrid {
@@ -37,11 +38,11 @@ class ExecutorProcess {
   ExecutorProcess(const ExecutorProcess&) = delete;
   ExecutorProcess& operator=(const ExecutorProcess&) = delete;
 
-  void Start();                    // posix_spawn; throws std::system_error
-  bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-  int out_fd() const { return from_child_; }   // frames from the executor
-  int err_fd() const { return err_child_; }    // its stderr
+  void Start();                    // Spawn; throws std::system_error
+  bool running() const { return child_.running(); }
+  pid_t pid() const { return child_.pid(); }
+  int out_fd() const { return from_child_.get(); }   // frames from the executor
+  int err_fd() const { return err_child_.get(); }    // its stderr
   void Send(const std::string& frame);         // blocking write of a whole frame
   // Reads what is available (non-blocking) into the frame buffer / stderr tail.
   // Returns false on EOF (the child closed its end: it is exiting or dead).
@@ -58,17 +59,16 @@ class ExecutorProcess {
   void ClearStderrTail() { err_tail_.clear(); }
 
  private:
-  void CloseFds();
   std::string binary_;
   std::vector<std::string> env_;
-  pid_t pid_ = -1;
-  int to_child_ = -1, from_child_ = -1, err_child_ = -1;
+  Fd to_child_, from_child_, err_child_;
+  Child child_;  // declared last: destroyed first, so the group is killed before the pipes close
   std::string rbuf_;
   size_t rpos_ = 0;
   std::string err_tail_;
 };
 
-// "killed by signal 11 (SIGSEGV)" / "exited with code 3".
+// ExitStatus(status).Describe(): "killed by signal 11 (SIGSEGV)" / "exited with code 3".
 std::string DescribeWaitStatus(int status);
 
 }  // namespace seedgrid

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "core/runner.h"
+#include "core/strings.h"
 #include "core/sysutil.h"
 #include "worker/collective_mpi.h"
 #ifdef SEEDGRID_WITH_CUDA
@@ -30,11 +31,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
 
 std::string LastLine(const std::string& text) {
   size_t end = text.find_last_not_of("\n\r ");

@@ -1,7 +1,6 @@
 #include "coordinator/report/figures.h"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,9 +21,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/process.h"
 #include "core/store.h"
-
-extern char** environ;
 
 namespace seedgrid::report {
 
@@ -715,35 +713,6 @@ class FigureMaker {
   size_t opened_ = 0;
 };
 
-// posix_spawn attributes and file actions, destroyed on every path.
-class Spawn {
- public:
-  Spawn() { posix_spawn_file_actions_init(&actions_); }
-  ~Spawn() { posix_spawn_file_actions_destroy(&actions_); }
-  Spawn(const Spawn&) = delete;
-  Spawn& operator=(const Spawn&) = delete;
-
-  // Runs argv in cwd with stdin from /dev/null and stdout+stderr into log; returns the pid or -1.
-  pid_t Start(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log) {
-    posix_spawn_file_actions_addopen(&actions_, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions_, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions_, 1, 2);
-    posix_spawn_file_actions_addchdir_np(&actions_, cwd.c_str());
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_t pid = -1;
-    if (int rc = posix_spawn(&pid, args[0], &actions_, nullptr, args.data(), environ); rc != 0) {
-      errno = rc;
-      return -1;
-    }
-    return pid;
-  }
-
- private:
-  posix_spawn_file_actions_t actions_;
-};
-
 std::string Tail(const fs::path& file, size_t lines) {
   std::ifstream in(file);
   std::vector<std::string> all;
@@ -759,14 +728,13 @@ void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string
   constexpr size_t kParallel = 4;
   struct Job {
     size_t figure;
-    pid_t pid;
+    Child child;
   };
-  auto finish = [&](const Job& job) {
-    int status = 0;
-    while (::waitpid(job.pid, &status, 0) < 0 && errno == EINTR) {}
+  auto finish = [&](Job& job) {
+    const ExitStatus status = job.child.Wait();
     Figure& f = figures[job.figure];
     fs::path log = dir / (f.id + ".log");
-    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(dir / (f.id + ".png")) &&
+    bool ok = status.exited() && status.code() == 0 && fs::exists(dir / (f.id + ".png")) &&
               fs::exists(dir / (f.id + ".svg"));
     if (ok) {
       f.png = "figures/" + f.id + ".png";
@@ -783,17 +751,22 @@ void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string
       finish(running.front());
       running.erase(running.begin());
     }
-    Spawn spawn;
-    pid_t pid = spawn.Start({gnuplot, figures[i].id + ".gp"}, dir.string(),
-                            (dir / (figures[i].id + ".log")).string());
-    if (pid < 0) {
+    // In the figures' directory, stdin from /dev/null, stdout and stderr into the log.
+    SpawnOptions o;
+    o.argv = {gnuplot, figures[i].id + ".gp"};
+    o.cwd = dir.string();
+    o.redirects = {Redirect::Open(STDIN_FILENO, "/dev/null", O_RDONLY),
+                   Redirect::Open(STDOUT_FILENO, (dir / (figures[i].id + ".log")).string(),
+                                  O_WRONLY | O_CREAT | O_TRUNC),
+                   Redirect::Dup(STDERR_FILENO, STDOUT_FILENO)};
+    try {
+      running.push_back({i, Spawn(o)});
+    } catch (const std::system_error& e) {
       warnings.push_back(fmt::format("could not start {} for {}: {}", gnuplot, figures[i].script,
-                                     std::strerror(errno)));
-      continue;
+                                     e.code().message()));
     }
-    running.push_back({i, pid});
   }
-  for (const Job& job : running) finish(job);
+  for (Job& job : running) finish(job);
 }
 
 }  // namespace

@@ -1,10 +1,8 @@
 #include "coordinator/submit/submit.h"
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,12 +20,12 @@
 #include <system_error>
 
 #include "core/kinds.h"
+#include "core/process.h"
 #include "core/registry.h"
 #include "core/spec.h"
+#include "core/strings.h"
 #include "core/sysutil.h"
 #include "core/types.h"
-
-extern char** environ;
 
 namespace seedgrid {
 namespace {
@@ -35,25 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int kMaxChain = 100;
-
-std::string ShellQuote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                        "0123456789_-+=./,:@%") == std::string::npos) {
-    return s;
-  }
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string JoinQuoted(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words) {
-    if (!out.empty()) out += ' ';
-    out += ShellQuote(w);
-  }
-  return out;
-}
 
 // Slurm time syntax: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; UNLIMITED / INFINITE. nullopt if bad,
 // -1 for unlimited.
@@ -121,12 +100,6 @@ void WriteFile(const std::string& path, const std::string& text, fs::perms perms
   fs::rename(tmp, path);
 }
 
-std::string SelfExe() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : p.string();
-}
-
 struct Template {
   std::string text;
   std::string origin;  // a path, or "embedded"
@@ -184,59 +157,23 @@ std::string Render(const Template& tpl, const std::map<std::string, std::string>
 
 // ---- a child process with captured output ---------------------------------------------------
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-std::pair<Fd, Fd> Pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
-  return {Fd(p[0]), Fd(p[1])};
-}
-
 struct CommandResult {
   int exit_code = -1;  // 128 + signal when killed
   std::string out, err;
 };
 
 CommandResult RunCommand(const std::vector<std::string>& argv) {
-  auto [out_r, out_w] = Pipe();
-  auto [err_r, err_w] = Pipe();
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&fa, err_w.get(), STDERR_FILENO);
-  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), "cannot run " + argv[0]);
-  out_w.Reset();
-  err_w.Reset();
+  Pipe out = MakePipe(), err = MakePipe();
+  SpawnOptions o;
+  o.argv = argv;
+  o.redirects = {Redirect::Dup(STDOUT_FILENO, out.write.get()),
+                 Redirect::Dup(STDERR_FILENO, err.write.get()),
+                 Redirect::Open(STDIN_FILENO, "/dev/null", O_RDONLY)};
+  Child child = Spawn(o);
+  out.write.reset();
+  err.write.reset();
   CommandResult res;
-  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  pollfd fds[2] = {{out.read.get(), POLLIN, 0}, {err.read.get(), POLLIN, 0}};
   std::string* sinks[2] = {&res.out, &res.err};
   int open = 2;
   char buf[4096];
@@ -256,18 +193,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
       }
     }
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  res.exit_code = child.Wait().ShellCode();
   return res;
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
 }
 
 // ---- the resolved submission ----------------------------------------------------------------
@@ -531,14 +458,14 @@ std::string RenderScript(const SubmitOptions& o, const Submission& s) {
                            {"GPUS_PER_NODE", std::to_string(o.gpus_per_node)},
                            {"WORKERS_PER_NODE", std::to_string(s.workers_per_node)},
                            {"SIGNAL_NAME", s.signal.name},
-                           {"COMMAND", JoinQuoted(cmd)},
-                           {"RESUME_HINT", ShellQuote(JoinQuoted(ResumeArgv(o, s)))},
+                           {"COMMAND", ShellJoin(cmd)},
+                           {"RESUME_HINT", ShellQuote(ShellJoin(ResumeArgv(o, s)))},
                        });
 }
 
 // "123" or "123;cluster" -> "123".
 std::string ParseJobId(const std::string& out) {
-  std::string id = Trim(out);
+  std::string id(Trim(out));
   if (auto nl = id.rfind('\n'); nl != std::string::npos) id = id.substr(nl + 1);
   id = id.substr(0, id.find(';'));
   static const std::regex re(R"(^\d+$)");
@@ -556,7 +483,7 @@ std::string Sbatch(const std::string& script, const std::string& depends_on) {
   if (id.empty()) {
     throw std::runtime_error(
         fmt::format("sbatch failed (exit {}): {}{}", r.exit_code, Trim(r.err),
-                    r.exit_code == 0 ? " [unexpected output: " + Trim(r.out) + "]" : ""));
+                    r.exit_code == 0 ? " [unexpected output: " + std::string(Trim(r.out)) + "]" : ""));
   }
   return id;
 }
@@ -567,39 +494,24 @@ struct JobRecord {
   std::string depends_on;
 };
 
+// The registry's writer holds its run lock: a sweep running on it meanwhile makes this throw
+// (RunSubmit checks the lock before queuing anything, so that is a race, named in the error).
 void Record(const SubmitOptions& o, const Submission& s, const std::vector<JobRecord>& jobs) {
+  RunLock lock(s.registry);
   Registry reg(s.registry, Registry::Mode::kWrite);
   Registry::Batch batch(reg);
-  reg.db().exec(R"sql(
-CREATE TABLE IF NOT EXISTS slurm_jobs(
-  job_id TEXT PRIMARY KEY, sweep TEXT NOT NULL, submitted TEXT NOT NULL, mode TEXT NOT NULL,
-  chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
-  gpus_per_node INTEGER NOT NULL, workers_per_node INTEGER NOT NULL, time_limit TEXT NOT NULL,
-  script TEXT NOT NULL, log TEXT NOT NULL))sql");
-  SQLite::Statement ins(reg.db(),
-                        "INSERT OR REPLACE INTO slurm_jobs VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   const std::string now = NowIso8601Utc();
+  std::vector<SlurmJobRow> rows;
   std::string ids;
   for (const auto& j : jobs) {
-    ins.bind(1, j.id);
-    ins.bind(2, s.sweep);
-    ins.bind(3, now);
-    ins.bind(4, std::string(ToString(s.mode)));
-    ins.bind(5, j.chain_index);
-    ins.bind(6, j.depends_on);
-    ins.bind(7, o.nodes);
-    ins.bind(8, o.gpus_per_node);
-    ins.bind(9, s.workers_per_node);
-    ins.bind(10, o.time);
-    ins.bind(11, ScriptPath(s));
     std::string log = LogPattern(s);
     log.replace(log.find("%j"), 2, j.id);
-    ins.bind(12, log);
-    ins.exec();
-    ins.reset();
+    rows.push_back({j.id, s.sweep, now, std::string(ToString(s.mode)), j.chain_index, j.depends_on,
+                    o.nodes, o.gpus_per_node, s.workers_per_node, o.time, ScriptPath(s), log});
     if (!ids.empty()) ids += ',';
     ids += j.id;
   }
+  reg.AddSlurmJobs(rows);
   auto prov = reg.Provenance(s.sweep);
   if (auto it = prov.find("slurm.job_ids"); it != prov.end() && !it->second.empty()) {
     ids = it->second + "," + ids;
@@ -625,7 +537,21 @@ int RunSubmit(const SubmitOptions& opts) {
   if (s.spec) WriteFile(SpecSnapshotPath(s), s.spec->source_text, fs::perms(0644));
   WriteFile(ScriptPath(s), script, fs::perms(0755));
 
+  // A registry in use by a running sweep fails here, before anything is queued. The lock is
+  // not held while sbatch runs: the first job may start before the chain is queued, and its
+  // own launch takes the lock.
+  { RunLock probe(s.registry); }
+
   std::vector<JobRecord> jobs;
+  auto record = [&] {
+    try {
+      Record(opts, s, jobs);
+    } catch (const std::exception& e) {
+      std::string ids;
+      for (const auto& j : jobs) ids += " " + j.id;
+      throw std::runtime_error(std::string(e.what()) + " (already queued, not recorded:" + ids + ")");
+    }
+  };
   try {
     for (int i = 0; i <= opts.chain; ++i) {
       std::string prev = jobs.empty() ? "" : jobs.back().id;
@@ -633,12 +559,12 @@ int RunSubmit(const SubmitOptions& opts) {
     }
   } catch (const std::exception& e) {
     if (jobs.empty()) throw;
-    Record(opts, s, jobs);
+    record();
     std::string ids;
     for (const auto& j : jobs) ids += " " + j.id;
     throw std::runtime_error(std::string(e.what()) + " (already queued and recorded:" + ids + ")");
   }
-  Record(opts, s, jobs);
+  record();
 
   std::cerr << fmt::format("seedgrid submit: sweep {} ({}{}) -> job {}", s.sweep, ToString(s.mode),
                            s.shard_count ? fmt::format(", {} shards", s.shard_count) : "",

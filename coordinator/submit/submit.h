@@ -5,7 +5,9 @@
 // `sbatch --parsable` once (plus once per --chain follow-up, each with
 // --dependency=afterany:<previous>) and records every job id in the registry: provenance key
 // "slurm.job_ids" (comma-separated, appended) and one row per job in the `slurm_jobs` table
-// (created here, not in core/registry). --print renders and prints, touching nothing.
+// (Registry::AddSlurmJobs), under the registry's RunLock like every writer: a registry in use
+// by a running sweep is refused before anything is queued. --print renders and prints,
+// touching nothing.
 //
 // The rendered job runs `seedgrid run SPEC [k=v ...] --out DIR --registry PATH` (fresh sweep
 // and --resume alike: run resumes whatever is not done) or, for --rerun SWEEP,

@@ -20,6 +20,15 @@
 #include "core/sysutil.h"
 
 namespace seedgrid {
+
+// Reads settings of a Registry's own connection (busy_timeout, wal_autocheckpoint are per
+// connection: a second connection cannot see them).
+struct RegistryInspector {
+  static int Pragma(Registry& reg, const std::string& name) {
+    return reg.db_->execAndGet("PRAGMA " + name).getInt();
+  }
+};
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -52,6 +61,13 @@ class RegistryTest : public ::testing::Test {
     r.status = ShardStatus::kDone;  // InsertShards must ignore this: new rows are pending
     r.attempts = 7;
     return r;
+  }
+
+  // A connection of the test's own on the registry file (Registry has no raw SQL access):
+  // read-only unless the test writes behind the registry's back.
+  std::unique_ptr<SQLite::Database> Sql(bool write = false) const {
+    return std::make_unique<SQLite::Database>(
+        path_, write ? SQLite::OPEN_READWRITE : SQLite::OPEN_READONLY, 5000);
   }
 
   std::string dir_;
@@ -188,7 +204,7 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   EXPECT_EQ(reg.Shard(shards[0].id)->attempts, 3);
   EXPECT_EQ(reg.Shard(shards[1].id)->status, ShardStatus::kPending);  // never written
   EXPECT_EQ(reg.Shard(shards[1].id)->attempts, 0);
-  EXPECT_DOUBLE_EQ(reg.db().execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}",
+  EXPECT_DOUBLE_EQ(Sql()->execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}",
                                                    states[n - 1].seq)).getDouble(), 300.0 + n - 1);
   // Bulk attempt rows must name their shard's seq.
   rows.resize(Registry::kBulkRows);
@@ -292,7 +308,8 @@ TEST_F(RegistryTest, RoundTripsAttemptsMetricsProvenanceLaunches) {
   int64_t l2 = reg.BeginLaunch("demo", "node1", 1235, 4, "");
   EXPECT_GT(l2, l1);
   reg.EndLaunch(l1, 3);
-  SQLite::Statement q(reg.db(),
+  auto db = Sql();
+  SQLite::Statement q(*db,
                       "SELECT sweep, host, pid, workers, job_id, exit_code, ended, started "
                       "FROM launches WHERE id=?");
   q.bind(1, l1);
@@ -372,11 +389,11 @@ TEST_F(RegistryTest, ReadOnlyNeverCreatesTheFile) {
 
 TEST_F(RegistryTest, CheckpointThreadTakesOverTheWalAndHandsItBack) {
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_GT(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+  EXPECT_GT(RegistryInspector::Pragma(reg, "wal_autocheckpoint"), 0);
   {
     WalCheckpointer ckpt(reg, std::chrono::milliseconds(10));
     // While it runs, a commit never checkpoints by itself (it would stall dispatch)...
-    EXPECT_EQ(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+    EXPECT_EQ(RegistryInspector::Pragma(reg, "wal_autocheckpoint"), 0);
     std::vector<ShardRow> rows;
     for (int i = 0; i < 2000; ++i) rows.push_back(MakeShard(fmt::format("{:016x}", i + 1)));
     {
@@ -391,12 +408,13 @@ TEST_F(RegistryTest, CheckpointThreadTakesOverTheWalAndHandsItBack) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     ASSERT_GE(ckpt.checkpoints(), seen + 2);
-    SQLite::Statement q(reg.db(), "PRAGMA wal_checkpoint(PASSIVE)");
+    auto db = Sql(true);
+    SQLite::Statement q(*db, "PRAGMA wal_checkpoint(PASSIVE)");
     ASSERT_TRUE(q.executeStep());
     EXPECT_EQ(q.getColumn(0).getInt(), 0);                              // not busy
     EXPECT_EQ(q.getColumn(1).getInt(), q.getColumn(2).getInt());        // all frames copied
   }
-  EXPECT_GT(reg.db().execAndGet("PRAGMA wal_autocheckpoint").getInt(), 0);
+  EXPECT_GT(RegistryInspector::Pragma(reg, "wal_autocheckpoint"), 0);
   Registry reader(path_, Registry::Mode::kReadOnly);
   EXPECT_TRUE(reader.Shard(ShardId{"00000000000007d0"}));
 }
@@ -408,11 +426,11 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA journal_mode").getString(), "wal");
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA busy_timeout").getInt(), 5000);
-  EXPECT_EQ(reg.db()
-                .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA journal_mode").getString(), "wal");
+  EXPECT_EQ(RegistryInspector::Pragma(reg, "busy_timeout"), 5000);
+  EXPECT_EQ(Sql()
+                ->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                             "('shard_specs_sweep_stage','metrics_shard','attempts_shard')")
                 .getInt(),
             0);
@@ -464,12 +482,12 @@ void WriteOldRegistry(const std::string& path, int version) {
 TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
   WriteOldRegistry(path_, 1);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);  // members of the sweep that recorded them
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
-  EXPECT_EQ(reg.db()
-                .execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+  EXPECT_EQ(Sql()
+                ->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
                             "('metrics_shard','attempts_shard')")
                 .getInt(),
             0);
@@ -478,16 +496,16 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
 TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   WriteOldRegistry(path_, 2);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
   auto sql = [&](const std::string& name) {
-    return reg.db().execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'").getString();
+    return Sql()->execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'").getString();
   };
   EXPECT_THAT(sql("shards"), HasSubstr("view: "));
   EXPECT_THAT(sql("shard_states"), Not(HasSubstr(" IN (")));
   EXPECT_THAT(sql("shard_states"), HasSubstr("status = 'preempted'"));
   EXPECT_THAT(sql("attempts"), HasSubstr("WITHOUT ROWID"));
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
                                 "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'").getInt(), 0);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);
   EXPECT_EQ(reg.ShardStates("demo").front().stamp, 0);
@@ -506,21 +524,21 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   EXPECT_EQ(reg.Attempts(ShardId{"1111111111111111"}).size(), 1u);
   // The check still holds, through the view too; new rows get fresh seqs; attempts find their
   // shard by id.
-  EXPECT_THROW(reg.db().exec("UPDATE shards SET status='bogus'"), SQLite::Exception);
-  EXPECT_THROW(reg.db().exec("UPDATE shard_states SET status='bogus'"), SQLite::Exception);
-  reg.db().exec("UPDATE shards SET status='pending', error='' WHERE id='2222222222222222'");
+  EXPECT_THROW(Sql(true)->exec("UPDATE shards SET status='bogus'"), SQLite::Exception);
+  EXPECT_THROW(Sql(true)->exec("UPDATE shard_states SET status='bogus'"), SQLite::Exception);
+  Sql(true)->exec("UPDATE shards SET status='pending', error='' WHERE id='2222222222222222'");
   EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kPending);
   EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->attempts, 3);
   reg.InsertShards({MakeShard("3333333333333333")});
   EXPECT_EQ(reg.Shard(ShardId{"3333333333333333"})->seq, 10);
   reg.SetShardStateAt(9, ShardStatus::kDone, 4, "a.h5", "", 1.7e9);
   EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kDone);
-  EXPECT_DOUBLE_EQ(reg.db().execAndGet("SELECT updated FROM shards WHERE seq=9").getDouble(), 1.7e9);
+  EXPECT_DOUBLE_EQ(Sql()->execAndGet("SELECT updated FROM shards WHERE seq=9").getDouble(), 1.7e9);
   AttemptRow a;
   a.shard = ShardId{"3333333333333333"};
   a.n = 1;
   reg.AddAttempt(a);  // shard_seq 0: looked up
-  EXPECT_EQ(reg.db().execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(), 10);
+  EXPECT_EQ(Sql()->execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(), 10);
   a.shard = ShardId{"4444444444444444"};  // no such shard
   EXPECT_THROW(reg.AddAttempt(a), SQLite::Exception);
 }
@@ -579,7 +597,7 @@ PRAGMA user_version=3;
 TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
   WriteVersion3Registry(path_);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(reg.db().execAndGet("PRAGMA user_version").getInt(), 4);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
   auto rows = reg.Shards("demo");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].stage, "eval");
@@ -588,10 +606,81 @@ TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 1u);
   for (const auto& st : reg.ShardStates("demo")) EXPECT_EQ(st.stamp, 0);
   // The view and its trigger were rebuilt: updates through it still work.
-  reg.db().exec("UPDATE shards SET status='pending' WHERE id='2222222222222222'");
+  Sql(true)->exec("UPDATE shards SET status='pending' WHERE id='2222222222222222'");
   EXPECT_EQ(reg.Shard(ShardId{"2222222222222222"})->status, ShardStatus::kPending);
   reg.SetShardStamp(1, 42);
   EXPECT_EQ(reg.ShardStates("demo").front().stamp, 42);
+}
+
+// Version 4 as this session's seedgrid wrote it: version 5's DDL without slurm_jobs, or with
+// the slurm_jobs table `seedgrid submit` used to create itself (same DDL), rows included.
+void DowngradeToVersion4(const std::string& path, bool submit_made_table) {
+  SQLite::Database db(path, SQLite::OPEN_READWRITE);
+  db.exec("DROP TABLE slurm_jobs");
+  if (submit_made_table) {
+    db.exec(R"sql(
+CREATE TABLE IF NOT EXISTS slurm_jobs(
+  job_id TEXT PRIMARY KEY, sweep TEXT NOT NULL, submitted TEXT NOT NULL, mode TEXT NOT NULL,
+  chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
+  gpus_per_node INTEGER NOT NULL, workers_per_node INTEGER NOT NULL, time_limit TEXT NOT NULL,
+  script TEXT NOT NULL, log TEXT NOT NULL))sql");
+    db.exec("INSERT INTO slurm_jobs VALUES('100', 'demo', '2026-01-01T00:00:00Z', 'run', 0, '', 2, 4, "
+            "4, '1:00:00', '/s/demo.sbatch', '/s/job-100.out')");
+  }
+  db.exec("PRAGMA user_version=4");
+}
+
+TEST_F(RegistryTest, MigratesVersion4RegistriesToSlurmJobs) {
+  for (bool submit_made_table : {false, true}) {
+    fs::remove_all(fs::path(path_).parent_path());
+    {
+      Registry reg(path_, Registry::Mode::kWrite);
+      reg.InsertShards({MakeShard("1111111111111111")});
+    }
+    DowngradeToVersion4(path_, submit_made_table);
+    {
+      // A reader of this version opens a version 4 registry as it is (no migration).
+      Registry reader(path_, Registry::Mode::kReadOnly);
+      EXPECT_EQ(reader.Shards("demo").size(), 1u);
+    }
+    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 4);
+    Registry reg(path_, Registry::Mode::kWrite);
+    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+    EXPECT_EQ(reg.Shards("demo").size(), 1u);
+    EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sweep_shards").getInt(), 1);
+    auto jobs = reg.SlurmJobs("demo");
+    ASSERT_EQ(jobs.size(), submit_made_table ? 1u : 0u);
+    if (submit_made_table) {
+      EXPECT_EQ(jobs[0].job_id, "100");
+      EXPECT_EQ(jobs[0].gpus_per_node, 4);
+      EXPECT_EQ(jobs[0].log, "/s/job-100.out");
+    }
+    SlurmJobRow next{"101", "demo", "2026-01-02T00:00:00Z", "resume", 1, "100", 1, 0, 2,
+                     "30", "/s/demo.sbatch", "/s/job-101.out"};
+    reg.AddSlurmJobs(std::span(&next, 1));
+    EXPECT_EQ(reg.SlurmJobs("demo").back().depends_on, "100");
+  }
+}
+
+TEST_F(RegistryTest, RecordsSlurmJobsBySweepInSubmissionOrder) {
+  Registry reg(path_, Registry::Mode::kWrite);
+  std::vector<SlurmJobRow> jobs = {
+      {"7", "demo", "2026-01-01T00:00:00Z", "run", 0, "", 2, 4, 4, "1:00:00", "/s/a", "/s/7"},
+      {"8", "demo", "2026-01-01T00:00:00Z", "run", 1, "7", 2, 4, 4, "1:00:00", "/s/a", "/s/8"},
+      {"9", "other", "2026-01-01T00:00:00Z", "rerun", 0, "", 1, 0, 1, "5", "/s/b", "/s/9"}};
+  reg.AddSlurmJobs(jobs);
+  auto demo = reg.SlurmJobs("demo");
+  ASSERT_EQ(demo.size(), 2u);
+  EXPECT_EQ(demo[0].job_id, "7");
+  EXPECT_EQ(demo[1].chain_index, 1);
+  EXPECT_EQ(demo[1].depends_on, "7");
+  EXPECT_EQ(demo[1].workers_per_node, 4);
+  EXPECT_EQ(demo[1].time_limit, "1:00:00");
+  EXPECT_EQ(reg.SlurmJobs("other").at(0).mode, "rerun");
+  EXPECT_TRUE(reg.SlurmJobs("none").empty());
+  jobs[0].log = "/s/7-again";  // a known id is replaced
+  reg.AddSlurmJobs(std::span(jobs.data(), 1));
+  EXPECT_EQ(reg.SlurmJobs("demo").at(0).log, "/s/7-again");
 }
 
 // Issue 13, point 3: a shard id is a content address; a second sweep that plans the same shard
@@ -619,7 +708,7 @@ TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
   // One row per shard: lookups by id and prefix are not ambiguous.
   EXPECT_EQ(reg.Shard(ShardId{"1111111111111111"})->sweep, "demo");
   EXPECT_TRUE(reg.FindShardByPrefix("1111"));
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM shard_specs").getInt(), 3);
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM shard_specs").getInt(), 3);
   // Membership added by seq (the launch's path) is idempotent.
   const int64_t seq = reg.Shard(ShardId{"2222222222222222"})->seq;
   Registry::Member m{seq, "train", 0};
@@ -638,7 +727,7 @@ TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
 TEST_F(RegistryTest, RejectsNewerSchemaAndForeignFiles) {
   {
     Registry reg(path_, Registry::Mode::kWrite);
-    reg.db().exec("PRAGMA user_version=99");
+    Sql(true)->exec("PRAGMA user_version=99");
   }
   EXPECT_THROW(Registry(path_, Registry::Mode::kWrite), UsageError);
   EXPECT_THROW(Registry(path_, Registry::Mode::kReadOnly), UsageError);
@@ -783,8 +872,8 @@ TEST_F(RegistryTest, BatchedStateAndAttemptWritesAreFast) {
                        << wall << " s wall";
   RecordProperty("cpu_seconds", std::to_string(secs));
   RecordProperty("wall_seconds", std::to_string(wall));
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM attempts").getInt(), kShards);
-  EXPECT_EQ(reg.db().execAndGet("SELECT count(*) FROM shards WHERE status='done'").getInt(),
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM attempts").getInt(), kShards);
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM shards WHERE status='done'").getInt(),
             kShards);
 }
 

@@ -2,7 +2,6 @@
 // a fake sbatch ($SEEDGRID_SBATCH). The real cluster runs are the e2e scripts next to this file.
 #include "coordinator/submit/submit.h"
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/process.h"
 #include "core/registry.h"
 #include "core/types.h"
 
@@ -74,9 +74,9 @@ class SubmitTest : public ::testing::Test {
 
 // `bash -n` on a rendered script: the template plus rendering must stay valid shell.
 int BashSyntaxCheck(const fs::path& script) {
-  std::string cmd = "bash -n '" + script.string() + "' 2>&1";
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  SpawnOptions o;
+  o.argv = {"bash", "-n", script.string()};
+  return Spawn(o).Wait().code();
 }
 
 TEST_F(SubmitTest, RendersOneAllocationForTheWholeSweep) {
@@ -219,19 +219,16 @@ TEST_F(SubmitTest, ChainQueuesAfteranyFollowUpsAndRecordsEveryJob) {
 
   Registry reg((dir_ / "runs/registry.sqlite").string(), Registry::Mode::kReadOnly);
   EXPECT_EQ(reg.Provenance("unit-sweep").at("slurm.job_ids"), "100,101,102");
-  SQLite::Statement q(reg.db(),
-                      "SELECT job_id, chain_index, depends_on, mode, nodes, workers_per_node, log "
-                      "FROM slurm_jobs ORDER BY job_id");
+  auto jobs = reg.SlurmJobs("unit-sweep");
   int n = 0;
-  while (q.executeStep()) {
-    EXPECT_EQ(q.getColumn(0).getString(), std::to_string(100 + n));
-    EXPECT_EQ(q.getColumn(1).getInt(), n);
-    EXPECT_EQ(q.getColumn(2).getString(), n == 0 ? "" : std::to_string(99 + n));
-    EXPECT_EQ(q.getColumn(3).getString(), "run");
-    EXPECT_EQ(q.getColumn(4).getInt(), 2);
-    EXPECT_EQ(q.getColumn(5).getInt(), 2);
-    EXPECT_EQ(q.getColumn(6).getString(),
-              (dir_ / ("runs/unit-sweep/slurm/job-" + std::to_string(100 + n) + ".out")).string());
+  for (const auto& j : jobs) {
+    EXPECT_EQ(j.job_id, std::to_string(100 + n));
+    EXPECT_EQ(j.chain_index, n);
+    EXPECT_EQ(j.depends_on, n == 0 ? "" : std::to_string(99 + n));
+    EXPECT_EQ(j.mode, "run");
+    EXPECT_EQ(j.nodes, 2);
+    EXPECT_EQ(j.workers_per_node, 2);
+    EXPECT_EQ(j.log, (dir_ / ("runs/unit-sweep/slurm/job-" + std::to_string(100 + n) + ".out")).string());
     ++n;
   }
   EXPECT_EQ(n, 3);
@@ -309,6 +306,25 @@ TEST_F(SubmitTest, SbatchFailureIsAnErrorWithItsMessage) {
   } catch (const std::runtime_error& e) {
     EXPECT_THAT(std::string(e.what()), HasSubstr("Invalid account"));
   }
+}
+
+// The registry's writer holds its run lock: a sweep running on the registry makes submit
+// refuse before it queues anything (an unrecorded job would be lost to `status`).
+TEST_F(SubmitTest, RegistryInUseIsRefusedBeforeQueuing) {
+  const std::string registry = (dir_ / "runs/registry.sqlite").string();
+  {
+    RunLock running(registry);
+    try {
+      RunSubmit(Opts());
+      FAIL() << "expected UsageError";
+    } catch (const UsageError& e) {
+      EXPECT_THAT(std::string(e.what()), HasSubstr("in use"));
+    }
+    EXPECT_FALSE(fs::exists(sbatch_log_));
+  }
+  EXPECT_EQ(RunSubmit(Opts()), exit_code::kOk);  // the lock is free again afterwards
+  Registry reg(registry, Registry::Mode::kReadOnly);
+  EXPECT_EQ(reg.SlurmJobs("unit-sweep").size(), 1u);
 }
 
 TEST_F(SubmitTest, TemplateLookupAndEmbeddedCopy) {
