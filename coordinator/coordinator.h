@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/spec.h"
-#include "worker/mpi_transport.h"
+#include "transport/mpi.h"
 
 namespace seedgrid {
 
@@ -46,7 +46,7 @@ int RankExit(int code);
 //   lost R            rank 0 found worker rank R dead and has said so
 //   exit CODE         rank 0's exit code for the sweep (its last line)
 // The launcher watches the PIDs: a rank gone without its bye (or exit) line, before any exit
-// line, was lost, and the launch exits 3 naming it (main.cpp). No-op without the variable.
+// line, was lost, and the launch exits 3 naming it (app/main.cpp). No-op without the variable.
 void AppendLaunchRecord(const std::string& line);
 
 // Sends Shutdown{code} to every worker rank (used when rank 0 fails before scheduling).

@@ -52,11 +52,62 @@ std::string ResultsTargets::For(const std::string& artifact) const {
   return to_reg_ + artifact;
 }
 
-namespace {
-
 const char* RoleName(ShardRole role) {
   return role == ShardRole::kMap ? "map" : role == ShardRole::kReduce ? "reduce" : "single";
 }
+
+std::string NeedsJson(const std::vector<ShardId>& needs) {
+  std::string j = "[";
+  for (const auto& n : needs) j += (j.size() > 1 ? ",\"" : "\"") + n.hex + "\"";
+  return j + "]";
+}
+
+std::unordered_map<ShardId, int> PlanIndex(const Plan& plan) {
+  std::unordered_map<ShardId, int> index;
+  index.reserve(plan.shards.size());
+  for (size_t i = 0; i < plan.shards.size(); ++i) index.emplace(plan.shards[i].id, static_cast<int>(i));
+  return index;
+}
+
+int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts) {
+  const SweepSpec& spec = plan.spec;
+  Registry::Batch batch(reg);
+  SweepRow row;
+  row.name = spec.name;
+  row.spec_text = spec.source_text;
+  row.spec_hash = spec.Hash();
+  row.out_dir = facts.out_dir;
+  row.git_commit = std::string(GitCommit());
+  row.host = Hostname();
+  reg.UpsertSweep(row);
+  std::vector<ShardSpecRow> rows;
+  rows.reserve(plan.shards.size());
+  for (const ShardPlan& s : plan.shards) {
+    rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json,
+                    s.axes_json, s.seed, RoleName(s.role), NeedsJson(s.needs)});
+  }
+  reg.InsertShardSpecs(rows);
+  reg.SetProvenance(spec.name, "spec_path", spec.source_path);
+  reg.SetProvenance(spec.name, "overrides", Json(spec.overrides).dump());
+  reg.SetProvenance(spec.name, "seedgrid", std::string(SeedgridVersion()));
+  reg.SetProvenance(spec.name, "git_commit", std::string(GitCommit()));
+  reg.SetProvenance(spec.name, "code_tag", std::string(CodeTag()));
+  reg.SetProvenance(spec.name, "mpi", facts.mpi_library);
+  if (!facts.job_id.empty()) {
+    reg.SetProvenance(spec.name, "slurm.job_id", facts.job_id);
+    reg.SetProvenance(spec.name, "slurm.nodelist", facts.job_nodelist);
+  }
+  const int64_t launch =
+      reg.BeginLaunch(spec.name, Hostname(), ::getpid(), facts.n_workers, facts.job_id);
+  const int orphans = reg.RecoverOrphans(spec.name);
+  if (orphans > 0 && !facts.quiet) {
+    fmt::print("recovered {} shard(s) left running by an earlier launch\n", orphans);
+  }
+  batch.Commit();
+  return launch;
+}
+
+namespace {
 
 // Whether files exist, from one directory listing per directory (a stat per shard costs
 // seconds at 10^5-10^6 shards that have no file yet).

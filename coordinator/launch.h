@@ -1,5 +1,6 @@
-// A launch's start-up, between recording the plan and the scheduler's loop: every planned
-// shard's state, read from the registry and reconciled with the files on disk.
+// A launch's start-up, before the scheduler's loop: the launch recorded (RecordLaunch), then
+// every planned shard's state, read from the registry and reconciled with the files on disk
+// (ReconcileLaunch):
 //
 //   * Membership: a shard another sweep already recorded (same content address) joins this
 //     sweep too (Registry::AddMembers), keeps its state, and is never computed twice.
@@ -21,6 +22,29 @@
 #include "core/spec.h"
 
 namespace seedgrid {
+
+// What a launch records about itself besides the plan.
+struct LaunchFacts {
+  std::string out_dir;       // absolute artifacts root
+  std::string mpi_library;   // MpiSession::library_version()
+  int n_workers = 0;
+  std::string job_id;        // SLURM_JOB_ID ("" outside Slurm)
+  std::string job_nodelist;  // SLURM_JOB_NODELIST (recorded with the job id)
+  bool quiet = false;        // say nothing about recovered shards
+};
+
+// Records the launch in one transaction: the sweep row, every shard's spec (existing ones are
+// kept), the provenance (spec path, overrides, versions, MPI library, Slurm job), the launch
+// row; and recovers what a dead launch left running (its `running` shards become preempted).
+// Returns the launch row's id (Registry::EndLaunch at the finish).
+int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts);
+
+// A shard's role and needs as the registry and the dispatch message carry them.
+const char* RoleName(ShardRole role);
+std::string NeedsJson(const std::vector<ShardId>& needs);
+
+// Plan position of each shard id.
+std::unordered_map<ShardId, int> PlanIndex(const Plan& plan);
 
 struct LaunchStates {
   std::vector<ShardState> states;     // by plan position

@@ -479,8 +479,4 @@ void Scheduler::Retire(int rank) {
   retired_.push_back(rank);
 }
 
-void Scheduler::ShutdownAll(int exit_code, Comm& comm) {
-  for (int rank : workers_) comm.Send(WorkerId{rank}, Shutdown{exit_code});
-}
-
 }  // namespace seedgrid

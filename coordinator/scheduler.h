@@ -118,8 +118,6 @@ class Scheduler {
   void OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm);
   // Stop dispatching; every running shard becomes preempted (events emitted).
   void Preempt(double now);
-  // Tells each known worker to shut down.
-  void ShutdownAll(int exit_code, Comm& comm);
   // Ends the attempts of shards run inside a worker whose deadline is past `now` (see the
   // policy above): timeout outcome, ranks retired, retries dispatched to the other workers.
   void Tick(double now, Comm& comm);
@@ -231,14 +229,6 @@ class Scheduler {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::vector<int> retired_;
   std::unordered_map<int, Hello> hellos_;
-};
-
-// Builds scheduler tasks from a plan and the statuses already in the registry.
-// `selected`: when not empty (rerun), only these shards and pending ones may run; failed ones in
-// it get a fresh attempt budget.
-struct TaskBuildOptions {
-  std::string out_dir;  // absolute
-  std::string sweep;
 };
 
 }  // namespace seedgrid

@@ -1,4 +1,4 @@
-// The coordinator's transport seam: MPI in production (worker/mpi_transport.h), in memory in
+// The coordinator's transport seam: MPI in production (transport/mpi_comm.h), in memory in
 // tests (tests/support/memory_comm.h, which round-trips every message through the codec).
 #pragma once
 

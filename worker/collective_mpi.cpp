@@ -1,8 +1,9 @@
 #include "worker/collective_mpi.h"
 
 #include <climits>
+#include <stdexcept>
 
-#include "worker/mpi_transport.h"
+#include "transport/mpi.h"
 
 namespace seedgrid {
 namespace {

@@ -18,6 +18,7 @@
 #include "core/runner.h"
 #include "core/strings.h"
 #include "core/sysutil.h"
+#include "transport/poller.h"
 #include "worker/collective_mpi.h"
 #ifdef SEEDGRID_WITH_CUDA
 #include "worker/collective_nccl.h"

@@ -14,7 +14,7 @@
 
 #include <string>
 
-#include "worker/mpi_transport.h"
+#include "transport/mpi.h"
 
 namespace seedgrid {
 

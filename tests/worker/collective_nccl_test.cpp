@@ -22,7 +22,7 @@
 
 #include "worker/collective_mpi.h"
 #include "worker/collective_nccl.h"
-#include "worker/mpi_transport.h"
+#include "transport/mpi.h"
 
 namespace seedgrid {
 namespace {

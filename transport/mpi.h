@@ -1,4 +1,7 @@
-// Thin, checked MPI layer shared by the coordinator and the workers.
+// Thin, checked MPI layer shared by the coordinator and the workers (target seedgrid_transport,
+// the only one besides seedgrid_worker's collectives that calls MPI): the session, the check
+// macro and the frame primitives. The coordinator's Comm over them is transport/mpi_comm.h;
+// the polling back-off both sides use is transport/poller.h.
 //
 // Threading contract: only the main thread of each rank calls MPI (the registry's checkpoint
 // thread, LibTorch's and OpenBLAS's pools, NCCL's proxy never do). The level requested is
@@ -8,7 +11,7 @@
 // locks protect nothing. This is the level `MPI_Init` gives, the one most MPI+OpenMP codes run
 // at. Nobody blocks in MPI while waiting for work: both sides poll with
 // MPI_Iprobe interleaved with their other sources (the executor pipe, signals), with a short
-// spin after activity and bounded sleeps when idle (see Poller). Blocking threads were measured
+// spin after activity and bounded sleeps when idle (transport/poller.h). Blocking threads were measured
 // to add milliseconds of tail latency on small machines (research/calibration.md, Part B).
 //
 // Every frame is one MPI message of MPI_BYTE with tag kFrameTag on MPI_COMM_WORLD; gang shards
@@ -17,12 +20,8 @@
 
 #include <mpi.h>
 
-#include <chrono>
 #include <cstdint>
 #include <string>
-
-#include "core/comm.h"
-#include "core/protocol.h"
 
 namespace seedgrid {
 
@@ -64,52 +63,5 @@ bool UnderMpiLauncher();
 // Non-blocking receive of one frame from any rank. Returns false when nothing is waiting.
 bool TryRecvFrame(std::string* buf, int* source);
 void SendFrame(int dest, const std::string& frame);
-
-// Comm over MPI_COMM_WORLD.
-class MpiComm final : public Comm {
- public:
-  void Send(WorkerId to, const ToWorker& msg) override;
-  void Send(WorkerId to, const RunShard& shard) override;
-
- private:
-  std::string buf_;
-};
-
-// Back-off for polling loops that wait on MPI and pipes together, without threads:
-//   * for `spin` after the last activity: busy polling (a reply to a fast shard arrives in
-//     microseconds);
-//   * until `yield_until`: polling with sched_yield() between rounds, so a busy machine runs
-//     the executor or the shard's threads instead of us;
-//   * after that: blocking waits of `max_wait_ms` (poll(2) on the pipes, or a sleep), so a
-//     worker or coordinator waiting on long shards costs no CPU. Timed sleeps last >= 90 µs on
-//     VMs, so they are used only once nothing has happened for a while.
-// WaitMs() says how long the caller may block now (0: poll and go on); Active() resets.
-class Poller {
- public:
-  using Clock = std::chrono::steady_clock;
-
-  Poller(std::chrono::microseconds spin = std::chrono::microseconds(500),
-         std::chrono::microseconds yield_until = std::chrono::milliseconds(20), int max_wait_ms = 1)
-      : spin_(spin), yield_until_(yield_until), max_wait_ms_(max_wait_ms) {}
-  void Active() { Active(Clock::now()); }
-  // 0: keep polling (yield first when Yield() says so); > 0: block up to that many ms.
-  int WaitMs() const { return WaitMs(Clock::now()); }
-  bool Yield() const { return Yield(Clock::now()); }
-  // The same with the caller's clock reading (one per polling round).
-  void Active(Clock::time_point now) { last_ = now; }
-  int WaitMs(Clock::time_point now) const { return now - last_ < yield_until_ ? 0 : max_wait_ms_; }
-  bool Yield(Clock::time_point now) const { return now - last_ >= spin_; }
-  // An idle round that may not block: yield the core (past the spin) rather than spin.
-  bool ShouldYield() const {
-    auto idle = Clock::now() - last_;
-    return idle >= spin_ && idle < yield_until_;
-  }
-
- private:
-  Clock::time_point last_ = Clock::now();
-  std::chrono::microseconds spin_;
-  std::chrono::microseconds yield_until_;
-  int max_wait_ms_;
-};
 
 }  // namespace seedgrid

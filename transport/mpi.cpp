@@ -1,6 +1,7 @@
-#include "worker/mpi_transport.h"
+#include "transport/mpi.h"
 
 #include <cstdlib>
+#include <stdexcept>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -80,18 +81,6 @@ bool TryRecvFrame(std::string* buf, int* source) {
 void SendFrame(int dest, const std::string& frame) {
   SEEDGRID_MPI_CHECK(MPI_Send(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest,
                               kFrameTag, MPI_COMM_WORLD));
-}
-
-void MpiComm::Send(WorkerId to, const ToWorker& msg) {
-  buf_.clear();
-  Encode(msg, &buf_);
-  SendFrame(to.rank, buf_);
-}
-
-void MpiComm::Send(WorkerId to, const RunShard& shard) {
-  buf_.clear();
-  Encode(shard, &buf_);
-  SendFrame(to.rank, buf_);
 }
 
 }  // namespace seedgrid

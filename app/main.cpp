@@ -31,6 +31,7 @@
 #include "core/registry.h"
 #include "core/spec.h"
 #include "core/sysutil.h"
+#include "transport/mpi.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
 
