@@ -93,34 +93,49 @@ class SweepTest(unittest.TestCase):
         return shards, metrics
 
 
-def seedgrid_pids(cwd, rank=None, executor=False):
-    """PIDs of seedgrid processes working in `cwd`: MPI rank `rank` (OMPI_COMM_WORLD_RANK) or
-    executors."""
+def processes_in(cwd):
+    """(pid, argv) of every process whose working directory is `cwd`."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            if not argv or not argv[0].endswith(b"seedgrid"):
-                continue
             if os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) != os.path.realpath(cwd):
                 continue
-            is_exec = len(argv) > 1 and argv[1] == b"exec"
-            if executor:
-                if is_exec:
-                    out.append(int(pid))
-                continue
-            if is_exec:
-                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            out.append((int(pid), argv))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+            continue
+    return out
+
+
+def mpirun_pids(cwd):
+    """PIDs of Open MPI launchers working in `cwd`."""
+    return [pid for pid, argv in processes_in(cwd)
+            if argv[0].endswith((b"mpirun", b"orterun", b"orted", b"prterun"))]
+
+
+def seedgrid_pids(cwd, rank=None, executor=False):
+    """PIDs of seedgrid processes working in `cwd`: MPI rank `rank` (OMPI_COMM_WORLD_RANK) or
+    executors."""
+    out = []
+    for pid, argv in processes_in(cwd):
+        if not argv[0].endswith(b"seedgrid"):
+            continue
+        is_exec = len(argv) > 1 and argv[1] == b"exec"
+        if executor or is_exec:
+            if executor and is_exec:
+                out.append(pid)
+            continue
+        try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            r = env.get(b"OMPI_COMM_WORLD_RANK")
-            if r is not None and (rank is None or int(r) == rank):
-                out.append(int(pid))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        r = env.get(b"OMPI_COMM_WORLD_RANK")
+        if r is not None and (rank is None or int(r) == rank):
+            out.append(pid)
     return out
 
 

@@ -10,7 +10,7 @@ import socket
 import time
 import unittest
 
-from harness import SweepTest, seedgrid_pids
+from harness import SweepTest, mpirun_pids, seedgrid_pids
 
 
 def alive(pid):
@@ -20,22 +20,6 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-
-
-def mpirun_pids(cwd):
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-            if (argv0.endswith((b"mpirun", b"orterun", b"orted", b"prterun")) and
-                    os.path.realpath(os.readlink(f"/proc/{pid}/cwd")) == os.path.realpath(cwd)):
-                out.append(int(pid))
-        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
-            continue
-    return out
 
 
 class ProcessTest(SweepTest):

@@ -300,8 +300,10 @@ class Guards(SweepTest):
             name: slow
             kind: chaos
             seeds: 2
-            params: {sleep_ms: 4000}
+            params: {sleep_ms: 60000}
         """)
+        # Long shards: the first launch holds the lock however slowly the second one starts
+        # (mpirun takes seconds on a loaded machine); SIGTERM ends it below.
         proc = self.start_seedgrid("run", spec, "--workers", "1")
         self.wait_for(lambda: (self.query("select count(*) from shards where status='running'")
                                or [(0,)])[0][0] > 0, what="the first launch running")
