@@ -221,6 +221,45 @@ std::string BulkAttemptInsert(size_t rows) {
   return q;
 }
 
+// Brings a registry of an older schema version (1 to kSchemaVersion - 1) to this one, in one
+// transaction: the steps of each version, in order (see kSchemaVersion).
+void UpgradeSchema(SQLite::Database& db, int version) {
+  SQLite::Transaction tx(db);
+  if (version == 1 || version == 2) {
+    // Version 3's tables beside the old ones, the rows copied (the old rowids become the
+    // seqs), the old tables and their indexes dropped.
+    db.exec(std::string(kShardTables) + AttemptsDdl("attempts_v3"));
+    db.exec("INSERT INTO shard_specs(seq, " SPEC_COLUMNS ") SELECT rowid, " SPEC_COLUMNS
+            " FROM shards;"
+            "INSERT INTO shard_states(seq, " STATE_COLUMNS ") SELECT rowid, " STATE_COLUMNS
+            " FROM shards;"
+            "INSERT INTO attempts_v3(" ATTEMPT_COLUMNS ", shard_seq) SELECT a.shard, a.n, a.rank, "
+            "a.host, a.gpu, a.start, a.\"end\", a.outcome, a.signal, a.exit_code, a.error, "
+            "a.peak_rss_kb, a.job_id, p.seq FROM attempts a JOIN shard_specs p ON p.id = a.shard;"
+            "DROP TABLE attempts; DROP TABLE shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
+  }
+  if (version == 3) {
+    // Version 4: the stamp column, membership (below) and the view over it.
+    db.exec("ALTER TABLE shard_states ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+            "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
+  }
+  db.exec(std::string(kShardTables) + AttemptsDdl("attempts"));
+  if (version >= 1 && version < 4) {
+    // Every shard belongs to the sweep that recorded it (the only membership before 4).
+    db.exec("INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+            "SELECT sweep, seq, stage, stage_index FROM shard_specs");
+  }
+  db.exec(kSchema);
+  if (version == 1 || version == 2) {
+    db.exec("DROP INDEX IF EXISTS shard_specs_sweep_stage;");
+  }
+  if (version == 1) {
+    db.exec("DROP INDEX IF EXISTS attempts_shard; DROP INDEX IF EXISTS metrics_shard;");
+  }
+  db.exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
+  tx.commit();
+}
+
 }  // namespace
 
 // A statement used through SQLite's C API: SQLiteCpp binds text only from NUL-terminated
@@ -383,42 +422,7 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
       // does not re-read pages or wait on a checkpoint's fsync every other commit.
       db_->exec("PRAGMA cache_size=-65536");
       if (!network_fs_) db_->exec("PRAGMA wal_autocheckpoint=10000");
-      if (version < kSchemaVersion) {
-        SQLite::Transaction tx(*db_);
-        if (version == 1 || version == 2) {
-          // Version 3's tables beside the old ones, the rows copied (the old rowids become the
-          // seqs), the old tables and their indexes dropped.
-          db_->exec(std::string(kShardTables) + AttemptsDdl("attempts_v3"));
-          db_->exec("INSERT INTO shard_specs(seq, " SPEC_COLUMNS ") SELECT rowid, " SPEC_COLUMNS
-                    " FROM shards;"
-                    "INSERT INTO shard_states(seq, " STATE_COLUMNS ") SELECT rowid, " STATE_COLUMNS
-                    " FROM shards;"
-                    "INSERT INTO attempts_v3(" ATTEMPT_COLUMNS ", shard_seq) SELECT a.shard, a.n, a.rank, "
-                    "a.host, a.gpu, a.start, a.\"end\", a.outcome, a.signal, a.exit_code, a.error, "
-                    "a.peak_rss_kb, a.job_id, p.seq FROM attempts a JOIN shard_specs p ON p.id = a.shard;"
-                    "DROP TABLE attempts; DROP TABLE shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
-        }
-        if (version == 3) {
-          // Version 4: the stamp column, membership (below) and the view over it.
-          db_->exec("ALTER TABLE shard_states ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
-                    "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
-        }
-        db_->exec(std::string(kShardTables) + AttemptsDdl("attempts"));
-        if (version >= 1 && version < 4) {
-          // Every shard belongs to the sweep that recorded it (the only membership before 4).
-          db_->exec("INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
-                    "SELECT sweep, seq, stage, stage_index FROM shard_specs");
-        }
-        db_->exec(kSchema);
-        if (version == 1 || version == 2) {
-          db_->exec("DROP INDEX IF EXISTS shard_specs_sweep_stage;");
-        }
-        if (version == 1) {
-          db_->exec("DROP INDEX IF EXISTS attempts_shard; DROP INDEX IF EXISTS metrics_shard;");
-        }
-        db_->exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
-        tx.commit();
-      }
+      if (version < kSchemaVersion) UpgradeSchema(*db_, version);
     } else if (version == 0) {
       throw UsageError(fmt::format("{} is not a seedgrid registry (no schema)", path));
     }
