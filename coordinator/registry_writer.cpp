@@ -56,7 +56,10 @@ bool RegistryWriter::Step() {
 void RegistryWriter::Commit() {
   while (Step()) {
   }
-  if (!batch_) return;
+  // Dispatches alone open a batch too: a sweep of long shards has nothing finished for a while,
+  // and its running shards must show as running, not pending, meanwhile.
+  if (!batch_ && dispatched_.empty()) return;
+  if (!batch_) batch_.emplace(reg_);
   const double now = dispatched_.empty() ? 0 : UnixNow();
   for (int task : dispatched_) {
     // Still running at commit time (not finished in this batch): say so.
