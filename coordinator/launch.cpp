@@ -80,11 +80,15 @@ int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts) 
   row.git_commit = std::string(GitCommit());
   row.host = Hostname();
   reg.UpsertSweep(row);
+  // The rows are views: the needs' JSON must outlive the insert.
+  std::vector<std::string> needs(plan.shards.size());
   std::vector<ShardSpecRow> rows;
   rows.reserve(plan.shards.size());
-  for (const ShardPlan& s : plan.shards) {
+  for (size_t i = 0; i < plan.shards.size(); ++i) {
+    const ShardPlan& s = plan.shards[i];
+    needs[i] = NeedsJson(s.needs);
     rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json,
-                    s.axes_json, s.seed, RoleName(s.role), NeedsJson(s.needs)});
+                    s.axes_json, s.seed, RoleName(s.role), needs[i]});
   }
   reg.InsertShardSpecs(rows);
   reg.SetProvenance(spec.name, "spec_path", spec.source_path);
