@@ -228,10 +228,16 @@ std::string Stamp() {
   return seq++ ? stamp + "-" + std::to_string(seq) : stamp;
 }
 
-// Checks every flag, then the spec and the registry; all flag problems are reported together.
-Submission Resolve(const SubmitOptions& o) {
-  std::vector<std::string> problems;
-  Submission s;
+// Throws UsageError listing every problem, if there is any.
+void ThrowIfProblems(const std::vector<std::string>& problems) {
+  if (problems.empty()) return;
+  std::string msg = "seedgrid submit:";
+  for (const auto& p : problems) msg += "\n  " + p;
+  throw UsageError(msg);
+}
+
+// The flags alone: mode, resources, Slurm syntax, the binary. Fills what they decide.
+void CheckFlags(const SubmitOptions& o, Submission& s, std::vector<std::string>& problems) {
   if (!o.resume_sweep.empty() && !o.rerun_sweep.empty()) {
     problems.push_back("--resume and --rerun exclude each other");
   }
@@ -299,13 +305,10 @@ Submission Resolve(const SubmitOptions& o) {
   if (s.exe.empty() || !fs::path(s.exe).is_absolute()) {
     problems.push_back("the seedgrid binary path must be absolute (got '" + s.exe + "')");
   }
-  if (!problems.empty()) {
-    std::string msg = "seedgrid submit:";
-    for (const auto& p : problems) msg += "\n  " + p;
-    throw UsageError(msg);
-  }
+}
 
-  // The spec: validated and expanded now, so an invalid spec submits nothing.
+// The spec: validated and expanded now, so an invalid spec submits nothing; the sweep's name.
+void CheckSpec(const SubmitOptions& o, Submission& s, std::vector<std::string>& problems) {
   if (!o.spec_path.empty()) {
     s.spec = LoadSpec(o.spec_path, o.overrides, AllKinds());
     Plan plan = ExpandSpec(*s.spec, AllKinds());
@@ -332,7 +335,12 @@ Submission Resolve(const SubmitOptions& o) {
                        "' cannot name a directory (no '/', blanks, quotes or '%')");
   }
 
-  // Out dir and registry: absolute, so the job does not depend on its working directory.
+}
+
+// Out dir and registry: absolute, so the job does not depend on its working directory.
+// Returns them as given or found (made absolute by the caller).
+std::pair<std::string, std::string> FindPlaces(const SubmitOptions& o, const Submission& s,
+                                               std::vector<std::string>& problems) {
   std::optional<SweepRow> row;
   std::string out = !o.out_dir.empty() ? o.out_dir : s.spec ? s.spec->out : "";
   std::string registry = o.registry_path;
@@ -358,11 +366,18 @@ Submission Resolve(const SubmitOptions& o) {
     if (fs::path(out).is_relative()) out = (fs::path(registry).parent_path() / out).string();
   }
   if (out.empty()) problems.push_back("no output directory: pass --out DIR");
-  if (!problems.empty()) {
-    std::string msg = "seedgrid submit:";
-    for (const auto& p : problems) msg += "\n  " + p;
-    throw UsageError(msg);
-  }
+  return {out, registry};
+}
+
+// Checks every flag, then the spec and the registry; all flag problems are reported together.
+Submission Resolve(const SubmitOptions& o) {
+  std::vector<std::string> problems;
+  Submission s;
+  CheckFlags(o, s, problems);
+  ThrowIfProblems(problems);
+  CheckSpec(o, s, problems);
+  const auto [out, registry] = FindPlaces(o, s, problems);
+  ThrowIfProblems(problems);
   s.out_dir = Absolute(out);
   s.registry = Absolute(registry);
   s.slurm_dir = (fs::path(s.out_dir) / s.sweep / "slurm").string();

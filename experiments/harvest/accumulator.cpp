@@ -442,27 +442,62 @@ void Accumulators::Merge(const Accumulators& other) {
 
 // ---- Batch update ----------------------------------------------------------------------------
 
-void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
-  const Options& o = acc.options;
-  const int64_t C = o.components, T = o.seq_len, V = o.vocab, N = b.rows * T;
-  const int64_t words = (N + 63) / 64, W = o.window();
-  const float thr = static_cast<float>(o.threshold);
+namespace {
+
+// The batch has every array its options need, its panels cover the C components, and every
+// token is in the vocabulary (throws std::invalid_argument otherwise).
+void CheckBatch(const BatchView& b, const Options& o) {
+  const int64_t N = b.rows * o.seq_len;
   const auto panels_ok = [&](const std::vector<Panel>& panels) {
     int64_t width = 0;
     for (const Panel& p : panels) {
       if (!p.data || p.width < 1 || p.stride < p.width) return false;
       width += p.width;
     }
-    return width == C;
+    return width == o.components;
   };
   if (b.rows < 0 || (N > 0 && (!b.tokens || !b.row_ids)) || !panels_ok(b.post) ||
       (o.pre && !panels_ok(b.pre)) || (o.output_tokens && N > 0 && !b.probs))
     throw std::invalid_argument(
         "harvest: the batch lacks an array its options need, or its panels do not cover C");
   for (int64_t n = 0; n < N; ++n)
-    if (b.tokens[n] < 0 || b.tokens[n] >= V)
+    if (b.tokens[n] < 0 || b.tokens[n] >= o.vocab)
       throw std::invalid_argument(fmt::format(
-          "harvest: batch {} has token {} outside [0, {})", b.index, b.tokens[n], V));
+          "harvest: batch {} has token {} outside [0, {})", b.index, b.tokens[n], o.vocab));
+}
+
+// Component c's chosen examples of this batch go to the reservoir with their context windows
+// (tokens and c's activations, -1 / 0 past a row's ends).
+void OfferWindows(const BatchView& b, const float* act, int64_t stride, int64_t c,
+                  const std::vector<std::pair<ExampleRank, int64_t>>& candidates,
+                  std::vector<int32_t>& window_tokens, std::vector<float>& window_acts,
+                  Accumulators& acc) {
+  const Options& o = acc.options;
+  const int64_t T = o.seq_len;
+  for (const auto& [r, n] : candidates) {
+    const int64_t row_start = n - r.pos;
+    for (int64_t d = -o.context; d <= o.context; ++d) {
+      const int64_t t = r.pos + d;
+      const size_t at = Z(d + o.context);
+      const bool inside = t >= 0 && t < T;
+      window_tokens[at] = inside ? b.tokens[row_start + t] : -1;
+      window_acts[at] = inside ? act[(row_start + t) * stride] : 0.0f;
+    }
+    acc.reservoir.Offer(c, r, window_tokens.data(), window_acts.data());
+  }
+}
+
+}  // namespace
+
+// One batch into the accumulators, in one pass over its activations. The per-component loop
+// stays whole: its counts, co-occurrence rows and reservoir candidates share the firing
+// bitset walk, the hot loop of a harvest (BENCHMARKS.md §4).
+void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
+  const Options& o = acc.options;
+  const int64_t C = o.components, T = o.seq_len, V = o.vocab, N = b.rows * T;
+  const int64_t words = (N + 63) / 64, W = o.window();
+  const float thr = static_cast<float>(o.threshold);
+  CheckBatch(b, o);
 
   // Sums over every token, and the firing bitsets [C, words].
   bits_.assign(Z(C * words), 0);
@@ -550,19 +585,7 @@ void BatchUpdater::Apply(const BatchView& b, Accumulators& acc) {
           floor53 = std::max(floor53, Bits53Floor(candidates_.back().first.key));
       }
     }
-    const size_t keep = candidates_.size();
-    for (size_t i = 0; i < keep; ++i) {
-      const auto& [r, n] = candidates_[i];
-      const int64_t row_start = n - r.pos;
-      for (int64_t d = -o.context; d <= o.context; ++d) {
-        const int64_t t = r.pos + d;
-        const size_t at = Z(d + o.context);
-        const bool inside = t >= 0 && t < T;
-        window_tokens_[at] = inside ? b.tokens[row_start + t] : -1;
-        window_acts_[at] = inside ? act[(row_start + t) * stride] : 0.0f;
-      }
-      acc.reservoir.Offer(c, r, window_tokens_.data(), window_acts_.data());
-    }
+    OfferWindows(b, act, stride, c, candidates_, window_tokens_, window_acts_, acc);
   }
   if (o.cooc) {
 #ifdef SEEDGRID_HARVEST_AVX512

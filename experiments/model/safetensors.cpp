@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -92,6 +93,99 @@ int64_t TensorView::numel() const {
   return n;
 }
 
+// One tensor's header entry, checked against the data section: nullopt, with the problem
+// added to `problems`, when its dtype, shape or offsets are wrong.
+static std::optional<TensorView> ParseTensorEntry(const std::string& name,
+                                                  const nlohmann::json& entry,
+                                                  const uint8_t* data, uint64_t data_size,
+                                                  std::vector<std::string>& problems) {
+  const auto bad = [&](const std::string& what) {
+    problems.push_back(fmt::format("tensor '{}': {}", name, what));
+  };
+  if (!entry.is_object()) {
+    bad("entry is not an object");
+    return std::nullopt;
+  }
+  TensorView view;
+  view.name = name;
+  const auto dt = entry.find("dtype");
+  if (dt == entry.end() || !dt->is_string()) {
+    bad("missing dtype");
+    return std::nullopt;
+  }
+  const std::string dtype = dt->get<std::string>();
+  const auto known = std::find_if(std::begin(kDTypes), std::end(kDTypes),
+                                  [&](const DTypeName& d) { return d.name == dtype; });
+  if (known == std::end(kDTypes)) {
+    bad(fmt::format("unknown dtype '{}' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
+                    dtype));
+    return std::nullopt;
+  }
+  view.dtype = known->type;
+  const auto sh = entry.find("shape");
+  if (sh == entry.end() || !sh->is_array()) {
+    bad("missing shape");
+    return std::nullopt;
+  }
+  bool shape_ok = true;
+  uint64_t numel = 1;
+  for (const auto& d : *sh) {
+    if (!d.is_number_unsigned()) {
+      shape_ok = false;
+      break;
+    }
+    const uint64_t v = d.get<uint64_t>();
+    if (v != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / v) {
+      shape_ok = false;
+      break;
+    }
+    numel *= v;
+    view.shape.push_back(static_cast<int64_t>(v));
+  }
+  if (!shape_ok) {
+    bad(fmt::format("bad shape {} (need non-negative integers)", sh->dump()));
+    return std::nullopt;
+  }
+  const auto off = entry.find("data_offsets");
+  if (off == entry.end() || !off->is_array() || off->size() != 2 ||
+      !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
+    bad("missing or malformed data_offsets (need [begin, end])");
+    return std::nullopt;
+  }
+  const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
+  if (begin > end || end > data_size) {
+    bad(fmt::format("data_offsets [{}, {}) out of range (data section has {} bytes)", begin,
+                    end, data_size));
+    return std::nullopt;
+  }
+  const uint64_t want = numel * known->size;
+  if (end - begin != want) {
+    bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", sh->dump(),
+                    dtype, want, end - begin));
+    return std::nullopt;
+  }
+  view.data = data + begin;
+  view.nbytes = end - begin;
+  return view;
+}
+
+// Tensors whose byte ranges overlap, as problems.
+static void AddOverlaps(const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
+                        const std::vector<std::string>& names,
+                        std::vector<std::string>& problems) {
+  std::vector<size_t> order(ranges.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const auto& prev = ranges[order[i - 1]];
+    const auto& cur = ranges[order[i]];
+    if (cur.first < prev.second)
+      problems.push_back(fmt::format("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap",
+                                     names[order[i - 1]], prev.first, prev.second,
+                                     names[order[i]], cur.first, cur.second));
+  }
+}
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (fd.fd < 0) Fail(path, "cannot open: " + Errno());
@@ -142,91 +236,16 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         }
         continue;
       }
-      const auto bad = [&](const std::string& what) {
-        problems.push_back(fmt::format("tensor '{}': {}", name, what));
-      };
-      if (!entry.is_object()) {
-        bad("entry is not an object");
-        continue;
-      }
-      TensorView view;
-      view.name = name;
-      const auto dt = entry.find("dtype");
-      if (dt == entry.end() || !dt->is_string()) {
-        bad("missing dtype");
-        continue;
-      }
-      const std::string dtype = dt->get<std::string>();
-      const auto known = std::find_if(std::begin(kDTypes), std::end(kDTypes),
-                                      [&](const DTypeName& d) { return d.name == dtype; });
-      if (known == std::end(kDTypes)) {
-        bad(fmt::format("unknown dtype '{}' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                        dtype));
-        continue;
-      }
-      view.dtype = known->type;
-      const auto sh = entry.find("shape");
-      if (sh == entry.end() || !sh->is_array()) {
-        bad("missing shape");
-        continue;
-      }
-      bool shape_ok = true;
-      uint64_t numel = 1;
-      for (const auto& d : *sh) {
-        if (!d.is_number_unsigned()) {
-          shape_ok = false;
-          break;
-        }
-        const uint64_t v = d.get<uint64_t>();
-        if (v != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / v) {
-          shape_ok = false;
-          break;
-        }
-        numel *= v;
-        view.shape.push_back(static_cast<int64_t>(v));
-      }
-      if (!shape_ok) {
-        bad(fmt::format("bad shape {} (need non-negative integers)", sh->dump()));
-        continue;
-      }
-      const auto off = entry.find("data_offsets");
-      if (off == entry.end() || !off->is_array() || off->size() != 2 ||
-          !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
-        bad("missing or malformed data_offsets (need [begin, end])");
-        continue;
-      }
-      const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
-      if (begin > end || end > data_size) {
-        bad(fmt::format("data_offsets [{}, {}) out of range (data section has {} bytes)", begin,
-                        end, data_size));
-        continue;
-      }
-      const uint64_t want = numel * known->size;
-      if (end - begin != want) {
-        bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", sh->dump(),
-                        dtype, want, end - begin));
-        continue;
-      }
-      view.data = data + begin;
-      view.nbytes = end - begin;
-      if (end > begin) {
-        ranges.emplace_back(begin, end);
+      auto view = ParseTensorEntry(name, entry, data, data_size, problems);
+      if (!view) continue;
+      if (view->nbytes > 0) {
+        const uint64_t begin = static_cast<uint64_t>(view->data - data);
+        ranges.emplace_back(begin, begin + view->nbytes);
         range_names.push_back(name);
       }
-      tensors_.emplace(name, std::move(view));
+      tensors_.emplace(name, std::move(*view));
     }
-    std::vector<size_t> order(ranges.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
-    for (size_t i = 1; i < order.size(); ++i) {
-      const auto& prev = ranges[order[i - 1]];
-      const auto& cur = ranges[order[i]];
-      if (cur.first < prev.second)
-        problems.push_back(fmt::format("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap",
-                                       range_names[order[i - 1]], prev.first, prev.second,
-                                       range_names[order[i]], cur.first, cur.second));
-    }
+    AddOverlaps(ranges, range_names, problems);
     if (!problems.empty()) {
       std::string all;
       for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
