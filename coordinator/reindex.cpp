@@ -141,21 +141,28 @@ class Reindexer {
   // 3. Every done row's file, unless it is the file indexed above (same stamp).
   void RecheckDone() {
     for (const auto& sweep : reg_.Sweeps()) {
-      for (const auto& r : reg_.ShardsWithStatus(sweep.name, ShardStatus::kDone)) {
-        if (r.artifact.empty()) continue;
-        const std::string p = r.artifact.front() == '/' ? r.artifact : reg_dir_ + "/" + r.artifact;
+      // States carry the stamps: one read per sweep, the shard's spec only for a changed file.
+      for (const auto& st : reg_.ShardStates(sweep.name)) {
+        if (st.status != ShardStatus::kDone || st.artifact.empty()) continue;
+        const std::string p = st.artifact.front() == '/' ? st.artifact : reg_dir_ + "/" + st.artifact;
         auto stamp = FileStampOf(p);
         if (!stamp) {
-          reg_.SetShardState(r.id, ShardStatus::kPending, r.attempts, "", "published file missing: " + p);
+          reg_.SetShardState(st.id, ShardStatus::kPending, st.attempts, "", "published file missing: " + p);
           ++reset_;
           continue;
         }
-        if (auto state = Stamp(r.id); state && *state == *stamp) continue;
+        if (*stamp == st.stamp) continue;  // the file indexed above, or checked before
+        auto r = reg_.Shard(st.id);
+        if (!r) continue;
         ShardFileHeader h;
-        h.kind = r.kind;
-        h.role = r.role;
-        h.params = r.params;
-        if (auto problem = CheckShardFile(p, r.id, Datasets(h))) Damaged(p, r.id, *problem);
+        h.kind = r->kind;
+        h.role = r->role;
+        h.params = r->params;
+        if (auto problem = CheckShardFile(p, st.id, Datasets(h))) {
+          Damaged(p, st.id, *problem);
+        } else {
+          reg_.SetShardStamp(st.seq, *stamp);
+        }
       }
     }
   }
@@ -173,15 +180,6 @@ class Reindexer {
   static std::vector<std::string> Datasets(const ShardFileHeader& h) {
     const KindConfig* k = AllKinds().Find(h.kind);
     return k && k->datasets ? k->datasets(h.params, h.role) : std::vector<std::string>{};
-  }
-
-  std::optional<int64_t> Stamp(const ShardId& id) {
-    auto row = reg_.Shard(id);
-    if (!row) return std::nullopt;
-    for (const auto& st : reg_.ShardStates(row->sweep)) {
-      if (st.id == id) return st.stamp;
-    }
-    return std::nullopt;
   }
 
   void Damaged(const std::string& path, const ShardId& id, const std::string& problem) {
