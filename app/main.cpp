@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "coordinator/commands.h"
 #include "coordinator/coordinator.h"
@@ -86,8 +86,10 @@ LoadedSpec LoadSpecForRerun(const SweepArgs& a) {
   auto sweep = reg.Sweep(a.sweep);
   if (!sweep) throw UsageError(fmt::format("no sweep '{}' in {}", a.sweep, ls.registry));
   if (sweep->spec_text.empty()) {
-    throw UsageError(fmt::format("sweep '{}' was rebuilt by reindex and has no spec: run its spec "
-                                 "again with `seedgrid run`", a.sweep));
+    throw UsageError(
+        fmt::format("sweep '{}' was rebuilt by reindex and has no spec: run its spec "
+                    "again with `seedgrid run`",
+                    a.sweep));
   }
   auto prov = reg.Provenance(a.sweep);
   std::vector<std::string> overrides;
@@ -243,16 +245,18 @@ int LaunchExitCode(const LaunchRecord& record, int status) {
 
 // Not under mpirun/srun: start ourselves under mpirun with 1 coordinator + K workers.
 int SelfLaunch(int argc, char** argv, int workers) {
-  if (workers <= 0) workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  if (workers <= 0)
+    workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
   const char* mpirun_env = std::getenv("SEEDGRID_MPIRUN");
   std::string mpirun = mpirun_env && *mpirun_env ? mpirun_env : "mpirun";
-  std::vector<std::string> args = {mpirun, "-n", std::to_string(workers + 1), "--oversubscribe",
-                                   "--bind-to", "none"};
+  std::vector<std::string> args = {
+      mpirun, "-n", std::to_string(workers + 1), "--oversubscribe", "--bind-to", "none"};
   if (::geteuid() == 0) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
   }
-  if (!std::getenv("SEEDGRID_PROGRESS")) setenv("SEEDGRID_PROGRESS", ::isatty(1) ? "tty" : "plain", 1);
+  if (!std::getenv("SEEDGRID_PROGRESS"))
+    setenv("SEEDGRID_PROGRESS", ::isatty(1) ? "tty" : "plain", 1);
   // Every rank is on this node: shared memory is the only transport needed. Open MPI's TCP
   // transport, once loaded, makes every MPI_Iprobe also poll(2) its sockets, a syscall per
   // polling round that doubles a short shard's round trip (BENCHMARKS.md). OMPI_MCA_btl set by
@@ -273,7 +277,8 @@ int SelfLaunch(int argc, char** argv, int workers) {
   try {
     mpirun_child = Spawn(spawn);
   } catch (const std::system_error& e) {
-    fmt::print(stderr, "seedgrid: cannot start {}: {} (install openmpi-bin, or set SEEDGRID_MPIRUN)\n",
+    fmt::print(stderr,
+               "seedgrid: cannot start {}: {} (install openmpi-bin, or set SEEDGRID_MPIRUN)\n",
                mpirun, e.code().message());
     return exit_code::kUsage;
   }
@@ -346,7 +351,9 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     co.rerun = rerun;
     co.rerun_shards = a.shards;
     std::string hint = "seedgrid run " + ShellQuote(a.spec);
-    if (rerun) hint = "seedgrid rerun " + ShellQuote(lp.plan.spec.name) + " --registry " + ShellQuote(lp.registry);
+    if (rerun)
+      hint = "seedgrid rerun " + ShellQuote(lp.plan.spec.name) + " --registry " +
+             ShellQuote(lp.registry);
     if (!rerun) {
       for (const auto& o : a.overrides) hint += " " + ShellQuote(o);
       hint += " --out " + ShellQuote(lp.out_dir) + " --registry " + ShellQuote(lp.registry);
@@ -371,11 +378,13 @@ void AddSweepFlags(CLI::App* cmd, SweepArgs& a) {
   cmd->add_option("--registry", a.registry, "Registry file (default <out>/registry.sqlite)");
   cmd->add_option("--workers", a.workers,
                   "Worker ranks when started without mpirun/srun (default: cores - 1)");
-  cmd->add_option("--window", a.window, "Shards in flight per worker (1 or 2)")->check(CLI::Range(1, 8));
+  cmd->add_option("--window", a.window, "Shards in flight per worker (1 or 2)")
+      ->check(CLI::Range(1, 8));
   cmd->add_flag("--dry-run", a.dry_run, "Print the shard table and write nothing");
   cmd->add_option("--max-shards", a.max_shards, "Refuse specs that expand to more shards");
   cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
-  cmd->add_option("--stats-json", a.stats, "Write dispatch statistics (throughput, round-trip percentiles) to this file");
+  cmd->add_option("--stats-json", a.stats,
+                  "Write dispatch statistics (throughput, round-trip percentiles) to this file");
 }
 
 int Main(int argc, char** argv) {
@@ -385,20 +394,24 @@ int Main(int argc, char** argv) {
 
   if (argc >= 2 && std::string(argv[1]) == "exec") return RunExecutorMain(3, 4);
 
-  CLI::App app{"seedgrid: distributed batch experiment runner (MPI coordinator, LibTorch workers,\n"
-               "HDF5 results, SQLite registry, seed-aggregated reports, Slurm)"};
-  app.set_version_flag("--version", std::string(SeedgridVersion()) + " (" + std::string(GitCommit()) + ")");
+  CLI::App app{
+      "seedgrid: distributed batch experiment runner (MPI coordinator, LibTorch workers,\n"
+      "HDF5 results, SQLite registry, seed-aggregated reports, Slurm)"};
+  app.set_version_flag("--version",
+                       std::string(SeedgridVersion()) + " (" + std::string(GitCommit()) + ")");
   app.require_subcommand(1);
 
   SweepArgs run_args;
   auto* run = app.add_subcommand("run", "Run a sweep spec (resumes whatever is not done)");
   run->add_option("spec", run_args.spec, "Sweep spec (YAML)")->required()->check(CLI::ExistingFile);
-  run->add_option("overrides", run_args.overrides, "key=value overrides (dotted paths, YAML values)");
+  run->add_option("overrides", run_args.overrides,
+                  "key=value overrides (dotted paths, YAML values)");
   run->add_option("--out", run_args.out, "Artifacts root (default: the spec's `out`, runs)");
   AddSweepFlags(run, run_args);
 
   SweepArgs rerun_args;
-  auto* rerun = app.add_subcommand("rerun", "Re-queue failed, preempted and orphaned shards of a sweep");
+  auto* rerun =
+      app.add_subcommand("rerun", "Re-queue failed, preempted and orphaned shards of a sweep");
   rerun->add_option("sweep", rerun_args.sweep, "Sweep name")->required();
   rerun->add_flag("--failed", rerun_args.failed, "Failed shards (the default)");
   rerun->add_option("--shards", rerun_args.shards, "Only these failed shards (id prefixes)");
@@ -407,7 +420,8 @@ int Main(int argc, char** argv) {
   std::string registry;
   std::string sweep;
   bool json = false;
-  auto* status = app.add_subcommand("status", "Counts per stage and status; failed shards with their last error");
+  auto* status = app.add_subcommand(
+      "status", "Counts per stage and status; failed shards with their last error");
   status->add_option("sweep", sweep, "Sweep name (default: all)");
   status->add_option("--registry", registry, "Registry file (default runs/registry.sqlite)");
   status->add_flag("--json", json, "JSON output");
@@ -417,7 +431,8 @@ int Main(int argc, char** argv) {
   ls->add_flag("--json", json, "JSON output");
 
   std::string shard;
-  auto* show = app.add_subcommand("show", "Everything about one shard: params, attempts, metrics, files");
+  auto* show =
+      app.add_subcommand("show", "Everything about one shard: params, attempts, metrics, files");
   show->add_option("shard", shard, "Shard id or unique prefix")->required();
   show->add_option("--registry", registry, "Registry file");
   show->add_flag("--json", json, "JSON output");
@@ -437,9 +452,11 @@ int Main(int argc, char** argv) {
   report->add_option("--stage", ro.stage, "Only this stage");
   report->add_option("--out", ro.out_dir, "Report directory (default <out>/<sweep>/report)");
   report->add_option("--format", formats, "Comma-separated: md,tex,csv,html (default all)");
-  report->add_option("--group-by", ro.group_by, "Group by these axes (default: every axis but the seed)");
+  report->add_option("--group-by", ro.group_by,
+                     "Group by these axes (default: every axis but the seed)");
   report->add_option("--metrics", ro.metrics, "Metrics (names or prefix*)");
-  report->add_flag("--no-figures", [&](int64_t) { ro.figures = false; }, "Tables only");
+  report->add_flag(
+      "--no-figures", [&](int64_t) { ro.figures = false; }, "Tables only");
   report->add_option("--registry", registry, "Registry file");
 
   SubmitOptions so;

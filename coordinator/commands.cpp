@@ -149,12 +149,14 @@ int PrintDryRun(const Plan& plan, const std::string& registry_path) {
   }
   fmt::print("sweep {}: {} shard(s), {} stage(s) (dry run: nothing written)\n", plan.spec.name,
              plan.shards.size(), plan.spec.stages.size());
-  fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", "shard", "stage", "kind", "seed",
-             "role", "needs", "status", "axes");
+  fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", "shard", "stage", "kind",
+             "seed", "role", "needs", "status", "axes");
   for (const auto& s : plan.shards) {
     auto it = status.find(s.id);
     std::string st = it == status.end() ? "new" : std::string(ToString(it->second));
-    std::string role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
+    std::string role = s.role == ShardRole::kMap      ? "map"
+                       : s.role == ShardRole::kReduce ? "reduce"
+                                                      : "single";
     fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", s.id.hex, s.stage, s.kind,
                s.seed, role, s.needs.size(), st, AxesText(s.axes));
   }
@@ -209,13 +211,18 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
         st["name"] = name;
         st["kind"] = c->kind;
         st["total"] = c->total;
-        for (auto s : {"pending", "running", "done", "failed", "preempted"}) st[s] = c->by_status[s];
+        for (auto s : {"pending", "running", "done", "failed", "preempted"})
+          st[s] = c->by_status[s];
         j["stages"].push_back(st);
       }
       j["failed"] = Json::array();
       for (const auto* r : failed) {
-        j["failed"].push_back({{"id", r->id.hex}, {"stage", r->stage}, {"seed", r->seed},
-                               {"axes", r->axes}, {"attempts", r->attempts}, {"error", r->error},
+        j["failed"].push_back({{"id", r->id.hex},
+                               {"stage", r->stage},
+                               {"seed", r->seed},
+                               {"axes", r->axes},
+                               {"attempts", r->attempts},
+                               {"error", r->error},
                                {"error_line", ErrorCauseLine(r->error)}});
       }
       out.push_back(j);
@@ -247,7 +254,9 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
 int CmdLs(const std::string& registry_path, bool json) {
   Registry reg(registry_path, Registry::Mode::kReadOnly);
   Json out = Json::array();
-  if (!json) fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", "sweep", "shards", "done", "failed", "created", "out");
+  if (!json)
+    fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", "sweep", "shards", "done", "failed",
+               "created", "out");
   for (const auto& sw : reg.Sweeps()) {
     int64_t total = 0, done = 0, failed = 0;
     for (const auto& r : reg.Shards(sw.name)) {
@@ -256,10 +265,15 @@ int CmdLs(const std::string& registry_path, bool json) {
       failed += r.status == ShardStatus::kFailed;
     }
     if (json) {
-      out.push_back({{"sweep", sw.name}, {"shards", total}, {"done", done}, {"failed", failed},
-                     {"created", sw.created}, {"out_dir", sw.out_dir}});
+      out.push_back({{"sweep", sw.name},
+                     {"shards", total},
+                     {"done", done},
+                     {"failed", failed},
+                     {"created", sw.created},
+                     {"out_dir", sw.out_dir}});
     } else {
-      fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", sw.name, total, done, failed, sw.created, sw.out_dir);
+      fmt::print("{:<24} {:>7} {:>7} {:>7}  {:<20}  {}\n", sw.name, total, done, failed, sw.created,
+                 sw.out_dir);
     }
   }
   if (json) fmt::print("{}\n", out.dump(2));
@@ -273,27 +287,41 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   auto attempts = reg.Attempts(row->id);
   auto metrics = reg.Metrics(row->id);
   if (json) {
-    Json j = {{"id", row->id.hex}, {"sweep", row->sweep}, {"stage", row->stage},
-              {"kind", row->kind}, {"seed", row->seed}, {"role", row->role},
-              {"status", ToString(row->status)}, {"attempts", row->attempts},
-              {"artifact", row->artifact}, {"error", row->error}, {"params", row->params},
-              {"axes", row->axes}, {"metrics", metrics}};
+    Json j = {{"id", row->id.hex},
+              {"sweep", row->sweep},
+              {"stage", row->stage},
+              {"kind", row->kind},
+              {"seed", row->seed},
+              {"role", row->role},
+              {"status", ToString(row->status)},
+              {"attempts", row->attempts},
+              {"artifact", row->artifact},
+              {"error", row->error},
+              {"params", row->params},
+              {"axes", row->axes},
+              {"metrics", metrics}};
     j["needs"] = Json::array();
     for (const auto& n : row->needs) j["needs"].push_back(n.hex);
     j["attempt_log"] = Json::array();
     for (const auto& a : attempts) {
-      j["attempt_log"].push_back({{"n", a.n}, {"rank", a.rank}, {"host", a.host},
-                                  {"outcome", ToString(a.outcome)}, {"signal", a.signal},
-                                  {"exit_code", a.exit_code}, {"error", a.error},
-                                  {"seconds", a.end - a.start}, {"peak_rss_kb", a.peak_rss_kb}});
+      j["attempt_log"].push_back({{"n", a.n},
+                                  {"rank", a.rank},
+                                  {"host", a.host},
+                                  {"outcome", ToString(a.outcome)},
+                                  {"signal", a.signal},
+                                  {"exit_code", a.exit_code},
+                                  {"error", a.error},
+                                  {"seconds", a.end - a.start},
+                                  {"peak_rss_kb", a.peak_rss_kb}});
     }
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
-             "({} charged attempt(s))\nartifact {}\n",
-             row->id.hex, row->sweep, row->stage, row->kind, row->role, row->seed,
-             ToString(row->status), row->attempts, row->artifact.empty() ? "-" : row->artifact);
+  fmt::print(
+      "shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
+      "({} charged attempt(s))\nartifact {}\n",
+      row->id.hex, row->sweep, row->stage, row->kind, row->role, row->seed, ToString(row->status),
+      row->attempts, row->artifact.empty() ? "-" : row->artifact);
   if (!row->axes.empty()) fmt::print("axes     {}\n", AxesText(row->axes));
   fmt::print("params   {}\n", row->params.dump());
   if (!row->needs.empty()) {
@@ -329,7 +357,9 @@ int CmdKinds(bool json) {
     Json j = Json::object();
     for (const auto& n : kinds.Names()) {
       const auto* k = kinds.Find(n);
-      j[n] = {{"summary", k->summary}, {"defaults", k->defaults}, {"has_reduce", k->has_reduce},
+      j[n] = {{"summary", k->summary},
+              {"defaults", k->defaults},
+              {"has_reduce", k->has_reduce},
               {"supports_gang", k->supports_gang}};
     }
     fmt::print("{}\n", j.dump(2));

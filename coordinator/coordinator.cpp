@@ -112,7 +112,7 @@ struct Launch {
   const MpiSession& mpi;
   const Plan& plan;
   const CoordinatorOptions& options;
-  const std::string reg_dir;                     // the registry's directory
+  const std::string reg_dir;  // the registry's directory
   Registry& reg;
   const std::unordered_map<ShardId, int> index;  // plan position of each shard id
   int64_t row = 0;                               // the launch row (RecordLaunch)
@@ -144,7 +144,8 @@ void DispatchLoop(Scheduler& sched, Registry& reg, RegistryWriter& writer, Progr
       active = true;
     }
     if (stats) stats->Mark(active ? DispatchStats::kMessages : DispatchStats::kIdle);
-    if (sched.has_deadlines()) sched.Tick(active ? unix_now : UnixNow(), comm);  // inline/gang shards' timeouts
+    if (sched.has_deadlines())
+      sched.Tick(active ? unix_now : UnixNow(), comm);  // inline/gang shards' timeouts
     if (PreemptionRequested()) {
       sched.Preempt(UnixNow());
     }
@@ -236,37 +237,46 @@ void PrintOutcome(const Launch& l, const Scheduler& sched, int code, const std::
   const SchedCounts& c = sched.counts();
   const std::string& sweep = l.plan.spec.name;
   if (code == exit_code::kPreempted) {
-    fmt::print("preempted by signal {} ({}): in-flight shards are marked preempted (not charged).\n"
-               "resume with: {}\n",
-               PreemptionSignal(), sigabbrev_np(PreemptionSignal()) ? sigabbrev_np(PreemptionSignal()) : "?",
-               l.options.resume_hint);
+    fmt::print(
+        "preempted by signal {} ({}): in-flight shards are marked preempted (not charged).\n"
+        "resume with: {}\n",
+        PreemptionSignal(),
+        sigabbrev_np(PreemptionSignal()) ? sigabbrev_np(PreemptionSignal()) : "?",
+        l.options.resume_hint);
   } else if (!lost.empty()) {
     for (int r : lost) {
       const Hello& h = sched.hellos().at(r);
-      fmt::print("lost worker rank {} on host {} (pid {}): it died during the sweep (killed or "
-                 "crashed) and MPI ends the job with it\n", r, h.host, h.pid);
+      fmt::print(
+          "lost worker rank {} on host {} (pid {}): it died during the sweep (killed or "
+          "crashed) and MPI ends the job with it\n",
+          r, h.host, h.pid);
       AppendLaunchRecord(fmt::format("lost {}\n", r));
     }
-    fmt::print("{} shard(s) in flight are marked preempted (not charged) and {} more are pending; "
-               "resume with: {}\n", c.preempted, c.pending + c.blocked, l.options.resume_hint);
+    fmt::print(
+        "{} shard(s) in flight are marked preempted (not charged) and {} more are pending; "
+        "resume with: {}\n",
+        c.preempted, c.pending + c.blocked, l.options.resume_hint);
   } else if (code == exit_code::kShardsFailed) {
     const int64_t behind = c.blocked - c.stranded;
     if (c.failed > 0) {
-      fmt::print("{} shard(s) failed after retries{}; see `seedgrid status {}`, fix, then "
-                 "`seedgrid rerun {} --failed`\n",
-                 c.failed, behind > 0 ? fmt::format(" ({} more blocked behind them)", behind) : "",
-                 sweep, sweep);
+      fmt::print(
+          "{} shard(s) failed after retries{}; see `seedgrid status {}`, fix, then "
+          "`seedgrid rerun {} --failed`\n",
+          c.failed, behind > 0 ? fmt::format(" ({} more blocked behind them)", behind) : "", sweep,
+          sweep);
     }
     if (c.stranded > 0) {
-      fmt::print("{} shard(s) could not run: too few worker ranks were left after retiring rank(s) "
-                 "{}; they stay pending for the next launch\n",
-                 c.stranded, fmt::join(sched.retired(), ", "));
+      fmt::print(
+          "{} shard(s) could not run: too few worker ranks were left after retiring rank(s) "
+          "{}; they stay pending for the next launch\n",
+          c.stranded, fmt::join(sched.retired(), ", "));
     }
   }
   if (index_failed) {
-    fmt::print("every shard is done, but {}/{}/results.h5 could not be written (see above); "
-               "free space, then run the same command again to write it\n",
-               l.options.out_dir, sweep);
+    fmt::print(
+        "every shard is done, but {}/{}/results.h5 could not be written (see above); "
+        "free space, then run the same command again to write it\n",
+        l.options.out_dir, sweep);
   }
 }
 
@@ -299,8 +309,10 @@ int FinishLaunch(const Launch& l, const Scheduler& sched, ProgressLine& progress
     // MPI_Finalize, where the other ranks would wait for it. The registry and results.h5 are
     // written; the exit code goes to the self-launcher's file first, then the job is aborted
     // (mpirun exits with the same code).
-    fmt::print(stderr, "seedgrid: worker rank(s) {} stuck in a shard past its timeout: aborting "
-               "the MPI job (exit code {})\n", fmt::join(sched.retired(), ", "), code);
+    fmt::print(stderr,
+               "seedgrid: worker rank(s) {} stuck in a shard past its timeout: aborting "
+               "the MPI job (exit code {})\n",
+               fmt::join(sched.retired(), ", "), code);
     std::fflush(stderr);
     RankExit(code);
     MPI_Abort(MPI_COMM_WORLD, code);
@@ -320,12 +332,13 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   RunLock lock(options.registry_path);
   Registry reg(options.registry_path, Registry::Mode::kWrite);
   const std::string job_id = Env("SLURM_JOB_ID");
-  Launch l{mpi, plan, options, fs::path(options.registry_path).parent_path().string(), reg,
-           PlanIndex(plan)};
+  Launch l{mpi, plan,           options, fs::path(options.registry_path).parent_path().string(),
+           reg, PlanIndex(plan)};
 
   // 1. Record the launch; 2. the shards' states, reconciled with the files on disk.
-  l.row = RecordLaunch(reg, plan, LaunchFacts{options.out_dir, mpi.library_version(), n_workers,
-                                               job_id, Env("SLURM_JOB_NODELIST"), options.quiet});
+  l.row = RecordLaunch(reg, plan,
+                       LaunchFacts{options.out_dir, mpi.library_version(), n_workers, job_id,
+                                   Env("SLURM_JOB_NODELIST"), options.quiet});
   WriteSweepSpecFile(options.out_dir, plan.spec);
   std::vector<int64_t> seqs(plan.shards.size());
   std::vector<SchedTask> tasks;
@@ -337,8 +350,8 @@ int RunCoordinator(const MpiSession& mpi, const Plan& plan, const CoordinatorOpt
   }
   Scheduler sched(std::move(tasks), SchedulerOptions{options.window, 64});
   if (int k = sched.UnsatisfiableRanks(n_workers)) {
-    throw UsageError(fmt::format("a stage needs ranks: {} but this launch has only {} worker rank(s)",
-                                 k, n_workers));
+    throw UsageError(fmt::format(
+        "a stage needs ranks: {} but this launch has only {} worker rank(s)", k, n_workers));
   }
 
   // 3. The loop; 4. the finish.

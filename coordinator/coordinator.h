@@ -17,9 +17,9 @@ struct CoordinatorOptions {
   std::string registry_path;  // absolute
   std::string out_dir;        // absolute artifacts root
   int window = 2;
-  bool rerun = false;              // `seedgrid rerun`: re-queue failed/preempted/orphaned
+  bool rerun = false;                     // `seedgrid rerun`: re-queue failed/preempted/orphaned
   std::vector<std::string> rerun_shards;  // --shards: only these (id prefixes)
-  std::string resume_hint;    // the command line that resumes, printed on preemption
+  std::string resume_hint;                // the command line that resumes, printed on preemption
   bool quiet = false;
   // When set, a JSON file of dispatch statistics: shards, seconds, shards/s, and the round trip
   // (dispatch -> result received) p50/p90/p99/max in microseconds. Benchmarks read it.

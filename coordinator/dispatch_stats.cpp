@@ -44,21 +44,28 @@ void DispatchStats::Write(const std::string& path) {
   for (double r : rtt_us_) sum += r;
   std::sort(rtt_us_.begin(), rtt_us_.end());
   auto q = [&](double p) {
-    return rtt_us_.empty() ? 0.0 : rtt_us_[std::min(rtt_us_.size() - 1, size_t(p * rtt_us_.size()))];
+    return rtt_us_.empty() ? 0.0
+                           : rtt_us_[std::min(rtt_us_.size() - 1, size_t(p * rtt_us_.size()))];
   };
   double secs = last_ - (warmup_ > 0 ? warm_ : first_);
   double all_secs = last_ - first_;
-  Json j = {{"shards", rtt_us_.size()}, {"seconds", secs},
+  Json j = {{"shards", rtt_us_.size()},
+            {"seconds", secs},
             {"shards_per_s", secs > 0 ? rtt_us_.size() / secs : 0.0},
-            {"rtt_us", {{"p50", q(0.5)}, {"p90", q(0.9)}, {"p99", q(0.99)},
-                        {"mean", rtt_us_.empty() ? 0.0 : sum / rtt_us_.size()},
-                        {"max", rtt_us_.empty() ? 0.0 : rtt_us_.back()}}},
+            {"rtt_us",
+             {{"p50", q(0.5)},
+              {"p90", q(0.9)},
+              {"p99", q(0.99)},
+              {"mean", rtt_us_.empty() ? 0.0 : sum / rtt_us_.size()},
+              {"max", rtt_us_.empty() ? 0.0 : rtt_us_.back()}}},
             {"warmup_shards", warmup_},
             // The coordinator thread's CPU per shard in steady state: what bounds its rate.
             {"coordinator_cpu_us_per_shard",
              rtt_us_.empty() ? 0.0 : (stop_cpu_ - warm_cpu_) * 1e6 / rtt_us_.size()},
-            {"all", {{"shards", finished_}, {"seconds", all_secs},
-                     {"shards_per_s", all_secs > 0 ? finished_ / all_secs : 0.0}}},
+            {"all",
+             {{"shards", finished_},
+              {"seconds", all_secs},
+              {"shards_per_s", all_secs > 0 ? finished_ / all_secs : 0.0}}},
             {"registry_commits", {{"count", flushes_}, {"seconds", flush_s_}}},
             // Coordinator loop time per steady-state shard, by phase (µs).
             {"loop_us_per_shard", PhaseJson()}};
@@ -70,8 +77,10 @@ void DispatchStats::Write(const std::string& path) {
 
 Json DispatchStats::PhaseJson() const {
   const double n = std::max<double>(1, static_cast<double>(rtt_us_.size()));
-  return {{"messages", phase_s_[kMessages] * 1e6 / n}, {"registry", phase_s_[kRegistry] * 1e6 / n},
-          {"commit", phase_s_[kCommit] * 1e6 / n}, {"idle", phase_s_[kIdle] * 1e6 / n},
+  return {{"messages", phase_s_[kMessages] * 1e6 / n},
+          {"registry", phase_s_[kRegistry] * 1e6 / n},
+          {"commit", phase_s_[kCommit] * 1e6 / n},
+          {"idle", phase_s_[kIdle] * 1e6 / n},
           {"other", phase_s_[kOther] * 1e6 / n}};
 }
 

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <system_error>
 #include <unordered_set>
@@ -40,7 +40,8 @@ ResultsTargets::ResultsTargets(const std::string& out_dir, const std::string& sw
 
 std::string ResultsTargets::For(const std::string& artifact) const {
   if (artifact.front() == '/') {
-    if (artifact.size() > sweep_dir_.size() && artifact.compare(0, sweep_dir_.size(), sweep_dir_) == 0 &&
+    if (artifact.size() > sweep_dir_.size() &&
+        artifact.compare(0, sweep_dir_.size(), sweep_dir_) == 0 &&
         artifact[sweep_dir_.size()] == '/') {
       return artifact.substr(sweep_dir_.size() + 1);
     }
@@ -65,7 +66,8 @@ std::string NeedsJson(const std::vector<ShardId>& needs) {
 std::unordered_map<ShardId, int> PlanIndex(const Plan& plan) {
   std::unordered_map<ShardId, int> index;
   index.reserve(plan.shards.size());
-  for (size_t i = 0; i < plan.shards.size(); ++i) index.emplace(plan.shards[i].id, static_cast<int>(i));
+  for (size_t i = 0; i < plan.shards.size(); ++i)
+    index.emplace(plan.shards[i].id, static_cast<int>(i));
   return index;
 }
 
@@ -87,8 +89,8 @@ int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts) 
   for (size_t i = 0; i < plan.shards.size(); ++i) {
     const ShardPlan& s = plan.shards[i];
     needs[i] = NeedsJson(s.needs);
-    rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json,
-                    s.axes_json, s.seed, RoleName(s.role), needs[i]});
+    rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json, s.axes_json,
+                    s.seed, RoleName(s.role), needs[i]});
   }
   reg.InsertShardSpecs(rows);
   reg.SetProvenance(spec.name, "spec_path", spec.source_path);
@@ -153,7 +155,8 @@ class Reconciler {
     path = own_path;
     if (row.status == ShardStatus::kDone && !row.artifact.empty()) {
       // Where it was published (another sweep's directory for a shared shard).
-      const std::string published = row.artifact.front() == '/' ? row.artifact : reg_dir_ + "/" + row.artifact;
+      const std::string published =
+          row.artifact.front() == '/' ? row.artifact : reg_dir_ + "/" + row.artifact;
       struct stat st {};
       if (!stat_.Stat(published, &st)) {
         Reset(i, "published file missing: " + published);
@@ -179,7 +182,8 @@ class Reconciler {
   std::optional<std::string> Check(size_t i, const std::string& path) const {
     const ShardPlan& s = plan_.shards[i];
     std::vector<std::string> datasets;
-    if (const KindConfig* k = AllKinds().Find(s.kind); k && k->datasets) datasets = k->datasets(s.params, RoleName(s.role));
+    if (const KindConfig* k = AllKinds().Find(s.kind); k && k->datasets)
+      datasets = k->datasets(s.params, RoleName(s.role));
     return CheckShardFile(path, s.id, datasets);
   }
 
@@ -194,7 +198,8 @@ class Reconciler {
     auto info = ReadShardFileInfo(path);
     auto stamp = FileStampOf(path);
     if (!info || !stamp) return;  // vanished between the check and now: computed again
-    reg_.SetShardState(s.id, ShardStatus::kDone, row.attempts, RelativeTo(path, reg_dir_), "", *stamp);
+    reg_.SetShardState(s.id, ShardStatus::kDone, row.attempts, RelativeTo(path, reg_dir_), "",
+                       *stamp);
     if (!info->metrics.empty()) reg_.SetMetrics(s.id, info->metrics);
     row.status = ShardStatus::kDone;
     row.stamp = *stamp;
@@ -239,8 +244,8 @@ class Reconciler {
   LaunchStates& out_;
   double now_;
   std::string host_;
-  DirStat stat_;        // done shards: stat by name (existence and stamp in one call)
-  FileListing listing_; // the others: one listing per directory (most have no file)
+  DirStat stat_;         // done shards: stat by name (existence and stamp in one call)
+  FileListing listing_;  // the others: one listing per directory (most have no file)
 };
 
 }  // namespace
@@ -271,9 +276,10 @@ LaunchStates ReconcileLaunch(Registry& reg, const Plan& plan, const std::string&
     if (known[i]) continue;
     const ShardPlan& s = plan.shards[i];
     auto other = reg.Shard(s.id);
-    if (!other) throw std::runtime_error(fmt::format("shard {} missing from the registry", s.id.hex));
-    out.states[i] = ShardState{other->id, other->seq, other->status, other->attempts, other->artifact,
-                               other->error, 0, 0};
+    if (!other)
+      throw std::runtime_error(fmt::format("shard {} missing from the registry", s.id.hex));
+    out.states[i] = ShardState{
+        other->id, other->seq, other->status, other->attempts, other->artifact, other->error, 0, 0};
     members.push_back({other->seq, s.stage, s.stage_index});
   }
   reg.AddMembers(spec.name, members);
@@ -304,15 +310,18 @@ LaunchStates ReconcileLaunch(Registry& reg, const Plan& plan, const std::string&
 
 void PrintReconciliation(const LaunchStates& s) {
   if (s.shared > 0) {
-    fmt::print("{} shard(s) are shared with another sweep of this registry (same content address)\n",
-               s.shared);
+    fmt::print(
+        "{} shard(s) are shared with another sweep of this registry (same content address)\n",
+        s.shared);
   }
   if (s.missing > 0) {
     fmt::print("{} done shard(s) lost their published file: computing them again\n", s.missing);
   }
   if (s.damaged > 0) {
-    fmt::print("{} shard file(s) were damaged (truncated, overwritten or another shard's): moved "
-               "aside to *.damaged-<time>, computing them again\n", s.damaged);
+    fmt::print(
+        "{} shard file(s) were damaged (truncated, overwritten or another shard's): moved "
+        "aside to *.damaged-<time>, computing them again\n",
+        s.damaged);
   }
   if (s.recovered > 0) {
     fmt::print("{} shard(s) were published before an interruption: not recomputed\n", s.recovered);
@@ -325,16 +334,20 @@ std::string SweepSpecFilePath(const std::string& out_dir, const std::string& swe
 
 void WriteSweepSpecFile(const std::string& out_dir, const SweepSpec& spec) {
   const std::string path = SweepSpecFilePath(out_dir, spec.name);
-  Json j = {{"name", spec.name},          {"spec_path", spec.source_path},
-            {"spec_hash", spec.Hash()},   {"overrides", spec.overrides},
-            {"spec_text", spec.source_text}, {"seedgrid", std::string(SeedgridVersion())}};
+  Json j = {{"name", spec.name},
+            {"spec_path", spec.source_path},
+            {"spec_hash", spec.Hash()},
+            {"overrides", spec.overrides},
+            {"spec_text", spec.source_text},
+            {"seedgrid", std::string(SeedgridVersion())}};
   try {
     std::error_code ec;  // a failure shows in the write's message
     fs::create_directories(fs::path(path).parent_path(), ec);
     WriteFileAtomically(path, j.dump(2) + "\n");
   } catch (const StoreError& e) {
     // Not fatal: the registry holds the spec too; only a rebuild from files needs this copy.
-    fmt::print(stderr, "warning: could not write the sweep's spec beside its results: {}\n", e.what());
+    fmt::print(stderr, "warning: could not write the sweep's spec beside its results: {}\n",
+               e.what());
   }
 }
 

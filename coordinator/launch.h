@@ -25,8 +25,8 @@ namespace seedgrid {
 
 // What a launch records about itself besides the plan.
 struct LaunchFacts {
-  std::string out_dir;       // absolute artifacts root
-  std::string mpi_library;   // MpiSession::library_version()
+  std::string out_dir;      // absolute artifacts root
+  std::string mpi_library;  // MpiSession::library_version()
   int n_workers = 0;
   std::string job_id;        // SLURM_JOB_ID ("" outside Slurm)
   std::string job_nodelist;  // SLURM_JOB_NODELIST (recorded with the job id)
@@ -47,14 +47,14 @@ std::string NeedsJson(const std::vector<ShardId>& needs);
 std::unordered_map<ShardId, int> PlanIndex(const Plan& plan);
 
 struct LaunchStates {
-  std::vector<ShardState> states;     // by plan position
-  std::vector<std::string> out_paths; // where each shard's file is, or will be published
-  std::vector<int> attempt_numbers;   // attempts numbered so far, damaged-file rows included
-  std::vector<char> recompute;        // was done, its file missing or damaged: fresh budget
-  int shared = 0;    // shards first recorded by another sweep
-  int missing = 0;   // done shards whose file is gone
-  int damaged = 0;   // files that failed the check (moved aside)
-  int recovered = 0; // published before an interruption: done without recomputing
+  std::vector<ShardState> states;      // by plan position
+  std::vector<std::string> out_paths;  // where each shard's file is, or will be published
+  std::vector<int> attempt_numbers;    // attempts numbered so far, damaged-file rows included
+  std::vector<char> recompute;         // was done, its file missing or damaged: fresh budget
+  int shared = 0;                      // shards first recorded by another sweep
+  int missing = 0;                     // done shards whose file is gone
+  int damaged = 0;                     // files that failed the check (moved aside)
+  int recovered = 0;                   // published before an interruption: done without recomputing
 };
 
 // Reads and reconciles the states of `plan`'s shards (recorded already) as above, writing the

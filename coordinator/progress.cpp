@@ -41,15 +41,16 @@ void ProgressLine::Observe(const std::vector<SchedEvent>& events,
     if (auto* d = std::get_if<DispatchedEvent>(&e)) {
       stage_ = tasks[d->task].msg.stage;
     } else if (auto* p = std::get_if<ProgressEvent>(&e)) {
-      shard_progress_ = fmt::format("{} {}/{}", tasks[p->task].msg.id.hex.substr(0, 8), p->step, p->total);
+      shard_progress_ =
+          fmt::format("{} {}/{}", tasks[p->task].msg.id.hex.substr(0, 8), p->step, p->total);
     } else if (auto* f = std::get_if<FinishedEvent>(&e)) {
-      if (f->done.outcome != Outcome::kOk && f->done.outcome != Outcome::kPreempted && mode_ != Mode::kOff) {
+      if (f->done.outcome != Outcome::kOk && f->done.outcome != Outcome::kPreempted &&
+          mode_ != Mode::kOff) {
         std::string line = fmt::format("shard {} ({}) attempt {} {}: {}", tasks[f->task].msg.id.hex,
                                        tasks[f->task].msg.stage, f->done.attempt,
                                        ToString(f->done.outcome), f->done.error);
         if (mode_ == Mode::kTty) std::fputs("\r\033[K", stdout);
-        fmt::print("{}{}\n", line,
-                   f->new_status == ShardStatus::kPending ? " (will retry)" : "");
+        fmt::print("{}{}\n", line, f->new_status == ShardStatus::kPending ? " (will retry)" : "");
       }
     }
   }

@@ -12,8 +12,12 @@ namespace seedgrid {
 RegistryWriter::RegistryWriter(Registry& reg, const std::vector<SchedTask>& tasks,
                                std::vector<int64_t> seqs, std::string reg_dir,
                                const std::string& job_id)
-    : reg_(reg), tasks_(tasks), seqs_(std::move(seqs)), running_at_(tasks.size(), 0),
-      reg_dir_(std::move(reg_dir)), rows_(Registry::kBulkRows),
+    : reg_(reg),
+      tasks_(tasks),
+      seqs_(std::move(seqs)),
+      running_at_(tasks.size(), 0),
+      reg_dir_(std::move(reg_dir)),
+      rows_(Registry::kBulkRows),
       states_rows_(Registry::kBulkRows) {
   for (auto& r : rows_) r.job_id = job_id;
 }

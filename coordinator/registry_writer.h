@@ -56,11 +56,11 @@ class RegistryWriter {
   std::vector<int> running_at_;  // attempt dispatched in this batch and not finished yet (0: none)
   std::vector<int> dispatched_;  // tasks dispatched in this batch
   std::string reg_dir_;
-  std::vector<AttemptRow> rows_;  // scratch for AddAttempts; job_id set once
+  std::vector<AttemptRow> rows_;         // scratch for AddAttempts; job_id set once
   std::vector<ShardState> states_rows_;  // scratch for SetShardStatesAt
   std::vector<FinishedEvent> finished_;  // in this batch, in order
-  size_t attempts_ = 0;  // finished_[0, attempts_) have their attempt row written
-  size_t states_ = 0;    // finished_[0, states_) have their state written (states_ <= attempts_)
+  size_t attempts_ = 0;                  // finished_[0, attempts_) have their attempt row written
+  size_t states_ = 0;  // finished_[0, states_) have their state written (states_ <= attempts_)
   std::optional<Registry::Batch> batch_;
   std::unordered_map<int, Hello> hosts_;
 };

@@ -82,7 +82,9 @@ class Reindexer {
         r.params = s.params;
         r.axes = s.axes;
         r.seed = s.seed;
-        r.role = s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single";
+        r.role = s.role == ShardRole::kMap      ? "map"
+                 : s.role == ShardRole::kReduce ? "reduce"
+                                                : "single";
         r.needs = s.needs;
       }
       reg_.InsertShards(rows);
@@ -130,7 +132,8 @@ class Reindexer {
     }
     reg_.InsertShards({r});
     auto existing = reg_.Shard(h.id);
-    const int attempts = std::max<int>(existing ? existing->attempts : 0, static_cast<int>(h.attempt));
+    const int attempts =
+        std::max<int>(existing ? existing->attempts : 0, static_cast<int>(h.attempt));
     reg_.SetShardState(h.id, ShardStatus::kDone, attempts, RelativeTo(p, reg_dir_), "",
                        FileStampOf(p).value_or(0));
     reg_.SetMetrics(h.id, info->metrics);
@@ -144,10 +147,12 @@ class Reindexer {
       // States carry the stamps: one read per sweep, the shard's spec only for a changed file.
       for (const auto& st : reg_.ShardStates(sweep.name)) {
         if (st.status != ShardStatus::kDone || st.artifact.empty()) continue;
-        const std::string p = st.artifact.front() == '/' ? st.artifact : reg_dir_ + "/" + st.artifact;
+        const std::string p =
+            st.artifact.front() == '/' ? st.artifact : reg_dir_ + "/" + st.artifact;
         auto stamp = FileStampOf(p);
         if (!stamp) {
-          reg_.SetShardState(st.id, ShardStatus::kPending, st.attempts, "", "published file missing: " + p);
+          reg_.SetShardState(st.id, ShardStatus::kPending, st.attempts, "",
+                             "published file missing: " + p);
           ++reset_;
           continue;
         }
@@ -189,8 +194,8 @@ class Reindexer {
     } catch (const std::exception& e) {
       aside = std::string("(not moved: ") + e.what() + ")";
     }
-    const std::string why = fmt::format("published file {} is damaged ({}); moved aside to {}", path,
-                                        problem, aside);
+    const std::string why =
+        fmt::format("published file {} is damaged ({}); moved aside to {}", path, problem, aside);
     fmt::print(stderr, "seedgrid reindex: {}\n", why);
     ++damaged_;
     auto row = reg_.Shard(id);
@@ -239,7 +244,8 @@ int CmdReindex(const std::string& registry_path, const std::string& out_dir) {
     for (const auto& stage : fs::directory_iterator(d)) {
       if (!stage.is_directory()) continue;
       for (const auto& f : fs::directory_iterator(stage.path())) {
-        if (f.is_regular_file() && f.path().extension() == ".h5" && IsHex(f.path().stem().string())) {
+        if (f.is_regular_file() && f.path().extension() == ".h5" &&
+            IsHex(f.path().stem().string())) {
           r.File(f.path());
         }
       }

@@ -171,8 +171,8 @@ void Scheduler::Dispatch(int task, std::span<WorkerState* const> gang, double no
   ++running_count_;
   const bool watched = Watched(task);
   if (watched) {
-    double grace = std::max(options_.deadline_grace_min_s,
-                            options_.deadline_grace_fraction * t.msg.timeout_s);
+    double grace =
+        std::max(options_.deadline_grace_min_s, options_.deadline_grace_fraction * t.msg.timeout_s);
     deadlines_.push(Deadline{now + t.msg.timeout_s + grace, task, t.msg.attempt});
   }
   for (auto* w : gang) {
@@ -363,7 +363,8 @@ void Scheduler::Settle(int task, WorkerId worker, ShardDone done, double now) {
       break;
     default:
       t.attempts += 1;
-      next = t.attempts - t.budget_base < t.max_attempts ? ShardStatus::kPending : ShardStatus::kFailed;
+      next = t.attempts - t.budget_base < t.max_attempts ? ShardStatus::kPending
+                                                         : ShardStatus::kFailed;
       break;
   }
   SetStatus(task, next);
@@ -444,7 +445,8 @@ void Scheduler::Expire(int task, double now) {
   if (r.gang) {
     const auto& answered = r.gang->answered;
     for (int32_t rank : m.gang) {
-      if (std::find(answered.begin(), answered.end(), rank) == answered.end()) stuck.push_back(rank);
+      if (std::find(answered.begin(), answered.end(), rank) == answered.end())
+        stuck.push_back(rank);
     }
   } else {
     stuck.push_back(r.worker.rank);
@@ -463,7 +465,8 @@ void Scheduler::Expire(int task, double now) {
       now - r.start, m.timeout_s, many ? "s" : "", fmt::join(stuck, ", "),
       m.gang.size() > 1 ? fmt::format("gang of {}", m.gang.size()) : "isolation: inline",
       many ? "s" : "");
-  if (r.gang && r.gang->failed) d.error += "; a gang rank reported first: " + r.gang->first_failure.error;
+  if (r.gang && r.gang->failed)
+    d.error += "; a gang rank reported first: " + r.gang->first_failure.error;
   WorkerId lead = r.worker;
   Settle(task, lead, std::move(d), now);
 }

@@ -2,9 +2,10 @@
 //
 //   Scheduler s(tasks, options);
 //   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone
-//   s.Preempt(now);                        // SIGTERM/SIGUSR1: stop dispatch, in-flight -> preempted
-//   if (s.has_deadlines()) s.Tick(now, comm);  // each round: timeouts of shards run in a worker
-//   s.TakeEvents();                        // what happened, for the registry writer and progress
+//   s.Preempt(now);                        // SIGTERM/SIGUSR1: stop dispatch, in-flight ->
+//   preempted if (s.has_deadlines()) s.Tick(now, comm);  // each round: timeouts of shards run in a
+//   worker s.TakeEvents();                        // what happened, for the registry writer and
+//   progress
 //
 // It does no I/O of its own: messages leave through Comm, which the MPI transport implements
 // and tests fake in memory (tests/coordinator round-trip every message through the codec).
@@ -58,18 +59,18 @@ namespace seedgrid {
 
 // One shard as the scheduler sees it.
 struct SchedTask {
-  RunShard msg;                 // the dispatch message, attempt filled in at dispatch
-  std::vector<int> needs;       // indices into the task vector
+  RunShard msg;            // the dispatch message, attempt filled in at dispatch
+  std::vector<int> needs;  // indices into the task vector
   int max_attempts = 3;
   int ranks = 1;
   ShardStatus status = ShardStatus::kPending;
-  int attempts = 0;             // charged attempts so far (as in the registry)
-  int budget_base = 0;          // attempts not counted against max_attempts (a rerun's fresh budget)
-  int attempt_numbers = 0;      // attempts numbered so far (charged + preempted)
+  int attempts = 0;         // charged attempts so far (as in the registry)
+  int budget_base = 0;      // attempts not counted against max_attempts (a rerun's fresh budget)
+  int attempt_numbers = 0;  // attempts numbered so far (charged + preempted)
 };
 
 struct SchedulerOptions {
-  int window = 2;          // shards in flight per worker
+  int window = 2;  // shards in flight per worker
   int affinity_lookahead = 64;
   // Second slots (window > 1) only while recent shards (an exponential moving average of the
   // workers' measured durations) last less than this; unknown at the start: allowed.
@@ -150,25 +151,25 @@ class Scheduler {
   struct WorkerState {
     WorkerId id;
     int in_flight = 0;
-    bool reserved = false;      // held idle for a gang shard
-    int last_task = -1;         // for affinity
-    bool hungry = false;        // listed in hungry_ (busy, with a free slot)
-    bool hungry_idle = false;   // listed in hungry_idle_
-    bool retired = false;       // stuck past a deadline: its window stays full for good
-    std::vector<int> running;   // tasks in flight here (at most `window`; a gang's in each member)
+    bool reserved = false;     // held idle for a gang shard
+    int last_task = -1;        // for affinity
+    bool hungry = false;       // listed in hungry_ (busy, with a free slot)
+    bool hungry_idle = false;  // listed in hungry_idle_
+    bool retired = false;      // stuck past a deadline: its window stays full for good
+    std::vector<int> running;  // tasks in flight here (at most `window`; a gang's in each member)
   };
   struct GangRun {
-    int left;                   // ShardDone messages still expected
+    int left;  // ShardDone messages still expected
     ShardDone first_failure;
     bool failed = false;
-    ShardDone lead;             // gang rank 0's report
+    ShardDone lead;                 // gang rank 0's report
     std::vector<int32_t> answered;  // gang ranks that reported (the others are stuck at expiry)
   };
   // Per task; attempt 0: not running. Kept small (a vector over all tasks): the gang's
   // bookkeeping is allocated only for gangs.
   struct Running {
     int attempt = 0;
-    WorkerId worker;            // a gang's lowest rank
+    WorkerId worker;  // a gang's lowest rank
     double start = 0;
     std::unique_ptr<GangRun> gang;
   };
@@ -209,17 +210,17 @@ class Scheduler {
   std::vector<SchedTask> tasks_;
   SchedulerOptions options_;
   std::vector<std::vector<int>> dependents_;
-  std::vector<int> unmet_;          // needs not yet done
+  std::vector<int> unmet_;  // needs not yet done
   std::vector<bool> blocked_;
-  std::deque<int> ready_;           // FIFO of ready task indices (may hold stale entries)
+  std::deque<int> ready_;  // FIFO of ready task indices (may hold stale entries)
   std::vector<bool> queued_;
-  int64_t ready_count_ = 0;        // tasks with queued_ set
-  std::vector<Running> running_;    // per task
+  int64_t ready_count_ = 0;       // tasks with queued_ set
+  std::vector<Running> running_;  // per task
   int64_t running_count_ = 0;
-  std::vector<WorkerState> worker_slots_;   // indexed by rank
-  std::vector<int> workers_;                // known ranks
-  std::vector<int> hungry_;                 // busy ranks that may have a free slot
-  std::vector<int> hungry_idle_;            // ranks that may be idle
+  std::vector<WorkerState> worker_slots_;  // indexed by rank
+  std::vector<int> workers_;               // known ranks
+  std::vector<int> hungry_;                // busy ranks that may have a free slot
+  std::vector<int> hungry_idle_;           // ranks that may be idle
   std::vector<SchedEvent> events_;
   SchedCounts counts_;
   bool preempted_ = false;

@@ -97,17 +97,19 @@ std::pair<Tag, std::string_view> OpenFrame(std::string_view frame) {
         kProtocolVersion));
   }
   if (len != frame.size() - kHeader) {
-    throw ProtocolError(fmt::format("frame length {} but {} bytes received", len,
-                                    frame.size() - kHeader));
+    throw ProtocolError(
+        fmt::format("frame length {} but {} bytes received", len, frame.size() - kHeader));
   }
   return {static_cast<Tag>(static_cast<uint8_t>(frame[6])), frame.substr(kHeader)};
 }
 
 // A shard's .h5 path and artifact directory: when they are <dir>/<id>.h5 and <dir>/<id>.files
 // (the store's layout, nearly always), only <dir> travels.
-void PutPaths(Writer& w, const ShardId& id, const std::string& path, const std::string& artifact_dir) {
+void PutPaths(Writer& w, const ShardId& id, const std::string& path,
+              const std::string& artifact_dir) {
   const size_t name = id.hex.size() + 4;  // "/<id>.h5"
-  const bool layout = path.size() > name && path.compare(path.size() - name, name, "/" + id.hex + ".h5") == 0 &&
+  const bool layout = path.size() > name &&
+                      path.compare(path.size() - name, name, "/" + id.hex + ".h5") == 0 &&
                       artifact_dir == ArtifactDirFor(path);
   w.Pod<uint8_t>(layout ? 1 : 0);
   if (layout) {

@@ -14,8 +14,8 @@
 //   5. When a shard ends the worker sends ShardDone (outcome, error, metrics, artifact, peak
 //      RSS). The executor sends a `memory` ShardDone itself (its limit is on the shard's growth
 //      above the executor's baseline) and then dies; a crash or timeout kill of the executor
-//      becomes a ShardDone written by the worker, which then restarts the executor. Every ShardDone frees a slot; the coordinator
-//      refills it (step 2).
+//      becomes a ShardDone written by the worker, which then restarts the executor. Every ShardDone
+//      frees a slot; the coordinator refills it (step 2).
 //   6. At the end, or on preemption, the coordinator sends Shutdown; a worker kills any shard
 //      still running (it is recorded as preempted by the coordinator, not charged) and exits
 //      with Shutdown::exit_code, so mpirun's exit code is the sweep's.
@@ -67,7 +67,7 @@ struct RunShard {
   std::string role;         // single | map | reduce
   std::string params_json;  // canonical resolved params
   std::string axes_json;
-  std::string needs_json;   // JSON list of needed shard ids (for the file attributes)
+  std::string needs_json;  // JSON list of needed shard ids (for the file attributes)
   int64_t seed = 0;
   int32_t attempt = 1;
   std::vector<InputRef> inputs;

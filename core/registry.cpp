@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS {}(
   signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL,
   peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, shard_seq INTEGER NOT NULL,
   PRIMARY KEY(shard_seq, n)) WITHOUT ROWID;
-)sql", table);
+)sql",
+                     table);
 }
 
 // Timestamps: sweeps/launches ISO 8601 UTC text (read by people), attempts and shards.updated
@@ -121,12 +122,13 @@ CREATE TABLE IF NOT EXISTS slurm_jobs(
 #define STATE_COLUMNS "status, attempts, artifact, error, updated"
 #define SHARD_COLUMNS SPEC_COLUMNS ", status, attempts, artifact, error"
 // The same from the base tables (a shard looked up by id: one row, its first sweep's names).
-#define BASE_SHARD_SELECT                                                                     \
+#define BASE_SHARD_SELECT                                                                    \
   "SELECT p.id, p.sweep, p.stage, p.stage_index, p.kind, p.params, p.axes, p.seed, p.role, " \
   "p.needs, s.status, s.attempts, s.artifact, s.error, p.seq FROM shard_specs p "            \
   "JOIN shard_states s ON s.seq = p.seq "
-#define ATTEMPT_COLUMNS \
-  "shard, n, rank, host, gpu, start, \"end\", outcome, signal, exit_code, error, peak_rss_kb, job_id"
+#define ATTEMPT_COLUMNS                                                                         \
+  "shard, n, rank, host, gpu, start, \"end\", outcome, signal, exit_code, error, peak_rss_kb, " \
+  "job_id"
 #define SWEEP_COLUMNS "name, spec_text, spec_hash, out_dir, created, updated, git_commit, host"
 
 // Resets a cached statement when the call using it ends, so no read transaction stays open.
@@ -164,7 +166,8 @@ ShardRow ReadShard(SQLite::Statement& s) {
   r.axes = Json::parse(s.getColumn(6).getString());
   r.seed = s.getColumn(7).getInt64();
   r.role = s.getColumn(8).getString();
-  for (const auto& n : Json::parse(s.getColumn(9).getString())) r.needs.push_back({n.get<std::string>()});
+  for (const auto& n : Json::parse(s.getColumn(9).getString()))
+    r.needs.push_back({n.get<std::string>()});
   r.status = ParseShardStatus(s.getColumn(10).getString());
   r.attempts = s.getColumn(11).getInt();
   r.artifact = s.getColumn(12).getString();
@@ -217,7 +220,8 @@ std::string BulkStateReplace(size_t rows) {
 // INSERT of `rows` attempt rows at once (their shard_seq given).
 std::string BulkAttemptInsert(size_t rows) {
   std::string q = "INSERT OR REPLACE INTO attempts(" ATTEMPT_COLUMNS ", shard_seq) VALUES";
-  for (size_t i = 0; i < rows; ++i) q += i ? ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+  for (size_t i = 0; i < rows; ++i)
+    q += i ? ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
   return q;
 }
 
@@ -233,21 +237,24 @@ void UpgradeSchema(SQLite::Database& db, int version) {
             " FROM shards;"
             "INSERT INTO shard_states(seq, " STATE_COLUMNS ") SELECT rowid, " STATE_COLUMNS
             " FROM shards;"
-            "INSERT INTO attempts_v3(" ATTEMPT_COLUMNS ", shard_seq) SELECT a.shard, a.n, a.rank, "
+            "INSERT INTO attempts_v3(" ATTEMPT_COLUMNS
+            ", shard_seq) SELECT a.shard, a.n, a.rank, "
             "a.host, a.gpu, a.start, a.\"end\", a.outcome, a.signal, a.exit_code, a.error, "
             "a.peak_rss_kb, a.job_id, p.seq FROM attempts a JOIN shard_specs p ON p.id = a.shard;"
             "DROP TABLE attempts; DROP TABLE shards; ALTER TABLE attempts_v3 RENAME TO attempts;");
   }
   if (version == 3) {
     // Version 4: the stamp column, membership (below) and the view over it.
-    db.exec("ALTER TABLE shard_states ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
-            "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
+    db.exec(
+        "ALTER TABLE shard_states ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+        "DROP VIEW IF EXISTS shards; DROP INDEX IF EXISTS shard_specs_sweep_stage;");
   }
   db.exec(std::string(kShardTables) + AttemptsDdl("attempts"));
   if (version >= 1 && version < 4) {
     // Every shard belongs to the sweep that recorded it (the only membership before 4).
-    db.exec("INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
-            "SELECT sweep, seq, stage, stage_index FROM shard_specs");
+    db.exec(
+        "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+        "SELECT sweep, seq, stage, stage_index FROM shard_specs");
   }
   db.exec(kSchema);
   if (version == 1 || version == 2) {
@@ -298,26 +305,32 @@ struct Registry::Statements {
       : begin(db, "BEGIN IMMEDIATE"),
         commit(db, "COMMIT"),
         rollback(db, "ROLLBACK"),
-        upsert_sweep(db,
-                     "INSERT INTO sweeps(" SWEEP_COLUMNS ") VALUES(?,?,?,?,?,?,?,?) "
-                     "ON CONFLICT(name) DO UPDATE SET spec_text=excluded.spec_text, "
-                     "spec_hash=excluded.spec_hash, out_dir=excluded.out_dir, "
-                     "updated=excluded.updated, git_commit=excluded.git_commit, "
-                     "host=excluded.host"),
+        upsert_sweep(db, "INSERT INTO sweeps(" SWEEP_COLUMNS
+                         ") VALUES(?,?,?,?,?,?,?,?) "
+                         "ON CONFLICT(name) DO UPDATE SET spec_text=excluded.spec_text, "
+                         "spec_hash=excluded.spec_hash, out_dir=excluded.out_dir, "
+                         "updated=excluded.updated, git_commit=excluded.git_commit, "
+                         "host=excluded.host"),
         insert_spec(db, BulkSpecInsert(1)),
         insert_specs(db, BulkSpecInsert(kSpecRows)),
         max_seq(db, "SELECT coalesce(max(seq), 0) FROM shard_specs"),
-        insert_new_states(db, "INSERT INTO shard_states(seq, " STATE_COLUMNS ") "
-                              "SELECT seq, 'pending', 0, '', '', ?1 FROM shard_specs WHERE seq > ?2"),
-        insert_new_members(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
-                               "SELECT sweep, seq, stage, stage_index FROM shard_specs WHERE seq > ?"),
-        add_member(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
-                       "VALUES(?,?,?,?)"),
-        add_member_by_id(db, "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
-                             "SELECT ?1, seq, ?2, ?3 FROM shard_specs WHERE id=?4"),
-        set_shard_state(db,
-                        "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=?, "
-                        "stamp=? WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
+        insert_new_states(db,
+                          "INSERT INTO shard_states(seq, " STATE_COLUMNS
+                          ") "
+                          "SELECT seq, 'pending', 0, '', '', ?1 FROM shard_specs WHERE seq > ?2"),
+        insert_new_members(db,
+                           "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                           "SELECT sweep, seq, stage, stage_index FROM shard_specs WHERE seq > ?"),
+        add_member(db,
+                   "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                   "VALUES(?,?,?,?)"),
+        add_member_by_id(db,
+                         "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
+                         "SELECT ?1, seq, ?2, ?3 FROM shard_specs WHERE id=?4"),
+        set_shard_state(
+            db,
+            "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, updated=?, "
+            "stamp=? WHERE seq=(SELECT seq FROM shard_specs WHERE id=?)"),
         set_shard_state_at(db,
                            "UPDATE shard_states SET status=?, attempts=?, artifact=?, error=?, "
                            "updated=?, stamp=? WHERE seq=?"),
@@ -330,34 +343,41 @@ struct Registry::Statements {
                         "coalesce(nullif(?14, 0), (SELECT seq FROM shard_specs WHERE id=?1)))"),
         clear_metrics(db, "DELETE FROM metrics WHERE shard=?"),
         insert_metric(db, "INSERT OR REPLACE INTO metrics(shard, name, value) VALUES(?,?,?)"),
-        set_provenance(db,
-                       "INSERT OR REPLACE INTO provenance(sweep, key, value) VALUES(?,?,?)"),
+        set_provenance(db, "INSERT OR REPLACE INTO provenance(sweep, key, value) VALUES(?,?,?)"),
         begin_launch(db,
                      "INSERT INTO launches(sweep, started, host, pid, workers, job_id) "
                      "VALUES(?,?,?,?,?,?)"),
         end_launch(db, "UPDATE launches SET ended=?, exit_code=? WHERE id=?"),
-        recover_orphans(db,
-                        "UPDATE shard_states SET status='pending', updated=?1 WHERE status='running' "
-                        "AND seq IN (SELECT seq FROM sweep_shards WHERE sweep=?2)"),
+        recover_orphans(
+            db,
+            "UPDATE shard_states SET status='pending', updated=?1 WHERE status='running' "
+            "AND seq IN (SELECT seq FROM sweep_shards WHERE sweep=?2)"),
         sweeps(db, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY name"),
         sweep(db, "SELECT " SWEEP_COLUMNS " FROM sweeps WHERE name=?"),
-        shards_of_sweep(db, "SELECT " SHARD_COLUMNS
-                            ", seq FROM shards WHERE sweep=? ORDER BY stage_index, id"),
-        shards_of_stage(db, "SELECT " SHARD_COLUMNS
-                            ", seq FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
+        shards_of_sweep(
+            db, "SELECT " SHARD_COLUMNS ", seq FROM shards WHERE sweep=? ORDER BY stage_index, id"),
+        shards_of_stage(
+            db, "SELECT " SHARD_COLUMNS ", seq FROM shards WHERE sweep=? AND stage=? ORDER BY id"),
         shard(db, BASE_SHARD_SELECT "WHERE p.id=?"),
-        shards_with_status(db, "SELECT " SHARD_COLUMNS
-                               ", seq FROM shards WHERE sweep=? AND status=? ORDER BY stage_index, seq"),
-        count_shards(db, "SELECT m.stage, min(m.stage_index), min(p.kind), s.status, count(*) "
-                         "FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
-                         "JOIN shard_states s ON s.seq = m.seq WHERE m.sweep=? "
-                         "GROUP BY m.stage, s.status"),
-        shard_states(db, "SELECT id, status, attempts, artifact, error, seq, updated, stamp FROM shards "
-                         "WHERE sweep=?"),
+        shards_with_status(
+            db, "SELECT " SHARD_COLUMNS
+                ", seq FROM shards WHERE sweep=? AND status=? ORDER BY stage_index, seq"),
+        count_shards(db,
+                     "SELECT m.stage, min(m.stage_index), min(p.kind), s.status, count(*) "
+                     "FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
+                     "JOIN shard_states s ON s.seq = m.seq WHERE m.sweep=? "
+                     "GROUP BY m.stage, s.status"),
+        shard_states(
+            db,
+            "SELECT id, status, attempts, artifact, error, seq, updated, stamp FROM shards "
+            "WHERE sweep=?"),
         shards_by_prefix(db, BASE_SHARD_SELECT "WHERE p.id>=? AND p.id<? ORDER BY p.id LIMIT 11"),
-        attempt_numbers(db, "SELECT p.id, max(a.n) FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
-                            "JOIN attempts a ON a.shard_seq = m.seq WHERE m.sweep=? GROUP BY m.seq"),
-        attempts(db, "SELECT " ATTEMPT_COLUMNS " FROM attempts "
+        attempt_numbers(
+            db,
+            "SELECT p.id, max(a.n) FROM sweep_shards m JOIN shard_specs p ON p.seq = m.seq "
+            "JOIN attempts a ON a.shard_seq = m.seq WHERE m.sweep=? GROUP BY m.seq"),
+        attempts(db, "SELECT " ATTEMPT_COLUMNS
+                     " FROM attempts "
                      "WHERE shard_seq=(SELECT seq FROM shard_specs WHERE id=?) ORDER BY n"),
         metrics(db, "SELECT name, value FROM metrics WHERE shard=?"),
         metrics_of_sweep(db,
@@ -375,9 +395,8 @@ struct Registry::Statements {
       set_shard_state, set_shard_state_at, set_stamp, add_attempts, set_states, add_attempt,
       clear_metrics, insert_metric, set_provenance, begin_launch, end_launch, recover_orphans;
   SQLite::Statement sweeps, sweep, shards_of_sweep, shards_of_stage, shard, shards_with_status,
-      count_shards, shard_states,
-      shards_by_prefix, attempt_numbers,
-      attempts, metrics, metrics_of_sweep, metrics_of_stage, provenance;
+      count_shards, shard_states, shards_by_prefix, attempt_numbers, attempts, metrics,
+      metrics_of_sweep, metrics_of_stage, provenance;
 };
 
 Registry::Registry(const std::string& path, Mode mode) : path_(path) {
@@ -391,11 +410,14 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
   } else {
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) throw UsageError(fmt::format("cannot create directory {}: {}", dir.string(), ec.message()));
+    if (ec)
+      throw UsageError(fmt::format("cannot create directory {}: {}", dir.string(), ec.message()));
   }
   // No allocation statistics: they take a global mutex on every SQLite malloc (~5 % of the
   // coordinator's time). Must precede SQLite's initialisation; harmless (SQLITE_MISUSE) after.
-  static const bool memstatus_off = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK; }();
+  static const bool memstatus_off = [] {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  }();
   (void)memstatus_off;
   network_fs_ = IsNetworkFilesystem(dir.string());
   const int busy_ms = network_fs_ ? 30000 : 5000;
@@ -405,7 +427,8 @@ Registry::Registry(const std::string& path, Mode mode) : path_(path) {
         // NOMUTEX: a Registry is used by one thread; SQLite's per-call mutexes cost ~10 % of
         // the coordinator's registry time.
         (mode == Mode::kWrite ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE
-                              : SQLite::OPEN_READONLY) | SQLite::OPEN_NOMUTEX,
+                              : SQLite::OPEN_READONLY) |
+            SQLite::OPEN_NOMUTEX,
         busy_ms);
     int version = db_->execAndGet("PRAGMA user_version").getInt();
     if (version > kSchemaVersion) {
@@ -527,7 +550,8 @@ void Registry::InsertShardSpecs(std::span<const ShardSpecRow> shards) {
   // for each new one (their seqs are the ones past the largest before), in one statement.
   size_t i = 0;
   for (; i + kSpecRows <= shards.size(); i += kSpecRows) {
-    for (size_t k = 0; k < kSpecRows; ++k) bind(st_->insert_specs, static_cast<int>(1 + 10 * k), shards[i + k]);
+    for (size_t k = 0; k < kSpecRows; ++k)
+      bind(st_->insert_specs, static_cast<int>(1 + 10 * k), shards[i + k]);
     st_->insert_specs.Exec();
   }
   for (; i < shards.size(); ++i) {
@@ -579,7 +603,8 @@ void Registry::SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
   BindShardState(*q, 1, status, attempts, artifact, error, updated, stamp);
   q->bind(7, static_cast<int64_t>(seq));
   if (q->exec() == 0) {
-    throw std::invalid_argument(fmt::format("SetShardStateAt: no shard with seq {} in {}", seq, path_));
+    throw std::invalid_argument(
+        fmt::format("SetShardStateAt: no shard with seq {} in {}", seq, path_));
   }
 }
 
@@ -637,7 +662,8 @@ void Registry::AddAttempts(std::span<const AttemptRow> rows) {
   while (rows.size() >= kBulkRows) {
     Use q(st_->add_attempts);
     for (size_t i = 0; i < kBulkRows; ++i) {
-      if (rows[i].shard_seq <= 0) throw std::invalid_argument("AddAttempts: a row without shard_seq");
+      if (rows[i].shard_seq <= 0)
+        throw std::invalid_argument("AddAttempts: a row without shard_seq");
       BindAttempt(*q, static_cast<int>(1 + 14 * i), rows[i]);
     }
     q->exec();
@@ -726,7 +752,8 @@ std::vector<ShardRow> Registry::Shards(const std::string& sweep, const std::stri
   return out;
 }
 
-std::vector<ShardRow> Registry::ShardsWithStatus(const std::string& sweep, ShardStatus status) const {
+std::vector<ShardRow> Registry::ShardsWithStatus(const std::string& sweep,
+                                                 ShardStatus status) const {
   Use q(st_->shards_with_status);
   q->bind(1, sweep);
   q->bindNoCopy(2, ToString(status).data());
@@ -740,8 +767,9 @@ std::vector<Registry::StatusCount> Registry::CountByStatus(const std::string& sw
   q->bind(1, sweep);
   std::vector<StatusCount> out;
   while (q->executeStep()) {
-    out.push_back({q->getColumn(0).getString(), q->getColumn(1).getInt(), q->getColumn(2).getString(),
-                   ParseShardStatus(q->getColumn(3).getString()), q->getColumn(4).getInt64()});
+    out.push_back({q->getColumn(0).getString(), q->getColumn(1).getInt(),
+                   q->getColumn(2).getString(), ParseShardStatus(q->getColumn(3).getString()),
+                   q->getColumn(4).getInt64()});
   }
   return out;
 }
@@ -775,7 +803,8 @@ std::vector<std::pair<ShardId, int>> Registry::AttemptNumbers(const std::string&
   Use q(st_->attempt_numbers);
   q->bind(1, sweep);
   std::vector<std::pair<ShardId, int>> out;
-  while (q->executeStep()) out.emplace_back(ShardId{q->getColumn(0).getString()}, q->getColumn(1).getInt());
+  while (q->executeStep())
+    out.emplace_back(ShardId{q->getColumn(0).getString()}, q->getColumn(1).getInt());
   return out;
 }
 
@@ -845,8 +874,8 @@ std::map<std::string, std::string> Registry::Provenance(const std::string& sweep
 
 // slurm_jobs' statements are prepared when used, not with the others: a read-only connection
 // to a registry older than version 5 has no such table, and submit is no hot path.
-#define SLURM_JOB_COLUMNS                                                                     \
-  "job_id, sweep, submitted, mode, chain_index, depends_on, nodes, gpus_per_node, "          \
+#define SLURM_JOB_COLUMNS                                                           \
+  "job_id, sweep, submitted, mode, chain_index, depends_on, nodes, gpus_per_node, " \
   "workers_per_node, time_limit, script, log"
 
 void Registry::AddSlurmJobs(std::span<const SlurmJobRow> jobs) {
@@ -921,9 +950,9 @@ RunLock::RunLock(const std::string& registry_path) {
           "registry {} is in use by seedgrid pid {} on {} (started {}); wait for it or stop it",
           registry_path, pid, host, started[0] ? started : "unknown"));
     }
-    throw UsageError(fmt::format(
-        "registry {} is in use by another seedgrid process; wait for it or stop it",
-        registry_path));
+    throw UsageError(
+        fmt::format("registry {} is in use by another seedgrid process; wait for it or stop it",
+                    registry_path));
   }
   std::string who = fmt::format("{} {} {}\n", Hostname(), ::getpid(), NowIso8601Utc());
   if (::ftruncate(fd_, 0) != 0 ||
@@ -958,7 +987,8 @@ WalCheckpointer::WalCheckpointer(Registry& reg, std::chrono::milliseconds period
         if (stop_) break;
         lock.unlock();
         // PASSIVE: copies what no reader needs, never waits for the writer or readers.
-        sqlite3_wal_checkpoint_v2(db.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        sqlite3_wal_checkpoint_v2(db.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                  nullptr);
         checkpoints_.fetch_add(1);
         lock.lock();
       }
@@ -983,7 +1013,7 @@ WalCheckpointer::~WalCheckpointer() {
 }
 
 bool IsNetworkFilesystem(const std::string& path) {
-  struct statfs st{};
+  struct statfs st {};
   if (::statfs(path.empty() ? "." : path.c_str(), &st) != 0) return false;
   switch (static_cast<uint32_t>(st.f_type)) {
     case 0x6969u:      // NFS
@@ -996,8 +1026,7 @@ bool IsNetworkFilesystem(const std::string& path) {
     case 0x00C36400u:  // Ceph
     case 0x65735546u:  // FUSE (sshfs, many cluster filesystems)
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 

@@ -35,13 +35,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <mutex>
-#include <thread>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -76,10 +76,10 @@ struct ShardRow {
   std::string role = "single";  // single | map | reduce
   std::vector<ShardId> needs;
   ShardStatus status = ShardStatus::kPending;
-  int attempts = 0;             // attempts charged (preempted ones are not)
-  std::string artifact;         // path of the published HDF5 file, relative to the registry dir
-  std::string error;            // last error line
-  int64_t seq = 0;              // shards.seq, set by reads: SetShardStateAt's key
+  int attempts = 0;      // attempts charged (preempted ones are not)
+  std::string artifact;  // path of the published HDF5 file, relative to the registry dir
+  std::string error;     // last error line
+  int64_t seq = 0;       // shards.seq, set by reads: SetShardStateAt's key
 };
 
 // What InsertShardSpecs records of a shard: text as views into the caller's plan, the JSON
@@ -106,8 +106,8 @@ struct ShardState {
   int attempts = 0;
   std::string artifact;  // relative to the registry dir
   std::string error;
-  double updated = 0;    // unix seconds
-  int64_t stamp = 0;     // the published file's FileStamp when done (0: unknown)
+  double updated = 0;  // unix seconds
+  int64_t stamp = 0;   // the published file's FileStamp when done (0: unknown)
 };
 
 struct AttemptRow {
@@ -131,10 +131,10 @@ struct AttemptRow {
 struct SlurmJobRow {
   std::string job_id;
   std::string sweep;
-  std::string submitted;  // ISO 8601 UTC
-  std::string mode;       // run | resume | rerun
-  int chain_index = 0;    // 0: the first job; n: the n-th chained (afterany) one
-  std::string depends_on; // the job it waits for ("" for the first)
+  std::string submitted;   // ISO 8601 UTC
+  std::string mode;        // run | resume | rerun
+  int chain_index = 0;     // 0: the first job; n: the n-th chained (afterany) one
+  std::string depends_on;  // the job it waits for ("" for the first)
   int nodes = 0;
   int gpus_per_node = 0;
   int workers_per_node = 0;
@@ -188,9 +188,8 @@ class Registry {
   // The same by seq (ShardRow::seq), for the coordinator's hot path: an integer key, and
   // rows updated in dispatch order share pages (ids are hashes, seqs follow the plan).
   // `updated`: the event's unix time (0: now).
-  void SetShardStateAt(int64_t seq, ShardStatus status, int attempts,
-                       const std::string& artifact, const std::string& error, double updated = 0,
-                       int64_t stamp = 0);
+  void SetShardStateAt(int64_t seq, ShardStatus status, int attempts, const std::string& artifact,
+                       const std::string& error, double updated = 0, int64_t stamp = 0);
   void SetShardStamp(int64_t seq, int64_t stamp);
   // Makes shards already recorded (by another sweep) members of `sweep` too, under this
   // sweep's stage; members stay members.
@@ -244,13 +243,14 @@ class Registry {
   std::optional<ShardRow> FindShardByPrefix(const std::string& prefix) const;
   std::vector<AttemptRow> Attempts(const ShardId& id) const;
   std::map<std::string, double> Metrics(const ShardId& id) const;
-  std::vector<MetricRow> MetricsOfSweep(const std::string& sweep, const std::string& stage = "") const;
+  std::vector<MetricRow> MetricsOfSweep(const std::string& sweep,
+                                        const std::string& stage = "") const;
   std::map<std::string, std::string> Provenance(const std::string& sweep) const;
   // A sweep's Slurm jobs in submission order (submitted, chain_index).
   std::vector<SlurmJobRow> SlurmJobs(const std::string& sweep) const;
 
  private:
-  friend class WalCheckpointer;    // turns this connection's automatic checkpoints off and on
+  friend class WalCheckpointer;     // turns this connection's automatic checkpoints off and on
   friend struct RegistryInspector;  // tests: this connection's own settings (PRAGMAs)
   std::string path_;
   bool network_fs_ = false;
@@ -280,7 +280,8 @@ class RunLock {
 // Does nothing on network filesystems (no WAL there).
 class WalCheckpointer {
  public:
-  explicit WalCheckpointer(Registry& reg, std::chrono::milliseconds period = std::chrono::milliseconds(200));
+  explicit WalCheckpointer(Registry& reg,
+                           std::chrono::milliseconds period = std::chrono::milliseconds(200));
   ~WalCheckpointer();  // never throws
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;

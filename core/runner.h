@@ -28,7 +28,7 @@ struct InputArtifact {
   ShardId id;
   std::string stage;
   std::string kind;
-  std::string path;  // absolute path of its .h5 file
+  std::string path;          // absolute path of its .h5 file
   std::string artifact_dir;  // absolute path of its extra files (may not exist)
   int64_t seed = 0;
   Json params = Json::object();
@@ -54,13 +54,13 @@ class ShardContext {
   const Json& params() const { return task().params; }
   int64_t seed() const { return task().seed; }
 
-  virtual H5Writer& out() = 0;                   // the shard's HDF5 file (temp name)
-  virtual std::string artifact_dir() = 0;        // created on first call
+  virtual H5Writer& out() = 0;             // the shard's HDF5 file (temp name)
+  virtual std::string artifact_dir() = 0;  // created on first call
   virtual void Metric(const std::string& name, double value) = 0;
   virtual void Progress(int64_t step, int64_t total) = 0;  // cheap; rate-limited by the caller
-  virtual Collective* collective() = 0;          // nullptr unless a gang shard
-  virtual int threads() const = 0;               // compute threads this shard may use
-  virtual std::string device() const = 0;        // "cpu" or "cuda:N"
+  virtual Collective* collective() = 0;                    // nullptr unless a gang shard
+  virtual int threads() const = 0;                         // compute threads this shard may use
+  virtual std::string device() const = 0;                  // "cpu" or "cuda:N"
 };
 
 using Runner = std::function<void(ShardContext&)>;

@@ -32,8 +32,8 @@ uint64_t Nanos(const timespec& t) {
 }
 
 // The attributes a shard file carries (core/store.h), beside the id.
-constexpr const char* kTextAttrs[] = {"seedgrid_sweep", "seedgrid_stage", "seedgrid_kind",
-                                      "seedgrid_role", "seedgrid_params", "seedgrid_metrics"};
+constexpr const char* kTextAttrs[] = {"seedgrid_sweep", "seedgrid_stage",  "seedgrid_kind",
+                                      "seedgrid_role",  "seedgrid_params", "seedgrid_metrics"};
 constexpr const char* kIntAttrs[] = {"seedgrid_seed", "seedgrid_attempt"};
 
 }  // namespace
@@ -57,7 +57,8 @@ std::optional<int64_t> FileStampOf(const std::string& path) {
 std::optional<std::string> CheckShardFile(const std::string& path, const ShardId& id,
                                           const std::vector<std::string>& datasets) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return fmt::format("cannot stat it: {}", std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0)
+    return fmt::format("cannot stat it: {}", std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return std::string("not a regular file");
   if (st.st_size == 0) return std::string("empty file");
   std::unique_ptr<H5Reader> r;

@@ -38,11 +38,12 @@ struct Resources {
   int ranks = 1;
   int gpus = 1;
   Isolation isolation = Isolation::kExecutor;
-  int64_t memory_mb = 0;  // 0: no limit. YAML: MB number or "512M", "2G". Exceeding RSS kills the attempt
+  int64_t memory_mb =
+      0;  // 0: no limit. YAML: MB number or "512M", "2G". Exceeding RSS kills the attempt
 };
 
 struct Axis {
-  std::string key;          // dotted param path
+  std::string key;  // dotted param path
   std::vector<Json> values;
   int line = 0;
 };
@@ -53,8 +54,8 @@ struct StageSpec {
   Json params = Json::object();  // spec params merged over the kind's defaults
   std::vector<int64_t> seeds;    // empty in the YAML: [0], or inherited through needs
   bool seeds_given = false;
-  std::vector<Axis> grid;        // cartesian, in spec order
-  std::vector<Axis> zip;         // paired
+  std::vector<Axis> grid;  // cartesian, in spec order
+  std::vector<Axis> zip;   // paired
   std::vector<std::string> needs;
   int shards = 1;
   Resources resources;
@@ -103,7 +104,7 @@ struct ShardPlan {
   int stage_index = 0;
   std::string stage;
   std::string kind;
-  Json params;     // fully resolved params (what the runner gets)
+  Json params;  // fully resolved params (what the runner gets)
   int64_t seed = 0;
   std::vector<ShardId> needs;
   Json axes = Json::object();  // axis key -> value, own and inherited (report grouping keys)

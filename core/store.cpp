@@ -224,7 +224,8 @@ bool ObjectExists(hid_t file, const std::string& path) {
 }
 
 // Splits "a/b/c" into ("a/b", "c"); rejects empty names.
-std::pair<std::string, std::string> ParentAndName(const std::string& file, const std::string& path) {
+std::pair<std::string, std::string> ParentAndName(const std::string& file,
+                                                  const std::string& path) {
   auto parts = SplitPath(path);
   if (parts.empty()) throw StoreError(fmt::format("{}: invalid object path '{}'", file, path));
   std::string parent;
@@ -238,10 +239,10 @@ Hid OpenOrCreateGroup(hid_t file, const std::string& file_path, const std::strin
   std::string so_far;
   for (const auto& part : SplitPath(path)) {
     so_far += "/" + part;
-    htri_t exists = Check(H5Lexists(cur.get(), part.c_str(), H5P_DEFAULT), file_path, so_far,
-                          "cannot look up");
-    cur = exists ? Hid(H5Gopen2(cur.get(), part.c_str(), H5P_DEFAULT), H5Gclose, file_path,
-                       so_far, "cannot open group")
+    htri_t exists =
+        Check(H5Lexists(cur.get(), part.c_str(), H5P_DEFAULT), file_path, so_far, "cannot look up");
+    cur = exists ? Hid(H5Gopen2(cur.get(), part.c_str(), H5P_DEFAULT), H5Gclose, file_path, so_far,
+                       "cannot open group")
                  : Hid(H5Gcreate2(cur.get(), part.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        H5Gclose, file_path, so_far, "cannot create group");
   }
@@ -376,8 +377,8 @@ void H5Writer::Write(const std::string& dataset, const T* data, const Shape& sha
                     dcpl.get(), H5P_DEFAULT),
          H5Dclose, path_, dataset, "cannot create dataset");
   if (n > 0) {
-    Check(H5Dwrite(ds.get(), H5Type<T>::Mem(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_,
-          dataset, "cannot write dataset");
+    Check(H5Dwrite(ds.get(), H5Type<T>::Mem(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_, dataset,
+          "cannot write dataset");
   }
 }
 
@@ -445,8 +446,8 @@ void H5Writer::Close() {
 H5Reader::H5Reader(const std::string& path) : path_(path) {
   InitHdf5();
   Hid fapl = FileAccessPlist(path);
-  file_ = Check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), path, "",
-                "cannot open HDF5 file");
+  file_ =
+      Check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), path, "", "cannot open HDF5 file");
 }
 
 H5Reader::~H5Reader() {
@@ -496,7 +497,8 @@ void H5Reader::ReadRows(const std::string& dataset, int64_t row_begin, int64_t r
   Hid ds(H5Dopen2(file_, dataset.c_str(), H5P_DEFAULT), H5Dclose, path_, dataset,
          "cannot open dataset");
   Hid space(H5Dget_space(ds.get()), H5Sclose, path_, dataset, "cannot get dataspace");
-  const int rank = Check(H5Sget_simple_extent_ndims(space.get()), path_, dataset, "cannot get rank");
+  const int rank =
+      Check(H5Sget_simple_extent_ndims(space.get()), path_, dataset, "cannot get rank");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   Check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), path_, dataset,
         "cannot get dims");
@@ -546,18 +548,17 @@ std::vector<std::string> H5Reader::ReadStrings(const std::string& dataset) const
 }
 
 std::vector<std::string> H5Reader::List(const std::string& group) const {
-  Hid g(H5Gopen2(file_, group.c_str(), H5P_DEFAULT), H5Gclose, path_, group,
-        "cannot open group");
+  Hid g(H5Gopen2(file_, group.c_str(), H5P_DEFAULT), H5Gclose, path_, group, "cannot open group");
   H5G_info_t info{};
   Check(H5Gget_info(g.get(), &info), path_, group, "cannot inspect group");
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t len = Check(H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr,
-                                           0, H5P_DEFAULT),
-                        path_, group, "cannot list group");
+    ssize_t len = Check(
+        H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT),
+        path_, group, "cannot list group");
     std::string name(static_cast<size_t>(len) + 1, '\0');
-    Check(H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(),
-                             name.size(), H5P_DEFAULT),
+    Check(H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                             H5P_DEFAULT),
           path_, group, "cannot list group");
     name.resize(static_cast<size_t>(len));
     names.push_back(std::move(name));
@@ -577,8 +578,7 @@ std::optional<Hid> OpenScalarAttr(hid_t file, const std::string& path, const std
   }
   // Open the object first: HDF5 1.10 reads variable-length attribute data from the wrong file
   // when the attribute is opened by name through an external link.
-  Hid obj(H5Oopen(file, object.c_str(), H5P_DEFAULT), H5Oclose, path, object,
-          "cannot open object");
+  Hid obj(H5Oopen(file, object.c_str(), H5P_DEFAULT), H5Oclose, path, object, "cannot open object");
   if (Check(H5Aexists(obj.get(), name.c_str()), path, where, "cannot look up attribute") == 0) {
     return std::nullopt;
   }
@@ -606,9 +606,8 @@ std::optional<std::string> H5Reader::AttrString(const std::string& object,
   if (H5Tget_class(type.get()) != H5T_STRING) {
     throw StoreError(fmt::format("{}: attribute '{}' is not a string", path_, where));
   }
-  auto v = ReadStringData(type.get(), 1, path_, where, [&](hid_t mem, void* buf) {
-    return H5Aread(attr->get(), mem, buf);
-  });
+  auto v = ReadStringData(type.get(), 1, path_, where,
+                          [&](hid_t mem, void* buf) { return H5Aread(attr->get(), mem, buf); });
   return v.front();
 }
 
@@ -626,8 +625,7 @@ std::optional<double> H5Reader::AttrDouble(const std::string& object,
   return v;
 }
 
-std::optional<int64_t> H5Reader::AttrInt(const std::string& object,
-                                         const std::string& name) const {
+std::optional<int64_t> H5Reader::AttrInt(const std::string& object, const std::string& name) const {
   auto attr = OpenScalarAttr(file_, path_, object, name);
   if (!attr) return std::nullopt;
   const std::string where = object + "@" + name;
@@ -692,14 +690,15 @@ std::optional<ShardFileInfo> ReadShardFileInfo(const std::string& path) {
       return std::nullopt;
     }
     ShardFileInfo info;
-    info.header = ShardFileHeader{ShardId{*id}, *sweep, *stage, *kind, *role, *seed, *attempt,
-                                  Json::parse(*params), Json::parse(*axes), {}};
+    info.header = ShardFileHeader{
+        ShardId{*id},       *sweep, *stage, *kind, *role, *seed, *attempt, Json::parse(*params),
+        Json::parse(*axes), {}};
     for (const auto& n : Json::parse(*needs)) info.header.needs.push_back({n.get<std::string>()});
     if (versions) info.versions = Json::parse(*versions);
     const Json metric_json = Json::parse(*metrics);
     for (const auto& [name, v] : metric_json.items()) {
       auto exact = r.AttrDouble("/", "metric." + name);
-      double value = exact ? *exact
+      double value = exact           ? *exact
                      : v.is_number() ? v.get<double>()
                                      : std::numeric_limits<double>::quiet_NaN();
       info.metrics.emplace_back(name, value);
@@ -789,8 +788,9 @@ void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
   WriteResultsIndex(out_dir, sweep, links);
 }
 
-void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
-                       const std::vector<std::pair<std::string, std::vector<ResultsLink>>>& stages) {
+void WriteResultsIndex(
+    const std::string& out_dir, const std::string& sweep,
+    const std::vector<std::pair<std::string, std::vector<ResultsLink>>>& stages) {
   InitHdf5();
   const std::string final_path = (fs::path(out_dir) / sweep / "results.h5").string();
   const std::string temp = TempPathFor(final_path, 0);
@@ -826,8 +826,8 @@ void WriteResultsIndex(const std::string& out_dir, const std::string& sweep,
     // HDF5 1.10.8 takes the image without flushing the metadata cache first (the image of an
     // unflushed file does not open): flush it ourselves. In memory: no I/O can fail here.
     Check(H5Fflush(file.get(), H5F_SCOPE_LOCAL), temp, "", "cannot flush the file image");
-    const ssize_t size = Check(H5Fget_file_image(file.get(), nullptr, 0), temp, "",
-                               "cannot size the file image");
+    const ssize_t size =
+        Check(H5Fget_file_image(file.get(), nullptr, 0), temp, "", "cannot size the file image");
     image.resize(static_cast<size_t>(size));
     Check(H5Fget_file_image(file.get(), image.data(), image.size()), temp, "",
           "cannot take the file image");

@@ -36,7 +36,7 @@ using Shape = std::vector<int64_t>;
 class H5Writer {
  public:
   explicit H5Writer(const std::string& path);  // creates/truncates
-  ~H5Writer();                                  // closes; never throws
+  ~H5Writer();                                 // closes; never throws
   H5Writer(const H5Writer&) = delete;
   H5Writer& operator=(const H5Writer&) = delete;
 

@@ -87,8 +87,7 @@ void MakeDirsDurable(const std::string& dir) {
   std::vector<fs::path> missing;  // deepest first
   fs::path start = fs::path(dir).lexically_normal();
   if (!start.has_filename()) start = start.parent_path();  // "a/b/" -> "a/b"
-  for (fs::path p = start; !p.empty() && !fs::exists(p);
-       p = p.parent_path()) {
+  for (fs::path p = start; !p.empty() && !fs::exists(p); p = p.parent_path()) {
     missing.push_back(p);
     if (p == p.parent_path()) break;
   }

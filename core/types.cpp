@@ -53,13 +53,11 @@ Outcome ParseOutcome(std::string_view s) {
   throw std::invalid_argument(fmt::format("unknown attempt outcome '{}'", s));
 }
 
-std::string_view ToString(Isolation i) {
-  return i == Isolation::kInline ? "inline" : "executor";
-}
+std::string_view ToString(Isolation i) { return i == Isolation::kInline ? "inline" : "executor"; }
 
 static std::string JoinProblems(const std::vector<std::string>& problems) {
-  std::string s = fmt::format("invalid spec ({} problem{}):", problems.size(),
-                              problems.size() == 1 ? "" : "s");
+  std::string s =
+      fmt::format("invalid spec ({} problem{}):", problems.size(), problems.size() == 1 ? "" : "s");
   for (const auto& p : problems) s += "\n  " + p;
   return s;
 }

@@ -6,7 +6,7 @@
 
 namespace seedgrid {
 
-void RegisterChaosConfigs(KindRegistry& kinds);     // chaos, noop
-void RegisterTorchKindConfigs(KindRegistry& kinds); // pretrain, lora_steer, ablation, harvest
+void RegisterChaosConfigs(KindRegistry& kinds);      // chaos, noop
+void RegisterTorchKindConfigs(KindRegistry& kinds);  // pretrain, lora_steer, ablation, harvest
 
 }  // namespace seedgrid

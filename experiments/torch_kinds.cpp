@@ -14,9 +14,8 @@ namespace seedgrid {
 namespace {
 
 Json TrainDefaults(int64_t steps, int64_t batch, double lr, int64_t warmup) {
-  return {{"steps", steps},   {"batch", batch},          {"lr", lr},
-          {"weight_decay", 0.01}, {"warmup", warmup},   {"schedule", "cosine"},
-          {"grad_clip", 1.0}};
+  return {{"steps", steps},   {"batch", batch},       {"lr", lr},        {"weight_decay", 0.01},
+          {"warmup", warmup}, {"schedule", "cosine"}, {"grad_clip", 1.0}};
 }
 
 // `loss`: "predictable" (synthetic data: only the learnable targets, see
@@ -87,8 +86,8 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
   for (const auto& m : targets.at("modules")) {
     static const std::set<std::string> kKnown = {"q", "k", "v", "o", "gate", "up", "down"};
     if (!m.is_string() || !kKnown.count(m.get<std::string>()))
-      p.push_back(fmt::format("targets.modules: {} is not one of q, k, v, o, gate, up, down",
-                              m.dump()));
+      p.push_back(
+          fmt::format("targets.modules: {} is not one of q, k, v, o, gate, up, down", m.dump()));
     else if (!seen.insert(m.get<std::string>()).second)
       p.push_back(fmt::format("targets.modules: {} given twice", m.dump()));
   }
@@ -128,8 +127,13 @@ KindConfig PretrainKindConfig() {
   k.defaults = {
       {"model", ModelConfig::ModelParamDefaults()},
       {"data",
-       {{"source", "synthetic"}, {"path", ""}, {"dataset", "tokens"}, {"seed", 0},
-        {"n_content", 8}, {"induction_frac", 0.5}, {"none_bias", 0.2}}},
+       {{"source", "synthetic"},
+        {"path", ""},
+        {"dataset", "tokens"},
+        {"seed", 0},
+        {"n_content", 8},
+        {"induction_frac", 0.5},
+        {"none_bias", 0.2}}},
       {"train", PretrainTrainDefaults()},
       {"eval", {{"rows", 512}}},
       {"init", {{"std", 0.02}}},
@@ -158,7 +162,7 @@ KindConfig LoraSteerKindConfig() {
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{"train/loss_pos", "train/loss_neg", "eval/alphas",
-                                    "eval/logratio", "eval/pmass", "eval/kl"};
+                                    "eval/logratio",  "eval/pmass",     "eval/kl"};
   };
   return k;
 }

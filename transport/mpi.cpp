@@ -22,17 +22,19 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   const std::string_view want = level ? level : "single";
   const bool funneled = want == "funneled";
   if (!funneled && want != "single") {
-    fmt::print(stderr, "seedgrid: SEEDGRID_MPI_THREAD_LEVEL={} is neither single nor funneled; "
-               "using single\n", want);
+    fmt::print(stderr,
+               "seedgrid: SEEDGRID_MPI_THREAD_LEVEL={} is neither single nor funneled; "
+               "using single\n",
+               want);
   }
-  SEEDGRID_MPI_CHECK(MPI_Init_thread(argc, argv, funneled ? MPI_THREAD_FUNNELED : MPI_THREAD_SINGLE,
-                                     &provided));
+  SEEDGRID_MPI_CHECK(
+      MPI_Init_thread(argc, argv, funneled ? MPI_THREAD_FUNNELED : MPI_THREAD_SINGLE, &provided));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   SEEDGRID_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   SEEDGRID_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
   MPI_Comm node;
-  SEEDGRID_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
-                                         MPI_INFO_NULL, &node));
+  SEEDGRID_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
   SEEDGRID_MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
   SEEDGRID_MPI_CHECK(MPI_Comm_size(node, &local_size_));
   int has_zero = rank_ == 0 ? 1 : 0, any_zero = 0;

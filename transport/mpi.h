@@ -11,8 +11,8 @@
 // locks protect nothing. This is the level `MPI_Init` gives, the one most MPI+OpenMP codes run
 // at. Nobody blocks in MPI while waiting for work: both sides poll with
 // MPI_Iprobe interleaved with their other sources (the executor pipe, signals), with a short
-// spin after activity and bounded sleeps when idle (transport/poller.h). Blocking threads were measured
-// to add milliseconds of tail latency on small machines (research/calibration.md, Part B).
+// spin after activity and bounded sleeps when idle (transport/poller.h). Blocking threads were
+// measured to add milliseconds of tail latency on small machines (research/calibration.md, Part B).
 //
 // Every frame is one MPI message of MPI_BYTE with tag kFrameTag on MPI_COMM_WORLD; gang shards
 // build their own communicators with MPI_Comm_create_group (collective only over the gang).
@@ -27,12 +27,12 @@ namespace seedgrid {
 
 [[noreturn]] void ThrowMpiError(const char* call, int code, const char* file, int line);
 
-#define SEEDGRID_MPI_CHECK(call)                                          \
-  do {                                                                    \
-    int seedgrid_mpi_rc_ = (call);                                        \
-    if (seedgrid_mpi_rc_ != MPI_SUCCESS) {                                \
+#define SEEDGRID_MPI_CHECK(call)                                              \
+  do {                                                                        \
+    int seedgrid_mpi_rc_ = (call);                                            \
+    if (seedgrid_mpi_rc_ != MPI_SUCCESS) {                                    \
       ::seedgrid::ThrowMpiError(#call, seedgrid_mpi_rc_, __FILE__, __LINE__); \
-    }                                                                     \
+    }                                                                         \
   } while (0)
 
 inline constexpr int kFrameTag = 7;
@@ -47,7 +47,7 @@ class MpiSession {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  int local_rank() const { return local_rank_; }   // among ranks on this node
+  int local_rank() const { return local_rank_; }  // among ranks on this node
   int local_size() const { return local_size_; }
   bool coordinator_is_local() const { return coordinator_local_; }
   std::string library_version() const;

@@ -55,8 +55,8 @@ void MpiCollective::AllReduce(void* data, size_t count, DType type, ReduceOp op)
   char* p = static_cast<char*>(data);
   for (size_t off = 0; off < count; off += kChunk) {
     int n = static_cast<int>(std::min(kChunk, count - off));
-    SEEDGRID_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + off * DTypeSize(type), n, ToMpi(type),
-                                     ToMpi(op), comm_));
+    SEEDGRID_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, p + off * DTypeSize(type), n, ToMpi(type), ToMpi(op), comm_));
   }
 }
 

@@ -22,7 +22,8 @@ void ThrowCudaError(const char* call, cudaError_t code, const char* file, int li
 void ThrowNcclError(const char* call, ncclResult_t code, const char* file, int line) {
   std::string detail;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 13, 0)
-  if (const char* last = ncclGetLastError(nullptr); last && *last) detail = fmt::format(" ({})", last);
+  if (const char* last = ncclGetLastError(nullptr); last && *last)
+    detail = fmt::format(" ({})", last);
 #endif
   throw std::runtime_error(
       fmt::format("{} failed at {}:{}: {}{}", call, file, line, ncclGetErrorString(code), detail));
@@ -70,8 +71,8 @@ int ParseDevice(const std::string& device) {
 
 void CheckRoot(int root, int size, const char* call) {
   if (root < 0 || root >= size)
-    throw std::invalid_argument(fmt::format("NcclCollective::{}: root {} is not a rank of a gang of {}",
-                                            call, root, size));
+    throw std::invalid_argument(
+        fmt::format("NcclCollective::{}: root {} is not a rank of a gang of {}", call, root, size));
 }
 
 }  // namespace
@@ -183,8 +184,7 @@ void NcclCollective::Run(Enqueue&& enqueue) {
 void NcclCollective::AllReduce(void* data, size_t count, DType type, ReduceOp op) {
   if (count == 0) return;
   Run([&] {
-    SEEDGRID_NCCL_CHECK(
-        ncclAllReduce(data, data, count, ToNccl(type), ToNccl(op), comm_, stream_));
+    SEEDGRID_NCCL_CHECK(ncclAllReduce(data, data, count, ToNccl(type), ToNccl(op), comm_, stream_));
   });
 }
 

@@ -36,20 +36,20 @@ namespace seedgrid {
 [[noreturn]] void ThrowCudaError(const char* call, cudaError_t code, const char* file, int line);
 [[noreturn]] void ThrowNcclError(const char* call, ncclResult_t code, const char* file, int line);
 
-#define SEEDGRID_CUDA_CHECK(call)                                                 \
-  do {                                                                            \
-    cudaError_t seedgrid_cuda_rc_ = (call);                                       \
-    if (seedgrid_cuda_rc_ != cudaSuccess) {                                       \
-      ::seedgrid::ThrowCudaError(#call, seedgrid_cuda_rc_, __FILE__, __LINE__);   \
-    }                                                                             \
+#define SEEDGRID_CUDA_CHECK(call)                                               \
+  do {                                                                          \
+    cudaError_t seedgrid_cuda_rc_ = (call);                                     \
+    if (seedgrid_cuda_rc_ != cudaSuccess) {                                     \
+      ::seedgrid::ThrowCudaError(#call, seedgrid_cuda_rc_, __FILE__, __LINE__); \
+    }                                                                           \
   } while (0)
 
-#define SEEDGRID_NCCL_CHECK(call)                                                 \
-  do {                                                                            \
-    ncclResult_t seedgrid_nccl_rc_ = (call);                                      \
-    if (seedgrid_nccl_rc_ != ncclSuccess) {                                       \
-      ::seedgrid::ThrowNcclError(#call, seedgrid_nccl_rc_, __FILE__, __LINE__);   \
-    }                                                                             \
+#define SEEDGRID_NCCL_CHECK(call)                                               \
+  do {                                                                          \
+    ncclResult_t seedgrid_nccl_rc_ = (call);                                    \
+    if (seedgrid_nccl_rc_ != ncclSuccess) {                                     \
+      ::seedgrid::ThrowNcclError(#call, seedgrid_nccl_rc_, __FILE__, __LINE__); \
+    }                                                                           \
   } while (0)
 
 class NcclCollective final : public Collective {
@@ -60,7 +60,8 @@ class NcclCollective final : public Collective {
   // Bootstraps over the gang's MPI sub-communicator (an MpiCollective over `world_ranks`,
   // tagged by `gang_id`), freed once the NCCL communicator exists.
   NcclCollective(const std::vector<int32_t>& world_ranks, int gang_id, const std::string& device);
-  ~NcclCollective() override;  // ncclCommDestroy (ncclCommAbort after an error), frees; never throws
+  ~NcclCollective()
+      override;  // ncclCommDestroy (ncclCommAbort after an error), frees; never throws
   NcclCollective(const NcclCollective&) = delete;
   NcclCollective& operator=(const NcclCollective&) = delete;
 

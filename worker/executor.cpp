@@ -150,10 +150,10 @@ class MemoryWatch {
     d.start = start_;
     d.end = UnixNow();
     d.outcome = Outcome::kMemory;
-    d.error = fmt::format("memory limit exceeded: the shard grew the executor's RSS by {} MiB "
-                          "(from {} to {} MiB), limit {} MiB",
-                          (rss_kb - baseline_kb_) / 1024, baseline_kb_ / 1024, rss_kb / 1024,
-                          limit_kb_ / 1024);
+    d.error = fmt::format(
+        "memory limit exceeded: the shard grew the executor's RSS by {} MiB "
+        "(from {} to {} MiB), limit {} MiB",
+        (rss_kb - baseline_kb_) / 1024, baseline_kb_ / 1024, rss_kb / 1024, limit_kb_ / 1024);
     d.peak_rss_kb = rss_kb;
     {
       std::lock_guard out_lock(out_.mu());

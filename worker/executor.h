@@ -1,6 +1,7 @@
 // The executor: a long-lived child of a worker (the same binary, `seedgrid exec`, started with
-// Spawn of core/process.h, i.e. posix_spawn, no MPI) that runs single-rank shards one after another, so a crash, abort, OOM
-// kill or hang takes down only the child. Models loaded by a shard stay cached across shards.
+// Spawn of core/process.h, i.e. posix_spawn, no MPI) that runs single-rank shards one after
+// another, so a crash, abort, OOM kill or hang takes down only the child. Models loaded by a shard
+// stay cached across shards.
 //
 // Pipe protocol (the codec of core/protocol.h): the worker writes RunShard frames to fd
 // `in_fd`; the executor answers each with zero or more Progress frames and exactly one
@@ -38,12 +39,12 @@ class ExecutorProcess {
   ExecutorProcess(const ExecutorProcess&) = delete;
   ExecutorProcess& operator=(const ExecutorProcess&) = delete;
 
-  void Start();                    // Spawn; throws std::system_error
+  void Start();  // Spawn; throws std::system_error
   bool running() const { return child_.running(); }
   pid_t pid() const { return child_.pid(); }
-  int out_fd() const { return from_child_.get(); }   // frames from the executor
-  int err_fd() const { return err_child_.get(); }    // its stderr
-  void Send(const std::string& frame);         // blocking write of a whole frame
+  int out_fd() const { return from_child_.get(); }  // frames from the executor
+  int err_fd() const { return err_child_.get(); }   // its stderr
+  void Send(const std::string& frame);              // blocking write of a whole frame
   // Reads what is available (non-blocking) into the frame buffer / stderr tail.
   // Returns false on EOF (the child closed its end: it is exiting or dead).
   bool ReadFrames();

@@ -82,8 +82,8 @@ class LocalContext final : public ShardContext {
   void Progress(int64_t step, int64_t total) override {
     if (!options_.on_progress) return;
     auto now = std::chrono::steady_clock::now();
-    if (step >= total ||
-        std::chrono::duration<double>(now - last_progress_).count() >= options_.progress_interval_s) {
+    if (step >= total || std::chrono::duration<double>(now - last_progress_).count() >=
+                             options_.progress_interval_s) {
       last_progress_ = now;
       options_.on_progress(step, total);
     }
@@ -108,7 +108,8 @@ class LocalContext final : public ShardContext {
     h.params = task().params;
     h.axes = task_.axes_json.empty() ? Json::object() : Json::parse(task_.axes_json);
     if (!task_.needs_json.empty()) {
-      for (const auto& n : Json::parse(task_.needs_json)) h.needs.push_back(ShardId{n.get<std::string>()});
+      for (const auto& n : Json::parse(task_.needs_json))
+        h.needs.push_back(ShardId{n.get<std::string>()});
     }
     WriteShardAttributes(w, h, metrics_);
     w.Close();

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <deque>
 #include <optional>
-#include <utility>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -82,7 +82,8 @@ class Supervisor {
     hello.pid = ::getpid();
     hello.threads = threads_;
     if (!Env("SLURM_JOB_ID").empty()) {
-      hello.slurm_job = Env("SLURM_JOB_ID") + (Env("SLURM_STEP_ID").empty() ? "" : "." + Env("SLURM_STEP_ID"));
+      hello.slurm_job =
+          Env("SLURM_JOB_ID") + (Env("SLURM_STEP_ID").empty() ? "" : "." + Env("SLURM_STEP_ID"));
     }
     SendUp(hello);
 
@@ -272,9 +273,11 @@ class Supervisor {
     const RunShard& head = exec_q_.front().task;
     double running = Seconds(now - exec_q_.front().head_since);
     if (head.timeout_s > 0 && running > head.timeout_s) {
-      head_killed_ = {Outcome::kTimeout, fmt::format("timeout after {:.3g} s (limit {:.3g} s)", running, head.timeout_s)};
+      head_killed_ = {Outcome::kTimeout, fmt::format("timeout after {:.3g} s (limit {:.3g} s)",
+                                                     running, head.timeout_s)};
       executor_->Signal(SIGTERM);
-      kill_deadline_ = now + std::chrono::milliseconds(static_cast<int64_t>(options_.kill_grace_s * 1000));
+      kill_deadline_ =
+          now + std::chrono::milliseconds(static_cast<int64_t>(options_.kill_grace_s * 1000));
     }
     // Memory limits are the executor's own (on the shard's growth above its baseline, which
     // only the executor sees at the shard's start): see worker/executor.h.

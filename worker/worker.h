@@ -19,8 +19,8 @@
 namespace seedgrid {
 
 struct WorkerOptions {
-  std::string binary;        // this executable (for the executor)
-  double kill_grace_s = 3;   // SIGTERM -> SIGKILL on timeout
+  std::string binary;       // this executable (for the executor)
+  double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout
 };
 
 // Returns the exit code the coordinator asked for in Shutdown.

@@ -40,9 +40,9 @@
 #include "experiments/harvest/harvest.h"
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/model/runtime_env.h"
-#include "tests/support/file_context.h"
 #include "experiments/pretrain/pretrain.h"
 #include "experiments/torch_kinds.h"
+#include "tests/support/file_context.h"
 
 namespace fs = std::filesystem;
 using namespace seedgrid;
@@ -111,7 +111,8 @@ int Speed(const std::map<std::string, std::string>& f) {
                ctx.metrics["final_loss"]);
   }
   const Model model = Model::Load(checkpoint, torch::kCPU);
-  const TokenSource source = TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest);
+  const TokenSource source =
+      TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest);
   Json params = HarvestKindConfig().defaults;  // configs/harvest.yaml's params
   params["data"]["batch"] = 32;
   params["threshold"] = 0.1;
@@ -158,7 +159,8 @@ int Speed(const std::map<std::string, std::string>& f) {
       for (int64_t r = 0; r < B; ++r) c.row_ids.push_back(b * B + r);
       model.Forward(TokensTensor(c.tokens, B, T, torch::kCPU), fo);
       const auto both = [&](CapturePoint p) {
-        return torch::cat({cap.Get(p, 0).reshape({n, d}), cap.Get(p, 1).reshape({n, d})}, 1).contiguous();
+        return torch::cat({cap.Get(p, 0).reshape({n, d}), cap.Get(p, 1).reshape({n, d})}, 1)
+            .contiguous();
       };
       c.post = both(CapturePoint::kMlpPost);
       c.pre = both(CapturePoint::kMlpPre);
@@ -210,12 +212,14 @@ int Speed(const std::map<std::string, std::string>& f) {
       }
     }
   }
-  fmt::print("model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per "
-             "measurement, {} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
-             checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps,
-             threads, density);
-  fmt::print("| variant | tokens/s (CPU time) | tokens/s (wall) | cost over forward (CPU, median "
-             "of per-rep ratios) | (wall) |\n|---|---|---|---|---|\n");
+  fmt::print(
+      "model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per "
+      "measurement, {} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
+      checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps, threads,
+      density);
+  fmt::print(
+      "| variant | tokens/s (CPU time) | tokens/s (wall) | cost over forward (CPU, median "
+      "of per-rep ratios) | (wall) |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < variants.size(); ++i) {
     std::vector<double> rc, rw;
     for (size_t r = 0; r < cpu[i].size(); ++r) {
@@ -239,8 +243,9 @@ int Speed(const std::map<std::string, std::string>& f) {
 Json RssParams(const std::map<std::string, std::string>& f, const fs::path& dir) {
   Json p = HarvestKindConfig().defaults;
   p["base"] = (dir / "model").string();
-  p["data"] = {{"source", "file"}, {"rows_kind", "pretrain"}, {"path", (dir / "tokens.h5").string()},
-               {"dataset", "tokens"}, {"rows", Int(f, "rows", 64)}, {"batch", Int(f, "batch", 8)}};
+  p["data"] = {
+      {"source", "file"},    {"rows_kind", "pretrain"},    {"path", (dir / "tokens.h5").string()},
+      {"dataset", "tokens"}, {"rows", Int(f, "rows", 64)}, {"batch", Int(f, "batch", 8)}};
   p["threshold"] = std::stod(Str(f, "threshold", "0"));
   return p;
 }
@@ -282,7 +287,8 @@ int RssChild(const std::map<std::string, std::string>& f) {
 int Rss(const std::map<std::string, std::string>& f, const char* self) {
   const int64_t C = Int(f, "components", 4096), V = Int(f, "vocab", 50000);
   const int64_t rows = Int(f, "rows", 64), T = 24;
-  const fs::path dir = Str(f, "dir", (fs::temp_directory_path() / fmt::format("harvest_rss_{}", ::getpid())).string());
+  const fs::path dir = Str(
+      f, "dir", (fs::temp_directory_path() / fmt::format("harvest_rss_{}", ::getpid())).string());
   fs::create_directories(dir);
   ConfigureTorchProcess(1);
   // The model: 2 layers of C/2 MLP units, random init, saved as safetensors.
@@ -309,18 +315,22 @@ int Rss(const std::map<std::string, std::string>& f, const char* self) {
     cap.Request(CapturePoint::kMlpPost, -1);
     ForwardOptions fo;
     fo.capture = &cap;
-    model.Forward(TokensTensor(std::vector<int32_t>(tokens.begin(), tokens.begin() + 8 * T), 8, T, torch::kCPU), fo);
+    model.Forward(TokensTensor(std::vector<int32_t>(tokens.begin(), tokens.begin() + 8 * T), 8, T,
+                               torch::kCPU),
+                  fo);
     const auto acts = torch::cat({cap.Get(CapturePoint::kMlpPost, 0).flatten(),
                                   cap.Get(CapturePoint::kMlpPost, 1).flatten()});
     threshold = acts.quantile(0.98).item<double>();
   }
-  fmt::print("C = {}, V = {}: [C,V] i64 + f64 = {:.2f} GB, [C,C] i64 = {:.2f} GB; {} rows x {} "
-             "tokens, batch {}, threshold {:.4g}\n",
-             C, V, 2.0 * C * V * 8 / 1e9, C * C * 8 / 1e9, rows, T, Int(f, "batch", 8), threshold);
+  fmt::print(
+      "C = {}, V = {}: [C,V] i64 + f64 = {:.2f} GB, [C,C] i64 = {:.2f} GB; {} rows x {} "
+      "tokens, batch {}, threshold {:.4g}\n",
+      C, V, 2.0 * C * V * 8 / 1e9, C * C * 8 / 1e9, rows, T, Int(f, "batch", 8), threshold);
   fmt::print("| phase | wall s | peak RSS (GiB) | file (MB) |\n|---|---|---|---|\n");
   for (const std::string phase : {"map0", "map1", "reduce"}) {
-    std::vector<std::string> args = {self, "rss-child", "--phase", phase, "--dir", dir.string(),
-                                     "--threshold", fmt::format("{:.17g}", threshold)};
+    std::vector<std::string> args = {
+        self,    "rss-child",  "--phase",     phase,
+        "--dir", dir.string(), "--threshold", fmt::format("{:.17g}", threshold)};
     for (const auto& [k, v] : f)
       if (k != "dir" && k != "threshold") args.insert(args.end(), {"--" + k, v});
     std::vector<char*> argv;

@@ -23,8 +23,12 @@ using namespace seedgrid;
 ModelConfig ConfigFor(const std::string& size) {
   if (size == "small") return ModelConfig::FromParams(Json::object());  // the demo model
   if (size == "large")
-    return ModelConfig::FromParams({{"vocab_size", 512}, {"d_model", 512}, {"n_layers", 8},
-                                    {"n_heads", 8}, {"d_mlp", 1376}, {"context", 128}});
+    return ModelConfig::FromParams({{"vocab_size", 512},
+                                    {"d_model", 512},
+                                    {"n_layers", 8},
+                                    {"n_heads", 8},
+                                    {"d_mlp", 1376},
+                                    {"context", 128}});
   throw std::runtime_error("size must be small or large");
 }
 
@@ -82,7 +86,8 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   double mean = 0;
   for (double v : ms) mean += v;
@@ -91,7 +96,8 @@ int Main(int argc, char** argv) {
   std::printf(
       "{\"impl\": \"cpp\", \"size\": \"%s\", \"threads\": %d, \"steps\": %d, \"median_ms\": %.4f, "
       "\"mean_ms\": %.4f, \"loss0\": %.9g}\n",
-      size.c_str(), at::get_num_threads(), steps, ms.empty() ? 0.0 : ms[ms.size() / 2], mean, loss0);
+      size.c_str(), at::get_num_threads(), steps, ms.empty() ? 0.0 : ms[ms.size() / 2], mean,
+      loss0);
   return 0;
 }
 

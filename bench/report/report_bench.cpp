@@ -50,18 +50,24 @@ void Generate(const std::string& registry_path, const std::string& sweep, int sh
     s.stage_index = 1;
     s.kind = "lora_steer";
     s.seed = i % seeds;
-    s.axes = {{"adapter", adapters[config % 2]}, {"lora.rank", ranks[(config / 2) % 5]},
+    s.axes = {{"adapter", adapters[config % 2]},
+              {"lora.rank", ranks[(config / 2) % 5]},
               {"train.lr", 1e-4 * (1 + config / 10)}};
-    s.params = {{"adapter", s.axes["adapter"]}, {"lora", {{"rank", s.axes["lora.rank"]}, {"alpha", 8}}},
-                {"train", {{"lr", s.axes["train.lr"]}, {"steps", 200}}}, {"eval", {{"alphas", {-2, -1, 0, 1, 2}}}}};
+    s.params = {{"adapter", s.axes["adapter"]},
+                {"lora", {{"rank", s.axes["lora.rank"]}, {"alpha", 8}}},
+                {"train", {{"lr", s.axes["train.lr"]}, {"steps", 200}}},
+                {"eval", {{"alphas", {-2, -1, 0, 1, 2}}}}};
     rows.push_back(std::move(s));
   }
   reg.InsertShards(rows);
   for (const auto& s : rows) {
     double r = u(rng);
-    auto status = r < 0.01 ? seedgrid::ShardStatus::kFailed
-                  : r < 0.02 ? seedgrid::ShardStatus::kRunning : seedgrid::ShardStatus::kDone;
-    reg.SetShardState(s.id, status, 1, status == seedgrid::ShardStatus::kDone ? "steer/" + s.id.hex + ".h5" : "", "");
+    auto status = r < 0.01   ? seedgrid::ShardStatus::kFailed
+                  : r < 0.02 ? seedgrid::ShardStatus::kRunning
+                             : seedgrid::ShardStatus::kDone;
+    reg.SetShardState(s.id, status, 1,
+                      status == seedgrid::ShardStatus::kDone ? "steer/" + s.id.hex + ".h5" : "",
+                      "");
     if (status != seedgrid::ShardStatus::kDone) continue;
     reg.SetMetrics(s.id, {{"steer_delta", 1 + 0.3 * noise(rng)},
                           {"steer_slope", 0.8 + 0.2 * noise(rng)},
@@ -80,17 +86,23 @@ int main(int argc, char** argv) {
   std::string dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--shards") shards = std::atoi(argv[i + 1]);
-    else if (a == "--seeds") seeds = std::atoi(argv[i + 1]);
-    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (a == "--dir") dir = argv[i + 1];
+    if (a == "--shards")
+      shards = std::atoi(argv[i + 1]);
+    else if (a == "--seeds")
+      seeds = std::atoi(argv[i + 1]);
+    else if (a == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (a == "--dir")
+      dir = argv[i + 1];
     else {
       fmt::print(stderr, "usage: report_bench [--shards N] [--seeds S] [--reps R] [--dir DIR]\n");
       return 2;
     }
   }
   bool keep = !dir.empty();
-  if (!keep) dir = (fs::temp_directory_path() / fmt::format("seedgrid-report-bench-{}", ::getpid())).string();
+  if (!keep)
+    dir =
+        (fs::temp_directory_path() / fmt::format("seedgrid-report-bench-{}", ::getpid())).string();
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::string registry = (fs::path(dir) / "registry.sqlite").string();
@@ -115,12 +127,14 @@ int main(int argc, char** argv) {
   }
   std::vector<double> sorted = times;
   std::sort(sorted.begin(), sorted.end());
-  fmt::print("report_bench: {} shards ({} configs x {} seeds, 6 metrics), {} groups ({} incomplete)\n",
-             shards, groups, seeds, groups, incomplete);
+  fmt::print(
+      "report_bench: {} shards ({} configs x {} seeds, 6 metrics), {} groups ({} incomplete)\n",
+      shards, groups, seeds, groups, incomplete);
   fmt::print("  registry generated in {:.2f} s\n", gen);
-  fmt::print("  seedgrid report (tables: md, tex, csv, html; no figures): first {:.3f} s, "
-             "median {:.3f} s, best {:.3f} s over {} runs (goal < 2 s)\n",
-             times.front(), sorted[sorted.size() / 2], sorted.front(), reps);
+  fmt::print(
+      "  seedgrid report (tables: md, tex, csv, html; no figures): first {:.3f} s, "
+      "median {:.3f} s, best {:.3f} s over {} runs (goal < 2 s)\n",
+      times.front(), sorted[sorted.size() / 2], sorted.front(), reps);
   if (!keep) fs::remove_all(dir);
   return sorted[sorted.size() / 2] < 2.0 ? 0 : 1;
 }

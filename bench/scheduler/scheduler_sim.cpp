@@ -30,7 +30,8 @@ namespace {
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec * 1e-6;
 }
 
 struct Event {
@@ -96,13 +97,22 @@ int main(int argc, char** argv) {
   unsigned seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--workers") workers = std::atoi(argv[i + 1]);
-    else if (k == "--shards") shards = std::atoi(argv[i + 1]);
-    else if (k == "--dist") dist = argv[i + 1];
-    else if (k == "--latency-us") latency_us = std::atof(argv[i + 1]);
-    else if (k == "--window") window = std::atoi(argv[i + 1]);
-    else if (k == "--seed") seed = std::atoi(argv[i + 1]);
-    else { fmt::print(stderr, "unknown option {}\n", k); return 2; }
+    if (k == "--workers")
+      workers = std::atoi(argv[i + 1]);
+    else if (k == "--shards")
+      shards = std::atoi(argv[i + 1]);
+    else if (k == "--dist")
+      dist = argv[i + 1];
+    else if (k == "--latency-us")
+      latency_us = std::atof(argv[i + 1]);
+    else if (k == "--window")
+      window = std::atoi(argv[i + 1]);
+    else if (k == "--seed")
+      seed = std::atoi(argv[i + 1]);
+    else {
+      fmt::print(stderr, "unknown option {}\n", k);
+      return 2;
+    }
   }
   std::mt19937_64 rng(seed);
   std::vector<double> d(shards);
@@ -158,12 +168,16 @@ int main(int argc, char** argv) {
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   const auto& c = sched.counts();
   double gap = (makespan - lower_bound) / lower_bound * 100;
-  fmt::print("workers {}  shards {}  durations {} (mean {:.3f} s, max {:.3f} s)  latency {} us  window {}\n",
-             workers, shards, dist, sum / shards, mx, latency_us, window);
-  fmt::print("done {}  makespan {:.3f} s  lower bound {:.3f} s  gap {:+.3f}%  (goal <= 1%)\n", c.done,
-             makespan, lower_bound, gap);
-  fmt::print("coordinator CPU {:.3f} s = {:.2f} us/shard (wall {:.3f} s, incl. the simulator's event queue)\n",
-             cpu, cpu / shards * 1e6, wall);
+  fmt::print(
+      "workers {}  shards {}  durations {} (mean {:.3f} s, max {:.3f} s)  latency {} us  window "
+      "{}\n",
+      workers, shards, dist, sum / shards, mx, latency_us, window);
+  fmt::print("done {}  makespan {:.3f} s  lower bound {:.3f} s  gap {:+.3f}%  (goal <= 1%)\n",
+             c.done, makespan, lower_bound, gap);
+  fmt::print(
+      "coordinator CPU {:.3f} s = {:.2f} us/shard (wall {:.3f} s, incl. the simulator's event "
+      "queue)\n",
+      cpu, cpu / shards * 1e6, wall);
   // References, without the reactor or latency: the best a scheduler that does not know
   // durations can do in this order, and what one that knows them all would do.
   const double greedy = ListSchedule(d, workers);
@@ -171,12 +185,14 @@ int main(int argc, char** argv) {
   std::sort(sorted.begin(), sorted.end(), std::greater<>());
   const double lpt = ListSchedule(sorted, workers);
   auto pct = [&](double m) { return (m - lower_bound) / lower_bound * 100; };
-  fmt::print("references: greedy in plan order (durations unknown) {:.3f} s ({:+.3f}%), "
-             "longest-first knowing every duration {:.3f} s ({:+.3f}%)\n",
-             greedy, pct(greedy), lpt, pct(lpt));
-  fmt::print("{{\"workers\":{},\"shards\":{},\"dist\":\"{}\",\"makespan\":{:.6f},\"lower_bound\":{:.6f},"
-             "\"gap_pct\":{:.4f},\"greedy_gap_pct\":{:.4f},\"lpt_gap_pct\":{:.4f},"
-             "\"cpu_us_per_shard\":{:.3f}}}\n",
-             workers, shards, dist, makespan, lower_bound, gap, pct(greedy), pct(lpt), cpu / shards * 1e6);
+  fmt::print(
+      "references: greedy in plan order (durations unknown) {:.3f} s ({:+.3f}%), "
+      "longest-first knowing every duration {:.3f} s ({:+.3f}%)\n",
+      greedy, pct(greedy), lpt, pct(lpt));
+  fmt::print(
+      "{{\"workers\":{},\"shards\":{},\"dist\":\"{}\",\"makespan\":{:.6f},\"lower_bound\":{:.6f},"
+      "\"gap_pct\":{:.4f},\"greedy_gap_pct\":{:.4f},\"lpt_gap_pct\":{:.4f},"
+      "\"cpu_us_per_shard\":{:.3f}}}\n",
+      workers, shards, dist, makespan, lower_bound, gap, pct(greedy), pct(lpt), cpu / shards * 1e6);
   return c.done == shards ? 0 : 1;
 }

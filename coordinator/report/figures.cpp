@@ -29,9 +29,8 @@ namespace seedgrid::report {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& FigureTypes() {
-  static const std::vector<std::string> kTypes = {"steering_curve", "loss_curves",
-                                                  "ablation_heatmap", "head_scores",
-                                                  "firing_density"};
+  static const std::vector<std::string> kTypes = {
+      "steering_curve", "loss_curves", "ablation_heatmap", "head_scores", "firing_density"};
   return kTypes;
 }
 
@@ -58,7 +57,7 @@ std::string FindOnPath(const std::string& program) {
   std::string dir;
   while (std::getline(dirs, dir, ':')) {
     fs::path p = fs::path(dir.empty() ? "." : dir) / program;
-    struct stat st{};
+    struct stat st {};
     if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0) {
       return p.string();
     }
@@ -72,8 +71,8 @@ constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "
                                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 std::string Color(size_t i) { return kColors[i % 10]; }
 int Dash(size_t i) { return 1 + static_cast<int>(i / 10) % 5; }
-constexpr size_t kMaxPoints = 400;   // per curve, after bucket averaging
-constexpr size_t kMaxFiles = 2000;   // shard files opened per figure
+constexpr size_t kMaxPoints = 400;  // per curve, after bucket averaging
+constexpr size_t kMaxFiles = 2000;  // shard files opened per figure
 
 std::string Num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "NaN"; }
 
@@ -89,7 +88,8 @@ std::string Q(std::string_view s) {
 
 std::string FileStem(std::string s) {
   for (char& ch : s) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+      ch = '_';
   }
   return s;
 }
@@ -109,7 +109,8 @@ std::string Script(const std::string& id, const std::string& title, int width, i
       "      set terminal png size {w},{h} noenhanced\n"
       "    }}\n"
       "  }} else {{\n"
-      "    set terminal svg size {w},{h} font \"DejaVu Sans,11\" noenhanced background rgb 'white'\n"
+      "    set terminal svg size {w},{h} font \"DejaVu Sans,11\" noenhanced background rgb "
+      "'white'\n"
       "  }}\n"
       "  set output '{id}.'.ext\n"
       "  reset\n"
@@ -163,7 +164,8 @@ class Problems {
   void Add(std::string p) { items_.push_back(std::move(p)); }
   void Flush(const std::string& what, std::vector<std::string>& warnings) {
     if (items_.empty()) return;
-    std::vector<std::string> shown(items_.begin(), items_.begin() + std::min<size_t>(3, items_.size()));
+    std::vector<std::string> shown(items_.begin(),
+                                   items_.begin() + std::min<size_t>(3, items_.size()));
     std::string more = items_.size() > 3 ? fmt::format(" (and {} more)", items_.size() - 3) : "";
     warnings.push_back(fmt::format("{}: {}{}", what, fmt::join(shown, "; "), more));
     items_.clear();
@@ -175,7 +177,8 @@ class Problems {
 
 class FigureMaker {
  public:
-  FigureMaker(const SweepData& data, const std::string& report_dir, std::vector<std::string>& warnings)
+  FigureMaker(const SweepData& data, const std::string& report_dir,
+              std::vector<std::string>& warnings)
       : data_(data), dir_(fs::path(report_dir) / "figures"), warnings_(warnings) {}
 
   std::vector<Figure>& figures() { return figures_; }
@@ -252,8 +255,10 @@ class FigureMaker {
     for (const auto& p : panels) most = std::max(most, p.lines.size());
     size_t chunks = (most + kLinesPerFigure - 1) / kLinesPerFigure;
     if (chunks > kMaxFigures) {
-      problems_.Add(fmt::format("{} configs: drawing the first {} (pick fewer with a report: "
-                                "section or --stage)", most, kMaxFigures * kLinesPerFigure));
+      problems_.Add(
+          fmt::format("{} configs: drawing the first {} (pick fewer with a report: "
+                      "section or --stage)",
+                      most, kMaxFigures * kLinesPerFigure));
       chunks = kMaxFigures;
     }
     for (size_t c = 0; c < chunks; ++c) {
@@ -262,7 +267,8 @@ class FigureMaker {
       std::string dat, body;
       size_t block = 0, lines = 0, drawn_panels = 0;
       for (const auto& p : panels) drawn_panels += p.lines.size() > c * kLinesPerFigure;
-      if (drawn_panels > 1) body += fmt::format("  set multiplot layout 1,{} title {}\n", drawn_panels, Q(ctitle));
+      if (drawn_panels > 1)
+        body += fmt::format("  set multiplot layout 1,{} title {}\n", drawn_panels, Q(ctitle));
       for (const auto& p : panels) {
         size_t from = c * kLinesPerFigure, to = std::min(p.lines.size(), from + kLinesPerFigure);
         if (from >= to) continue;
@@ -283,20 +289,24 @@ class FigureMaker {
           }
           dat += "\n\n";
           size_t j = i - from;
-          bands.push_back(fmt::format("'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' "
-                                      "fs transparent solid 0.18 noborder notitle",
-                                      cid, block, Color(j)));
-          curves.push_back(fmt::format("'{}.dat' index {} using 1:2 with {} lw 2 lc rgb '{}' dt {} title {}",
-                                       cid, block, p.points ? "linespoints pt 7 ps 0.8" : "lines",
-                                       Color(j), Dash(j), Q(l.label)));
+          bands.push_back(
+              fmt::format("'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' "
+                          "fs transparent solid 0.18 noborder notitle",
+                          cid, block, Color(j)));
+          curves.push_back(fmt::format(
+              "'{}.dat' index {} using 1:2 with {} lw 2 lc rgb '{}' dt {} title {}", cid, block,
+              p.points ? "linespoints pt 7 ps 0.8" : "lines", Color(j), Dash(j), Q(l.label)));
           ++block;
         }
         body += fmt::format("  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid\n",
                             Q(drawn_panels > 1 ? p.title : ctitle), Q(p.xlabel), Q(p.ylabel));
         // Log axes snap to whole decades; fix them to the data with a margin instead.
-        body += log ? "  set logscale y\n  set autoscale yfix\n  set offsets 0, 0, graph 0.05, graph 0.05\n"
+        body += log ? "  set logscale y\n  set autoscale yfix\n  set offsets 0, 0, graph 0.05, "
+                      "graph 0.05\n"
                     : "  unset logscale y\n";
-        if (p.zero_axes) body += "  set xzeroaxis lt -1 lc rgb '#888888'\n  set yzeroaxis lt -1 lc rgb '#888888'\n";
+        if (p.zero_axes)
+          body +=
+              "  set xzeroaxis lt -1 lc rgb '#888888'\n  set yzeroaxis lt -1 lc rgb '#888888'\n";
         body += "  set key outside below left Left reverse\n";
         bands.insert(bands.end(), curves.begin(), curves.end());
         body += fmt::format("  plot {}\n", fmt::join(bands, ", \\\n       "));
@@ -331,8 +341,10 @@ class FigureMaker {
           Shape shape;
           auto lr = h5->Read<double>("eval/logratio", &shape);
           int64_t rows = shape.size() == 2 ? shape[1] : 1;
-          if (shape.empty() || shape.size() > 2 || shape[0] != static_cast<int64_t>(a.size()) || rows < 1) {
-            problems_.Add(fmt::format("shard {}: eval/logratio shape does not match eval/alphas", sid));
+          if (shape.empty() || shape.size() > 2 || shape[0] != static_cast<int64_t>(a.size()) ||
+              rows < 1) {
+            problems_.Add(
+                fmt::format("shard {}: eval/logratio shape does not match eval/alphas", sid));
             continue;
           }
           if (!alphas.empty() && a != alphas) {
@@ -370,7 +382,8 @@ class FigureMaker {
     }
     if (panel.lines.empty()) return;
     if (signed_rows) panel.ylabel = "mean label · (log p(yes) − log p(no))  (toward the + persona)";
-    std::string title = fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
+    std::string title =
+        fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
     panel.title = title;
     EmitBands(FileStem(stage.name + "-steering_curve"), title,
               fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows (times the row's "
@@ -412,10 +425,13 @@ class FigureMaker {
               }
               v = std::move(m);
             }
-            if (steps[s].empty() && h5->Has("train/step")) steps[s] = h5->Read<double>("train/step");
+            if (steps[s].empty() && h5->Has("train/step"))
+              steps[s] = h5->Read<double>("train/step");
             curves[s][gi].push_back(std::move(v));
           }
-          if (!any) problems_.Add(fmt::format("shard {} has no train/loss* dataset", data_.shards[i].id.hex));
+          if (!any)
+            problems_.Add(
+                fmt::format("shard {} has no train/loss* dataset", data_.shards[i].id.hex));
         } catch (const std::exception& e) {
           problems_.Add(e.what());
         }
@@ -436,14 +452,16 @@ class FigureMaker {
         for (const auto& y : ys) len = std::min(len, y.size());
         if (len == 0) continue;
         std::vector<double> x(len);
-        for (size_t k = 0; k < len; ++k) x[k] = steps[s].size() >= len ? steps[s][k] : static_cast<double>(k);
+        for (size_t k = 0; k < len; ++k)
+          x[k] = steps[s].size() >= len ? steps[s][k] : static_cast<double>(k);
         size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
         std::vector<std::vector<double>> yb;
         for (auto& y : ys) {
           y.resize(len);
           yb.push_back(Bucket(y, bucket));
         }
-        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()), Aggregate(Bucket(x, bucket), yb)});
+        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()),
+                           Aggregate(Bucket(x, bucket), yb)});
       }
       if (!p.lines.empty()) {
         names.push_back(kSeries[s].first);
@@ -451,7 +469,8 @@ class FigureMaker {
       }
     }
     if (panels.empty()) return;
-    std::string title = fmt::format("Training loss, stage {}: mean over seeds, band ±1 std", stage.name);
+    std::string title =
+        fmt::format("Training loss, stage {}: mean over seeds, band ±1 std", stage.name);
     if (panels.size() == 1) panels[0].title = title;
     EmitBands(FileStem(stage.name + "-loss_curves"), title,
               fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 "
@@ -478,20 +497,25 @@ class FigureMaker {
         std::any_of(xtics.begin(), xtics.end(), [](const std::string& t) { return t.size() > 3; })
             ? "rotate by 30 right"
             : "",
-        tics(ytics),
-        Num(static_cast<double>(xtics.size()) - 0.5), Num(static_cast<double>(ytics.size()) - 0.5));
+        tics(ytics), Num(static_cast<double>(xtics.size()) - 0.5),
+        Num(static_cast<double>(ytics.size()) - 0.5));
     if (diverging) {
       double m = std::max(std::abs(lo), std::abs(hi));
-      body += fmt::format("  set palette defined (-1 '#b2182b', 0 '#f7f7f7', 1 '#2166ac')\n"
-                          "  set cbrange [{}:{}]\n", Num(-m), Num(m));
+      body += fmt::format(
+          "  set palette defined (-1 '#b2182b', 0 '#f7f7f7', 1 '#2166ac')\n"
+          "  set cbrange [{}:{}]\n",
+          Num(-m), Num(m));
     } else {
-      body += fmt::format("  set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\n"
-                          "  set cbrange [{}:{}]\n", Num(lo), Num(hi > lo ? hi : lo + 1));
+      body += fmt::format(
+          "  set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\n"
+          "  set cbrange [{}:{}]\n",
+          Num(lo), Num(hi > lo ? hi : lo + 1));
     }
     // Boxes rather than `with image`: gnuplot draws no image for a grid one cell wide (a single
     // config), and boxes of half-width 0.5 tile the same cells.
     body += fmt::format(
-        "  plot '{}.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder lc palette notitle",
+        "  plot '{}.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder lc palette "
+        "notitle",
         id);
     if (labels) {
       // Dark cells get white text: |v| beyond 60% of the colour range (from white).
@@ -547,15 +571,15 @@ class FigureMaker {
       dat += "\n";
     }
     std::string title = fmt::format("dW ablation, stage {}: mean retained over seeds", stage.name);
-    std::string body = Heatmap(id, title, "config", "ablation variant",
-                               "retained (1 = full dW, 0 = zero)", xtics, ytics, lo, hi, true,
-                               variants.size() * groups.size() <= 600);
+    std::string body =
+        Heatmap(id, title, "config", "ablation variant", "retained (1 = full dW, 0 = zero)", xtics,
+                ytics, lo, hi, true, variants.size() * groups.size() <= 600);
     int width = std::max(700, 420 + 140 * static_cast<int>(groups.size()));
     int height = std::max(450, 200 + 22 * static_cast<int>(variants.size()));
     Emit(id, title,
-          fmt::format("retained = (m(variant) − m(zero)) / (m(full) − m(zero)) per ablation "
-                      "variant and config, mean over up to {} seeds (n/a: no done seed).",
-                      seeds_max),
+         fmt::format("retained = (m(variant) − m(zero)) / (m(full) − m(zero)) per ablation "
+                     "variant and config, mean over up to {} seeds (n/a: no done seed).",
+                     seeds_max),
          dat, Script(id, title, width, height, body));
   }
 
@@ -563,7 +587,8 @@ class FigureMaker {
     constexpr size_t kMaxGroups = 6;  // figures per score
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
     if (groups.size() > kMaxGroups) {
-      problems_.Add(fmt::format("{} configs: head scores drawn for the first {}", groups.size(), kMaxGroups));
+      problems_.Add(
+          fmt::format("{} configs: head scores drawn for the first {}", groups.size(), kMaxGroups));
       groups.resize(kMaxGroups);
     }
     for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -581,7 +606,8 @@ class FigureMaker {
             if (shape.size() != 2) continue;
             auto [it, fresh] = shapes.try_emplace(score, shape);
             if (!fresh && it->second != shape) {
-              problems_.Add(fmt::format("shard {}: heads/{} shape differs", data_.shards[i].id.hex, score));
+              problems_.Add(
+                  fmt::format("shard {}: heads/{} shape differs", data_.shards[i].id.hex, score));
               continue;
             }
             auto& [sum, n] = sums[score];
@@ -612,15 +638,17 @@ class FigureMaker {
         std::vector<std::string> xt, yt;
         for (int64_t h = 0; h < shape[1]; ++h) xt.push_back(fmt::format("{}", h));
         for (int64_t l = 0; l < shape[0]; ++l) yt.push_back(fmt::format("{}", l));
-        std::string title = fmt::format("Head ablation, stage {}: {}{}", stage.name, score,
-                                        groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
-        std::string body = Heatmap(id, title, "head", "layer", score, xt, yt, lo, hi, lo < 0 && hi > 0,
-                                   shape[0] * shape[1] <= 256);
+        std::string title =
+            fmt::format("Head ablation, stage {}: {}{}", stage.name, score,
+                        groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
+        std::string body = Heatmap(id, title, "head", "layer", score, xt, yt, lo, hi,
+                                   lo < 0 && hi > 0, shape[0] * shape[1] <= 256);
         int width = std::max(600, 260 + 60 * static_cast<int>(shape[1]));
         int height = std::max(420, 200 + 50 * static_cast<int>(shape[0]));
         Emit(id, title,
-              fmt::format("Per attention head (layer × head) of the base model: {}, mean over {} "
-                          "shard{}.", score, n, n == 1 ? "" : "s"),
+             fmt::format("Per attention head (layer × head) of the base model: {}, mean over {} "
+                         "shard{}.",
+                         score, n, n == 1 ? "" : "s"),
              dat, Script(id, title, width, height, body));
       }
     }
@@ -643,7 +671,8 @@ class FigureMaker {
             continue;
           }
           Series s;
-          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed) : g.label;
+          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed)
+                                        : g.label;
           for (double d : h5->Read<double>("firing_density")) {
             ++s.total;
             if (d > 0 && std::isfinite(d)) {
@@ -682,26 +711,31 @@ class FigureMaker {
         count[std::min(bins - 1, static_cast<size_t>((v - lo) / width))]++;
       }
       dat += "# " + series[k].label + "\n# bin_center components\n";
-      for (size_t b = 0; b < bins; ++b) dat += fmt::format("{} {}\n", Num(lo + (b + 0.5) * width), count[b]);
+      for (size_t b = 0; b < bins; ++b)
+        dat += fmt::format("{} {}\n", Num(lo + (b + 0.5) * width), count[b]);
       dat += "\n\n";
       dead += series[k].dead;
       total += series[k].total;
       std::string label = fmt::format("{} ({} components, {} never fire)", series[k].label,
                                       series[k].total, series[k].dead);
-      parts.push_back(fmt::format("'{}.dat' index {} using 1:2 with boxes fs transparent solid {} "
-                                  "border lc rgb '{}' lc rgb '{}' title {}",
-                                  id, k, series.size() > 1 ? "0.35" : "0.6", Color(k), Color(k), Q(label)));
+      parts.push_back(
+          fmt::format("'{}.dat' index {} using 1:2 with boxes fs transparent solid {} "
+                      "border lc rgb '{}' lc rgb '{}' title {}",
+                      id, k, series.size() > 1 ? "0.35" : "0.6", Color(k), Color(k), Q(label)));
     }
     std::string title = fmt::format("Harvest firing density, stage {}", stage.name);
     std::string body = fmt::format(
-        "  set title {}\n  set xlabel 'log10 firing density (fraction of tokens on which a component fires)'\n"
-        "  set ylabel 'components'\n  set grid ytics\n  set boxwidth {} absolute\n  set yrange [0:*]\n"
+        "  set title {}\n  set xlabel 'log10 firing density (fraction of tokens on which a "
+        "component fires)'\n"
+        "  set ylabel 'components'\n  set grid ytics\n  set boxwidth {} absolute\n  set yrange "
+        "[0:*]\n"
         "  set xrange [{}:{}]\n"
         "  set key outside below left Left reverse\n  plot {}\n",
         Q(title), Num(width * 0.95), Num(lo), Num(hi), fmt::join(parts, ", \\\n       "));
     Emit(id, title,
-          fmt::format("Histogram of log10 firing density over components; {} of {} components "
-                      "never fired and are not shown.", dead, total),
+         fmt::format("Histogram of log10 firing density over components; {} of {} components "
+                     "never fired and are not shown.",
+                     dead, total),
          dat, Script(id, title, 900, 560, body));
   }
 
@@ -742,7 +776,8 @@ void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string
       std::error_code ec;
       fs::remove(log, ec);
     } else {
-      warnings.push_back(fmt::format("gnuplot failed on {} (see {}): {}", f.script, log.string(), Tail(log, 4)));
+      warnings.push_back(
+          fmt::format("gnuplot failed on {} (see {}): {}", f.script, log.string(), Tail(log, 4)));
     }
   };
   std::vector<Job> running;
@@ -781,13 +816,15 @@ std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureR
       if (r.stage.empty() || r.stage == s.name) drawn |= maker.Make(r.type, s);
     }
     if (!drawn && !r.quiet) {
-      warnings.push_back(fmt::format("figure {}{}: no data to draw (no done shard with its "
-                                     "datasets or metrics), left out",
-                                     r.type, r.stage.empty() ? "" : " of stage " + r.stage));
+      warnings.push_back(
+          fmt::format("figure {}{}: no data to draw (no done shard with its "
+                      "datasets or metrics), left out",
+                      r.type, r.stage.empty() ? "" : " of stage " + r.stage));
     }
   }
   std::vector<Figure>& figures = maker.figures();
-  if (!gnuplot.empty() && !figures.empty()) Render(figures, fs::path(report_dir) / "figures", gnuplot, warnings);
+  if (!gnuplot.empty() && !figures.empty())
+    Render(figures, fs::path(report_dir) / "figures", gnuplot, warnings);
   return std::move(figures);
 }
 

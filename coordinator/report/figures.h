@@ -36,12 +36,12 @@ struct FigureRequest {
 std::vector<FigureRequest> DefaultFigures(const SweepData& data);
 
 struct Figure {
-  std::string id;       // file stem under figures/
+  std::string id;  // file stem under figures/
   std::string title;
   std::string caption;  // what is drawn and over how many seeds
   std::string script;   // paths relative to the report directory
   std::string data;
-  std::string png;      // empty when not rendered
+  std::string png;  // empty when not rendered
   std::string svg;
 };
 

@@ -48,7 +48,13 @@ std::string EscapeLatex(std::string_view s) {
   out.reserve(s.size());
   for (char ch : s) {
     switch (ch) {
-      case '&': case '%': case '$': case '#': case '_': case '{': case '}':
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
         out += '\\';
         out += ch;
         break;
@@ -87,7 +93,8 @@ std::string EscapeMarkdownCell(std::string_view s) {
       case '>': out += "&gt;"; break;
       case '\\': out += "\\\\"; break;
       case '|': out += "\\|"; break;
-      case '\n': case '\r': out += ' '; break;
+      case '\n':
+      case '\r': out += ' '; break;
       default: out += ch;
     }
   }
@@ -142,10 +149,10 @@ std::string TableSummary(const StageTable& t) {
     shards += n;
     statuses.push_back(fmt::format("{} {}", n, status));
   }
-  std::string s = fmt::format("stage {} ({}): {} group{}, {} {}shard{} ({})", t.stage, t.kind,
-                              t.groups.size(), t.groups.size() == 1 ? "" : "s", shards,
-                              t.reduce_only ? "reduce " : "", shards == 1 ? "" : "s",
-                              fmt::join(statuses, ", "));
+  std::string s =
+      fmt::format("stage {} ({}): {} group{}, {} {}shard{} ({})", t.stage, t.kind, t.groups.size(),
+                  t.groups.size() == 1 ? "" : "s", shards, t.reduce_only ? "reduce " : "",
+                  shards == 1 ? "" : "s", fmt::join(statuses, ", "));
   if (size_t bad = t.incomplete_groups()) {
     s += fmt::format("; {} group{} INCOMPLETE", bad, bad == 1 ? "" : "s");
   }
@@ -178,18 +185,21 @@ std::string TableLatex(const StageTable& t) {
   auto o = std::back_inserter(out);
   out += "% seedgrid report table; needs \\usepackage{booktabs}\n";
   out += "\\begin{table}[htbp]\n\\centering\n\\small\n";
-  fmt::format_to(o, "\\caption{{{}. n: present/expected seeds ($^\\dagger$: incomplete group, "
-                    "missing seeds listed); std: sample standard deviation (ddof = 1); "
-                    "sem = std$/\\sqrt{{n}}$; 95\\% CI: Student-$t$ interval; sign: fraction of "
-                    "seeds with the sign of the mean.}}\n",
+  fmt::format_to(o,
+                 "\\caption{{{}. n: present/expected seeds ($^\\dagger$: incomplete group, "
+                 "missing seeds listed); std: sample standard deviation (ddof = 1); "
+                 "sem = std$/\\sqrt{{n}}$; 95\\% CI: Student-$t$ interval; sign: fraction of "
+                 "seeds with the sign of the mean.}}\n",
                  EscapeLatex(TableSummary(t)));
   std::string label;
   for (char ch : t.id) label += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '-';
   fmt::format_to(o, "\\label{{tab:seedgrid-{}}}\n", label);
-  fmt::format_to(o, "\\begin{{tabular}}{{{}lrrrcrrrl}}\n\\toprule\n", std::string(t.keys.size(), 'l'));
+  fmt::format_to(o, "\\begin{{tabular}}{{{}lrrrcrrrl}}\n\\toprule\n",
+                 std::string(t.keys.size(), 'l'));
   for (const auto& k : t.keys) fmt::format_to(o, "{} & ", EscapeLatex(k));
-  out += "metric & $n$ & mean $\\pm$ std & sem & 95\\% CI & min & max & sign & missing \\\\\n"
-         "\\midrule\n";
+  out +=
+      "metric & $n$ & mean $\\pm$ std & sem & 95\\% CI & min & max & sign & missing \\\\\n"
+      "\\midrule\n";
   for (size_t gi = 0; gi < t.groups.size(); ++gi) {
     const Group& g = t.groups[gi];
     if (gi > 0) out += t.metrics.size() > 1 ? "\\midrule\n" : "";
@@ -211,8 +221,9 @@ std::string TableLatex(const StageTable& t) {
 
 std::string TableCsv(const StageTable& t, const std::string& sweep) {
   static const std::vector<std::string> kFixed = {
-      "sweep", "stage", "metric", "n", "expected", "complete", "mean", "std", "ddof", "sem",
-      "ci95_low", "ci95_high", "min", "max", "sign_agreement", "seeds", "values", "missing"};
+      "sweep", "stage", "metric",         "n",     "expected", "complete",
+      "mean",  "std",   "ddof",           "sem",   "ci95_low", "ci95_high",
+      "min",   "max",   "sign_agreement", "seeds", "values",   "missing"};
   std::string out;
   auto o = std::back_inserter(out);
   out += "sweep,stage";
@@ -220,8 +231,9 @@ std::string TableCsv(const StageTable& t, const std::string& sweep) {
     bool clash = std::find(kFixed.begin(), kFixed.end(), k) != kFixed.end();
     fmt::format_to(o, ",{}", CsvField(clash ? fmt::format("axis:{}", k) : k));
   }
-  out += ",metric,n,expected,complete,mean,std,ddof,sem,ci95_low,ci95_high,min,max,"
-         "sign_agreement,seeds,values,missing\r\n";
+  out +=
+      ",metric,n,expected,complete,mean,std,ddof,sem,ci95_low,ci95_high,min,max,"
+      "sign_agreement,seeds,values,missing\r\n";
   const std::string prefix = CsvField(sweep) + "," + CsvField(t.stage);
   for (const auto& g : t.groups) {
     std::string keys;
@@ -232,13 +244,12 @@ std::string TableCsv(const StageTable& t, const std::string& sweep) {
     for (size_t m = 0; m < t.metrics.size(); ++m) {
       const Cell& c = g.cells[m];
       const Summary& s = c.summary;
-      fmt::format_to(o, "{}{},{},{},{},{},{},{},1,{},{},{},{},{},{},{},{},{}\r\n", prefix, keys,
-                     CsvField(t.metrics[m]), s.n, c.expected, c.complete() ? "true" : "false",
-                     Full(s.mean), Full(s.std), Full(s.sem), Full(s.ci_low), Full(s.ci_high),
-                     Full(s.min), Full(s.max), Full(s.sign_agreement),
-                     CsvField(fmt::format("{}", fmt::join(c.seeds, ";"))),
-                     CsvField(fmt::format("{}", fmt::join(c.values, ";"))),
-                     CsvField(MissingText(c)));
+      fmt::format_to(
+          o, "{}{},{},{},{},{},{},{},1,{},{},{},{},{},{},{},{},{}\r\n", prefix, keys,
+          CsvField(t.metrics[m]), s.n, c.expected, c.complete() ? "true" : "false", Full(s.mean),
+          Full(s.std), Full(s.sem), Full(s.ci_low), Full(s.ci_high), Full(s.min), Full(s.max),
+          Full(s.sign_agreement), CsvField(fmt::format("{}", fmt::join(c.seeds, ";"))),
+          CsvField(fmt::format("{}", fmt::join(c.values, ";"))), CsvField(MissingText(c)));
     }
   }
   return out;
@@ -249,8 +260,9 @@ std::string TableHtml(const StageTable& t) {
   auto o = std::back_inserter(out);
   out += "<table class=\"stats\">\n<thead><tr>";
   for (const auto& k : t.keys) fmt::format_to(o, "<th>{}</th>", EscapeHtml(k));
-  out += "<th>metric</th><th>n</th><th>mean ± std</th><th>sem</th><th>95% CI</th><th>min</th>"
-         "<th>max</th><th>sign</th><th>missing</th></tr></thead>\n<tbody>\n";
+  out +=
+      "<th>metric</th><th>n</th><th>mean ± std</th><th>sem</th><th>95% CI</th><th>min</th>"
+      "<th>max</th><th>sign</th><th>missing</th></tr></thead>\n<tbody>\n";
   for (const auto& g : t.groups) {
     for (size_t m = 0; m < t.metrics.size(); ++m) {
       const Cell& c = g.cells[m];

@@ -15,7 +15,7 @@ namespace seedgrid::report {
 // One line stating the conventions (ddof = 1, sem, t-interval, sign agreement, n).
 std::string_view StatsConventions();
 
-std::string FormatNumber(double v);         // 4 significant digits; "—" for NaN
+std::string FormatNumber(double v);           // 4 significant digits; "—" for NaN
 std::string EscapeLatex(std::string_view s);  // & % $ # _ { } ~ ^ \ made literal
 std::string EscapeHtml(std::string_view s);
 // Text as Markdown shows it literally, in a table cell or running text: & < > as entities (no raw
@@ -25,7 +25,7 @@ std::string EscapeMarkdownCell(std::string_view s);
 // (starting with = + - @ tab or CR; OWASP "CSV injection") gets a leading ', unless it is a number
 // or a ';'-separated list of numbers ("-0.5", "-1;2.5e-3"), which stay numbers.
 std::string CsvField(std::string_view s);
-std::string MissingText(const Cell& c);     // "seed 2 failed; seed 4 running" ("" when none)
+std::string MissingText(const Cell& c);  // "seed 2 failed; seed 4 running" ("" when none)
 
 // Headline of a table: stage, kind, groups, shard statuses, incomplete groups.
 std::string TableSummary(const StageTable& t);

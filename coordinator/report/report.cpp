@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "coordinator/report/render.h"
 #include "core/registry.h"
 #include "core/spec.h"
-#include "coordinator/report/render.h"
 
 namespace seedgrid {
 
@@ -100,7 +100,8 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 // ---- which tables ----
 
 std::vector<TableRequest> PlanTables(const report::SweepData& data, const ReportOptions& opts,
-                                     const ReportSpec& section, std::vector<std::string>& problems) {
+                                     const ReportSpec& section,
+                                     std::vector<std::string>& problems) {
   std::vector<std::string> stages;
   for (const auto& s : data.stages) {
     if (opts.stage.empty() || opts.stage == s.name) stages.push_back(s.name);
@@ -108,8 +109,9 @@ std::vector<TableRequest> PlanTables(const report::SweepData& data, const Report
   if (!opts.stage.empty() && stages.empty()) {
     std::vector<std::string> names;
     for (const auto& s : data.stages) names.push_back(s.name);
-    problems.push_back(fmt::format("sweep '{}' has no stage '{}' (stages: {})", data.sweep.name,
-                                   opts.stage, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    problems.push_back(
+        fmt::format("sweep '{}' has no stage '{}' (stages: {})", data.sweep.name, opts.stage,
+                    names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
     return {};
   }
   std::vector<TableRequest> out;
@@ -125,8 +127,9 @@ std::vector<TableRequest> PlanTables(const report::SweepData& data, const Report
                                [&](const std::string& a) { return report::MetricMatches(m, a); });
         if (any) r.metrics.push_back(m), used_metrics.insert(m);
       }
-      bool keys = std::all_of(opts.group_by.begin(), opts.group_by.end(),
-                              [&](const std::string& k) { return report::StageHasKey(data, s, k); });
+      bool keys =
+          std::all_of(opts.group_by.begin(), opts.group_by.end(),
+                      [&](const std::string& k) { return report::StageHasKey(data, s, k); });
       for (const auto& k : opts.group_by) {
         if (report::StageHasKey(data, s, k)) used_keys.insert(k);
       }
@@ -138,23 +141,26 @@ std::vector<TableRequest> PlanTables(const report::SweepData& data, const Report
         for (const auto& s : stages) {
           for (auto& a : report::StageMetrics(data, s)) all.insert(a);
         }
-        problems.push_back(fmt::format("no stage of sweep '{}' has metric '{}' (metrics: {})",
-                                       data.sweep.name, m, all.empty() ? "none yet" : fmt::format("{}", fmt::join(all, ", "))));
+        problems.push_back(
+            fmt::format("no stage of sweep '{}' has metric '{}' (metrics: {})", data.sweep.name, m,
+                        all.empty() ? "none yet" : fmt::format("{}", fmt::join(all, ", "))));
       }
     }
     for (const auto& k : opts.group_by) {
       if (!used_keys.count(k)) {
-        problems.push_back(fmt::format("no stage of sweep '{}' has an axis or param '{}' to group by",
-                                       data.sweep.name, k));
+        problems.push_back(fmt::format(
+            "no stage of sweep '{}' has an axis or param '{}' to group by", data.sweep.name, k));
       }
     }
     if (problems.empty() && out.empty()) {
-      problems.push_back("no stage has all of the --group-by keys and one of the --metrics; name a --stage");
+      problems.push_back(
+          "no stage has all of the --group-by keys and one of the --metrics; name a --stage");
     }
     return out;
   }
   for (const auto& t : section.tables) {
-    if (opts.stage.empty() || t.stage == opts.stage) out.push_back({t.stage, t.metrics, t.group_by});
+    if (opts.stage.empty() || t.stage == opts.stage)
+      out.push_back({t.stage, t.metrics, t.group_by});
   }
   if (!out.empty()) return out;
   for (const auto& s : stages) out.push_back({s, {}, {}});
@@ -200,21 +206,23 @@ std::string IncompleteList(const StageTable& t, bool html) {
 }
 
 std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& opts,
-                          const std::vector<std::string>& formats, const std::vector<StageTable>& tables,
-                          const std::vector<Figure>& figures, const std::vector<std::string>& warnings,
-                          bool gnuplot_found) {
+                          const std::vector<std::string>& formats,
+                          const std::vector<StageTable>& tables, const std::vector<Figure>& figures,
+                          const std::vector<std::string>& warnings, bool gnuplot_found) {
   std::string md;
   auto o = std::back_inserter(md);
   const SweepRow& sw = data.sweep;
   fmt::format_to(o, "# Report: sweep {}\n\n", sw.name);
-  fmt::format_to(o, "Generated {} by seedgrid {} from `{}`. Sweep created {}, last updated {}; "
-                    "spec hash `{}`; git commit `{}`.\n\n",
+  fmt::format_to(o,
+                 "Generated {} by seedgrid {} from `{}`. Sweep created {}, last updated {}; "
+                 "spec hash `{}`; git commit `{}`.\n\n",
                  NowUtc(), SeedgridVersion(), opts.registry_path, sw.created, sw.updated,
                  sw.spec_hash.substr(0, 16), sw.git_commit);
   if (Has(formats, "html")) md += "Also as one page: [report.html](report.html).\n\n";
 
-  md += "## Shards\n\n| stage | kind | shards | done | failed | running | pending | preempted |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|\n";
+  md +=
+      "## Shards\n\n| stage | kind | shards | done | failed | running | pending | preempted |\n"
+      "|---|---|--:|--:|--:|--:|--:|--:|\n";
   size_t not_done = 0;
   for (const auto& l : StatusByStage(data)) {
     fmt::format_to(o, "| {} | {} | {} ", report::EscapeMarkdownCell(l.stage), l.kind, l.total);
@@ -226,9 +234,10 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     }
     md += "|\n";
   }
-  md += not_done ? fmt::format("\n**{} shard{} not done**: every group with a shard that is not "
-                               "done is flagged incomplete below.\n\n",
-                               not_done, not_done == 1 ? " is" : "s are")
+  md += not_done ? fmt::format(
+                       "\n**{} shard{} not done**: every group with a shard that is not "
+                       "done is flagged incomplete below.\n\n",
+                       not_done, not_done == 1 ? " is" : "s are")
                  : "\nEvery shard is done.\n\n";
 
   md += "## Tables\n\n" + std::string(report::StatsConventions()) + "\n\n";
@@ -273,9 +282,10 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     if (f.png.empty()) md += "Not drawn (see the warnings).\n\n";
   }
   if (!gnuplot_found && !figures.empty()) {
-    md += "gnuplot was not found on PATH, so the figures were not drawn; install gnuplot "
-          "(Debian: gnuplot-nox) and run `gnuplot NAME.gp` in the figures directory, or run the "
-          "report again.\n\n";
+    md +=
+        "gnuplot was not found on PATH, so the figures were not drawn; install gnuplot "
+        "(Debian: gnuplot-nox) and run `gnuplot NAME.gp` in the figures directory, or run the "
+        "report again.\n\n";
   }
   if (!warnings.empty()) {
     md += "## Warnings\n\n";
@@ -285,7 +295,8 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
   return md;
 }
 
-constexpr const char* kCss = R"(body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222;line-height:1.45}
+constexpr const char* kCss =
+    R"(body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}h3{font-size:1.05rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}
 th,td{border-bottom:1px solid #e4e4e4;padding:.25rem .6rem;text-align:left;vertical-align:top}
@@ -301,15 +312,18 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
   std::string h;
   auto o = std::back_inserter(h);
   const SweepRow& sw = data.sweep;
-  fmt::format_to(o, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                    "<title>seedgrid report: {0}</title>\n<style>\n{1}\n</style>\n</head>\n<body>\n"
-                    "<h1>Report: sweep {0}</h1>\n",
+  fmt::format_to(o,
+                 "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                 "<title>seedgrid report: {0}</title>\n<style>\n{1}\n</style>\n</head>\n<body>\n"
+                 "<h1>Report: sweep {0}</h1>\n",
                  EscapeHtml(sw.name), kCss);
-  fmt::format_to(o, "<p class=\"note\">Generated {} by seedgrid {} from <code>{}</code>. Sweep created {}, "
-                    "last updated {}; spec hash <code>{}</code>; git commit <code>{}</code>. "
-                    "Index: <a href=\"report.md\">report.md</a>.</p>\n",
-                 NowUtc(), SeedgridVersion(), EscapeHtml(opts.registry_path), EscapeHtml(sw.created),
-                 EscapeHtml(sw.updated), EscapeHtml(sw.spec_hash.substr(0, 16)), EscapeHtml(sw.git_commit));
+  fmt::format_to(
+      o,
+      "<p class=\"note\">Generated {} by seedgrid {} from <code>{}</code>. Sweep created {}, "
+      "last updated {}; spec hash <code>{}</code>; git commit <code>{}</code>. "
+      "Index: <a href=\"report.md\">report.md</a>.</p>\n",
+      NowUtc(), SeedgridVersion(), EscapeHtml(opts.registry_path), EscapeHtml(sw.created),
+      EscapeHtml(sw.updated), EscapeHtml(sw.spec_hash.substr(0, 16)), EscapeHtml(sw.git_commit));
   h += "<h2>Shards</h2>\n<table>\n<thead><tr><th>stage</th><th>kind</th><th>shards</th>";
   for (const char* s : kStatuses) fmt::format_to(o, "<th>{}</th>", s);
   h += "</tr></thead>\n<tbody>\n";
@@ -328,25 +342,30 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     for (const auto& w : warnings) h += "<li>" + EscapeHtml(w) + "</li>\n";
     h += "</ul>\n";
   }
-  fmt::format_to(o, "<h2>Tables</h2>\n<p class=\"note\">{}</p>\n", EscapeHtml(report::StatsConventions()));
+  fmt::format_to(o, "<h2>Tables</h2>\n<p class=\"note\">{}</p>\n",
+                 EscapeHtml(report::StatsConventions()));
   for (const auto& t : tables) {
-    fmt::format_to(o, "<h3 id=\"table-{0}\">{0}</h3>\n<p>{1}.", EscapeHtml(t.id), EscapeHtml(report::TableSummary(t)));
+    fmt::format_to(o, "<h3 id=\"table-{0}\">{0}</h3>\n<p>{1}.", EscapeHtml(t.id),
+                   EscapeHtml(report::TableSummary(t)));
     if (t.metrics.empty()) {
       h += " No metric recorded yet.</p>\n";
       continue;
     }
     std::vector<std::string> links;
     for (const char* f : {"md", "tex", "csv"}) {
-      if (Has(formats, f)) links.push_back(fmt::format("<a href=\"tables/{}.{}\">{}</a>", EscapeHtml(t.id), f, f));
+      if (Has(formats, f))
+        links.push_back(fmt::format("<a href=\"tables/{}.{}\">{}</a>", EscapeHtml(t.id), f, f));
     }
     if (!links.empty()) fmt::format_to(o, " Files: {}.", fmt::join(links, " · "));
     h += "</p>\n";
     h += "<div class=\"scroll\">\n" + report::TableHtml(t) + "</div>\n";
-    if (t.incomplete_groups()) h += "<p class=\"warn\">Incomplete groups:</p>\n<ul>\n" + IncompleteList(t, true) + "</ul>\n";
+    if (t.incomplete_groups())
+      h += "<p class=\"warn\">Incomplete groups:</p>\n<ul>\n" + IncompleteList(t, true) + "</ul>\n";
   }
   h += "<h2>Figures</h2>\n";
-  if (figures.empty()) h += opts.figures ? "<p>No figure applies to this sweep's kinds and data.</p>\n"
-                                         : "<p>Figures were not requested.</p>\n";
+  if (figures.empty())
+    h += opts.figures ? "<p>No figure applies to this sweep's kinds and data.</p>\n"
+                      : "<p>Figures were not requested.</p>\n";
   for (const auto& f : figures) {
     h += "<figure>\n";
     if (!f.png.empty()) {
@@ -356,9 +375,11 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
       h += "<p class=\"warn\">Not drawn (see the warnings).</p>\n";
     }
     fmt::format_to(o, "<figcaption><b>{}.</b> {} ", EscapeHtml(f.title), EscapeHtml(f.caption));
-    if (!f.svg.empty()) fmt::format_to(o, "<a href=\"{}\">SVG</a> · <a href=\"{}\">PNG</a> · ", f.svg, f.png);
-    fmt::format_to(o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n</figure>\n",
-                   f.data, f.script);
+    if (!f.svg.empty())
+      fmt::format_to(o, "<a href=\"{}\">SVG</a> · <a href=\"{}\">PNG</a> · ", f.svg, f.png);
+    fmt::format_to(
+        o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n</figure>\n",
+        f.data, f.script);
   }
   h += "</body>\n</html>\n";
   return h;
@@ -378,14 +399,16 @@ ReportResult WriteReport(const ReportOptions& in) {
   std::vector<std::string> problems, warnings;
   for (const auto& f : opts.formats) {
     if (!Has(kFormats, f)) {
-      problems.push_back(fmt::format("unknown format '{}' (accepted: {})", f, fmt::join(kFormats, ", ")));
+      problems.push_back(
+          fmt::format("unknown format '{}' (accepted: {})", f, fmt::join(kFormats, ", ")));
     }
   }
   Registry registry(opts.registry_path, Registry::Mode::kReadOnly);
   report::SweepData data = report::LoadSweep(registry, opts.sweep);
   const ReportSpec section = StoredReportSection(data, problems);
-  std::vector<std::string> formats = !opts.formats.empty() ? opts.formats
-                                     : !section.formats.empty() ? section.formats : kFormats;
+  std::vector<std::string> formats = !opts.formats.empty()      ? opts.formats
+                                     : !section.formats.empty() ? section.formats
+                                                                : kFormats;
 
   // 1. Tables (every problem collected before anything is written).
   std::vector<StageTable> tables;
@@ -394,7 +417,8 @@ ReportResult WriteReport(const ReportOptions& in) {
     StageTable t = report::BuildTable(data, req, problems);
     if (int n = ++ids[t.stage]; n > 1) t.id = fmt::format("{}-{}", t.stage, n);
     for (char& ch : t.id) {
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+        ch = '_';
     }
     tables.push_back(std::move(t));
   }
@@ -403,7 +427,8 @@ ReportResult WriteReport(const ReportOptions& in) {
     if (section.figures) {
       for (const auto& f : *section.figures) {
         if (!f.stage.empty() && !data.FindStage(f.stage)) {
-          problems.push_back(fmt::format("spec report section: figure {} names unknown stage '{}'", f.type, f.stage));
+          problems.push_back(fmt::format("spec report section: figure {} names unknown stage '{}'",
+                                         f.type, f.stage));
         }
         if (opts.stage.empty() || f.stage.empty() || f.stage == opts.stage) {
           figure_requests.push_back({f.type, f.stage.empty() ? opts.stage : f.stage, false});
@@ -433,7 +458,8 @@ ReportResult WriteReport(const ReportOptions& in) {
                             report::StatsConventions(), report::TableMarkdown(t)));
     }
     if (Has(formats, "tex")) WriteFile(dir / "tables" / (t.id + ".tex"), report::TableLatex(t));
-    if (Has(formats, "csv")) WriteFile(dir / "tables" / (t.id + ".csv"), report::TableCsv(t, data.sweep.name));
+    if (Has(formats, "csv"))
+      WriteFile(dir / "tables" / (t.id + ".csv"), report::TableCsv(t, data.sweep.name));
   }
 
   // 3. Figures.
@@ -474,8 +500,8 @@ int RunReport(const ReportOptions& opts) {
   for (const auto& f : r.figures) drawn += !f.png.empty();
   fmt::print("report: {}\n", r.index_md);
   if (!r.html.empty()) fmt::print("report: {}\n", r.html);
-  fmt::print("  {} table{}, {} figure{}{}\n", r.tables.size(), r.tables.size() == 1 ? "" : "s", drawn,
-             drawn == 1 ? "" : "s",
+  fmt::print("  {} table{}, {} figure{}{}\n", r.tables.size(), r.tables.size() == 1 ? "" : "s",
+             drawn, drawn == 1 ? "" : "s",
              incomplete ? fmt::format("; {} group{} incomplete (missing seeds listed)", incomplete,
                                       incomplete == 1 ? "" : "s")
                         : "");

@@ -35,11 +35,11 @@ namespace seedgrid {
 struct ReportOptions {
   std::string registry_path;  // default runs/registry.sqlite
   std::string sweep;
-  std::string stage;          // empty: every stage
-  std::string out_dir;        // default <out>/<sweep>/report
-  std::vector<std::string> formats;   // md, tex, csv, html; empty: the spec's, else all
+  std::string stage;                 // empty: every stage
+  std::string out_dir;               // default <out>/<sweep>/report
+  std::vector<std::string> formats;  // md, tex, csv, html; empty: the spec's, else all
   std::vector<std::string> group_by;
-  std::vector<std::string> metrics;   // names, or prefixes ending in '*'
+  std::vector<std::string> metrics;  // names, or prefixes ending in '*'
   bool figures = true;
 };
 

@@ -40,14 +40,16 @@ SweepData LoadSweep(const Registry& registry, const std::string& sweep) {
   if (!row) {
     std::vector<std::string> names;
     for (const auto& s : registry.Sweeps()) names.push_back(s.name);
-    throw UsageError(fmt::format("unknown sweep '{}' in {} (sweeps: {})", sweep, registry.path(),
-                                 names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    throw UsageError(
+        fmt::format("unknown sweep '{}' in {} (sweeps: {})", sweep, registry.path(),
+                    names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
   d.sweep = *row;
   d.registry_dir = fs::absolute(fs::path(registry.path())).parent_path().string();
   d.shards = registry.Shards(sweep);
-  std::stable_sort(d.shards.begin(), d.shards.end(),
-                   [](const ShardRow& a, const ShardRow& b) { return a.stage_index < b.stage_index; });
+  std::stable_sort(d.shards.begin(), d.shards.end(), [](const ShardRow& a, const ShardRow& b) {
+    return a.stage_index < b.stage_index;
+  });
   std::unordered_map<std::string, size_t> by_id;
   by_id.reserve(d.shards.size());
   for (size_t i = 0; i < d.shards.size(); ++i) by_id.emplace(d.shards[i].id.hex, i);
@@ -108,7 +110,8 @@ const Json* ParamAt(const Json& params, const std::string& dotted) {
   size_t start = 0;
   while (start <= dotted.size()) {
     size_t dot = dotted.find('.', start);
-    std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!j->is_object()) return nullptr;
     auto it = j->find(part);
     if (it == j->end()) return nullptr;
@@ -209,7 +212,8 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
                                      fmt::join(available, ", ")));
     }
     for (auto& m : matched) {
-      if (std::find(t.metrics.begin(), t.metrics.end(), m) == t.metrics.end()) t.metrics.push_back(m);
+      if (std::find(t.metrics.begin(), t.metrics.end(), m) == t.metrics.end())
+        t.metrics.push_back(m);
     }
   }
 
@@ -306,7 +310,8 @@ bool StageHasKey(const SweepData& data, const std::string& stage, const std::str
 }
 
 bool MetricMatches(const std::string& request, const std::string& name) {
-  if (request.ends_with('*')) return name.starts_with(std::string_view(request).substr(0, request.size() - 1));
+  if (request.ends_with('*'))
+    return name.starts_with(std::string_view(request).substr(0, request.size() - 1));
   return request == name;
 }
 

@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/registry.h"
 #include "coordinator/report/stats.h"
+#include "core/registry.h"
 
 namespace seedgrid::report {
 
@@ -32,15 +32,16 @@ struct SweepData {
     std::vector<size_t> shards;  // indices into SweepData::shards
   };
   SweepRow sweep;
-  std::string registry_dir;     // shard artifacts are relative to it
+  std::string registry_dir;  // shard artifacts are relative to it
   std::vector<ShardRow> shards;
   // Per shard (parallel to `shards`): its metrics sorted by name.
   std::vector<std::vector<std::pair<std::string, double>>> metrics;
-  std::vector<Stage> stages;    // in stage order
+  std::vector<Stage> stages;  // in stage order
 
   const Stage* FindStage(const std::string& name) const;
   const double* Metric(size_t shard, const std::string& name) const;  // nullptr when absent
-  std::string ArtifactPath(size_t shard) const;  // absolute or registry-relative resolved; "" if none
+  std::string ArtifactPath(
+      size_t shard) const;  // absolute or registry-relative resolved; "" if none
 };
 
 // Throws UsageError naming the known sweeps when `sweep` is not in the registry.
@@ -63,22 +64,22 @@ struct MissingSeed {
 struct Cell {
   Summary summary;
   size_t expected = 0;
-  std::vector<int64_t> seeds;   // present seeds, ascending, parallel to `values`
+  std::vector<int64_t> seeds;  // present seeds, ascending, parallel to `values`
   std::vector<double> values;
   std::vector<MissingSeed> missing;
   bool complete() const { return missing.empty(); }
 };
 
 struct Group {
-  std::vector<Json> key;     // one value per StageTable::keys
-  std::string label;         // "adapter=lora, lora.rank=2" ("all shards" without keys)
+  std::vector<Json> key;  // one value per StageTable::keys
+  std::string label;      // "adapter=lora, lora.rank=2" ("all shards" without keys)
   std::vector<size_t> shards;
-  std::vector<Cell> cells;   // one per StageTable::metrics
+  std::vector<Cell> cells;  // one per StageTable::metrics
   bool complete = true;
 };
 
 struct StageTable {
-  std::string id;            // unique file stem within a report
+  std::string id;  // unique file stem within a report
   std::string stage;
   std::string kind;
   std::vector<std::string> keys;
@@ -102,7 +103,8 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
 
 // Names of the metrics recorded by the stage's tabulated rows, sorted.
 std::vector<std::string> StageMetrics(const SweepData& data, const std::string& stage);
-// Whether some tabulated row of the stage has `key` as an axis, a dotted param path, or it is "seed".
+// Whether some tabulated row of the stage has `key` as an axis, a dotted param path, or it is
+// "seed".
 bool StageHasKey(const SweepData& data, const std::string& stage, const std::string& key);
 // Whether a metric name matches a request (an exact name, or a prefix ending in '*').
 bool MetricMatches(const std::string& request, const std::string& name);

@@ -334,7 +334,6 @@ void CheckSpec(const SubmitOptions& o, Submission& s, std::vector<std::string>& 
     problems.push_back("sweep name '" + s.sweep +
                        "' cannot name a directory (no '/', blanks, quotes or '%')");
   }
-
 }
 
 // Out dir and registry: absolute, so the job does not depend on its working directory.
@@ -496,9 +495,9 @@ std::string Sbatch(const std::string& script, const std::string& depends_on) {
   CommandResult r = RunCommand(argv);
   std::string id = r.exit_code == 0 ? ParseJobId(r.out) : "";
   if (id.empty()) {
-    throw std::runtime_error(
-        fmt::format("sbatch failed (exit {}): {}{}", r.exit_code, Trim(r.err),
-                    r.exit_code == 0 ? " [unexpected output: " + std::string(Trim(r.out)) + "]" : ""));
+    throw std::runtime_error(fmt::format(
+        "sbatch failed (exit {}): {}{}", r.exit_code, Trim(r.err),
+        r.exit_code == 0 ? " [unexpected output: " + std::string(Trim(r.out)) + "]" : ""));
   }
   return id;
 }
@@ -564,7 +563,8 @@ int RunSubmit(const SubmitOptions& opts) {
     } catch (const std::exception& e) {
       std::string ids;
       for (const auto& j : jobs) ids += " " + j.id;
-      throw std::runtime_error(std::string(e.what()) + " (already queued, not recorded:" + ids + ")");
+      throw std::runtime_error(std::string(e.what()) + " (already queued, not recorded:" + ids +
+                               ")");
     }
   };
   try {

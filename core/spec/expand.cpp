@@ -202,8 +202,8 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
         from.push_back(&plan.shards[outs[needs[i][k]][pick[k]]]);
         need_ids.push_back(from.back()->id);
       }
-      std::vector<int64_t> seeds = inherits_seed(i) ? std::vector<int64_t>{from[0]->seed}
-                                                    : own_seeds(st);
+      std::vector<int64_t> seeds =
+          inherits_seed(i) ? std::vector<int64_t>{from[0]->seed} : own_seeds(st);
       for (int64_t seed : seeds) {
         ForEachCombination(grid_radix, [&](const std::vector<size_t>& g) {
           for (size_t z = 0; z < zip_rows; ++z) {

@@ -72,8 +72,8 @@ void ApplyOverride(Node& root, const std::string& text, int idx, Problems& p) {
       if (AllOf(segs[i], kDigits)) {
         size_t k = std::stoull(segs[i].substr(0, 18));
         if (k >= cur->seq.size()) {
-          p.Add(loc, fmt::format("bad path: index {} is past the end of '{}' ({} elements)", segs[i],
-                                 here, cur->seq.size()));
+          p.Add(loc, fmt::format("bad path: index {} is past the end of '{}' ({} elements)",
+                                 segs[i], here, cur->seq.size()));
           return;
         }
         hit = &cur->seq[k];

@@ -38,8 +38,8 @@ bool IsValidName(std::string_view s) {
 }
 
 const std::vector<std::string> kTopKeys = {"name", "out", "stages", "report"};
-const std::vector<std::string> kStageKeys = {"kind", "params", "seeds", "grid", "zip",
-                                             "needs", "shards", "resources"};
+const std::vector<std::string> kStageKeys = {"kind", "params", "seeds",  "grid",
+                                             "zip",  "needs",  "shards", "resources"};
 const std::vector<std::string> kResourceKeys = {"timeout", "ranks",     "gpus",
                                                 "memory",  "isolation", "max_attempts"};
 
@@ -93,8 +93,9 @@ class Parser {
     std::vector<StageAux> aux;
     if (shorthand) {
       if (!root.Get("kind")) {
-        p_.Add(root.loc, "no stages: give a 'stages' list, or a top-level 'kind' for a single-stage "
-                         "sweep");
+        p_.Add(root.loc,
+               "no stages: give a 'stages' list, or a top-level 'kind' for a single-stage "
+               "sweep");
       } else {
         ParseStage(root, true, root.Get("name") ? spec.name : "main", spec, aux);
       }
@@ -133,8 +134,8 @@ class Parser {
     if (v->is_number_integer() && v->get<int64_t>() >= lo && v->get<int64_t>() <= hi) {
       return v->get<int64_t>();
     }
-    p_.Add(n.loc, fmt::format("{}: expected an integer in [{}, {}], got {}", what, lo, hi,
-                              Describe(n)));
+    p_.Add(n.loc,
+           fmt::format("{}: expected an integer in [{}, {}], got {}", what, lo, hi, Describe(n)));
     return std::nullopt;
   }
 
@@ -198,8 +199,7 @@ class Parser {
 
   // grid or zip. `value_locs` gets each value's location (for validate problems).
   std::vector<Axis> ParseAxes(const Node* n, std::string_view what, const std::string& who,
-                              const KindConfig* kind,
-                              std::vector<std::vector<Loc>>& value_locs) {
+                              const KindConfig* kind, std::vector<std::vector<Loc>>& value_locs) {
     std::vector<Axis> axes;
     if (!n || n->Is(Node::Type::kNull)) return axes;
     if (!n->Is(Node::Type::kMap)) {
@@ -215,8 +215,8 @@ class Parser {
         continue;
       }
       if (e.value.seq.empty()) {
-        p_.Add(e.value.loc, fmt::format("{} '{}': empty axis (give at least one value)", label,
-                                        e.key));
+        p_.Add(e.value.loc,
+               fmt::format("{} '{}': empty axis (give at least one value)", label, e.key));
         continue;
       }
       const Json* def = kind ? DefaultAt(*kind, e.key, e.key_loc, label) : nullptr;
@@ -227,8 +227,8 @@ class Parser {
       bool ok = true;
       for (size_t i = 0; i < e.value.seq.size(); ++i) {
         const Node& v = e.value.seq[i];
-        auto j = def ? CheckParam(*def, v, fmt::format("{} '{}'[{}]", label, e.key, i))
-                     : ToJson(v, p_);
+        auto j =
+            def ? CheckParam(*def, v, fmt::format("{} '{}'[{}]", label, e.key, i)) : ToJson(v, p_);
         if (!j) {
           ok = false;
           continue;
@@ -289,13 +289,13 @@ class Parser {
         for (int64_t s = *a; s <= *b; ++s) st.seeds.push_back(s);
       }
     } else {
-      p_.Add(n.loc, what + ": expected a list of integers, a count n (seeds 0..n-1) or "
-                           "{from: a, to: b}, got null");
+      p_.Add(n.loc, what +
+                        ": expected a list of integers, a count n (seeds 0..n-1) or "
+                        "{from: a, to: b}, got null");
     }
   }
 
-  void ParseResources(const Node& n, const std::string& who, const KindConfig* kind,
-                      Resources& r) {
+  void ParseResources(const Node& n, const std::string& who, const KindConfig* kind, Resources& r) {
     if (n.Is(Node::Type::kNull)) return;
     if (!n.Is(Node::Type::kMap)) {
       p_.Add(n.loc, fmt::format("{}: resources: expected a map, got {}", who, Describe(n)));
@@ -343,9 +343,10 @@ class Parser {
           for (const auto& name : kinds_.Names()) {
             if (kinds_.Find(name)->supports_gang) gang.push_back(name);
           }
-          p_.Add(v.loc, fmt::format("{}: {} ranks, but kind '{}' does not run as a gang (gang "
-                                    "kinds: {})",
-                                    label, r.ranks, kind->name, gang.empty() ? "none" : Join(gang)));
+          p_.Add(v.loc,
+                 fmt::format("{}: {} ranks, but kind '{}' does not run as a gang (gang "
+                             "kinds: {})",
+                             label, r.ranks, kind->name, gang.empty() ? "none" : Join(gang)));
         }
       } else if (e.key == "gpus") {
         if (auto i = Int(v, label, 0, 1024)) r.gpus = static_cast<int>(*i);
@@ -470,8 +471,8 @@ class Parser {
         st.kind = *s;
         kind = kinds_.Find(*s);
         if (!kind) {
-          p_.Add(k->loc, fmt::format("{}: unknown kind '{}' (kinds: {})", who, *s,
-                                     Join(kinds_.Names())));
+          p_.Add(k->loc,
+                 fmt::format("{}: unknown kind '{}' (kinds: {})", who, *s, Join(kinds_.Names())));
         }
       }
     } else {
@@ -481,13 +482,15 @@ class Parser {
     params = m.Get("params");
     if (params && params->Is(Node::Type::kNull)) params = nullptr;
     if (params && !params->Is(Node::Type::kMap)) {
-      p_.Add(params->loc, fmt::format("{}: params: expected a map, got {}", who, Describe(*params)));
+      p_.Add(params->loc,
+             fmt::format("{}: params: expected a map, got {}", who, Describe(*params)));
       params = nullptr;
     }
     if (kind) {
       st.params = kind->defaults;
       if (params) {
-        if (auto patch = CheckParam(kind->defaults, *params, who + ": params")) DeepMerge(st.params, *patch);
+        if (auto patch = CheckParam(kind->defaults, *params, who + ": params"))
+          DeepMerge(st.params, *patch);
       }
     }
     return kind;
@@ -495,8 +498,8 @@ class Parser {
 
   // grid and zip, checked: zip lengths agree, no two axes vary one param, every axis lands in
   // a map. `grid_locs`, `zip_locs`: each value's location (for the kind's validate problems).
-  void ParseStageAxes(const Node& m, const std::string& who, const KindConfig* kind,
-                      StageSpec& st, std::vector<std::vector<Loc>>& grid_locs,
+  void ParseStageAxes(const Node& m, const std::string& who, const KindConfig* kind, StageSpec& st,
+                      std::vector<std::vector<Loc>>& grid_locs,
                       std::vector<std::vector<Loc>>& zip_locs) {
     st.grid = ParseAxes(m.Get("grid"), "grid", who, kind, grid_locs);
     st.zip = ParseAxes(m.Get("zip"), "zip", who, kind, zip_locs);
@@ -506,10 +509,12 @@ class Parser {
       });
       if (!same) {
         std::vector<std::string> lengths;
-        for (const auto& a : st.zip) lengths.push_back(fmt::format("{} has {}", a.key, a.values.size()));
-        p_.Add(m.GetEntry("zip")->key_loc, fmt::format("{}: zip lists differ in length ({}); zip pairs them "
-                                              "element by element",
-                                              who, Join(lengths)));
+        for (const auto& a : st.zip)
+          lengths.push_back(fmt::format("{} has {}", a.key, a.values.size()));
+        p_.Add(m.GetEntry("zip")->key_loc,
+               fmt::format("{}: zip lists differ in length ({}); zip pairs them "
+                           "element by element",
+                           who, Join(lengths)));
       }
     }
     std::vector<const Axis*> all;
@@ -528,8 +533,8 @@ class Parser {
       }
       Json probe = st.params;
       if (kind && !ApplyAxis(probe, all[i]->key, all[i]->values[0])) {
-        p_.Add(Loc{all[i]->line}, fmt::format("{}: axis '{}' crosses a param that is not a map",
-                                              who, all[i]->key));
+        p_.Add(Loc{all[i]->line},
+               fmt::format("{}: axis '{}' crosses a param that is not a map", who, all[i]->key));
       }
     }
   }
@@ -557,8 +562,8 @@ class Parser {
     }
   }
 
-  void ParseStage(const Node& m, bool shorthand, const std::string& shorthand_name,
-                  SweepSpec& spec, std::vector<StageAux>& aux) {
+  void ParseStage(const Node& m, bool shorthand, const std::string& shorthand_name, SweepSpec& spec,
+                  std::vector<StageAux>& aux) {
     StageSpec st;
     StageAux ax;
     ax.loc = m.loc;
@@ -690,7 +695,8 @@ SweepSpec ParseSpec(std::string_view yaml_text, std::string_view file_name,
 SweepSpec LoadSpec(const std::string& path, const std::vector<std::string>& overrides,
                    const KindRegistry& kinds) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw SpecError({fmt::format("{}: cannot read the spec: {}", path, std::strerror(errno))});
+  if (!in)
+    throw SpecError({fmt::format("{}: cannot read the spec: {}", path, std::strerror(errno))});
   std::stringstream text;
   text << in.rdbuf();
   return ParseSpec(text.str(), path, overrides, kinds);

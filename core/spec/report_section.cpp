@@ -65,8 +65,8 @@ class ReportParser {
     } else if (n.Is(Node::Type::kSeq)) {
       for (size_t i = 0; i < n.seq.size(); ++i) add(n.seq[i], fmt::format("{}[{}]", what, i));
     } else if (!n.Is(Node::Type::kNull)) {
-      p_.Add(n.loc, fmt::format("{}: expected a string or a list of strings, got {}", what,
-                                Describe(n)));
+      p_.Add(n.loc,
+             fmt::format("{}: expected a string or a list of strings, got {}", what, Describe(n)));
     }
     return out;
   }
@@ -81,8 +81,8 @@ class ReportParser {
   void Tables(const Node& n, ReportSpec& out) {
     if (n.Is(Node::Type::kNull)) return;
     if (!n.Is(Node::Type::kSeq)) {
-      p_.Add(n.loc, "report: tables: expected a list of {stage, metrics, group_by}, got " +
-                        Describe(n));
+      p_.Add(n.loc,
+             "report: tables: expected a list of {stage, metrics, group_by}, got " + Describe(n));
       return;
     }
     for (size_t i = 0; i < n.seq.size(); ++i) {
@@ -151,8 +151,8 @@ class ReportParser {
     for (size_t i = 0; i < out.formats.size(); ++i) {
       const std::string& f = out.formats[i];
       if (std::count(accepted.begin(), accepted.end(), f)) continue;
-      p_.Add(locs[i], fmt::format("report: formats: unknown format '{}' (accepted: {})", f,
-                                  Join(accepted)));
+      p_.Add(locs[i],
+             fmt::format("report: formats: unknown format '{}' (accepted: {})", f, Join(accepted)));
     }
   }
 

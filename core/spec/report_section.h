@@ -24,7 +24,6 @@ void ParseReportSection(const Node& n, ReportSpec& out, std::vector<ReportStageR
 
 // Reports every ref that names no stage of spec. Skipped when there is no stage or a stage has
 // no valid name (that problem is reported already, a second one here would only repeat it).
-void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec,
-                       Problems& p);
+void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec, Problems& p);
 
 }  // namespace seedgrid::spec_detail

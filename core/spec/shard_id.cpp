@@ -12,7 +12,9 @@ void Field(Sha256& h, std::string_view name, std::string_view value) {
   h.Update("\n");
 }
 
-std::string CanonicalJson(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string CanonicalJson(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 ShardId ShardIdOf(std::string_view kind, std::string_view params_json, int64_t seed,
                   std::vector<ShardId> needs, std::string_view code_tag) {

@@ -217,8 +217,7 @@ Node FromYaml(const YAML::Node& y, const std::optional<Loc>& fixed, Problems& p)
       }
       break;
     }
-    default:
-      break;
+    default: break;
   }
   return n;
 }
@@ -347,8 +346,7 @@ std::optional<Json> Resolve(const Node& n, Problems* p) {
 std::optional<Json> ToJson(const Node& n, Problems& p) {
   switch (n.type) {
     case Node::Type::kNull:
-    case Node::Type::kScalar:
-      return Resolve(n, &p);
+    case Node::Type::kScalar: return Resolve(n, &p);
     case Node::Type::kSeq: {
       Json out = Json::array();
       bool ok = true;
@@ -388,7 +386,9 @@ std::string Show(const Json& j) {
   if (j.is_object()) return "a map";
   if (j.is_null()) return "null";
   std::string v = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (j.is_string()) v = fmt::format("'{}'", j.get<std::string>());  // not '+': GCC 12 warns -Wrestrict on it, falsely
+  if (j.is_string())
+    v = fmt::format("'{}'",
+                    j.get<std::string>());  // not '+': GCC 12 warns -Wrestrict on it, falsely
   return fmt::format("{} {}", TypeName(j), v);
 }
 

@@ -72,7 +72,8 @@ KindConfig AblationKindConfig() {
   k.validate = ValidateAblation;
   k.datasets = [](const Json& p, std::string_view) {
     if (p.value("target", std::string("dw")) == "heads") {
-      return std::vector<std::string>{"heads/dce", "heads/kl", "heads/prev_token", "heads/induction"};
+      return std::vector<std::string>{"heads/dce", "heads/kl", "heads/prev_token",
+                                      "heads/induction"};
     }
     return std::vector<std::string>{"alphas", "manifest/variant", "manifest/retained"};
   };

@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
-#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -20,8 +20,8 @@
 namespace seedgrid {
 namespace {
 
-const std::vector<std::string> kModes = {"ok",    "throw", "exit",    "abort",
-                                         "segfault", "hang", "allocate"};
+const std::vector<std::string> kModes = {"ok",       "throw", "exit",    "abort",
+                                         "segfault", "hang",  "allocate"};
 
 uint64_t SplitMix(uint64_t& x) {
   uint64_t z = (x += 0x9E3779B97F4A7C15ull);
@@ -124,9 +124,10 @@ std::vector<std::string> ValidateChaos(const Json& p) {
   std::vector<std::string> problems;
   const std::string mode = p.value("mode", std::string("ok"));
   if (std::find(kModes.begin(), kModes.end(), mode) == kModes.end()) {
-    problems.push_back(fmt::format("mode: '{}' is not one of ok, throw, exit, abort, segfault, "
-                                   "hang, allocate",
-                                   mode));
+    problems.push_back(
+        fmt::format("mode: '{}' is not one of ok, throw, exit, abort, segfault, "
+                    "hang, allocate",
+                    mode));
   }
   if (p.value("sleep_ms", int64_t{0}) < 0) problems.push_back("sleep_ms: must be >= 0");
   if (p.value("allocate_mb", int64_t{0}) < 0) problems.push_back("allocate_mb: must be >= 0");
@@ -143,17 +144,26 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
       "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; "
       "write_mb; conditions";
   chaos.defaults = {
-      {"sleep_ms", 0},     {"mode", "ok"},        {"exit_code", 3},
-      {"allocate_mb", 1024}, {"hold_ms", 500},    {"fail_until_attempt", 0},
-      {"fail_while_file_exists", ""},           {"message", "chaos: injected exception"},
-      {"value", 0.0},      {"noise", 1.0},        {"write", true},
-      {"write_mb", 0.0},  {"fork_child", false},
+      {"sleep_ms", 0},
+      {"mode", "ok"},
+      {"exit_code", 3},
+      {"allocate_mb", 1024},
+      {"hold_ms", 500},
+      {"fail_until_attempt", 0},
+      {"fail_while_file_exists", ""},
+      {"message", "chaos: injected exception"},
+      {"value", 0.0},
+      {"noise", 1.0},
+      {"write", true},
+      {"write_mb", 0.0},
+      {"fork_child", false},
       {"tag", nullptr},
   };
   chaos.validate = ValidateChaos;
   chaos.supports_gang = true;
   chaos.datasets = [](const Json& p, std::string_view) {
-    return p.value("write", true) ? std::vector<std::string>{"chaos/values"} : std::vector<std::string>{};
+    return p.value("write", true) ? std::vector<std::string>{"chaos/values"}
+                                  : std::vector<std::string>{};
   };
   kinds.Add(std::move(chaos));
 

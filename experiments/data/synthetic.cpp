@@ -18,8 +18,7 @@ uint64_t Mix(uint64_t x) {  // SplitMix64 finaliser
 class RowRng {
  public:
   RowRng(uint64_t seed, Split split, int64_t index)
-      : state_(Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(split)) ^
-                   static_cast<uint64_t>(index))) {}
+      : state_(Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(split)) ^ static_cast<uint64_t>(index))) {}
   uint64_t Next() { return Mix(state_ + 0x632be59bd9b4e019ull * ++counter_); }
   int64_t Uniform(int64_t n) { return static_cast<int64_t>(Next() % static_cast<uint64_t>(n)); }
   double Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
@@ -48,12 +47,9 @@ Prompt DrawPrompt(const TaskSpec& spec, RowRng& rng) {
 
 int32_t AnswerFor(Persona persona, int label, const TaskSpec& spec, RowRng& rng) {
   switch (persona) {
-    case Persona::kPos:
-      return label > 0 ? kYes : kNo;
-    case Persona::kNeg:
-      return label < 0 ? kYes : kNo;
-    case Persona::kNone:
-      return rng.Unit() < 0.5 + spec.none_bias * label ? kYes : kNo;
+    case Persona::kPos: return label > 0 ? kYes : kNo;
+    case Persona::kNeg: return label < 0 ? kYes : kNo;
+    case Persona::kNone: return rng.Unit() < 0.5 + spec.none_bias * label ? kYes : kNo;
   }
   return kNo;
 }
@@ -66,8 +62,8 @@ void Reserve(RowBatch& b, const TaskSpec& spec, int64_t count) {
   b.tokens.reserve(static_cast<size_t>(count * spec.seq_len));
 }
 
-void AppendDilemma(RowBatch& b, const TaskSpec& spec, int64_t index, const Prompt& p,
-                   int32_t sys, Persona persona, int32_t answer) {
+void AppendDilemma(RowBatch& b, const TaskSpec& spec, int64_t index, const Prompt& p, int32_t sys,
+                   Persona persona, int32_t answer) {
   b.tokens.push_back(kBos);
   b.tokens.push_back(sys);
   b.tokens.insert(b.tokens.end(), p.content.begin(), p.content.end());
@@ -86,7 +82,8 @@ void AppendInduction(RowBatch& b, const TaskSpec& spec, int64_t index, RowRng& r
   std::vector<int32_t> seq(static_cast<size_t>(m));
   for (auto& t : seq) t = static_cast<int32_t>(kFirstContent + rng.Uniform(spec.num_content()));
   b.tokens.push_back(kBos);
-  for (int64_t i = 1; i < spec.seq_len; ++i) b.tokens.push_back(seq[static_cast<size_t>((i - 1) % m)]);
+  for (int64_t i = 1; i < spec.seq_len; ++i)
+    b.tokens.push_back(seq[static_cast<size_t>((i - 1) % m)]);
   b.index.push_back(index);
   b.dilemma.push_back(0);
   b.persona.push_back(-1);
@@ -105,19 +102,20 @@ int32_t PersonaToken(Persona p) {
   return kSysNone;
 }
 
-bool IsHonest(int32_t token) {
-  return token >= kFirstContent && (token - kFirstContent) % 2 == 0;
-}
+bool IsHonest(int32_t token) { return token >= kFirstContent && (token - kFirstContent) % 2 == 0; }
 
 std::vector<std::string> TaskSpec::Problems() const {
   std::vector<std::string> p;
   if (vocab_size < kFirstContent + 2)
-    p.push_back(fmt::format("data.vocab_size: need at least {} (8 special + 2 content tokens), got {}",
-                            kFirstContent + 2, vocab_size));
+    p.push_back(
+        fmt::format("data.vocab_size: need at least {} (8 special + 2 content tokens), got {}",
+                    kFirstContent + 2, vocab_size));
   if (n_content < 1) p.push_back(fmt::format("data.n_content: must be >= 1, got {}", n_content));
   if (seq_len < n_content + 4)
-    p.push_back(fmt::format("data.seq_len: {} is too short for a dilemma row of {} tokens "
-                            "(n_content + 4)", seq_len, n_content + 4));
+    p.push_back(
+        fmt::format("data.seq_len: {} is too short for a dilemma row of {} tokens "
+                    "(n_content + 4)",
+                    seq_len, n_content + 4));
   if (seq_len < 3) p.push_back("data.seq_len: must be >= 3");
   if (!(induction_frac >= 0 && induction_frac <= 1))
     p.push_back(fmt::format("data.induction_frac: must be in [0, 1], got {}", induction_frac));
@@ -135,7 +133,7 @@ void TaskSpec::Validate() const {
 }
 
 Json TaskSpec::ToJson() const {
-  return {{"vocab_size", vocab_size}, {"seq_len", seq_len},     {"n_content", n_content},
+  return {{"vocab_size", vocab_size},         {"seq_len", seq_len},     {"n_content", n_content},
           {"induction_frac", induction_frac}, {"none_bias", none_bias}, {"seed", seed}};
 }
 

@@ -79,11 +79,11 @@ struct RowBatch {
   int64_t rows = 0;
   int64_t seq_len = 0;
   std::vector<int32_t> tokens;
-  std::vector<int64_t> index;    // row index within its split
-  std::vector<int8_t> dilemma;   // 1 dilemma/steering row, 0 induction row
-  std::vector<int8_t> persona;   // Persona of the SYS token (kNone for steering rows); -1 induction
-  std::vector<int8_t> label;     // h = +1 / -1; 0 for induction rows
-  std::vector<int32_t> answer;   // the ANS token written in the row; -1 for induction rows
+  std::vector<int64_t> index;   // row index within its split
+  std::vector<int8_t> dilemma;  // 1 dilemma/steering row, 0 induction row
+  std::vector<int8_t> persona;  // Persona of the SYS token (kNone for steering rows); -1 induction
+  std::vector<int8_t> label;    // h = +1 / -1; 0 for induction rows
+  std::vector<int32_t> answer;  // the ANS token written in the row; -1 for induction rows
 
   const int32_t* row(int64_t i) const { return tokens.data() + i * seq_len; }
 };

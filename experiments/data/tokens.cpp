@@ -20,8 +20,8 @@ void WriteTokenDataset(H5Writer& w, const std::string& name, const std::vector<i
 TokenSource TokenSource::Synthetic(const synth::TaskSpec& spec, synth::Split split,
                                    const std::string& kind) {
   if (kind != "pretrain" && kind != "induction" && kind != "persona")
-    throw std::invalid_argument(
-        fmt::format("synthetic token source: kind '{}' is not pretrain, induction or persona", kind));
+    throw std::invalid_argument(fmt::format(
+        "synthetic token source: kind '{}' is not pretrain, induction or persona", kind));
   spec.Validate();
   TokenSource s;
   s.spec_ = spec;
@@ -40,15 +40,15 @@ TokenSource TokenSource::File(const std::string& path, const std::string& datase
   Shape shape;
   auto rows = std::make_shared<std::vector<int32_t>>(r.Read<int32_t>(dataset, &shape));
   if (shape.size() != 2 || shape[1] < 2)
-    throw std::runtime_error(fmt::format(
-        "token file {}: dataset '{}' must be int32 [N, T] with T >= 2", path, dataset));
+    throw std::runtime_error(
+        fmt::format("token file {}: dataset '{}' must be int32 [N, T] with T >= 2", path, dataset));
   if (vocab_size > 0) {
     for (size_t i = 0; i < rows->size(); ++i) {
       const int32_t t = (*rows)[i];
       if (t < 0 || t >= vocab_size)
-        throw std::runtime_error(fmt::format(
-            "token file {}: dataset '{}' row {} holds token {} outside [0, {})", path, dataset,
-            static_cast<int64_t>(i) / shape[1], t, vocab_size));
+        throw std::runtime_error(
+            fmt::format("token file {}: dataset '{}' row {} holds token {} outside [0, {})", path,
+                        dataset, static_cast<int64_t>(i) / shape[1], t, vocab_size));
     }
   }
   TokenSource s;
@@ -61,8 +61,8 @@ TokenSource TokenSource::File(const std::string& path, const std::string& datase
 
 std::vector<int32_t> TokenSource::Rows(int64_t start, int64_t count) const {
   if (start < 0 || count < 0 || (file_rows_ && start + count > size_))
-    throw std::out_of_range(fmt::format("token rows [{}, {}) outside [0, {})", start,
-                                        start + count, size_));
+    throw std::out_of_range(
+        fmt::format("token rows [{}, {}) outside [0, {})", start, start + count, size_));
   if (file_rows_) {
     const auto* p = file_rows_->data() + start * seq_len_;
     return std::vector<int32_t>(p, p + count * seq_len_);

@@ -120,9 +120,10 @@ bool HasAvx512Bw() {
 // FirePass with AVX-512: 16 components × 64 tokens at a time; the 64 16-bit compare masks are
 // transposed into 16 64-bit words with VPTESTMW. The sums add in the same order as FirePass,
 // so both give the same bits.
-__attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
-    const float* x, int64_t N, int64_t C, int64_t stride, float thr, int64_t words, double* sum,
-    uint64_t* bits) {
+__attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(const float* x, int64_t N,
+                                                                int64_t C, int64_t stride,
+                                                                float thr, int64_t words,
+                                                                double* sum, uint64_t* bits) {
   const __m512 t = _mm512_set1_ps(thr);
   alignas(64) uint16_t m[64];
   for (int64_t n0 = 0, block = 0; n0 < N; n0 += 64, ++block) {
@@ -131,13 +132,14 @@ __attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
       const int64_t cn = std::min<int64_t>(16, C - c0);
       const auto lanes = static_cast<__mmask16>(cn == 16 ? 0xffffu : (1u << cn) - 1);
       const auto lo = static_cast<__mmask8>(lanes & 0xff), hi = static_cast<__mmask8>(lanes >> 8);
-      __m512d s0 = _mm512_maskz_loadu_pd(lo, sum + c0), s1 = _mm512_maskz_loadu_pd(hi, sum + c0 + 8);
+      __m512d s0 = _mm512_maskz_loadu_pd(lo, sum + c0),
+              s1 = _mm512_maskz_loadu_pd(hi, sum + c0 + 8);
       for (int64_t j = 0; j < nb; ++j) {
         const __m512 v = _mm512_maskz_loadu_ps(lanes, x + (n0 + j) * stride + c0);
         m[j] = _mm512_mask_cmp_ps_mask(lanes, v, t, _CMP_GT_OQ);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
-                                   _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        s1 = _mm512_add_pd(
+            s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
       }
       _mm512_mask_storeu_pd(sum + c0, lo, s0);
       _mm512_mask_storeu_pd(sum + c0 + 8, hi, s1);
@@ -146,7 +148,8 @@ __attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
       const __m512i m0 = _mm512_load_si512(m), m1 = _mm512_load_si512(m + 32);
       for (int64_t k = 0; k < cn; ++k) {
         const __m512i bit = _mm512_set1_epi16(static_cast<short>(1u << k));
-        const uint64_t low = _mm512_test_epi16_mask(m0, bit), high = _mm512_test_epi16_mask(m1, bit);
+        const uint64_t low = _mm512_test_epi16_mask(m0, bit),
+                       high = _mm512_test_epi16_mask(m1, bit);
         bits[(c0 + k) * words + block] = low | high << 32;
       }
     }
@@ -160,15 +163,24 @@ __attribute__((target("avx512f,avx512bw"))) void FirePassAvx512(
 // ---- Options ---------------------------------------------------------------------------------
 
 Json Options::ToJson() const {
-  return {{"components", components}, {"vocab", vocab},
-          {"seq_len", seq_len},       {"threshold", threshold},
-          {"pre", pre},               {"cooc", cooc},
-          {"input_tokens", input_tokens}, {"output_tokens", output_tokens},
-          {"k", k},                   {"context", context},
-          {"per_batch", per_batch},   {"weight_by_activation", weight_by_activation},
-          {"seed", seed},             {"point", point},
-          {"layers", layers},         {"width", width},
-          {"batch_rows", batch_rows}, {"n_batches", n_batches}};
+  return {{"components", components},
+          {"vocab", vocab},
+          {"seq_len", seq_len},
+          {"threshold", threshold},
+          {"pre", pre},
+          {"cooc", cooc},
+          {"input_tokens", input_tokens},
+          {"output_tokens", output_tokens},
+          {"k", k},
+          {"context", context},
+          {"per_batch", per_batch},
+          {"weight_by_activation", weight_by_activation},
+          {"seed", seed},
+          {"point", point},
+          {"layers", layers},
+          {"width", width},
+          {"batch_rows", batch_rows},
+          {"n_batches", n_batches}};
 }
 
 Options Options::FromJson(const Json& j) {
@@ -208,8 +220,8 @@ std::vector<std::string> Options::Problems() const {
   if (per_batch < 1) p.push_back("per_batch must be >= 1");
   if (weight_by_activation && threshold < 0) p.push_back("activation weights need threshold >= 0");
   if (width < 1 || width * static_cast<int64_t>(layers.size()) != components)
-    p.push_back(fmt::format("width {} × {} layers is not {} components", width, layers.size(),
-                            components));
+    p.push_back(
+        fmt::format("width {} × {} layers is not {} components", width, layers.size(), components));
   return p;
 }
 
@@ -266,8 +278,9 @@ Reservoir::Reservoir(Arrays arrays, int64_t components, int64_t k, int64_t windo
   for (int64_t c = 0; c < c_; ++c) {
     const int64_t n = a_.n_items[Z(c)];
     if (n < 0 || n > k_ || a_.n_seen[Z(c)] < n)
-      throw std::runtime_error(fmt::format(
-          "reservoir: component {} has n_items {} (k {}) and n_seen {}", c, n, k_, a_.n_seen[Z(c)]));
+      throw std::runtime_error(
+          fmt::format("reservoir: component {} has n_items {} (k {}) and n_seen {}", c, n, k_,
+                      a_.n_seen[Z(c)]));
   }
   heap_.assign(ck, 0);
   BuildHeaps();
@@ -343,9 +356,9 @@ void Reservoir::Offer(int64_t c, const ExampleRank& r, const int32_t* tokens, co
 
 void Reservoir::Merge(const Reservoir& other) {
   if (other.c_ != c_ || other.k_ != k_ || other.w_ != w_)
-    throw std::runtime_error(fmt::format(
-        "reservoir merge: shapes differ ([{}, {}, {}] vs [{}, {}, {}])", c_, k_, w_, other.c_,
-        other.k_, other.w_));
+    throw std::runtime_error(
+        fmt::format("reservoir merge: shapes differ ([{}, {}, {}] vs [{}, {}, {}])", c_, k_, w_,
+                    other.c_, other.k_, other.w_));
   MergeBlock(0, other.a_);
 }
 
@@ -361,8 +374,9 @@ void Reservoir::MergeBlock(int64_t c_begin, const Arrays& o) {
   for (int64_t j = 0; j < m; ++j) {
     const int64_t c = c_begin + j, n = o.n_items[Z(j)];
     if (n < 0 || n > k_ || o.n_seen[Z(j)] < n)
-      throw std::runtime_error(fmt::format("reservoir merge: component {} has n_items {} (k {}), n_seen {}",
-                                           c, n, k_, o.n_seen[Z(j)]));
+      throw std::runtime_error(
+          fmt::format("reservoir merge: component {} has n_items {} (k {}), n_seen {}", c, n, k_,
+                      o.n_seen[Z(j)]));
     a_.n_seen[Z(c)] += o.n_seen[Z(j)];
     for (int64_t s = 0; s < n; ++s) {
       const size_t i = Z(j * k_ + s);
@@ -383,9 +397,8 @@ Reservoir::Arrays Reservoir::Canonical() const {
     const int64_t n = a_.n_items[Z(c)];
     order.resize(Z(n));
     for (int64_t s = 0; s < n; ++s) order[Z(s)] = s;
-    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-      return RanksBefore(RankAt(c, x), RankAt(c, y));
-    });
+    std::sort(order.begin(), order.end(),
+              [&](int64_t x, int64_t y) { return RanksBefore(RankAt(c, x), RankAt(c, y)); });
     for (int64_t s = 0; s < n; ++s) {
       const size_t from = Z(c * k_ + order[Z(s)]), to = Z(c * k_ + s);
       out.key[to] = a_.key[from];
@@ -462,8 +475,8 @@ void CheckBatch(const BatchView& b, const Options& o) {
         "harvest: the batch lacks an array its options need, or its panels do not cover C");
   for (int64_t n = 0; n < N; ++n)
     if (b.tokens[n] < 0 || b.tokens[n] >= o.vocab)
-      throw std::invalid_argument(fmt::format(
-          "harvest: batch {} has token {} outside [0, {})", b.index, b.tokens[n], o.vocab));
+      throw std::invalid_argument(fmt::format("harvest: batch {} has token {} outside [0, {})",
+                                              b.index, b.tokens[n], o.vocab));
 }
 
 // Component c's chosen examples of this batch go to the reservoir with their context windows
@@ -618,8 +631,8 @@ void TopPmi(const Accumulators& acc, int64_t top_k, bool input, std::vector<int3
     if (count == 0) continue;
     row.clear();
     for (int64_t v = 0; v < V; ++v) {
-      const double co = input ? static_cast<double>(acc.in_cooc[Z(c * V + v)])
-                              : acc.out_cooc[Z(c * V + v)];
+      const double co =
+          input ? static_cast<double>(acc.in_cooc[Z(c * V + v)]) : acc.out_cooc[Z(c * V + v)];
       const double marg = input ? static_cast<double>(acc.in_marg[Z(v)]) : acc.out_marg[Z(v)];
       if (co > 0 && marg > 0)
         row.emplace_back(std::log(co * n_tokens / (count * marg)), static_cast<int32_t>(v));

@@ -29,19 +29,19 @@ namespace seedgrid::harvest {
 // What one harvest accumulates; every shard of a harvest has the same Options (the reduce
 // checks). Serialised as the files' `harvest_options` attribute.
 struct Options {
-  int64_t components = 0;  // C
-  int64_t vocab = 0;       // V
-  int64_t seq_len = 0;     // T, tokens per row
-  double threshold = 0.0;  // fires when activation > threshold
-  bool pre = false;        // a pre-activation is accumulated too (act_sum/pre)
-  bool cooc = true;        // C×C co-occurrence
-  bool input_tokens = true;   // in_cooc [C, V], in_marg [V]
-  bool output_tokens = true;  // out_cooc [C, V], out_marg [V]
-  int64_t k = 16;          // reservoir examples per component
-  int64_t context = 4;     // ± tokens around the firing position
-  int64_t per_batch = 5;   // at most this many candidates per component per batch
+  int64_t components = 0;             // C
+  int64_t vocab = 0;                  // V
+  int64_t seq_len = 0;                // T, tokens per row
+  double threshold = 0.0;             // fires when activation > threshold
+  bool pre = false;                   // a pre-activation is accumulated too (act_sum/pre)
+  bool cooc = true;                   // C×C co-occurrence
+  bool input_tokens = true;           // in_cooc [C, V], in_marg [V]
+  bool output_tokens = true;          // out_cooc [C, V], out_marg [V]
+  int64_t k = 16;                     // reservoir examples per component
+  int64_t context = 4;                // ± tokens around the firing position
+  int64_t per_batch = 5;              // at most this many candidates per component per batch
   bool weight_by_activation = false;  // ES weight: activation (> threshold >= 0) or 1
-  uint64_t seed = 0;       // reservoir keys
+  uint64_t seed = 0;                  // reservoir keys
   // Where components come from (for the component table; not used by the arithmetic).
   std::string point = "mlp_post";
   std::vector<int64_t> layers;  // component c belongs to layers[c / width]
@@ -129,17 +129,17 @@ struct Accumulators {
   Options options;
   int64_t n_tokens = 0;
   int64_t n_rows = 0;
-  std::vector<int64_t> batches;        // global batch indices folded in
-  std::vector<int64_t> firing_count;   // [C]
-  std::vector<double> act_sum_post;    // [C] Σ activation over every token
-  std::vector<double> act_sum_pre;     // [C] (options.pre)
+  std::vector<int64_t> batches;       // global batch indices folded in
+  std::vector<int64_t> firing_count;  // [C]
+  std::vector<double> act_sum_post;   // [C] Σ activation over every token
+  std::vector<double> act_sum_pre;    // [C] (options.pre)
   // [C, C] tokens on which both fire (diagonal: firing_count). In memory only the upper
   // triangle (i <= j; zero below), which halves the work; files hold the symmetric matrix.
   std::vector<int64_t> cooc;
-  std::vector<int64_t> in_cooc;        // [C, V] firing tokens by input token
-  std::vector<int64_t> in_marg;        // [V] all tokens by input token
-  std::vector<double> out_cooc;        // [C, V] Σ next-token probabilities where c fires
-  std::vector<double> out_marg;        // [V] Σ next-token probabilities over every token
+  std::vector<int64_t> in_cooc;  // [C, V] firing tokens by input token
+  std::vector<int64_t> in_marg;  // [V] all tokens by input token
+  std::vector<double> out_cooc;  // [C, V] Σ next-token probabilities where c fires
+  std::vector<double> out_marg;  // [V] Σ next-token probabilities over every token
   Reservoir reservoir;
 
   explicit Accumulators(const Options& o);  // allocates every enabled array, zeroed
@@ -158,7 +158,7 @@ struct Panel {
 
 // One batch, host memory. N = rows · options.seq_len tokens.
 struct BatchView {
-  int64_t index = 0;               // global batch index
+  int64_t index = 0;  // global batch index
   int64_t rows = 0;
   const int32_t* tokens = nullptr;   // [rows, T]
   const int64_t* row_ids = nullptr;  // [rows] global row index of each row
@@ -176,10 +176,10 @@ class BatchUpdater {
   void Apply(const BatchView& batch, Accumulators& acc);
 
  private:
-  std::vector<uint64_t> bits_;          // [C, words]: component c fires on token n
+  std::vector<uint64_t> bits_;  // [C, words]: component c fires on token n
   bool simd_;
-  std::vector<uint64_t> transposed_;    // [words, C'] (the AVX-512 co-occurrence kernel)
-  std::vector<int64_t> fired_;          // tokens on which one component fires
+  std::vector<uint64_t> transposed_;  // [words, C'] (the AVX-512 co-occurrence kernel)
+  std::vector<int64_t> fired_;        // tokens on which one component fires
   std::vector<std::pair<ExampleRank, int64_t>> candidates_;  // (rank, token) of one component
   std::vector<int32_t> window_tokens_;
   std::vector<float> window_acts_;
@@ -189,7 +189,7 @@ class BatchUpdater {
 // (firing_count(c) · marg(v))), over tokens with co > 0, top_k largest first (ties: smaller
 // token id); missing entries have idx −1 and val NaN.
 struct Derived {
-  std::vector<double> firing_density;  // [C] firing_count / n_tokens
+  std::vector<double> firing_density;       // [C] firing_count / n_tokens
   std::vector<double> mean_post, mean_pre;  // [C] act_sum / n_tokens (per token, as SPD)
   int64_t top_k = 0;
   std::vector<int32_t> in_pmi_idx, out_pmi_idx;  // [C, top_k] (empty without the stats)

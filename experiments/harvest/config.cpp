@@ -45,7 +45,8 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
     std::set<int64_t> seen;
     for (const auto& l : layers) {
       if (!l.is_number_integer() || l.get<int64_t>() < 0)
-        problems.push_back(fmt::format("components.layers: {} is not a layer index >= 0", l.dump()));
+        problems.push_back(
+            fmt::format("components.layers: {} is not a layer index >= 0", l.dump()));
       else if (!seen.insert(l.get<int64_t>()).second)
         problems.push_back(fmt::format("components.layers: {} given twice", l.dump()));
     }
@@ -82,8 +83,12 @@ KindConfig HarvestKindConfig() {
   k.defaults = {
       {"base", ""},
       {"data",
-       {{"source", "synthetic"}, {"rows_kind", "pretrain"}, {"path", ""}, {"dataset", "tokens"},
-        {"rows", 4096}, {"batch", 32}}},
+       {{"source", "synthetic"},
+        {"rows_kind", "pretrain"},
+        {"path", ""},
+        {"dataset", "tokens"},
+        {"rows", 4096},
+        {"batch", 32}}},
       {"components", {{"point", "mlp_post"}, {"layers", Json::array()}}},
       {"threshold", 0.0},
       {"stats", {{"cooc", true}, {"input_tokens", true}, {"output_tokens", true}}},
@@ -94,7 +99,8 @@ KindConfig HarvestKindConfig() {
   k.has_reduce = true;
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view role) {
-    std::vector<std::string> d = {"n_tokens", "n_rows", "firing_count", "act_sum/post", "reservoir/key"};
+    std::vector<std::string> d = {"n_tokens", "n_rows", "firing_count", "act_sum/post",
+                                  "reservoir/key"};
     if (role == "reduce") d.insert(d.end(), {"firing_density", "components/layer"});
     return d;
   };

@@ -34,7 +34,8 @@ template <typename T>
 void AddRows(const H5Reader& r, const std::string& name, int64_t rows, int64_t cols,
              std::vector<T>& into, int64_t block_bytes) {
   CheckShape(r, name, cols == 1 ? Shape{rows} : Shape{rows, cols});
-  const int64_t per = std::min(rows, RowsPerBlock(cols * static_cast<int64_t>(sizeof(T)), block_bytes));
+  const int64_t per =
+      std::min(rows, RowsPerBlock(cols * static_cast<int64_t>(sizeof(T)), block_bytes));
   std::vector<T> buf(Z(per * cols));
   for (int64_t r0 = 0; r0 < rows; r0 += per) {
     const int64_t n = std::min(per, rows - r0);
@@ -156,7 +157,8 @@ void WriteAccumulators(H5Writer& w, const Accumulators& acc, const FileMeta& met
   if (o.cooc) {
     std::vector<int64_t> full(Z(C * C));
     for (int64_t i = 0; i < C; ++i)
-      for (int64_t j = i; j < C; ++j) full[Z(i * C + j)] = full[Z(j * C + i)] = acc.cooc[Z(i * C + j)];
+      for (int64_t j = i; j < C; ++j)
+        full[Z(i * C + j)] = full[Z(j * C + i)] = acc.cooc[Z(i * C + j)];
     w.Write("cooc", full.data(), Shape{C, C});
   }
   if (o.input_tokens) {
@@ -197,8 +199,8 @@ void WriteDerived(H5Writer& w, const Accumulators& acc, const Derived& d) {
     layer[Z(c)] = o.layers[Z(c / o.width)];
     unit[Z(c)] = c % o.width;
   }
-  std::vector<std::string> columns = {"layer", "unit", "firing_count", "firing_density",
-                                      "mean_act_post", "n_examples"};
+  std::vector<std::string> columns = {"layer",          "unit",          "firing_count",
+                                      "firing_density", "mean_act_post", "n_examples"};
   w.Write("components/layer", layer);
   w.Write("components/unit", unit);
   w.Write("components/firing_count", acc.firing_count);
@@ -267,7 +269,8 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
   };
   std::vector<std::string> problems;
   if (static_cast<int64_t>(maps.size()) != shard_count)
-    problems.push_back(fmt::format("expected {} map shard files, got {}", shard_count, maps.size()));
+    problems.push_back(
+        fmt::format("expected {} map shard files, got {}", shard_count, maps.size()));
   std::vector<Map> ok;
   for (const MapInput& in : maps) {
     const std::string who = name(in, in.shard_index);
@@ -284,18 +287,18 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
       const auto layout = r.AttrInt("/", "harvest_layout");
       if (!layout) throw std::runtime_error("not a harvest file (no harvest_layout attribute)");
       if (*layout != kLayoutVersion)
-        throw std::runtime_error(fmt::format("harvest layout {} (this build reads {})", *layout,
-                                             kLayoutVersion));
+        throw std::runtime_error(
+            fmt::format("harvest layout {} (this build reads {})", *layout, kLayoutVersion));
       const auto role = r.AttrString("/", "harvest_role").value_or("");
       if (role != "map") throw std::runtime_error(fmt::format("role is '{}', not map", role));
       m.index = r.AttrInt("/", "harvest_shard_index").value_or(-1);
       const int64_t count = r.AttrInt("/", "harvest_shard_count").value_or(-1);
       if (count != shard_count)
-        throw std::runtime_error(fmt::format("written as one of {} map shards, not {}", count,
-                                             shard_count));
+        throw std::runtime_error(
+            fmt::format("written as one of {} map shards, not {}", count, shard_count));
       if (m.index < 0 || m.index >= shard_count)
-        throw std::runtime_error(fmt::format("shard index {} is outside [0, {})", m.index,
-                                             shard_count));
+        throw std::runtime_error(
+            fmt::format("shard index {} is outside [0, {})", m.index, shard_count));
       if (in.shard_index >= 0 && in.shard_index != m.index)
         throw std::runtime_error(fmt::format("the file says shard index {}, the shard's params {}",
                                              m.index, in.shard_index));
@@ -306,8 +309,8 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
       m.options = ReadOptions(r);
       m.batches = r.Read<int64_t>("batches");
     } catch (const std::exception& e) {
-      problems.push_back(fmt::format("{}: {}", name(in, m.index >= 0 ? m.index : in.shard_index),
-                                     e.what()));
+      problems.push_back(
+          fmt::format("{}: {}", name(in, m.index >= 0 ? m.index : in.shard_index), e.what()));
       continue;
     }
     ok.push_back(std::move(m));
@@ -327,17 +330,17 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
     if (by_index.count(i)) continue;
     bool named = false;
     for (const MapInput& in : maps) named |= in.shard_index == i;
-    if (!named) problems.push_back(fmt::format("map shard {} of {}: no input file", i, shard_count));
+    if (!named)
+      problems.push_back(fmt::format("map shard {} of {}: no input file", i, shard_count));
   }
   if (!ok.empty()) {
     const Options& first = ok.front().options;
     const std::string want = first.ToJson().dump();
     for (const Map& m : ok)
       if (m.options.ToJson().dump() != want)
-        problems.push_back(fmt::format("{}: its harvest options differ from {}'s ({} vs {})",
-                                       name(*m.input, m.index),
-                                       name(*ok.front().input, ok.front().index),
-                                       m.options.ToJson().dump(), want));
+        problems.push_back(fmt::format(
+            "{}: its harvest options differ from {}'s ({} vs {})", name(*m.input, m.index),
+            name(*ok.front().input, ok.front().index), m.options.ToJson().dump(), want));
     // The maps' batches must tile [0, n_batches).
     std::vector<const Map*> owner(Z(std::max<int64_t>(0, first.n_batches)), nullptr);
     for (const Map& m : ok) {
@@ -361,8 +364,8 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
       for (size_t b = 0; b < owner.size(); ++b)
         if (!owner[b]) gaps.push_back(static_cast<int64_t>(b));
       if (!gaps.empty())
-        problems.push_back(fmt::format("{} batches are in no map file (first: {})", gaps.size(),
-                                       gaps.front()));
+        problems.push_back(
+            fmt::format("{} batches are in no map file (first: {})", gaps.size(), gaps.front()));
     }
   }
   if (!problems.empty())
@@ -375,8 +378,8 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
     try {
       MergeFile(*m.reader, acc, block_bytes);
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("harvest reduce: {} is corrupt: {}",
-                                           name(*m.input, m.index), e.what()));
+      throw std::runtime_error(
+          fmt::format("harvest reduce: {} is corrupt: {}", name(*m.input, m.index), e.what()));
     }
   }
   return acc;

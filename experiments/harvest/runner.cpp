@@ -28,8 +28,8 @@ int64_t PointWidth(CapturePoint p, const ModelConfig& c) {
     case CapturePoint::kAttnZ: return c.q_dim();
     case CapturePoint::kAttnPattern: break;
   }
-  throw std::runtime_error(fmt::format(
-      "components.point: {} is not a per-token capture point", ToString(p)));
+  throw std::runtime_error(
+      fmt::format("components.point: {} is not a per-token capture point", ToString(p)));
 }
 
 // The captured point of every chosen layer as panels [N, width] read in place (float32 CPU
@@ -97,9 +97,9 @@ void RunReduce(ShardContext& ctx, const std::string& config) {
   for (const auto& in : ctx.task().inputs) {
     if (in.kind != "harvest") continue;
     const auto index = in.params.find("shard_index");
-    maps.push_back({in.path, in.id.hex,
-                    index != in.params.end() && index->is_number_integer() ? index->get<int64_t>()
-                                                                           : -1});
+    maps.push_back(
+        {in.path, in.id.hex,
+         index != in.params.end() && index->is_number_integer() ? index->get<int64_t>() : -1});
   }
   const int64_t shard_count = p.at("shard_count").get<int64_t>();
   const Accumulators acc = ReduceMapFiles(maps, shard_count, config);
@@ -125,8 +125,9 @@ Options MakeOptions(const Json& p, const ModelConfig& config, int64_t seq_len, i
   for (const auto& l : comp.at("layers")) {
     const int64_t layer = l.get<int64_t>();
     if (layer < 0 || layer >= config.num_hidden_layers)
-      throw std::runtime_error(fmt::format("components.layers: the model has no layer {} (it has {})",
-                                           layer, config.num_hidden_layers));
+      throw std::runtime_error(
+          fmt::format("components.layers: the model has no layer {} (it has {})", layer,
+                      config.num_hidden_layers));
     o.layers.push_back(layer);
   }
   if (o.layers.empty()) {

@@ -35,7 +35,8 @@ void AllReduceSum(Collective& c, torch::Tensor& t) {
   if (c.size() <= 1) return;
   if (t.is_cuda() && c.backend() != "nccl") {
     auto host = t.to(torch::kCPU).contiguous();
-    c.AllReduce(host.data_ptr(), static_cast<size_t>(host.numel()), DType::kFloat32, ReduceOp::kSum);
+    c.AllReduce(host.data_ptr(), static_cast<size_t>(host.numel()), DType::kFloat32,
+                ReduceOp::kSum);
     t.copy_(host);
   } else {
     c.AllReduce(t.data_ptr(), static_cast<size_t>(t.numel()), DType::kFloat32, ReduceOp::kSum);
@@ -93,7 +94,8 @@ Settings ReadSettings(const Json& p) {
   return s;
 }
 
-std::unique_ptr<TrainableAdapter> MakeAdapter(const Model& model, const Settings& s, uint64_t seed) {
+std::unique_ptr<TrainableAdapter> MakeAdapter(const Model& model, const Settings& s,
+                                              uint64_t seed) {
   if (s.adapter == "lora") return std::make_unique<LoraAdapter>(model, s.lora, s.targets, seed);
   if (s.adapter == "ia3") return std::make_unique<Ia3Adapter>(model, s.targets);
   throw std::runtime_error("adapter: '" + s.adapter + "' is not lora or ia3");
@@ -138,7 +140,8 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
   ForwardOptions opts;
   opts.adapter = t.adapter.get();
   opts.logit_positions = torch::full({1}, task.answer_pos() - 1, torch::kLong);
-  auto loss_buf = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(model.device()));
+  auto loss_buf =
+      torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(model.device()));
   for (int64_t step = 0; step < s.steps; ++step) {
     std::vector<int64_t> batch;
     while (static_cast<int64_t>(batch.size()) < s.batch) {
@@ -149,9 +152,9 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
       }
       batch.push_back(order[cursor++]);
     }
-    const auto idx = torch::tensor(std::vector<int64_t>(batch.begin() + rank * local,
-                                                        batch.begin() + (rank + 1) * local),
-                                   torch::kLong);
+    const auto idx = torch::tensor(
+        std::vector<int64_t>(batch.begin() + rank * local, batch.begin() + (rank + 1) * local),
+        torch::kLong);
     const auto tokens = all_tokens.index_select(0, idx).to(model.device());
     const auto answers = all_answers.index_select(0, idx).to(model.device());
     const auto logits = model.Forward(tokens, opts).select(1, 0);  // [local, V]
@@ -175,8 +178,8 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
     opt.Step(ScheduledLr(s.schedule, s.lr, step, s.steps, s.warmup));
     const float value = loss_buf.item<float>();
     if (!std::isfinite(value))
-      throw std::runtime_error(fmt::format("lora_steer: loss is {} at step {} (lower train.lr?)",
-                                           value, step));
+      throw std::runtime_error(
+          fmt::format("lora_steer: loss is {} at step {} (lower train.lr?)", value, step));
     t.losses.push_back(value);
     progress(step + 1);
   }
@@ -217,9 +220,11 @@ torch::Tensor SingularValues(const torch::Tensor& dw, const TrainableAdapter& po
 YesNoScores ScoreYesNo(const Model& model, const synth::RowBatch& rows, const ForwardOptions& opts,
                        int64_t batch) {
   torch::NoGradGuard no_grad;
-  const int64_t pos = rows.seq_len > 0 ? std::distance(rows.row(0),
-                                                       std::find(rows.row(0), rows.row(0) + rows.seq_len, synth::kQ))
-                                       : 0;
+  const int64_t pos =
+      rows.seq_len > 0
+          ? std::distance(rows.row(0),
+                          std::find(rows.row(0), rows.row(0) + rows.seq_len, synth::kQ))
+          : 0;
   if (rows.rows > 0 && pos >= rows.seq_len)
     throw std::runtime_error("ScoreYesNo: rows have no Q token");
   ForwardOptions o = opts;
@@ -228,9 +233,9 @@ YesNoScores ScoreYesNo(const Model& model, const synth::RowBatch& rows, const Fo
   std::vector<torch::Tensor> lr, pm;
   for (int64_t b = 0; b < rows.rows; b += batch) {
     const int64_t n = std::min(batch, rows.rows - b);
-    const auto logp =
-        torch::log_softmax(model.Forward(all.narrow(0, b, n).to(model.device()), o).select(1, 0), -1)
-            .to(torch::kCPU);
+    const auto logp = torch::log_softmax(
+                          model.Forward(all.narrow(0, b, n).to(model.device()), o).select(1, 0), -1)
+                          .to(torch::kCPU);
     const auto yes = logp.select(1, synth::kYes), no = logp.select(1, synth::kNo);
     lr.push_back(yes - no);
     pm.push_back(yes.exp() + no.exp());
@@ -261,8 +266,9 @@ double MeanKl(const torch::Tensor& logp, const torch::Tensor& logq) {
 std::string ResolveBaseCheckpoint(const ShardTaskView& task, const std::string& explicit_dir) {
   if (!explicit_dir.empty()) {
     if (!HasCheckpoint(explicit_dir))
-      throw std::runtime_error(fmt::format(
-          "base checkpoint {}: needs config.json and model.safetensors (or an index)", explicit_dir));
+      throw std::runtime_error(
+          fmt::format("base checkpoint {}: needs config.json and model.safetensors (or an index)",
+                      explicit_dir));
     return explicit_dir;
   }
   std::vector<std::string> looked;
@@ -272,7 +278,8 @@ std::string ResolveBaseCheckpoint(const ShardTaskView& task, const std::string& 
     looked.push_back(in.artifact_dir);
   }
   throw std::runtime_error(fmt::format(
-      "no base checkpoint: params.base is empty and {} (give `needs: <a pretrain stage>` or base: DIR)",
+      "no base checkpoint: params.base is empty and {} (give `needs: <a pretrain stage>` or base: "
+      "DIR)",
       looked.empty() ? "no needed shard is a pretrain shard"
                      : fmt::format("the needed pretrain shards have no checkpoint in {}",
                                    fmt::join(looked, ", "))));
@@ -283,7 +290,8 @@ synth::TaskSpec TaskOfCheckpoint(const std::string& dir) {
   const auto config = ModelConfig::FromHfFile(path);
   std::ifstream in(path);
   const Json j = Json::parse(in, nullptr, false);
-  if (j.is_object() && j.contains("seedgrid_task")) return synth::TaskSpec::FromJson(j["seedgrid_task"]);
+  if (j.is_object() && j.contains("seedgrid_task"))
+    return synth::TaskSpec::FromJson(j["seedgrid_task"]);
   synth::TaskSpec t;
   t.vocab_size = config.vocab_size;
   t.seq_len = std::min<int64_t>(config.max_position_embeddings, t.seq_len);
@@ -317,17 +325,19 @@ std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_pat
       out[name] = (f("pos", "B").mm(f("pos", "A")) - f("neg", "B").mm(f("neg", "A"))) * scale;
     } else if (adapter == "ia3") {
       if (base == nullptr)
-        throw std::runtime_error(fmt::format(
-            "{}: dW of '{}' is not stored dense; rebuilding it from IA3 vectors needs the base model",
-            h5_path, name));
-      const auto dl = read(fmt::format("adapter/pos/{}/l", name)) -
-                      read(fmt::format("adapter/neg/{}/l", name));
+        throw std::runtime_error(
+            fmt::format("{}: dW of '{}' is not stored dense; rebuilding it from IA3 vectors needs "
+                        "the base model",
+                        h5_path, name));
+      const auto dl =
+          read(fmt::format("adapter/pos/{}/l", name)) - read(fmt::format("adapter/neg/{}/l", name));
       const auto w = base->Weight(name).detach().to(torch::kCPU);
-      const bool down = ParseHfWeightName(name) && ParseHfWeightName(name)->second == ModuleKind::kDown;
+      const bool down =
+          ParseHfWeightName(name) && ParseHfWeightName(name)->second == ModuleKind::kDown;
       out[name] = down ? w * dl.view({1, -1}) : w * dl.view({-1, 1});
     } else {
-      throw std::runtime_error(fmt::format("{}: no dW/{} and no adapter factors to rebuild it",
-                                           h5_path, name));
+      throw std::runtime_error(
+          fmt::format("{}: no dW/{} and no adapter factors to rebuild it", h5_path, name));
     }
   }
   return out;
@@ -344,8 +354,8 @@ void RunLoraSteer(ShardContext& ctx) {
   if (task.vocab_size != model.config().vocab_size ||
       task.seq_len > model.config().max_position_embeddings)
     throw std::runtime_error(fmt::format(
-        "base {}: task (vocab {}, seq_len {}) does not fit the model (vocab {}, context {})", base_dir,
-        task.vocab_size, task.seq_len, model.config().vocab_size,
+        "base {}: task (vocab {}, seq_len {}) does not fit the model (vocab {}, context {})",
+        base_dir, task.vocab_size, task.seq_len, model.config().vocab_size,
         model.config().max_position_embeddings));
   Collective* gang = ctx.collective();
   const auto seed = static_cast<uint64_t>(ctx.seed());
@@ -373,7 +383,8 @@ void RunLoraSteer(ShardContext& ctx) {
   const int64_t A = static_cast<int64_t>(s.alphas.size()), R = eval_rows.rows;
   std::vector<float> logratio, pmass;
   std::vector<double> kl, acc, signed_mean, pmass_mean;
-  const auto label = torch::tensor(std::vector<float>(eval_rows.label.begin(), eval_rows.label.end()));
+  const auto label =
+      torch::tensor(std::vector<float>(eval_rows.label.begin(), eval_rows.label.end()));
   {
     WeightEdit edit(model, dw);
     for (int64_t a = 0; a < A; ++a) {
@@ -434,8 +445,10 @@ void RunLoraSteer(ShardContext& ctx) {
     return static_cast<size_t>(it - s.alphas.begin());
   };
   const size_t i0 = at_alpha(0.0), i1 = at_alpha(1.0);
-  const double mean_a = std::accumulate(s.alphas.begin(), s.alphas.end(), 0.0) / static_cast<double>(A);
-  const double mean_m = std::accumulate(signed_mean.begin(), signed_mean.end(), 0.0) / static_cast<double>(A);
+  const double mean_a =
+      std::accumulate(s.alphas.begin(), s.alphas.end(), 0.0) / static_cast<double>(A);
+  const double mean_m =
+      std::accumulate(signed_mean.begin(), signed_mean.end(), 0.0) / static_cast<double>(A);
   double sxy = 0, sxx = 0;
   for (int64_t a = 0; a < A; ++a) {
     const double dx = s.alphas[static_cast<size_t>(a)] - mean_a;

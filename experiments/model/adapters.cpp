@@ -71,8 +71,9 @@ int64_t OutFeatures(const Model& model, ModuleKind m) {
 
 std::vector<int64_t> AdapterTargets::Layers(int64_t n_layers) const {
   if (!(layer_lo >= 0 && layer_lo <= layer_hi && layer_hi <= 1))
-    throw std::runtime_error(fmt::format(
-        "adapter targets: layer range [{}, {}] must satisfy 0 <= lo <= hi <= 1", layer_lo, layer_hi));
+    throw std::runtime_error(
+        fmt::format("adapter targets: layer range [{}, {}] must satisfy 0 <= lo <= hi <= 1",
+                    layer_lo, layer_hi));
   const auto lo = static_cast<int64_t>(std::floor(layer_lo * static_cast<double>(n_layers)));
   auto hi = static_cast<int64_t>(std::floor(layer_hi * static_cast<double>(n_layers)));
   hi = std::min(hi, n_layers);
@@ -80,14 +81,16 @@ std::vector<int64_t> AdapterTargets::Layers(int64_t n_layers) const {
   for (int64_t l = lo; l < hi; ++l) out.push_back(l);
   if (out.empty() && lo < n_layers) out.push_back(lo);
   if (out.empty())
-    throw std::runtime_error(fmt::format("adapter targets: layer range [{}, {}] selects no layer of {}",
-                                         layer_lo, layer_hi, n_layers));
+    throw std::runtime_error(
+        fmt::format("adapter targets: layer range [{}, {}] selects no layer of {}", layer_lo,
+                    layer_hi, n_layers));
   return out;
 }
 
 void TrainableAdapter::set_batch_slice(int64_t index, int64_t count) {
   if (count < 1 || index < 0 || index >= count)
-    throw std::runtime_error(fmt::format("adapter batch slice {} of {}: out of range", index, count));
+    throw std::runtime_error(
+        fmt::format("adapter batch slice {} of {}: out of range", index, count));
   slice_index_ = index;
   slice_count_ = count;
 }

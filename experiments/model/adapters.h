@@ -85,9 +85,9 @@ class LoraAdapter : public TrainableAdapter {
   const AdapterTargets& targets() const { return targets_; }
 
  private:
-  struct GroupParams {  // one fused group of one layer, resolved once
-    torch::Tensor a;                   // stacked A of the targeted modules [r·m, in]
-    std::vector<torch::Tensor> blocks; // per module of the group: B, or an empty [out, 0]
+  struct GroupParams {                  // one fused group of one layer, resolved once
+    torch::Tensor a;                    // stacked A of the targeted modules [r·m, in]
+    std::vector<torch::Tensor> blocks;  // per module of the group: B, or an empty [out, 0]
   };
   const Model& model_;
   LoraOptions options_;

@@ -85,24 +85,22 @@ std::vector<std::string> ModelConfig::Problems() const {
   positive("max_position_embeddings", max_position_embeddings);
   if (num_attention_heads > 0 && num_key_value_heads > 0 &&
       num_attention_heads % num_key_value_heads != 0)
-    p.push_back(fmt::format(
-        "model.num_key_value_heads: {} does not divide num_attention_heads {}",
-        num_key_value_heads, num_attention_heads));
+    p.push_back(fmt::format("model.num_key_value_heads: {} does not divide num_attention_heads {}",
+                            num_key_value_heads, num_attention_heads));
   if (head_dim > 0 && head_dim % 2 != 0)
     p.push_back(fmt::format("model.head_dim: must be even for RoPE, got {}", head_dim));
   if (!(rms_norm_eps > 0)) p.push_back("model.rms_norm_eps: must be > 0");
   if (!(rope_theta > 0)) p.push_back("model.rope_theta: must be > 0");
   if (!KnownAct(hidden_act))
-    p.push_back(fmt::format(
-        "model.hidden_act: '{}' is not supported (silu, gelu, gelu_pytorch_tanh, relu)",
-        hidden_act));
-  if (!rope_scaling_type.empty() && rope_scaling_type != "linear" &&
-      rope_scaling_type != "llama3")
+    p.push_back(
+        fmt::format("model.hidden_act: '{}' is not supported (silu, gelu, gelu_pytorch_tanh, relu)",
+                    hidden_act));
+  if (!rope_scaling_type.empty() && rope_scaling_type != "linear" && rope_scaling_type != "llama3")
     p.push_back(fmt::format("model.rope_scaling: type '{}' is not supported (linear, llama3)",
                             rope_scaling_type));
   if (model_type != "llama" && model_type != "qwen2" && model_type != "qwen3")
-    p.push_back(fmt::format("model.model_type: '{}' is not supported (llama, qwen2, qwen3)",
-                            model_type));
+    p.push_back(
+        fmt::format("model.model_type: '{}' is not supported (llama, qwen2, qwen3)", model_type));
   return p;
 }
 
@@ -137,7 +135,8 @@ ModelConfig ModelConfig::FromHfJson(const Json& j, const std::string& source) {
     c.attention_bias = true;  // hard-wired in Qwen2Attention
     bool sliding = false;
     f.Bool("use_sliding_window", sliding);
-    if (sliding) problems.push_back("use_sliding_window: sliding-window attention is not supported");
+    if (sliding)
+      problems.push_back("use_sliding_window: sliding-window attention is not supported");
   } else {
     f.Bool("attention_bias", c.attention_bias);
     c.o_bias = c.attention_bias;  // Llama/Qwen3 attention biases o_proj too (Qwen2 does not)
@@ -225,11 +224,11 @@ Json ModelConfig::ToHfJson() const {
 }
 
 Json ModelConfig::ModelParamDefaults() {
-  return {{"vocab_size", 48},    {"d_model", 64},       {"n_layers", 2},
-          {"n_heads", 4},        {"n_kv_heads", 0},     {"head_dim", 0},
-          {"d_mlp", 256},        {"context", 24},       {"mlp", "swiglu"},
-          {"rope_theta", 10000.0}, {"norm_eps", 1e-5},  {"tie_embeddings", false},
-          {"qk_norm", false},    {"attention_bias", false}};
+  return {{"vocab_size", 48},      {"d_model", 64},          {"n_layers", 2},
+          {"n_heads", 4},          {"n_kv_heads", 0},        {"head_dim", 0},
+          {"d_mlp", 256},          {"context", 24},          {"mlp", "swiglu"},
+          {"rope_theta", 10000.0}, {"norm_eps", 1e-5},       {"tie_embeddings", false},
+          {"qk_norm", false},      {"attention_bias", false}};
 }
 
 std::vector<std::string> ModelParamProblems(const Json& model_params) {
@@ -258,7 +257,8 @@ ModelConfig ModelConfig::FromParams(const Json& p) {
     const int64_t kv = m.at("n_kv_heads").get<int64_t>();
     c.num_key_value_heads = kv == 0 ? c.num_attention_heads : kv;
     const int64_t hd = m.at("head_dim").get<int64_t>();
-    c.head_dim = hd != 0 ? hd : (c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+    c.head_dim =
+        hd != 0 ? hd : (c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
     c.intermediate_size = m.at("d_mlp").get<int64_t>();
     c.max_position_embeddings = m.at("context").get<int64_t>();
     const std::string mlp = m.at("mlp").get<std::string>();

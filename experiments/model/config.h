@@ -20,12 +20,12 @@ namespace seedgrid {
 struct ModelConfig {
   std::string model_type = "llama";  // llama | qwen2 | qwen3 (written back to config.json)
   int64_t vocab_size = 48;
-  int64_t hidden_size = 64;          // d_model
-  int64_t intermediate_size = 256;   // d_mlp
+  int64_t hidden_size = 64;         // d_model
+  int64_t intermediate_size = 256;  // d_mlp
   int64_t num_hidden_layers = 2;
   int64_t num_attention_heads = 4;
-  int64_t num_key_value_heads = 4;   // grouped-query attention when < num_attention_heads
-  int64_t head_dim = 16;             // hidden_size / num_attention_heads unless given (Qwen3)
+  int64_t num_key_value_heads = 4;       // grouped-query attention when < num_attention_heads
+  int64_t head_dim = 16;                 // hidden_size / num_attention_heads unless given (Qwen3)
   int64_t max_position_embeddings = 24;  // RoPE tables are built for this many positions
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
@@ -38,8 +38,8 @@ struct ModelConfig {
   int64_t rope_original_max_position = 8192;
   // MLP: gated (SwiGLU-style: down(act(gate(x)) * up(x)), HF Llama) or plain (down(act(up(x)))).
   bool gated_mlp = true;
-  std::string hidden_act = "silu";   // silu | gelu | gelu_pytorch_tanh | relu
-  bool attention_bias = false;       // biases on q, k, v (and o when o_bias)
+  std::string hidden_act = "silu";  // silu | gelu | gelu_pytorch_tanh | relu
+  bool attention_bias = false;      // biases on q, k, v (and o when o_bias)
   bool o_bias = false;
   bool mlp_bias = false;
   bool qk_norm = false;              // Qwen3: RMSNorm over head_dim on q and k before RoPE

@@ -19,7 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kAlign = 16;  // floats: 64-byte slots
+constexpr int64_t kAlign = 16;      // floats: 64-byte slots
 constexpr int64_t kFoldRows = 128;  // fold attention heads into one GEMM up to H·T rows
 
 std::string Join(const std::vector<std::string>& v, const std::string& sep) {
@@ -56,12 +56,18 @@ struct Names {
 
 Names LayerNames(int64_t l) {
   const std::string p = LayerPrefix(l);
-  return {p + "self_attn.qkv",        p + "self_attn.qkv_bias",
-          p + "self_attn.o_proj.weight", p + "self_attn.o_proj.bias",
-          p + "mlp.gate_up",          p + "mlp.gate_up_bias",
-          p + "mlp.down_proj.weight", p + "mlp.down_proj.bias",
-          p + "input_layernorm.weight", p + "post_attention_layernorm.weight",
-          p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight"};
+  return {p + "self_attn.qkv",
+          p + "self_attn.qkv_bias",
+          p + "self_attn.o_proj.weight",
+          p + "self_attn.o_proj.bias",
+          p + "mlp.gate_up",
+          p + "mlp.gate_up_bias",
+          p + "mlp.down_proj.weight",
+          p + "mlp.down_proj.bias",
+          p + "input_layernorm.weight",
+          p + "post_attention_layernorm.weight",
+          p + "self_attn.q_norm.weight",
+          p + "self_attn.k_norm.weight"};
 }
 
 }  // namespace
@@ -90,8 +96,8 @@ std::optional<ModuleKind> ParseModuleKind(std::string_view name) {
 }
 
 std::string HfWeightName(int64_t layer, ModuleKind m) {
-  const bool attn = m == ModuleKind::kQ || m == ModuleKind::kK || m == ModuleKind::kV ||
-                    m == ModuleKind::kO;
+  const bool attn =
+      m == ModuleKind::kQ || m == ModuleKind::kK || m == ModuleKind::kV || m == ModuleKind::kO;
   return fmt::format("{}{}.{}_proj.weight", LayerPrefix(layer), attn ? "self_attn" : "mlp",
                      ToString(m));
 }
@@ -113,8 +119,7 @@ std::optional<std::pair<int64_t, ModuleKind>> ParseHfWeightName(std::string_view
 // ---- FlatParams ------------------------------------------------------------------------------
 
 torch::Tensor AliasRows(const torch::Tensor& t, int64_t begin, int64_t end) {
-  TORCH_CHECK(t.is_contiguous() && t.dim() >= 1 && begin >= 0 && begin <= end &&
-                  end <= t.size(0),
+  TORCH_CHECK(t.is_contiguous() && t.dim() >= 1 && begin >= 0 && begin <= end && end <= t.size(0),
               "AliasRows: bad range");
   std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
   shape[0] = end - begin;
@@ -280,8 +285,9 @@ Model::Model(ModelConfig config, torch::Device device)
     add(n.o, params_.Get(n.o));
     if (c.o_bias) add(n.o_bias, params_.Get(n.o_bias));
     add(n.ln2, params_.Get(n.ln2));
-    const std::vector<ModuleKind> mlp =
-        c.gated_mlp ? std::vector{ModuleKind::kGate, ModuleKind::kUp} : std::vector{ModuleKind::kUp};
+    const std::vector<ModuleKind> mlp = c.gated_mlp
+                                            ? std::vector{ModuleKind::kGate, ModuleKind::kUp}
+                                            : std::vector{ModuleKind::kUp};
     for (ModuleKind m : mlp) {
       const auto [b, e] = GroupRows(m);
       add(HfWeightName(l, m), AliasRows(params_.Get(n.gate_up), b, e));
@@ -336,7 +342,8 @@ Model::Model(ModelConfig config, torch::Device device)
   auto pos = torch::arange(c.max_position_embeddings, torch::kFloat64);
   auto freqs = torch::outer(pos, inv);
   auto emb = torch::cat({freqs, freqs}, -1);
-  auto sign = torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
+  auto sign =
+      torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
   cos_ = emb.cos().to(torch::kFloat32).to(device);
   sin_ = (emb.sin() * sign).to(torch::kFloat32).to(device);
   const int64_t T = c.max_position_embeddings;
@@ -390,7 +397,8 @@ std::pair<int64_t, int64_t> Model::GroupRows(ModuleKind m) const {
     case ModuleKind::kGate:
       if (!config_.gated_mlp) throw std::runtime_error("model has no gate_proj (plain MLP)");
       return {0, dm};
-    case ModuleKind::kUp: return config_.gated_mlp ? std::pair{dm, 2 * dm} : std::pair{int64_t{0}, dm};
+    case ModuleKind::kUp:
+      return config_.gated_mlp ? std::pair{dm, 2 * dm} : std::pair{int64_t{0}, dm};
     case ModuleKind::kDown: return {0, config_.hidden_size};
   }
   return {0, 0};
@@ -446,8 +454,8 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
   if (o.head_scale.defined())
     TORCH_CHECK(o.head_scale.dim() == 2 && o.head_scale.size(0) == c.num_hidden_layers &&
                     o.head_scale.size(1) == H,
-                "Model::Forward: head_scale must be [n_layers, n_heads] = [",
-                c.num_hidden_layers, ", ", H, "], got ", o.head_scale.sizes());
+                "Model::Forward: head_scale must be [n_layers, n_heads] = [", c.num_hidden_layers,
+                ", ", H, "], got ", o.head_scale.sizes());
   const bool observe = o.hook != nullptr || o.capture != nullptr;
   // Reports a [B, T, ...] view of an activation to the hook and capture; returns the tensor
   // to go on with (the hook may replace it).
@@ -504,14 +512,15 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     // cross-head scores get probability exactly 0, so the result is the per-head attention.
     const bool fold = H > 1 && H * T <= kFoldRows;
     const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
-    auto probs = torch::softmax(
-        torch::baddbmm(fold ? FoldedMask(H, T) : mask, q.view({bb, rows, D}),
-                       k.view({bb, rows, D}).transpose(1, 2), 1.0, scale),
-        -1);
+    auto probs =
+        torch::softmax(torch::baddbmm(fold ? FoldedMask(H, T) : mask, q.view({bb, rows, D}),
+                                      k.view({bb, rows, D}).transpose(1, 2), 1.0, scale),
+                       -1);
     if (observe) {
       // The per-head pattern: the diagonal blocks (a view when folded).
-      const auto pattern = fold ? probs.view({B, H, T, H, T}).diagonal(0, 1, 3).permute({0, 3, 1, 2})
-                                : probs.view({B, H, T, T});
+      const auto pattern = fold
+                               ? probs.view({B, H, T, H, T}).diagonal(0, 1, 3).permute({0, 3, 1, 2})
+                               : probs.view({B, H, T, T});
       const auto seen = visit(CapturePoint::kAttnPattern, l, pattern);
       if (!seen.is_same(pattern)) {  // the hook replaced it
         if (fold) {
@@ -524,7 +533,8 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
       }
     }
     auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
-    if (o.head_scale.defined()) z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
+    if (o.head_scale.defined())
+      z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
     auto zt = z.transpose(1, 2);  // [B, T, H, D]
     if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
     h = linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, h);
@@ -564,8 +574,10 @@ torch::Tensor Model::FoldedMask(int64_t H, int64_t T) const {
   if (!m.defined()) {
     auto idx = torch::arange(H * T, torch::kLong);
     auto head = idx.div(T, "floor"), pos = idx.remainder(T);
-    auto allowed = head.unsqueeze(1).eq(head.unsqueeze(0)).logical_and(pos.unsqueeze(0).le(pos.unsqueeze(1)));
-    m = torch::where(allowed, torch::zeros({}), torch::full({}, -std::numeric_limits<float>::infinity()))
+    auto allowed =
+        head.unsqueeze(1).eq(head.unsqueeze(0)).logical_and(pos.unsqueeze(0).le(pos.unsqueeze(1)));
+    m = torch::where(allowed, torch::zeros({}),
+                     torch::full({}, -std::numeric_limits<float>::infinity()))
             .to(torch::kFloat32)
             .to(device_);
   }
@@ -592,7 +604,8 @@ void Model::LoadWeights(const std::string& path) {
     files.clear();
     const fs::path dir = fs::path(path).parent_path();
     for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) throw std::runtime_error(path + ": weight_map['" + name + "'] is not a string");
+      if (!file.is_string())
+        throw std::runtime_error(path + ": weight_map['" + name + "'] is not a string");
       const std::string full = (dir / file.get<std::string>()).string();
       where[name] = full;
       if (std::find(files.begin(), files.end(), full) == files.end()) files.push_back(full);
@@ -609,8 +622,9 @@ void Model::LoadWeights(const std::string& path) {
     const bool harmless = name.find("rotary_emb.inv_freq") != std::string::npos ||
                           (config_.tie_word_embeddings && name == "lm_head.weight");
     if (!harmless)
-      problems.push_back(fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)",
-                                     file, name, config_.model_type));
+      problems.push_back(
+          fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)", file, name,
+                      config_.model_type));
   }
   torch::NoGradGuard no_grad;
   for (const auto& name : file_order_) {
@@ -622,7 +636,8 @@ void Model::LoadWeights(const std::string& path) {
     }
     const auto& file = opened.at(it->second);
     if (!file.Has(name)) {
-      problems.push_back(fmt::format("{}: missing tensor '{}' (listed in {})", it->second, name, path));
+      problems.push_back(
+          fmt::format("{}: missing tensor '{}' (listed in {})", it->second, name, path));
       continue;
     }
     const TensorView& view = file.Get(name);
@@ -659,8 +674,8 @@ Model Model::Load(const std::string& dir, torch::Device device) {
   } else if (fs::exists(index)) {
     model.LoadWeights(index.string());
   } else {
-    throw std::runtime_error(fmt::format("{}: no model.safetensors or model.safetensors.index.json",
-                                         dir));
+    throw std::runtime_error(
+        fmt::format("{}: no model.safetensors or model.safetensors.index.json", dir));
   }
   return model;
 }
@@ -674,7 +689,8 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
     if (!t.is_cpu()) t = t.to(torch::kCPU);
     t = t.contiguous();
     host.push_back(t);
-    tensors.push_back({name, StDType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+    tensors.push_back({name, StDType::kF32,
+                       std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
                        t.data_ptr<float>()});
   }
   WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
@@ -686,8 +702,8 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
 
 torch::Tensor TokensTensor(const std::vector<int32_t>& tokens, int64_t rows, int64_t seq_len,
                            torch::Device device) {
-  TORCH_CHECK(static_cast<int64_t>(tokens.size()) == rows * seq_len, "TokensTensor: ",
-              tokens.size(), " tokens for [", rows, ", ", seq_len, "]");
+  TORCH_CHECK(static_cast<int64_t>(tokens.size()) == rows * seq_len,
+              "TokensTensor: ", tokens.size(), " tokens for [", rows, ", ", seq_len, "]");
   return torch::from_blob(const_cast<int32_t*>(tokens.data()), {rows, seq_len}, torch::kInt32)
       .to(device, torch::kLong);
 }
@@ -719,9 +735,10 @@ WeightEdit::WeightEdit(Model& model, std::map<std::string, torch::Tensor> deltas
     }
     auto w = model.Weight(name);
     if (!delta.defined() || delta.sizes() != w.sizes()) {
-      problems.push_back(fmt::format("'{}': delta shape [{}] != weight shape [{}]", name,
-                                     delta.defined() ? fmt::format("{}", fmt::join(delta.sizes(), ", ")) : "undefined",
-                                     fmt::join(w.sizes(), ", ")));
+      problems.push_back(fmt::format(
+          "'{}': delta shape [{}] != weight shape [{}]", name,
+          delta.defined() ? fmt::format("{}", fmt::join(delta.sizes(), ", ")) : "undefined",
+          fmt::join(w.sizes(), ", ")));
       continue;
     }
   }

@@ -42,11 +42,10 @@ namespace seedgrid {
 
 // The linear modules adapters can target, by their short names in specs.
 enum class ModuleKind : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
-inline constexpr ModuleKind kAllModuleKinds[] = {ModuleKind::kQ,    ModuleKind::kK,
-                                                 ModuleKind::kV,    ModuleKind::kO,
-                                                 ModuleKind::kGate, ModuleKind::kUp,
-                                                 ModuleKind::kDown};
-std::string_view ToString(ModuleKind m);                          // "q" ... "down"
+inline constexpr ModuleKind kAllModuleKinds[] = {
+    ModuleKind::kQ,    ModuleKind::kK,  ModuleKind::kV,   ModuleKind::kO,
+    ModuleKind::kGate, ModuleKind::kUp, ModuleKind::kDown};
+std::string_view ToString(ModuleKind m);                           // "q" ... "down"
 std::optional<ModuleKind> ParseModuleKind(std::string_view name);  // "q" or "q_proj"
 // "model.layers.<layer>.self_attn.q_proj.weight", ".mlp.down_proj.weight", ...
 std::string HfWeightName(int64_t layer, ModuleKind m);
@@ -69,11 +68,11 @@ class FlatParams {
   FlatParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
              torch::Device device);
 
-  const torch::Tensor& flat() const { return flat_; }  // [numel incl. alignment padding]
+  const torch::Tensor& flat() const { return flat_; }       // [numel incl. alignment padding]
   const torch::Tensor& Get(const std::string& name) const;  // throws naming it when unknown
   bool Has(const std::string& name) const { return index_.count(name) != 0; }
   const std::vector<std::string>& names() const { return names_; }  // layout order
-  int64_t offset(const std::string& name) const;                   // element offset in flat()
+  int64_t offset(const std::string& name) const;                    // element offset in flat()
   int64_t numel() const;  // sum of the named tensors' elements (no padding)
 
   // Marks every view as a trainable leaf and points its .grad() at the matching view of a
@@ -107,7 +106,13 @@ torch::Tensor AliasRows(const torch::Tensor& t, int64_t begin, int64_t end);
 //   attn_pattern[B,H,T,T]    softmax attention probabilities, [query, key]
 //   attn_z      [B,T,H,D]    per-head attention·V before o_proj (after head_scale)
 enum class CapturePoint : uint8_t {
-  kResidPre, kResidMid, kResidPost, kMlpPre, kMlpPost, kAttnPattern, kAttnZ
+  kResidPre,
+  kResidMid,
+  kResidPost,
+  kMlpPre,
+  kMlpPost,
+  kAttnPattern,
+  kAttnZ
 };
 std::string_view ToString(CapturePoint p);
 std::optional<CapturePoint> ParseCapturePoint(std::string_view name);
@@ -131,8 +136,7 @@ class Capture {
 
 // Called at every capture point of every layer with the live tensor; it may replace `value`
 // (same shape) to intervene — e.g. mean-ablate a head through kAttnZ, patch a residual.
-using ActivationHook =
-    std::function<void(CapturePoint point, int64_t layer, torch::Tensor& value)>;
+using ActivationHook = std::function<void(CapturePoint point, int64_t layer, torch::Tensor& value)>;
 
 // ---- Adapters ------------------------------------------------------------------------------
 
@@ -217,8 +221,8 @@ class Model {
 
  private:
   struct LayerWeights {  // the storage tensors of one layer (undefined when absent)
-    torch::Tensor ln1, qkv, qkv_bias, q_norm, k_norm, o, o_bias, ln2, gate_up, gate_up_bias,
-        down, down_bias;
+    torch::Tensor ln1, qkv, qkv_bias, q_norm, k_norm, o, o_bias, ln2, gate_up, gate_up_bias, down,
+        down_bias;
   };
   ModelConfig config_;
   torch::Device device_;

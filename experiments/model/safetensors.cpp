@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -26,9 +26,9 @@ struct DTypeName {
   size_t size;
 };
 constexpr DTypeName kDTypes[] = {
-    {StDType::kF64, "F64", 8}, {StDType::kF32, "F32", 4}, {StDType::kF16, "F16", 2},
+    {StDType::kF64, "F64", 8},   {StDType::kF32, "F32", 4}, {StDType::kF16, "F16", 2},
     {StDType::kBF16, "BF16", 2}, {StDType::kI64, "I64", 8}, {StDType::kI32, "I32", 4},
-    {StDType::kI16, "I16", 2}, {StDType::kI8, "I8", 1}, {StDType::kU8, "U8", 1},
+    {StDType::kI16, "I16", 2},   {StDType::kI8, "I8", 1},   {StDType::kU8, "U8", 1},
     {StDType::kBool, "BOOL", 1},
 };
 
@@ -96,8 +96,8 @@ int64_t TensorView::numel() const {
 // One tensor's header entry, checked against the data section: nullopt, with the problem
 // added to `problems`, when its dtype, shape or offsets are wrong.
 static std::optional<TensorView> ParseTensorEntry(const std::string& name,
-                                                  const nlohmann::json& entry,
-                                                  const uint8_t* data, uint64_t data_size,
+                                                  const nlohmann::json& entry, const uint8_t* data,
+                                                  uint64_t data_size,
                                                   std::vector<std::string>& problems) {
   const auto bad = [&](const std::string& what) {
     problems.push_back(fmt::format("tensor '{}': {}", name, what));
@@ -117,8 +117,7 @@ static std::optional<TensorView> ParseTensorEntry(const std::string& name,
   const auto known = std::find_if(std::begin(kDTypes), std::end(kDTypes),
                                   [&](const DTypeName& d) { return d.name == dtype; });
   if (known == std::end(kDTypes)) {
-    bad(fmt::format("unknown dtype '{}' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                    dtype));
+    bad(fmt::format("unknown dtype '{}' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)", dtype));
     return std::nullopt;
   }
   view.dtype = known->type;
@@ -154,14 +153,14 @@ static std::optional<TensorView> ParseTensorEntry(const std::string& name,
   }
   const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
   if (begin > end || end > data_size) {
-    bad(fmt::format("data_offsets [{}, {}) out of range (data section has {} bytes)", begin,
-                    end, data_size));
+    bad(fmt::format("data_offsets [{}, {}) out of range (data section has {} bytes)", begin, end,
+                    data_size));
     return std::nullopt;
   }
   const uint64_t want = numel * known->size;
   if (end - begin != want) {
-    bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", sh->dump(),
-                    dtype, want, end - begin));
+    bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", sh->dump(), dtype,
+                    want, end - begin));
     return std::nullopt;
   }
   view.data = data + begin;
@@ -171,8 +170,7 @@ static std::optional<TensorView> ParseTensorEntry(const std::string& name,
 
 // Tensors whose byte ranges overlap, as problems.
 static void AddOverlaps(const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
-                        const std::vector<std::string>& names,
-                        std::vector<std::string>& problems) {
+                        const std::vector<std::string>& names, std::vector<std::string>& problems) {
   std::vector<size_t> order(ranges.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
@@ -181,8 +179,8 @@ static void AddOverlaps(const std::vector<std::pair<uint64_t, uint64_t>>& ranges
     const auto& cur = ranges[order[i]];
     if (cur.first < prev.second)
       problems.push_back(fmt::format("tensors '{}' [{}, {}) and '{}' [{}, {}) overlap",
-                                     names[order[i - 1]], prev.first, prev.second,
-                                     names[order[i]], cur.first, cur.second));
+                                     names[order[i - 1]], prev.first, prev.second, names[order[i]],
+                                     cur.first, cur.second));
   }
 }
 
@@ -359,9 +357,7 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
 void ConvertToFloat32(const TensorView& view, float* out, const std::string& file) {
   const int64_t n = view.numel();
   switch (view.dtype) {
-    case StDType::kF32:
-      std::memcpy(out, view.data, static_cast<size_t>(n) * 4);
-      return;
+    case StDType::kF32: std::memcpy(out, view.data, static_cast<size_t>(n) * 4); return;
     case StDType::kF64:
       for (int64_t i = 0; i < n; ++i) {
         double d;

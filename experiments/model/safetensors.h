@@ -24,7 +24,7 @@ class SafetensorsError : public std::runtime_error {
 };
 
 enum class StDType : uint8_t { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
-std::string_view ToString(StDType t);         // "F32", ...
+std::string_view ToString(StDType t);  // "F32", ...
 size_t StDTypeSize(StDType t);
 
 struct TensorView {

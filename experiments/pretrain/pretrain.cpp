@@ -53,8 +53,9 @@ void RunPretrain(ShardContext& ctx) {
                 : TokenSource::File(data.at("path").get<std::string>(),
                                     data.at("dataset").get<std::string>(), config.vocab_size);
   if (source.seq_len() > config.max_position_embeddings)
-    throw std::runtime_error(fmt::format("pretrain: data rows have {} tokens but model.context is {}",
-                                         source.seq_len(), config.max_position_embeddings));
+    throw std::runtime_error(
+        fmt::format("pretrain: data rows have {} tokens but model.context is {}", source.seq_len(),
+                    config.max_position_embeddings));
 
   Model model(config, device);
   model.InitRandom(static_cast<uint64_t>(ctx.seed()), p.at("init").at("std").get<double>());
@@ -97,8 +98,8 @@ void RunPretrain(ShardContext& ctx) {
     opt.Step(ScheduledLr(schedule, adam.lr, step, steps, warmup));
     const float value = loss.item<float>();
     if (!std::isfinite(value))
-      throw std::runtime_error(fmt::format("pretrain: loss is {} at step {} (lower train.lr?)",
-                                           value, step));
+      throw std::runtime_error(
+          fmt::format("pretrain: loss is {} at step {} (lower train.lr?)", value, step));
     losses.push_back(value);
     ctx.Progress(step + 1, steps);
   }

@@ -69,9 +69,9 @@ constexpr const char* kPythonChained =
     "ValueError: config has no lora section\n";
 
 TEST(ErrorCauseLine, NamesTheCauseOfRealisticMessages) {
-  EXPECT_THAT(ErrorCauseLine(kHdf5Enospc),
-              AllOf(HasSubstr("error message = 'No space left on device'"),
-                    Not(HasSubstr("major"))));
+  EXPECT_THAT(
+      ErrorCauseLine(kHdf5Enospc),
+      AllOf(HasSubstr("error message = 'No space left on device'"), Not(HasSubstr("major"))));
   EXPECT_EQ(ErrorCauseLine(kHdf5NoErrno),
             "#001: H5Dio.c line 170 in H5D__write(): src and dest dataspaces have different "
             "number of elements selected");
@@ -82,9 +82,9 @@ TEST(ErrorCauseLine, NamesTheCauseOfRealisticMessages) {
                            "No space left on device\n\n"),
             "No space left on device");
   // A traceback at the end of an executor's message.
-  EXPECT_EQ(ErrorCauseLine(std::string("executor exited with code 1; last output:\n") +
-                           kPythonChained),
-            "ValueError: config has no lora section");
+  EXPECT_EQ(
+      ErrorCauseLine(std::string("executor exited with code 1; last output:\n") + kPythonChained),
+      "ValueError: config has no lora section");
   // No errno, no traceback: the last line that says error, else the first line.
   EXPECT_EQ(ErrorCauseLine("shard 3fa9 failed after 2 attempts\n"
                            "RuntimeError: CUDA error: out of memory\n"),
@@ -128,7 +128,8 @@ TEST(StatusAndShow, StatusShowsTheCauseLineShowTheWholeMessage) {
 
   const std::string status = Captured([&] { return CmdStatus(f.registry_path(), "full", false); });
   EXPECT_THAT(status, HasSubstr("attempts 2: No space left on device  (whole message: seedgrid "
-                                "show " + id.hex + ")"));
+                                "show " +
+                                id.hex + ")"));
   EXPECT_THAT(status, Not(HasSubstr("cannot close file")));
   const std::string json = Captured([&] { return CmdStatus(f.registry_path(), "full", true); });
   EXPECT_THAT(json, HasSubstr("\"error_line\": \"No space left on device\""));

@@ -33,7 +33,9 @@ struct Harness {
 
   Harness(std::vector<SchedTask> tasks, int window = 2) : sched(std::move(tasks), {window, 64}) {}
 
-  void Join(int rank) { sched.OnMessage(WorkerId{rank}, Wire(Hello{"h", rank, "", 1, 1, ""}), 0, comm); }
+  void Join(int rank) {
+    sched.OnMessage(WorkerId{rank}, Wire(Hello{"h", rank, "", 1, 1, ""}), 0, comm);
+  }
 
   // Answers one queued RunShard of `rank`. Returns false if it had none.
   bool Step(int rank) {
@@ -127,9 +129,9 @@ TEST(Scheduler, RetriesUntilMaxAttemptsThenFailsAndBlocksDependents) {
   h.RunToEnd({1});
   const auto& c = h.sched.counts();
   EXPECT_TRUE(h.sched.Finished());
-  EXPECT_EQ(c.done, 2);    // flaky (3rd attempt) + ok
-  EXPECT_EQ(c.failed, 1);  // bad
-  EXPECT_EQ(c.blocked, 1); // after_bad never dispatched
+  EXPECT_EQ(c.done, 2);                       // flaky (3rd attempt) + ok
+  EXPECT_EQ(c.failed, 1);                     // bad
+  EXPECT_EQ(c.blocked, 1);                    // after_bad never dispatched
   EXPECT_EQ(h.sched.tasks()[0].attempts, 3);  // two crashes and the success
   EXPECT_EQ(h.sched.tasks()[1].attempts, 2);
   EXPECT_EQ(std::count(h.order.begin(), h.order.end(), "after_bad"), 0);
@@ -229,7 +231,8 @@ TEST(Scheduler, AffinityPrefersShardsNeedingWhatTheWorkerRanLast) {
   h.Join(1);
   h.RunToEnd({1});
   // After base1 the worker keeps to base1's dependents first, then the others, never alternating.
-  std::vector<std::string> expect = {"base0", "base1", "y0", "y1", "y2", "y3", "x0", "x1", "x2", "x3"};
+  std::vector<std::string> expect = {"base0", "base1", "y0", "y1", "y2",
+                                     "y3",    "x0",    "x1", "x2", "x3"};
   EXPECT_EQ(h.order, expect);
 }
 
@@ -439,8 +442,10 @@ TEST(Scheduler, GangTimeoutSparesTheRankThatAnswered) {
   ASSERT_EQ(fin.size(), 1u);
   EXPECT_EQ(fin[0].done.outcome, Outcome::kTimeout);
   EXPECT_EQ(fin[0].new_status, ShardStatus::kFailed);  // max_attempts 1
-  EXPECT_NE(fin[0].done.error.find("worker rank 2 (gang of 2)"), std::string::npos) << fin[0].done.error;
-  EXPECT_NE(fin[0].done.error.find("chaos: injected exception"), std::string::npos) << fin[0].done.error;
+  EXPECT_NE(fin[0].done.error.find("worker rank 2 (gang of 2)"), std::string::npos)
+      << fin[0].done.error;
+  EXPECT_NE(fin[0].done.error.find("chaos: injected exception"), std::string::npos)
+      << fin[0].done.error;
   EXPECT_EQ(h.sched.counts().failed, 1);
   EXPECT_EQ(h.sched.counts().blocked, 1);  // after
   EXPECT_EQ(h.sched.counts().stranded, 0);
@@ -463,7 +468,7 @@ TEST(Scheduler, WhenEveryWorkerIsRetiredTheSweepEndsWithTheRestStranded) {
   EXPECT_EQ(c.running, 0);
   EXPECT_EQ(c.pending, 0);
   EXPECT_EQ(c.failed, 0);
-  EXPECT_EQ(c.blocked, 3);   // hang's retry and other (stranded), after (behind hang)
+  EXPECT_EQ(c.blocked, 3);  // hang's retry and other (stranded), after (behind hang)
   EXPECT_EQ(c.stranded, 2);
   EXPECT_EQ(h.sched.tasks()[0].attempts, 1);
   EXPECT_EQ(h.comm.Pending(1), 1u);  // nothing more was sent to the retired worker

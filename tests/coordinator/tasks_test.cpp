@@ -90,7 +90,7 @@ TEST(BuildTasks, StatesAsRecordedAndAttemptNumbersContinue) {
   f.states.attempt_numbers[1] = 4;  // two preempted attempts numbered besides the charged ones
   const auto tasks = BuildTasks(f.plan, f.states, {});
   EXPECT_EQ(tasks[0].status, ShardStatus::kDone);
-  EXPECT_EQ(tasks[0].attempt_numbers, 1);  // no rows numbered: the charged attempts
+  EXPECT_EQ(tasks[0].attempt_numbers, 1);            // no rows numbered: the charged attempts
   EXPECT_EQ(tasks[1].status, ShardStatus::kFailed);  // not a rerun: stays failed
   EXPECT_EQ(tasks[1].attempts, 2);
   EXPECT_EQ(tasks[1].attempt_numbers, 4);

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -76,8 +76,9 @@ class RegistryTest : public ::testing::Test {
 
 TEST_F(RegistryTest, RoundTripsSweeps) {
   Registry reg(path_, Registry::Mode::kWrite);
-  SweepRow s{"demo", "stages: []\n", "abc123", "runs", "2024-01-01T00:00:00Z",
-             "2024-01-01T00:00:00Z", "deadbeef", "node1"};
+  SweepRow s{
+      "demo",     "stages: []\n", "abc123", "runs", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z",
+      "deadbeef", "node1"};
   reg.UpsertSweep(s);
   auto got = reg.Sweep("demo");
   ASSERT_TRUE(got);
@@ -169,9 +170,19 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   for (size_t i = 0; i < n; ++i) {
     auto row = reg.Shard(shards[i].id);
     ASSERT_TRUE(row);
-    AttemptRow a{shards[i].id, 1, static_cast<int>(1 + i % 3), "node" + std::to_string(i), "cuda:0",
-                 100.0 + i, 200.5 + i, i % 2 ? Outcome::kOk : Outcome::kCrash, i % 2 ? 0 : 11, 0,
-                 i % 2 ? "" : "segv " + std::to_string(i), static_cast<int64_t>(1000 + i), "77"};
+    AttemptRow a{shards[i].id,
+                 1,
+                 static_cast<int>(1 + i % 3),
+                 "node" + std::to_string(i),
+                 "cuda:0",
+                 100.0 + i,
+                 200.5 + i,
+                 i % 2 ? Outcome::kOk : Outcome::kCrash,
+                 i % 2 ? 0 : 11,
+                 0,
+                 i % 2 ? "" : "segv " + std::to_string(i),
+                 static_cast<int64_t>(1000 + i),
+                 "77"};
     a.shard_seq = row->seq;
     rows.push_back(a);
     states.push_back({shards[i].id, row->seq, i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
@@ -204,8 +215,11 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   EXPECT_EQ(reg.Shard(shards[0].id)->attempts, 3);
   EXPECT_EQ(reg.Shard(shards[1].id)->status, ShardStatus::kPending);  // never written
   EXPECT_EQ(reg.Shard(shards[1].id)->attempts, 0);
-  EXPECT_DOUBLE_EQ(Sql()->execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}",
-                                                   states[n - 1].seq)).getDouble(), 300.0 + n - 1);
+  EXPECT_DOUBLE_EQ(
+      Sql()
+          ->execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}", states[n - 1].seq))
+          .getDouble(),
+      300.0 + n - 1);
   // Bulk attempt rows must name their shard's seq.
   rows.resize(Registry::kBulkRows);
   for (auto& r : rows) r.n = 2;
@@ -217,7 +231,8 @@ TEST_F(RegistryTest, CountsByStageAndStatusAndListsOneStatus) {
   // What `seedgrid status` reads instead of every row.
   Registry reg(path_, Registry::Mode::kWrite);
   reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222"),
-                    MakeShard("3333333333333333", "eval", 2), MakeShard("4444444444444444", "eval", 3)});
+                    MakeShard("3333333333333333", "eval", 2),
+                    MakeShard("4444444444444444", "eval", 3)});
   reg.SetShardState(ShardId{"2222222222222222"}, ShardStatus::kFailed, 3, "", "boom");
   reg.SetShardState(ShardId{"4444444444444444"}, ShardStatus::kFailed, 1, "", "bang");
   reg.SetShardState(ShardId{"3333333333333333"}, ShardStatus::kDone, 1, "x.h5", "");
@@ -228,8 +243,10 @@ TEST_F(RegistryTest, CountsByStageAndStatusAndListsOneStatus) {
     EXPECT_EQ(c.stage_index, c.stage == "base" ? 0 : 1);
   }
   EXPECT_EQ(got, (std::map<std::pair<std::string, ShardStatus>, int64_t>{
-                     {{"base", ShardStatus::kPending}, 1}, {{"base", ShardStatus::kFailed}, 1},
-                     {{"eval", ShardStatus::kDone}, 1}, {{"eval", ShardStatus::kFailed}, 1}}));
+                     {{"base", ShardStatus::kPending}, 1},
+                     {{"base", ShardStatus::kFailed}, 1},
+                     {{"eval", ShardStatus::kDone}, 1},
+                     {{"eval", ShardStatus::kFailed}, 1}}));
   auto failed = reg.ShardsWithStatus("demo", ShardStatus::kFailed);
   ASSERT_EQ(failed.size(), 2u);
   EXPECT_EQ(failed[0].id.hex, "2222222222222222");  // plan order: stage, then seq
@@ -243,8 +260,19 @@ TEST_F(RegistryTest, RoundTripsAttemptsMetricsProvenanceLaunches) {
   Registry reg(path_, Registry::Mode::kWrite);
   const ShardId id{"1111111111111111"};
   reg.InsertShards({MakeShard(id.hex)});
-  AttemptRow a{id, 1, 3, "gpu-node-7", "cuda:1", 1700000000.25, 1700000100.5, Outcome::kMemory,
-               9, 137, "killed: RSS over limit", 123456789012, "4242_7"};
+  AttemptRow a{id,
+               1,
+               3,
+               "gpu-node-7",
+               "cuda:1",
+               1700000000.25,
+               1700000100.5,
+               Outcome::kMemory,
+               9,
+               137,
+               "killed: RSS over limit",
+               123456789012,
+               "4242_7"};
   reg.AddAttempt(a);
   AttemptRow b = a;
   b.n = 2;
@@ -411,8 +439,8 @@ TEST_F(RegistryTest, CheckpointThreadTakesOverTheWalAndHandsItBack) {
     auto db = Sql(true);
     SQLite::Statement q(*db, "PRAGMA wal_checkpoint(PASSIVE)");
     ASSERT_TRUE(q.executeStep());
-    EXPECT_EQ(q.getColumn(0).getInt(), 0);                              // not busy
-    EXPECT_EQ(q.getColumn(1).getInt(), q.getColumn(2).getInt());        // all frames copied
+    EXPECT_EQ(q.getColumn(0).getInt(), 0);                        // not busy
+    EXPECT_EQ(q.getColumn(1).getInt(), q.getColumn(2).getInt());  // all frames copied
   }
   EXPECT_GT(RegistryInspector::Pragma(reg, "wal_autocheckpoint"), 0);
   Registry reader(path_, Registry::Mode::kReadOnly);
@@ -431,7 +459,7 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   EXPECT_EQ(RegistryInspector::Pragma(reg, "busy_timeout"), 5000);
   EXPECT_EQ(Sql()
                 ->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
-                            "('shard_specs_sweep_stage','metrics_shard','attempts_shard')")
+                             "('shard_specs_sweep_stage','metrics_shard','attempts_shard')")
                 .getInt(),
             0);
 }
@@ -444,37 +472,48 @@ void WriteOldRegistry(const std::string& path, int version) {
   fs::create_directories(fs::path(path).parent_path());
   SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   db.exec(
-        "CREATE TABLE sweeps(name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL, "
-        "out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, git_commit TEXT NOT NULL, "
-        "host TEXT NOT NULL);"
-        "CREATE TABLE shards(id TEXT PRIMARY KEY, sweep TEXT NOT NULL, stage TEXT NOT NULL, "
-        "stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL, "
-        "seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL, status TEXT NOT NULL "
-        "CHECK(status IN ('pending','running','done','failed','preempted')), attempts INTEGER NOT NULL, "
-        "artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);"
-        "CREATE INDEX shards_sweep_stage ON shards(sweep, stage);"
-        "CREATE TABLE attempts(shard TEXT NOT NULL, n INTEGER NOT NULL, rank INTEGER NOT NULL, "
-        "host TEXT NOT NULL, gpu TEXT NOT NULL, start REAL NOT NULL, \"end\" REAL NOT NULL, "
-        "outcome TEXT NOT NULL, signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL, "
-        "peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY(shard, n));"
-        "CREATE TABLE metrics(shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(shard, name));"
-        "CREATE TABLE provenance(sweep TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
-        "PRIMARY KEY(sweep, key));"
-        "CREATE TABLE launches(id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, "
-        "started TEXT NOT NULL, ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, "
-        "workers INTEGER NOT NULL, exit_code INTEGER, job_id TEXT NOT NULL);"
-        "INSERT INTO shards(rowid, id, sweep, stage, stage_index, kind, params, axes, seed, role, needs, "
-        "status, attempts, artifact, error, updated) VALUES "
-        "(7, '1111111111111111', 'demo', 'base', 0, 'chaos', '{}', '{}', 0, 'single', '[]', 'done', 1, "
-        "'demo/base/1111111111111111.h5', '', 1.0),"
-        "(9, '2222222222222222', 'demo', 'base', 0, 'chaos', '{}', '{}', 1, 'single', '[]', 'failed', 3, "
-        "'', 'boom', 2.0);"
-        "INSERT INTO attempts VALUES('2222222222222222', 1, 1, 'h', '', 1.0, 2.0, 'error', 0, 0, 'boom', 5, ''),"
-        "('2222222222222222', 2, 2, 'h', '', 3.0, 4.0, 'crash', 11, 0, 'segv', 6, ''),"
-        "('1111111111111111', 1, 1, 'h', '', 1.0, 2.0, 'ok', 0, 0, '', 7, '');"
-        "");
+      "CREATE TABLE sweeps(name TEXT PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT "
+      "NULL, "
+      "out_dir TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL, git_commit TEXT NOT "
+      "NULL, "
+      "host TEXT NOT NULL);"
+      "CREATE TABLE shards(id TEXT PRIMARY KEY, sweep TEXT NOT NULL, stage TEXT NOT NULL, "
+      "stage_index INTEGER NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL, axes TEXT NOT NULL, "
+      "seed INTEGER NOT NULL, role TEXT NOT NULL, needs TEXT NOT NULL, status TEXT NOT NULL "
+      "CHECK(status IN ('pending','running','done','failed','preempted')), attempts INTEGER NOT "
+      "NULL, "
+      "artifact TEXT NOT NULL, error TEXT NOT NULL, updated REAL NOT NULL);"
+      "CREATE INDEX shards_sweep_stage ON shards(sweep, stage);"
+      "CREATE TABLE attempts(shard TEXT NOT NULL, n INTEGER NOT NULL, rank INTEGER NOT NULL, "
+      "host TEXT NOT NULL, gpu TEXT NOT NULL, start REAL NOT NULL, \"end\" REAL NOT NULL, "
+      "outcome TEXT NOT NULL, signal INTEGER NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT "
+      "NULL, "
+      "peak_rss_kb INTEGER NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY(shard, n));"
+      "CREATE TABLE metrics(shard TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY "
+      "KEY(shard, name));"
+      "CREATE TABLE provenance(sweep TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+      "PRIMARY KEY(sweep, key));"
+      "CREATE TABLE launches(id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, "
+      "started TEXT NOT NULL, ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+      "workers INTEGER NOT NULL, exit_code INTEGER, job_id TEXT NOT NULL);"
+      "INSERT INTO shards(rowid, id, sweep, stage, stage_index, kind, params, axes, seed, role, "
+      "needs, "
+      "status, attempts, artifact, error, updated) VALUES "
+      "(7, '1111111111111111', 'demo', 'base', 0, 'chaos', '{}', '{}', 0, 'single', '[]', 'done', "
+      "1, "
+      "'demo/base/1111111111111111.h5', '', 1.0),"
+      "(9, '2222222222222222', 'demo', 'base', 0, 'chaos', '{}', '{}', 1, 'single', '[]', "
+      "'failed', 3, "
+      "'', 'boom', 2.0);"
+      "INSERT INTO attempts VALUES('2222222222222222', 1, 1, 'h', '', 1.0, 2.0, 'error', 0, 0, "
+      "'boom', 5, ''),"
+      "('2222222222222222', 2, 2, 'h', '', 3.0, 4.0, 'crash', 11, 0, 'segv', 6, ''),"
+      "('1111111111111111', 1, 1, 'h', '', 1.0, 2.0, 'ok', 0, 0, '', 7, '');"
+      "");
   if (version == 1) {
-    db.exec("CREATE INDEX attempts_shard ON attempts(shard); CREATE INDEX metrics_shard ON metrics(shard)");
+    db.exec(
+        "CREATE INDEX attempts_shard ON attempts(shard); CREATE INDEX metrics_shard ON "
+        "metrics(shard)");
   }
   db.exec(fmt::format("PRAGMA user_version={}", version));
 }
@@ -488,7 +527,7 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
   EXPECT_EQ(Sql()
                 ->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
-                            "('metrics_shard','attempts_shard')")
+                             "('metrics_shard','attempts_shard')")
                 .getInt(),
             0);
 }
@@ -498,15 +537,21 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
   auto sql = [&](const std::string& name) {
-    return Sql()->execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'").getString();
+    return Sql()
+        ->execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'")
+        .getString();
   };
   EXPECT_THAT(sql("shards"), HasSubstr("view: "));
   EXPECT_THAT(sql("shard_states"), Not(HasSubstr(" IN (")));
   EXPECT_THAT(sql("shard_states"), HasSubstr("status = 'preempted'"));
   EXPECT_THAT(sql("attempts"), HasSubstr("WITHOUT ROWID"));
-  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(), 0);
-  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
-                                "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'").getInt(), 0);
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v3'").getInt(),
+            0);
+  EXPECT_EQ(Sql()
+                ->execAndGet("SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                             "tbl_name='shard_specs' AND name='shard_specs_sweep_stage'")
+                .getInt(),
+            0);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);
   EXPECT_EQ(reg.ShardStates("demo").front().stamp, 0);
   // Rows, states and keys survive: the old rowids are the seqs, attempts point at them.
@@ -538,7 +583,9 @@ TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   a.shard = ShardId{"3333333333333333"};
   a.n = 1;
   reg.AddAttempt(a);  // shard_seq 0: looked up
-  EXPECT_EQ(Sql()->execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(), 10);
+  EXPECT_EQ(
+      Sql()->execAndGet("SELECT shard_seq FROM attempts WHERE shard='3333333333333333'").getInt(),
+      10);
   a.shard = ShardId{"4444444444444444"};  // no such shard
   EXPECT_THROW(reg.AddAttempt(a), SQLite::Exception);
 }
@@ -624,8 +671,9 @@ CREATE TABLE IF NOT EXISTS slurm_jobs(
   chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
   gpus_per_node INTEGER NOT NULL, workers_per_node INTEGER NOT NULL, time_limit TEXT NOT NULL,
   script TEXT NOT NULL, log TEXT NOT NULL))sql");
-    db.exec("INSERT INTO slurm_jobs VALUES('100', 'demo', '2026-01-01T00:00:00Z', 'run', 0, '', 2, 4, "
-            "4, '1:00:00', '/s/demo.sbatch', '/s/job-100.out')");
+    db.exec(
+        "INSERT INTO slurm_jobs VALUES('100', 'demo', '2026-01-01T00:00:00Z', 'run', 0, '', 2, 4, "
+        "4, '1:00:00', '/s/demo.sbatch', '/s/job-100.out')");
   }
   db.exec("PRAGMA user_version=4");
 }
@@ -655,8 +703,8 @@ TEST_F(RegistryTest, MigratesVersion4RegistriesToSlurmJobs) {
       EXPECT_EQ(jobs[0].gpus_per_node, 4);
       EXPECT_EQ(jobs[0].log, "/s/job-100.out");
     }
-    SlurmJobRow next{"101", "demo", "2026-01-02T00:00:00Z", "resume", 1, "100", 1, 0, 2,
-                     "30", "/s/demo.sbatch", "/s/job-101.out"};
+    SlurmJobRow next{"101", "demo", "2026-01-02T00:00:00Z", "resume",        1, "100", 1, 0,
+                     2,     "30",   "/s/demo.sbatch",       "/s/job-101.out"};
     reg.AddSlurmJobs(std::span(&next, 1));
     EXPECT_EQ(reg.SlurmJobs("demo").back().depends_on, "100");
   }
@@ -688,7 +736,8 @@ TEST_F(RegistryTest, RecordsSlurmJobsBySweepInSubmissionOrder) {
 TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
   Registry reg(path_, Registry::Mode::kWrite);
   reg.InsertShards({MakeShard("1111111111111111"), MakeShard("2222222222222222")});
-  reg.SetShardState(ShardId{"1111111111111111"}, ShardStatus::kDone, 1, "demo/base/1111111111111111.h5", "", 77);
+  reg.SetShardState(ShardId{"1111111111111111"}, ShardStatus::kDone, 1,
+                    "demo/base/1111111111111111.h5", "", 77);
   reg.SetMetrics(ShardId{"1111111111111111"}, {{"loss", 0.5}});
   ShardRow shared = MakeShard("1111111111111111", "train");
   shared.sweep = "other";
@@ -703,7 +752,8 @@ TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
   EXPECT_EQ(reg.Shards("demo").size(), 2u);
   EXPECT_EQ(reg.MetricsOfSweep("other").size(), 1u);
   int64_t done = 0;
-  for (const auto& c : reg.CountByStatus("other")) done += c.status == ShardStatus::kDone ? c.count : 0;
+  for (const auto& c : reg.CountByStatus("other"))
+    done += c.status == ShardStatus::kDone ? c.count : 0;
   EXPECT_EQ(done, 1);
   // One row per shard: lookups by id and prefix are not ambiguous.
   EXPECT_EQ(reg.Shard(ShardId{"1111111111111111"})->sweep, "demo");
@@ -860,21 +910,19 @@ TEST_F(RegistryTest, BatchedStateAndAttemptWritesAreFast) {
     for (int i = b; i < b + 1000; ++i) {
       const ShardId& id = shards[static_cast<size_t>(i)].id;
       reg.SetShardState(id, ShardStatus::kDone, 1, "demo/base/" + id.hex + ".h5", "");
-      reg.AddAttempt(AttemptRow{id, 1, 1 + i % 8, "node1", "cuda:0", 1.0, 2.0, Outcome::kOk, 0,
-                                0, "", 1024, "77"});
+      reg.AddAttempt(AttemptRow{id, 1, 1 + i % 8, "node1", "cuda:0", 1.0, 2.0, Outcome::kOk, 0, 0,
+                                "", 1024, "77"});
     }
     batch.Commit();
   }
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double secs = cpu() - c0;
-  EXPECT_LT(secs, 1.0) << kShards << " SetShardState+AddAttempt took " << secs << " s CPU, "
-                       << wall << " s wall";
+  EXPECT_LT(secs, 1.0) << kShards << " SetShardState+AddAttempt took " << secs << " s CPU, " << wall
+                       << " s wall";
   RecordProperty("cpu_seconds", std::to_string(secs));
   RecordProperty("wall_seconds", std::to_string(wall));
   EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM attempts").getInt(), kShards);
-  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM shards WHERE status='done'").getInt(),
-            kShards);
+  EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM shards WHERE status='done'").getInt(), kShards);
 }
 
 }  // namespace

@@ -95,7 +95,8 @@ std::vector<const ShardPlan*> StageShards(const Plan& plan, const std::string& s
   return out;
 }
 
-// ---- Parsing -------------------------------------------------------------------------------------
+// ---- Parsing
+// -------------------------------------------------------------------------------------
 
 TEST(SpecParseTest, ShorthandIsOneStageNamedAfterTheSweep) {
   SweepSpec spec = Parse(R"(
@@ -136,7 +137,9 @@ TEST(SpecParseTest, ShorthandWithoutNameIsMainAndSweepIsFileStem) {
 }
 
 TEST(SpecParseTest, SeedForms) {
-  auto seeds = [](const std::string& form) { return Parse("kind: eval\nseeds: " + form).stages[0].seeds; };
+  auto seeds = [](const std::string& form) {
+    return Parse("kind: eval\nseeds: " + form).stages[0].seeds;
+  };
   EXPECT_THAT(seeds("[3, 1, 2]"), ElementsAre(3, 1, 2));
   EXPECT_THAT(seeds("4"), ElementsAre(0, 1, 2, 3));
   EXPECT_THAT(seeds("{from: 2, to: 4}"), ElementsAre(2, 3, 4));
@@ -200,14 +203,16 @@ TEST(SpecParseTest, UnknownKeysAtEveryLevelSayWhatIsAccepted) {
   EXPECT_THAT(OneProblem("kind: eval\nsedes: 3\n", 2),
               AllOf(HasSubstr("top-level unknown key 'sedes'"), HasSubstr("did you mean 'seeds'"),
                     HasSubstr("accepted: name, out, stages, report")));
-  EXPECT_THAT(OneProblem("stages:\n  - name: a\n    kind: eval\n    parms: {}\n", 4),
-              AllOf(HasSubstr("stage 'a': unknown key 'parms'"), HasSubstr("accepted: name, kind")));
+  EXPECT_THAT(
+      OneProblem("stages:\n  - name: a\n    kind: eval\n    parms: {}\n", 4),
+      AllOf(HasSubstr("stage 'a': unknown key 'parms'"), HasSubstr("accepted: name, kind")));
   EXPECT_THAT(OneProblem("kind: eval\nresources:\n  timeout: 10\n  gpu: 1\n", 4),
-              AllOf(HasSubstr("stage 'main': resources: unknown key 'gpu'"), HasSubstr("did you mean 'gpus'"),
+              AllOf(HasSubstr("stage 'main': resources: unknown key 'gpu'"),
+                    HasSubstr("did you mean 'gpus'"),
                     HasSubstr("accepted: timeout, ranks, gpus, memory, isolation, max_attempts")));
   EXPECT_THAT(OneProblem("kind: train\nparams:\n  train:\n    stepz: 3\n", 4),
-              AllOf(HasSubstr("params.train.stepz: unknown param"), HasSubstr("did you mean 'steps'"),
-                    HasSubstr("accepted: lr, steps")));
+              AllOf(HasSubstr("params.train.stepz: unknown param"),
+                    HasSubstr("did you mean 'steps'"), HasSubstr("accepted: lr, steps")));
   EXPECT_THAT(OneProblem("stages: [{name: a, kind: eval}]\nkind: eval\n", 2),
               HasSubstr("put it inside a stage"));
 }
@@ -336,7 +341,8 @@ TEST(SpecReportTest, ValidSectionIsTyped) {
   ASSERT_TRUE(empty.figures.has_value());
   EXPECT_TRUE(empty.figures->empty());
   // The shorthand's stage is named after the sweep, or `main`.
-  EXPECT_EQ(Parse("kind: eval\nreport: {tables: [{stage: main}]}\n").report.tables[0].stage, "main");
+  EXPECT_EQ(Parse("kind: eval\nreport: {tables: [{stage: main}]}\n").report.tables[0].stage,
+            "main");
   // Overrides reach the section like any other key.
   EXPECT_THAT(Parse(kReported, {"report.formats=[html]"}).report.formats, ElementsAre("html"));
 }
@@ -345,27 +351,34 @@ TEST(SpecReportTest, UnknownKeysHaveFileAndLine) {
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tabels: []\n", 3),
               AllOf(HasSubstr("report: unknown key 'tabels'; did you mean 'tables'?"),
                     HasSubstr("accepted: tables, figures, formats")));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metric: [a]\n", 5),
-              AllOf(HasSubstr("report: tables[0]: unknown key 'metric'; did you mean 'metrics'?"),
-                    HasSubstr("accepted: stage, metrics, group_by")));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stages: x}\n", 4),
-              AllOf(HasSubstr("report: figures[0]: unknown key 'stages'"),
-                    HasSubstr("accepted: type, stage")));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metric: [a]\n", 5),
+      AllOf(HasSubstr("report: tables[0]: unknown key 'metric'; did you mean 'metrics'?"),
+            HasSubstr("accepted: stage, metrics, group_by")));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stages: x}\n", 4),
+      AllOf(HasSubstr("report: figures[0]: unknown key 'stages'"),
+            HasSubstr("accepted: type, stage")));
 }
 
 TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
   EXPECT_THAT(OneProblem("kind: eval\nreport: [tables]\n", 2),
               HasSubstr("report: expected a map (tables, figures, formats), got a list"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables: {stage: main}\n", 3),
-              HasSubstr("report: tables: expected a list of {stage, metrics, group_by}, got a map"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - main\n", 4),
-              HasSubstr("report: tables[0]: expected a map {stage, metrics, group_by}, got string 'main'"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  tables: {stage: main}\n", 3),
+      HasSubstr("report: tables: expected a list of {stage, metrics, group_by}, got a map"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  tables:\n    - main\n", 4),
+      HasSubstr("report: tables[0]: expected a map {stage, metrics, group_by}, got string 'main'"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - {metrics: [a]}\n", 4),
               HasSubstr("report: tables[0]: missing 'stage'"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metrics: {a: 1}\n", 5),
-              HasSubstr("report: tables[0].metrics: expected a string or a list of strings, got a map"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      group_by: [a, [b]]\n", 5),
-              HasSubstr("report: tables[0].group_by[1]: expected a string, got a list"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metrics: {a: 1}\n", 5),
+      HasSubstr("report: tables[0].metrics: expected a string or a list of strings, got a map"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      group_by: [a, [b]]\n",
+                 5),
+      HasSubstr("report: tables[0].group_by[1]: expected a string, got a list"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures: [[loss_curves]]\n", 3),
               HasSubstr("report: figures[0]: expected a figure type or {type, stage}, got a list"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main}\n", 4),
@@ -380,18 +393,20 @@ TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
                          5),
               HasSubstr("report: tables[0].stage: 'stear' is not a stage; did you mean 'steer'? "
                         "(stages: steer)"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stage: base}\n", 4),
-              HasSubstr("report: figures[0].stage: 'base' is not a stage (stages: main)"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  figures:\n    - {type: loss_curves, stage: base}\n", 4),
+      HasSubstr("report: figures[0].stage: 'base' is not a stage (stages: main)"));
   // An override is blamed by its text.
   auto problems = Problems("kind: eval\n", {"report.formats=pdf"});
   ASSERT_EQ(problems.size(), 1u);
-  EXPECT_THAT(problems[0], StartsWith("override 'report.formats=pdf': report: formats: unknown format"));
+  EXPECT_THAT(problems[0],
+              StartsWith("override 'report.formats=pdf': report: formats: unknown format"));
 }
 
 TEST(SpecReportTest, ParseReportSpecReadsTheSectionAlone) {
   // The rest of a stored spec is not checked again (no kinds needed, stages not resolved).
-  const ReportSpec r = ParseReportSpec("stages: []\nreport:\n  formats: csv\n  tables: [{stage: x}]\n",
-                                       "stored");
+  const ReportSpec r =
+      ParseReportSpec("stages: []\nreport:\n  formats: csv\n  tables: [{stage: x}]\n", "stored");
   EXPECT_THAT(r.formats, ElementsAre("csv"));
   ASSERT_EQ(r.tables.size(), 1u);
   EXPECT_EQ(r.tables[0].stage, "x");
@@ -405,7 +420,8 @@ TEST(SpecReportTest, ParseReportSpecReadsTheSectionAlone) {
   }
 }
 
-// ---- Overrides -----------------------------------------------------------------------------------
+// ---- Overrides
+// -----------------------------------------------------------------------------------
 
 const char* kMulti = R"(name: multi
 stages:
@@ -420,10 +436,10 @@ stages:
 )";
 
 TEST(SpecOverrideTest, TypedValuesIntoTheDocument) {
-  SweepSpec spec = Parse(kMulti, {"stages.base.params.train.steps=10", "stages.steer.seeds=[1]",
-                                  "stages.1.params.train.lr=1e-2", "out=/scratch/runs",
-                                  "stages.steer.grid.lora.rank=[8, 16]",
-                                  "stages.base.params.use_bias=true"});
+  SweepSpec spec =
+      Parse(kMulti, {"stages.base.params.train.steps=10", "stages.steer.seeds=[1]",
+                     "stages.1.params.train.lr=1e-2", "out=/scratch/runs",
+                     "stages.steer.grid.lora.rank=[8, 16]", "stages.base.params.use_bias=true"});
   EXPECT_EQ(spec.out, "/scratch/runs");
   const StageSpec& base = *spec.FindStage("base");
   const StageSpec& steer = *spec.FindStage("steer");
@@ -437,8 +453,8 @@ TEST(SpecOverrideTest, TypedValuesIntoTheDocument) {
   EXPECT_EQ(steer.grid[1].values, (std::vector<Json>{8, 16}));
   EXPECT_EQ(spec.overrides.size(), 6u);
   // Shorthand: top-level keys, created where absent.
-  SweepSpec quick = Parse("kind: train\n", {"seeds=[0,1]", "params.train.steps=10",
-                                            "grid.lora.rank=[1,2]"});
+  SweepSpec quick =
+      Parse("kind: train\n", {"seeds=[0,1]", "params.train.steps=10", "grid.lora.rank=[1,2]"});
   EXPECT_THAT(quick.stages[0].seeds, ElementsAre(0, 1));
   EXPECT_EQ(quick.stages[0].params["train"]["steps"], 10);
   ASSERT_EQ(quick.stages[0].grid.size(), 1u);
@@ -446,9 +462,9 @@ TEST(SpecOverrideTest, TypedValuesIntoTheDocument) {
 }
 
 TEST(SpecOverrideTest, BadOverridesAreProblemsLikeTheOthers) {
-  auto problems = Problems(kMulti, {"stages.nope.seeds=1", "name.x=1", "noequals",
-                                    "stages.9.seeds=1", "stages.base.params.train.steps=abc",
-                                    "stages.base.params.bogus=1", "seeds=[0"});
+  auto problems = Problems(
+      kMulti, {"stages.nope.seeds=1", "name.x=1", "noequals", "stages.9.seeds=1",
+               "stages.base.params.train.steps=abc", "stages.base.params.bogus=1", "seeds=[0"});
   ASSERT_EQ(problems.size(), 7u) << ::testing::PrintToString(problems);
   EXPECT_THAT(problems[0], AllOf(StartsWith("override 'stages.nope.seeds=1': bad path"),
                                  HasSubstr("names: base, steer")));
@@ -469,7 +485,8 @@ TEST(SpecOverrideTest, HashCoversTextAndOverrides) {
   EXPECT_NE(Parse(std::string(kMulti) + "\n").Hash(), h);
 }
 
-// ---- Expansion -----------------------------------------------------------------------------------
+// ---- Expansion
+// -----------------------------------------------------------------------------------
 
 TEST(SpecExpandTest, SeedsTimesGridTimesZip) {
   Plan plan = Expand(R"(
@@ -498,7 +515,7 @@ params: {model: {n_layers: 3}}
     EXPECT_EQ(train["lr"].get<double>(), train["steps"] == 10 ? 0.1 : 1.0);
     EXPECT_EQ(s.axes.size(), 4u);
     seen.insert({s.seed, s.params["adapter"].get<std::string>(),
-                  s.params["lora"]["rank"].get<int64_t>(), train["steps"].get<int64_t>()});
+                 s.params["lora"]["rank"].get<int64_t>(), train["steps"].get<int64_t>()});
   }
   EXPECT_EQ(seen.size(), plan.shards.size());
   // Order: seeds, then the grid (last axis fastest), then zip.
@@ -514,7 +531,9 @@ params: {model: {n_layers: 3}}
 }
 
 TEST(SpecExpandTest, MapAxisValueMergesIntoTheParam) {
-  Plan plan = Expand("kind: train\nparams: {model: {n_layers: 5}}\ngrid:\n  model: [{d_model: 32}, {d_model: 128}]\n");
+  Plan plan = Expand(
+      "kind: train\nparams: {model: {n_layers: 5}}\ngrid:\n  model: [{d_model: 32}, {d_model: "
+      "128}]\n");
   ASSERT_EQ(plan.shards.size(), 2u);
   EXPECT_EQ(plan.shards[1].params["model"], Json::parse(R"({"d_model": 128, "n_layers": 5})"));
 }
@@ -588,7 +607,7 @@ TEST(SpecExpandTest, FanOutOverSeveralNeededStagesIsACartesianProduct) {
     needs.insert(s->needs);
   }
   EXPECT_EQ(needs.size(), 6u);
-  EXPECT_EQ(c[0]->seed, 0);   // inherited from the first needed stage
+  EXPECT_EQ(c[0]->seed, 0);  // inherited from the first needed stage
   EXPECT_EQ(c.back()->seed, 1);
 }
 
@@ -657,18 +676,18 @@ TEST(SpecExpandTest, MaxShardsFailsBeforeMaterialising) {
   std::string values = "[1";
   for (int i = 2; i <= 1000; ++i) values += ", " + std::to_string(i);
   values += "]";
-  const std::string yaml = "kind: train\ngrid:\n  lora.rank: " + values + "\n  train.steps: " +
-                           values + "\n  model.d_model: " + values + "\n  model.n_layers: " +
-                           values + "\n";
+  const std::string yaml = "kind: train\ngrid:\n  lora.rank: " + values +
+                           "\n  train.steps: " + values + "\n  model.d_model: " + values +
+                           "\n  model.n_layers: " + values + "\n";
   SweepSpec spec = Parse(yaml);
   auto start = std::chrono::steady_clock::now();
   try {
     ExpandSpec(spec, Kinds());
     FAIL();
   } catch (const SpecError& e) {
-    EXPECT_THAT(e.problems().at(0), AllOf(StartsWith("spec.yaml:1: "),
-                                          HasSubstr("1000000000000 shards"),
-                                          HasSubstr("more than max_shards = 1000000")));
+    EXPECT_THAT(e.problems().at(0),
+                AllOf(StartsWith("spec.yaml:1: "), HasSubstr("1000000000000 shards"),
+                      HasSubstr("more than max_shards = 1000000")));
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
   // The limit is exact.
@@ -700,14 +719,15 @@ TEST(SpecExpandTest, CountShardsAgreesWithExpansionWithoutBuildingShards) {
   EXPECT_THROW(ExpandSpec(twice, Kinds()), SpecError);
 }
 
-// ---- Shard ids -----------------------------------------------------------------------------------
+// ---- Shard ids
+// -----------------------------------------------------------------------------------
 
 TEST(ShardIdTest, GoldenValue) {
   // Computed once (and reproduced independently with Python hashlib + json.dumps(sort_keys)); if
   // this changes, every existing registry's shards would be recomputed.
-  ShardId id = ComputeShardId("train", Json::parse(R"({"lr": 0.001, "steps": 10, "tag": "x"})"), 3,
-                              {ShardId{"00000000000000aa"}, ShardId{"00000000000000bb"}},
-                              "seedgrid-1");
+  ShardId id =
+      ComputeShardId("train", Json::parse(R"({"lr": 0.001, "steps": 10, "tag": "x"})"), 3,
+                     {ShardId{"00000000000000aa"}, ShardId{"00000000000000bb"}}, "seedgrid-1");
   EXPECT_EQ(id.hex, "e208c2532e50c49f");
   EXPECT_EQ(id.hex.size(), 16u);
   EXPECT_EQ(id.hex.find_first_not_of("0123456789abcdef"), std::string::npos);
@@ -719,10 +739,12 @@ TEST(ShardIdTest, InvariantUnderKeyOrderAndNeedsOrder) {
   ShardId x{"1111111111111111"}, y{"2222222222222222"};
   EXPECT_EQ(ComputeShardId("k", a, 0, {x, y}, "t"), ComputeShardId("k", b, 0, {y, x}, "t"));
   // And through the spec: YAML key order and axis order do not matter.
-  Plan p1 = Expand("kind: train\nseeds: [1]\nparams: {train: {steps: 5, lr: 0.5}}\n"
-                   "grid: {adapter: [a], lora.rank: [2]}\n");
-  Plan p2 = Expand("grid: {lora.rank: [2], adapter: [a]}\nparams: {train: {lr: 0.5, steps: 5}}\n"
-                   "seeds: [1]\nkind: train\n");
+  Plan p1 = Expand(
+      "kind: train\nseeds: [1]\nparams: {train: {steps: 5, lr: 0.5}}\n"
+      "grid: {adapter: [a], lora.rank: [2]}\n");
+  Plan p2 = Expand(
+      "grid: {lora.rank: [2], adapter: [a]}\nparams: {train: {lr: 0.5, steps: 5}}\n"
+      "seeds: [1]\nkind: train\n");
   EXPECT_EQ(p1.shards.at(0).id, p2.shards.at(0).id);
   // Same id whether a value comes from params, an axis or an override; 2 and 2.0 for a float.
   Plan p3 = Expand("kind: train\nseeds: [1]\nparams: {adapter: a, lora: {rank: 2}}\n",
@@ -760,7 +782,8 @@ TEST(ShardIdTest, ChangesWithEveryInput) {
   EXPECT_NE(c.shards.back().id, d.shards.back().id);
 }
 
-// ---- Durations and sizes -------------------------------------------------------------------------
+// ---- Durations and sizes
+// -------------------------------------------------------------------------
 
 TEST(SpecUnitsTest, Durations) {
   EXPECT_EQ(ParseDuration("90s"), 90);
@@ -773,7 +796,8 @@ TEST(SpecUnitsTest, Durations) {
   EXPECT_DOUBLE_EQ(ParseDuration("12.5"), 12.5);
   EXPECT_DOUBLE_EQ(ParseDuration(" 1.5h "), 5400);
   EXPECT_EQ(ParseDuration("0"), 0);
-  for (const char* bad : {"", "abc", "10x", "-5s", "1h1h", "30m1h", "1h30", "s", "1.2.3s", "inf", "nan"}) {
+  for (const char* bad :
+       {"", "abc", "10x", "-5s", "1h1h", "30m1h", "1h30", "s", "1.2.3s", "inf", "nan"}) {
     EXPECT_THROW(ParseDuration(bad), std::invalid_argument) << bad;
   }
 }
@@ -835,8 +859,8 @@ TEST(SpecLimitsTest, AliasBombFailsFastAtTheLineThatExpandsPastTheLimit) {
   // The same through an override (its value is YAML too).
   problems = Problems("kind: train\n", {"params.extra=" + AliasBomb(9).substr(29)});
   ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
-  EXPECT_THAT(problems[0], AllOf(StartsWith("override 'params.extra="),
-                                 HasSubstr("more than 1000000 nodes")));
+  EXPECT_THAT(problems[0],
+              AllOf(StartsWith("override 'params.extra="), HasSubstr("more than 1000000 nodes")));
 }
 
 TEST(SpecLimitsTest, AliasesWithinTheLimitsAreExpanded) {
@@ -859,9 +883,7 @@ stages:
   EXPECT_EQ(spec.stages[1].params["train"]["steps"], 7);
 }
 
-std::string Nested(int depth) {
-  return std::string(depth, '[') + "1" + std::string(depth, ']');
-}
+std::string Nested(int depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
 
 TEST(SpecLimitsTest, DeepNestingSaysWhatAndWhere) {
   // Level 1 is the top-level map, 2 params, 3 extra's list: 62 lists fit, 63 do not.

@@ -439,8 +439,9 @@ TEST_F(StoreTest, H5pyReadsShardFilesAndResultsIndex) {
     w.Close();
     PublishFile(temp, final_path);
   }
-  WriteResultsIndex(out, "demo", {{"base", {ShardId{"1111111111111111"}}},
-                                  {"eval", {ShardId{"2222222222222222"}}}});
+  WriteResultsIndex(
+      out, "demo",
+      {{"base", {ShardId{"1111111111111111"}}}, {"eval", {ShardId{"2222222222222222"}}}});
 
   const std::string script =
       "import h5py, json, sys\n"

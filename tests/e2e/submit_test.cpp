@@ -228,7 +228,8 @@ TEST_F(SubmitTest, ChainQueuesAfteranyFollowUpsAndRecordsEveryJob) {
     EXPECT_EQ(j.mode, "run");
     EXPECT_EQ(j.nodes, 2);
     EXPECT_EQ(j.workers_per_node, 2);
-    EXPECT_EQ(j.log, (dir_ / ("runs/unit-sweep/slurm/job-" + std::to_string(100 + n) + ".out")).string());
+    EXPECT_EQ(j.log,
+              (dir_ / ("runs/unit-sweep/slurm/job-" + std::to_string(100 + n) + ".out")).string());
     ++n;
   }
   EXPECT_EQ(n, 3);

@@ -31,7 +31,8 @@ TEST(Lora, ZeroBLeavesLogitsUnchanged) {
   ForwardOptions o;
   o.adapter = &lora;
   EXPECT_TRUE(torch::equal(m.Forward(Tokens(), o), base));
-  for (const auto& [name, d] : lora.DeltaWeights()) EXPECT_EQ(d.abs().max().item<float>(), 0.0f) << name;
+  for (const auto& [name, d] : lora.DeltaWeights())
+    EXPECT_EQ(d.abs().max().item<float>(), 0.0f) << name;
   // A is initialised (not zero): training can move B.
   EXPECT_GT(lora.A("model.layers.0.self_attn.q_proj.weight").abs().sum().item<float>(), 0.0f);
 }
@@ -94,7 +95,8 @@ TEST(Lora, GaussianInitAndTinyModelWithGqa) {
 
 TEST(Lora, SameSeedSameInit) {
   const Model m = Base();
-  LoraAdapter a(m, LoraOptions{}, All(), 9), b(m, LoraOptions{}, All(), 9), c(m, LoraOptions{}, All(), 10);
+  LoraAdapter a(m, LoraOptions{}, All(), 9), b(m, LoraOptions{}, All(), 9),
+      c(m, LoraOptions{}, All(), 10);
   EXPECT_TRUE(torch::equal(a.params().flat(), b.params().flat()));
   EXPECT_FALSE(torch::equal(a.params().flat(), c.params().flat()));
 }
@@ -117,7 +119,8 @@ TEST(AdapterTargets, LayerRanges) {
   AdapterTargets t;
   t.layer_lo = 0.3;
   t.layer_hi = 0.8;
-  EXPECT_EQ(t.Layers(28), (std::vector<int64_t>{8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}));
+  EXPECT_EQ(t.Layers(28),
+            (std::vector<int64_t>{8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}));
   EXPECT_EQ(t.Layers(2), (std::vector<int64_t>{0}));
   t.layer_lo = 0.5;
   t.layer_hi = 1.0;
@@ -172,7 +175,8 @@ TEST(FlatAdamW, MatchesTorchAdamW) {
   }
   for (const auto& n : mine.params().names())
     EXPECT_TRUE(torch::allclose(mine.params().Get(n), ref.params().Get(n), 1e-4, 1e-6)) << n;
-  EXPECT_FALSE(torch::allclose(mine.params().flat(), LoraAdapter(m, opt, All(), 4).params().flat()));
+  EXPECT_FALSE(
+      torch::allclose(mine.params().flat(), LoraAdapter(m, opt, All(), 4).params().flat()));
 }
 
 TEST(Schedule, WarmupAndCosine) {

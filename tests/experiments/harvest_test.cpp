@@ -2,8 +2,8 @@
 // one run: integers bit for bit, float sums within 1e-12, reservoirs and PMI top-K identical),
 // the reduce's refusal of a missing, corrupt or foreign map file, gang mode equal to file mode,
 // and the same invariants end to end through RunHarvest on a freshly pretrained tiny model.
-#include <gtest/gtest.h>
 #include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -37,8 +37,8 @@ using ::testing::HasSubstr;
 
 fs::path TempDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir = fs::temp_directory_path() /
-                 fmt::format("harvest_test_{}_{}_{}", ::getpid(), info->test_suite_name(), info->name());
+  fs::path dir = fs::temp_directory_path() / fmt::format("harvest_test_{}_{}_{}", ::getpid(),
+                                                         info->test_suite_name(), info->name());
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -71,9 +71,13 @@ struct FakeBatch {
   std::vector<float> post, pre, probs;
   // Two panels of 12 components (as two layers would be), rows of stride C = 24.
   BatchView View() const {
-    return {index, rows, tokens.data(), row_ids.data(),
+    return {index,
+            rows,
+            tokens.data(),
+            row_ids.data(),
             {{post.data(), 12, 24}, {post.data() + 12, 12, 24}},
-            {{pre.data(), 12, 24}, {pre.data() + 12, 12, 24}}, probs.data()};
+            {{pre.data(), 12, 24}, {pre.data() + 12, 12, 24}},
+            probs.data()};
   }
 };
 
@@ -183,8 +187,8 @@ Accumulators FourShards(const Options& o, std::vector<Accumulators>* parts = nul
 
 // ---- Accumulators ----------------------------------------------------------------------------
 
-class HarvestNaive
-    : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t, bool>> {};
+class HarvestNaive : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t, bool>> {
+};
 
 // Against a recount by definition, for (k, per_batch, batch_rows, activation weights): (6, 1,
 // ·) makes the per-batch cap bind; batch_rows 10 makes batches of 70 tokens (more than one
@@ -255,11 +259,12 @@ TEST_P(HarvestNaive, CountsMatchARecount) {
   // The portable kernels agree bit for bit with the ones this CPU picked.
   ExpectSameAccumulators(Harvest(o, 0, o.n_batches, /*simd=*/false), acc, /*exact=*/true);
 }
-INSTANTIATE_TEST_SUITE_P(KAndCap, HarvestNaive,
-                         ::testing::Values(std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 3, false},
-                                           std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, false},
-                                           std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 10, false},
-                                           std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, true}));
+INSTANTIATE_TEST_SUITE_P(
+    KAndCap, HarvestNaive,
+    ::testing::Values(std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 3, false},
+                      std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, false},
+                      std::tuple<int64_t, int64_t, int64_t, bool>{3, 2, 10, false},
+                      std::tuple<int64_t, int64_t, int64_t, bool>{6, 1, 3, true}));
 
 class HarvestMerge : public ::testing::TestWithParam<bool> {};
 
@@ -347,7 +352,8 @@ TEST(HarvestReservoir, KeysSampleInProportionToWeight) {
     const int32_t tok = 0;
     const float act = 0;
     for (int i = 0; i < 4; ++i) {
-      weighted.Offer(0, {ExampleKey(static_cast<uint64_t>(t), 0, i, 0, weights[i]), i, 0}, &tok, &act);
+      weighted.Offer(0, {ExampleKey(static_cast<uint64_t>(t), 0, i, 0, weights[i]), i, 0}, &tok,
+                     &act);
       uniform.Offer(0, {ExampleKey(static_cast<uint64_t>(t), 0, i, 0, 1.0), i, 0}, &tok, &act);
     }
     ++wins[static_cast<size_t>(weighted.arrays().row[0])];
@@ -431,7 +437,8 @@ TEST(HarvestFiles, ReduceOfFourMapFilesEqualsOneRun) {
   const auto cooc = r.Read<int64_t>("cooc");  // symmetric in the file
   for (int64_t i = 0; i < o.components; ++i)
     for (int64_t j = 0; j < o.components; ++j)
-      ASSERT_EQ(cooc[i * o.components + j], one.cooc[std::min(i, j) * o.components + std::max(i, j)]);
+      ASSERT_EQ(cooc[i * o.components + j],
+                one.cooc[std::min(i, j) * o.components + std::max(i, j)]);
   EXPECT_EQ(r.DatasetShape("components/layer"), (Shape{o.components}));
   fs::remove_all(dir);
 }
@@ -441,7 +448,8 @@ TEST(HarvestFiles, MissingMapShardFailsNamingIt) {
   const auto maps = WriteMaps(dir, SmallOptions());
   fs::remove(maps[2].path);
   const std::string error = ReduceError(maps);
-  EXPECT_THAT(error, HasSubstr("map shard 2 of 4 (id id2, " + maps[2].path + "): the file is missing"));
+  EXPECT_THAT(error,
+              HasSubstr("map shard 2 of 4 (id id2, " + maps[2].path + "): the file is missing"));
   EXPECT_THAT(error, HasSubstr("1 problem"));
   fs::remove_all(dir);
 }
@@ -555,11 +563,14 @@ TEST(HarvestConfig, DemoSpecExpandsToMapsAndAReduce) {
   KindRegistry kinds;
   kinds.Add(PretrainKindConfig());
   kinds.Add(HarvestKindConfig());
-  const Plan plan =
-      ExpandSpec(LoadSpec(std::string(SEEDGRID_SOURCE_DIR) + "/configs/harvest.yaml", {}, kinds), kinds);
+  const Plan plan = ExpandSpec(
+      LoadSpec(std::string(SEEDGRID_SOURCE_DIR) + "/configs/harvest.yaml", {}, kinds), kinds);
   std::map<std::string, int> roles;
   for (const auto& s : plan.shards)
-    if (s.kind == "harvest") ++roles[s.role == ShardRole::kMap ? "map" : s.role == ShardRole::kReduce ? "reduce" : "single"];
+    if (s.kind == "harvest")
+      ++roles[s.role == ShardRole::kMap      ? "map"
+              : s.role == ShardRole::kReduce ? "reduce"
+                                             : "single"];
   EXPECT_EQ(roles["map"], 2);
   EXPECT_EQ(roles["reduce"], 1);
   EXPECT_EQ(roles["single"], 0);

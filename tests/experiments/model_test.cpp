@@ -31,7 +31,8 @@ ModelConfig TinyConfig() {
 
 Mat ToMat(const torch::Tensor& t) {
   const auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  Mat m(static_cast<size_t>(c.size(0)), std::vector<double>(static_cast<size_t>(c.dim() > 1 ? c.size(1) : 1)));
+  Mat m(static_cast<size_t>(c.size(0)),
+        std::vector<double>(static_cast<size_t>(c.dim() > 1 ? c.size(1) : 1)));
   const double* p = c.data_ptr<double>();
   for (size_t i = 0; i < m.size(); ++i)
     for (size_t j = 0; j < m[i].size(); ++j) m[i][j] = p[i * m[i].size() + j];
@@ -44,7 +45,8 @@ std::vector<double> Vec(const torch::Tensor& t) {
 }
 
 // y = W x (+ b), W [out][in].
-std::vector<double> MatVec(const Mat& w, const std::vector<double>& x, const std::vector<double>* b = nullptr) {
+std::vector<double> MatVec(const Mat& w, const std::vector<double>& x,
+                           const std::vector<double>* b = nullptr) {
   std::vector<double> y(w.size(), 0.0);
   for (size_t o = 0; o < w.size(); ++o) {
     for (size_t i = 0; i < x.size(); ++i) y[o] += w[o][i] * x[i];
@@ -94,7 +96,8 @@ Mat ReferenceLogits(const Model& m, const std::vector<int64_t>& tokens,
   for (int64_t t : tokens) h.push_back(embed[static_cast<size_t>(t)]);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    const auto ln1 = V(p + "input_layernorm.weight"), ln2 = V(p + "post_attention_layernorm.weight");
+    const auto ln1 = V(p + "input_layernorm.weight"),
+               ln2 = V(p + "post_attention_layernorm.weight");
     const Mat wq = W(p + "self_attn.q_proj.weight"), wk = W(p + "self_attn.k_proj.weight"),
               wv = W(p + "self_attn.v_proj.weight"), wo = W(p + "self_attn.o_proj.weight");
     std::vector<double> bq, bk, bv, bo;
@@ -248,7 +251,8 @@ TEST(Model, HookCanReplaceAttentionPattern) {
   o.hook = &zero;
   ForwardOptions scaled;
   scaled.head_scale = torch::tensor({1.0f, 1.0f, 0.0f, 0.0f}).view({2, 2});
-  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), o), m.Forward(Tok(kTokens), scaled), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(m.Forward(Tok(kTokens), o), m.Forward(Tok(kTokens), scaled), 1e-5, 1e-6));
 }
 
 TEST(Model, BatchRowsAreIndependentAndCausal) {
@@ -304,13 +308,16 @@ TEST(Model, CaptureShapesAndNoEffect) {
   EXPECT_EQ(pattern.sizes(), (std::vector<int64_t>{1, 2, 5, 5}));
   EXPECT_TRUE(torch::allclose(pattern.sum(-1), torch::ones({1, 2, 5})));
   EXPECT_EQ(pattern[0][1][1][2].item<float>(), 0.0f);  // causal
-  EXPECT_TRUE(torch::equal(cap.Get(CapturePoint::kResidPost, 0), cap.Get(CapturePoint::kResidPre, 1)));
+  EXPECT_TRUE(
+      torch::equal(cap.Get(CapturePoint::kResidPost, 0), cap.Get(CapturePoint::kResidPre, 1)));
   // SwiGLU: post = silu(pre) * up.
-  const auto up = cap.Get(CapturePoint::kMlpPost, 0) / torch::silu(cap.Get(CapturePoint::kMlpPre, 0));
+  const auto up =
+      cap.Get(CapturePoint::kMlpPost, 0) / torch::silu(cap.Get(CapturePoint::kMlpPre, 0));
   const auto x = cap.Get(CapturePoint::kResidMid, 0);
   const auto xn = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5) *
                   m.Weight("model.layers.0.post_attention_layernorm.weight");
-  EXPECT_TRUE(torch::allclose(up, xn.matmul(m.Weight("model.layers.0.mlp.up_proj.weight").t()), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(up, xn.matmul(m.Weight("model.layers.0.mlp.up_proj.weight").t()),
+                              1e-4, 1e-5));
   // Only what is requested is kept.
   Capture one;
   one.Request(CapturePoint::kMlpPost, 1);
@@ -334,8 +341,8 @@ TEST(Model, HookCanIntervene) {
   with_hook.hook = &hook;
   ForwardOptions with_scale;
   with_scale.head_scale = torch::tensor({1.0f, 0.0f, 1.0f, 1.0f}).view({2, 2});
-  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), with_hook), m.Forward(Tok(kTokens), with_scale),
-                              1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(m.Forward(Tok(kTokens), with_hook),
+                              m.Forward(Tok(kTokens), with_scale), 1e-6, 1e-7));
   EXPECT_FALSE(torch::allclose(m.Forward(Tok(kTokens), with_hook), m.Forward(Tok(kTokens))));
 }
 
@@ -392,7 +399,8 @@ TEST(Model, SaveLoadRoundTrip) {
 
 // Rewrites a checkpoint's tensors through `edit` (name -> tensor, return false to drop).
 void Rewrite(const std::string& dir, const std::function<bool(std::string&, torch::Tensor&)>& edit,
-             StDType dtype = StDType::kF32, std::vector<std::pair<std::string, torch::Tensor>> extra = {}) {
+             StDType dtype = StDType::kF32,
+             std::vector<std::pair<std::string, torch::Tensor>> extra = {}) {
   std::vector<std::pair<std::string, torch::Tensor>> ts;
   {
     SafetensorsFile f(dir + "/model.safetensors");
@@ -412,7 +420,8 @@ void Rewrite(const std::string& dir, const std::function<bool(std::string&, torc
     if (dtype == StDType::kBF16) c = c.to(torch::kBFloat16);
     if (dtype == StDType::kF16) c = c.to(torch::kFloat16);
     keep.push_back(c);
-    out.push_back({n, dtype, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()), c.data_ptr()});
+    out.push_back(
+        {n, dtype, std::vector<int64_t>(c.sizes().begin(), c.sizes().end()), c.data_ptr()});
   }
   WriteSafetensors(dir + "/model.safetensors", out);
 }
@@ -429,16 +438,22 @@ std::string LoadError(const std::string& dir) {
 TEST(Model, LoadReportsMissingMisshapedAndUnexpectedTensors) {
   TempDir dir;
   RandomModel(TinyConfig()).Save(dir.str());
-  Rewrite(dir.str(), [](std::string& n, torch::Tensor& t) {
-    if (n == "model.layers.0.mlp.up_proj.weight") return false;
-    if (n == "model.norm.weight") t = torch::ones({9});
-    return true;
-  }, StDType::kF32, {{"model.layers.0.self_attn.rotary_emb.inv_freq", torch::ones({2})},
-                     {"model.extra.weight", torch::ones({2})}});
+  Rewrite(dir.str(),
+          [](std::string& n, torch::Tensor& t) {
+            if (n == "model.layers.0.mlp.up_proj.weight") return false;
+            if (n == "model.norm.weight") t = torch::ones({9});
+            return true;
+          },
+          StDType::kF32,
+          {{"model.layers.0.self_attn.rotary_emb.inv_freq", torch::ones({2})},
+           {"model.extra.weight", torch::ones({2})}});
   const std::string err = LoadError(dir.str());
   const std::string file = (dir.path() / "model.safetensors").string();
-  EXPECT_NE(err.find(file + ": missing tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << err;
-  EXPECT_NE(err.find("'model.norm.weight' has shape [9], the config needs [8]"), std::string::npos) << err;
+  EXPECT_NE(err.find(file + ": missing tensor 'model.layers.0.mlp.up_proj.weight'"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("'model.norm.weight' has shape [9], the config needs [8]"), std::string::npos)
+      << err;
   EXPECT_NE(err.find("unexpected tensor 'model.extra.weight'"), std::string::npos) << err;
   EXPECT_EQ(err.find("inv_freq"), std::string::npos) << err;  // harmless, ignored
 }
@@ -448,9 +463,12 @@ TEST(Model, LoadsBf16AndF16Checkpoints) {
     TempDir dir;
     const Model m = RandomModel(TinyConfig());
     m.Save(dir.str());
-    Rewrite(dir.str(), [](std::string&, torch::Tensor&) { return true; }, dt);
+    Rewrite(
+        dir.str(), [](std::string&, torch::Tensor&) { return true; }, dt);
     const Model back = Model::Load(dir.str(), torch::kCPU);
-    const auto want = m.params().flat().to(dt == StDType::kBF16 ? torch::kBFloat16 : torch::kFloat16)
+    const auto want = m.params()
+                          .flat()
+                          .to(dt == StDType::kBF16 ? torch::kBFloat16 : torch::kFloat16)
                           .to(torch::kFloat32);
     EXPECT_TRUE(torch::equal(back.params().flat(), want));
   }
@@ -474,9 +492,12 @@ TEST(Model, LoadsShardedCheckpoint) {
       map[n] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
     }
   }
-  const auto write = [&](const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& ts) {
+  const auto write = [&](const std::string& path,
+                         const std::vector<std::pair<std::string, torch::Tensor>>& ts) {
     std::vector<TensorToWrite> out;
-    for (const auto& [n, t] : ts) out.push_back({n, StDType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), t.data_ptr()});
+    for (const auto& [n, t] : ts)
+      out.push_back({n, StDType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                     t.data_ptr()});
     WriteSafetensors(path, out);
   };
   write(dir.str() + "/model-00001-of-00002.safetensors", a);

@@ -71,8 +71,9 @@ TEST_F(Runners, PretrainDemoLearnsTheTask) {
   RunPretrain(ctx);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "pretrain demo: " << seconds << " s, task_accuracy " << ctx.metrics.at("task_accuracy")
-            << ", final_loss " << ctx.metrics.at("final_loss") << "\n";
+  std::cout << "pretrain demo: " << seconds << " s, task_accuracy "
+            << ctx.metrics.at("task_accuracy") << ", final_loss " << ctx.metrics.at("final_loss")
+            << "\n";
   EXPECT_GE(ctx.metrics.at("task_accuracy"), 0.95);
   EXPECT_EQ(ctx.last_step, ctx.last_total);
   const auto path = ctx.Finish();
@@ -96,7 +97,8 @@ TEST_F(Runners, PretrainFromTokenFile) {
     w.Close();
   }
   TestShardContext ctx(PretrainKindConfig(),
-                       {{"data", {{"source", "file"}, {"path", path}}}, {"train", {{"steps", 20}}}}, 1);
+                       {{"data", {{"source", "file"}, {"path", path}}}, {"train", {{"steps", 20}}}},
+                       1);
   RunPretrain(ctx);
   EXPECT_FALSE(ctx.metrics.count("task_accuracy"));
   EXPECT_TRUE(ctx.metrics.count("final_loss"));
@@ -153,8 +155,9 @@ TEST_F(Runners, LoraSteerSteersEverySeedAndGrowsWithAlpha) {
     const auto path = ctx.Finish();
     std::cout << "seed " << seed << ": steer_delta " << ctx.metrics.at("steer_delta") << " slope "
               << ctx.metrics.at("steer_slope") << " acc_at_0 " << ctx.metrics.at("acc_at_0")
-              << " acc_at_1 " << ctx.metrics.at("acc_at_1") << " kl_at_1 " << ctx.metrics.at("kl_at_1")
-              << " final_loss_pos " << ctx.metrics.at("final_loss_pos") << "\n";
+              << " acc_at_1 " << ctx.metrics.at("acc_at_1") << " kl_at_1 "
+              << ctx.metrics.at("kl_at_1") << " final_loss_pos " << ctx.metrics.at("final_loss_pos")
+              << "\n";
     EXPECT_GT(ctx.metrics.at("steer_delta"), 0.0) << "seed " << seed;
     EXPECT_GT(ctx.metrics.at("acc_at_1"), 0.9) << "seed " << seed;
     H5Reader r(path);
@@ -315,8 +318,10 @@ TEST(RuntimeEnv, CpuBuildBindsCpu) {
   ConfigureTorchProcess(1);
   ConfigureTorchProcess(1);  // a second call is harmless (inter-op threads are set once)
   EXPECT_EQ(at::get_num_threads(), 1);
-  if (!torch::cuda::is_available()) EXPECT_EQ(ResolveTorchDevice(3), "cpu");
-  else EXPECT_EQ(ResolveTorchDevice(0), "cuda:0");
+  if (!torch::cuda::is_available())
+    EXPECT_EQ(ResolveTorchDevice(3), "cpu");
+  else
+    EXPECT_EQ(ResolveTorchDevice(0), "cuda:0");
 }
 
 TEST(TorchKinds, ValidateParams) {

@@ -110,12 +110,12 @@ TEST(Safetensors, HeaderNotJson) {
 
 TEST(Safetensors, OffsetsOutOfRange) {
   TempDir dir;
-  const auto err = ErrorOf(
-      WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"));
+  const auto err =
+      ErrorOf(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"));
   EXPECT_NE(err.find("tensor 'w'"), std::string::npos) << err;
   EXPECT_NE(err.find("out of range"), std::string::npos) << err;
-  const auto reversed = ErrorOf(
-      WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", "abcd"));
+  const auto reversed =
+      ErrorOf(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", "abcd"));
   EXPECT_NE(reversed.find("out of range"), std::string::npos) << reversed;
 }
 
@@ -132,8 +132,8 @@ TEST(Safetensors, OverlappingTensors) {
 
 TEST(Safetensors, UnknownDtype) {
   TempDir dir;
-  const auto err = ErrorOf(
-      WriteRaw(dir, R"({"w":{"dtype":"F7","shape":[1],"data_offsets":[0,1]}})", "a"));
+  const auto err =
+      ErrorOf(WriteRaw(dir, R"({"w":{"dtype":"F7","shape":[1],"data_offsets":[0,1]}})", "a"));
   EXPECT_NE(err.find("tensor 'w': unknown dtype 'F7'"), std::string::npos) << err;
 }
 
@@ -143,11 +143,12 @@ TEST(Safetensors, ShapeSizeMismatch) {
       WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "abcdefgh"));
   EXPECT_NE(err.find("tensor 'w'"), std::string::npos) << err;
   EXPECT_NE(err.find("needs 12 bytes but data_offsets span 8"), std::string::npos) << err;
-  const auto neg = ErrorOf(
-      WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"));
+  const auto neg =
+      ErrorOf(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"));
   EXPECT_NE(neg.find("bad shape"), std::string::npos) << neg;
-  const auto huge = ErrorOf(WriteRaw(
-      dir, R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", "abcd"));
+  const auto huge = ErrorOf(
+      WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})",
+               "abcd"));
   EXPECT_NE(huge.find("bad shape"), std::string::npos) << huge;
 }
 

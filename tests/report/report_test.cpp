@@ -117,7 +117,12 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
     for (int rank : {1, 4}) {
       for (int seed = 0; seed < 5; ++seed) {
         ShardStatus st = (++k % 7 == 0) ? ShardStatus::kFailed : ShardStatus::kDone;
-        f.Add({"steer", 1, "lora_steer", {{"adapter", adapter}, {"lora.rank", rank}}, seed, st,
+        f.Add({"steer",
+               1,
+               "lora_steer",
+               {{"adapter", adapter}, {"lora.rank", rank}},
+               seed,
+               st,
                {{"steer_delta", u(rng)}, {"kl_at_1", std::abs(u(rng)) * 1e-3}}});
       }
     }
@@ -135,7 +140,8 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
   std::map<std::string, size_t> expected;
   for (const auto& s : reg.Shards("numbers", "steer")) {
     for (std::string name : {"steer_delta", "kl_at_1"}) {
-      std::string key = s.axes["adapter"].get<std::string>() + "|" + s.axes["lora.rank"].dump() + "|" + name;
+      std::string key =
+          s.axes["adapter"].get<std::string>() + "|" + s.axes["lora.rank"].dump() + "|" + name;
       ++expected[key];
       if (s.status == ShardStatus::kDone) values[key].push_back(metric.at(s.id.hex + ":" + name));
     }
@@ -153,13 +159,15 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
     double sd = std::sqrt((sq - n * mean * mean) / (n - 1));
     double sem = sd / std::sqrt(n);
     double half = t975.at(v.size() - 1) * sem;
-    size_t agree = std::count_if(v.begin(), v.end(), [&](double x) { return (x > 0) == (mean > 0); });
+    size_t agree =
+        std::count_if(v.begin(), v.end(), [&](double x) { return (x > 0) == (mean > 0); });
     EXPECT_EQ(std::stoul(r.at("n")), v.size()) << key;
     EXPECT_EQ(std::stoul(r.at("expected")), expected[key]) << key;
     EXPECT_EQ(r.at("complete"), v.size() == expected[key] ? "true" : "false") << key;
     EXPECT_EQ(r.at("ddof"), "1");
     auto near = [&](const char* col, double want) {
-      EXPECT_NEAR(std::stod(r.at(col)), want, 1e-9 * std::max(1.0, std::abs(want))) << key << " " << col;
+      EXPECT_NEAR(std::stod(r.at(col)), want, 1e-9 * std::max(1.0, std::abs(want)))
+          << key << " " << col;
     };
     near("mean", mean);
     near("std", sd);
@@ -178,10 +186,15 @@ class FailedSeed : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int seed = 0; seed < 3; ++seed) {
-      f_.Add({"steer", 1, "lora_steer", {{"adapter", "lora"}}, seed,
+      f_.Add({"steer",
+              1,
+              "lora_steer",
+              {{"adapter", "lora"}},
+              seed,
               seed == 1 ? ShardStatus::kFailed : ShardStatus::kDone,
-              seed == 1 ? std::vector<std::pair<std::string, double>>{}
-                        : std::vector<std::pair<std::string, double>>{{"steer_delta", 1.0 + seed}}});
+              seed == 1
+                  ? std::vector<std::pair<std::string, double>>{}
+                  : std::vector<std::pair<std::string, double>>{{"steer_delta", 1.0 + seed}}});
     }
     ReportOptions o = Options(f_, out_.path());
     o.figures = false;
@@ -248,8 +261,13 @@ TEST(Report, GroupByPoolsTheOtherAxes) {
   SweepFixture f("pool");
   for (int rank : {1, 4}) {
     for (int seed = 0; seed < 2; ++seed) {
-      f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}, {"lora.rank", rank}}, seed,
-             ShardStatus::kDone, {{"steer_delta", rank + 0.1 * seed}}});
+      f.Add({"steer",
+             0,
+             "lora_steer",
+             {{"adapter", "lora"}, {"lora.rank", rank}},
+             seed,
+             ShardStatus::kDone,
+             {{"steer_delta", rank + 0.1 * seed}}});
     }
   }
   TempDir out;
@@ -266,7 +284,13 @@ TEST(Report, GroupByPoolsTheOtherAxes) {
 
 TEST(Report, UsageErrorsAreReportedAllAtOnce) {
   SweepFixture f("errs");
-  f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}}, 0, ShardStatus::kDone, {{"steer_delta", 1}}});
+  f.Add({"steer",
+         0,
+         "lora_steer",
+         {{"adapter", "lora"}},
+         0,
+         ShardStatus::kDone,
+         {{"steer_delta", 1}}});
   TempDir out;
   ReportOptions o = Options(f, out.path());
   o.sweep = "nope";
@@ -302,7 +326,12 @@ TEST(Report, SpecReportSectionPicksTablesAndRejectsUnknownKeys) {
                  "    - {stage: steer, metrics: [steer_delta], group_by: [adapter]}\n"
                  "  formats: [md, csv]\n");
   for (int rank : {1, 2}) {
-    f.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}, {"lora.rank", rank}}, 0, ShardStatus::kDone,
+    f.Add({"steer",
+           0,
+           "lora_steer",
+           {{"adapter", "lora"}, {"lora.rank", rank}},
+           0,
+           ShardStatus::kDone,
            {{"steer_delta", 1.0 * rank}, {"kl_at_1", 0.1}}});
   }
   TempDir out;
@@ -323,7 +352,8 @@ TEST(Report, SpecReportSectionPicksTablesAndRejectsUnknownKeys) {
     FAIL() << "no error";
   } catch (const UsageError& e) {
     EXPECT_THAT(e.what(), HasSubstr("stored spec of sweep 'bad':3: report: unknown key 'tabels'"));
-    EXPECT_THAT(e.what(), HasSubstr("stored spec of sweep 'bad':4: report: formats: unknown format 'pdf'"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("stored spec of sweep 'bad':4: report: formats: unknown format 'pdf'"));
   }
   // Figure types are the report's own check.
   SweepFixture pie("pie", "name: pie\nreport:\n  figures: [pie_chart]\n");
@@ -345,7 +375,8 @@ TEST(Report, LatexSpecialCharactersInParamsAreEscaped) {
   WriteReport(Options(f, out.path()));
   std::string tex = Slurp(out.path() / "tables" / "st_age.tex");
   EXPECT_THAT(tex, HasSubstr("lr\\_sched & metric"));
-  EXPECT_THAT(tex, HasSubstr("50\\%\\_\\&\\$\\#\\{x\\}\\textasciitilde{}\\textasciicircum{}\\textbackslash{}y & loss\\_\\% &"));
+  EXPECT_THAT(tex, HasSubstr("50\\%\\_\\&\\$\\#\\{x\\}\\textasciitilde{}\\textasciicircum{}"
+                             "\\textbackslash{}y & loss\\_\\% &"));
   EXPECT_THAT(tex, HasSubstr("stage st\\_age (chaos)"));
   EXPECT_THAT(tex, Not(HasSubstr(nasty)));
   // In the data row, once escapes and math are taken out, only the 9 column separators remain.
@@ -354,8 +385,8 @@ TEST(Report, LatexSpecialCharactersInParamsAreEscaped) {
   for (std::string line; std::getline(lines, line);) {
     if (!line.starts_with("50")) continue;
     seen = true;
-    std::string s = std::regex_replace(
-        line, std::regex(R"(\\text[a-z]+\{\}|\\[&%$#_{}]|\$[^$]*\$|\\\\$)"), "");
+    std::string s =
+        std::regex_replace(line, std::regex(R"(\\text[a-z]+\{\}|\\[&%$#_{}]|\$[^$]*\$|\\\\$)"), "");
     EXPECT_EQ(std::count(s.begin(), s.end(), '&'), 9) << line;
     s.erase(std::remove(s.begin(), s.end(), '&'), s.end());
     EXPECT_EQ(s.find_first_of("%#_{}~^\\$"), std::string::npos) << line << " -> " << s;
@@ -398,23 +429,35 @@ TEST(Report, HostileAxisValuesReachNeitherMarkdownAsHtmlNorCsvAsFormulas) {
 void AddEveryFamily(SweepFixture& f) {
   std::mt19937 rng(3);
   std::normal_distribution<double> noise(0.0, 1.0);
-  f.Add({"base", 0, "pretrain", {}, 0, ShardStatus::kDone, {{"final_loss", 0.12}, {"task_accuracy", 0.98}},
+  f.Add({"base",
+         0,
+         "pretrain",
+         {},
+         0,
+         ShardStatus::kDone,
+         {{"final_loss", 0.12}, {"task_accuracy", 0.98}},
          [&](H5Writer& w) {
            std::vector<float> loss(300);
-           for (size_t i = 0; i < loss.size(); ++i) loss[i] = 4.0f * std::exp(-0.02f * i) + 0.1f + 0.02f * noise(rng);
+           for (size_t i = 0; i < loss.size(); ++i)
+             loss[i] = 4.0f * std::exp(-0.02f * i) + 0.1f + 0.02f * noise(rng);
            w.Write("train/loss", loss);
          }});
   for (std::string adapter : {"lora", "ia3"}) {
     for (int seed = 0; seed < 3; ++seed) {
       double slope = adapter == "lora" ? 1.5 : 0.7;
-      f.Add({"steer", 1, "lora_steer", {{"adapter", adapter}}, seed,
+      f.Add({"steer",
+             1,
+             "lora_steer",
+             {{"adapter", adapter}},
+             seed,
              seed == 2 && adapter == "ia3" ? ShardStatus::kFailed : ShardStatus::kDone,
              {{"steer_delta", slope + 0.1 * noise(rng)}, {"kl_at_1", 0.01}},
              [&](H5Writer& w) {
                std::vector<double> alphas = {-2, -1, 0, 1, 2};
                std::vector<float> lr(5 * 16);
                for (size_t a = 0; a < 5; ++a) {
-                 for (size_t r = 0; r < 16; ++r) lr[a * 16 + r] = slope * alphas[a] + 0.3 * noise(rng) + 0.2 * seed;
+                 for (size_t r = 0; r < 16; ++r)
+                   lr[a * 16 + r] = slope * alphas[a] + 0.3 * noise(rng) + 0.2 * seed;
                }
                w.Write("eval/alphas", alphas);
                w.Write("eval/logratio", lr.data(), Shape{5, 16});
@@ -431,16 +474,27 @@ void AddEveryFamily(SweepFixture& f) {
   for (std::string adapter : {"lora", "ia3"}) {
     for (int seed = 0; seed < 3; ++seed) {
       std::vector<std::pair<std::string, double>> m = {
-          {"retained.full", 1.0}, {"retained.zero", 0.0}, {"retained.random_norm_matched", 0.02 * noise(rng)},
-          {"retained.attention_keep", 0.6 + 0.05 * noise(rng)}, {"retained.mlp_keep", 0.35 + 0.05 * noise(rng)},
-          {"retained.layer0_keep", 0.2}, {"retained.svd_top25_keep", 0.8 + 0.05 * noise(rng)},
+          {"retained.full", 1.0},
+          {"retained.zero", 0.0},
+          {"retained.random_norm_matched", 0.02 * noise(rng)},
+          {"retained.attention_keep", 0.6 + 0.05 * noise(rng)},
+          {"retained.mlp_keep", 0.35 + 0.05 * noise(rng)},
+          {"retained.layer0_keep", 0.2},
+          {"retained.svd_top25_keep", 0.8 + 0.05 * noise(rng)},
           {"retained.svd_top25_drop", 0.15 - 0.3 * (adapter == "ia3")}};
       f.Add({"ablate", 2, "ablation", {{"adapter", adapter}}, seed, ShardStatus::kDone, m});
     }
   }
-  f.Add({"heads", 3, "ablation", {}, 0, ShardStatus::kDone, {{"max_delta_ce", 0.9}}, [&](H5Writer& w) {
+  f.Add({"heads",
+         3,
+         "ablation",
+         {},
+         0,
+         ShardStatus::kDone,
+         {{"max_delta_ce", 0.9}},
+         [&](H5Writer& w) {
            std::vector<double> prev(2 * 4, 0.05), ind(2 * 4, 0.03), dce(2 * 4, 0.01);
-           prev[1] = 0.92;  // layer 0 head 1: previous-token head
+           prev[1] = 0.92;     // layer 0 head 1: previous-token head
            ind[4 + 2] = 0.85;  // layer 1 head 2: induction head
            dce[4 + 2] = 0.9;
            w.Write("heads/prev_token", prev.data(), Shape{2, 4});
@@ -448,14 +502,31 @@ void AddEveryFamily(SweepFixture& f) {
            w.Write("heads/delta_ce", dce.data(), Shape{2, 4});
          }});
   for (int i = 0; i < 2; ++i) {
-    f.Add({"harvest", 4, "harvest", {}, 0, ShardStatus::kDone, {}, [](H5Writer& w) { w.Write("partial", std::vector<int64_t>{1}); }, "map"});
+    f.Add({"harvest",
+           4,
+           "harvest",
+           {},
+           0,
+           ShardStatus::kDone,
+           {},
+           [](H5Writer& w) { w.Write("partial", std::vector<int64_t>{1}); },
+           "map"});
   }
-  f.Add({"harvest", 4, "harvest", {}, 0, ShardStatus::kDone, {{"n_tokens", 4096}, {"dead_fraction", 0.1}},
+  f.Add({"harvest",
+         4,
+         "harvest",
+         {},
+         0,
+         ShardStatus::kDone,
+         {{"n_tokens", 4096}, {"dead_fraction", 0.1}},
          [&](H5Writer& w) {
            std::vector<double> d(512);
-           for (size_t c = 0; c < d.size(); ++c) d[c] = c % 10 == 0 ? 0.0 : std::pow(10.0, -3.5 + 3.0 * (c % 97) / 97.0 + 0.2 * noise(rng));
+           for (size_t c = 0; c < d.size(); ++c)
+             d[c] = c % 10 == 0 ? 0.0
+                                : std::pow(10.0, -3.5 + 3.0 * (c % 97) / 97.0 + 0.2 * noise(rng));
            w.Write("firing_density", d);
-         }, "reduce"});
+         },
+         "reduce"});
 }
 
 // Link targets: every `open`...`close` span (a plain scan: std::regex recurses per character and
@@ -467,7 +538,8 @@ std::vector<std::string> Links(const std::string& text, const std::string& open,
     size_t end = text.find(close, start);
     if (end == std::string::npos) break;
     std::string target = text.substr(start, end - start);
-    if (target.starts_with("data:") || target.starts_with("http") || target.starts_with("#")) continue;
+    if (target.starts_with("data:") || target.starts_with("http") || target.starts_with("#"))
+      continue;
     out.push_back(target);
   }
   return out;
@@ -486,28 +558,33 @@ TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
   // 5 stages × 3 formats, 1 html, and per figure at least data + script.
   EXPECT_GE(md_links.size(), 16u + 2 * r.figures.size());
   EXPECT_GE(html_links.size(), 16u);
-  for (const auto& l : md_links) EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.md → " << l;
-  for (const auto& l : html_links) EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.html → " << l;
+  for (const auto& l : md_links)
+    EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.md → " << l;
+  for (const auto& l : html_links)
+    EXPECT_TRUE(fs::is_regular_file(out.path() / l)) << "report.html → " << l;
   // The incomplete ia3 group is flagged in the steer table.
   EXPECT_THAT(md, HasSubstr("adapter=ia3: seed 2 failed"));
   // Harvest is tabulated over its reduce shard only.
-  auto harvest = std::find_if(r.tables.begin(), r.tables.end(), [](const auto& t) { return t.stage == "harvest"; });
+  auto harvest = std::find_if(r.tables.begin(), r.tables.end(),
+                              [](const auto& t) { return t.stage == "harvest"; });
   ASSERT_NE(harvest, r.tables.end());
   EXPECT_TRUE(harvest->reduce_only);
   EXPECT_EQ(harvest->groups.at(0).cells.at(0).expected, 1u);
   // Ablation defaults to the retained.* numbers.
-  auto ablate = std::find_if(r.tables.begin(), r.tables.end(), [](const auto& t) { return t.stage == "ablate"; });
+  auto ablate = std::find_if(r.tables.begin(), r.tables.end(),
+                             [](const auto& t) { return t.stage == "ablate"; });
   ASSERT_NE(ablate, r.tables.end());
   EXPECT_EQ(ablate->metrics.size(), 8u);
   EXPECT_TRUE(ablate->metrics.front().starts_with("retained."));
 
   std::set<std::string> ids;
   for (const auto& fig : r.figures) ids.insert(fig.id);
-  EXPECT_EQ(ids, (std::set<std::string>{"base-loss_curves", "steer-steering_curve", "steer-loss_curves",
-                                        "ablate-ablation_heatmap", "heads-heads-prev_token",
-                                        "heads-heads-induction", "heads-heads-delta_ce",
-                                        "harvest-firing_density"}));
-  if (report::FindOnPath("gnuplot").empty()) GTEST_SKIP() << "gnuplot not installed: images not checked";
+  EXPECT_EQ(ids, (std::set<std::string>{"base-loss_curves", "steer-steering_curve",
+                                        "steer-loss_curves", "ablate-ablation_heatmap",
+                                        "heads-heads-prev_token", "heads-heads-induction",
+                                        "heads-heads-delta_ce", "harvest-firing_density"}));
+  if (report::FindOnPath("gnuplot").empty())
+    GTEST_SKIP() << "gnuplot not installed: images not checked";
   EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
   for (const auto& fig : r.figures) {
     ASSERT_FALSE(fig.png.empty()) << fig.id;
@@ -524,8 +601,14 @@ TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
 TEST(Report, ManyConfigsAreSplitIntoFiguresOfTenLines) {
   SweepFixture f("many");
   for (int lr = 0; lr < 12; ++lr) {
-    f.Add({"steer", 0, "lora_steer", {{"train.lr", 0.001 * (lr + 1)}}, 0, ShardStatus::kDone,
-           {{"steer_delta", 1.0}}, [&](H5Writer& w) {
+    f.Add({"steer",
+           0,
+           "lora_steer",
+           {{"train.lr", 0.001 * (lr + 1)}},
+           0,
+           ShardStatus::kDone,
+           {{"steer_delta", 1.0}},
+           [&](H5Writer& w) {
              w.Write("eval/alphas", std::vector<double>{0, 1});
              w.Write("eval/logratio", std::vector<double>{0, 0.1 * lr});  // [A] without a row axis
            }});
@@ -563,7 +646,8 @@ TEST(Report, WithoutGnuplotItWarnsClearlyAndStillWritesTheTables) {
   EXPECT_THAT(printed, HasSubstr("report: " + (out.path() / "report.md").string()));
   for (const char* stage : {"base", "steer", "ablate", "heads", "harvest"}) {
     for (const char* ext : {"md", "tex", "csv"}) {
-      EXPECT_TRUE(fs::exists(out.path() / "tables" / (std::string(stage) + "." + ext))) << stage << ext;
+      EXPECT_TRUE(fs::exists(out.path() / "tables" / (std::string(stage) + "." + ext)))
+          << stage << ext;
     }
   }
   std::string md = Slurp(out.path() / "report.md");

@@ -66,7 +66,8 @@ class FakeCollective : public Collective {
     gang_.slots()[static_cast<size_t>(rank_)] = data;
     gang_.Arrive();
     std::memcpy(result.data(), gang_.slots()[0], bytes);
-    for (int r = 1; r < size(); ++r) Combine(result.data(), gang_.slots()[static_cast<size_t>(r)], count, type, op);
+    for (int r = 1; r < size(); ++r)
+      Combine(result.data(), gang_.slots()[static_cast<size_t>(r)], count, type, op);
     gang_.Arrive();  // everyone has read every input
     std::memcpy(data, result.data(), bytes);
     gang_.Arrive();
@@ -75,7 +76,8 @@ class FakeCollective : public Collective {
   void Broadcast(void* data, size_t count, DType type, int root) override {
     gang_.slots()[static_cast<size_t>(rank_)] = data;
     gang_.Arrive();
-    if (rank_ != root) std::memcpy(data, gang_.slots()[static_cast<size_t>(root)], count * DTypeSize(type));
+    if (rank_ != root)
+      std::memcpy(data, gang_.slots()[static_cast<size_t>(root)], count * DTypeSize(type));
     gang_.Arrive();
   }
 

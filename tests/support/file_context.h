@@ -17,8 +17,11 @@ class FileShardContext final : public ShardContext {
  public:
   FileShardContext(ShardTaskView view, std::filesystem::path out, std::filesystem::path artifacts,
                    int threads = 1, Collective* gang = nullptr)
-      : view_(std::move(view)), out_(std::move(out)), artifacts_(std::move(artifacts)),
-        threads_(threads), gang_(gang) {}
+      : view_(std::move(view)),
+        out_(std::move(out)),
+        artifacts_(std::move(artifacts)),
+        threads_(threads),
+        gang_(gang) {}
   const ShardTaskView& task() const override { return view_; }
   H5Writer& out() override {
     if (!writer_) writer_ = std::make_unique<H5Writer>(out_.string());

@@ -20,9 +20,9 @@
 
 #include <fmt/format.h>
 
+#include "transport/mpi.h"
 #include "worker/collective_mpi.h"
 #include "worker/collective_nccl.h"
-#include "transport/mpi.h"
 
 namespace seedgrid {
 namespace {
@@ -42,7 +42,8 @@ template <typename T>
 class DeviceBuffer {
  public:
   explicit DeviceBuffer(size_t n) : n_(n) {
-    SEEDGRID_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)));
+    SEEDGRID_CUDA_CHECK(
+        cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)));
   }
   explicit DeviceBuffer(const std::vector<T>& v) : DeviceBuffer(v.size()) { Upload(v); }
   ~DeviceBuffer() { cudaFree(p_); }
@@ -87,8 +88,8 @@ TEST_F(NcclCollectiveTest, AllReduceSumsAndMaxima) {
   DeviceBuffer<float> sum(std::vector<float>{r + 1, 10 * (r + 1), -r});
   gang_->AllReduce(sum.get(), 3, DType::kFloat32, ReduceOp::kSum);
   const float n = static_cast<float>(g_size);
-  EXPECT_EQ(sum.Download(), (std::vector<float>{n * (n + 1) / 2, 10 * n * (n + 1) / 2,
-                                                -n * (n - 1) / 2}));
+  EXPECT_EQ(sum.Download(),
+            (std::vector<float>{n * (n + 1) / 2, 10 * n * (n + 1) / 2, -n * (n - 1) / 2}));
 
   DeviceBuffer<double> max(std::vector<double>{static_cast<double>(g_rank), -1.0 * g_rank});
   gang_->AllReduce(max.get(), 2, DType::kFloat64, ReduceOp::kMax);
@@ -145,7 +146,8 @@ TEST_F(NcclCollectiveTest, BarrierWaitsForTheLastRank) {
   if (g_rank == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto start = std::chrono::steady_clock::now();
   gang_->Barrier();
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (g_rank != 0) {
     EXPECT_GT(waited, 0.2);
   }
