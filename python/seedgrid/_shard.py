@@ -58,13 +58,13 @@ def local(directory="seedgrid-local", params=None, seed=0, shard_id="local", att
           inputs=None):
     """Runs this process as if it were a shard, with its files under `directory`.
 
-    Does nothing when the process already runs under seedgrid (SEEDGRID_OUT is set), so a
-    script may call it unconditionally at its top. Otherwise sets the SEEDGRID_* variables
+    Does nothing when the process already runs under seedgrid (any SEEDGRID_* variable of the
+    contract is set), so a script may call it unconditionally at its top. Otherwise sets the SEEDGRID_* variables
     (children inherit them): params from `params` (a dict), else from <directory>/params.json
     when it exists, else {}; out dir <directory>/out; checkpoint dir <directory>/checkpoint,
     which persists between local runs as it does between attempts. Returns the directory.
     """
-    if os.environ.get("SEEDGRID_OUT"):
+    if _under_seedgrid():
         return None
     root = pathlib.Path(directory).resolve()
     out = root / "out"
@@ -89,12 +89,17 @@ def local(directory="seedgrid-local", params=None, seed=0, shard_id="local", att
     return root
 
 
+def _under_seedgrid():
+    """Whether any variable of the contract is set: then local mode never fills in the rest."""
+    return any(os.environ.get(v) for v in _VARS)
+
+
 def _env(name):
     value = os.environ.get(name)
     if value:
         return value
     directory = os.environ.get("SEEDGRID_LOCAL")
-    if directory and not os.environ.get("SEEDGRID_OUT"):
+    if directory and not _under_seedgrid():
         local(directory)
         return os.environ[name]
     others = sorted(v for v in _VARS if os.environ.get(v))

@@ -156,6 +156,11 @@ class FinishedSweep(unittest.TestCase):
             seedgrid.load(self.registry, "pyload", stage="third")
         with self.assertRaisesRegex(FileNotFoundError, "no registry at"):
             seedgrid.load(os.path.join(self.dir, "missing"), "pyload")
+        junk = os.path.join(self.dir, "junk.sqlite")
+        with open(junk, "wb") as f:
+            f.write(b"not a database at all" * 100)
+        with self.assertRaisesRegex(ValueError, "junk.sqlite is not a seedgrid registry"):
+            seedgrid.load(junk, "pyload")
 
     def test_reading_changes_nothing(self):
         before = {n: sha256(os.path.join(self.dir, "runs", n))

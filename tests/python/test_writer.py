@@ -100,9 +100,11 @@ class OutsideSeedgrid(ShardEnvTest):
 
     def test_a_partial_environment_names_what_is_missing(self):
         del os.environ["SEEDGRID_CHECKPOINT_DIR"]
+        os.environ["SEEDGRID_LOCAL"] = os.path.join(self.dir, "never")  # does not fill it in
         with self.assertRaisesRegex(seedgrid.NotInShardError,
                                     "SEEDGRID_CHECKPOINT_DIR is not set, though .*SEEDGRID_OUT"):
             seedgrid.checkpoint_dir()
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "never")))
 
     def test_SEEDGRID_LOCAL_runs_a_script_by_hand(self):
         env = self.child_env()
