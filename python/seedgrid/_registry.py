@@ -116,22 +116,19 @@ def load(registry, sweep, stage=None, as_frame=None):
     when pandas can be imported, else a list of dicts; True requires pandas; False always
     returns the list of dicts.
     """
-    if as_frame is None:
+    pandas = None
+    if as_frame is not False:
         try:
-            import pandas  # noqa: F401
-            as_frame = True
-        except ImportError:
-            as_frame = False
+            import pandas
+        except ImportError as e:
+            if as_frame:
+                raise ImportError("seedgrid.load(as_frame=True) needs pandas (Debian: "
+                                  "python3-pandas; pip: pandas)") from e
     _, rows, metrics = _shard_rows(registry, sweep, stage)
     axis_cols, metric_cols = _columns(rows, metrics)
     records = [_record(row, metrics, axis_cols, metric_cols) for row in rows]
-    if not as_frame:
+    if pandas is None:
         return records
-    try:
-        import pandas
-    except ImportError as e:
-        raise ImportError("seedgrid.load(as_frame=True) needs pandas (Debian: python3-pandas; "
-                          "pip: pandas)") from e
     columns = list(FIXED_COLUMNS) + list(axis_cols.values()) + list(metric_cols.values())
     return pandas.DataFrame.from_records(records, columns=columns)
 

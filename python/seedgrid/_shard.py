@@ -59,10 +59,11 @@ def local(directory="seedgrid-local", params=None, seed=0, shard_id="local", att
     """Runs this process as if it were a shard, with its files under `directory`.
 
     Does nothing when the process already runs under seedgrid (any SEEDGRID_* variable of the
-    contract is set), so a script may call it unconditionally at its top. Otherwise sets the SEEDGRID_* variables
-    (children inherit them): params from `params` (a dict), else from <directory>/params.json
-    when it exists, else {}; out dir <directory>/out; checkpoint dir <directory>/checkpoint,
-    which persists between local runs as it does between attempts. Returns the directory.
+    contract is set), so a script may call it unconditionally at its top. Otherwise sets the
+    SEEDGRID_* variables (children inherit them): params from `params` (a dict), else from
+    <directory>/params.json when it exists, else {}; out dir <directory>/out; checkpoint dir
+    <directory>/checkpoint, which persists between local runs as it does between attempts.
+    Returns the directory (a resolved pathlib.Path), or None under seedgrid.
     """
     if _under_seedgrid():
         return None
@@ -362,7 +363,10 @@ def exit_preempted():
     """Ends the process as an unhandled SIGTERM would have: flushes stdout and stderr, restores
     the default action and sends SIGTERM to itself. seedgrid then sees the same outcome as for
     a process that did not handle the signal (a preempted attempt, not charged; a timeout when
-    it was a timeout), never a success."""
+    it was a timeout), never a success. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("seedgrid.exit_preempted: call it from the main thread (Python sets "
+                           "signal actions only there)")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -4,7 +4,6 @@ checked against `seedgrid status --json` and the shards' own HDF5 files."""
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -7,20 +7,20 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import unittest
 
 import h5py
 import numpy as np
 
-from helper import PYTHON_DIR, SHARD_VARS, ShardEnvTest
+from helper import SHARD_VARS, ShardEnvTest
 
 import seedgrid
 
 
 def run_child(test, code, env=None, **kw):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env or test.child_env(),
-                          capture_output=True, text=True, timeout=60, **kw)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env=env or test.child_env(), capture_output=True, text=True, timeout=60,
+                          **kw)
 
 
 def start_child(test, code, env=None):
@@ -64,7 +64,8 @@ class Context(ShardEnvTest):
             seedgrid.seed()
         with open(os.environ["SEEDGRID_PARAMS"], "w") as f:
             f.write("{not json")
-        with self.assertRaisesRegex(ValueError, "SEEDGRID_PARAMS .*params.json.* is not valid JSON"):
+        with self.assertRaisesRegex(ValueError,
+                                    "SEEDGRID_PARAMS .*params.json.* is not valid JSON"):
             seedgrid.params()
 
     def test_checkpoint_dir_is_the_variable_and_is_created(self):
@@ -180,12 +181,14 @@ class Metrics(ShardEnvTest):
         seedgrid.log("lr", 1e-3, step=np.int64(2))
         self.assertEqual(self.read_curves(), [
             {"name": "loss", "value": 1.0, "step": 0}, {"name": "loss", "value": 0.5, "step": 1},
-            {"name": "loss", "value": 1.0 / 3, "step": 2}, {"name": "lr", "value": 1e-3, "step": 2}])
+            {"name": "loss", "value": 1.0 / 3, "step": 2},
+            {"name": "lr", "value": 1e-3, "step": 2}])
         self.assertFalse(os.path.exists(os.path.join(self.out, "metrics.json")))
 
     def test_values_that_json_cannot_hold_are_refused(self):
         for bad, err in ((float("nan"), ValueError), (float("inf"), ValueError),
-                         ("0.5", TypeError), (True, TypeError), (None, TypeError), ([1], TypeError)):
+                         ("0.5", TypeError), (True, TypeError), (None, TypeError),
+                         ([1], TypeError)):
             with self.assertRaises(err, msg=repr(bad)):
                 seedgrid.log("x", bad)
         with self.assertRaisesRegex(TypeError, "step must be an int"):
