@@ -140,10 +140,14 @@ class FinishedSweep(unittest.TestCase):
         self.assertEqual(rows[0]["mode"], None)
         # Where pandas cannot be imported, the default is the list.
         code = ("import sys; sys.modules['pandas'] = None; import seedgrid; "
-                f"r = seedgrid.load({self.registry!r}, 'pyload'); print(type(r).__name__, len(r))")
+                f"r = seedgrid.load({self.registry!r}, 'pyload'); print(type(r).__name__, len(r))"
+                f"\ntry: seedgrid.load({self.registry!r}, 'pyload', as_frame=True)"
+                "\nexcept ImportError as e: print(e)")
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=dict(os.environ, PYTHONPATH=PYTHON_DIR), timeout=60)
-        self.assertEqual(p.stdout.split(), ["list", "12"], p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["list", "12"], p.stderr)
+        self.assertIn("needs pandas (Debian: python3-pandas", lines[1])
 
     def test_a_stage_a_directory_and_clear_errors(self):
         df = seedgrid.load(os.path.join(self.dir, "runs"), "pyload", stage="second")
