@@ -1,0 +1,148 @@
+// The worker's supervisor: its policy as a pure reactor, like the coordinator's scheduler
+// (coordinator/scheduler.h). It reads no pipe, no MPI and no clock: the driver
+// (worker/worker.cpp) hands it each event with the time, and it acts through three seams —
+// UpLink (core/comm.h: messages to the coordinator), ShardExecutor (the executor child:
+// start, send, signal, reap) and InProcessRunner (a shard run in the supervisor's own
+// process). Tests drive it with an in-memory UpLink, a fake executor and a fake clock
+// (tests/worker/supervisor_test.cpp).
+//
+//   Supervisor s(up, executor, in_process, options);
+//   s.Start(hello);                         // starts the executor, says Hello
+//   s.OnMessage(msg, frame, now);           // RunShard / Shutdown from the coordinator
+//   s.OnExecutorOutput(stream, bytes);      // the executor's stdout / stderr
+//   s.OnExecutorFrame(frame, now);          // Progress / ShardDone from the executor
+//   s.OnExecutorEof(now);                   // its frame pipe closed: it is dead or dying
+//   s.Tick(now);                            // while the executor has shards: timeouts
+//   s.RunInProcess(now);                    // an inline or gang shard, when its turn comes
+//
+// Policy:
+//   * Single-rank shards go to the executor in arrival order (the RunShard frame is forwarded
+//     unchanged); the first unanswered one is running, the others are queued behind it.
+//   * Timeout of the running shard: SIGTERM to the executor's group, then SIGKILL after
+//     `kill_grace_s`; the attempt ends as `timeout` when the executor dies.
+//   * A dead executor (crash, kill, timeout) charges only the running shard: a ShardDone with
+//     the reason (signal or exit code, and the last line of its stderr) goes up, the executor
+//     is restarted and the shards queued behind are re-sent (same attempt numbers: not charged).
+//     After a `memory` ShardDone the executor kills itself (worker/executor.h): that death was
+//     reported already, so it charges nobody.
+//   * `isolation: inline` and gang shards run in-process, one at a time, only while the
+//     executor has nothing queued (a gang's ranks must not wait on one another's executors).
+//   * Shutdown: the executor is killed (what still runs was recorded as preempted by the
+//     coordinator) and the worker exits with the code the coordinator gave.
+//
+// Attempt logs (worker/attempt_log.h): every attempt's stdout and stderr go to its own capped
+// files. The executor's streams are pipes shared by all its shards; after each shard it writes
+// kAttemptEndMarker to both before that shard's ShardDone, so the bytes before a marker are that
+// shard's. The driver delivers the output it has read before the frames it read first, so a
+// ShardDone always finds its shard's logs complete. A failed attempt's error text ends with the
+// last line of its stderr.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "core/comm.h"
+#include "core/protocol.h"
+#include "worker/attempt_log.h"
+
+namespace seedgrid {
+
+// The executor child as the supervisor sees it (worker/executor.h: ExecutorProcess).
+class ShardExecutor {
+ public:
+  virtual ~ShardExecutor() = default;
+  virtual void Start() = 0;
+  virtual bool running() const = 0;
+  virtual void Send(const std::string& frame) = 0;  // a whole ToWorker frame
+  virtual void Signal(int sig) = 0;                 // to its process group
+  // SIGKILLs what is left of its group and waits for it: the waitpid status.
+  virtual int Reap() = 0;
+};
+
+// Runs one shard in the supervisor's process (inline and gang shards; worker/worker.cpp runs
+// it with RunShardLocally, a gang communicator, and its fds 1 and 2 captured into `logs`).
+class InProcessRunner {
+ public:
+  virtual ~InProcessRunner() = default;
+  virtual ShardDone Run(const RunShard& task, AttemptLogs& logs,
+                        const std::function<void(int64_t, int64_t)>& progress) = 0;
+};
+
+enum class OutStream { kStdout = 0, kStderr = 1 };
+
+struct SupervisorOptions {
+  double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout
+  int world_rank = 1;       // this worker's rank (names its gang logs)
+  LogCap log_cap;
+};
+
+class Supervisor {
+ public:
+  Supervisor(UpLink& up, ShardExecutor& executor, InProcessRunner& in_process,
+             SupervisorOptions options);
+  ~Supervisor();
+
+  void Start(const Hello& hello);
+  // `frame`: msg's encoding as received, forwarded to the executor unchanged.
+  void OnMessage(ToWorker msg, const std::string& frame, double now);
+  void OnExecutorOutput(OutStream stream, std::string_view bytes);
+  void OnExecutorFrame(const std::string& frame, double now);
+  void OnExecutorEof(double now);
+  void Tick(double now);
+  // Runs the next inline or gang shard when the executor has nothing queued. True if it ran one.
+  bool RunInProcess(double now);
+
+  bool executor_busy() const { return !queue_.empty(); }
+  bool shutdown() const { return shutdown_; }
+  int exit_code() const { return exit_code_; }
+
+ private:
+  struct InFlight {
+    RunShard task;
+    double head_since = 0;  // when it became the running shard
+  };
+  // The executor's output, split at markers into the attempts it belongs to.
+  struct LogSlot {
+    ShardId id;
+    int32_t attempt = 0;
+    std::unique_ptr<AttemptLogs> logs;
+  };
+  struct Stream {
+    std::string pending;  // bytes not yet routed (a marker may straddle two reads)
+    size_t passed = 0;    // markers seen since logs_.front() began
+  };
+
+  void Route(OutStream s);
+  void Stray(OutStream s, std::string_view bytes);
+  bool OnShardDone(ShardDone& done, double now);  // true when `done` was changed
+  void CloseFrontLog();
+  void ReportDeath(int status, double now);
+  void ResendQueue(double now);
+  std::unique_ptr<AttemptLogs> LogsFor(const RunShard& task) const;
+
+  UpLink& up_;
+  ShardExecutor& executor_;
+  InProcessRunner& in_process_;
+  SupervisorOptions options_;
+  std::deque<InFlight> queue_;  // shards sent to the executor, unanswered
+  std::deque<RunShard> local_;  // inline and gang shards, in arrival order
+  std::deque<LogSlot> logs_;    // per executor attempt whose output may still come
+  Stream streams_[2];
+  std::optional<std::pair<Outcome, std::string>> head_killed_;  // why the running one was killed
+  std::optional<double> kill_deadline_;                         // SIGKILL after the grace
+  bool executor_exiting_ = false;  // it reported a memory-limit ShardDone and is killing itself
+  bool shutdown_ = false;
+  int exit_code_ = 0;
+  std::string buf_;
+};
+
+// The executor's attempt boundary on its stdout and stderr (see the header comment).
+inline constexpr std::string_view kAttemptEndMarker = "\x1eseedgrid:attempt-end\x1e\n";
+
+}  // namespace seedgrid
