@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -179,16 +180,23 @@ class MemoryWatch {
   double start_ = 0;
 };
 
-// The end of a shard's stdout and stderr (executor.h): flushed, then the marker on each.
-void EndAttemptOutput() {
+// The end of a shard's stdout and stderr (worker/supervisor.h): flushed, then its marker on
+// each pipe that still holds bytes the worker has not read (an empty one needs none: every
+// byte of the shard was read already).
+void EndAttemptOutput(const RunShard& task) {
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
-  try {
-    WriteAll(STDOUT_FILENO, kAttemptEndMarker);
-    WriteAll(STDERR_FILENO, kAttemptEndMarker);
-  } catch (const std::exception&) {
-    // The worker is gone (EPIPE): the next read of in_fd ends this executor.
+  std::string marker;
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    int unread = 0;
+    if (::ioctl(fd, FIONREAD, &unread) != 0 || unread == 0) continue;
+    if (marker.empty()) marker = AttemptEndMarker(task.id, task.attempt);
+    try {
+      WriteAll(fd, marker);
+    } catch (const std::exception&) {
+      // The worker is gone (EPIPE): the next read of in_fd ends this executor.
+    }
   }
 }
 
@@ -241,7 +249,7 @@ int RunExecutorMain(int in_fd, int out_fd) {
       }
       done.peak_rss_kb = rss_kb;
     }
-    EndAttemptOutput();
+    EndAttemptOutput(task);
     std::lock_guard lock(out.mu());
     out.WriteLocked(FromWorker{std::move(done)});
   }

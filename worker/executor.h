@@ -7,8 +7,9 @@
 // `in_fd` (3); the executor answers each with zero or more Progress frames and exactly one
 // ShardDone on `out_fd` (4). Its stdout and stderr (fds 1 and 2, inherited by whatever a shard
 // starts) are two more pipes to the worker, which writes them to the attempt logs: after each
-// shard, before its ShardDone, the executor flushes both and writes kAttemptEndMarker to each
-// (worker/supervisor.h), so a kind's or a child's output never mixes with frames. EOF on `in_fd`
+// shard, before its ShardDone, the executor flushes both and marks the shard's end in each pipe
+// that still holds unread bytes (worker/supervisor.h). A kind's or a child's output never mixes
+// with frames. EOF on `in_fd`
 // ends it. The worker may queue several RunShards; if the executor dies, the first unanswered one
 // is the shard that killed it, except after a ShardDone with outcome `memory`: the executor
 // enforces a shard's memory limit itself (on the growth of its RSS above the baseline it had when
@@ -58,6 +59,8 @@ class ExecutorProcess final : public ShardExecutor {
   bool ReadFrames();
   // Pops the next whole frame, if any.
   bool NextFrame(std::string* frame);
+  // Frame bytes read and not yet popped.
+  size_t buffered() const { return rbuf_.size() - rpos_; }
   // Appends what stdout (err = false) or stderr has (non-blocking) to *out; false on EOF.
   bool ReadOutput(bool err, std::string* out);
   // To the executor's process group: the executor and whatever its shard started.

@@ -16,9 +16,9 @@ namespace {
 
 // How many bytes at the end of `text` could be the start of a marker (kept for the next read).
 size_t MarkerPrefixAtEnd(std::string_view text) {
-  const size_t max = std::min(text.size(), kAttemptEndMarker.size() - 1);
+  const size_t max = std::min(text.size(), kAttemptEndPrefix.size() - 1);
   for (size_t k = max; k > 0; --k) {
-    if (text.substr(text.size() - k) == kAttemptEndMarker.substr(0, k)) return k;
+    if (text.substr(text.size() - k) == kAttemptEndPrefix.substr(0, k)) return k;
   }
   return 0;
 }
@@ -33,6 +33,10 @@ bool AddLastStderr(ShardDone& done, const AttemptLogs& logs) {
 }
 
 }  // namespace
+
+std::string AttemptEndMarker(const ShardId& id, int attempt) {
+  return fmt::format("{}{} {}\x1e\n", kAttemptEndPrefix, id.hex, attempt);
+}
 
 Supervisor::Supervisor(UpLink& up, ShardExecutor& executor, InProcessRunner& in_process,
                        SupervisorOptions options)
@@ -54,6 +58,7 @@ void Supervisor::OnMessage(ToWorker msg, const std::string& frame, double now) {
       executor_.Signal(SIGKILL);
       executor_.Reap();
     }
+    RouteOutput();
     for (auto& slot : logs_) slot.logs->Close();
     logs_.clear();
     return;
@@ -81,32 +86,51 @@ std::unique_ptr<AttemptLogs> Supervisor::LogsFor(const RunShard& task) const {
 }
 
 void Supervisor::OnExecutorOutput(OutStream s, std::string_view bytes) {
-  streams_[static_cast<int>(s)].pending.append(bytes);
-  Route(s);
+  pending_[static_cast<int>(s)].append(bytes);
 }
 
-// Writes a stream's pending bytes to the attempt each belongs to: the one `passed` markers
-// after logs_.front(), or nobody's (an idle executor's stray output) past the last.
-void Supervisor::Route(OutStream s) {
-  Stream& st = streams_[static_cast<int>(s)];
-  std::string_view rest = st.pending;
-  while (!rest.empty()) {
-    const size_t m = rest.find(kAttemptEndMarker);
-    const size_t n = m == std::string_view::npos ? rest.size() - MarkerPrefixAtEnd(rest) : m;
-    if (st.passed < logs_.size()) {
-      AttemptLogs& logs = *logs_[st.passed].logs;
-      (s == OutStream::kStdout ? logs.out : logs.err).Write(rest.substr(0, n));
-    } else {
-      Stray(s, rest.substr(0, n));
-    }
-    if (m == std::string_view::npos) {
-      rest.remove_prefix(n);
-      break;
-    }
-    rest.remove_prefix(m + kAttemptEndMarker.size());
-    ++st.passed;
+// Moves the first `n` held bytes of a stream to `sink`, or to the worker's own fd when none.
+void Supervisor::Route(OutStream s, CappedLog* sink, size_t n) {
+  std::string& pending = pending_[static_cast<int>(s)];
+  std::string_view bytes = std::string_view(pending).substr(0, n);
+  if (sink) {
+    sink->Write(bytes);
+  } else {
+    Stray(s, bytes);
   }
-  st.pending.erase(0, st.pending.size() - rest.size());
+  pending.erase(0, n);
+}
+
+// The held output of every stream to the shard running now, up to the next marker (the end
+// of that shard, whose ShardDone will take the bytes before it).
+void Supervisor::RouteOutput() {
+  for (OutStream s : {OutStream::kStdout, OutStream::kStderr}) {
+    std::string& pending = pending_[static_cast<int>(s)];
+    if (pending.empty()) continue;
+    size_t m = pending.find(kAttemptEndPrefix);
+    while (m == 0 && DropStaleMarker(pending)) m = pending.find(kAttemptEndPrefix);
+    const size_t n = m != std::string::npos ? m : pending.size() - MarkerPrefixAtEnd(pending);
+    CappedLog* sink = nullptr;
+    if (!logs_.empty()) {
+      AttemptLogs& logs = *logs_.front().logs;
+      sink = s == OutStream::kStdout ? &logs.out : &logs.err;
+    }
+    Route(s, sink, n);
+  }
+}
+
+// A marker at the start of `pending` of no attempt still held (whose ShardDone went by without
+// taking it) would hold back the stream for good: dropped. True when one was.
+bool Supervisor::DropStaleMarker(std::string& pending) const {
+  const size_t end = pending.find("\x1e\n", kAttemptEndPrefix.size());
+  if (end == std::string::npos) return false;  // not whole yet
+  const std::string_view tag =
+      std::string_view(pending).substr(kAttemptEndPrefix.size(), end - kAttemptEndPrefix.size());
+  for (const auto& slot : logs_) {
+    if (tag == fmt::format("{} {}", slot.id.hex, slot.attempt)) return false;
+  }
+  pending.erase(0, end + 2);
+  return true;
 }
 
 // Output of no attempt goes where the executor's went before logs: the worker's own fds.
@@ -123,7 +147,6 @@ void Supervisor::CloseFrontLog() {
   if (logs_.empty()) return;
   logs_.front().logs->Close();
   logs_.pop_front();
-  for (Stream& st : streams_) st.passed = st.passed > 0 ? st.passed - 1 : 0;
 }
 
 void Supervisor::OnExecutorFrame(const std::string& frame, double now) {
@@ -147,7 +170,16 @@ bool Supervisor::OnShardDone(ShardDone& done, double now) {
   }
   bool changed = false;
   if (!logs_.empty() && logs_.front().id == done.id && logs_.front().attempt == done.attempt) {
-    changed = AddLastStderr(done, *logs_.front().logs);
+    AttemptLogs& logs = *logs_.front().logs;
+    const std::string marker = AttemptEndMarker(done.id, done.attempt);
+    for (OutStream s : {OutStream::kStdout, OutStream::kStderr}) {
+      // Without its marker, the shard's output was all routed before (the header comment).
+      const size_t m = pending_[static_cast<int>(s)].find(marker);
+      if (m == std::string::npos) continue;
+      Route(s, s == OutStream::kStdout ? &logs.out : &logs.err, m);
+      pending_[static_cast<int>(s)].erase(0, marker.size());
+    }
+    changed = AddLastStderr(done, logs);
     // A dying executor writes no marker: what it still says is this attempt's, until it is dead.
     if (!memory) CloseFrontLog();
   }
@@ -168,15 +200,16 @@ void Supervisor::ReportDeath(int status, double now) {
   const bool announced = std::exchange(executor_exiting_, false);
   std::string tail;
   if (!logs_.empty() && (announced || !queue_.empty())) {
-    // The stream's last bytes (a marker's start that never completed) are the attempt's too.
-    for (int s = 0; s < 2; ++s) {
-      AttemptLogs& logs = *logs_.front().logs;
-      (s == 0 ? logs.out : logs.err).Write(streams_[s].pending);
-    }
-    tail = logs_.front().logs->err.LastLines(1);
+    // Whatever the dead executor still said is the attempt's.
+    AttemptLogs& logs = *logs_.front().logs;
+    Route(OutStream::kStdout, &logs.out, pending_[0].size());
+    Route(OutStream::kStderr, &logs.err, pending_[1].size());
+    tail = logs.err.LastLines(1);
     CloseFrontLog();
   }
-  for (Stream& st : streams_) st = Stream{};  // the next executor's pipes are new
+  for (OutStream s : {OutStream::kStdout, OutStream::kStderr}) {
+    Route(s, nullptr, pending_[static_cast<int>(s)].size());  // the next executor's pipes are new
+  }
   if (queue_.empty() || announced) return;
   InFlight dead = std::move(queue_.front());
   queue_.pop_front();

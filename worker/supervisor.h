@@ -9,8 +9,9 @@
 //   Supervisor s(up, executor, in_process, options);
 //   s.Start(hello);                         // starts the executor, says Hello
 //   s.OnMessage(msg, frame, now);           // RunShard / Shutdown from the coordinator
-//   s.OnExecutorOutput(stream, bytes);      // the executor's stdout / stderr
+//   s.OnExecutorOutput(stream, bytes);      // the executor's stdout / stderr (held)
 //   s.OnExecutorFrame(frame, now);          // Progress / ShardDone from the executor
+//   s.RouteOutput();                        // after a batch: held output to the running shard
 //   s.OnExecutorEof(now);                   // its frame pipe closed: it is dead or dying
 //   s.Tick(now);                            // while the executor has shards: timeouts
 //   s.RunInProcess(now);                    // an inline or gang shard, when its turn comes
@@ -31,11 +32,18 @@
 //     coordinator) and the worker exits with the code the coordinator gave.
 //
 // Attempt logs (worker/attempt_log.h): every attempt's stdout and stderr go to its own capped
-// files. The executor's streams are pipes shared by all its shards; after each shard it writes
-// kAttemptEndMarker to both before that shard's ShardDone, so the bytes before a marker are that
-// shard's. The driver delivers the output it has read before the frames it read first, so a
-// ShardDone always finds its shard's logs complete. A failed attempt's error text ends with the
-// last line of its stderr.
+// files. The executor's stdout and stderr are pipes shared by all its shards, so a shard's end
+// must be found in them. After each shard, before its ShardDone, the executor flushes stdio and
+// looks at each pipe: when it still holds bytes the worker has not read, it writes
+// AttemptEndMarker(id, attempt) there; when it is empty (the common case, and the only one of a
+// shard that prints nothing: no cost), every byte of the shard was read already. The driver
+// hands over a consistent batch: it reads frames and output alternately until a read of frames
+// finds nothing new after the last output read (so every ShardDone written before a byte it
+// holds is in the batch, and so is every marker written before a ShardDone in it), then calls
+// OnExecutorOutput, OnExecutorFrame for each frame, and RouteOutput. Held output is thus
+// attributed exactly: a ShardDone takes the bytes before its own marker, if there is one; what
+// remains goes to the shard now running, up to the next marker. A failed attempt's error text
+// ends with the last line of its stderr.
 #pragma once
 
 #include <cstdint>
@@ -93,6 +101,7 @@ class Supervisor {
   void OnMessage(ToWorker msg, const std::string& frame, double now);
   void OnExecutorOutput(OutStream stream, std::string_view bytes);
   void OnExecutorFrame(const std::string& frame, double now);
+  void RouteOutput();
   void OnExecutorEof(double now);
   void Tick(double now);
   // Runs the next inline or gang shard when the executor has nothing queued. True if it ran one.
@@ -113,12 +122,8 @@ class Supervisor {
     int32_t attempt = 0;
     std::unique_ptr<AttemptLogs> logs;
   };
-  struct Stream {
-    std::string pending;  // bytes not yet routed (a marker may straddle two reads)
-    size_t passed = 0;    // markers seen since logs_.front() began
-  };
-
-  void Route(OutStream s);
+  void Route(OutStream s, CappedLog* sink, size_t n);
+  bool DropStaleMarker(std::string& pending) const;
   void Stray(OutStream s, std::string_view bytes);
   bool OnShardDone(ShardDone& done, double now);  // true when `done` was changed
   void CloseFrontLog();
@@ -133,7 +138,7 @@ class Supervisor {
   std::deque<InFlight> queue_;  // shards sent to the executor, unanswered
   std::deque<RunShard> local_;  // inline and gang shards, in arrival order
   std::deque<LogSlot> logs_;    // per executor attempt whose output may still come
-  Stream streams_[2];
+  std::string pending_[2];      // executor output not yet routed, per OutStream
   std::optional<std::pair<Outcome, std::string>> head_killed_;  // why the running one was killed
   std::optional<double> kill_deadline_;                         // SIGKILL after the grace
   bool executor_exiting_ = false;  // it reported a memory-limit ShardDone and is killing itself
@@ -142,7 +147,9 @@ class Supervisor {
   std::string buf_;
 };
 
-// The executor's attempt boundary on its stdout and stderr (see the header comment).
-inline constexpr std::string_view kAttemptEndMarker = "\x1eseedgrid:attempt-end\x1e\n";
+// The executor's attempt boundary on its stdout and stderr (see the header comment):
+// "\x1eseedgrid:attempt-end <id> <attempt>\x1e\n".
+inline constexpr std::string_view kAttemptEndPrefix = "\x1eseedgrid:attempt-end ";
+std::string AttemptEndMarker(const ShardId& id, int attempt);
 
 }  // namespace seedgrid

@@ -153,8 +153,8 @@ class Driver {
     sup_ = std::make_unique<Supervisor>(up_, *executor_, *local_, so);
   }
 
-  // Long (~55 lines) for one reason: the loop's waiting policy (which source to poll, how long
-  // to block) reads best in one place; every decision is the Supervisor's.
+  // The waiting policy (which source to poll, how long to block) in one place; every decision
+  // about shards is the Supervisor's.
   int Run() {
     sup_->Start(MakeHello());
     std::string frame;
@@ -199,45 +199,56 @@ class Driver {
     hello.gpu = gpu_;
     hello.pid = ::getpid();
     hello.threads = threads_;
-    if (!Env("SLURM_JOB_ID").empty()) {
-      hello.slurm_job =
-          Env("SLURM_JOB_ID") + (Env("SLURM_STEP_ID").empty() ? "" : "." + Env("SLURM_STEP_ID"));
+    if (const std::string job = Env("SLURM_JOB_ID"); !job.empty()) {
+      const std::string step = Env("SLURM_STEP_ID");
+      hello.slurm_job = step.empty() ? job : fmt::format("{}.{}", job, step);
     }
     return hello;
   }
 
-  // Hands what stdout and stderr hold to the supervisor.
-  void PumpOutput() {
-    for (bool err : {false, true}) {
+  // Hands what stdout and stderr hold now to the supervisor. Returns the bytes read.
+  size_t DrainOutput() {
+    pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
+    if (::poll(fds, 2, 0) <= 0) return 0;
+    size_t n = 0;
+    for (int i = 0; i < 2; ++i) {
+      if (!fds[i].revents) continue;
       out_.clear();
-      executor_->ReadOutput(err, &out_);
+      executor_->ReadOutput(i == 1, &out_);
+      n += out_.size();
       if (!out_.empty())
-        sup_->OnExecutorOutput(err ? OutStream::kStderr : OutStream::kStdout, out_);
+        sup_->OnExecutorOutput(i == 1 ? OutStream::kStderr : OutStream::kStdout, out_);
     }
+    return n;
   }
 
-  // Output is read after the frames and handed over before them: a ShardDone's attempt is
-  // then complete in its logs (worker/supervisor.h).
+  // One consistent batch for the supervisor (worker/supervisor.h): frames and output are read
+  // alternately until a read of frames finds nothing new after the last output read, so every
+  // ShardDone written before a byte of output we hold is in the batch, and every marker written
+  // before a ShardDone in it. The bound only matters for a shard that prints without pause
+  // while others end: its output then goes to it.
   bool PumpExecutor(int wait_ms) {
     if (!executor_->running()) return false;
     pollfd fds[3] = {{executor_->frames_fd(), POLLIN, 0},
                      {executor_->out_fd(), POLLIN, 0},
                      {executor_->err_fd(), POLLIN, 0}};
-    int rc = ::poll(fds, 3, wait_ms);
-    if (rc <= 0) return false;
-    const bool open = fds[0].revents ? executor_->ReadFrames() : true;
-    PumpOutput();
-    bool active = fds[1].revents || fds[2].revents;
-    while (executor_->NextFrame(&frame_)) {
-      active = true;
-      sup_->OnExecutorFrame(frame_, Now());
+    if (::poll(fds, 3, wait_ms) <= 0) return false;
+    bool open = fds[0].revents ? executor_->ReadFrames() : true;
+    for (int i = 0; i < 16; ++i) {
+      if (DrainOutput() == 0 || !open) break;
+      const size_t before = executor_->buffered();
+      open = executor_->ReadFrames();
+      if (executor_->buffered() == before) break;
     }
+    while (executor_->NextFrame(&frame_)) sup_->OnExecutorFrame(frame_, Now());
     if (!open) {
-      PumpOutput();
-      sup_->OnExecutorEof(Now());
-      active = true;
+      for (int i = 0; i < 64 && DrainOutput() > 0; ++i) {
+      }
+      sup_->OnExecutorEof(Now());  // the dead executor's output goes to its running shard
+    } else {
+      sup_->RouteOutput();
     }
-    return active;
+    return true;
   }
 
   const MpiSession& mpi_;

@@ -109,11 +109,17 @@ class SupervisorTest : public ::testing::Test {
     Encode(ToWorker{r}, &frame);
     sup_->OnMessage(ToWorker{r}, frame, now);
   }
-  // The executor's answer for a shard: output, its markers, then the ShardDone frame.
+  // The executor's answer for a shard, read in one batch: its output (unread when it ended, so
+  // followed by its marker), then the ShardDone frame.
   void Answer(const std::string& id, int attempt, Outcome outcome, double now,
               const std::string& out = "", const std::string& err = "") {
-    sup_->OnExecutorOutput(OutStream::kStdout, out + std::string(kAttemptEndMarker));
-    sup_->OnExecutorOutput(OutStream::kStderr, err + std::string(kAttemptEndMarker));
+    const std::string marker = AttemptEndMarker(ShardId{id}, attempt);
+    if (!out.empty()) sup_->OnExecutorOutput(OutStream::kStdout, out + marker);
+    if (!err.empty()) sup_->OnExecutorOutput(OutStream::kStderr, err + marker);
+    Done(id, attempt, outcome, now);
+    sup_->RouteOutput();
+  }
+  void Done(const std::string& id, int attempt, Outcome outcome, double now) {
     ShardDone d;
     d.id = ShardId{id};
     d.attempt = attempt;
@@ -238,7 +244,9 @@ TEST_F(SupervisorTest, AfterAMemoryKillTheExecutorRestartsAndNobodyElseIsCharged
   std::string frame;
   Encode(FromWorker{d}, &frame);
   sup_->OnExecutorFrame(frame, 1);
+  sup_->RouteOutput();
   sup_->OnExecutorOutput(OutStream::kStderr, "still a's\n");
+  sup_->RouteOutput();
   exec_.status = Killed(SIGKILL);
   sup_->OnExecutorEof(1.1);
 
@@ -254,27 +262,51 @@ TEST_F(SupervisorTest, AfterAMemoryKillTheExecutorRestartsAndNobodyElseIsCharged
 
 TEST_F(SupervisorTest, OutputIsSplitIntoAttemptsAtTheMarkers) {
   Send(Shard("a", 1), 0);
-  Send(Shard("b", 1), 0);
-  // a's end and b's start arrive in one read, before a's ShardDone; a marker split in two.
-  const std::string m(kAttemptEndMarker);
-  sup_->OnExecutorOutput(OutStream::kStdout, "a1\na2\n" + m + "b1\n" + m.substr(0, 5));
-  sup_->OnExecutorOutput(OutStream::kStderr, "a err\n" + m);
-  ShardDone d;
-  d.id = ShardId{"a"};
-  std::string frame;
-  Encode(FromWorker{d}, &frame);
-  sup_->OnExecutorFrame(frame, 1);
+  Send(Shard("b", 2), 0);
+  // a's end and b's start arrive in one batch with a's ShardDone; b's marker split in two reads.
+  const std::string ma = AttemptEndMarker(ShardId{"a"}, 1), mb = AttemptEndMarker(ShardId{"b"}, 2);
+  sup_->OnExecutorOutput(OutStream::kStdout, "a1\na2\n" + ma + "b1\n" + mb.substr(0, 5));
+  sup_->OnExecutorOutput(OutStream::kStderr, "a err\n" + ma);
+  Done("a", 1, Outcome::kOk, 1);
+  sup_->RouteOutput();
   EXPECT_EQ(Read(Log("a", "attempt-1.out")), "a1\na2\n");
   EXPECT_EQ(Read(Log("a", "attempt-1.err")), "a err\n");
-  // The rest of the marker ends b's stdout; b wrote nothing to stderr (no file).
-  sup_->OnExecutorOutput(OutStream::kStdout, m.substr(5));
-  sup_->OnExecutorOutput(OutStream::kStderr, m);
-  d.id = ShardId{"b"};
-  frame.clear();
-  Encode(FromWorker{d}, &frame);
-  sup_->OnExecutorFrame(frame, 2);
-  EXPECT_EQ(Read(Log("b", "attempt-1.out")), "b1\n");
-  EXPECT_FALSE(fs::exists(Log("b", "attempt-1.err")));
+  EXPECT_EQ(Read(Log("b", "attempt-2.out")), "b1\n") << "live, before b ends";
+  // The rest of b's marker, then its ShardDone; b wrote nothing to stderr (no file).
+  sup_->OnExecutorOutput(OutStream::kStdout, mb.substr(5));
+  Done("b", 2, Outcome::kOk, 2);
+  sup_->RouteOutput();
+  EXPECT_EQ(Read(Log("b", "attempt-2.out")), "b1\n");
+  EXPECT_FALSE(fs::exists(Log("b", "attempt-2.err")));
+}
+
+TEST_F(SupervisorTest, WithoutAMarkerOutputAfterAShardDoneIsTheNextShards) {
+  Send(Shard("a", 1), 0);
+  Send(Shard("b", 1), 0);
+  sup_->OnExecutorOutput(OutStream::kStdout, "a says\n");
+  sup_->RouteOutput();  // a batch: a still runs
+  // a's pipe was empty when it ended (no marker); b started and printed within the next batch.
+  sup_->OnExecutorOutput(OutStream::kStdout, "b says\n");
+  Done("a", 1, Outcome::kOk, 1);
+  sup_->RouteOutput();
+  EXPECT_EQ(Read(Log("a", "attempt-1.out")), "a says\n");
+  EXPECT_EQ(Read(Log("b", "attempt-1.out")), "b says\n");
+}
+
+TEST_F(SupervisorTest, AMarkerOfNoHeldAttemptDoesNotHoldTheStreamBack) {
+  Send(Shard("a", 1), 0);
+  sup_->OnExecutorOutput(OutStream::kStdout, AttemptEndMarker(ShardId{"zz"}, 7) + "a says\n");
+  sup_->RouteOutput();
+  EXPECT_EQ(Read(Log("a", "attempt-1.out")), "a says\n");
+}
+
+TEST_F(SupervisorTest, OutputOfAnIdleExecutorBelongsToNoAttempt) {
+  Send(Shard("a", 1), 0);
+  Answer("a", 1, Outcome::kOk, 1, "a\n");
+  sup_->OnExecutorOutput(OutStream::kStderr, "stray line from a leftover child\n");
+  sup_->RouteOutput();  // to the worker's own stderr
+  EXPECT_EQ(Read(Log("a", "attempt-1.out")), "a\n");
+  EXPECT_FALSE(fs::exists(Log("a", "attempt-1.err")));
 }
 
 TEST_F(SupervisorTest, AFailedAttemptsErrorEndsWithItsLastStderrLine) {
