@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <system_error>
 #include <vector>
 
@@ -41,6 +43,26 @@ void Dup2(int from, int to) {
 }
 
 }  // namespace
+
+LogCap ParseLogCap(std::string_view text) {
+  const std::string v(text);
+  char* end = nullptr;
+  errno = 0;
+  const double n = std::strtod(v.c_str(), &end);
+  const std::string_view unit(end);
+  const double scale = unit.empty()  ? 1
+                       : unit == "K" ? 1024.0
+                       : unit == "M" ? 1048576.0
+                       : unit == "G" ? 1073741824.0
+                                     : -1;
+  if (v.empty() || end == v.c_str() || errno != 0 || scale < 0 || !(n >= 0) || n * scale > 1e15) {
+    throw std::invalid_argument(
+        fmt::format("SEEDGRID_LOG_CAP='{}': expected a byte count such as 65536, 512K or 1M", v));
+  }
+  LogCap cap;
+  cap.head = cap.tail = static_cast<int64_t>(n * scale);
+  return cap;
+}
 
 CappedLog::~CappedLog() {
   try {

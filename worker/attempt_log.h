@@ -42,6 +42,10 @@ struct LogCap {
   int64_t tail = int64_t{1} << 20;  // bytes kept from the end
 };
 
+// `SEEDGRID_LOG_CAP`'s value: bytes kept at each end, with an optional K, M or G suffix
+// ("65536", "512K", "1M"). Throws std::invalid_argument naming the variable.
+LogCap ParseLogCap(std::string_view text);
+
 // One capped stream written to one file (see the header comment). Not thread-safe.
 class CappedLog {
  public:

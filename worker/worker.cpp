@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <deque>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -97,25 +98,17 @@ class LocalShards final : public InProcessRunner {
   bool compute_configured_ = false;
 };
 
-// `SEEDGRID_LOG_CAP`: bytes kept at each end of an attempt log (suffix K, M or G allowed).
+// `SEEDGRID_LOG_CAP` (worker/attempt_log.h); a bad value is said once and the default kept: a
+// log setting must not stop a worker.
 LogCap LogCapFromEnv() {
-  LogCap cap;
   const std::string v = Env("SEEDGRID_LOG_CAP");
-  if (v.empty()) return cap;
-  char* end = nullptr;
-  double n = std::strtod(v.c_str(), &end);
-  std::string_view unit = end ? std::string_view(end) : std::string_view();
-  double scale = unit.empty()  ? 1
-                 : unit == "K" ? 1024.0
-                 : unit == "M" ? 1048576.0
-                 : unit == "G" ? 1073741824.0
-                               : -1;
-  if (end == v.c_str() || scale < 0 || n < 0) {
-    throw std::runtime_error(
-        fmt::format("SEEDGRID_LOG_CAP='{}': expected a byte count such as 65536, 512K or 1M", v));
+  if (v.empty()) return LogCap{};
+  try {
+    return ParseLogCap(v);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "seedgrid: {}; attempt logs keep the default 1M at each end\n", e.what());
+    return LogCap{};
   }
-  cap.head = cap.tail = static_cast<int64_t>(n * scale);
-  return cap;
 }
 
 // The worker's I/O: MPI, the executor's three pipes and the clock, each event handed to the

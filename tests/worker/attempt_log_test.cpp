@@ -41,6 +41,18 @@ TEST(AttemptLogPaths, BesideTheShardFile) {
   EXPECT_EQ(AttemptLogName(1, true, 3), "attempt-1.rank3.err");
 }
 
+TEST(AttemptLogCap, ParsesBytesWithSuffixesAndRejectsTheRest) {
+  EXPECT_EQ(ParseLogCap("65536").head, 65536);
+  EXPECT_EQ(ParseLogCap("512K").tail, 512 * 1024);
+  EXPECT_EQ(ParseLogCap("1M").head, 1 << 20);
+  EXPECT_EQ(ParseLogCap("0").head, 0);
+  for (const char* bad : {"", "lots", "1MB", "-5", "2X"}) {
+    EXPECT_THROW(ParseLogCap(bad), std::invalid_argument) << bad;
+  }
+  EXPECT_EQ(LogCap{}.head, 1 << 20) << "default: 1 MiB head";
+  EXPECT_EQ(LogCap{}.tail, 1 << 20) << "default: 1 MiB tail";
+}
+
 TEST_F(AttemptLogTest, UnderTheCapEverythingIsWrittenAsItComes) {
   const fs::path p = dir_ / "sub" / "attempt-1.out";
   CappedLog log(p.string(), LogCap{10, 10});
