@@ -97,6 +97,32 @@ class AttemptLogs(SweepTest):
         self.assertIn(self.log_path("logs", "broken", broken, "attempt-1.err"), s.stdout)
         self.assertIn(f"seedgrid logs {broken}", s.stdout)
 
+    def test_cap_from_the_environment_and_gang_ranks_logs(self):
+        long_line = "x" * 200
+        spec = self.spec("cap.yaml", f"""
+            name: cap
+            stages:
+              - name: big
+                kind: chaos
+                params: {{stdout: "head line\\n{long_line}\\nlast line\\n"}}
+              - name: gang
+                kind: chaos
+                params: {{stdout: "a gang rank speaks\\n"}}
+                resources: {{ranks: 2}}
+        """)
+        self.env["SEEDGRID_LOG_CAP"] = "16"
+        self.run_seedgrid("run", spec, "--workers", "2", check=0)
+        big = self.shard_of("cap", "big")
+        text = self.read(self.log_path("cap", "big", big, "attempt-1.out"))
+        total = len("head line\n") + len(long_line) + 1 + len("last line\n")
+        self.assertEqual(text, "head line\nxxxxxx\n"
+                         f"[seedgrid: {total - 32} bytes cut here; this log keeps the first 16 "
+                         "and the last 16]\nxxxxx\nlast line\n")
+        gang = self.shard_of("cap", "gang")
+        for name in ("attempt-1.out", "attempt-1.rank1.out"):
+            self.assertEqual(self.read(self.log_path("cap", "gang", gang, name)),
+                             "a gang rank speaks\n")
+
     def test_follow_prints_while_the_shard_runs_and_stops_at_its_end(self):
         spec = self.spec("follow.yaml", """
             name: follow
