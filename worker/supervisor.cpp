@@ -261,8 +261,7 @@ void Supervisor::Tick(double now) {
   // only the executor sees at the shard's start): see worker/executor.h.
 }
 
-bool Supervisor::RunInProcess(double now) {
-  (void)now;
+bool Supervisor::RunInProcess() {
   if (local_.empty() || !queue_.empty()) return false;
   RunShard task = std::move(local_.front());
   local_.pop_front();

@@ -14,7 +14,7 @@
 //   s.RouteOutput();                        // after a batch: held output to the running shard
 //   s.OnExecutorEof(now);                   // its frame pipe closed: it is dead or dying
 //   s.Tick(now);                            // while the executor has shards: timeouts
-//   s.RunInProcess(now);                    // an inline or gang shard, when its turn comes
+//   s.RunInProcess();                       // an inline or gang shard, when its turn comes
 //
 // Policy:
 //   * Single-rank shards go to the executor in arrival order (the RunShard frame is forwarded
@@ -35,10 +35,10 @@
 // files. The executor's stdout and stderr are pipes shared by all its shards, so a shard's end
 // must be found in them. After each shard, before its ShardDone, the executor flushes stdio and
 // looks at each pipe: when it still holds bytes the worker has not read, it writes
-// AttemptEndMarker(id, attempt) there; when it is empty (the common case, and the only one of a
-// shard that prints nothing: no cost), every byte of the shard was read already. The driver
-// hands over a consistent batch: it reads frames and output alternately until a read of frames
-// finds nothing new after the last output read (so every ShardDone written before a byte it
+// AttemptEndMarker(id, attempt) there; when it is empty (the common case, and always so for a
+// shard that prints nothing, which then costs two ioctls), every byte of the shard was read. The
+// driver hands over a consistent batch: it reads frames and output alternately until a read of
+// frames finds nothing new after the last output read (so every ShardDone written before a byte it
 // holds is in the batch, and so is every marker written before a ShardDone in it), then calls
 // OnExecutorOutput, OnExecutorFrame for each frame, and RouteOutput. Held output is thus
 // attributed exactly: a ShardDone takes the bytes before its own marker, if there is one; what
@@ -105,7 +105,7 @@ class Supervisor {
   void OnExecutorEof(double now);
   void Tick(double now);
   // Runs the next inline or gang shard when the executor has nothing queued. True if it ran one.
-  bool RunInProcess(double now);
+  bool RunInProcess();
 
   bool executor_busy() const { return !queue_.empty(); }
   bool shutdown() const { return shutdown_; }

@@ -160,7 +160,7 @@ class Driver {
         if (sup_->shutdown()) break;
       }
       if (sup_->shutdown()) break;
-      active |= sup_->RunInProcess(Now());
+      active |= sup_->RunInProcess();
       if (sup_->executor_busy()) {
         // While the executor works, block on its pipes (up to 1 ms, then look at MPI again): a
         // spinning supervisor would take the core the executor needs on a small machine.

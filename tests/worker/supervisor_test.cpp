@@ -326,13 +326,13 @@ TEST_F(SupervisorTest, InlineShardsRunInProcessOnlyOnceTheExecutorIsIdle) {
   in.isolation = Isolation::kInline;
   Send(Shard("a", 1), 0);
   Send(in, 0);
-  EXPECT_FALSE(sup_->RunInProcess(0)) << "the executor still has a shard";
+  EXPECT_FALSE(sup_->RunInProcess()) << "the executor still has a shard";
   EXPECT_TRUE(local_.ran.empty());
   Answer("a", 1, Outcome::kOk, 1);
   local_.outcome = Outcome::kError;
   local_.err_line = "Traceback: the inline cause";
-  EXPECT_TRUE(sup_->RunInProcess(1));
-  EXPECT_FALSE(sup_->RunInProcess(1));
+  EXPECT_TRUE(sup_->RunInProcess());
+  EXPECT_FALSE(sup_->RunInProcess());
   EXPECT_EQ(local_.ran, std::vector<std::string>{"inl"});
   auto done = up_.Done();
   ASSERT_EQ(done.size(), 2u);
@@ -346,7 +346,7 @@ TEST_F(SupervisorTest, GangRanksOtherThanTheLeadWriteTheirOwnLogs) {
   RunShard g = Shard("gang", 3);
   g.gang = {1, 2};  // this worker is world rank 2: gang rank 1
   Send(g, 0);
-  EXPECT_TRUE(sup_->RunInProcess(0));
+  EXPECT_TRUE(sup_->RunInProcess());
   EXPECT_EQ(Read(Log("gang", "attempt-3.rank1.out")), "in-process says hi\n");
   EXPECT_FALSE(fs::exists(Log("gang", "attempt-3.out")));
 }
