@@ -25,6 +25,7 @@
 
 #include "coordinator/commands.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/logs.h"
 #include "coordinator/report/report.h"
 #include "coordinator/submit/submit.h"
 #include "core/process.h"
@@ -437,6 +438,16 @@ int Main(int argc, char** argv) {
   show->add_option("--registry", registry, "Registry file");
   show->add_flag("--json", json, "JSON output");
 
+  LogsOptions logs_opts;
+  auto* logs = app.add_subcommand(
+      "logs", "An attempt's stdout (or stderr): <out>/<sweep>/<stage>/<id>.logs/attempt-<n>.out");
+  logs->add_option("shard", logs_opts.shard, "Shard id or unique prefix")->required();
+  logs->add_option("--attempt", logs_opts.attempt, "Attempt number (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  logs->add_flag("--err", logs_opts.err, "stderr instead of stdout");
+  logs->add_flag("--follow,-f", logs_opts.follow, "Keep printing until the attempt ends");
+  logs->add_option("--registry", registry, "Registry file");
+
   std::string out_dir = "runs";
   auto* reindex = app.add_subcommand("reindex", "Rebuild registry rows from the shard HDF5 files");
   reindex->add_option("--out", out_dir, "Artifacts root to scan (default runs)");
@@ -476,6 +487,7 @@ int Main(int argc, char** argv) {
     if (*status) return CmdStatus(DefaultRegistryPath(registry), sweep, json);
     if (*ls) return CmdLs(DefaultRegistryPath(registry), json);
     if (*show) return CmdShow(DefaultRegistryPath(registry), shard, json);
+    if (*logs) return CmdLogs(DefaultRegistryPath(registry), logs_opts);
     if (*kinds) return CmdKinds(json);
     if (*reindex) {
       std::string reg = registry.empty() ? (fs::absolute(out_dir) / "registry.sqlite").string()

@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "coordinator/logs.h"
+#include "core/log_layout.h"
 #include "core/registry.h"
 #include "core/store.h"
 #include "core/strings.h"
@@ -92,6 +94,16 @@ std::string ErrorBlock(const std::string& error, std::string_view indent) {
     start = end + 1;
   }
   return out;
+}
+
+// The log of a failed shard's last attempt that `status` points to ("" when it wrote none).
+std::string FailedShardLog(const Registry& reg, const ShardRow& row) {
+  const std::string dir = ShardLogDir(reg, row);
+  int last = 0;
+  for (const auto& a : reg.Attempts(row.id)) last = std::max(last, a.n);
+  if (const auto logged = LoggedAttempts(dir); !logged.empty())
+    last = std::max(last, logged.back());
+  return AttemptLogToShow(dir, last);
 }
 
 struct StageCounts {
@@ -223,7 +235,8 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
                                {"axes", r->axes},
                                {"attempts", r->attempts},
                                {"error", r->error},
-                               {"error_line", ErrorCauseLine(r->error)}});
+                               {"error_line", ErrorCauseLine(r->error)},
+                               {"log", FailedShardLog(reg, *r)}});
       }
       out.push_back(j);
       continue;
@@ -243,6 +256,9 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
         const std::string err = ErrorSummary(r->error, r->id);
         fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->id.hex, r->stage, r->seed,
                    AxesText(r->axes), r->attempts, err);
+        if (const std::string log = FailedShardLog(reg, *r); !log.empty()) {
+          fmt::print("      log: {}\n", log);
+        }
       }
       fmt::print("  rerun them with: seedgrid rerun {} --failed\n", sw.name);
     }
@@ -286,6 +302,12 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
   auto attempts = reg.Attempts(row->id);
   auto metrics = reg.Metrics(row->id);
+  const std::string log_dir = ShardLogDir(reg, *row);
+  const bool has_logs = !LoggedAttempts(log_dir).empty();
+  auto log_path = [&](int n, bool err) {
+    const std::string p = log_dir + "/" + AttemptLogName(n, err);
+    return fs::exists(p) ? p : std::string();
+  };
   if (json) {
     Json j = {{"id", row->id.hex},
               {"sweep", row->sweep},
@@ -312,8 +334,11 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
                                   {"exit_code", a.exit_code},
                                   {"error", a.error},
                                   {"seconds", a.end - a.start},
-                                  {"peak_rss_kb", a.peak_rss_kb}});
+                                  {"peak_rss_kb", a.peak_rss_kb},
+                                  {"stdout_log", log_path(a.n, false)},
+                                  {"stderr_log", log_path(a.n, true)}});
     }
+    j["logs"] = has_logs ? log_dir : "";
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
@@ -340,8 +365,15 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
                  ToString(a.outcome), a.end - a.start,
                  a.peak_rss_kb ? fmt::format(", peak RSS {} MiB", a.peak_rss_kb / 1024) : "",
                  a.error.empty() ? "\n" : ErrorBlock(a.error, "      "));
+      if (a.outcome != Outcome::kOk && a.outcome != Outcome::kPreempted) {
+        if (const std::string log = AttemptLogToShow(log_dir, a.n); !log.empty()) {
+          fmt::print("      log: {}\n", log);
+        }
+      }
     }
   }
+  if (has_logs)
+    fmt::print("logs     {}  (seedgrid logs {} [--attempt N] [--err])\n", log_dir, row->id.hex);
   // The shard's own error, when no attempt row holds it (a shard failed before it ran, or rows
   // rebuilt by reindex).
   auto holds_it = [&](const AttemptRow& a) { return a.error == row->error; };

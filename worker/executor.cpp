@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -178,6 +180,26 @@ class MemoryWatch {
   double start_ = 0;
 };
 
+// The end of a shard's stdout and stderr (worker/supervisor.h): flushed, then its marker on
+// each pipe that still holds bytes the worker has not read (an empty one needs none: every
+// byte of the shard was read already).
+void EndAttemptOutput(const RunShard& task) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::string marker;
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    int unread = 0;
+    if (::ioctl(fd, FIONREAD, &unread) != 0 || unread == 0) continue;
+    if (marker.empty()) marker = AttemptEndMarker(task.id, task.attempt);
+    try {
+      WriteAll(fd, marker);
+    } catch (const std::exception&) {
+      // The worker is gone (EPIPE): the next read of in_fd ends this executor.
+    }
+  }
+}
+
 }  // namespace
 
 int RunExecutorMain(int in_fd, int out_fd) {
@@ -199,6 +221,8 @@ int RunExecutorMain(int in_fd, int out_fd) {
   TakePeakRssKb();
   int64_t rss_kb = 0;
   double rss_read_at = 0;
+  // A pipe to the worker: line-buffered, so `seedgrid logs --follow` sees lines as they come.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   while (ReadFrame(in_fd, buf, &frame)) {
     ToWorker msg = DecodeToWorker(frame);
     if (std::holds_alternative<Shutdown>(msg)) break;
@@ -225,6 +249,7 @@ int RunExecutorMain(int in_fd, int out_fd) {
       }
       done.peak_rss_kb = rss_kb;
     }
+    EndAttemptOutput(task);
     std::lock_guard lock(out.mu());
     out.WriteLocked(FromWorker{std::move(done)});
   }
@@ -240,13 +265,15 @@ ExecutorProcess::~ExecutorProcess() = default;
 void ExecutorProcess::Start() {
   to_child_.reset();
   from_child_.reset();
+  out_child_.reset();
   err_child_.reset();
   rbuf_.clear();
   rpos_ = 0;
-  Pipe in = MakePipe(), out = MakePipe(), err = MakePipe();
+  Pipe in = MakePipe(), out = MakePipe(), std_out = MakePipe(), err = MakePipe();
   SpawnOptions o;
   o.argv = {binary_, "exec"};
   o.redirects = {Redirect::Dup(3, in.read.get()), Redirect::Dup(4, out.write.get()),
+                 Redirect::Dup(STDOUT_FILENO, std_out.write.get()),
                  Redirect::Dup(STDERR_FILENO, err.write.get())};
   // The executor is not an MPI process: drop the launcher's variables so nothing in it (or in
   // a library it loads) mistakes it for a rank. The worker's own kParentEnv, if any, is
@@ -268,8 +295,10 @@ void ExecutorProcess::Start() {
   }
   to_child_ = std::move(in.write);
   from_child_ = std::move(out.read);
+  out_child_ = std::move(std_out.read);
   err_child_ = std::move(err.read);
   SetNonBlocking(from_child_.get());
+  SetNonBlocking(out_child_.get());
   SetNonBlocking(err_child_.get());
 }
 
@@ -291,19 +320,20 @@ bool ExecutorProcess::ReadFrames() {
   }
 }
 
-bool ExecutorProcess::ReadStderr() {
-  char tmp[8192];
+bool ExecutorProcess::ReadOutput(bool err, std::string* out) {
+  const int fd = err ? err_child_.get() : out_child_.get();
+  if (fd < 0) return false;
+  char tmp[65536];
   for (;;) {
-    ssize_t r = ::read(err_child_.get(), tmp, sizeof tmp);
+    ssize_t r = ::read(fd, tmp, sizeof tmp);
     if (r > 0) {
-      WriteAll(STDERR_FILENO, std::string_view(tmp, static_cast<size_t>(r)));
-      err_tail_.append(tmp, static_cast<size_t>(r));
-      if (err_tail_.size() > 4096) err_tail_.erase(0, err_tail_.size() - 4096);
+      out->append(tmp, static_cast<size_t>(r));
+      if (r < static_cast<ssize_t>(sizeof tmp)) return true;
       continue;
     }
     if (r == 0) return false;
     if (errno == EINTR) continue;
-    return true;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
   }
 }
 

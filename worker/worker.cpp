@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <deque>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -25,134 +26,39 @@
 #endif
 #include "worker/executor.h"
 #include "worker/shard_exec.h"
+#include "worker/supervisor.h"
 
 namespace seedgrid {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string LastLine(const std::string& text) {
-  size_t end = text.find_last_not_of("\n\r ");
-  if (end == std::string::npos) return "";
-  size_t start = text.rfind('\n', end);
-  start = start == std::string::npos ? 0 : start + 1;
-  return text.substr(start, end - start + 1);
+double Seconds(Clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
-struct InFlight {
-  RunShard task;
-  Clock::time_point head_since;
-};
-
-class Supervisor {
+// The worker's UpLink (core/comm.h) over MPI: frames to rank 0.
+class MpiUpLink final : public UpLink {
  public:
-  Supervisor(const MpiSession& mpi, const WorkerOptions& options)
-      : mpi_(mpi), options_(options), threads_(ThreadsPerWorker(mpi)) {
-    int local_worker = mpi.local_rank() - (mpi.coordinator_is_local() ? 1 : 0);
-    std::string cuda = Env("CUDA_VISIBLE_DEVICES");
-    device_ = "cpu";
-#ifdef SEEDGRID_WITH_CUDA
-    if (!cuda.empty() && cuda != "-1") {
-      int n = 1 + static_cast<int>(std::count(cuda.begin(), cuda.end(), ','));
-      device_ = fmt::format("cuda:{}", std::max(0, local_worker) % n);
-      gpu_ = cuda;
-    }
-#endif
-    std::vector<std::string> env = {
-        fmt::format("SEEDGRID_THREADS={}", threads_),
-        fmt::format("OMP_NUM_THREADS={}", threads_),
-        fmt::format("OPENBLAS_NUM_THREADS={}", threads_),
-        fmt::format("MKL_NUM_THREADS={}", threads_),
-        fmt::format("SEEDGRID_DEVICE={}", device_),
-        fmt::format("SEEDGRID_WORKER_RANK={}", mpi.rank()),
-    };
-    if (threads_ > 1 && Env("OMP_WAIT_POLICY").empty()) env.push_back("OMP_WAIT_POLICY=PASSIVE");
-    executor_ = std::make_unique<ExecutorProcess>(options.binary, std::move(env));
-    (void)local_worker;
+  void Send(const FromWorker& msg) override {
+    buf_.clear();
+    Encode(msg, &buf_);
+    SendFrame(0, buf_);
   }
-
-  int Run() {
-    executor_->Start();
-    Hello hello;
-    hello.host = Hostname();
-    hello.local_rank = mpi_.local_rank();
-    hello.gpu = gpu_;
-    hello.pid = ::getpid();
-    hello.threads = threads_;
-    if (!Env("SLURM_JOB_ID").empty()) {
-      hello.slurm_job =
-          Env("SLURM_JOB_ID") + (Env("SLURM_STEP_ID").empty() ? "" : "." + Env("SLURM_STEP_ID"));
-    }
-    SendUp(hello);
-
-    std::string frame;
-    int source = 0;
-    while (!shutdown_) {
-      bool active = false;
-      while (TryRecvFrame(&frame, &source)) {
-        active = true;
-        HandleDown(DecodeToWorker(frame), frame);
-        if (shutdown_) break;
-      }
-      if (shutdown_) break;
-      active |= RunLocalQueue();
-      if (!exec_q_.empty()) {
-        // While the executor works, block on its pipe (up to 1 ms, then look at MPI again): a
-        // spinning supervisor would take the core the executor needs on a small machine.
-        active |= PumpExecutor(active ? 0 : 1);
-        CheckLimits();
-      } else {
-        // An idle executor has nothing to say but its death or stray stderr: look at its pipes
-        // when about to block, and otherwise every 256 rounds (a poll(2) per round would
-        // double the cost of an inline shard's round trip).
-        int wait = active ? 0 : poller_.WaitMs();
-        if (wait > 0 || (++idle_rounds_ & 255) == 0) active |= PumpExecutor(wait);
-      }
-      if (active) {
-        poller_.Active();
-      } else if (poller_.ShouldYield()) {
-        sched_yield();
-      }
-    }
-    // Whatever still runs was marked preempted by the coordinator; stop it now.
-    if (executor_->running()) {
-      executor_->Signal(SIGKILL);
-      executor_->Reap();
-    }
-    return exit_code_;
-  }
+  void SendEncoded(const std::string& frame) override { SendFrame(0, frame); }
 
  private:
-  void SendUp(const FromWorker& msg) {
-    up_.clear();
-    Encode(msg, &up_);
-    SendFrame(0, up_);
-  }
+  std::string buf_;
+};
 
-  // `frame` is msg's encoding as received: forwarded to the executor unchanged.
-  void HandleDown(ToWorker msg, const std::string& frame) {
-    if (auto* s = std::get_if<Shutdown>(&msg)) {
-      shutdown_ = true;
-      exit_code_ = s->exit_code;
-      return;
-    }
-    RunShard task = std::get<RunShard>(std::move(msg));
-    if (task.gang.size() > 1 || task.isolation == Isolation::kInline) {
-      local_.push_back(std::move(task));
-      return;
-    }
-    if (exec_q_.empty()) head_killed_.reset();
-    exec_q_.push_back(InFlight{std::move(task), Clock::now()});
-    executor_->Send(frame);
-  }
+// Inline and gang shards, run on the supervisor's main thread (the only MPI thread: a gang's
+// collectives need it) with its fds 1 and 2 captured into the attempt's logs.
+class LocalShards final : public InProcessRunner {
+ public:
+  LocalShards(int threads, std::string device) : threads_(threads), device_(std::move(device)) {}
 
-  // Inline and gang shards run here, one at a time, when the executor has nothing queued.
-  bool RunLocalQueue() {
-    if (local_.empty() || !exec_q_.empty()) return false;
-    RunShard task = std::move(local_.front());
-    local_.pop_front();
+  ShardDone Run(const RunShard& task, AttemptLogs& logs,
+                const std::function<void(int64_t, int64_t)>& progress) override {
     if (!compute_configured_) {
       // Same thread pools as the executor, so gang results match executor results.
       ConfigureComputeProcess(threads_);
@@ -161,9 +67,7 @@ class Supervisor {
     LocalRunOptions opts;
     opts.threads = threads_;
     opts.device = device_;
-    opts.on_progress = [&](int64_t step, int64_t total) {
-      SendUp(Progress{task.id, task.attempt, step, total});
-    };
+    opts.on_progress = progress;
     std::unique_ptr<Collective> gang;
     if (task.gang.size() > 1) {
       try {
@@ -179,126 +83,177 @@ class Supervisor {
         d.attempt = task.attempt;
         d.outcome = Outcome::kError;
         d.error = fmt::format("gang communicator: {}", e.what());
-        SendUp(d);
-        return true;
+        return d;
       }
       opts.collective = gang.get();
       opts.publish = gang->rank() == 0;
     }
-    ShardDone done = RunShardLocally(task, AllRunners(), opts);
-    SendUp(done);
+    StdioCapture capture(logs);
+    return RunShardLocally(task, AllRunners(), opts);
+  }
+
+ private:
+  int threads_;
+  std::string device_;
+  bool compute_configured_ = false;
+};
+
+// `SEEDGRID_LOG_CAP` (worker/attempt_log.h); a bad value is said once and the default kept: a
+// log setting must not stop a worker.
+LogCap LogCapFromEnv() {
+  const std::string v = Env("SEEDGRID_LOG_CAP");
+  if (v.empty()) return LogCap{};
+  try {
+    return ParseLogCap(v);
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "seedgrid: {}; attempt logs keep the default 1M at each end\n", e.what());
+    return LogCap{};
+  }
+}
+
+// The worker's I/O: MPI, the executor's three pipes and the clock, each event handed to the
+// Supervisor (worker/supervisor.h), which holds the policy.
+class Driver {
+ public:
+  Driver(const MpiSession& mpi, const WorkerOptions& options)
+      : mpi_(mpi), threads_(ThreadsPerWorker(mpi)) {
+    int local_worker = mpi.local_rank() - (mpi.coordinator_is_local() ? 1 : 0);
+    std::string cuda = Env("CUDA_VISIBLE_DEVICES");
+    device_ = "cpu";
+#ifdef SEEDGRID_WITH_CUDA
+    if (!cuda.empty() && cuda != "-1") {
+      int n = 1 + static_cast<int>(std::count(cuda.begin(), cuda.end(), ','));
+      device_ = fmt::format("cuda:{}", std::max(0, local_worker) % n);
+      gpu_ = cuda;
+    }
+#endif
+    (void)local_worker;
+    std::vector<std::string> env = {
+        fmt::format("SEEDGRID_THREADS={}", threads_),
+        fmt::format("OMP_NUM_THREADS={}", threads_),
+        fmt::format("OPENBLAS_NUM_THREADS={}", threads_),
+        fmt::format("MKL_NUM_THREADS={}", threads_),
+        fmt::format("SEEDGRID_DEVICE={}", device_),
+        fmt::format("SEEDGRID_WORKER_RANK={}", mpi.rank()),
+    };
+    if (threads_ > 1 && Env("OMP_WAIT_POLICY").empty()) env.push_back("OMP_WAIT_POLICY=PASSIVE");
+    executor_ = std::make_unique<ExecutorProcess>(options.binary, std::move(env));
+    local_ = std::make_unique<LocalShards>(threads_, device_);
+    SupervisorOptions so;
+    so.kill_grace_s = options.kill_grace_s;
+    so.world_rank = mpi.rank();
+    so.log_cap = LogCapFromEnv();
+    sup_ = std::make_unique<Supervisor>(up_, *executor_, *local_, so);
+  }
+
+  // The waiting policy (which source to poll, how long to block) in one place; every decision
+  // about shards is the Supervisor's.
+  int Run() {
+    sup_->Start(MakeHello());
+    std::string frame;
+    int source = 0;
+    while (!sup_->shutdown()) {
+      bool active = false;
+      while (TryRecvFrame(&frame, &source)) {
+        active = true;
+        sup_->OnMessage(DecodeToWorker(frame), frame, Now());
+        if (sup_->shutdown()) break;
+      }
+      if (sup_->shutdown()) break;
+      active |= sup_->RunInProcess();
+      if (sup_->executor_busy()) {
+        // While the executor works, block on its pipes (up to 1 ms, then look at MPI again): a
+        // spinning supervisor would take the core the executor needs on a small machine.
+        active |= PumpExecutor(active ? 0 : 1);
+        sup_->Tick(Now());
+      } else {
+        // An idle executor has nothing to say but its death or stray output: look at its pipes
+        // when about to block, and otherwise every 256 rounds (a poll(2) per round would
+        // double the cost of an inline shard's round trip).
+        int wait = active ? 0 : poller_.WaitMs();
+        if (wait > 0 || (++idle_rounds_ & 255) == 0) active |= PumpExecutor(wait);
+      }
+      if (active) {
+        poller_.Active();
+      } else if (poller_.ShouldYield()) {
+        sched_yield();
+      }
+    }
+    return sup_->exit_code();
+  }
+
+ private:
+  static double Now() { return Seconds(Clock::now()); }
+
+  Hello MakeHello() const {
+    Hello hello;
+    hello.host = Hostname();
+    hello.local_rank = mpi_.local_rank();
+    hello.gpu = gpu_;
+    hello.pid = ::getpid();
+    hello.threads = threads_;
+    if (const std::string job = Env("SLURM_JOB_ID"); !job.empty()) {
+      const std::string step = Env("SLURM_STEP_ID");
+      hello.slurm_job = step.empty() ? job : fmt::format("{}.{}", job, step);
+    }
+    return hello;
+  }
+
+  // Hands what stdout and stderr hold now to the supervisor. Returns the bytes read.
+  size_t DrainOutput() {
+    pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
+    if (::poll(fds, 2, 0) <= 0) return 0;
+    size_t n = 0;
+    for (int i = 0; i < 2; ++i) {
+      if (!fds[i].revents) continue;
+      out_.clear();
+      executor_->ReadOutput(i == 1, &out_);
+      n += out_.size();
+      if (!out_.empty())
+        sup_->OnExecutorOutput(i == 1 ? OutStream::kStderr : OutStream::kStdout, out_);
+    }
+    return n;
+  }
+
+  // One consistent batch for the supervisor (worker/supervisor.h): frames and output are read
+  // alternately until a read of frames finds nothing new after the last output read, so every
+  // ShardDone written before a byte of output we hold is in the batch, and every marker written
+  // before a ShardDone in it. The bound only matters for a shard that prints without pause
+  // while others end: its output then goes to it.
+  bool PumpExecutor(int wait_ms) {
+    if (!executor_->running()) return false;
+    pollfd fds[3] = {{executor_->frames_fd(), POLLIN, 0},
+                     {executor_->out_fd(), POLLIN, 0},
+                     {executor_->err_fd(), POLLIN, 0}};
+    if (::poll(fds, 3, wait_ms) <= 0) return false;
+    bool open = fds[0].revents ? executor_->ReadFrames() : true;
+    for (int i = 0; i < 16; ++i) {
+      if (DrainOutput() == 0 || !open) break;
+      const size_t before = executor_->buffered();
+      open = executor_->ReadFrames();
+      if (executor_->buffered() == before) break;
+    }
+    while (executor_->NextFrame(&frame_)) sup_->OnExecutorFrame(frame_, Now());
+    if (!open) {
+      for (int i = 0; i < 64 && DrainOutput() > 0; ++i) {
+      }
+      sup_->OnExecutorEof(Now());  // the dead executor's output goes to its running shard
+    } else {
+      sup_->RouteOutput();
+    }
     return true;
   }
 
-  bool PumpExecutor(int wait_ms) {
-    if (!executor_->running()) return false;
-    pollfd fds[2] = {{executor_->out_fd(), POLLIN, 0}, {executor_->err_fd(), POLLIN, 0}};
-    int rc = ::poll(fds, 2, wait_ms);
-    if (rc <= 0) return false;
-    if (fds[1].revents) executor_->ReadStderr();
-    if (!fds[0].revents) return fds[1].revents != 0;
-    bool active = false;
-    bool open = executor_->ReadFrames();
-    std::string frame;
-    while (executor_->NextFrame(&frame)) {
-      active = true;
-      FromWorker msg = DecodeFromWorker(frame);
-      if (auto* done = std::get_if<ShardDone>(&msg)) {
-        // Over its memory limit, the executor reports the shard and kills itself (executor.h).
-        if (done->outcome == Outcome::kMemory) executor_exiting_ = true;
-        if (!exec_q_.empty() && exec_q_.front().task.id == done->id) {
-          exec_q_.pop_front();
-          head_killed_.reset();
-          if (!exec_q_.empty()) exec_q_.front().head_since = Clock::now();
-        }
-        executor_->ClearStderrTail();
-      }
-      SendFrame(0, frame);  // already a FromWorker encoding: forwarded as is
-    }
-    if (!open) {
-      OnExecutorDeath();
-      active = true;
-    }
-    return active;
-  }
-
-  void OnExecutorDeath() {
-    executor_->ReadStderr();
-    int status = executor_->Reap();
-    std::string tail = LastLine(executor_->stderr_tail());
-    // An announced death (a memory limit) was reported already: the next shard is innocent.
-    const bool announced = std::exchange(executor_exiting_, false);
-    if (!exec_q_.empty() && !announced) {
-      InFlight dead = std::move(exec_q_.front());
-      exec_q_.pop_front();
-      ShardDone d;
-      d.id = dead.task.id;
-      d.attempt = dead.task.attempt;
-      d.end = UnixNow();
-      d.start = d.end - Seconds(Clock::now() - dead.head_since);
-      d.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      d.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-      if (head_killed_) {
-        d.outcome = head_killed_->first;
-        d.error = head_killed_->second;
-      } else {
-        d.outcome = Outcome::kCrash;
-        d.error = "executor " + DescribeWaitStatus(status);
-      }
-      if (!tail.empty()) d.error += "; last output: " + tail;
-      SendUp(d);
-    }
-    head_killed_.reset();
-    kill_deadline_.reset();
-    executor_->ClearStderrTail();
-    executor_->Start();
-    // Re-send what was queued behind the shard that died; those attempts are not charged.
-    for (auto& f : exec_q_) {
-      down_.clear();
-      Encode(ToWorker{f.task}, &down_);
-      executor_->Send(down_);
-      f.head_since = Clock::now();
-    }
-  }
-
-  void CheckLimits() {
-    if (exec_q_.empty()) return;
-    auto now = Clock::now();
-    if (kill_deadline_ && now >= *kill_deadline_) {
-      executor_->Signal(SIGKILL);
-      kill_deadline_.reset();
-      return;
-    }
-    if (head_killed_) return;
-    const RunShard& head = exec_q_.front().task;
-    double running = Seconds(now - exec_q_.front().head_since);
-    if (head.timeout_s > 0 && running > head.timeout_s) {
-      head_killed_ = {Outcome::kTimeout, fmt::format("timeout after {:.3g} s (limit {:.3g} s)",
-                                                     running, head.timeout_s)};
-      executor_->Signal(SIGTERM);
-      kill_deadline_ =
-          now + std::chrono::milliseconds(static_cast<int64_t>(options_.kill_grace_s * 1000));
-    }
-    // Memory limits are the executor's own (on the shard's growth above its baseline, which
-    // only the executor sees at the shard's start): see worker/executor.h.
-  }
-
   const MpiSession& mpi_;
-  WorkerOptions options_;
   int threads_;
   std::string device_, gpu_;
+  MpiUpLink up_;
   std::unique_ptr<ExecutorProcess> executor_;
-  std::deque<InFlight> exec_q_;
-  std::deque<RunShard> local_;
-  std::optional<std::pair<Outcome, std::string>> head_killed_;
-  std::optional<Clock::time_point> kill_deadline_;
+  std::unique_ptr<LocalShards> local_;
+  std::unique_ptr<Supervisor> sup_;
   Poller poller_;
-  std::string up_, down_;
+  std::string frame_, out_;
   uint32_t idle_rounds_ = 0;
-  bool shutdown_ = false;
-  bool executor_exiting_ = false;  // it reported a memory-limit ShardDone and is killing itself
-  bool compute_configured_ = false;
-  int exit_code_ = 0;
 };
 
 }  // namespace
@@ -311,8 +266,8 @@ int ThreadsPerWorker(const MpiSession& mpi) {
 }
 
 int RunWorker(const MpiSession& mpi, const WorkerOptions& options) {
-  Supervisor s(mpi, options);
-  return s.Run();
+  Driver d(mpi, options);
+  return d.Run();
 }
 
 }  // namespace seedgrid

@@ -1,11 +1,13 @@
-// A worker rank (>= 1): the supervisor that talks MPI to the coordinator and runs shards.
+// A worker rank (>= 1): talks MPI to the coordinator and runs shards.
 //
-// Single-rank shards go to a long-lived executor child (worker/executor.h). The supervisor
-// enforces per-shard timeouts (SIGTERM, grace, SIGKILL, to the executor's process group; the
-// executor enforces memory limits itself), turns a dead executor into a failed attempt with
-// its reason (signal, exit code, last stderr line), restarts it and re-sends the shards queued
-// behind the one that died (they are not charged). `isolation: inline` shards and gang shards
-// run in the supervisor itself (gang shards need MPI; see worker/collective_mpi.h).
+// Its policy is the Supervisor (worker/supervisor.h), a pure reactor: per-shard timeouts
+// (SIGTERM, grace, SIGKILL, to the executor's process group; the executor enforces memory
+// limits itself), a dead executor turned into a failed attempt with its reason (signal, exit
+// code, last stderr line), restarts with the shards queued behind re-sent uncharged,
+// `isolation: inline` and gang shards run in this process (gang shards need MPI; see
+// worker/collective_mpi.h), and every attempt's stdout and stderr in its own log
+// (worker/attempt_log.h). RunWorker is its driver: the MPI uplink, the executor child
+// (worker/executor.h) with its three pipes, and the clock.
 //
 // Waiting: the loop polls MPI (MPI_Iprobe) and the executor's pipes together; it spins for a
 // few hundred microseconds after activity, then blocks in poll(2) on the pipes for 1–2 ms at a

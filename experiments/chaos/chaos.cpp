@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -81,8 +82,20 @@ void Inject(const std::string& mode, const Json& p, ShardContext& ctx) {
   }
 }
 
+// `stdout` / `stderr`: text the shard prints first (the attempt logs' tests).
+void Print(const Json& p) {
+  if (const std::string out = p.value("stdout", std::string()); !out.empty()) {
+    std::fputs(out.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  if (const std::string err = p.value("stderr", std::string()); !err.empty()) {
+    std::fputs(err.c_str(), stderr);
+  }
+}
+
 void RunChaos(ShardContext& ctx) {
   const Json& p = ctx.params();
+  Print(p);
   if (p.value("fork_child", false)) ForkSleeper();
   const int64_t sleep_ms = p.value("sleep_ms", int64_t{0});
   if (sleep_ms > 0) {
@@ -142,7 +155,7 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
   chaos.name = "chaos";
   chaos.summary =
       "fault injection: modes ok, throw, exit, abort, segfault, hang, allocate; sleep_ms; "
-      "write_mb; conditions";
+      "write_mb; conditions; stdout/stderr text";
   chaos.defaults = {
       {"sleep_ms", 0},
       {"mode", "ok"},
@@ -157,6 +170,8 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
       {"write", true},
       {"write_mb", 0.0},
       {"fork_child", false},
+      {"stdout", ""},
+      {"stderr", ""},
       {"tag", nullptr},
   };
   chaos.validate = ValidateChaos;

@@ -1,10 +1,12 @@
-// In-memory Comm for scheduler tests: every message is encoded and decoded through the real
-// codec (so a field the codec forgets fails the tests), then queued per worker.
+// In-memory transports for the reactors' tests: Comm (the scheduler's, down to workers) and
+// UpLink (the worker supervisor's, up to the coordinator). Every message is encoded and decoded
+// through the real codec (so a field the codec forgets fails the tests), then queued.
 #pragma once
 
 #include <deque>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/comm.h"
 
@@ -35,5 +37,20 @@ inline FromWorker Wire(const FromWorker& msg) {
   Encode(msg, &buf);
   return DecodeFromWorker(buf);
 }
+
+class MemoryUpLink final : public UpLink {
+ public:
+  void Send(const FromWorker& msg) override { sent.push_back(Wire(msg)); }
+  void SendEncoded(const std::string& frame) override { sent.push_back(DecodeFromWorker(frame)); }
+  // The ShardDone messages sent so far, in order.
+  std::vector<ShardDone> Done() const {
+    std::vector<ShardDone> out;
+    for (const auto& m : sent) {
+      if (const auto* d = std::get_if<ShardDone>(&m)) out.push_back(*d);
+    }
+    return out;
+  }
+  std::vector<FromWorker> sent;
+};
 
 }  // namespace seedgrid::testing
