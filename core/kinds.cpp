@@ -1,5 +1,6 @@
 #include "core/kinds.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace seedgrid {
@@ -22,6 +23,16 @@ std::vector<std::string> KindRegistry::Names() const {
   names.reserve(kinds_.size());
   for (const auto& [name, kind] : kinds_) names.push_back(name);
   return names;
+}
+
+std::vector<std::string> KindRegistry::FigureTypes() const {
+  std::vector<std::string> types;
+  for (const auto& [name, kind] : kinds_) {
+    for (const auto& f : kind.report.figures) types.push_back(f.type);
+  }
+  std::sort(types.begin(), types.end());
+  types.erase(std::unique(types.begin(), types.end()), types.end());
+  return types;
 }
 
 }  // namespace seedgrid

@@ -1,20 +1,71 @@
-// The config half of every experiment kind: defaults, validation and whether `shards: n`
-// adds a reduce shard. No LibTorch: the coordinator links this to validate and expand a spec
-// before any GPU time is spent. The runner half (core/runner.h) is registered separately.
+// The config half of every experiment kind: defaults, validation, whether `shards: n` adds a
+// reduce shard, and what `seedgrid report` shows of it by default. No LibTorch: the coordinator
+// links this to validate and expand a spec before any GPU time is spent, and the report reads a
+// kind's metrics and figures from here, so coordinator/report names no kind. The runner half
+// (core/runner.h) is registered separately.
 //
-// Registration is an explicit call (AllKinds() in experiments/all_kinds.cpp calls the
-// experiments' Register*Configs of experiments/kinds_config.h), never a static initialiser.
+// A kind is one folder, experiments/<kind>/ (docs/adding-a-kind.md): its config, runner, the
+// names of the datasets and metrics it writes (layout.h, shared by runner and report defaults)
+// and one `seedgrid_kind(...)` line in experiments/CMakeLists.txt, which generates the calls
+// AllKinds() and AllRunners() make. Registration is an explicit call, never a static initialiser.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/types.h"
 
 namespace seedgrid {
+
+// How `seedgrid report` draws a figure (coordinator/report/figures.cpp). The renderers know no
+// kind: a kind's KindFigure names the datasets or metrics each one reads, and its texts.
+enum class FigureRenderer {
+  // `y` [X] or [X,R] against `x` [X]: the mean over the R rows per x (each row times `sign` [R]
+  // where the shard file has it), then mean ± 1 std over each config's seeds; a line per config.
+  kCurve,
+  // Each of `series` ([steps] or [steps,k], mean over k) against `x` (absent: the logged index),
+  // one panel per dataset some shard has; mean ± 1 std over seeds, long curves bucketed.
+  kSeries,
+  // Registry metrics named `prefix`<variant>: a variant × config heatmap of seed means; the
+  // variants in `first` come first, the rest by name. Colours span at least [0, 1].
+  kMetricHeatmap,
+  // Every 2-D dataset in group `group`: one rows × columns heatmap per dataset and config.
+  kGroupHeatmaps,
+  // `y` [C] of each shard: a histogram of log10 of its positive values (a series per shard).
+  kLog10Histogram,
+};
+
+// One figure a kind offers. Texts may use {stage}; captions also the renderer's numbers:
+// kCurve {seeds}; kSeries {datasets}; kMetricHeatmap {seeds}; kGroupHeatmaps {dataset}, {n},
+// {shards} ("shard"/"shards"); kLog10Histogram {dead}, {total}. Titles of kGroupHeatmaps
+// may use {dataset}.
+struct KindFigure {
+  std::string type;  // what a spec's `report: figures:` names, e.g. "loss_curves"
+  FigureRenderer renderer = FigureRenderer::kCurve;
+  std::string x, y, sign;  // dataset paths (kCurve, kSeries' x, kLog10Histogram's y)
+  std::vector<std::pair<std::string, std::string>> series;  // kSeries: dataset, panel title
+  std::string prefix;                                       // kMetricHeatmap
+  std::vector<std::string> first;                           // kMetricHeatmap
+  std::string group;                                        // kGroupHeatmaps
+  std::string title, caption, xlabel, ylabel;
+  std::string ylabel_signed;  // kCurve, when some shard had `sign`
+  std::string zlabel;         // heatmaps' colour bar (kGroupHeatmaps: the dataset's name)
+  std::string unit;           // kLog10Histogram: what a value counts ("components")
+  bool by_default = true;     // drawn when the spec's report: section lists no figures
+};
+
+// What `seedgrid report` shows of a kind when the spec's report: section does not say.
+struct KindReport {
+  // Metrics shown first in a table, in order; a name ending in '*' selects by prefix.
+  std::vector<std::string> metrics;
+  // Show only `metrics` when any of them was recorded (otherwise every other metric follows).
+  bool only_these = false;
+  std::vector<KindFigure> figures;
+};
 
 struct KindConfig {
   std::string name;
@@ -35,6 +86,8 @@ struct KindConfig {
   // file: a file without one is damaged (moved aside, recomputed). Unset: only the shard
   // attributes are checked.
   std::function<std::vector<std::string>(const Json& params, std::string_view role)> datasets;
+  // The report's defaults for stages of this kind.
+  KindReport report;
 };
 
 class KindRegistry {
@@ -42,13 +95,15 @@ class KindRegistry {
   void Add(KindConfig kind);  // throws std::logic_error on a duplicate name
   const KindConfig* Find(const std::string& name) const;
   std::vector<std::string> Names() const;
+  // Every figure type some kind offers, sorted and unique (what `report: figures:` accepts).
+  std::vector<std::string> FigureTypes() const;
 
  private:
   std::map<std::string, KindConfig> kinds_;
 };
 
-// Every kind this build knows: chaos and noop plus the experiments' config halves
-// (defined in experiments/all_kinds.cpp).
+// Every kind this build knows: the kinds registered in experiments/CMakeLists.txt (defined in
+// experiments/all_kinds.cpp).
 const KindRegistry& AllKinds();
 
 }  // namespace seedgrid

@@ -1,16 +1,11 @@
-#include "core/kinds.h"
-#include "experiments/chaos/chaos.h"
-#include "experiments/kinds_config.h"
+#include "experiments/all_kinds.h"
 
 namespace seedgrid {
 
 const KindRegistry& AllKinds() {
   static const KindRegistry kinds = [] {
     KindRegistry k;
-    RegisterChaosConfigs(k);
-#ifdef SEEDGRID_WITH_TORCH
-    RegisterTorchKindConfigs(k);
-#endif
+    RegisterExperimentKinds(k);
     return k;
   }();
   return kinds;

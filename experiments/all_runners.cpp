@@ -1,8 +1,6 @@
-#include "core/runner.h"
-#include "experiments/chaos/chaos.h"
+#include "experiments/all_kinds.h"
 #ifdef SEEDGRID_WITH_TORCH
 #include "experiments/model/runtime_env.h"
-#include "experiments/torch_runners.h"
 #endif
 
 namespace seedgrid {
@@ -10,10 +8,7 @@ namespace seedgrid {
 RunnerRegistry& AllRunners() {
   static RunnerRegistry runners = [] {
     RunnerRegistry r;
-    RegisterChaosRunners(r);
-#ifdef SEEDGRID_WITH_TORCH
-    RegisterTorchRunners(r);
-#endif
+    RegisterExperimentRunners(r);
     return r;
   }();
   return runners;

@@ -1,6 +1,7 @@
 # The LibTorch half of the experiments (included from experiments/CMakeLists.txt when
 # SEEDGRID_WITH_TORCH). Translation units that include <torch/torch.h> cost ~40 s each: keep
-# them few (model, adapters, pretrain, lora_steer); the rest builds without LibTorch headers.
+# them few; the rest builds without LibTorch headers. The kinds' runners join seedgrid_torch from
+# their folders (seedgrid_kind ... TORCH in experiments/CMakeLists.txt).
 find_package(Torch REQUIRED PATHS /usr/lib/x86_64-linux-gnu/cmake/Torch)
 # Imported targets are directory-scoped; the worker, tests and benchmarks link them through
 # seedgrid_torch from other directories.
@@ -18,6 +19,7 @@ endforeach()
 # Torch-free pieces the config halves need (ModelConfig validation, the synthetic task).
 target_sources(seedgrid_kinds PRIVATE
   model/config.cpp
+  model/train_params.cpp
   data/synthetic.cpp
 )
 
@@ -27,9 +29,6 @@ add_library(seedgrid_torch STATIC
   model/safetensors.cpp
   model/runtime_env.cpp
   data/tokens.cpp
-  pretrain/pretrain.cpp
-  lora_steer/lora_steer.cpp
-  torch_runners.cpp
 )
 target_link_libraries(seedgrid_torch PUBLIC seedgrid_kinds seedgrid_core ${TORCH_LIBRARIES})
 target_include_directories(seedgrid_torch PUBLIC ${PROJECT_SOURCE_DIR})

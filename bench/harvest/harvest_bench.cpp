@@ -41,7 +41,6 @@
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/model/runtime_env.h"
 #include "experiments/pretrain/pretrain.h"
-#include "experiments/torch_kinds.h"
 #include "tests/support/file_context.h"
 
 namespace fs = std::filesystem;

@@ -28,24 +28,14 @@ namespace seedgrid::report {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string>& FigureTypes() {
-  static const std::vector<std::string> kTypes = {
-      "steering_curve", "loss_curves", "ablation_heatmap", "head_scores", "firing_density"};
-  return kTypes;
-}
-
 std::vector<FigureRequest> DefaultFigures(const SweepData& data) {
-  static const std::map<std::string, std::vector<std::string>> kByKind = {
-      {"pretrain", {"loss_curves"}},
-      {"lora_steer", {"steering_curve", "loss_curves"}},
-      {"ablation", {"ablation_heatmap", "head_scores"}},
-      {"harvest", {"firing_density"}},
-  };
   std::vector<FigureRequest> out;
   for (const auto& stage : data.stages) {
-    auto it = kByKind.find(stage.kind);
-    if (it == kByKind.end()) continue;
-    for (const auto& type : it->second) out.push_back({type, stage.name, true});
+    const KindConfig* kind = data.Kind(stage.kind);
+    if (!kind) continue;
+    for (const auto& f : kind->report.figures) {
+      if (f.by_default) out.push_back({f.type, stage.name, true});
+    }
   }
   return out;
 }
@@ -75,6 +65,17 @@ constexpr size_t kMaxPoints = 400;  // per curve, after bucket averaging
 constexpr size_t kMaxFiles = 2000;  // shard files opened per figure
 
 std::string Num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "NaN"; }
+
+// A kind's figure text with its {name} placeholders filled (others are left as they are).
+std::string Fill(std::string text, const std::vector<std::pair<std::string, std::string>>& vars) {
+  for (const auto& [name, value] : vars) {
+    const std::string key = "{" + name + "}";
+    for (size_t at = text.find(key); at != std::string::npos;
+         at = text.find(key, at + value.size()))
+      text.replace(at, key.size(), value);
+  }
+  return text;
+}
 
 // A gnuplot single-quoted string: only ' is special (doubled).
 std::string Q(std::string_view s) {
@@ -183,15 +184,23 @@ class FigureMaker {
 
   std::vector<Figure>& figures() { return figures_; }
 
-  // Draws figure type `type` for `stage`; returns whether anything was drawn.
+  // Draws figure type `type` for `stage` as the stage's kind defines it (nothing when the kind
+  // offers no such figure); returns whether anything was drawn.
   bool Make(const std::string& type, const SweepData::Stage& stage) {
+    const KindConfig* kind = data_.Kind(stage.kind);
+    if (!kind) return false;
     size_t before = figures_.size();
     opened_ = 0;
-    if (type == "steering_curve") SteeringCurve(stage);
-    if (type == "loss_curves") LossCurves(stage);
-    if (type == "ablation_heatmap") AblationHeatmap(stage);
-    if (type == "head_scores") HeadScores(stage);
-    if (type == "firing_density") FiringDensity(stage);
+    for (const KindFigure& f : kind->report.figures) {
+      if (f.type != type) continue;
+      switch (f.renderer) {
+        case FigureRenderer::kCurve: Curve(f, stage); break;
+        case FigureRenderer::kSeries: Series(f, stage); break;
+        case FigureRenderer::kMetricHeatmap: MetricHeatmap(f, stage); break;
+        case FigureRenderer::kGroupHeatmaps: GroupHeatmaps(f, stage); break;
+        case FigureRenderer::kLog10Histogram: Log10Histogram(f, stage); break;
+      }
+    }
     if (opened_ > kMaxFiles) {
       problems_.Add(fmt::format("read only the first {} of {} shard files", kMaxFiles, opened_));
     }
@@ -318,45 +327,44 @@ class FigureMaker {
     }
   }
 
-  void SteeringCurve(const SweepData::Stage& stage) {
+  // FigureRenderer::kCurve.
+  void Curve(const KindFigure& f, const SweepData::Stage& stage) {
     Panel panel;
-    panel.xlabel = "α (steering scale: weights θ + α·dW, dW = Δθ+ − Δθ−)";
-    panel.ylabel = "mean log p(yes) − log p(no)";
+    panel.xlabel = f.xlabel;
+    panel.ylabel = f.ylabel;
     panel.points = panel.zero_axes = true;
     size_t seeds_min = SIZE_MAX, seeds_max = 0;
     bool signed_rows = false;
     for (const Group& g : ConfigGroups(data_, stage.name)) {
-      std::vector<double> alphas;
+      std::vector<double> xs;
       std::vector<std::vector<double>> ys;
       for (size_t i : g.shards) {
         auto h5 = Open(i);
         if (!h5) continue;
         const std::string& sid = data_.shards[i].id.hex;
         try {
-          if (!h5->Has("eval/alphas") || !h5->Has("eval/logratio")) {
-            problems_.Add(fmt::format("shard {} has no eval/alphas or eval/logratio", sid));
+          if (!h5->Has(f.x) || !h5->Has(f.y)) {
+            problems_.Add(fmt::format("shard {} has no {} or {}", sid, f.x, f.y));
             continue;
           }
-          auto a = h5->Read<double>("eval/alphas");
+          auto a = h5->Read<double>(f.x);
           Shape shape;
-          auto lr = h5->Read<double>("eval/logratio", &shape);
+          auto lr = h5->Read<double>(f.y, &shape);
           int64_t rows = shape.size() == 2 ? shape[1] : 1;
           if (shape.empty() || shape.size() > 2 || shape[0] != static_cast<int64_t>(a.size()) ||
               rows < 1) {
-            problems_.Add(
-                fmt::format("shard {}: eval/logratio shape does not match eval/alphas", sid));
+            problems_.Add(fmt::format("shard {}: {} shape does not match {}", sid, f.y, f.x));
             continue;
           }
-          if (!alphas.empty() && a != alphas) {
-            problems_.Add(fmt::format("shard {}: its alphas differ from its group's", sid));
+          if (!xs.empty() && a != xs) {
+            problems_.Add(fmt::format("shard {}: its {} differ from its group's", sid, f.x));
             continue;
           }
-          alphas = a;
-          // lora_steer's steering measure is label-signed (steer_delta): +1 rows should say yes
-          // and -1 rows no under the positive persona. Plot the same quantity when labels exist.
+          xs = a;
+          // Rows signed by the kind's `sign` dataset where the shard has one.
           std::vector<double> label;
-          if (h5->Has("eval/label")) {
-            label = h5->Read<double>("eval/label");
+          if (!f.sign.empty() && h5->Has(f.sign)) {
+            label = h5->Read<double>(f.sign);
             if (static_cast<int64_t>(label.size()) != rows) label.clear();
           }
           if (!label.empty()) signed_rows = true;
@@ -376,45 +384,41 @@ class FigureMaker {
         }
       }
       if (ys.empty()) continue;
-      panel.lines.push_back({Label(g, ys.size(), g.shards.size()), Aggregate(alphas, ys)});
+      panel.lines.push_back({Label(g, ys.size(), g.shards.size()), Aggregate(xs, ys)});
       seeds_min = std::min(seeds_min, ys.size());
       seeds_max = std::max(seeds_max, ys.size());
     }
     if (panel.lines.empty()) return;
-    if (signed_rows) panel.ylabel = "mean label · (log p(yes) − log p(no))  (toward the + persona)";
-    std::string title =
-        fmt::format("Steering curve, stage {}: mean over seeds, band ±1 std", stage.name);
+    if (signed_rows && !f.ylabel_signed.empty()) panel.ylabel = f.ylabel_signed;
+    std::string title = Fill(f.title, {{"stage", stage.name}});
     panel.title = title;
-    EmitBands(FileStem(stage.name + "-steering_curve"), title,
-              fmt::format("Mean log-ratio log p(yes) − log p(no) on held-out rows (times the row's "
-                          "label where the shards record one, as steer_delta does) against the "
-                          "steering scale α; a line per config, the band is ±1 std over {} seeds.",
-                          seeds_min == seeds_max ? fmt::format("{}", seeds_min)
-                                                 : fmt::format("{}–{}", seeds_min, seeds_max)),
-              {panel});
+    std::string seeds = seeds_min == seeds_max ? fmt::format("{}", seeds_min)
+                                               : fmt::format("{}–{}", seeds_min, seeds_max);
+    EmitBands(FileStem(stage.name + "-" + f.type), title,
+              Fill(f.caption, {{"stage", stage.name}, {"seeds", seeds}}), {panel});
   }
 
-  void LossCurves(const SweepData::Stage& stage) {
-    static const std::vector<std::pair<std::string, std::string>> kSeries = {
-        {"train/loss", "training loss"},
-        {"train/loss_pos", "θ+ adapter (positive persona)"},
-        {"train/loss_neg", "θ− adapter (negative persona)"}};
+  // FigureRenderer::kSeries.
+  void Series(const KindFigure& f, const SweepData::Stage& stage) {
+    const auto& series = f.series;  // dataset, panel title
+    std::vector<std::string> all;
+    for (const auto& s : series) all.push_back(s.first);
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
     // [series][group] -> per-seed curves
     std::vector<std::vector<std::vector<std::vector<double>>>> curves(
-        kSeries.size(), std::vector<std::vector<std::vector<double>>>(groups.size()));
-    std::vector<std::vector<double>> steps(kSeries.size());
+        series.size(), std::vector<std::vector<std::vector<double>>>(groups.size()));
+    std::vector<std::vector<double>> steps(series.size());
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       for (size_t i : groups[gi].shards) {
         auto h5 = Open(i);
         if (!h5) continue;
         try {
           bool any = false;
-          for (size_t s = 0; s < kSeries.size(); ++s) {
-            if (!h5->Has(kSeries[s].first)) continue;
+          for (size_t s = 0; s < series.size(); ++s) {
+            if (!h5->Has(series[s].first)) continue;
             any = true;
             Shape shape;
-            auto v = h5->Read<double>(kSeries[s].first, &shape);
+            auto v = h5->Read<double>(series[s].first, &shape);
             if (shape.size() > 1) {  // [steps, k]: mean over the rest
               size_t k = v.size() / std::max<int64_t>(1, shape[0]);
               std::vector<double> m(shape[0]);
@@ -425,13 +429,12 @@ class FigureMaker {
               }
               v = std::move(m);
             }
-            if (steps[s].empty() && h5->Has("train/step"))
-              steps[s] = h5->Read<double>("train/step");
+            if (steps[s].empty() && !f.x.empty() && h5->Has(f.x)) steps[s] = h5->Read<double>(f.x);
             curves[s][gi].push_back(std::move(v));
           }
           if (!any)
-            problems_.Add(
-                fmt::format("shard {} has no train/loss* dataset", data_.shards[i].id.hex));
+            problems_.Add(fmt::format("shard {} has none of {}", data_.shards[i].id.hex,
+                                      fmt::join(all, ", ")));
         } catch (const std::exception& e) {
           problems_.Add(e.what());
         }
@@ -439,11 +442,11 @@ class FigureMaker {
     }
     std::vector<Panel> panels;
     std::vector<std::string> names;
-    for (size_t s = 0; s < kSeries.size(); ++s) {
+    for (size_t s = 0; s < series.size(); ++s) {
       Panel p;
-      p.title = kSeries[s].second;
-      p.xlabel = steps[s].empty() ? "logged step" : "training step";
-      p.ylabel = "loss";
+      p.title = series[s].second;
+      p.xlabel = steps[s].empty() ? "logged step" : f.xlabel;
+      p.ylabel = f.ylabel;
       p.log_y = true;
       for (size_t gi = 0; gi < groups.size(); ++gi) {
         auto& ys = curves[s][gi];
@@ -464,18 +467,16 @@ class FigureMaker {
                            Aggregate(Bucket(x, bucket), yb)});
       }
       if (!p.lines.empty()) {
-        names.push_back(kSeries[s].first);
+        names.push_back(series[s].first);
         panels.push_back(std::move(p));
       }
     }
     if (panels.empty()) return;
-    std::string title =
-        fmt::format("Training loss, stage {}: mean over seeds, band ±1 std", stage.name);
+    std::string title = Fill(f.title, {{"stage", stage.name}});
     if (panels.size() == 1) panels[0].title = title;
-    EmitBands(FileStem(stage.name + "-loss_curves"), title,
-              fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 "
-                          "std over seeds; long curves are averaged in buckets of equal width.",
-                          fmt::join(names, ", ")),
+    EmitBands(FileStem(stage.name + "-" + f.type), title,
+              Fill(f.caption, {{"stage", stage.name},
+                               {"datasets", fmt::format("{}", fmt::join(names, ", "))}}),
               panels);
   }
 
@@ -532,29 +533,31 @@ class FigureMaker {
     return body + "\n";
   }
 
-  void AblationHeatmap(const SweepData::Stage& stage) {
+  // FigureRenderer::kMetricHeatmap.
+  void MetricHeatmap(const KindFigure& f, const SweepData::Stage& stage) {
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
     std::set<std::string> names;
     for (size_t i : stage.shards) {
       for (const auto& [name, v] : data_.metrics[i]) {
-        if (name.starts_with("retained.")) names.insert(name);
+        if (name.starts_with(f.prefix)) names.insert(name);
       }
     }
     if (names.empty() || groups.empty()) return;
-    // Anchors first, then the variants by name.
+    // The kind's `first` (anchors), then the variants by name.
     std::vector<std::string> variants;
-    for (const char* anchor : {"retained.full", "retained.zero", "retained.random_norm_matched"}) {
+    for (const auto& anchor : f.first) {
       if (names.erase(anchor)) variants.push_back(anchor);
     }
     variants.insert(variants.end(), names.begin(), names.end());
-    std::string id = FileStem(stage.name + "-ablation_heatmap");
-    std::string dat = "# x=config y=variant mean retained over done seeds (NaN: none)\n";
+    std::string id = FileStem(stage.name + "-" + f.type);
+    std::string dat = fmt::format(
+        "# x=config y=variant mean of {}<variant> over done seeds (NaN: none)\n", f.prefix);
     double lo = 0, hi = 1;
     size_t seeds_max = 0;
     std::vector<std::string> xtics, ytics;
     for (const auto& g : groups) xtics.push_back(g.label);
     for (size_t v = 0; v < variants.size(); ++v) {
-      ytics.push_back(variants[v].substr(std::string("retained.").size()));
+      ytics.push_back(variants[v].substr(f.prefix.size()));
       for (size_t gi = 0; gi < groups.size(); ++gi) {
         double sum = 0;
         size_t n = 0;
@@ -570,20 +573,18 @@ class FigureMaker {
       }
       dat += "\n";
     }
-    std::string title = fmt::format("dW ablation, stage {}: mean retained over seeds", stage.name);
-    std::string body =
-        Heatmap(id, title, "config", "ablation variant", "retained (1 = full dW, 0 = zero)", xtics,
-                ytics, lo, hi, true, variants.size() * groups.size() <= 600);
+    std::string title = Fill(f.title, {{"stage", stage.name}});
+    std::string body = Heatmap(id, title, f.xlabel, f.ylabel, f.zlabel, xtics, ytics, lo, hi, true,
+                               variants.size() * groups.size() <= 600);
     int width = std::max(700, 420 + 140 * static_cast<int>(groups.size()));
     int height = std::max(450, 200 + 22 * static_cast<int>(variants.size()));
     Emit(id, title,
-         fmt::format("retained = (m(variant) − m(zero)) / (m(full) − m(zero)) per ablation "
-                     "variant and config, mean over up to {} seeds (n/a: no done seed).",
-                     seeds_max),
-         dat, Script(id, title, width, height, body));
+         Fill(f.caption, {{"stage", stage.name}, {"seeds", fmt::format("{}", seeds_max)}}), dat,
+         Script(id, title, width, height, body));
   }
 
-  void HeadScores(const SweepData::Stage& stage) {
+  // FigureRenderer::kGroupHeatmaps.
+  void GroupHeatmaps(const KindFigure& f, const SweepData::Stage& stage) {
     constexpr size_t kMaxGroups = 6;  // figures per score
     std::vector<Group> groups = ConfigGroups(data_, stage.name);
     if (groups.size() > kMaxGroups) {
@@ -599,15 +600,15 @@ class FigureMaker {
         auto h5 = Open(i);
         if (!h5) continue;
         try {
-          if (!h5->Has("heads")) continue;
-          for (const auto& score : h5->List("heads")) {
+          if (!h5->Has(f.group)) continue;
+          for (const auto& score : h5->List(f.group)) {
             Shape shape;
-            auto v = h5->Read<double>("heads/" + score, &shape);
+            auto v = h5->Read<double>(f.group + "/" + score, &shape);
             if (shape.size() != 2) continue;
             auto [it, fresh] = shapes.try_emplace(score, shape);
             if (!fresh && it->second != shape) {
-              problems_.Add(
-                  fmt::format("shard {}: heads/{} shape differs", data_.shards[i].id.hex, score));
+              problems_.Add(fmt::format("shard {}: {}/{} shape differs", data_.shards[i].id.hex,
+                                        f.group, score));
               continue;
             }
             auto& [sum, n] = sums[score];
@@ -622,9 +623,9 @@ class FigureMaker {
       for (auto& [score, sn] : sums) {
         auto& [sum, n] = sn;
         const Shape& shape = shapes[score];
-        std::string id = FileStem(fmt::format("{}-heads-{}{}", stage.name, score,
+        std::string id = FileStem(fmt::format("{}-{}-{}{}", stage.name, f.group, score,
                                               groups.size() > 1 ? fmt::format("-{}", gi + 1) : ""));
-        std::string dat = "# x=head y=layer mean score over seeds\n";
+        std::string dat = fmt::format("# x={} y={} mean score over seeds\n", f.xlabel, f.ylabel);
         double lo = INFINITY, hi = -INFINITY;
         for (int64_t l = 0; l < shape[0]; ++l) {
           for (int64_t h = 0; h < shape[1]; ++h) {
@@ -638,42 +639,44 @@ class FigureMaker {
         std::vector<std::string> xt, yt;
         for (int64_t h = 0; h < shape[1]; ++h) xt.push_back(fmt::format("{}", h));
         for (int64_t l = 0; l < shape[0]; ++l) yt.push_back(fmt::format("{}", l));
-        std::string title =
-            fmt::format("Head ablation, stage {}: {}{}", stage.name, score,
-                        groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
-        std::string body = Heatmap(id, title, "head", "layer", score, xt, yt, lo, hi,
-                                   lo < 0 && hi > 0, shape[0] * shape[1] <= 256);
+        std::string title = Fill(f.title, {{"stage", stage.name}, {"dataset", score}}) +
+                            (groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
+        std::string body =
+            Heatmap(id, title, f.xlabel, f.ylabel, f.zlabel.empty() ? score : f.zlabel, xt, yt, lo,
+                    hi, lo < 0 && hi > 0, shape[0] * shape[1] <= 256);
         int width = std::max(600, 260 + 60 * static_cast<int>(shape[1]));
         int height = std::max(420, 200 + 50 * static_cast<int>(shape[0]));
         Emit(id, title,
-             fmt::format("Per attention head (layer × head) of the base model: {}, mean over {} "
-                         "shard{}.",
-                         score, n, n == 1 ? "" : "s"),
+             Fill(f.caption, {{"stage", stage.name},
+                              {"dataset", score},
+                              {"n", fmt::format("{}", n)},
+                              {"shards", n == 1 ? "shard" : "shards"}}),
              dat, Script(id, title, width, height, body));
       }
     }
   }
 
-  void FiringDensity(const SweepData::Stage& stage) {
-    struct Series {
+  // FigureRenderer::kLog10Histogram.
+  void Log10Histogram(const KindFigure& f, const SweepData::Stage& stage) {
+    struct Values {
       std::string label;
       std::vector<double> logs;
       size_t dead = 0, total = 0;
     };
-    std::vector<Series> series;
+    std::vector<Values> series;
     for (const Group& g : ConfigGroups(data_, stage.name)) {
       for (size_t i : g.shards) {
         auto h5 = Open(i);
         if (!h5) continue;
         try {
-          if (!h5->Has("firing_density")) {
-            problems_.Add(fmt::format("shard {} has no firing_density", data_.shards[i].id.hex));
+          if (!h5->Has(f.y)) {
+            problems_.Add(fmt::format("shard {} has no {}", data_.shards[i].id.hex, f.y));
             continue;
           }
-          Series s;
+          Values s;
           s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed)
                                         : g.label;
-          for (double d : h5->Read<double>("firing_density")) {
+          for (double d : h5->Read<double>(f.y)) {
             ++s.total;
             if (d > 0 && std::isfinite(d)) {
               s.logs.push_back(std::log10(d));
@@ -701,7 +704,7 @@ class FigureMaker {
     hi = std::max(lo + 0.25, std::ceil(hi * 4) / 4);
     size_t bins = std::clamp<size_t>(static_cast<size_t>(std::round((hi - lo) / 0.1)), 10, 60);
     double width = (hi - lo) / static_cast<double>(bins);
-    std::string id = FileStem(stage.name + "-firing_density");
+    std::string id = FileStem(stage.name + "-" + f.type);
     std::string dat;
     std::vector<std::string> parts;
     size_t dead = 0, total = 0;
@@ -716,26 +719,24 @@ class FigureMaker {
       dat += "\n\n";
       dead += series[k].dead;
       total += series[k].total;
-      std::string label = fmt::format("{} ({} components, {} never fire)", series[k].label,
-                                      series[k].total, series[k].dead);
+      std::string label = fmt::format("{} ({} {}, {} never fire)", series[k].label, series[k].total,
+                                      f.unit, series[k].dead);
       parts.push_back(
           fmt::format("'{}.dat' index {} using 1:2 with boxes fs transparent solid {} "
                       "border lc rgb '{}' lc rgb '{}' title {}",
                       id, k, series.size() > 1 ? "0.35" : "0.6", Color(k), Color(k), Q(label)));
     }
-    std::string title = fmt::format("Harvest firing density, stage {}", stage.name);
+    std::string title = Fill(f.title, {{"stage", stage.name}});
     std::string body = fmt::format(
-        "  set title {}\n  set xlabel 'log10 firing density (fraction of tokens on which a "
-        "component fires)'\n"
-        "  set ylabel 'components'\n  set grid ytics\n  set boxwidth {} absolute\n  set yrange "
-        "[0:*]\n"
-        "  set xrange [{}:{}]\n"
+        "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid ytics\n"
+        "  set boxwidth {} absolute\n  set yrange [0:*]\n  set xrange [{}:{}]\n"
         "  set key outside below left Left reverse\n  plot {}\n",
-        Q(title), Num(width * 0.95), Num(lo), Num(hi), fmt::join(parts, ", \\\n       "));
+        Q(title), Q(f.xlabel), Q(f.ylabel), Num(width * 0.95), Num(lo), Num(hi),
+        fmt::join(parts, ", \\\n       "));
     Emit(id, title,
-         fmt::format("Histogram of log10 firing density over components; {} of {} components "
-                     "never fired and are not shown.",
-                     dead, total),
+         Fill(f.caption, {{"stage", stage.name},
+                          {"dead", fmt::format("{}", dead)},
+                          {"total", fmt::format("{}", total)}}),
          dat, Script(id, title, 900, 560, body));
   }
 

@@ -6,14 +6,11 @@
 // process per figure, several at once; when it is not on PATH the data and scripts are still
 // written and the report says how to draw them.
 //
-// Figure types and the data they read (by stage kind; a `report: figures:` list may ask for
-// them by name and stage):
-//   steering_curve   lora_steer  eval/alphas [A] f64, eval/logratio [A,R]: row mean per α,
-//                                then mean ± std over the seeds of each config (a line each)
-//   loss_curves      pretrain    train/loss; lora_steer: train/loss_pos, train/loss_neg (panels)
-//   ablation_heatmap ablation    registry metrics retained.<variant>: variant × config, seed mean
-//   head_scores      ablation    heads/<score> [L,H] f64: layer × head heatmap per score
-//   firing_density   harvest     firing_density [C] f64 of the reduce shard: log10 histogram
+// The figures come from the kinds (core/kinds.h: KindConfig::report.figures): a figure type is
+// what a kind names it, drawn by one of the generic renderers (FigureRenderer) from the datasets
+// and metrics the kind's figure names, with the kind's texts. Nothing here knows a kind; a
+// `report: figures:` list asks for figure types by name, per stage or for every stage whose kind
+// offers the type.
 #pragma once
 
 #include <string>
@@ -23,16 +20,13 @@
 
 namespace seedgrid::report {
 
-// The accepted figure types, in display order.
-const std::vector<std::string>& FigureTypes();
-
 struct FigureRequest {
   std::string type;
-  std::string stage;   // empty: every stage where the type finds its data
+  std::string stage;   // empty: every stage whose kind offers the type
   bool quiet = false;  // no warning when there is nothing to draw (the defaults)
 };
 
-// Good defaults by the kinds present in the sweep (a chaos-only sweep gets none).
+// Each stage's kind's default figures (KindFigure::by_default), in stage order.
 std::vector<FigureRequest> DefaultFigures(const SweepData& data);
 
 struct Figure {

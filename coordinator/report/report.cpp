@@ -29,7 +29,8 @@ const std::vector<std::string> kFormats(kReportFormats.begin(), kReportFormats.e
 // ---- the spec's report: section ----
 
 // The section as ParseSpec checked it at launch; read again from the stored spec text (the
-// registry keeps the text, not the overrides). Figure types are checked here: they are ours.
+// registry keeps the text, not the overrides). Figure types are checked again against the kinds
+// this build knows (a registry written by an older seedgrid may name a type no kind offers now).
 ReportSpec StoredReportSection(const report::SweepData& data, std::vector<std::string>& problems) {
   ReportSpec section;
   try {
@@ -39,7 +40,7 @@ ReportSpec StoredReportSection(const report::SweepData& data, std::vector<std::s
     problems.insert(problems.end(), e.problems().begin(), e.problems().end());
     return {};
   }
-  const auto& types = report::FigureTypes();
+  const std::vector<std::string> types = data.kinds->FigureTypes();
   for (const auto& f : section.figures.value_or(std::vector<ReportFigureSpec>{})) {
     if (std::find(types.begin(), types.end(), f.type) == types.end()) {
       problems.push_back(fmt::format("spec report section: unknown figure type '{}' (accepted: {})",
@@ -404,7 +405,8 @@ ReportResult WriteReport(const ReportOptions& in) {
     }
   }
   Registry registry(opts.registry_path, Registry::Mode::kReadOnly);
-  report::SweepData data = report::LoadSweep(registry, opts.sweep);
+  report::SweepData data =
+      report::LoadSweep(registry, opts.sweep, opts.kinds ? *opts.kinds : AllKinds());
   const ReportSpec section = StoredReportSection(data, problems);
   std::vector<std::string> formats = !opts.formats.empty()      ? opts.formats
                                      : !section.formats.empty() ? section.formats

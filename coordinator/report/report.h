@@ -41,6 +41,8 @@ struct ReportOptions {
   std::vector<std::string> group_by;
   std::vector<std::string> metrics;  // names, or prefixes ending in '*'
   bool figures = true;
+  // The kinds whose report defaults apply (core/kinds.h); null: AllKinds().
+  const KindRegistry* kinds = nullptr;
 };
 
 // What a report wrote (paths absolute), for tests and the benchmark.

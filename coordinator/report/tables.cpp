@@ -27,6 +27,10 @@ const double* SweepData::Metric(size_t shard, const std::string& name) const {
   return it != m.end() && it->first == name ? &it->second : nullptr;
 }
 
+const KindConfig* SweepData::Kind(const std::string& name) const {
+  return kinds ? kinds->Find(name) : nullptr;
+}
+
 std::string SweepData::ArtifactPath(size_t shard) const {
   const std::string& a = shards[shard].artifact;
   if (a.empty()) return "";
@@ -34,8 +38,9 @@ std::string SweepData::ArtifactPath(size_t shard) const {
   return p.is_absolute() ? a : (fs::path(registry_dir) / p).lexically_normal().string();
 }
 
-SweepData LoadSweep(const Registry& registry, const std::string& sweep) {
+SweepData LoadSweep(const Registry& registry, const std::string& sweep, const KindRegistry& kinds) {
   SweepData d;
+  d.kinds = &kinds;
   auto row = registry.Sweep(sweep);
   if (!row) {
     std::vector<std::string> names;
@@ -73,27 +78,21 @@ size_t StageTable::incomplete_groups() const {
   return std::count_if(groups.begin(), groups.end(), [](const Group& g) { return !g.complete; });
 }
 
-std::vector<std::string> DefaultMetrics(const std::string& kind,
+std::vector<std::string> DefaultMetrics(const KindConfig* kind,
                                         const std::vector<std::string>& available) {
-  static const std::map<std::string, std::vector<std::string>> kPreferred = {
-      {"pretrain", {"final_loss", "task_accuracy"}},
-      {"lora_steer", {"steer_delta", "steer_slope", "kl_at_1", "pmass_min", "dw_fro"}},
-  };
   std::vector<std::string> out;
-  if (kind == "ablation") {
-    for (const auto& m : available) {
-      if (m.starts_with("retained.")) out.push_back(m);
-    }
-    if (!out.empty()) return out;
-  }
-  if (auto it = kPreferred.find(kind); it != kPreferred.end()) {
-    for (const auto& m : it->second) {
-      if (std::binary_search(available.begin(), available.end(), m)) out.push_back(m);
-    }
-  }
-  for (const auto& m : available) {
+  auto add = [&](const std::string& m) {
     if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  };
+  if (kind) {
+    for (const auto& want : kind->report.metrics) {
+      for (const auto& m : available) {
+        if (MetricMatches(want, m)) add(m);
+      }
+    }
+    if (kind->report.only_these && !out.empty()) return out;
   }
+  for (const auto& m : available) add(m);
   return out;
 }
 
@@ -197,7 +196,7 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
     available.assign(names.begin(), names.end());
   }
   std::vector<std::string> wanted =
-      request.metrics.empty() ? DefaultMetrics(t.kind, available) : request.metrics;
+      request.metrics.empty() ? DefaultMetrics(data.Kind(t.kind), available) : request.metrics;
   for (const auto& w : wanted) {
     std::vector<std::string> matched;
     if (w.ends_with('*')) {

@@ -8,8 +8,9 @@
 //   missing  = the others, each with its seed and why (failed, running, pending, preempted,
 //              "no metric", "not finite"). A group with anything missing is incomplete and every
 //              output format says so: nothing is dropped silently.
-// Stages with a reduce shard (harvest) are tabulated over their reduce shards: map shards hold
-// partial accumulators, not results.
+// Stages with a reduce shard are tabulated over their reduce shards: map shards hold partial
+// accumulators, not results. Which metrics a table shows by default is the kind's
+// (KindConfig::report, read from the kind registry the sweep was loaded with).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "coordinator/report/stats.h"
+#include "core/kinds.h"
 #include "core/registry.h"
 
 namespace seedgrid::report {
@@ -36,16 +38,21 @@ struct SweepData {
   std::vector<ShardRow> shards;
   // Per shard (parallel to `shards`): its metrics sorted by name.
   std::vector<std::vector<std::pair<std::string, double>>> metrics;
-  std::vector<Stage> stages;  // in stage order
+  std::vector<Stage> stages;            // in stage order
+  const KindRegistry* kinds = nullptr;  // the kinds' report defaults (figures, metrics)
 
   const Stage* FindStage(const std::string& name) const;
   const double* Metric(size_t shard, const std::string& name) const;  // nullptr when absent
+  // The kind's config; nullptr for a kind this build does not know (no defaults).
+  const KindConfig* Kind(const std::string& name) const;
   std::string ArtifactPath(
       size_t shard) const;  // absolute or registry-relative resolved; "" if none
 };
 
-// Throws UsageError naming the known sweeps when `sweep` is not in the registry.
-SweepData LoadSweep(const Registry& registry, const std::string& sweep);
+// Throws UsageError naming the known sweeps when `sweep` is not in the registry. `kinds` must
+// outlive the result.
+SweepData LoadSweep(const Registry& registry, const std::string& sweep,
+                    const KindRegistry& kinds = AllKinds());
 
 // What one table shows. Empty metrics: the kind's defaults; empty group_by: every axis but seed.
 // Metric names may end in '*' to select by prefix ("retained.*").
@@ -90,9 +97,11 @@ struct StageTable {
   size_t incomplete_groups() const;
 };
 
-// Metrics a kind shows by default, in order (the rest of the stage's metrics follow by name).
-// For ablation only the per-variant `retained.*` numbers, when there are any.
-std::vector<std::string> DefaultMetrics(const std::string& kind,
+// Metrics a table of a stage of `kind` shows by default, of the sorted `available`: the kind's
+// KindReport::metrics in order (prefixes ending in '*' expand by name), then the rest by name
+// unless the kind shows only its own (KindReport::only_these) and some of them are available.
+// A null kind: every available metric.
+std::vector<std::string> DefaultMetrics(const KindConfig* kind,
                                         const std::vector<std::string>& available);
 
 // Builds one table. Appends a problem (unknown stage, unknown metric, unknown group-by key) to

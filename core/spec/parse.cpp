@@ -112,7 +112,7 @@ class Parser {
       }
     }
     CheckNeeds(spec, aux);
-    CheckReportStages(report_refs, spec, p_);
+    CheckReportStages(report_refs, spec, kinds_, p_);
   }
 
  private:

@@ -74,7 +74,7 @@ class ReportParser {
   void Stage(const Node& n, const std::string& what, std::string& stage) {
     if (auto s = Text(n, what)) {
       stage = *s;
-      refs_.push_back({what, *s, n.loc});
+      refs_.push_back({what, *s, "", n.loc});
     }
   }
 
@@ -122,12 +122,14 @@ class ReportParser {
       const Node& f = n.seq[i];
       const std::string what = fmt::format("report: figures[{}]", i);
       ReportFigureSpec figure;
+      Loc type_loc = f.loc;
       if (f.Is(Node::Type::kScalar)) {
         if (auto s = Text(f, what)) figure.type = *s;
       } else if (f.Is(Node::Type::kMap)) {
         for (const auto& e : f.map) {
           if (e.key == "type") {
             if (auto s = Text(e.value, what + ".type")) figure.type = *s;
+            type_loc = e.value.loc;
           } else if (e.key == "stage") {
             Stage(e.value, what + ".stage", figure.stage);
           } else {
@@ -140,6 +142,7 @@ class ReportParser {
                                   Describe(f)));
         continue;
       }
+      if (!figure.type.empty()) refs_.push_back({what, "", figure.type, type_loc});
       out.figures->push_back(std::move(figure));
     }
   }
@@ -168,7 +171,15 @@ void ParseReportSection(const Node& n, ReportSpec& out, std::vector<ReportStageR
 }
 
 void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec,
-                       Problems& p) {
+                       const KindRegistry& kinds, Problems& p) {
+  const std::vector<std::string> types = kinds.FigureTypes();
+  for (const auto& ref : refs) {
+    if (ref.figure_type.empty() || std::count(types.begin(), types.end(), ref.figure_type))
+      continue;
+    p.Add(ref.loc, fmt::format("{}: unknown figure type '{}'{} (accepted: {})", ref.what,
+                               ref.figure_type, Suggest(ref.figure_type, types),
+                               types.empty() ? "none in this build" : Join(types)));
+  }
   if (spec.stages.empty()) return;  // no stage parsed: that problem is reported already
   std::vector<std::string> names;
   for (const auto& st : spec.stages) {
@@ -176,7 +187,7 @@ void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec&
     names.push_back(st.name);
   }
   for (const auto& ref : refs) {
-    if (std::count(names.begin(), names.end(), ref.stage)) continue;
+    if (!ref.figure_type.empty() || std::count(names.begin(), names.end(), ref.stage)) continue;
     p.Add(ref.loc, fmt::format("{}: '{}' is not a stage{} (stages: {})", ref.what, ref.stage,
                                Suggest(ref.stage, names), Join(names)));
   }

@@ -5,16 +5,18 @@
 #include <string>
 #include <vector>
 
+#include "core/kinds.h"
 #include "core/spec.h"
 #include "core/spec/yaml_tree.h"
 
 namespace seedgrid::spec_detail {
 
-// A stage name the section refers to, checked once the stages are known.
+// A stage name or figure type the section refers to, checked once the stages are known.
 struct ReportStageRef {
-  std::string what;  // "report: tables[0].stage"
-  std::string stage;
-  Loc loc;
+  std::string what;         // "report: tables[0].stage", "report: figures[1]"
+  std::string stage;        // empty: a figure for every stage
+  std::string figure_type;  // empty: a table's stage
+  Loc loc;                  // of the stage name, or of the figure type
 };
 
 // Parses the `report:` node into out; problems go to p. The stage names it names are appended
@@ -22,8 +24,10 @@ struct ReportStageRef {
 void ParseReportSection(const Node& n, ReportSpec& out, std::vector<ReportStageRef>& refs,
                         Problems& p);
 
-// Reports every ref that names no stage of spec. Skipped when there is no stage or a stage has
-// no valid name (that problem is reported already, a second one here would only repeat it).
-void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec, Problems& p);
+// Reports every ref that names no stage of spec (skipped when there is no stage or a stage has
+// no valid name: that problem is reported already, a second one here would only repeat it), and
+// every figure type no kind of `kinds` offers (KindRegistry::FigureTypes()).
+void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec,
+                       const KindRegistry& kinds, Problems& p);
 
 }  // namespace seedgrid::spec_detail

@@ -14,6 +14,8 @@
 
 #include "core/store.h"
 #include "experiments/ablation/ablation_torch.h"
+#include "experiments/ablation/layout.h"
+#include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/lora_steer.h"
 
 namespace seedgrid {
@@ -504,7 +506,7 @@ void RunDwAblation(ShardContext& ctx) {
     if (n)
       n_rows = n->get<int64_t>();
     else
-      n_rows = H5Reader(steer.path).DatasetShape("eval/row_idx").at(0);
+      n_rows = H5Reader(steer.path).DatasetShape(lora_steer_layout::kEvalRowIdx).at(0);
   }
   const auto rows =
       synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, n_rows, synth::Persona::kPos);
@@ -528,10 +530,11 @@ void RunDwAblation(ShardContext& ctx) {
   double vs_steer = NAN;
   {
     H5Reader r(steer.path);
-    if (r.Has("eval/logratio") && r.Has("eval/alphas") && r.Has("eval/row_idx") &&
-        r.Read<int64_t>("eval/row_idx") == rows.index) {
-      const auto s_alphas = r.Read<double>("eval/alphas");
-      const auto s_lr = r.Read<float>("eval/logratio");
+    namespace S = lora_steer_layout;
+    if (r.Has(S::kEvalLogratio) && r.Has(S::kEvalAlphas) && r.Has(S::kEvalRowIdx) &&
+        r.Read<int64_t>(S::kEvalRowIdx) == rows.index) {
+      const auto s_alphas = r.Read<double>(S::kEvalAlphas);
+      const auto s_lr = r.Read<float>(S::kEvalLogratio);
       const auto& full = res.variants[VariantIndex(variants, "full")];
       const auto ours = full.logratio.contiguous();
       vs_steer = 0;
@@ -548,9 +551,10 @@ void RunDwAblation(ShardContext& ctx) {
 
   H5Writer& out = ctx.out();
   const int64_t A = static_cast<int64_t>(eo.alphas.size()), R = rows.rows;
-  out.Write("alphas", eo.alphas);
-  out.Write("eval/row_idx", rows.index);
-  out.Write("eval/label", std::vector<int64_t>(rows.label.begin(), rows.label.end()));
+  out.Write(ablation_layout::kAlphas, eo.alphas);
+  out.Write(ablation_layout::kEvalRowIdx, rows.index);
+  out.Write(ablation_layout::kEvalLabel,
+            std::vector<int64_t>(rows.label.begin(), rows.label.end()));
   std::vector<std::string> names, lens, group, kod;
   std::vector<double> energy, frob, recon, delta, retained;
   std::vector<int64_t> n_tensors;
@@ -558,8 +562,10 @@ void RunDwAblation(ShardContext& ctx) {
   for (size_t v = 0; v < variants.size(); ++v) {
     const Variant& var = variants[v];
     const VariantScores& s = res.variants[v];
-    out.Write("variants/" + var.name + "/logratio", s.logratio.data_ptr<float>(), Shape{A, R});
-    out.Write("variants/" + var.name + "/pmass", s.pmass.data_ptr<float>(), Shape{A, R});
+    out.Write(ablation_layout::kVariants + var.name + "/logratio", s.logratio.data_ptr<float>(),
+              Shape{A, R});
+    out.Write(ablation_layout::kVariants + var.name + "/pmass", s.pmass.data_ptr<float>(),
+              Shape{A, R});
     names.push_back(var.name);
     lens.push_back(var.lens);
     group.push_back(var.group);
@@ -571,11 +577,11 @@ void RunDwAblation(ShardContext& ctx) {
     delta.push_back(s.steer_delta);
     retained.push_back(s.retained);
     if (std::isfinite(var.recon_err)) recon_max = std::max(recon_max, var.recon_err);
-    ctx.Metric("steer_delta." + var.name, s.steer_delta);
-    if (std::isfinite(s.retained)) ctx.Metric("retained." + var.name, s.retained);
+    ctx.Metric(ablation_layout::kSteerDeltaOf + var.name, s.steer_delta);
+    if (std::isfinite(s.retained)) ctx.Metric(ablation_layout::kRetained + var.name, s.retained);
   }
   for (const auto& [name, d] : dw) fro2 += F64(d).pow(2).sum().item<double>();
-  out.WriteStrings("manifest/variant", names);
+  out.WriteStrings(ablation_layout::kManifestVariant, names);
   out.WriteStrings("manifest/lens", lens);
   out.WriteStrings("manifest/group", group);
   out.WriteStrings("manifest/keep_or_drop", kod);
@@ -584,7 +590,7 @@ void RunDwAblation(ShardContext& ctx) {
   out.Write("manifest/n_tensors", n_tensors);
   out.Write("manifest/recon_err", recon);
   out.Write("manifest/steer_delta", delta);
-  out.Write("manifest/retained", retained);
+  out.Write(ablation_layout::kManifestRetained, retained);
   out.Attr("/", "target", std::string("dw"));
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
   out.Attr("/", "steer_shard", steer.id.str());
@@ -638,6 +644,6 @@ void RunAblation(ShardContext& ctx) {
   throw std::runtime_error("ablation: target '" + target + "' is not dw or heads");
 }
 
-void RegisterAblationRunner(RunnerRegistry& runners) { runners.Add("ablation", RunAblation); }
+void RegisterAblationRunners(RunnerRegistry& runners) { runners.Add("ablation", RunAblation); }
 
 }  // namespace seedgrid

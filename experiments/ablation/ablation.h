@@ -1,7 +1,7 @@
 // ablation: where does the steering live? (research/spd_ws.md §3, §4 T7/T8, §5 F3). One kind,
 // two targets, declared here without LibTorch (the coordinator links the config half, and
-// torch_runners.cpp stays a light translation unit). The LibTorch API is ablation_torch.h; the
-// HDF5 layouts, variant list and metric names are in docs/ablation.md.
+// the runner registration stays light). The LibTorch API is ablation_torch.h; the names it writes
+// are in layout.h, the HDF5 layouts, variant list and metric meanings in docs/ablation.md.
 //
 // target: dw — ablation grid over a lora_steer shard's dW. Needs a lora_steer shard (`needs:
 //   steer` fans out one ablation shard per steer shard, with its seed and axes; `needs: [steer,
@@ -42,6 +42,6 @@ void RegisterAblationConfig(KindRegistry& kinds);  // torch-free (ablation_confi
 
 // Dispatches on params.target (LibTorch; ablation.cpp and heads.cpp).
 void RunAblation(ShardContext& ctx);
-void RegisterAblationRunner(RunnerRegistry& runners);
+void RegisterAblationRunners(RunnerRegistry& runners);
 
 }  // namespace seedgrid

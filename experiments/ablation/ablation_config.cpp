@@ -6,9 +6,12 @@
 #include <vector>
 
 #include "experiments/ablation/ablation.h"
+#include "experiments/ablation/layout.h"
 
 namespace seedgrid {
 namespace {
+
+namespace L = ablation_layout;
 
 std::vector<std::string> ValidateAblation(const Json& p) {
   std::vector<std::string> problems;
@@ -52,6 +55,36 @@ std::vector<std::string> ValidateAblation(const Json& p) {
   return problems;
 }
 
+// Tables: only the per-variant retained numbers when there are any (target: dw).
+KindReport AblationReport() {
+  KindReport r;
+  r.metrics = {std::string(L::kRetained) + "*"};
+  r.only_these = true;
+  KindFigure grid;
+  grid.type = "ablation_heatmap";
+  grid.renderer = FigureRenderer::kMetricHeatmap;
+  grid.prefix = L::kRetained;
+  grid.first = {L::kRetainedFull, L::kRetainedZero, L::kRetainedRandom};
+  grid.title = "dW ablation, stage {stage}: mean retained over seeds";
+  grid.xlabel = "config";
+  grid.ylabel = "ablation variant";
+  grid.zlabel = "retained (1 = full dW, 0 = zero)";
+  grid.caption =
+      "retained = (m(variant) − m(zero)) / (m(full) − m(zero)) per ablation variant and config, "
+      "mean over up to {seeds} seeds (n/a: no done seed).";
+  KindFigure heads;
+  heads.type = "head_scores";
+  heads.renderer = FigureRenderer::kGroupHeatmaps;
+  heads.group = L::kHeads;
+  heads.title = "Head ablation, stage {stage}: {dataset}";
+  heads.xlabel = "head";
+  heads.ylabel = "layer";
+  heads.caption =
+      "Per attention head (layer × head) of the base model: {dataset}, mean over {n} {shards}.";
+  r.figures = {grid, heads};
+  return r;
+}
+
 }  // namespace
 
 KindConfig AblationKindConfig() {
@@ -72,11 +105,12 @@ KindConfig AblationKindConfig() {
   k.validate = ValidateAblation;
   k.datasets = [](const Json& p, std::string_view) {
     if (p.value("target", std::string("dw")) == "heads") {
-      return std::vector<std::string>{"heads/dce", "heads/kl", "heads/prev_token",
-                                      "heads/induction"};
+      return std::vector<std::string>{L::kHeadsDce, L::kHeadsKl, L::kHeadsPrevToken,
+                                      L::kHeadsInduction};
     }
-    return std::vector<std::string>{"alphas", "manifest/variant", "manifest/retained"};
+    return std::vector<std::string>{L::kAlphas, L::kManifestVariant, L::kManifestRetained};
   };
+  k.report = AblationReport();
   return k;
 }
 

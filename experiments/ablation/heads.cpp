@@ -7,6 +7,7 @@
 #include "core/store.h"
 #include "experiments/ablation/ablation.h"
 #include "experiments/ablation/ablation_torch.h"
+#include "experiments/ablation/layout.h"
 #include "experiments/lora_steer/lora_steer.h"
 
 namespace seedgrid {
@@ -135,13 +136,14 @@ void RunHeadAblation(ShardContext& ctx) {
 
   H5Writer& out = ctx.out();
   const Shape shape{s.layers, s.heads};
-  out.Write("heads/dce", s.dce.data(), shape);
-  out.Write("heads/kl", s.kl.data(), shape);
-  out.Write("heads/top1_changed", s.top1_changed.data(), shape);
-  out.Write("heads/prev_token", s.prev_token.data(), shape);
-  out.Write("heads/induction", s.induction.data(), shape);
-  out.Attr("heads", "ablation", std::string("head output (attention*V before o_proj) scaled by 0"));
-  out.Attr("heads", "base_ce", s.base_ce);
+  out.Write(ablation_layout::kHeadsDce, s.dce.data(), shape);
+  out.Write(ablation_layout::kHeadsKl, s.kl.data(), shape);
+  out.Write(ablation_layout::kHeadsTop1Changed, s.top1_changed.data(), shape);
+  out.Write(ablation_layout::kHeadsPrevToken, s.prev_token.data(), shape);
+  out.Write(ablation_layout::kHeadsInduction, s.induction.data(), shape);
+  out.Attr(ablation_layout::kHeads, "ablation",
+           std::string("head output (attention*V before o_proj) scaled by 0"));
+  out.Attr(ablation_layout::kHeads, "base_ce", s.base_ce);
   out.Attr("/", "target", std::string("heads"));
   out.Attr("/", "base_checkpoint", std::filesystem::absolute(base_dir).string());
 

@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include "experiments/chaos/layout.h"
+
 namespace seedgrid {
 namespace {
 
@@ -119,7 +121,7 @@ void RunChaos(ShardContext& ctx) {
   std::vector<double> values(8);
   for (auto& v : values) v = Gaussian(state);
   const double value = p.value("value", 0.0) + p.value("noise", 1.0) * values[0];
-  ctx.out().Write("chaos/values", values);
+  ctx.out().Write(chaos_layout::kValues, values);
   if (const double mb = p.value("write_mb", 0.0); mb > 0) {
     // Pseudo-random bytes: gzip cannot shrink them, so the file takes the space asked for.
     std::vector<uint8_t> blob(static_cast<size_t>(mb * (1 << 20)));
@@ -127,10 +129,10 @@ void RunChaos(ShardContext& ctx) {
       const uint64_t r = SplitMix(state);
       std::memcpy(blob.data() + i, &r, std::min<size_t>(8, blob.size() - i));
     }
-    ctx.out().Write("chaos/blob", blob);
+    ctx.out().Write(chaos_layout::kBlob, blob);
   }
-  ctx.Metric("value", value);
-  ctx.Metric("sleep_ms", static_cast<double>(sleep_ms));
+  ctx.Metric(chaos_layout::kValue, value);
+  ctx.Metric(chaos_layout::kSleepMs, static_cast<double>(sleep_ms));
 }
 
 std::vector<std::string> ValidateChaos(const Json& p) {
@@ -150,7 +152,7 @@ std::vector<std::string> ValidateChaos(const Json& p) {
 
 }  // namespace
 
-void RegisterChaosConfigs(KindRegistry& kinds) {
+void RegisterChaosConfig(KindRegistry& kinds) {
   KindConfig chaos;
   chaos.name = "chaos";
   chaos.summary =
@@ -177,7 +179,7 @@ void RegisterChaosConfigs(KindRegistry& kinds) {
   chaos.validate = ValidateChaos;
   chaos.supports_gang = true;
   chaos.datasets = [](const Json& p, std::string_view) {
-    return p.value("write", true) ? std::vector<std::string>{"chaos/values"}
+    return p.value("write", true) ? std::vector<std::string>{chaos_layout::kValues}
                                   : std::vector<std::string>{};
   };
   kinds.Add(std::move(chaos));

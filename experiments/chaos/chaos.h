@@ -1,3 +1,4 @@
+// kinds chaos and noop (one folder: experiments/chaos/; names written: layout.h).
 // chaos: fault injection for tests and demos. noop: does nothing, writes nothing (dispatch
 // benchmarks measure the runtime's own per-shard cost with it).
 //
@@ -17,7 +18,7 @@
 
 namespace seedgrid {
 
-void RegisterChaosConfigs(KindRegistry& kinds);
+void RegisterChaosConfig(KindRegistry& kinds);  // chaos and noop
 void RegisterChaosRunners(RunnerRegistry& runners);
 
 }  // namespace seedgrid

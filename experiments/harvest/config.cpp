@@ -5,9 +5,12 @@
 #include <fmt/format.h>
 
 #include "experiments/harvest/harvest.h"
+#include "experiments/harvest/layout.h"
 
 namespace seedgrid {
 namespace {
+
+namespace L = harvest_layout;
 
 std::vector<std::string> ValidateHarvest(const Json& p) {
   std::vector<std::string> problems;
@@ -72,6 +75,24 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
   return problems;
 }
 
+// Tables over the reduce shards (the report's rule for kinds with has_reduce): every metric.
+KindReport HarvestReport() {
+  KindReport r;
+  KindFigure density;
+  density.type = "firing_density";
+  density.renderer = FigureRenderer::kLog10Histogram;
+  density.y = L::kFiringDensity;
+  density.title = "Harvest firing density, stage {stage}";
+  density.xlabel = "log10 firing density (fraction of tokens on which a component fires)";
+  density.ylabel = "components";
+  density.unit = "components";
+  density.caption =
+      "Histogram of log10 firing density over components; {dead} of {total} components never "
+      "fired and are not shown.";
+  r.figures = {density};
+  return r;
+}
+
 }  // namespace
 
 KindConfig HarvestKindConfig() {
@@ -99,11 +120,12 @@ KindConfig HarvestKindConfig() {
   k.has_reduce = true;
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view role) {
-    std::vector<std::string> d = {"n_tokens", "n_rows", "firing_count", "act_sum/post",
-                                  "reservoir/key"};
-    if (role == "reduce") d.insert(d.end(), {"firing_density", "components/layer"});
+    std::vector<std::string> d = {L::kNTokens, L::kNRows, L::kFiringCount, L::kActSumPost,
+                                  L::kReservoirKey};
+    if (role == "reduce") d.insert(d.end(), {L::kFiringDensity, L::kComponentsLayer});
     return d;
   };
+  k.report = HarvestReport();
   return k;
 }
 

@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "experiments/harvest/layout.h"
+
 namespace seedgrid::harvest {
 namespace {
 
@@ -146,13 +148,13 @@ void WriteAccumulators(H5Writer& w, const Accumulators& acc, const FileMeta& met
   w.Attr("/", "harvest_shard_count", meta.shard_count);
   w.Attr("/", "harvest_config", meta.config);
   w.Attr("/", "harvest_options", o.ToJson().dump());
-  w.Write("n_tokens", &acc.n_tokens, Shape{});
-  w.Write("n_rows", &acc.n_rows, Shape{});
+  w.Write(harvest_layout::kNTokens, &acc.n_tokens, Shape{});
+  w.Write(harvest_layout::kNRows, &acc.n_rows, Shape{});
   std::vector<int64_t> batches = acc.batches;
   std::sort(batches.begin(), batches.end());
   w.Write("batches", batches);
-  w.Write("firing_count", acc.firing_count);
-  w.Write("act_sum/post", acc.act_sum_post);
+  w.Write(harvest_layout::kFiringCount, acc.firing_count);
+  w.Write(harvest_layout::kActSumPost, acc.act_sum_post);
   if (o.pre) w.Write("act_sum/pre", acc.act_sum_pre);
   if (o.cooc) {
     std::vector<int64_t> full(Z(C * C));
@@ -170,7 +172,7 @@ void WriteAccumulators(H5Writer& w, const Accumulators& acc, const FileMeta& met
     w.Write("out_marg", acc.out_marg);
   }
   const Reservoir::Arrays res = acc.reservoir.Canonical();
-  w.Write("reservoir/key", res.key.data(), Shape{C, K});
+  w.Write(harvest_layout::kReservoirKey, res.key.data(), Shape{C, K});
   w.Write("reservoir/row", res.row.data(), Shape{C, K});
   w.Write("reservoir/pos", res.pos.data(), Shape{C, K});
   w.Write("reservoir/tokens", res.tokens.data(), Shape{C, K, W});
@@ -182,7 +184,7 @@ void WriteAccumulators(H5Writer& w, const Accumulators& acc, const FileMeta& met
 void WriteDerived(H5Writer& w, const Accumulators& acc, const Derived& d) {
   const Options& o = acc.options;
   const int64_t C = o.components, K = d.top_k;
-  w.Write("firing_density", d.firing_density);
+  w.Write(harvest_layout::kFiringDensity, d.firing_density);
   w.Write("mean_act/post", d.mean_post);
   if (o.pre) w.Write("mean_act/pre", d.mean_pre);
   if (o.input_tokens) {
@@ -201,7 +203,7 @@ void WriteDerived(H5Writer& w, const Accumulators& acc, const Derived& d) {
   }
   std::vector<std::string> columns = {"layer",          "unit",          "firing_count",
                                       "firing_density", "mean_act_post", "n_examples"};
-  w.Write("components/layer", layer);
+  w.Write(harvest_layout::kComponentsLayer, layer);
   w.Write("components/unit", unit);
   w.Write("components/firing_count", acc.firing_count);
   w.Write("components/firing_density", d.firing_density);

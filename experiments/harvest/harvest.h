@@ -47,10 +47,11 @@ namespace seedgrid {
 KindConfig HarvestKindConfig();
 void RegisterHarvestConfig(KindRegistry& kinds);
 
+void RunHarvest(ShardContext& ctx);  // runner.cpp (LibTorch)
+void RegisterHarvestRunners(RunnerRegistry& runners);
+
 // The runner (runner.cpp, LibTorch). Map, single and gang shards run the model; the reduce
 // shard only merges files.
-void RunHarvest(ShardContext& ctx);
-
 namespace harvest {
 
 // The params that must agree between the map shards and their reduce: all of them except the

@@ -267,4 +267,6 @@ void RunHarvest(ShardContext& ctx) {
   for (const auto& [name, value] : HarvestMetrics(acc, derived)) ctx.Metric(name, value);
 }
 
+void RegisterHarvestRunners(RunnerRegistry& runners) { runners.Add("harvest", RunHarvest); }
+
 }  // namespace seedgrid

@@ -14,9 +14,13 @@
 #include <fmt/ranges.h>
 
 #include "core/store.h"
+#include "experiments/lora_steer/layout.h"
+#include "experiments/lora_steer/runner.h"
 
 namespace seedgrid {
 namespace {
+
+namespace L = lora_steer_layout;
 
 namespace fs = std::filesystem;
 
@@ -403,15 +407,15 @@ void RunLoraSteer(ShardContext& ctx) {
   }
 
   H5Writer& out = ctx.out();
-  out.Write("train/loss_pos", pos.losses);
-  out.Write("train/loss_neg", neg.losses);
-  out.Write("eval/alphas", s.alphas);
-  out.Write("eval/logratio", logratio.data(), Shape{A, R});
-  out.Write("eval/pmass", pmass.data(), Shape{A, R});
-  out.Write("eval/row_idx", eval_rows.index);
-  out.Write("eval/label", std::vector<int64_t>(eval_rows.label.begin(), eval_rows.label.end()));
-  out.Write("eval/kl", kl);
-  out.Write("eval/acc", acc);
+  out.Write(L::kTrainLossPos, pos.losses);
+  out.Write(L::kTrainLossNeg, neg.losses);
+  out.Write(L::kEvalAlphas, s.alphas);
+  out.Write(L::kEvalLogratio, logratio.data(), Shape{A, R});
+  out.Write(L::kEvalPmass, pmass.data(), Shape{A, R});
+  out.Write(L::kEvalRowIdx, eval_rows.index);
+  out.Write(L::kEvalLabel, std::vector<int64_t>(eval_rows.label.begin(), eval_rows.label.end()));
+  out.Write(L::kEvalKl, kl);
+  out.Write(L::kEvalAcc, acc);
   const std::string alpha_meaning =
       "steered weights = W + alpha * dW, dW = (merged theta+ - W) - (merged theta- - W); "
       "LoRA deltas already include lora_scale = lora.alpha / lora.rank";
@@ -455,15 +459,17 @@ void RunLoraSteer(ShardContext& ctx) {
     sxy += dx * (signed_mean[static_cast<size_t>(a)] - mean_m);
     sxx += dx * dx;
   }
-  ctx.Metric("final_loss_pos", TailMean(pos.losses));
-  ctx.Metric("final_loss_neg", TailMean(neg.losses));
-  ctx.Metric("dw_fro", std::sqrt(fro2));
-  ctx.Metric("steer_delta", signed_mean[i1] - signed_mean[i0]);
-  ctx.Metric("steer_slope", sxx > 0 ? sxy / sxx : 0.0);
-  ctx.Metric("pmass_min", *std::min_element(pmass_mean.begin(), pmass_mean.end()));
-  ctx.Metric("kl_at_1", kl[i1]);
-  ctx.Metric("acc_at_0", acc[i0]);
-  ctx.Metric("acc_at_1", acc[i1]);
+  ctx.Metric(L::kFinalLossPos, TailMean(pos.losses));
+  ctx.Metric(L::kFinalLossNeg, TailMean(neg.losses));
+  ctx.Metric(L::kDwFro, std::sqrt(fro2));
+  ctx.Metric(L::kSteerDelta, signed_mean[i1] - signed_mean[i0]);
+  ctx.Metric(L::kSteerSlope, sxx > 0 ? sxy / sxx : 0.0);
+  ctx.Metric(L::kPmassMin, *std::min_element(pmass_mean.begin(), pmass_mean.end()));
+  ctx.Metric(L::kKlAt1, kl[i1]);
+  ctx.Metric(L::kAccAt0, acc[i0]);
+  ctx.Metric(L::kAccAt1, acc[i1]);
 }
+
+void RegisterLoraSteerRunners(RunnerRegistry& runners) { runners.Add("lora_steer", RunLoraSteer); }
 
 }  // namespace seedgrid

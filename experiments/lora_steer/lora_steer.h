@@ -4,28 +4,8 @@
 // masked), same seed (same init, same batch order) — then dW = Δθ+ − Δθ− per target weight,
 // and evaluate α·dW applied in place (restored bit-exactly) on held-out SYS_NONE rows.
 //
-// Shard HDF5 layout (names are a contract with reports and ablation):
-//   train/loss_pos, train/loss_neg   [steps] f32     training loss per step
-//   eval/alphas                      [A] f64         α list (contains 0 and 1)
-//   eval/logratio                    [A, R] f32      log p(YES) − log p(NO) at the answer
-//   eval/pmass                       [A, R] f32      p(YES) + p(NO)
-//   eval/row_idx                     [R] i64         row index in split kSteerEval
-//   eval/label                       [R] i64         h = ±1 (POS persona answers YES iff +1)
-//   eval/kl                          [A] f64         KL(base ‖ steered), mean per token over
-//                                                    neutral induction rows (split kNeutral)
-//   eval/acc                         [A] f64         mean(sign(logratio) == label)
-//   dW/<hf weight name>              [out, in] f32   dense dW when out·in ≤ 4M elements
-//   dW_svals/<hf weight name>        [min(out,in)] f32  singular values of dW, descending
-//   adapter/{pos,neg}/<name>/A,B     lora factors [r, in], [out, r] (delta = scale·B·A)
-//   adapter/{pos,neg}/<name>/l       ia3 vectors ([out]; [in] for down_proj: input scaling)
-// Attributes on "/": adapter, lora_scale (alpha/rank; 1 for ia3), alpha_meaning, base_checkpoint
-// (absolute directory of the base model), task (JSON of the synthetic task), targets (JSON list
-// of HF weight names), gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
-// "nccl", "fake"; "none" without a gang). On "eval": alpha_meaning.
-// Metrics: final_loss_pos, final_loss_neg (mean of the last max(1, steps/10) steps), dw_fro
-// (‖dW‖_F over all targets), steer_delta = mean(label·logratio | α=1) − mean(label·logratio |
-// α=0), steer_slope (least-squares slope of mean label·logratio over α), pmass_min (min over α
-// of the mean pmass), kl_at_1, acc_at_0, acc_at_1.
+// Shard HDF5 layout, attributes and metrics: layout.h (the names the runner writes, the report
+// and ablation read).
 //
 // `ranks: k > 1`: every rank builds the same adapter (same seed) and trains on its 1/k slice of
 // each global batch; the flat gradient is all-reduced (sum) through ctx.collective() with the

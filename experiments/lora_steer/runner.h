@@ -1,11 +1,26 @@
-// The lora_steer runner, declared without LibTorch so torch_runners.cpp stays a light TU.
-// Everything else about lora_steer (the HDF5 layout, evaluation helpers) is in lora_steer.h.
+// kind `lora_steer`, declared without LibTorch: its config half (config.cpp) and its runner
+// (lora_steer.cpp). The method and evaluation helpers are in lora_steer.h, the datasets and
+// metrics it writes in layout.h.
+//
+// params (defaults in config.cpp):
+//   base: ""  (checkpoint directory; empty: the needed pretrain shard's artifact)
+//   adapter: lora | ia3
+//   lora:    {rank, alpha, dropout, init}
+//   targets: {modules: [q,k,v,o,gate,up,down] or [] (adapter default), layers: [lo, hi]}
+//   train:   {steps, batch, lr (0: the adapter's default, lora 1e-4, ia3 3e-3), weight_decay,
+//             warmup, schedule, grad_clip}
+//   data:    {n_train, n_eval, n_kl}
+//   eval:    {alphas}
 #pragma once
 
+#include "core/kinds.h"
 #include "core/runner.h"
 
 namespace seedgrid {
 
-void RunLoraSteer(ShardContext& ctx);
+KindConfig LoraSteerKindConfig();                   // config.cpp (no LibTorch)
+void RegisterLoraSteerConfig(KindRegistry& kinds);  // config.cpp
+void RunLoraSteer(ShardContext& ctx);               // lora_steer.cpp (LibTorch)
+void RegisterLoraSteerRunners(RunnerRegistry& runners);
 
 }  // namespace seedgrid

@@ -5,14 +5,10 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
+
 namespace seedgrid {
 namespace {
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
 
 bool KnownAct(const std::string& a) {
   return a == "silu" || a == "gelu" || a == "gelu_pytorch_tanh" || a == "relu";

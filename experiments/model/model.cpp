@@ -9,7 +9,9 @@
 #include <memory>
 
 #include <fmt/format.h>
+
 #include <fmt/ranges.h>
+#include "core/strings.h"
 
 #include "core/store.h"
 #include "experiments/model/safetensors.h"
@@ -21,12 +23,6 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kAlign = 16;      // floats: 64-byte slots
 constexpr int64_t kFoldRows = 128;  // fold attention heads into one GEMM up to H·T rows
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
 
 std::string LayerPrefix(int64_t l) { return fmt::format("model.layers.{}.", l); }
 

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/process.h"
+
 namespace seedgrid {
 namespace {
 
@@ -37,14 +39,6 @@ constexpr DTypeName kDTypes[] = {
 }
 
 std::string Errno() { return std::strerror(errno); }
-
-// Closes a file descriptor on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -185,14 +179,14 @@ static void AddOverlaps(const std::vector<std::pair<uint64_t, uint64_t>>& ranges
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (fd.fd < 0) Fail(path, "cannot open: " + Errno());
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) Fail(path, "cannot open: " + Errno());
   struct stat st {};
-  if (::fstat(fd.fd, &st) != 0) Fail(path, "cannot stat: " + Errno());
+  if (::fstat(fd.get(), &st) != 0) Fail(path, "cannot stat: " + Errno());
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8)
     Fail(path, fmt::format("file is {} bytes, shorter than the 8-byte header length", file_size));
-  map_ = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+  map_ = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
     Fail(path, "mmap failed: " + Errno());
@@ -317,12 +311,12 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   const std::string tmp = fmt::format("{}.tmp-{}", path, ::getpid());
-  Fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (fd.fd < 0) Fail(path, "cannot create " + tmp + ": " + Errno());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) Fail(path, "cannot create " + tmp + ": " + Errno());
   const auto write_all = [&](const void* p, size_t n) {
     const auto* c = static_cast<const char*>(p);
     while (n > 0) {
-      const ssize_t w = ::write(fd.fd, c, n);
+      const ssize_t w = ::write(fd.get(), c, n);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
         const std::string err = Errno();
@@ -340,13 +334,16 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
   write_all(text.data(), text.size());
   for (size_t i = 0; i < tensors.size(); ++i)
     if (sizes[i] > 0) write_all(tensors[i].data, sizes[i]);
-  if (::fsync(fd.fd) != 0) {
+  if (::fsync(fd.get()) != 0) {
     const std::string err = Errno();
     ::unlink(tmp.c_str());
     Fail(path, "fsync failed: " + err);
   }
-  ::close(fd.fd);
-  fd.fd = -1;
+  if (::close(fd.release()) != 0) {
+    const std::string err = Errno();
+    ::unlink(tmp.c_str());
+    Fail(path, "close failed: " + err);
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string err = Errno();
     ::unlink(tmp.c_str());

@@ -12,6 +12,7 @@
 #include "experiments/data/tokens.h"
 #include "experiments/model/adapters.h"
 #include "experiments/model/model.h"
+#include "experiments/pretrain/layout.h"
 
 namespace seedgrid {
 namespace {
@@ -108,16 +109,18 @@ void RunPretrain(ShardContext& ctx) {
   const double final_loss =
       std::accumulate(losses.end() - static_cast<std::ptrdiff_t>(tail), losses.end(), 0.0) /
       static_cast<double>(tail);
-  ctx.out().Write("train/loss", losses);
-  ctx.Metric("final_loss", final_loss);
+  ctx.out().Write(pretrain_layout::kTrainLoss, losses);
+  ctx.Metric(pretrain_layout::kFinalLoss, final_loss);
   Json extra = Json::object();
   if (synthetic) {
     const double acc = PersonaAccuracy(model, task, p.at("eval").at("rows").get<int64_t>());
-    ctx.out().Write("eval/accuracy", std::vector<double>{acc});
-    ctx.Metric("task_accuracy", acc);
+    ctx.out().Write(pretrain_layout::kEvalAccuracy, std::vector<double>{acc});
+    ctx.Metric(pretrain_layout::kTaskAccuracy, acc);
     extra["seedgrid_task"] = task.ToJson();
   }
   model.Save(ctx.artifact_dir(), extra);
 }
+
+void RegisterPretrainRunners(RunnerRegistry& runners) { runners.Add("pretrain", RunPretrain); }
 
 }  // namespace seedgrid

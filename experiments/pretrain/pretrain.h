@@ -1,21 +1,23 @@
-// pretrain: trains the base model from scratch on the synthetic task (or an HDF5 token file)
-// and publishes it.
+// kind `pretrain`: trains the base model from scratch on the synthetic task (or an HDF5 token
+// file) and publishes it. Datasets, artifacts and metrics: layout.h.
 //
-// Shard HDF5 layout:
-//   train/loss      [steps] f32   mean next-token loss per step, over the learnable targets
-//                                 (train.loss = predictable: answers and repeated induction
-//                                 halves, synth::PredictableTargets) or every target ("all")
-//   eval/accuracy   [1] f64       task accuracy on persona rows (also metric task_accuracy)
-// Artifacts: <artifact_dir>/model.safetensors and <artifact_dir>/config.json (HF-style, plus
-// "seedgrid_task": the synthetic task spec). Metrics: final_loss (mean of the last
-// max(1, steps/10) steps), task_accuracy (argmax at the answer position equals the persona's
-// answer, over eval.rows persona rows of split kPretrainEval; synthetic data only).
+// params (defaults in config.cpp):
+//   model: ModelConfig::ModelParamDefaults()  (V 48, d 64, 2 layers, 4 heads, d_mlp 256, T 24)
+//   data:  {source: synthetic | file, path, dataset, seed, n_content, induction_frac, none_bias}
+//   train: {steps, batch, lr, weight_decay, warmup, schedule, grad_clip, loss}
+//   eval:  {rows}
+//   init:  {std}
+// This header includes no LibTorch.
 #pragma once
 
+#include "core/kinds.h"
 #include "core/runner.h"
 
 namespace seedgrid {
 
-void RunPretrain(ShardContext& ctx);
+KindConfig PretrainKindConfig();                   // config.cpp (no LibTorch)
+void RegisterPretrainConfig(KindRegistry& kinds);  // config.cpp
+void RunPretrain(ShardContext& ctx);               // pretrain.cpp (LibTorch)
+void RegisterPretrainRunners(RunnerRegistry& runners);
 
 }  // namespace seedgrid

@@ -19,8 +19,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-// Test kinds, independent of the real ones: train (nested params, gang), harvest (reduce),
-// eval (flat, floats).
+// Test kinds, independent of the real ones: train (nested params, gang, figure loss_curves),
+// harvest (reduce), eval (flat, floats, figure steering_curve).
 KindRegistry TestKinds() {
   KindRegistry kinds;
   KindConfig train;
@@ -40,6 +40,7 @@ KindRegistry TestKinds() {
     return out;
   };
   train.supports_gang = true;
+  train.report.figures = {{.type = "loss_curves", .renderer = FigureRenderer::kSeries}};
   kinds.Add(train);
   KindConfig harvest;
   harvest.name = "harvest";
@@ -49,6 +50,7 @@ KindRegistry TestKinds() {
   KindConfig eval;
   eval.name = "eval";
   eval.defaults = {{"alpha", 1.0}, {"split", "test"}};
+  eval.report.figures = {{.type = "steering_curve", .renderer = FigureRenderer::kCurve}};
   kinds.Add(eval);
   return kinds;
 }
@@ -383,6 +385,14 @@ TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
               HasSubstr("report: figures[0]: expected a figure type or {type, stage}, got a list"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main}\n", 4),
               HasSubstr("report: figures[0]: missing 'type'"));
+  // Figure types are the kinds' (KindConfig::report.figures), checked at plan time.
+  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures: [loss_curves,\n    pie_chart]\n", 4),
+              HasSubstr("report: figures[1]: unknown figure type 'pie_chart' (accepted: "
+                        "loss_curves, steering_curve)"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main, type: los_curves}\n", 4),
+      HasSubstr("report: figures[0]: unknown figure type 'los_curves'; did you mean "
+                "'loss_curves'?"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  formats: [md,\n    pdf]\n", 4),
               HasSubstr("report: formats: unknown format 'pdf' (accepted: md, tex, csv, html)"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  formats: {md: 1}\n", 3),

@@ -14,7 +14,7 @@
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/lora_steer/runner.h"
 #include "experiments/model/runtime_env.h"
-#include "experiments/torch_kinds.h"
+#include "experiments/pretrain/pretrain.h"
 #include "tests/experiments/test_context.h"
 
 namespace seedgrid {

@@ -23,7 +23,6 @@
 #include "experiments/harvest/files.h"
 #include "experiments/harvest/harvest.h"
 #include "experiments/pretrain/pretrain.h"
-#include "experiments/torch_kinds.h"
 #include "tests/support/fake_collective.h"
 #include "tests/support/file_context.h"
 

@@ -7,11 +7,12 @@
 
 #include <fmt/format.h>
 
+#include "experiments/all_kinds.h"
 #include "experiments/data/tokens.h"
 #include "experiments/lora_steer/lora_steer.h"
+#include "experiments/lora_steer/runner.h"
 #include "experiments/model/runtime_env.h"
 #include "experiments/pretrain/pretrain.h"
-#include "experiments/torch_kinds.h"
 #include "tests/experiments/test_context.h"
 #include "tests/support/fake_collective.h"
 
@@ -341,7 +342,7 @@ TEST(TorchKinds, ValidateParams) {
   q["train"]["schedule"] = "linear";
   EXPECT_EQ(pre.validate(q).size(), 3u);
   KindRegistry kinds;
-  RegisterTorchKindConfigs(kinds);
+  RegisterExperimentKinds(kinds);
   EXPECT_TRUE(kinds.Find("pretrain"));
   EXPECT_TRUE(kinds.Find("lora_steer")->supports_gang);
 }

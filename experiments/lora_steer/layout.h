@@ -1,0 +1,50 @@
+// What a lora_steer shard writes: the names its runner writes and its report defaults and the
+// ablation kind read (no LibTorch).
+//
+// Shard HDF5 layout:
+//   train/loss_pos, train/loss_neg   [steps] f32     training loss per step
+//   eval/alphas                      [A] f64         α list (contains 0 and 1)
+//   eval/logratio                    [A, R] f32      log p(YES) − log p(NO) at the answer
+//   eval/pmass                       [A, R] f32      p(YES) + p(NO)
+//   eval/row_idx                     [R] i64         row index in split kSteerEval
+//   eval/label                       [R] i64         h = ±1 (POS persona answers YES iff +1)
+//   eval/kl                          [A] f64         KL(base ‖ steered), mean per token over
+//                                                    neutral induction rows (split kNeutral)
+//   eval/acc                         [A] f64         mean(sign(logratio) == label)
+//   dW/<hf weight name>              [out, in] f32   dense dW when out·in ≤ 4M elements
+//   dW_svals/<hf weight name>        [min(out,in)] f32  singular values of dW, descending
+//   adapter/{pos,neg}/<name>/A,B     lora factors [r, in], [out, r] (delta = scale·B·A)
+//   adapter/{pos,neg}/<name>/l       ia3 vectors ([out]; [in] for down_proj: input scaling)
+// Attributes on "/": adapter, lora_scale (alpha/rank; 1 for ia3), alpha_meaning, base_checkpoint
+// (absolute directory of the base model), task (JSON of the synthetic task), targets (JSON list
+// of HF weight names), gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
+// "nccl", "fake"; "none" without a gang). On "eval": alpha_meaning.
+// Metrics: final_loss_pos, final_loss_neg (mean of the last max(1, steps/10) steps), dw_fro
+// (‖dW‖_F over all targets), steer_delta = mean(label·logratio | α=1) − mean(label·logratio |
+// α=0), steer_slope (least-squares slope of mean label·logratio over α), pmass_min (min over α
+// of the mean pmass), kl_at_1, acc_at_0, acc_at_1.
+#pragma once
+
+namespace seedgrid::lora_steer_layout {
+
+inline constexpr char kTrainLossPos[] = "train/loss_pos";
+inline constexpr char kTrainLossNeg[] = "train/loss_neg";
+inline constexpr char kEvalAlphas[] = "eval/alphas";
+inline constexpr char kEvalLogratio[] = "eval/logratio";
+inline constexpr char kEvalPmass[] = "eval/pmass";
+inline constexpr char kEvalRowIdx[] = "eval/row_idx";
+inline constexpr char kEvalLabel[] = "eval/label";
+inline constexpr char kEvalKl[] = "eval/kl";
+inline constexpr char kEvalAcc[] = "eval/acc";
+
+inline constexpr char kFinalLossPos[] = "final_loss_pos";
+inline constexpr char kFinalLossNeg[] = "final_loss_neg";
+inline constexpr char kDwFro[] = "dw_fro";
+inline constexpr char kSteerDelta[] = "steer_delta";
+inline constexpr char kSteerSlope[] = "steer_slope";
+inline constexpr char kPmassMin[] = "pmass_min";
+inline constexpr char kKlAt1[] = "kl_at_1";
+inline constexpr char kAccAt0[] = "acc_at_0";
+inline constexpr char kAccAt1[] = "acc_at_1";
+
+}  // namespace seedgrid::lora_steer_layout

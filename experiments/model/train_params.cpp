@@ -1,0 +1,24 @@
+#include "experiments/model/train_params.h"
+
+#include <fmt/format.h>
+
+namespace seedgrid {
+
+Json TrainDefaults(int64_t steps, int64_t batch, double lr, int64_t warmup) {
+  return {{"steps", steps},   {"batch", batch},       {"lr", lr},        {"weight_decay", 0.01},
+          {"warmup", warmup}, {"schedule", "cosine"}, {"grad_clip", 1.0}};
+}
+
+void CheckTrain(const Json& t, std::vector<std::string>& p) {
+  if (t.at("steps").get<int64_t>() < 1) p.push_back("train.steps: must be >= 1");
+  if (t.at("batch").get<int64_t>() < 1) p.push_back("train.batch: must be >= 1");
+  if (!(t.at("lr").get<double>() >= 0)) p.push_back("train.lr: must be >= 0");
+  if (t.at("weight_decay").get<double>() < 0) p.push_back("train.weight_decay: must be >= 0");
+  if (t.at("warmup").get<int64_t>() < 0) p.push_back("train.warmup: must be >= 0");
+  const auto s = t.at("schedule").get<std::string>();
+  if (s != "cosine" && s != "constant")
+    p.push_back(fmt::format("train.schedule: '{}' is not cosine or constant", s));
+  if (t.at("grad_clip").get<double>() < 0) p.push_back("train.grad_clip: must be >= 0 (0: off)");
+}
+
+}  // namespace seedgrid

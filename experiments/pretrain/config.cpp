@@ -1,0 +1,101 @@
+// pretrain's config half (no LibTorch): params, checks, report defaults, registration.
+#include <fmt/format.h>
+
+#include "experiments/data/synthetic.h"
+#include "experiments/model/config.h"
+#include "experiments/model/train_params.h"
+#include "experiments/pretrain/layout.h"
+#include "experiments/pretrain/pretrain.h"
+
+namespace seedgrid {
+namespace {
+
+namespace L = pretrain_layout;
+
+// `loss`: "predictable" (synthetic data: only the learnable targets, see
+// synth::PredictableTargets) or "all" (every next token; always for file data).
+Json PretrainTrainDefaults() {
+  Json t = TrainDefaults(600, 64, 3e-3, 30);
+  t["loss"] = "predictable";
+  return t;
+}
+
+std::vector<std::string> ValidatePretrain(const Json& params) {
+  std::vector<std::string> p;
+  for (auto& s : ModelParamProblems(params.at("model"))) p.push_back(std::move(s));
+  CheckTrain(params.at("train"), p);
+  if (!(params.at("train").at("lr").get<double>() > 0)) p.push_back("train.lr: must be > 0");
+  const auto loss = params.at("train").at("loss").get<std::string>();
+  if (loss != "predictable" && loss != "all")
+    p.push_back(fmt::format("train.loss: '{}' is not predictable or all", loss));
+  const Json& data = params.at("data");
+  const auto source = data.at("source").get<std::string>();
+  if (source == "synthetic") {
+    synth::TaskSpec t;
+    t.vocab_size = params.at("model").at("vocab_size").get<int64_t>();
+    t.seq_len = params.at("model").at("context").get<int64_t>();
+    t.n_content = data.at("n_content").get<int64_t>();
+    t.induction_frac = data.at("induction_frac").get<double>();
+    t.none_bias = data.at("none_bias").get<double>();
+    for (auto& s : t.Problems()) p.push_back(std::move(s));
+  } else if (source == "file") {
+    if (data.at("path").get<std::string>().empty())
+      p.push_back("data.path: required when data.source is file");
+  } else {
+    p.push_back(fmt::format("data.source: '{}' is not synthetic or file", source));
+  }
+  if (data.at("seed").get<int64_t>() < 0) p.push_back("data.seed: must be >= 0");
+  if (params.at("eval").at("rows").get<int64_t>() < 1) p.push_back("eval.rows: must be >= 1");
+  if (!(params.at("init").at("std").get<double>() > 0)) p.push_back("init.std: must be > 0");
+  return p;
+}
+
+KindReport PretrainReport() {
+  KindReport r;
+  r.metrics = {L::kFinalLoss, L::kTaskAccuracy};
+  KindFigure loss;
+  loss.type = "loss_curves";
+  loss.renderer = FigureRenderer::kSeries;
+  loss.x = "train/step";  // not written today: the x axis is the logged step
+  loss.series = {{L::kTrainLoss, "training loss"}};
+  loss.title = "Training loss, stage {stage}: mean over seeds, band ±1 std";
+  loss.xlabel = "training step";
+  loss.ylabel = "loss";
+  loss.caption =
+      "Training loss ({datasets}) against the step; a line per config, the band is ±1 std over "
+      "seeds; long curves are averaged in buckets of equal width.";
+  r.figures = {loss};
+  return r;
+}
+
+}  // namespace
+
+KindConfig PretrainKindConfig() {
+  KindConfig k;
+  k.name = "pretrain";
+  k.summary = "train the base model on the synthetic task; artifact: safetensors checkpoint";
+  k.defaults = {
+      {"model", ModelConfig::ModelParamDefaults()},
+      {"data",
+       {{"source", "synthetic"},
+        {"path", ""},
+        {"dataset", "tokens"},
+        {"seed", 0},
+        {"n_content", 8},
+        {"induction_frac", 0.5},
+        {"none_bias", 0.2}}},
+      {"train", PretrainTrainDefaults()},
+      {"eval", {{"rows", 512}}},
+      {"init", {{"std", 0.02}}},
+  };
+  k.validate = ValidatePretrain;
+  k.datasets = [](const Json&, std::string_view) {
+    return std::vector<std::string>{L::kTrainLoss};
+  };
+  k.report = PretrainReport();
+  return k;
+}
+
+void RegisterPretrainConfig(KindRegistry& kinds) { kinds.Add(PretrainKindConfig()); }
+
+}  // namespace seedgrid
