@@ -1,5 +1,5 @@
 // seedgrid serve: the page. Plain DOM, no framework, no network beyond this server's /api/.
-// Every string from the registry goes in through textContent (never innerHTML), so params
+// Every string from the registry goes in through textContent (never parsed as HTML), so params
 // and error texts cannot inject markup. Live: /api/version (SQLite's data_version) is polled
 // twice a second and the current view re-fetched when it changes.
 "use strict";
