@@ -121,8 +121,19 @@ Answer ErrorAnswer(int status, const std::string& message) {
                 Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace)};
 }
 
-Api::Api(Registry& reg, std::function<double()> now)
-    : reg_(reg), now_(now ? std::move(now) : WallNow) {}
+Api::Api(Registry& reg, std::function<double()> now, const SummaryCache* cache)
+    : reg_(reg), now_(now ? std::move(now) : WallNow), cache_(cache) {}
+
+SweepAggregates Api::Aggregates(const std::string& sweep) {
+  if (cache_) {
+    if (auto a = cache_->Get(sweep)) return *a;
+  }
+  SweepAggregates a;
+  a.computed_at = now_();
+  a.counts = reg_.CountByStatusSince(sweep, a.computed_at - kThroughputWindow);
+  a.failed = reg_.ShardPage(ShardPageQuery{sweep, "", "failed", 0, Refresher::kFailedPage});
+  return a;
+}
 
 Answer Api::Get(const std::string& path, const std::map<std::string, std::string>& query) {
   auto parts = std::vector<std::string>{};
@@ -149,17 +160,19 @@ Answer Api::Get(const std::string& path, const std::map<std::string, std::string
   }
 }
 
-Answer Api::Version() { return JsonAnswer(Json{{"version", reg_.DataVersion()}, {"now", now_()}}); }
+Answer Api::Version() {
+  const std::string v = fmt::format("{}.{}", reg_.DataVersion(), cache_ ? cache_->generation() : 0);
+  return JsonAnswer(Json{{"version", v}, {"now", now_()}});
+}
 
 // Counts per stage and status, throughput over the last kThroughputWindow seconds, the ETA
 // from it, and the launches (newest last).
-Json Api::SweepSummary(const SweepRow& s) {
-  const double now = now_();
+Json Api::SweepSummary(const SweepRow& s, const SweepAggregates& a) {
   Json stages = Json::array();
   Json totals = Json::object();
   for (const char* st : kStatuses) totals[st] = 0;
   int64_t recent_done = 0, total = 0;
-  for (const auto& c : reg_.CountByStatusSince(s.name, now - kThroughputWindow)) {
+  for (const auto& c : a.counts) {
     if (stages.empty() || stages.back()["stage"] != c.stage) {
       Json counts = Json::object();
       for (const char* st : kStatuses) counts[st] = 0;
@@ -216,18 +229,18 @@ Json Api::SweepSummary(const SweepRow& s) {
 
 Answer Api::SweepList() {
   Json out = Json::array();
-  for (const auto& s : reg_.Sweeps()) out.push_back(SweepSummary(s));
+  for (const auto& s : reg_.Sweeps()) out.push_back(SweepSummary(s, Aggregates(s.name)));
   return JsonAnswer(Json{{"sweeps", out}, {"now", now_()}});
 }
 
 Answer Api::SweepDetail(const std::string& name) {
   auto s = reg_.Sweep(name);
   if (!s) return ErrorAnswer(404, fmt::format("no sweep '{}'", name));
-  Json j = SweepSummary(*s);
+  const SweepAggregates a = Aggregates(name);
+  Json j = SweepSummary(*s, a);
   j["spec_text"] = s->spec_text;
   Json failed = Json::array();
-  ShardPageQuery q{name, "", "failed", 0, 50};
-  for (const auto& b : reg_.ShardPage(q)) failed.push_back(ShardBriefJson(b));
+  for (const auto& b : a.failed) failed.push_back(ShardBriefJson(b));
   j["failed"] = failed;
   j["report"] = ReportFiles(name, fs::path(s->out_dir) / name);
   Json jobs = Json::array();

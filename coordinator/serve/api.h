@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 
+#include "coordinator/serve/summary_cache.h"
 #include "core/registry.h"
 
 namespace seedgrid::serve {
@@ -29,8 +30,10 @@ struct Answer {
 
 class Api {
  public:
-  // `now`: unix seconds (injected so tests can pin throughput windows).
-  explicit Api(Registry& reg, std::function<double()> now = {});
+  // `now`: unix seconds (injected so tests can pin throughput windows). `cache`: aggregates
+  // kept fresh by a Refresher (summary_cache.h); without one, every summary is computed.
+  explicit Api(Registry& reg, std::function<double()> now = {},
+               const SummaryCache* cache = nullptr);
 
   // GET `path` (percent-decoded) with `query`; every route of docs/serve.md, /files/ included.
   Answer Get(const std::string& path, const std::map<std::string, std::string>& query);
@@ -49,10 +52,12 @@ class Api {
   Answer ShardList(const std::string& name, const std::map<std::string, std::string>& query);
   Answer ShardDetail(const std::string& id);
   Answer File(const std::string& sweep, const std::string& rel);
-  Json SweepSummary(const SweepRow& s);
+  Json SweepSummary(const SweepRow& s, const SweepAggregates& a);
+  SweepAggregates Aggregates(const std::string& sweep);
 
   Registry& reg_;
   std::function<double()> now_;
+  const SummaryCache* cache_;
 };
 
 // An answer of `status` with {"error": message}.

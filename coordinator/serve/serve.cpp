@@ -104,9 +104,12 @@ int RunServe(const ServeOptions& opts, const std::string& registry_path) {
   std::string token = opts.token;
   if (token.empty() && !IsLoopbackBind(opts.bind)) token = GenerateToken();
 
-  Api api(reg);
+  SummaryCache cache;
+  Refresher refresher(registry_path, cache, Api::kThroughputWindow);
+  Api api(reg, {}, &cache);
   std::mutex mu;
   httplib::Server svr;
+  svr.set_tcp_nodelay(true);  // small answers: no 40 ms wait for a delayed ACK
   svr.set_default_headers({{"X-Content-Type-Options", "nosniff"},
                            {"Cache-Control", "no-store"},
                            {"Referrer-Policy", "no-referrer"},
