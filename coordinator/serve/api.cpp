@@ -224,7 +224,8 @@ Json Api::SweepSummary(const SweepRow& s, const SweepAggregates& a) {
               {"throughput", throughput},
               {"eta_s", eta},
               {"running", running},
-              {"launches", launches}};
+              {"launches", launches},
+              {"counts_at", a.computed_at}};
 }
 
 Answer Api::SweepList() {

@@ -54,6 +54,9 @@ class Api(unittest.TestCase):
         self.assertEqual([(l["host"], l["pid"], l["exit_code"]) for l in s["launches"]], launches)
         self.assertEqual(s["launches"][0]["exit_code"], 3)
         self.assertFalse(s["running"])
+        # The counts come from an aggregate pass made after the sweep finished.
+        (ended,), = registry_rows(self.registry, "select max(updated) from shard_states")
+        self.assertGreaterEqual(s["counts_at"], ended)
 
     def test_sweep_detail_lists_failed_shards_with_their_error_and_the_report(self):
         s = self.server.json("/api/sweeps/webtest")
