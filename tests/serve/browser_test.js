@@ -76,6 +76,7 @@ async function main() {
     out.logs = await page.$$eval("pre.log-tail", (p) => p.map((e) => e.textContent));
     out.noLogsNote = await page.$$eval("#logs + p.empty", (p) => p.map((e) => e.textContent));
     out.pwnedAfterShard = await page.evaluate(() => window.__pwned === undefined ? null : window.__pwned);
+    await page.evaluate(() => window.scrollTo(0, 0));  // the sticky header at the top of the shot
     await page.screenshot({ path: path.join(artifacts, "shard.png"), fullPage: true });
     out.pageErrors = errors;
   } finally {

@@ -156,6 +156,7 @@ async function viewSweep(name) {
 
 async function viewShard(id, focusLogs) {
   const s = await api("/api/shards/" + encodeURIComponent(id));
+  state.follow = s.status === "running";
   crumbs(el("a", { href: "#/" }, "sweeps"), sweepLink(s.sweep), el("span", { class: "mono" }, s.id.slice(0, 12)));
   const kv = (obj) => table(["name", "value"], Object.entries(obj).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", { class: "mono" }, fmtVal(v)))), { class: "kv" });
   const out = [el("h1", { class: "mono" }, s.id.slice(0, 16), " ", badge(s.status)),
@@ -166,7 +167,7 @@ async function viewShard(id, focusLogs) {
     el("div", {}, el("h2", {}, "Metrics"), kv(s.metrics), el("h2", {}, "Files"),
       table(["file", "size"], s.files.map((f) => el("tr", {}, el("td", {}, el("a", { href: f.url }, f.name)), el("td", { class: "num" }, fmtInt(f.size))))))));
   out.push(el("h2", {}, "Attempts"), table(["#", "outcome", "host", "rank", "gpu", "start (UTC)", "seconds", "exit", "error"],
-    s.attempts.map((a) => el("tr", {}, el("td", { class: "num" }, a.n), el("td", {}, badge(a.outcome === "ok" ? "done" : a.outcome === "preempted" ? "preempted" : "failed"), " ", a.outcome),
+    s.attempts.map((a) => el("tr", {}, el("td", { class: "num" }, a.n), el("td", {}, el("span", { class: "badge " + (a.outcome === "ok" ? "done" : a.outcome === "preempted" ? "preempted" : "failed") }, a.outcome)),
       el("td", {}, a.host), el("td", { class: "num" }, a.rank), el("td", {}, a.gpu || "–"), el("td", {}, fmtTime(a.start)),
       el("td", { class: "num" }, a.end ? (a.end - a.start).toFixed(2) : "–"), el("td", { class: "num" }, a.signal ? "sig " + a.signal : a.exit_code),
       el("td", {}, el("div", { class: "err" }, a.error))))));
@@ -194,6 +195,7 @@ async function route() {
     if (parts[0] === "sweep" && parts[1]) nodes = await viewSweep(parts[1]);
     else if (parts[0] === "shard" && parts[1]) nodes = await viewShard(parts[1], parts[2] === "logs");
     else nodes = await viewSweeps();
+    if (parts[0] !== "shard") state.follow = false;
     // Keep the reader's place: scroll position and any log scrolled to its end.
     const y = window.scrollY;
     main.replaceChildren(...nodes.flat());
@@ -226,4 +228,10 @@ async function poll() {
 window.addEventListener("hashchange", () => route());
 route();
 setInterval(poll, 400);
-setInterval(() => { if (!state.busy) route(); }, 5000);  // throughput and ETA age even when nothing changes
+// Throughput and ETA age even when nothing changes (every 5 s); a running shard's logs grow
+// without a registry commit, so its page follows them every second.
+let ticks = 0;
+setInterval(() => {
+  ticks++;
+  if (!state.busy && (state.follow || ticks % 5 === 0)) route();
+}, 1000);
