@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "coordinator/serve/safety.h"
+#include "core/store.h"
 #include "core/types.h"
 
 namespace seedgrid::serve {
@@ -112,6 +113,42 @@ Json ReportFiles(const std::string& sweep, const fs::path& sweep_dir) {
     }
   }
   return Json{{"figures", figures}, {"tables", tables}, {"documents", documents}};
+}
+
+// The training curves a done shard's file holds: every 1-D dataset under train/ (pretrain's
+// train/loss, lora_steer's train/loss_pos and train/loss_neg), each thinned to at most
+// kCurvePoints evenly spaced steps (the last one kept). Live curves of running shards need
+// workers to push them (not in this version).
+constexpr size_t kCurvePoints = 400;
+constexpr int64_t kMaxCurveSteps = 10'000'000;
+
+Json Curves(const fs::path& file) {
+  Json out = Json::array();
+  try {
+    H5Reader r(file.string());
+    if (!r.Has("train")) return out;
+    for (const auto& name : r.List("train")) {
+      const std::string ds = "train/" + name;
+      const Shape shape = r.DatasetShape(ds);
+      if (shape.size() != 1 || shape[0] < 2 || shape[0] > kMaxCurveSteps) continue;
+      const std::vector<double> v = r.Read<double>(ds);
+      const size_t stride = (v.size() + kCurvePoints - 1) / kCurvePoints;
+      Json steps = Json::array(), values = Json::array();
+      for (size_t i = 0; i < v.size(); i += stride) {
+        steps.push_back(i);
+        values.push_back(v[i]);
+      }
+      if ((v.size() - 1) % stride != 0) {
+        steps.push_back(v.size() - 1);
+        values.push_back(v.back());
+      }
+      out.push_back(Json{{"name", ds}, {"steps", steps}, {"values", values}, {"length", v.size()}});
+    }
+  } catch (const std::exception&) {
+    // Not readable as HDF5 (being replaced, damaged): no curves; the file's own check is the
+    // coordinator's business.
+  }
+  return out;
 }
 
 }  // namespace
@@ -334,6 +371,7 @@ Answer Api::ShardDetail(const std::string& id) {
     if (!row->artifact.empty()) {
       const fs::path a = fs::path(reg_.path()).parent_path() / row->artifact;
       if (fs::is_regular_file(a, ec)) {
+        j["curves"] = Curves(a);
         files.push_back(Json{{"name", a.filename().string()},
                              {"size", fs::file_size(a, ec)},
                              {"url", FileUrl(row->sweep, sweep_dir, a.lexically_normal())}});
@@ -356,6 +394,7 @@ Answer Api::ShardDetail(const std::string& id) {
                           {"truncated", cut}});
     }
   }
+  if (!j.contains("curves")) j["curves"] = Json::array();
   j["files"] = files;
   j["logs"] = logs;
   return JsonAnswer(j);

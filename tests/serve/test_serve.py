@@ -9,6 +9,9 @@ import sqlite3
 import subprocess
 import unittest
 
+import h5py
+import numpy as np
+
 from serve_harness import INJECTION, SEEDGRID, Server, make_sweep
 
 
@@ -134,6 +137,25 @@ class Api(unittest.TestCase):
         # A unique prefix finds the shard; an unknown one is 404.
         self.assertEqual(self.server.json(f"/api/shards/{sid[:10]}")["id"], sid)
         self.assertEqual(self.server.request("/api/shards/ffffffffffffffff")[0], 404)
+
+    def test_done_shards_show_the_training_curves_their_file_holds(self):
+        rows = registry_rows(self.registry, "select id, artifact from shards where "
+                                            "sweep='webtest' and status='done' order by seq")
+        (plain, _), (trained, artifact) = rows[1], rows[2]
+        self.assertEqual(self.server.json(f"/api/shards/{plain}")["curves"], [])
+        # A chaos file has no train/ group: give this one the loss curve a training kind
+        # writes (pretrain's train/loss, 1,000 steps).
+        loss = np.exp(-np.arange(1000) / 300.0).astype(np.float32)
+        with h5py.File(os.path.join(os.path.dirname(self.registry), artifact), "a") as f:
+            f.create_dataset("train/loss", data=loss)
+        curves = self.server.json(f"/api/shards/{trained}")["curves"]
+        self.assertEqual([c["name"] for c in curves], ["train/loss"])
+        c = curves[0]
+        self.assertEqual(c["length"], 1000)
+        self.assertLessEqual(len(c["steps"]), 401)
+        self.assertEqual((c["steps"][0], c["steps"][-1]), (0, 999))
+        for step, value in zip(c["steps"], c["values"]):
+            self.assertAlmostEqual(value, float(loss[step]), places=6)
 
     def test_version_changes_when_the_registry_is_written(self):
         v1 = self.server.json("/api/version")["version"]

@@ -166,6 +166,7 @@ async function viewShard(id, focusLogs) {
   out.push(el("div", { class: "grid2" }, el("div", {}, el("h2", {}, "Params"), kv(s.params)),
     el("div", {}, el("h2", {}, "Metrics"), kv(s.metrics), el("h2", {}, "Files"),
       table(["file", "size"], s.files.map((f) => el("tr", {}, el("td", {}, el("a", { href: f.url }, f.name)), el("td", { class: "num" }, fmtInt(f.size))))))));
+  if (s.curves.length) out.push(el("h2", {}, "Curves"), el("div", { class: "figs" }, s.curves.map(chart)));
   out.push(el("h2", {}, "Attempts"), table(["#", "outcome", "host", "rank", "gpu", "start (UTC)", "seconds", "exit", "error"],
     s.attempts.map((a) => el("tr", {}, el("td", { class: "num" }, a.n), el("td", {}, el("span", { class: "badge " + (a.outcome === "ok" ? "done" : a.outcome === "preempted" ? "preempted" : "failed") }, a.outcome)),
       el("td", {}, a.host), el("td", { class: "num" }, a.rank), el("td", {}, a.gpu || "–"), el("td", {}, fmtTime(a.start)),
@@ -182,6 +183,30 @@ async function viewShard(id, focusLogs) {
   }
   out.push(el("details", {}, el("summary", {}, "Axes, needs, artifact"), kv({ axes: s.axes, needs: s.needs, role: s.role, artifact: s.artifact })));
   return out;
+}
+
+// A curve as an inline SVG line chart (elements made with createElementNS: no markup parsed).
+function chart(c) {
+  const NS = "http://www.w3.org/2000/svg", W = 520, H = 180, P = 56;
+  const svg = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const xs = c.steps, ys = c.values.map((v) => (v === null ? NaN : v));
+  const finite = ys.filter(Number.isFinite);
+  const lo = Math.min(...finite), hi = Math.max(...finite), span = hi - lo || 1, xmax = Math.max(xs[xs.length - 1], 1);
+  const X = (x) => P + ((W - P - 8) * x) / xmax, Y = (y) => 8 + (H - P) * (1 - (y - lo) / span);
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  root.appendChild(svg("line", { x1: P, y1: H - P + 8, x2: W - 8, y2: H - P + 8, class: "axis" }));
+  root.appendChild(svg("line", { x1: P, y1: 8, x2: P, y2: H - P + 8, class: "axis" }));
+  const pts = xs.map((x, i) => (Number.isFinite(ys[i]) ? `${X(x).toFixed(1)},${Y(ys[i]).toFixed(1)}` : null)).filter(Boolean);
+  root.appendChild(svg("polyline", { points: pts.join(" "), class: "curve" }));
+  for (const [v, y] of [[hi, 12], [lo, H - P + 8]]) {
+    const t = svg("text", { x: P - 4, y, class: "tick", "text-anchor": "end" });
+    t.textContent = Number(v).toPrecision(3);
+    root.appendChild(t);
+  }
+  const t = svg("text", { x: W - 8, y: H - 6, class: "tick", "text-anchor": "end" });
+  t.textContent = `step ${fmtInt(c.length - 1)}`;
+  root.appendChild(t);
+  return el("figure", { class: "curvefig" }, root, el("figcaption", {}, c.name));
 }
 
 let lastRoute = "";
