@@ -65,8 +65,12 @@ void Refresher::Loop() {
         seen = v;
         last = WallNow();
         RefreshAll(reg_, cache_, window_);
+        // On a network filesystem (rollback journal) a reader's shared lock holds the
+        // coordinator's commits back for the length of a pass: read at most a fifth of the time.
+        const double took = WallNow() - last;
         wait = std::max<std::chrono::duration<double>>(
-            kPeriod, std::chrono::duration<double>(WallNow() - last));
+            reg_.on_network_fs() ? kNetworkPeriod : kPeriod,
+            std::chrono::duration<double>(took * (reg_.on_network_fs() ? 4 : 1)));
       }
     } catch (const std::exception& e) {
       // A busy or briefly unreadable registry (NFS): keep the last counts, try again.

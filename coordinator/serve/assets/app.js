@@ -210,7 +210,11 @@ function chart(c) {
 }
 
 let lastRoute = "";
+let routeSeq = 0;
 async function route() {
+  // Renders may overlap (a poll's and a click's): only the latest one started may draw, or a
+  // slow answer for the previous view would replace the new one.
+  const seq = ++routeSeq;
   const h = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   const parts = h.split("/");
   if (h !== lastRoute && !h.startsWith(lastRoute.split("/").slice(0, 2).join("/"))) { state.shardFilter = ""; state.shardAfter = [0]; }
@@ -221,6 +225,7 @@ async function route() {
     else if (parts[0] === "shard" && parts[1]) nodes = await viewShard(parts[1], parts[2] === "logs");
     else nodes = await viewSweeps();
     if (parts[0] !== "shard") state.follow = false;
+    if (seq !== routeSeq) return;
     // Keep the reader's place: scroll position and any log scrolled to its end.
     const y = window.scrollY;
     main.replaceChildren(...nodes.flat());
@@ -229,6 +234,7 @@ async function route() {
     for (const p of main.querySelectorAll("pre.log-tail")) p.scrollTop = p.scrollHeight;
     lastRoute = h;
   } catch (e) {
+    if (seq !== routeSeq) return;
     main.replaceChildren(el("div", { class: "card" }, el("div", { class: "err" }, String(e.message || e))));
   }
 }
