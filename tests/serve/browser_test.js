@@ -68,7 +68,9 @@ async function main() {
     // none yet), with the error shown as text.
     const href = await page.$eval(".failed-row a.log-link", (a) => a.getAttribute("href"));
     out.logHref = href;
-    await page.click(".failed-row a.log-link");
+    // Clicked inside the page, in one step: the page re-renders on every change, and a
+    // handle taken from one render may be detached by the next before a CDP click lands.
+    await page.evaluate(() => document.querySelector(".failed-row a.log-link").click());
     await page.waitForSelector("#logs", { timeout: 20000 });
     await page.waitForSelector("#shard-error", { timeout: 20000 });
     out.shardTitle = await page.$eval("h1", (e) => e.textContent);
