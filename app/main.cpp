@@ -27,6 +27,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/logs.h"
 #include "coordinator/report/report.h"
+#include "coordinator/serve/serve.h"
 #include "coordinator/submit/submit.h"
 #include "core/process.h"
 #include "core/registry.h"
@@ -474,6 +475,10 @@ int Main(int argc, char** argv) {
   auto* submit = app.add_subcommand("submit", "Submit a sweep to Slurm as one allocation");
   AddSubmitFlags(*submit, &so);
 
+  serve::ServeOptions serve_opts;
+  auto* serve = app.add_subcommand("serve", "Read-only live web view of the registry's sweeps");
+  serve::AddServeFlags(*serve, &serve_opts);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -503,6 +508,7 @@ int Main(int argc, char** argv) {
       }
       return RunReport(ro);
     }
+    if (*serve) return serve::RunServe(serve_opts, DefaultRegistryPath(serve_opts.registry));
     if (*submit) {
       if (so.seedgrid_binary.empty()) so.seedgrid_binary = SelfExe("seedgrid");
       return RunSubmit(so);

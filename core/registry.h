@@ -149,6 +149,55 @@ struct MetricRow {
   double value = 0;
 };
 
+// ---- rows of the read methods `seedgrid serve` uses (core/registry_serve.cpp) ----
+
+// One launch of a sweep (launches): who ran it, where, and how it ended.
+struct LaunchRow {
+  int64_t id = 0;
+  std::string sweep;
+  std::string started;  // ISO 8601 UTC
+  std::string ended;    // "" while running (or when the launch died without recording it)
+  std::string host;
+  int64_t pid = 0;
+  int workers = 0;
+  std::optional<int> exit_code;  // none while running or after a crash
+  std::string job_id;
+};
+
+// Shards of a sweep counted by stage and status, with how many of them changed state at or
+// after a given time (a done count over the last minute is the throughput).
+struct StageStatusCount {
+  std::string stage;
+  int stage_index = 0;
+  std::string kind;
+  std::string status;
+  int64_t count = 0;
+  int64_t recent = 0;
+};
+
+// A shard as a list shows it: no needs, params as stored (canonical JSON text).
+struct ShardBrief {
+  int64_t seq = 0;
+  std::string id;
+  std::string stage;
+  std::string status;
+  int attempts = 0;
+  std::string error;
+  double updated = 0;  // unix seconds
+  std::string params_json;
+  std::string axes_json;  // the grid coordinates that tell shards of a stage apart
+};
+
+// Which shards ShardPage lists: a sweep's, optionally one stage's and one status's, in plan
+// order (seq) after `after_seq` (keyset paging: page n+1 costs what page 1 costs).
+struct ShardPageQuery {
+  std::string sweep;
+  std::string stage;   // "": every stage
+  std::string status;  // "": every status
+  int64_t after_seq = 0;
+  int limit = 50;
+};
+
 class Registry {
  public:
   enum class Mode { kReadOnly, kWrite };
@@ -248,6 +297,20 @@ class Registry {
   std::map<std::string, std::string> Provenance(const std::string& sweep) const;
   // A sweep's Slurm jobs in submission order (submitted, chain_index).
   std::vector<SlurmJobRow> SlurmJobs(const std::string& sweep) const;
+
+  // ---- reads for `seedgrid serve` (core/registry_serve.cpp) ----
+  // SQLite's PRAGMA data_version: changes whenever another connection (the coordinator)
+  // commits. Costs no table read, so a server can poll it many times a second.
+  int64_t DataVersion() const;
+  // A sweep's launches, oldest first.
+  std::vector<LaunchRow> Launches(const std::string& sweep) const;
+  // CountByStatus plus, per group, the shards whose state changed at or after `since` (unix
+  // seconds): one pass over the sweep's state rows.
+  std::vector<StageStatusCount> CountByStatusSince(const std::string& sweep, double since) const;
+  // One page of a sweep's shards (see ShardPageQuery).
+  std::vector<ShardBrief> ShardPage(const ShardPageQuery& q) const;
+  // Unix time of a shard's last state change (nullopt: unknown id).
+  std::optional<double> ShardUpdated(const ShardId& id) const;
 
  private:
   friend class WalCheckpointer;     // turns this connection's automatic checkpoints off and on

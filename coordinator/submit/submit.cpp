@@ -536,6 +536,15 @@ void Record(const SubmitOptions& o, const Submission& s, const std::vector<JobRe
 
 }  // namespace
 
+std::string ServeHint(const std::string& seedgrid_binary, const std::string& registry,
+                      const std::string& user, const std::string& host) {
+  return fmt::format(
+      "  watch  {} serve --registry {}   (here, on {})\n"
+      "         from a laptop: ssh -N -L 8765:127.0.0.1:8765 {}{}  then open "
+      "http://127.0.0.1:8765/\n",
+      seedgrid_binary, registry, host, user.empty() ? "" : user + "@", host);
+}
+
 std::string RenderSubmitScript(const SubmitOptions& opts) {
   return RenderScript(opts, Resolve(opts));
 }
@@ -590,6 +599,9 @@ int RunSubmit(const SubmitOptions& opts) {
   }
   std::cerr << fmt::format("\n  script {}\n  log    {}\n  registry {}\n", ScriptPath(s),
                            LogPattern(s), s.registry);
+  const char* user = std::getenv("USER");
+  std::cerr << ServeHint(opts.seedgrid_binary.empty() ? "seedgrid" : opts.seedgrid_binary,
+                         s.registry, user ? user : "", Hostname());
   for (const auto& j : jobs) std::cout << j.id << "\n";
   std::cout << std::flush;
   return exit_code::kOk;

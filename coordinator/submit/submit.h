@@ -62,6 +62,12 @@ int RunSubmit(const SubmitOptions& opts);
 // shows). Validates like RunSubmit.
 std::string RenderSubmitScript(const SubmitOptions& opts);
 
+// What RunSubmit prints after queueing, for watching the sweep live (docs/serve.md): the
+// `seedgrid serve` command for the login node `host`, and the SSH port forward that shows its
+// page on a laptop (`user`@`host`; 8765 is serve's default port).
+std::string ServeHint(const std::string& seedgrid_binary, const std::string& registry,
+                      const std::string& user, const std::string& host);
+
 // Adds the `submit` flags to a CLI11 subcommand, writing into *opts (which must outlive
 // parsing). Positional: SPEC then k=v overrides.
 void AddSubmitFlags(CLI::App& app, SubmitOptions* opts);

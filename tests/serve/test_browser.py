@@ -1,0 +1,101 @@
+"""The page in a real headless Chromium (Debian's /usr/bin/chromium, driven over the DevTools
+protocol by puppeteer-core, installed by `npm ci` from tests/serve/package-lock.json) while a
+real chaos sweep runs: counts change and failed shards appear without a reload, within about a
+second of the events; a failed shard's logs open; error texts with markup stay text. Screenshots
+go to $SEEDGRID_SERVE_ARTIFACTS (the build dir's tests/serve/artifacts under ctest)."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from serve_harness import INJECTION, SEEDGRID, Server, chaos_spec, sweep_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def npm_ci():
+    """puppeteer-core from the lockfile (from npm's cache when offline)."""
+    subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund",
+                    "--ignore-scripts"], cwd=HERE, check=True, capture_output=True, timeout=300)
+
+
+class Browser(unittest.TestCase):
+    def setUp(self):
+        if not shutil.which("node") or not shutil.which("npm") or not os.path.exists(CHROMIUM):
+            self.skipTest("needs node, npm and chromium (scripts/install-deps)")
+        npm_ci()
+        self.dir = tempfile.mkdtemp(prefix="seedgrid-browser-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.artifacts = os.environ.get("SEEDGRID_SERVE_ARTIFACTS",
+                                        os.path.join(self.dir, "artifacts"))
+
+    def test_live_page_during_a_chaos_sweep(self):
+        # 24 shards of ~0.6 s on 2 workers: ~10 s of events; the `throw` half fail twice each.
+        spec = chaos_spec(self.dir, "live", seeds=12, sleep_ms=600)
+        run = subprocess.Popen([SEEDGRID, "run", spec, "--workers", "2"], cwd=self.dir,
+                               env=sweep_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.addCleanup(lambda: run.poll() is None and run.kill())
+        registry = os.path.join(self.dir, "runs", "registry.sqlite")
+        end = time.time() + 120
+        while time.time() < end and not self._sweep_recorded(registry):
+            time.sleep(0.1)
+        server = Server(registry)
+        self.addCleanup(server.stop)
+        b = subprocess.run(["node", os.path.join(HERE, "browser_test.js"), server.url, "live",
+                            self.artifacts], cwd=HERE, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        seen = json.loads(b.stdout.strip().splitlines()[-1])
+        out, _ = run.communicate(timeout=240)
+        self.assertEqual(run.returncode, 3, out)  # shards failed, as planned
+
+        # The count changed at least twice on the open page, never by a reload.
+        self.assertGreaterEqual(len(seen["doneSeen"]), 3, seen)
+        self.assertEqual(seen["doneSeen"], sorted(seen["doneSeen"]))
+        self.assertFalse(seen["reloaded"], seen)
+        self.assertEqual(seen["live"], "live")
+        # Each change showed up about a second after the shard's event at most.
+        lat = sorted(seen["latencies"])
+        self.assertTrue(lat, seen)
+        print(f"\nupdate latency (s): median {lat[len(lat) // 2]:.3f}, max {lat[-1]:.3f}, "
+              f"n={len(lat)}")
+        self.assertLessEqual(lat[len(lat) // 2], 1.0, lat)
+        self.assertLessEqual(lat[-1], 2.0, lat)
+        # A failed shard appeared with its error as text, no markup, no script run.
+        self.assertGreaterEqual(seen["failedRows"], 1)
+        self.assertEqual(seen["errorText"], INJECTION)
+        self.assertEqual(seen["markupInErrors"], 0)
+        self.assertIsNone(seen["pwned"])
+        self.assertIsNone(seen["pwnedAfterShard"])
+        # Its logs opened: the shard page at its logs (or the note that it has none yet).
+        self.assertTrue(seen["logHref"].startswith("#/shard/"), seen)
+        self.assertEqual(seen["shardError"], INJECTION)
+        self.assertTrue(seen["logs"] or seen["noLogsNote"], seen)
+        self.assertEqual(seen["pageErrors"], [])
+        for shot in ("sweep.png", "shard.png"):
+            path = os.path.join(self.artifacts, shot)
+            self.assertGreater(os.path.getsize(path), 10000, path)
+        print(f"screenshots: {self.artifacts}/sweep.png, shard.png")
+
+    @staticmethod
+    def _sweep_recorded(registry):
+        if not os.path.exists(registry):
+            return False
+        try:
+            con = sqlite3.connect(f"file:{registry}?mode=ro", uri=True, timeout=5)
+            try:
+                return bool(con.execute("select count(*) from sweep_shards").fetchone()[0])
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False
+
+
+if __name__ == "__main__":
+    unittest.main()
