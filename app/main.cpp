@@ -31,6 +31,7 @@
 #include "core/registry.h"
 #include "core/spec.h"
 #include "core/sysutil.h"
+#include "text/cli.h"
 #include "transport/mpi.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
@@ -463,6 +464,9 @@ int Main(int argc, char** argv) {
   auto* submit = app.add_subcommand("submit", "Submit a sweep to Slurm as one allocation");
   AddSubmitFlags(*submit, &so);
 
+  text::TokenizeArgs tokenize_args;
+  auto* tokenize = text::AddTokenizeCommand(app, tokenize_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -471,6 +475,7 @@ int Main(int argc, char** argv) {
   }
 
   try {
+    if (*tokenize) return text::RunTokenize(tokenize_args);
     if (*run) return RunSweep(argc, argv, run_args, false);
     if (*rerun) return RunSweep(argc, argv, rerun_args, true);
     if (*status) return CmdStatus(DefaultRegistryPath(registry), sweep, json);
