@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 
 #include "text/unicode.h"
 
@@ -368,11 +369,11 @@ class MetaspacePre : public PreTokenizer {
   MetaspacePre(const Json& j, const std::string& where)
       : replacement_(Get<std::string>(j, "replacement", "\u2581")),
         prepend_(ParsePrependScheme(j, where)),
-        split_(Get(j, "split", true)) {}
+        split_(Get(j, "split", true)),
+        space_(Json{{"String", " "}}, where) {}
   void Apply(std::vector<std::string>& words, size_t section_index) const override {
-    Pattern space(Json{{"String", " "}}, "");
     SplitEach(words, [&](const std::string& w) {
-      std::string s = space.ReplaceAll(w, replacement_);
+      std::string s = space_.ReplaceAll(w, replacement_);
       bool prepend =
           prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && section_index == 0);
       if (prepend && s.rfind(replacement_, 0) != 0) s.insert(0, replacement_);
@@ -390,6 +391,7 @@ class MetaspacePre : public PreTokenizer {
   std::string replacement_;
   Prepend prepend_;
   bool split_;
+  Pattern space_;
 };
 
 class DigitsPre : public PreTokenizer {
@@ -550,8 +552,9 @@ class ByteFallbackDec : public Decoder {
     std::vector<std::string> out;
     std::string bytes;
     for (auto& t : tokens) {
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(t[3]) &&
-          std::isxdigit(t[4])) {
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+          std::isxdigit(static_cast<unsigned char>(t[3])) &&
+          std::isxdigit(static_cast<unsigned char>(t[4]))) {
         bytes.push_back(static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
         continue;
       }
@@ -598,11 +601,11 @@ class MetaspaceDec : public Decoder {
  public:
   MetaspaceDec(const Json& j, const std::string& where)
       : replacement_(Get<std::string>(j, "replacement", "\u2581")),
-        prepend_(ParsePrependScheme(j, where)) {}
+        prepend_(ParsePrependScheme(j, where)),
+        marker_(Json{{"String", replacement_}}, where + ".replacement") {}
   void Apply(std::vector<std::string>& tokens) const override {
-    Pattern rep(Json{{"String", replacement_}}, "");
     for (size_t i = 0; i < tokens.size(); ++i) {
-      tokens[i] = rep.ReplaceAll(tokens[i], " ");
+      tokens[i] = marker_.ReplaceAll(tokens[i], " ");
       if (i == 0 && prepend_ != Prepend::kNever && !tokens[i].empty() && tokens[i][0] == ' ') {
         tokens[i].erase(0, 1);
       }
@@ -612,6 +615,7 @@ class MetaspaceDec : public Decoder {
  private:
   std::string replacement_;
   Prepend prepend_;
+  Pattern marker_;
 };
 
 class DecSequence : public Decoder {

@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -125,6 +126,11 @@ std::string MapWith(std::string_view s, int options) {
 }  // namespace
 
 std::string Normalize(std::string_view s, NormForm form) {
+  // ASCII is invariant under every form: most text never needs utf8proc.
+  if (std::all_of(s.begin(), s.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+    return std::string(s);
+  }
   switch (form) {
     case NormForm::kNFC: return MapWith(s, UTF8PROC_COMPOSE);
     case NormForm::kNFD: return MapWith(s, UTF8PROC_DECOMPOSE);

@@ -144,6 +144,24 @@ TEST(Decoder, ByteFallbackFuseStrip) {
   EXPECT_EQ(tokens, (Strings{"Hi\xE4\xB8\xAD x\xEF\xBF\xBD"}));
 }
 
+TEST(Decoder, MetaspaceDropsTheFirstPrependedSpace) {
+  auto dec = MakeDecoder(
+      Json{{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}, "d",
+      nullptr);
+  Strings tokens{"\u2581Hi", "\u2581there"};
+  dec->Apply(tokens);
+  EXPECT_EQ(tokens, (Strings{"Hi", " there"}));
+}
+
+TEST(Decoder, ByteLevelKeepsAddedTokensAndReplacesCutCharacters) {
+  std::unordered_set<std::string> added{"<x>"};
+  auto dec = MakeDecoder(Json{{"type", "ByteLevel"}}, "d", &added);
+  // "é" is C3 A9: its first byte alone, then an added token, then "a b".
+  Strings tokens{ByteToUnicode()[0xC3], "<x>", "a", ByteToUnicode()[' '] + "b"};
+  dec->Apply(tokens);
+  EXPECT_EQ(tokens, (Strings{"\xEF\xBF\xBD", "<x>", "a b"}));
+}
+
 // A toy vocab: characters, then merges in rank order.
 Bpe ToyBpe(Bpe::Options opt = {}) {
   Vocab v{{"a", 0},   {"b", 1},  {"c", 2},     {"ab", 3},     {"bc", 4},
