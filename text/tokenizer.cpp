@@ -25,6 +25,7 @@ struct AddedToken {
   bool special = false;
   bool lstrip = false;
   bool rstrip = false;
+  bool normalized = false;  // matched in the normalized text (HF), not the raw text
 };
 
 // A byte trie over the added tokens' contents, for the leftmost-longest cut of step 1.
@@ -76,6 +77,43 @@ class AddedTrie {
   std::array<int32_t, 256> root_;
   std::vector<Node> nodes_;
 };
+
+// A piece of the input: plain text, or an added token (its index in the added list).
+struct Section {
+  std::string_view text;
+  int32_t added = -1;
+};
+
+// Cuts the added tokens of `trie` out of text, leftmost-longest, and applies their
+// lstrip/rstrip to the plain text beside them.
+std::vector<Section> CutAdded(std::string_view text, const AddedTrie& trie,
+                              const std::vector<AddedToken>& added) {
+  std::vector<Section> sections;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size();) {
+    auto [a, len] = trie.LongestAt(text, i);
+    if (a < 0) {
+      ++i;
+      continue;
+    }
+    if (i > start) sections.push_back({text.substr(start, i - start), -1});
+    sections.push_back({text.substr(i, len), a});
+    i += len;
+    start = i;
+  }
+  if (start < text.size()) sections.push_back({text.substr(start), -1});
+  for (size_t k = 0; k < sections.size(); ++k) {
+    if (sections[k].added < 0) continue;
+    const AddedToken& t = added[sections[k].added];
+    if (t.lstrip && k > 0 && sections[k - 1].added < 0) {
+      sections[k - 1].text = TrimEnd(sections[k - 1].text);
+    }
+    if (t.rstrip && k + 1 < sections.size() && sections[k + 1].added < 0) {
+      sections[k + 1].text = TrimStart(sections[k + 1].text);
+    }
+  }
+  return sections;
+}
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -190,7 +228,9 @@ struct Tokenizer::Impl {
   std::vector<AddedToken> added;
   std::unordered_map<std::string, int32_t> added_ids;  // content -> id
   std::unordered_set<std::string> added_contents;      // for the ByteLevel decoder
-  AddedTrie trie;
+  AddedTrie raw_trie;                                  // normalized: false (most special tokens)
+  AddedTrie norm_trie;                                 // normalized: true
+  bool any_normalized = false;
   std::vector<std::string> id_to_token;
   std::vector<bool> has_id;
   std::unordered_set<int32_t> special_ids;
@@ -201,7 +241,8 @@ struct Tokenizer::Impl {
     if (auto it = added_ids.find(std::string(token)); it != added_ids.end()) return it->second;
     return bpe->TokenToId(token);
   }
-  void EncodeSection(std::string_view text, size_t index, std::vector<int32_t>& ids) const;
+  void EncodeWords(std::string text, size_t index, std::vector<int32_t>& ids) const;
+  void EncodeSection(std::string_view text, size_t& index, std::vector<int32_t>& ids) const;
 };
 
 void Tokenizer::Impl::AddToken(AddedToken t) {
@@ -209,7 +250,8 @@ void Tokenizer::Impl::AddToken(AddedToken t) {
   if (added_ids.count(t.content)) return;
   added_ids.emplace(t.content, t.id);
   added_contents.insert(t.content);
-  trie.Insert(t.content, static_cast<int32_t>(added.size()));
+  (t.normalized ? norm_trie : raw_trie).Insert(t.content, static_cast<int32_t>(added.size()));
+  any_normalized = any_normalized || t.normalized;
   if (t.special) special_ids.insert(t.id);
   added.push_back(std::move(t));
 }
@@ -220,7 +262,8 @@ void Tokenizer::Impl::Build(const Json& j, const Json& config) {
     const Json& list = j["added_tokens"];
     for (const auto& a : list) {
       AddToken({a.at("content").get<std::string>(), a.at("id").get<int32_t>(),
-                a.value("special", false), a.value("lstrip", false), a.value("rstrip", false)});
+                a.value("special", false), a.value("lstrip", false), a.value("rstrip", false),
+                a.value("normalized", !a.value("special", false))});
     }
   }
   if (config.is_object() && config.contains("added_tokens_decoder")) {
@@ -228,7 +271,8 @@ void Tokenizer::Impl::Build(const Json& j, const Json& config) {
          it != config["added_tokens_decoder"].end(); ++it) {
       const Json& a = it.value();
       AddToken({a.at("content").get<std::string>(), std::stoi(it.key()), a.value("special", false),
-                a.value("lstrip", false), a.value("rstrip", false)});
+                a.value("lstrip", false), a.value("rstrip", false),
+                a.value("normalized", !a.value("special", false))});
     }
   }
   // The config's named and additional special tokens count as special for skip_special.
@@ -264,13 +308,31 @@ void Tokenizer::Impl::Build(const Json& j, const Json& config) {
                             [this](const std::string& t) { return Lookup(t); });
 }
 
-void Tokenizer::Impl::EncodeSection(std::string_view text, size_t index,
-                                    std::vector<int32_t>& ids) const {
+void Tokenizer::Impl::EncodeWords(std::string text, size_t index, std::vector<int32_t>& ids) const {
+  if (text.empty()) return;
   std::vector<std::string> words;
-  words.emplace_back(normalizer ? normalizer->Apply(std::string(text)) : std::string(text));
-  if (words[0].empty()) return;
+  words.push_back(std::move(text));
   if (pre_tokenizer) pre_tokenizer->Apply(words, index);
   for (const auto& w : words) bpe->EncodeWord(w, ids);
+}
+
+// One plain-text section of step 1: normalized, then cut again at the normalized added tokens
+// (HF's second pass), each piece pre-tokenized and BPE'd. index counts the sections so far.
+void Tokenizer::Impl::EncodeSection(std::string_view text, size_t& index,
+                                    std::vector<int32_t>& ids) const {
+  std::string norm = normalizer ? normalizer->Apply(std::string(text)) : std::string(text);
+  if (!any_normalized) {
+    EncodeWords(std::move(norm), index++, ids);
+    return;
+  }
+  for (const Section& s : CutAdded(norm, norm_trie, added)) {
+    if (s.added >= 0) {
+      ids.push_back(added[s.added].id);
+    } else {
+      EncodeWords(std::string(s.text), index, ids);
+    }
+    ++index;
+  }
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -323,43 +385,16 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special) 
     throw std::invalid_argument(fmt::format("text is not valid UTF-8 (byte {})", bad));
   }
   const Impl& m = *impl_;
-  // Step 1: sections of plain text and added tokens (index into m.added, -1 for text).
-  struct Section {
-    std::string_view text;
-    int32_t added;
-  };
-  std::vector<Section> sections;
-  size_t start = 0;
-  for (size_t i = 0; i < text.size();) {
-    auto [a, len] = m.added.empty() ? std::pair<int32_t, size_t>{-1, 0} : m.trie.LongestAt(text, i);
-    if (a < 0) {
-      ++i;
-      continue;
-    }
-    if (i > start) sections.push_back({text.substr(start, i - start), -1});
-    sections.push_back({text.substr(i, len), a});
-    i += len;
-    start = i;
-  }
-  if (start < text.size()) sections.push_back({text.substr(start), -1});
-  for (size_t k = 0; k < sections.size(); ++k) {
-    if (sections[k].added < 0) continue;
-    const AddedToken& t = m.added[sections[k].added];
-    if (t.lstrip && k > 0 && sections[k - 1].added < 0)
-      sections[k - 1].text = TrimEnd(sections[k - 1].text);
-    if (t.rstrip && k + 1 < sections.size() && sections[k + 1].added < 0) {
-      sections[k + 1].text = TrimStart(sections[k + 1].text);
-    }
-  }
-  // Steps 2 and 3.
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 8);
   if (add_special) ids = m.frame.prefix;
-  for (size_t k = 0; k < sections.size(); ++k) {
-    if (sections[k].added >= 0) {
-      ids.push_back(m.added[sections[k].added].id);
-    } else if (!sections[k].text.empty()) {
-      m.EncodeSection(sections[k].text, k, ids);
+  size_t index = 0;  // sections so far (Metaspace's prepend_scheme "first" reads it)
+  for (const Section& s : CutAdded(text, m.raw_trie, m.added)) {
+    if (s.added >= 0) {
+      ids.push_back(m.added[s.added].id);
+      ++index;
+    } else {
+      m.EncodeSection(s.text, index, ids);
     }
   }
   if (add_special) ids.insert(ids.end(), m.frame.suffix.begin(), m.frame.suffix.end());

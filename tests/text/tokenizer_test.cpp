@@ -66,6 +66,21 @@ TEST(Tokenizer, AddedTokensAreCutFirstLongestMatchWins) {
   EXPECT_EQ(tok.Encode("ab  <tool_call> c", false), (Ids{6, 4, 4, 103, 4, 2}));
 }
 
+TEST(Tokenizer, NormalizedAddedTokensMatchAfterTheNormalizer) {
+  Json j = ByteLevelJson();
+  j["normalizer"] = {{"type", "Lowercase"}};
+  j["added_tokens"] = Json::parse(R"([
+      {"id": 100, "content": "<bos>", "special": true, "normalized": false},
+      {"id": 101, "content": "<eos>", "special": true, "normalized": false},
+      {"id": 102, "content": "<tool>", "special": false, "normalized": true},
+      {"id": 103, "content": "<BIG>", "special": false, "normalized": false}])");
+  Tokenizer tok = Load(j);
+  // "<TOOL>" lowercases to "<tool>": a normalized token matches in the normalized text.
+  EXPECT_EQ(tok.Encode("a<TOOL>", false), (Ids{0, 102}));
+  // "<BIG>" is matched in the raw text, before the lowercase could change it.
+  EXPECT_EQ(tok.Encode("<BIG>b", false), (Ids{103, 1}));
+}
+
 TEST(Tokenizer, DecodesBackAndSkipsSpecials) {
   Tokenizer tok = Load(ByteLevelJson());
   Ids ids = tok.Encode("ab h\nca<tool_call>", true);
