@@ -8,9 +8,10 @@
 // list and the limits.
 //
 // Encode, as HF tokenizers and transformers.js do it:
-//   1. added tokens (special or not) are cut out of the raw text first, leftmost-longest, with
-//      their lstrip/rstrip flags eating the whitespace beside them;
-//   2. each remaining section is normalized, pre-tokenized into words, and each word BPE'd;
+//   1. added tokens with normalized: false (special or not) are cut out of the raw text first,
+//      leftmost-longest, their lstrip/rstrip flags eating the whitespace beside them;
+//   2. each remaining section is normalized, cut again at the normalized: true added tokens,
+//      and the rest pre-tokenized into words, each word BPE'd;
 //   3. with add_special, the post-processor's tokens go around the whole (e.g. Llama's <s>).
 // Decode maps ids to tokens (skip_special drops the special ones) and runs the decoder; it
 // never applies clean_up_tokenization_spaces, so decode(encode(s)) gives back the normalized s.
