@@ -33,6 +33,7 @@
 #include "core/registry.h"
 #include "core/spec.h"
 #include "core/sysutil.h"
+#include "text/cli.h"
 #include "transport/mpi.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
@@ -478,6 +479,8 @@ int Main(int argc, char** argv) {
   serve::ServeOptions serve_opts;
   auto* serve = app.add_subcommand("serve", "Read-only live web view of the registry's sweeps");
   serve::AddServeFlags(*serve, &serve_opts);
+  text::TokenizeArgs tokenize_args;
+  auto* tokenize = text::AddTokenizeCommand(app, tokenize_args);
 
   try {
     app.parse(argc, argv);
@@ -487,6 +490,7 @@ int Main(int argc, char** argv) {
   }
 
   try {
+    if (*tokenize) return text::RunTokenize(tokenize_args);
     if (*run) return RunSweep(argc, argv, run_args, false);
     if (*rerun) return RunSweep(argc, argv, rerun_args, true);
     if (*status) return CmdStatus(DefaultRegistryPath(registry), sweep, json);
