@@ -35,6 +35,19 @@ struct KindConfig {
   // file: a file without one is damaged (moved aside, recomputed). Unset: only the shard
   // attributes are checked.
   std::function<std::vector<std::string>(const Json& params, std::string_view role)> datasets;
+  // Params the kind does not list are accepted, with any type (kind: command, whose params are
+  // the user's own: `grid: {lr: [...]}` with `{lr}` in its argv).
+  bool open_params = false;
+  // Settles a stage's params with what only the spec knows, after validate and before
+  // expansion: the directory of the spec file and the stage's needs and axes. May rewrite the
+  // params (a command stage hashes its `code:` files into them, so an edited script changes
+  // the shard ids). Problems as validate's, "dotted.key: message" (exit 2, file:line).
+  struct StageContext {
+    std::string spec_dir;                // absolute
+    std::vector<std::string> needs;      // needed stage names
+    std::vector<std::string> axis_keys;  // grid and zip keys (set per shard at expansion)
+  };
+  std::function<std::vector<std::string>(Json& params, const StageContext& stage)> resolve;
 };
 
 class KindRegistry {

@@ -1,5 +1,6 @@
 #include "core/runner.h"
 #include "experiments/chaos/chaos.h"
+#include "experiments/command/command.h"
 #ifdef SEEDGRID_WITH_TORCH
 #include "experiments/model/runtime_env.h"
 #include "experiments/torch_runners.h"
@@ -11,6 +12,7 @@ RunnerRegistry& AllRunners() {
   static RunnerRegistry runners = [] {
     RunnerRegistry r;
     RegisterChaosRunners(r);
+    RegisterCommandRunners(r);
 #ifdef SEEDGRID_WITH_TORCH
     RegisterTorchRunners(r);
 #endif
