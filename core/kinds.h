@@ -38,6 +38,10 @@ struct KindConfig {
   // Params the kind does not list are accepted, with any type (kind: command, whose params are
   // the user's own: `grid: {lr: [...]}` with `{lr}` in its argv).
   bool open_params = false;
+  // Top-level params left out of the shard id: where things are on this machine, not what is
+  // computed (kind: command's absolute `cwd`, so a moved checkout keeps its shard ids). They
+  // still reach the runner and the registry.
+  std::vector<std::string> unhashed_params;
   // Settles a stage's params with what only the spec knows, after validate and before
   // expansion: the directory of the spec file and the stage's needs and axes. May rewrite the
   // params (a command stage hashes its `code:` files into them, so an edited script changes

@@ -29,8 +29,9 @@ namespace seedgrid::report {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& FigureTypes() {
-  static const std::vector<std::string> kTypes = {
-      "steering_curve", "loss_curves", "ablation_heatmap", "head_scores", "firing_density"};
+  static const std::vector<std::string> kTypes = {"steering_curve",   "loss_curves",
+                                                  "ablation_heatmap", "head_scores",
+                                                  "firing_density",   "metric_curves"};
   return kTypes;
 }
 
@@ -40,6 +41,7 @@ std::vector<FigureRequest> DefaultFigures(const SweepData& data) {
       {"lora_steer", {"steering_curve", "loss_curves"}},
       {"ablation", {"ablation_heatmap", "head_scores"}},
       {"harvest", {"firing_density"}},
+      {"command", {"metric_curves"}},
   };
   std::vector<FigureRequest> out;
   for (const auto& stage : data.stages) {
@@ -192,6 +194,7 @@ class FigureMaker {
     if (type == "ablation_heatmap") AblationHeatmap(stage);
     if (type == "head_scores") HeadScores(stage);
     if (type == "firing_density") FiringDensity(stage);
+    if (type == "metric_curves") MetricCurves(stage);
     if (opened_ > kMaxFiles) {
       problems_.Add(fmt::format("read only the first {} of {} shard files", kMaxFiles, opened_));
     }
@@ -475,6 +478,74 @@ class FigureMaker {
     EmitBands(FileStem(stage.name + "-loss_curves"), title,
               fmt::format("Training loss ({}) against the step; a line per config, the band is ±1 "
                           "std over seeds; long curves are averaged in buckets of equal width.",
+                          fmt::join(names, ", ")),
+              panels);
+  }
+
+  // kind: command's step-wise metrics (docs/command.md): curves/<name>/{step,value} of each
+  // shard, a panel per name (the names of the stage's first readable shard, at most 6), a line
+  // per config, mean ± std over the seeds at the steps the shards share.
+  void MetricCurves(const SweepData::Stage& stage) {
+    constexpr size_t kMaxPanels = 6;
+    std::vector<Group> groups = ConfigGroups(data_, stage.name);
+    std::vector<std::string> names;
+    // [name][group] -> per-seed values; [name] -> steps
+    std::vector<std::vector<std::vector<std::vector<double>>>> curves;
+    std::vector<std::vector<double>> steps;
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      for (size_t i : groups[gi].shards) {
+        auto h5 = Open(i);
+        if (!h5 || !h5->Has("curves")) continue;
+        try {
+          if (names.empty()) {
+            names = h5->List("curves");
+            if (names.size() > kMaxPanels) names.resize(kMaxPanels);
+            curves.assign(names.size(),
+                          std::vector<std::vector<std::vector<double>>>(groups.size()));
+            steps.assign(names.size(), {});
+          }
+          for (size_t n = 0; n < names.size(); ++n) {
+            const std::string base = "curves/" + names[n];
+            if (!h5->Has(base + "/value")) continue;
+            if (steps[n].empty()) steps[n] = h5->Read<double>(base + "/step");
+            curves[n][gi].push_back(h5->Read<double>(base + "/value"));
+          }
+        } catch (const std::exception& e) {
+          problems_.Add(e.what());
+        }
+      }
+    }
+    std::vector<Panel> panels;
+    for (size_t n = 0; n < names.size(); ++n) {
+      Panel p;
+      p.title = names[n];
+      p.xlabel = "step";
+      p.ylabel = names[n];
+      for (size_t gi = 0; gi < groups.size(); ++gi) {
+        auto& ys = curves[n][gi];
+        if (ys.empty()) continue;
+        size_t len = steps[n].size();
+        for (const auto& y : ys) len = std::min(len, y.size());
+        if (len == 0) continue;
+        std::vector<double> x(steps[n].begin(), steps[n].begin() + static_cast<long>(len));
+        size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
+        std::vector<std::vector<double>> yb;
+        for (auto& y : ys) {
+          y.resize(len);
+          yb.push_back(Bucket(y, bucket));
+        }
+        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()),
+                           Aggregate(Bucket(x, bucket), yb)});
+      }
+      if (!p.lines.empty()) panels.push_back(std::move(p));
+    }
+    if (panels.empty()) return;
+    std::string title =
+        fmt::format("Logged metrics, stage {}: mean over seeds, band ±1 std", stage.name);
+    if (panels.size() == 1) panels[0].title = title;
+    EmitBands(FileStem(stage.name + "-metric_curves"), title,
+              fmt::format("Step-wise metrics the command logged to metrics.jsonl ({}) against "
+                          "the step; a line per config, the band is ±1 std over seeds.",
                           fmt::join(names, ", ")),
               panels);
   }

@@ -14,6 +14,8 @@
 //   ablation_heatmap ablation    registry metrics retained.<variant>: variant × config, seed mean
 //   head_scores      ablation    heads/<score> [L,H] f64: layer × head heatmap per score
 //   firing_density   harvest     firing_density [C] f64 of the reduce shard: log10 histogram
+//   metric_curves    command     curves/<name>/{step,value} f64 (metrics.jsonl with steps): a
+//                                panel per name, mean ± std over the seeds of each config
 #pragma once
 
 #include <string>

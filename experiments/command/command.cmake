@@ -7,6 +7,7 @@ add_library(seedgrid_command STATIC
   command/layout.cpp
   command/results.cpp
   command/runner.cpp
+  command/gang.cpp
 )
 target_link_libraries(seedgrid_command PUBLIC seedgrid_core PRIVATE HDF5::HDF5)
 target_compile_options(seedgrid_command PRIVATE -Wall -Wextra)

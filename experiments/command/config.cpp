@@ -104,6 +104,7 @@ void RegisterCommandConfigs(KindRegistry& kinds) {
       {"code", Json::array()}, {"code_digest", ""},
   };
   k.open_params = true;
+  k.unhashed_params = {"cwd"};  // absolute: where the checkout is, not what is computed
   k.validate = ValidateCommand;
   k.resolve = ResolveCommand;
   k.supports_gang = true;

@@ -7,7 +7,7 @@
 //                                                           curves/<name>/step, curves/<name>/value
 //   *.h5 (top level) its root objects are copied into the shard's HDF5 file (so results.h5,
 //                   `show` and `report` read them as any kind's arrays); the file is then dropped
-//   anything else   published as <id>.files/ (the scratch dir, renamed)
+//   anything else   published as <id>.files/ (the scratch dir, renamed; the metrics files too)
 //
 // metrics.json wins over metrics.jsonl for a name in both. A malformed file fails the attempt
 // with what and where (file:line), as a spec error would: results are never silently lost.

@@ -14,10 +14,8 @@
 // The command inherits stdout and stderr (the worker keeps them per attempt); stderr passes
 // through a pipe here so the last lines can become the attempt's error.
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -41,6 +40,7 @@
 #include "core/strings.h"
 #include "core/sysutil.h"
 #include "experiments/command/command.h"
+#include "experiments/command/gang.h"
 #include "experiments/command/layout.h"
 #include "experiments/command/results.h"
 #include "experiments/command/template.h"
@@ -50,6 +50,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using command::ExpandTemplate;
+using command::GangControl;
+using command::GangEnv;
 
 // ---- stderr tee: the command's stderr to ours, the last lines kept for the error ----
 
@@ -72,6 +74,7 @@ class StderrTee {
   }
   // The last `n` non-empty lines, joined by " | ".
   std::string Tail(int n) const {
+    std::lock_guard lock(mu_);
     std::vector<std::string> lines;
     size_t end = tail_.size();
     while (end > 0 && static_cast<int>(lines.size()) < n) {
@@ -107,6 +110,7 @@ class StderrTee {
       } catch (const std::exception&) {
         // Nobody reads our stderr any more: keep the tail for the error all the same.
       }
+      std::lock_guard lock(mu_);
       tail_.append(chunk);
       if (tail_.size() > 8192) tail_.erase(0, tail_.size() - 8192);
     }
@@ -114,7 +118,8 @@ class StderrTee {
   Fd read_, write_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::string tail_;
+  mutable std::mutex mu_;
+  std::string tail_;  // guarded by mu_
 };
 
 // ---- SIGTERM while the command runs (executor only) ----
@@ -159,53 +164,42 @@ void KillGroupStragglers() {
   ::closedir(d);
 }
 
-// ---- gang rendezvous (torchrun's variables) ----
-
-struct GangEnv {
-  int rank = 0, world = 1, local_rank = 0, local_world = 1;
-  std::string master_addr;
-  int master_port = 0;
-};
-
-int FreePort() {
-  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!s) throw std::system_error(errno, std::generic_category(), "socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_ANY);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::system_error(errno, std::generic_category(), "bind a free port");
+// The resident sets of the processes in our process group but us, in KiB: the command's tree
+// (the executor's own RSS is its memory watch's, worker/executor.h).
+int64_t TreeRssKb() {
+  const pid_t me = ::getpid(), group = ::getpgrp();
+  static const int64_t page_kb = ::sysconf(_SC_PAGESIZE) / 1024;
+  int64_t kb = 0;
+  DIR* d = ::opendir("/proc");
+  if (!d) return 0;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end || pid == me || ::getpgid(static_cast<pid_t>(pid)) != group) continue;
+    std::ifstream statm(fmt::format("/proc/{}/statm", pid));
+    int64_t size = 0, resident = 0;
+    if (statm >> size >> resident) kb += resident * page_kb;
   }
-  return ntohs(a.sin_port);
+  ::closedir(d);
+  return kb;
 }
 
-// Every rank learns every rank's host (for LOCAL_RANK) and rank 0's free port.
-GangEnv Rendezvous(Collective& c) {
-  constexpr size_t kHost = 256;
-  GangEnv g;
-  g.rank = c.rank();
-  g.world = c.size();
-  std::vector<uint8_t> mine(kHost, 0), all(kHost * static_cast<size_t>(g.world), 0);
-  const std::string host = Hostname();
-  std::memcpy(mine.data(), host.data(), std::min(host.size(), kHost - 1));
-  c.Gather(mine.data(), all.data(), kHost, DType::kUInt8, 0);
-  c.Broadcast(all.data(), all.size(), DType::kUInt8, 0);
-  int32_t port = g.rank == 0 ? FreePort() : 0;
-  c.Broadcast(&port, 1, DType::kInt32, 0);
-  auto host_of = [&](int r) { return std::string(reinterpret_cast<const char*>(&all[r * kHost])); };
-  g.local_rank = 0;
-  g.local_world = 0;
-  for (int r = 0; r < g.world; ++r) {
-    if (host_of(r) != host) continue;
-    if (r < g.rank) ++g.local_rank;
-    ++g.local_world;
+// Waits for the command, polling its tree's memory every 50 ms against `limit_mb` (0: none).
+// Over it, the tree is SIGKILLed and `over` says by how much.
+ExitStatus WaitWithin(Child& child, int64_t limit_mb, std::string* over) {
+  if (limit_mb <= 0) return child.Wait();  // EINTR (the executor's SIGTERM) is retried
+  for (;;) {
+    if (auto s = child.TryWait()) return *s;
+    const int64_t kb = TreeRssKb();
+    if (kb > limit_mb * 1024) {
+      *over = fmt::format(
+          "memory limit exceeded: the command's processes hold {} MiB resident, limit {} MiB",
+          kb / 1024, limit_mb);
+      KillGroupStragglers();
+      return child.Wait();
+    }
+    ::usleep(50 * 1000);
   }
-  g.master_addr = host_of(0) == host ? "127.0.0.1" : host_of(0);
-  g.master_port = port;
-  return g;
 }
 
 // ---- the command line ----
@@ -338,16 +332,29 @@ Dirs PrepareDirs(ShardContext& ctx) {
   return d;
 }
 
+std::string Tail(const StderrTee& tee);
+
 std::string Describe(ExitStatus s) {
   if (s.exited()) return fmt::format("exited with code {}", s.code());
   const char* name = sigabbrev_np(s.signal());
   return fmt::format("killed by signal {} (SIG{})", s.signal(), name ? name : "?");
 }
 
-// Spawns the command and waits for it; returns its status and the stderr tail.
-std::pair<ExitStatus, std::string> RunProcess(const ShardTaskView& t, const Dirs& d,
-                                              const GangEnv* gang, const std::string& device,
-                                              bool in_executor) {
+std::string Tail(const StderrTee& tee) {
+  const std::string t = tee.Tail(5);
+  return t.empty() ? "" : "; last stderr: " + t;
+}
+
+struct Ended {
+  ExitStatus status;
+  std::string tail;         // the last stderr lines
+  std::string stopped_by;   // gang: the other rank's failure that stopped this one
+  std::string over_memory;  // the memory limit's message, when it killed the command
+};
+
+// Spawns the command and waits for it (watching the gang, if any).
+Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, GangControl* control,
+                 const std::string& device, bool in_executor) {
   auto lookup = Lookup(t, d);
   SpawnOptions o;
   for (const auto& a : t.params.at("argv")) {
@@ -377,14 +384,21 @@ std::pair<ExitStatus, std::string> RunProcess(const ShardTaskView& t, const Dirs
   }
   tee.CloseChildEnd();
   const pid_t group = child.pid();
-  const ExitStatus status = child.Wait();  // EINTR (the executor's SIGTERM) is retried
+  Ended e;
+  if (control) {
+    e.status = control->Wait(
+        child, [&](ExitStatus s) { return Describe(s) + Tail(tee); }, &e.stopped_by);
+  } else {
+    e.status = WaitWithin(child, t.memory_mb, &e.over_memory);
+  }
   if (in_executor) {
     KillGroupStragglers();
   } else {
     ::kill(-group, SIGKILL);  // what is left of the command's own group
   }
   tee.Stop();
-  return {status, tee.Tail(5)};
+  e.tail = tee.Tail(5);
+  return e;
 }
 
 void RunCommand(ShardContext& ctx) {
@@ -392,30 +406,32 @@ void RunCommand(ShardContext& ctx) {
   if (!t.params.contains("argv") || !t.params["argv"].is_array() || t.params["argv"].empty()) {
     throw std::runtime_error("command: params.argv must be a non-empty list");
   }
-  std::optional<GangEnv> gang;
-  if (Collective* c = ctx.collective()) gang = Rendezvous(*c);
-  const bool in_executor = !gang && ::getpgrp() == ::getpid();
+  GangEnv gang;
+  std::optional<GangControl> control;
+  if (Collective* c = ctx.collective()) control.emplace(*c, &gang);
+  const bool in_executor = !control && ::getpgrp() == ::getpid();
   Dirs d = PrepareDirs(ctx);
   std::optional<TermGuard> term;
   if (in_executor) term.emplace();
-  auto [status, tail] = RunProcess(t, d, gang ? &*gang : nullptr, ctx.device(), in_executor);
+  Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, ctx.device(),
+                       in_executor);
   std::error_code ec;
   fs::remove(d.params_file, ec);
   fs::remove(d.inputs_file, ec);
   if (term) term->ReRaiseIfAsked();
   term.reset();
-  int failed = status.exited() && status.code() == 0 ? 0 : 1;
-  if (gang) ctx.collective()->AllReduce(&failed, 1, DType::kInt32, ReduceOp::kMax);
-  if (!(status.exited() && status.code() == 0)) {
-    fs::remove_all(d.scratch, ec);
-    throw std::runtime_error(fmt::format("command {}{}", Describe(status),
-                                         tail.empty() ? "" : "; last stderr: " + tail));
+  const bool ok = e.status.exited() && e.status.code() == 0;
+  int failed = ok ? 0 : 1;
+  if (control) ctx.collective()->AllReduce(&failed, 1, DType::kInt32, ReduceOp::kMax);
+  if (!ok || failed) fs::remove_all(d.scratch, ec);
+  if (!e.stopped_by.empty()) throw std::runtime_error("command stopped: " + e.stopped_by);
+  if (!e.over_memory.empty()) throw ShardFailure(Outcome::kMemory, e.over_memory);
+  if (!ok) {
+    throw std::runtime_error(fmt::format("command {}{}", Describe(e.status),
+                                         e.tail.empty() ? "" : "; last stderr: " + e.tail));
   }
-  if (failed) {
-    fs::remove_all(d.scratch, ec);
-    throw std::runtime_error("command: another rank of the gang failed");
-  }
-  if (gang && gang->rank != 0) {  // only rank 0 publishes
+  if (failed) throw std::runtime_error("command: another rank of the gang failed");
+  if (control && gang.rank != 0) {  // only rank 0 publishes
     fs::remove_all(d.scratch, ec);
     return;
   }

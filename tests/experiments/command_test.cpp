@@ -168,6 +168,23 @@ params:
   EXPECT_NE(ids(), first);
 }
 
+TEST(CommandSpec, AMovedCheckoutKeepsItsShardIds) {
+  TempDir a, b;
+  const std::string text = R"(name: s
+kind: command
+params:
+  argv: [python3, train.py]
+  code: [train.py]
+)";
+  auto id = [&](const TempDir& d) {
+    d.Write("train.py", "print(1)\n");
+    Plan plan = ExpandSpec(ParseSpec(text, d.Write("s.yaml", text), {}, Kinds()), Kinds());
+    EXPECT_EQ(plan.shards.at(0).params["cwd"], d.path());  // the runner gets the real place
+    return plan.shards.at(0).id.hex;
+  };
+  EXPECT_EQ(id(a), id(b));
+}
+
 TEST(CommandSpec, ACodePatternThatMatchesNothingIsAnError) {
   TempDir dir;
   const std::string text = R"(name: s
