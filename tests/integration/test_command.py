@@ -103,6 +103,11 @@ class CommandResults(SweepTest):
             self.assertEqual(len(f["cmd"]), 4)
             for sid in by:
                 self.assertEqual(f["cmd"][sid]["weights"].shape, (2, 3))
+        # The report draws the logged curves (figure metric_curves), a line per lr.
+        self.run_seedgrid("report", "cmd", "--registry", self.registry, check=0)
+        dat = os.path.join(self.dir, "runs", "cmd", "report", "figures", "cmd-metric_curves.dat")
+        self.assertIn("lr=0.5", read_text(dat))
+        self.assertIn("lr=0.25", read_text(dat))
         sid = next(iter(by))
         show = self.run_seedgrid("show", sid, "--registry", self.registry, check=0)
         self.assertIn(f"artifact cmd/cmd/{sid}.h5", show.stdout)
