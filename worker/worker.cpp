@@ -117,10 +117,7 @@ class Supervisor {
       }
     }
     // Whatever still runs was marked preempted by the coordinator; stop it now.
-    if (executor_->running()) {
-      executor_->Signal(SIGKILL);
-      executor_->Reap();
-    }
+    if (executor_->running()) StopExecutor();
     return exit_code_;
   }
 
@@ -220,6 +217,23 @@ class Supervisor {
       active = true;
     }
     return active;
+  }
+
+  // With a shard in flight (a preemption), SIGTERM first and up to the kill grace for the
+  // executor to end: a shard that saves on SIGTERM (kind: command, docs/command.md) can. Then
+  // SIGKILL to what is left of its group.
+  void StopExecutor() {
+    if (!exec_q_.empty()) {
+      executor_->Signal(SIGTERM);
+      const auto deadline = Clock::now() + std::chrono::milliseconds(
+                                               static_cast<int64_t>(options_.kill_grace_s * 1000));
+      while (Clock::now() < deadline) {
+        pollfd p{executor_->out_fd(), POLLIN, 0};
+        if (::poll(&p, 1, 20) > 0 && !executor_->ReadFrames()) break;  // EOF: it ended
+      }
+    }
+    executor_->Signal(SIGKILL);
+    executor_->Reap();
   }
 
   void OnExecutorDeath() {

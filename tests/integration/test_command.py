@@ -341,6 +341,45 @@ class CommandResume(ProcessTest):
         self.assertEqual(self.query("select status, attempts from shards where sweep='pre'"), [("done", 1)])
 
 
+    def test_preemption_forwards_sigterm_and_the_command_saves_in_its_grace(self):
+        # Saves only when told to stop: the checkpoint exists only if SIGTERM reached it and it
+        # had the time to write before SIGKILL.
+        script(self, "on_term.py", """
+            import json, os, signal, sys, time
+            ckpt = os.path.join(os.environ["SEEDGRID_CHECKPOINT_DIR"], "step")
+            start = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+            step = start
+            def save(*_):
+                time.sleep(0.5)  # a slow save, well inside the grace
+                open(ckpt, "w").write(str(step))
+                sys.exit(0)
+            signal.signal(signal.SIGTERM, save)
+            while step < 40:
+                step += 1
+                open("progress", "w").write(str(step))
+                time.sleep(0.1)
+            json.dump({"resumed_from": start}, open(os.path.join(os.environ["SEEDGRID_OUT"], "metrics.json"), "w"))
+        """)
+        spec = cmd_spec(self, "term.yaml", """
+            name: term
+            kind: command
+            params: {argv: [python3, on_term.py]}
+        """)
+        proc = self.start_seedgrid("run", spec, "--workers", "1")
+        progress = os.path.join(self.dir, "progress")
+        self.wait_for(lambda: os.path.exists(progress) and int(read_text(progress) or 0) >= 5,
+                      timeout=60, what="five steps")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 4, out)
+        saved = glob.glob(os.path.join(self.dir, "runs", "term", "term", "*.checkpoint", "step"))
+        self.assertEqual(len(saved), 1, out)
+        self.assertGreaterEqual(int(read_text(saved[0])), 5)
+        self.run_seedgrid("run", spec, "--workers", "1", check=0)
+        self.assertGreaterEqual(self.metrics("term")["resumed_from"], 5)
+        self.assertEqual(self.query("select status, attempts from shards where sweep='term'"), [("done", 1)])
+
+
 class CommandCode(SweepTest):
     """Point 1: `code:` puts the script's content into the shard id."""
 
