@@ -2,12 +2,14 @@
 // worker rank of the gang). Process control, in short (docs/command.md, "Process control"):
 //
 //   * executor: the command stays in the executor's process group, so the worker's timeout
-//     (SIGTERM to the group, its grace, SIGKILL) and the executor's death with its worker
-//     (PR_SET_PDEATHSIG, then SIGKILL to the group) reach the command and everything it
-//     started. While the command runs, the executor catches SIGTERM instead of dying at once:
-//     the command gets the grace to save, and when it has ended the executor re-raises SIGTERM
-//     so the worker reports the attempt as it meant to (a timeout). Whatever the command left
-//     running in the group when it ended is SIGKILLed.
+//     and preemption (SIGTERM to the group, its grace, SIGKILL) and the executor's death with
+//     its worker (PR_SET_PDEATHSIG, then SIGKILL to the group) reach the command and everything
+//     it started. While the command runs, the executor catches SIGTERM instead of dying at
+//     once: the command gets the grace to save, and when it has ended the executor re-raises
+//     SIGTERM so the worker reports the attempt as it meant to (a timeout, a preemption).
+//     Whatever the command left running in the group when it ended is SIGKILLed. The shard's
+//     memory limit applies to the sum of the resident sets of the group but the executor
+//     (polled every 50 ms; over it, the tree is SIGKILLed and the attempt is `memory`).
 //   * gang rank (a worker process, an MPI rank): the command leads a group of its own, dies
 //     with the worker (PR_SET_PDEATHSIG SIGKILL) and its group is SIGKILLed when it ends.
 //
