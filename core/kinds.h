@@ -37,12 +37,15 @@ enum class FigureRenderer {
   kGroupHeatmaps,
   // `y` [C] of each shard: a histogram of log10 of its positive values (a series per shard).
   kLog10Histogram,
+  // Every subgroup `group`/<name> holding `step` and `value` [N]: a panel per name (at most 6),
+  // mean ± 1 std over each config's seeds against the step; a line per config.
+  kGroupCurves,
 };
 
 // One figure a kind offers. Texts may use {stage}; captions also the renderer's numbers:
 // kCurve {seeds}; kSeries {datasets}; kMetricHeatmap {seeds}; kGroupHeatmaps {dataset}, {n},
-// {shards} ("shard"/"shards"); kLog10Histogram {dead}, {total}. Titles of kGroupHeatmaps
-// may use {dataset}.
+// {shards} ("shard"/"shards"); kLog10Histogram {dead}, {total}; kGroupCurves {names}. Titles of
+// kGroupHeatmaps may use {dataset}.
 struct KindFigure {
   std::string type;  // what a spec's `report: figures:` names, e.g. "loss_curves"
   FigureRenderer renderer = FigureRenderer::kCurve;
@@ -50,7 +53,7 @@ struct KindFigure {
   std::vector<std::pair<std::string, std::string>> series;  // kSeries: dataset, panel title
   std::string prefix;                                       // kMetricHeatmap
   std::vector<std::string> first;                           // kMetricHeatmap
-  std::string group;                                        // kGroupHeatmaps
+  std::string group;                                        // kGroupHeatmaps, kGroupCurves
   std::string title, caption, xlabel, ylabel;
   std::string ylabel_signed;  // kCurve, when some shard had `sign`
   std::string zlabel;         // heatmaps' colour bar (kGroupHeatmaps: the dataset's name)
@@ -88,6 +91,23 @@ struct KindConfig {
   std::function<std::vector<std::string>(const Json& params, std::string_view role)> datasets;
   // The report's defaults for stages of this kind.
   KindReport report;
+  // Params the kind does not list are accepted, with any type (kind: command, whose params are
+  // the user's own: `grid: {lr: [...]}` with `{lr}` in its argv).
+  bool open_params = false;
+  // Top-level params left out of the shard id: where things are on this machine, not what is
+  // computed (kind: command's absolute `cwd`, so a moved checkout keeps its shard ids). They
+  // still reach the runner and the registry.
+  std::vector<std::string> unhashed_params;
+  // Settles a stage's params with what only the spec knows, after validate and before
+  // expansion: the directory of the spec file and the stage's needs and axes. May rewrite the
+  // params (a command stage hashes its `code:` files into them, so an edited script changes
+  // the shard ids). Problems as validate's, "dotted.key: message" (exit 2, file:line).
+  struct StageContext {
+    std::string spec_dir;                // absolute
+    std::vector<std::string> needs;      // needed stage names
+    std::vector<std::string> axis_keys;  // grid and zip keys (set per shard at expansion)
+  };
+  std::function<std::vector<std::string>(Json& params, const StageContext& stage)> resolve;
 };
 
 class KindRegistry {

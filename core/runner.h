@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,21 @@ struct ShardTaskView {
   int64_t seed = 0;
   int attempt = 1;
   std::vector<InputArtifact> inputs;
+  // The shard's memory limit (resources.memory, 0: none). The executor enforces it on its own
+  // RSS; a runner that starts processes (kind: command) enforces it on theirs.
+  int64_t memory_mb = 0;
+};
+
+// Thrown by a runner to end the attempt with an outcome other than `error` (a command over its
+// memory limit: `memory`). Any other exception is an `error`.
+class ShardFailure : public std::runtime_error {
+ public:
+  ShardFailure(Outcome outcome, const std::string& message)
+      : std::runtime_error(message), outcome_(outcome) {}
+  Outcome outcome() const { return outcome_; }
+
+ private:
+  Outcome outcome_;
 };
 
 class ShardContext {

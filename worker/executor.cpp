@@ -1,6 +1,7 @@
 #include "worker/executor.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -366,6 +367,28 @@ int ExecutorProcess::Reap() {
   // unreaped executor still holds the group's id (so no other process can have it).
   child_.Signal(SIGKILL);
   return child_.Wait().raw();
+}
+
+bool ExecutorProcess::WaitExit(double timeout_s,
+                               const std::function<void(OutStream, std::string_view)>& output) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  std::string bytes;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd fds[3] = {{from_child_.get(), POLLIN, 0},
+                     {out_child_.get(), POLLIN, 0},
+                     {err_child_.get(), POLLIN, 0}};
+    if (::poll(fds, 3, 20) <= 0) continue;
+    // Drained, so a shard that prints while it saves never blocks on a full pipe.
+    for (int k = 0; k < 2; ++k) {
+      if (!fds[1 + k].revents) continue;
+      bytes.clear();
+      ReadOutput(k == 1, &bytes);
+      if (!bytes.empty()) output(k == 0 ? OutStream::kStdout : OutStream::kStderr, bytes);
+    }
+    if (fds[0].revents && !ReadFrames()) return true;  // EOF: it ended
+  }
+  return false;
 }
 
 std::string DescribeWaitStatus(int status) { return ExitStatus(status).Describe(); }

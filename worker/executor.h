@@ -68,6 +68,8 @@ class ExecutorProcess final : public ShardExecutor {
   // SIGKILLs what is left of the executor's group and reaps the executor (blocking). Returns
   // the executor's waitpid status.
   int Reap() override;
+  bool WaitExit(double timeout_s,
+                const std::function<void(OutStream, std::string_view)>& output) override;
 
  private:
   std::string binary_;

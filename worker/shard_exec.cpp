@@ -29,6 +29,7 @@ ShardTaskView MakeView(const RunShard& t) {
   v.params = Json::parse(t.params_json);
   v.seed = t.seed;
   v.attempt = t.attempt;
+  v.memory_mb = t.memory_mb;
   for (const auto& in : t.inputs) {
     InputArtifact a;
     a.id = in.id;
@@ -150,6 +151,9 @@ ShardDone RunShardLocally(const RunShard& task, const RunnerRegistry& runners,
     done.artifact = ctx.Publish();
     done.metrics = std::move(ctx.metrics());
     done.outcome = Outcome::kOk;
+  } catch (const ShardFailure& e) {
+    done.outcome = e.outcome();
+    done.error = e.what();
   } catch (const std::exception& e) {
     done.outcome = Outcome::kError;
     done.error = e.what();

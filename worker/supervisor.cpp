@@ -53,8 +53,16 @@ void Supervisor::OnMessage(ToWorker msg, const std::string& frame, double now) {
   if (auto* s = std::get_if<Shutdown>(&msg)) {
     shutdown_ = true;
     exit_code_ = s->exit_code;
-    // Whatever still runs was marked preempted by the coordinator; stop it now.
+    // Whatever still runs was marked preempted by the coordinator; stop it now. A shard in
+    // flight gets SIGTERM and up to the kill grace to end (a command saves to its checkpoint
+    // dir, docs/command.md), then SIGKILL; an idle executor is killed at once.
     if (executor_.running()) {
+      if (!queue_.empty()) {
+        executor_.Signal(SIGTERM);
+        executor_.WaitExit(options_.kill_grace_s, [this](OutStream st, std::string_view bytes) {
+          OnExecutorOutput(st, bytes);
+        });
+      }
       executor_.Signal(SIGKILL);
       executor_.Reap();
     }

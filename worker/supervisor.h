@@ -61,6 +61,8 @@
 
 namespace seedgrid {
 
+enum class OutStream { kStdout = 0, kStderr = 1 };
+
 // The executor child as the supervisor sees it (worker/executor.h: ExecutorProcess).
 class ShardExecutor {
  public:
@@ -71,6 +73,10 @@ class ShardExecutor {
   virtual void Signal(int sig) = 0;                 // to its process group
   // SIGKILLs what is left of its group and waits for it: the waitpid status.
   virtual int Reap() = 0;
+  // Blocks up to `timeout_s` for the executor to end (its frame pipe closes), handing what it
+  // prints meanwhile to `output`. True if it ended. Used only at shutdown, after SIGTERM.
+  virtual bool WaitExit(double timeout_s,
+                        const std::function<void(OutStream, std::string_view)>& output) = 0;
 };
 
 // Runs one shard in the supervisor's process (inline and gang shards; worker/worker.cpp runs
@@ -81,8 +87,6 @@ class InProcessRunner {
   virtual ShardDone Run(const RunShard& task, AttemptLogs& logs,
                         const std::function<void(int64_t, int64_t)>& progress) = 0;
 };
-
-enum class OutStream { kStdout = 0, kStderr = 1 };
 
 struct SupervisorOptions {
   double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout

@@ -166,7 +166,13 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     ShardPlan s;
     s.params_json = CanonicalJson(params);
     s.axes_json = CanonicalJson(axes);
-    s.id = ShardIdOf(st.kind, s.params_json, seed, need_ids, CodeTag());
+    if (kind[i]->unhashed_params.empty()) {
+      s.id = ShardIdOf(st.kind, s.params_json, seed, need_ids, CodeTag());
+    } else {
+      Json hashed = params;
+      for (const auto& key : kind[i]->unhashed_params) hashed.erase(key);
+      s.id = ShardIdOf(st.kind, CanonicalJson(hashed), seed, need_ids, CodeTag());
+    }
     s.stage_index = static_cast<int>(i);
     s.stage = st.name;
     s.kind = st.kind;

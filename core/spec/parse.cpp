@@ -141,7 +141,10 @@ class Parser {
 
   // Checks a spec value against the kind's default at `path`. Returns the normalised value (for a
   // map: only the keys given, a patch to merge over the default), nullopt after a problem.
-  std::optional<Json> CheckParam(const Json& def, const Node& n, const std::string& path) {
+  // `open`: keys the default does not list are accepted as they are (KindConfig::open_params,
+  // at the top level only).
+  std::optional<Json> CheckParam(const Json& def, const Node& n, const std::string& path,
+                                 bool open = false) {
     if (def.is_null()) return ToJson(n, p_);
     if (def.is_object()) {
       if (!n.Is(Node::Type::kMap)) {
@@ -151,6 +154,10 @@ class Parser {
       Json patch = Json::object();
       for (const auto& e : n.map) {
         auto it = def.find(e.key);
+        if (it == def.end() && open) {
+          if (auto v = ToJson(e.value, p_)) patch[e.key] = std::move(*v);
+          continue;
+        }
         if (it == def.end()) {
           auto keys = KeysOf(def);
           p_.Add(e.key_loc, fmt::format("{}.{}: unknown param{} (accepted: {})", path, e.key,
@@ -184,6 +191,10 @@ class Parser {
         return nullptr;
       }
       auto it = cur->find(seg);
+      if (!seg.empty() && it == cur->end() && kind.open_params && cur == &kind.defaults) {
+        static const Json kAny;  // an open kind's own param: anything goes
+        return &kAny;
+      }
       if (seg.empty() || it == cur->end()) {
         auto keys = KeysOf(*cur);
         p_.Add(loc, fmt::format("{} '{}': unknown param{} (accepted{}: {})", what, key,
@@ -426,6 +437,41 @@ class Parser {
     }
   }
 
+  // The kind's resolve hook (KindConfig::resolve), its problems located like validate's.
+  void RunResolve(const KindConfig& kind, StageSpec& st, const std::string& who, const Node* params,
+                  const Loc& stage_loc) {
+    KindConfig::StageContext ctx;
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::path(file_).parent_path();
+    dir = std::filesystem::absolute(dir.empty() ? "." : dir, ec).lexically_normal();
+    ctx.spec_dir = dir.string();
+    ctx.needs = st.needs;
+    for (const auto& a : st.grid) ctx.axis_keys.push_back(a.key);
+    for (const auto& a : st.zip) ctx.axis_keys.push_back(a.key);
+    std::vector<std::string> problems;
+    try {
+      problems = kind.resolve(st.params, ctx);
+    } catch (const std::exception& e) {
+      problems = {fmt::format("resolving params of kind '{}' failed: {}", kind.name, e.what())};
+    }
+    std::map<std::string, Loc> locs;
+    if (params) CollectLocs(*params, "", locs);
+    for (const auto& problem : problems) {
+      std::string key = problem.substr(0, problem.find(": "));
+      Loc loc = params ? params->loc : stage_loc;
+      for (;;) {  // the nearest key the spec wrote: "argv[2]" -> "argv"
+        if (auto it = locs.find(key); it != locs.end()) {
+          loc = it->second;
+          break;
+        }
+        size_t cut = key.find_last_of(".[");
+        if (cut == std::string::npos) break;
+        key.resize(cut);
+      }
+      p_.Add(loc, fmt::format("{}: params.{}", who, problem));
+    }
+  }
+
   // The stage's name (the shorthand's is given) and its unknown keys; returns how problems name
   // the stage ("stage 'a'", "stage #2").
   std::string StageName(const Node& m, bool shorthand, const std::string& shorthand_name,
@@ -489,7 +535,7 @@ class Parser {
     if (kind) {
       st.params = kind->defaults;
       if (params) {
-        if (auto patch = CheckParam(kind->defaults, *params, who + ": params"))
+        if (auto patch = CheckParam(kind->defaults, *params, who + ": params", kind->open_params))
           DeepMerge(st.params, *patch);
       }
     }
@@ -590,6 +636,7 @@ class Parser {
     if (const Node* n = m.Get("resources")) ParseResources(*n, who, kind, st.resources);
 
     if (kind && kind->validate) RunValidate(*kind, st, who, params, m.loc, grid_locs, zip_locs);
+    if (kind && kind->resolve) RunResolve(*kind, st, who, params, m.loc);
 
     spec.stages.push_back(std::move(st));
     aux.push_back(std::move(ax));

@@ -35,11 +35,19 @@ class FakeExecutor final : public ShardExecutor {
     running_ = false;
     return status;
   }
+  bool WaitExit(double timeout_s,
+                const std::function<void(OutStream, std::string_view)>& output) override {
+    waits.push_back(timeout_s);
+    output(OutStream::kStdout, exit_output);
+    return false;
+  }
 
   int starts = 0, reaps = 0;
   int status = 0;  // what Reap returns (a waitpid status)
   std::vector<RunShard> sent;
   std::vector<int> signals;
+  std::vector<double> waits;  // WaitExit's timeouts
+  std::string exit_output;    // what the executor prints while it ends
 
  private:
   bool running_ = false;
@@ -351,18 +359,31 @@ TEST_F(SupervisorTest, GangRanksOtherThanTheLeadWriteTheirOwnLogs) {
   EXPECT_FALSE(fs::exists(Log("gang", "attempt-3.out")));
 }
 
-TEST_F(SupervisorTest, ShutdownKillsTheExecutorAndKeepsTheExitCode) {
+// A shard in flight at shutdown was recorded as preempted: it gets SIGTERM and the kill grace
+// to save (a command's checkpoint), and what it prints meanwhile lands in its attempt log.
+TEST_F(SupervisorTest, ShutdownGivesARunningShardTheGraceThenKillsAndKeepsTheExitCode) {
   Send(Shard("a", 1), 0);
   sup_->OnExecutorOutput(OutStream::kStdout, "partial\n");
+  exec_.exit_output = "saved\n";
   std::string frame;
   Encode(ToWorker{Shutdown{5}}, &frame);
   sup_->OnMessage(ToWorker{Shutdown{5}}, frame, 1);
   EXPECT_TRUE(sup_->shutdown());
   EXPECT_EQ(sup_->exit_code(), 5);
-  EXPECT_EQ(exec_.signals, std::vector<int>{SIGKILL});
+  EXPECT_EQ(exec_.signals, (std::vector<int>{SIGTERM, SIGKILL}));
+  EXPECT_EQ(exec_.waits, std::vector<double>{3.0});
   EXPECT_EQ(exec_.reaps, 1);
   EXPECT_TRUE(up_.Done().empty()) << "the coordinator recorded it as preempted";
-  EXPECT_EQ(Read(Log("a", "attempt-1.out")), "partial\n");
+  EXPECT_EQ(Read(Log("a", "attempt-1.out")), "partial\nsaved\n");
+}
+
+TEST_F(SupervisorTest, ShutdownKillsAnIdleExecutorAtOnce) {
+  std::string frame;
+  Encode(ToWorker{Shutdown{0}}, &frame);
+  sup_->OnMessage(ToWorker{Shutdown{0}}, frame, 1);
+  EXPECT_EQ(exec_.signals, std::vector<int>{SIGKILL});
+  EXPECT_TRUE(exec_.waits.empty());
+  EXPECT_EQ(exec_.reaps, 1);
 }
 
 }  // namespace
