@@ -17,14 +17,13 @@ endforeach()
 
 # Torch-free pieces the config halves need (ModelConfig validation, the synthetic task).
 target_sources(seedgrid_kinds PRIVATE
-  model/config.cpp
   data/synthetic.cpp
 )
 
 add_library(seedgrid_torch STATIC
   model/model.cpp
   model/adapters.cpp
-  model/safetensors.cpp
+  model/model_cli.cpp
   model/runtime_env.cpp
   data/tokens.cpp
   pretrain/pretrain.cpp
