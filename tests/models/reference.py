@@ -195,7 +195,9 @@ def llama_style(cfg, W, tokens, dt):
         h = _r(h.float() * torch.tensor(d ** 0.5, dtype=dt).float(), dt)
     cos, sin = cos_sin(cfg, D, T, dt)
     scaling = cfg["query_pre_attn_scalar"] ** -0.5 if mt == "gemma2" else D ** -0.5
-    act_name = cfg.get("hidden_activation") or cfg.get("hidden_act") if gemma else cfg["hidden_act"]
+    # GemmaMLP uses hidden_activation; HF falls back to gelu_pytorch_tanh when it is unset
+    # (Gemma-1 configs say hidden_act "gelu", which HF no longer uses for the MLP).
+    act_name = (cfg.get("hidden_activation") or "gelu_pytorch_tanh") if gemma else cfg["hidden_act"]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         bias = lambda n: w.get(p + n)  # noqa: E731

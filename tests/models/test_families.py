@@ -7,7 +7,7 @@ other field kept), runs `seedgrid model logits`, and compares the logits:
   * bfloat16/float16 checkpoints: seedgrid's error against the float32 reference of the same
     stored weights must not exceed a bf16/f16 reference forward's own error against it.
 Checkpoints that do not match their config are refused by `seedgrid model inspect` (exit 2).
-Run: SEEDGRID_BIN=build/seedgrid /usr/bin/python3 -m unittest -v test_families
+Gemma-1 (google/gemma-2b) is covered as well. Run: SEEDGRID_BIN=build/seedgrid /usr/bin/python3 -m unittest -v test_families
 """
 import copy
 import json
@@ -87,6 +87,15 @@ GEMMA2_2B = {  # google/gemma-2-2b
     "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
     "sliding_window": 4096, "torch_dtype": "float32", "transformers_version": "4.42.4",
     "vocab_size": 256000}
+
+GEMMA_2B = {  # google/gemma-2b
+    "architectures": ["GemmaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+    "bos_token_id": 2, "eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu",
+    "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 16384,
+    "max_position_embeddings": 8192, "model_type": "gemma", "num_attention_heads": 8,
+    "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0, "rms_norm_eps": 1e-06,
+    "rope_scaling": None, "rope_theta": 10000.0, "torch_dtype": "bfloat16",
+    "transformers_version": "4.38.0.dev0", "use_cache": True, "vocab_size": 256000}
 
 VOCAB, T, B = 96, 12, 2
 
@@ -372,6 +381,16 @@ class Gemma2(FamilyCase):
 
     def test_bf16(self):
         self.check_family(self.CFG, "bfloat16", std=0.5)
+
+
+class Gemma(FamilyCase):
+    CFG = cut(GEMMA_2B, hidden_size=64, head_dim=16, num_attention_heads=4,
+              num_key_value_heads=1, intermediate_size=128, num_hidden_layers=2,
+              vocab_size=VOCAB)
+
+    def test_logits_match_reference(self):
+        self.check_family(self.CFG, "bfloat16")
+        self.check_family(self.CFG, "float32")
 
 
 class PlanTimeChecks(unittest.TestCase):
