@@ -34,6 +34,8 @@
 #include "core/spec.h"
 #include "core/sysutil.h"
 #include "text/cli.h"
+#include "experiments/model/checkpoint.h"
+#include "experiments/model/model_cli.h"
 #include "transport/mpi.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
@@ -107,6 +109,7 @@ LoadedSpec LoadSpecForRerun(const SweepArgs& a) {
 
 LoadedPlan LoadPlan(const SweepArgs& a, bool rerun) {
   LoadedSpec ls = rerun ? LoadSpecForRerun(a) : LoadSpecForRun(a);
+  CheckSpecCheckpoints(ls.spec);  // issue 16: bad checkpoints are exit 2 before any dispatch
   LoadedPlan lp;
   lp.plan = ExpandSpec(ls.spec, AllKinds(), a.max_shards);
   lp.out_dir = std::move(ls.out_dir);
@@ -118,6 +121,7 @@ LoadedPlan LoadPlan(const SweepArgs& a, bool rerun) {
 void CheckForLaunch(const SweepArgs& a, bool rerun) {
   LoadedSpec ls = rerun ? LoadSpecForRerun(a) : LoadSpecForRun(a);
   CountShards(ls.spec, AllKinds(), a.max_shards);
+  CheckSpecCheckpoints(ls.spec);
 }
 
 // The self-launcher's side of the launch record (format in coordinator/coordinator.h): a
@@ -396,6 +400,8 @@ int Main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   if (argc >= 2 && std::string(argv[1]) == "exec") return RunExecutorMain(3, 4);
+  // `seedgrid model inspect|logits` (experiments/model/model_cli.h): parses its own flags.
+  if (argc >= 2 && std::string(argv[1]) == "model") return ModelCommandMain(argc, argv);
 
   CLI::App app{
       "seedgrid: distributed batch experiment runner (MPI coordinator, LibTorch workers,\n"
@@ -454,6 +460,9 @@ int Main(int argc, char** argv) {
   auto* reindex = app.add_subcommand("reindex", "Rebuild registry rows from the shard HDF5 files");
   reindex->add_option("--out", out_dir, "Artifacts root to scan (default runs)");
   reindex->add_option("--registry", registry, "Registry file (default <out>/registry.sqlite)");
+
+  // Listed for --help only: Main hands `model` to ModelCommandMain before parsing.
+  app.add_subcommand("model", "Check a checkpoint: model inspect DIR, model logits DIR ...");
 
   auto* kinds = app.add_subcommand("kinds", "List experiment kinds and their default params");
   kinds->add_flag("--json", json, "JSON output");

@@ -18,7 +18,6 @@ endforeach()
 
 # Torch-free pieces the config halves need (ModelConfig validation, the synthetic task).
 target_sources(seedgrid_kinds PRIVATE
-  model/config.cpp
   model/train_params.cpp
   data/synthetic.cpp
 )
@@ -26,7 +25,7 @@ target_sources(seedgrid_kinds PRIVATE
 add_library(seedgrid_torch STATIC
   model/model.cpp
   model/adapters.cpp
-  model/safetensors.cpp
+  model/model_cli.cpp
   model/runtime_env.cpp
   data/tokens.cpp
 )

@@ -47,8 +47,14 @@ torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
 }
 
 struct Names {
-  std::string qkv, qkv_bias, o, o_bias, gate_up, gate_up_bias, down, down_bias, ln1, ln2, qn, kn;
+  std::string qkv, qkv_bias, o, o_bias, gate_up, gate_up_bias, down, down_bias, ln1, ln2, qn, kn,
+      ln1_bias, ln2_bias, post_attn, post_mlp;
 };
+
+bool IsNormSlot(Slot s) {
+  return s == Slot::kLn1 || s == Slot::kLn2 || s == Slot::kFinalNorm || s == Slot::kQNorm ||
+         s == Slot::kKNorm || s == Slot::kPostAttnNorm || s == Slot::kPostMlpNorm;
+}
 
 Names LayerNames(int64_t l) {
   const std::string p = LayerPrefix(l);
@@ -63,7 +69,11 @@ Names LayerNames(int64_t l) {
           p + "input_layernorm.weight",
           p + "post_attention_layernorm.weight",
           p + "self_attn.q_norm.weight",
-          p + "self_attn.k_norm.weight"};
+          p + "self_attn.k_norm.weight",
+          p + "input_layernorm.bias",
+          p + "post_attention_layernorm.bias",
+          p + "seedgrid.attn_out_norm.weight",
+          p + "seedgrid.mlp_out_norm.weight"};
 }
 
 }  // namespace
@@ -234,11 +244,16 @@ Model::Model(ModelConfig config, torch::Device device)
   const int64_t d = c.hidden_size, dm = c.intermediate_size;
   const int64_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
   const int64_t gu_rows = (c.gated_mlp ? 2 : 1) * dm;
+  const bool ln = c.norm == ModelConfig::Norm::kLayerNorm;
+  // Storage names are internal (Llama-style); checkpoint names are views (below).
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
   shapes.push_back({"model.embed_tokens.weight", {c.vocab_size, d}});
+  if (c.learned_positions)
+    shapes.push_back({"model.pos_embed.weight", {c.max_position_embeddings, d}});
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Names n = LayerNames(l);
     shapes.push_back({n.ln1, {d}});
+    if (ln) shapes.push_back({n.ln1_bias, {d}});
     shapes.push_back({n.qkv, {qkv_rows, d}});
     if (c.attention_bias) shapes.push_back({n.qkv_bias, {qkv_rows}});
     if (c.qk_norm) {
@@ -247,106 +262,212 @@ Model::Model(ModelConfig config, torch::Device device)
     }
     shapes.push_back({n.o, {d, c.q_dim()}});
     if (c.o_bias) shapes.push_back({n.o_bias, {d}});
+    if (c.sandwich_norm) shapes.push_back({n.post_attn, {d}});
     shapes.push_back({n.ln2, {d}});
+    if (ln) shapes.push_back({n.ln2_bias, {d}});
     shapes.push_back({n.gate_up, {gu_rows, d}});
     if (c.mlp_bias) shapes.push_back({n.gate_up_bias, {gu_rows}});
     shapes.push_back({n.down, {d, dm}});
     if (c.mlp_bias) shapes.push_back({n.down_bias, {d}});
+    if (c.sandwich_norm) shapes.push_back({n.post_mlp, {d}});
   }
   shapes.push_back({"model.norm.weight", {d}});
+  if (ln) shapes.push_back({"model.norm.bias", {d}});
   if (!c.tie_word_embeddings) shapes.push_back({"lm_head.weight", {c.vocab_size, d}});
   params_ = FlatParams(shapes, device);
-
-  // HF names: unfused tensors as they are, fused groups as row aliases.
-  const auto add = [&](const std::string& name, torch::Tensor t) {
-    named_[name] = std::move(t);
-    file_order_.push_back(name);
-  };
-  add("model.embed_tokens.weight", params_.Get("model.embed_tokens.weight"));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const Names n = LayerNames(l);
-    const std::string p = LayerPrefix(l);
-    add(n.ln1, params_.Get(n.ln1));
-    for (ModuleKind m : {ModuleKind::kQ, ModuleKind::kK, ModuleKind::kV}) {
-      const auto [b, e] = GroupRows(m);
-      add(HfWeightName(l, m), AliasRows(params_.Get(n.qkv), b, e));
-      if (c.attention_bias)
-        add(fmt::format("{}self_attn.{}_proj.bias", p, ToString(m)),
-            AliasRows(params_.Get(n.qkv_bias), b, e));
-    }
-    if (c.qk_norm) {
-      add(n.qn, params_.Get(n.qn));
-      add(n.kn, params_.Get(n.kn));
-    }
-    add(n.o, params_.Get(n.o));
-    if (c.o_bias) add(n.o_bias, params_.Get(n.o_bias));
-    add(n.ln2, params_.Get(n.ln2));
-    const std::vector<ModuleKind> mlp = c.gated_mlp
-                                            ? std::vector{ModuleKind::kGate, ModuleKind::kUp}
-                                            : std::vector{ModuleKind::kUp};
-    for (ModuleKind m : mlp) {
-      const auto [b, e] = GroupRows(m);
-      add(HfWeightName(l, m), AliasRows(params_.Get(n.gate_up), b, e));
-      if (c.mlp_bias)
-        add(fmt::format("{}mlp.{}_proj.bias", p, ToString(m)),
-            AliasRows(params_.Get(n.gate_up_bias), b, e));
-    }
-    add(n.down, params_.Get(n.down));
-    if (c.mlp_bias) add(n.down_bias, params_.Get(n.down_bias));
-  }
-  add("model.norm.weight", params_.Get("model.norm.weight"));
-  if (!c.tie_word_embeddings) add("lm_head.weight", params_.Get("lm_head.weight"));
 
   const auto get = [&](bool has, const std::string& name) {
     return has ? params_.Get(name) : torch::Tensor();
   };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Names n = LayerNames(l);
-    layers_.push_back({params_.Get(n.ln1), params_.Get(n.qkv), get(c.attention_bias, n.qkv_bias),
-                       get(c.qk_norm, n.qn), get(c.qk_norm, n.kn), params_.Get(n.o),
-                       get(c.o_bias, n.o_bias), params_.Get(n.ln2), params_.Get(n.gate_up),
-                       get(c.mlp_bias, n.gate_up_bias), params_.Get(n.down),
-                       get(c.mlp_bias, n.down_bias)});
+    LayerWeights w;
+    w.ln1 = params_.Get(n.ln1);
+    w.ln1_bias = get(ln, n.ln1_bias);
+    w.qkv = params_.Get(n.qkv);
+    w.qkv_bias = get(c.attention_bias, n.qkv_bias);
+    w.q_norm = get(c.qk_norm, n.qn);
+    w.k_norm = get(c.qk_norm, n.kn);
+    w.o = params_.Get(n.o);
+    w.o_bias = get(c.o_bias, n.o_bias);
+    w.post_attn = get(c.sandwich_norm, n.post_attn);
+    w.ln2 = params_.Get(n.ln2);
+    w.ln2_bias = get(ln, n.ln2_bias);
+    w.gate_up = params_.Get(n.gate_up);
+    w.gate_up_bias = get(c.mlp_bias, n.gate_up_bias);
+    w.down = params_.Get(n.down);
+    w.down_bias = get(c.mlp_bias, n.down_bias);
+    w.post_mlp = get(c.sandwich_norm, n.post_mlp);
+    layers_.push_back(std::move(w));
   }
   embed_ = params_.Get("model.embed_tokens.weight");
+  pos_embed_ = get(c.learned_positions, "model.pos_embed.weight");
   norm_ = params_.Get("model.norm.weight");
+  norm_bias_ = get(ln, "model.norm.bias");
   head_ = c.tie_word_embeddings ? embed_ : params_.Get("lm_head.weight");
 
-  // Norm weights start at 1 (so a zero model is still well defined).
-  torch::NoGradGuard no_grad;
-  for (const auto& name : file_order_)
-    if (name.find("norm.weight") != std::string::npos) named_.at(name).fill_(1.0);
+  // Checkpoint names: views in the file's layout.
+  for (const auto& t : CheckpointTensors(c)) {
+    named_[t.name] = SlotView(t);
+    file_shape_[t.name] = t.shape;
+    file_order_.push_back(t.name);
+    if (IsNormSlot(t.slot)) norm_names_.insert(t.name);
+  }
+  // Role names (model.layers.N.self_attn.q_proj.weight, ...) for every family, so edits,
+  // lenses and dW address q/k/v/o/gate/up/down alike on GPT-2 and Llama.
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    for (ModuleKind m : kAllModuleKinds) {
+      if (m == ModuleKind::kGate && !c.gated_mlp) continue;
+      const std::string name = HfWeightName(l, m);
+      if (named_.count(name) == 0) {
+        const auto [b, e] = GroupRows(m);
+        named_[name] = AliasRows(GroupWeight(l, GroupOf(m)), b, e);
+      }
+    }
 
-  // RoPE tables with HF's rotate_half folded in: rope(x) = x·cos + roll(x, D/2)·sin_signed.
-  const int64_t half = c.head_dim / 2;
-  auto inv = torch::arange(0, half, torch::kFloat64).mul(2.0 / static_cast<double>(c.head_dim));
-  inv = torch::pow(c.rope_theta, inv).reciprocal();
-  if (c.rope_scaling_type == "linear") {
-    inv = inv / c.rope_scaling_factor;
-  } else if (c.rope_scaling_type == "llama3") {
+  // Norm weights start at identity (so a zero model is still well defined).
+  torch::NoGradGuard no_grad;
+  const double one = c.norm == ModelConfig::Norm::kRmsPlusOne ? 0.0 : 1.0;
+  for (const auto& name : norm_names_) named_.at(name).fill_(one);
+  InitRope();
+}
+
+torch::Tensor Model::SlotView(const CheckpointTensor& t) {
+  const auto& c = config_;
+  const LayerWeights* w = t.layer >= 0 ? &layers_.at(static_cast<size_t>(t.layer)) : nullptr;
+  const auto rows = [&](const torch::Tensor& x, ModuleKind m) {
+    const auto [b, e] = GroupRows(m);
+    return AliasRows(x, b, e);
+  };
+  const auto tr = [&](const torch::Tensor& x) {
+    return t.stored == StoredAs::kTransposed ? x.t() : x;
+  };
+  const bool interleaved = t.stored == StoredAs::kHeadInterleaved;
+  const int64_t H = c.num_attention_heads, D = c.head_dim;
+  switch (t.slot) {
+    case Slot::kEmbed: return embed_;
+    case Slot::kPosEmbed: return pos_embed_;
+    case Slot::kHead: return head_;
+    case Slot::kFinalNorm: return norm_;
+    case Slot::kFinalNormBias: return norm_bias_;
+    case Slot::kLn1: return w->ln1;
+    case Slot::kLn1Bias: return w->ln1_bias;
+    case Slot::kLn2: return w->ln2;
+    case Slot::kLn2Bias: return w->ln2_bias;
+    case Slot::kPostAttnNorm: return w->post_attn;
+    case Slot::kPostMlpNorm: return w->post_mlp;
+    case Slot::kQNorm: return w->q_norm;
+    case Slot::kKNorm: return w->k_norm;
+    case Slot::kQ: return rows(w->qkv, ModuleKind::kQ);
+    case Slot::kK: return rows(w->qkv, ModuleKind::kK);
+    case Slot::kV: return rows(w->qkv, ModuleKind::kV);
+    case Slot::kQBias: return rows(w->qkv_bias, ModuleKind::kQ);
+    case Slot::kKBias: return rows(w->qkv_bias, ModuleKind::kK);
+    case Slot::kVBias: return rows(w->qkv_bias, ModuleKind::kV);
+    // NeoX rows are [head][q|k|v][D]; storage is [q|k|v][head][D]: a permuted view.
+    case Slot::kQkv:
+      return interleaved ? w->qkv.view({3, H, D, c.hidden_size}).permute({1, 0, 2, 3}) : tr(w->qkv);
+    case Slot::kQkvBias:
+      return interleaved ? w->qkv_bias.view({3, H, D}).permute({1, 0, 2}) : w->qkv_bias;
+    case Slot::kO: return tr(w->o);
+    case Slot::kOBias: return w->o_bias;
+    case Slot::kGate: return tr(rows(w->gate_up, ModuleKind::kGate));
+    case Slot::kGateBias: return rows(w->gate_up_bias, ModuleKind::kGate);
+    case Slot::kUp: return tr(rows(w->gate_up, ModuleKind::kUp));
+    case Slot::kUpBias: return rows(w->gate_up_bias, ModuleKind::kUp);
+    case Slot::kDown: return tr(w->down);
+    case Slot::kDownBias: return w->down_bias;
+  }
+  throw std::logic_error("SlotView: unknown slot");
+}
+
+// RoPE frequencies as HF's rope_init_fn computes them (modeling_rope_utils.py), in float64.
+void Model::InitRope() {
+  const auto& c = config_;
+  const int64_t dim = c.rope_dim();
+  if (dim == 0) return;
+  const double theta = c.rope_theta, factor = c.rope_scaling_factor;
+  auto exponent = torch::arange(0, dim, 2, torch::kFloat64).div(static_cast<double>(dim));
+  auto inv = torch::pow(theta, exponent).reciprocal();
+  const std::string& type = c.rope_scaling_type;
+  if (type == "linear") {
+    inv = inv / factor;
+  } else if (type == "llama3") {
     const double old_ctx = static_cast<double>(c.rope_original_max_position);
     const double low_wl = old_ctx / c.rope_low_freq_factor;
     const double high_wl = old_ctx / c.rope_high_freq_factor;
     auto wl = 2 * M_PI / inv;
-    auto scaled = torch::where(wl > low_wl, inv / c.rope_scaling_factor, inv);
+    auto scaled = torch::where(wl > low_wl, inv / factor, inv);
     auto smooth = (old_ctx / wl - c.rope_low_freq_factor) /
                   (c.rope_high_freq_factor - c.rope_low_freq_factor);
-    auto smoothed = (1 - smooth) * scaled / c.rope_scaling_factor + smooth * scaled;
+    auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
     auto medium = (wl >= high_wl).logical_and(wl <= low_wl);
     inv = torch::where(medium, smoothed, scaled);
+  } else if (type == "yarn") {
+    const double orig =
+        static_cast<double>(c.rope_original_max_position > 0 ? c.rope_original_max_position
+                                                             : c.max_position_embeddings);
+    const auto mscale = [&](double m) {
+      return factor <= 1 ? 1.0 : 0.1 * m * std::log(factor) + 1;
+    };
+    rope_attention_ = c.rope_attention_factor > 0 ? c.rope_attention_factor
+                      : (c.rope_mscale != 0 && c.rope_mscale_all_dim != 0)
+                          ? mscale(c.rope_mscale) / mscale(c.rope_mscale_all_dim)
+                          : mscale(1.0);
+    const auto correction_dim = [&](double rotations) {
+      return static_cast<double>(dim) * std::log(orig / (rotations * 2 * M_PI)) /
+             (2 * std::log(theta));
+    };
+    double low = correction_dim(c.rope_beta_fast), high = correction_dim(c.rope_beta_slow);
+    if (c.rope_truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(dim - 1));
+    if (low == high) high += 0.001;
+    auto ramp = ((torch::arange(dim / 2, torch::kFloat64) - low) / (high - low)).clamp(0, 1);
+    auto extrapolation = 1 - ramp;
+    inv = (inv / factor) * (1 - extrapolation) + inv * extrapolation;
   }
-  auto pos = torch::arange(c.max_position_embeddings, torch::kFloat64);
-  auto freqs = torch::outer(pos, inv);
-  auto emb = torch::cat({freqs, freqs}, -1);
-  auto sign =
-      torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
-  cos_ = emb.cos().to(torch::kFloat32).to(device);
-  sin_ = (emb.sin() * sign).to(torch::kFloat32).to(device);
-  const int64_t T = c.max_position_embeddings;
-  mask_ = torch::full({T, T}, -std::numeric_limits<float>::infinity(),
-                      torch::TensorOptions().dtype(torch::kFloat32))
-              .triu(1)
-              .to(device);
+  // "dynamic" (NTK) changes the base only for rows longer than max_position_embeddings
+  // (HF's dynamic_rope_update), which Forward refuses: the default frequencies are exact.
+  inv_freq_ = inv;
+}
+
+std::pair<torch::Tensor, torch::Tensor> Model::RopeTables(int64_t T) const {
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  auto& tables = cache_->rope[T];
+  if (!tables.first.defined()) {
+    // HF's rotate_half folded in: rope(x) = x·cos + roll(x, R/2)·sin_signed.
+    const int64_t half = inv_freq_.size(0);
+    auto freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_freq_);
+    auto emb = torch::cat({freqs, freqs}, -1);
+    auto sign =
+        torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
+    tables.first = (emb.cos() * rope_attention_).to(torch::kFloat32).to(device_);
+    tables.second = (emb.sin() * sign * rope_attention_).to(torch::kFloat32).to(device_);
+  }
+  return tables;
+}
+
+torch::Tensor Model::AttentionMask(int64_t H, int64_t T, int64_t window) const {
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  auto& m = cache_->masks[{H, T, window}];
+  if (!m.defined()) {
+    // Row i may see column j of the same head at an earlier (or the same) position, and on a
+    // sliding layer only the `window` latest of those.
+    auto idx = torch::arange(H * T, torch::kLong);
+    auto head = idx.div(T, "floor"), pos = idx.remainder(T);
+    auto qpos = pos.unsqueeze(1), kpos = pos.unsqueeze(0);
+    auto allowed = head.unsqueeze(1).eq(head.unsqueeze(0)).logical_and(kpos.le(qpos));
+    if (window > 0) allowed = allowed.logical_and((qpos - kpos).lt(window));
+    m = torch::where(allowed, torch::zeros({}),
+                     torch::full({}, -std::numeric_limits<float>::infinity()))
+            .to(torch::kFloat32)
+            .to(device_);
+  }
+  return m;
 }
 
 Model Model::Clone() const {
@@ -427,8 +548,8 @@ void Model::InitRandom(uint64_t seed, double std) {
   auto gen = at::detail::createCPUGenerator(seed);
   for (const auto& name : file_order_) {
     auto w = named_.at(name);
-    if (name.find("norm.weight") != std::string::npos) {
-      w.fill_(1.0);
+    if (norm_names_.count(name)) {
+      w.fill_(config_.norm == ModelConfig::Norm::kRmsPlusOne ? 0.0 : 1.0);
     } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
       w.zero_();
     } else {
@@ -437,6 +558,19 @@ void Model::InitRandom(uint64_t seed, double std) {
   }
 }
 
+torch::Tensor Model::Norm(const torch::Tensor& x, const torch::Tensor& w,
+                          const torch::Tensor& b) const {
+  switch (config_.norm) {
+    case ModelConfig::Norm::kLayerNorm:
+      return torch::layer_norm(x, {x.size(-1)}, w, b, config_.rms_norm_eps);
+    case ModelConfig::Norm::kRmsPlusOne: return RmsNorm(x, w + 1.0, config_.rms_norm_eps);
+    case ModelConfig::Norm::kRms: break;
+  }
+  return RmsNorm(x, w, config_.rms_norm_eps);
+}
+
+// One pass for every family; the switches are ModelConfig's (see model.h). Long because the
+// capture/hook points sit between the steps and must see the same tensors the math uses.
 torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOptions& o) const {
   const auto& c = config_;
   TORCH_CHECK(tokens_in.dim() == 2, "Model::Forward: tokens must be [B, T], got ",
@@ -445,7 +579,7 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
   TORCH_CHECK(T >= 1 && T <= c.max_position_embeddings, "Model::Forward: sequence length ", T,
               " outside [1, ", c.max_position_embeddings, "]");
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
-  const int64_t d = c.hidden_size, dm = c.intermediate_size;
+  const int64_t d = c.hidden_size, dm = c.intermediate_size, R = c.rope_dim();
   const auto tokens = tokens_in.to(device_, torch::kLong);
   if (o.head_scale.defined())
     TORCH_CHECK(o.head_scale.dim() == 2 && o.head_scale.size(0) == c.num_hidden_layers &&
@@ -466,20 +600,32 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     return o.adapter ? o.adapter->Linear(l, grp, x, w, b, res) : BaseLinear(x, w, b, res);
   };
 
-  auto h = torch::embedding(embed_, tokens).view({N, d});
-  const auto cos = cos_.narrow(0, 0, T).view({1, T, 1, D});
-  const auto sin = sin_.narrow(0, 0, T).view({1, T, 1, D});
-  const auto mask = mask_.narrow(0, 0, T).narrow(1, 0, T);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto h = torch::embedding(embed_, tokens);
+  if (c.learned_positions) h = h + pos_embed_.narrow(0, 0, T).unsqueeze(0);
+  if (c.embedding_scale != 1.0) h = h * c.embedding_scale;
+  h = h.reshape({N, d});
+  torch::Tensor cos, sin;
+  if (R > 0) {
+    auto tables = RopeTables(T);
+    cos = tables.first.view({1, T, 1, R});
+    sin = tables.second.view({1, T, 1, R});
+  }
+  const double scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(double(D));
+  // RoPE on the first R dims of each head (all of them unless partial, as GPT-NeoX).
   const auto rope = [&](const torch::Tensor& x) {
-    return torch::addcmul(x * cos, torch::roll(x, D / 2, -1), sin);
+    if (R == 0) return x;
+    if (R == D) return torch::addcmul(x * cos, torch::roll(x, R / 2, -1), sin);
+    auto parts = x.split_with_sizes({R, D - R}, -1);
+    return torch::cat(
+        {torch::addcmul(parts[0] * cos, torch::roll(parts[0], R / 2, -1), sin), parts[1]}, -1);
   };
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     if (observe) h = visit(CapturePoint::kResidPre, l, h.view({B, T, d})).reshape({N, d});
+    const torch::Tensor h_in = h;  // the MLP's input under a parallel residual
     // Attention.
-    auto x = RmsNorm(h, w.ln1, c.rms_norm_eps);
+    auto x = Norm(h, w.ln1, w.ln1_bias);
     auto qkv = linear(l, LinearGroup::kQkv, x, w.qkv, w.qkv_bias, {}).view({B, T, H + 2 * KV, D});
     // Splits (not narrows): their backward is one cat, not a zero-filled copy per slice.
     torch::Tensor q, k, v;
@@ -508,10 +654,17 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     // cross-head scores get probability exactly 0, so the result is the per-head attention.
     const bool fold = H > 1 && H * T <= kFoldRows;
     const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
-    auto probs =
-        torch::softmax(torch::baddbmm(fold ? FoldedMask(H, T) : mask, q.view({bb, rows, D}),
-                                      k.view({bb, rows, D}).transpose(1, 2), 1.0, scale),
-                       -1);
+    const int64_t window = c.IsSliding(l) && c.sliding_window < T ? c.sliding_window : 0;
+    const auto mask = AttentionMask(fold ? H : 1, T, window);
+    const auto qs = q.view({bb, rows, D}), ks = k.view({bb, rows, D}).transpose(1, 2);
+    torch::Tensor scores;
+    if (c.attn_logit_softcap > 0) {  // Gemma2: cap·tanh(scores/cap), then the mask
+      const double cap = c.attn_logit_softcap;
+      scores = torch::tanh(torch::bmm(qs, ks) * (scale / cap)) * cap + mask;
+    } else {
+      scores = torch::baddbmm(mask, qs, ks, 1.0, scale);
+    }
+    auto probs = torch::softmax(scores, -1);
     if (observe) {
       // The per-head pattern: the diagonal blocks (a view when folded).
       const auto pattern = fold
@@ -533,10 +686,15 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
       z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
     auto zt = z.transpose(1, 2);  // [B, T, H, D]
     if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
-    h = linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, h);
+    if (c.sandwich_norm) {
+      h = h + Norm(linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, {}),
+                   w.post_attn, {});
+    } else {
+      h = linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, h);
+    }
     if (observe) h = visit(CapturePoint::kResidMid, l, h.view({B, T, d})).reshape({N, d});
     // MLP.
-    x = RmsNorm(h, w.ln2, c.rms_norm_eps);
+    x = Norm(c.parallel_residual ? h_in : h, w.ln2, w.ln2_bias);
     auto gu = linear(l, LinearGroup::kGateUp, x, w.gate_up, w.gate_up_bias, {});
     torch::Tensor pre, post;
     if (c.gated_mlp) {
@@ -550,34 +708,24 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
       post = Activation(pre, c.hidden_act);
     }
     if (observe) post = visit(CapturePoint::kMlpPost, l, post.view({B, T, dm})).reshape({N, dm});
-    h = linear(l, LinearGroup::kDown, post, w.down, w.down_bias, h);
+    if (c.sandwich_norm) {
+      h = h + Norm(linear(l, LinearGroup::kDown, post, w.down, w.down_bias, {}), w.post_mlp, {});
+    } else {
+      h = linear(l, LinearGroup::kDown, post, w.down, w.down_bias, h);
+    }
     if (observe) h = visit(CapturePoint::kResidPost, l, h.view({B, T, d})).reshape({N, d});
   }
-  auto x = RmsNorm(h, norm_, c.rms_norm_eps);
-  const auto& head = head_;
+  auto x = Norm(h, norm_, norm_bias_);
+  int64_t P = T;
   if (o.logit_positions.defined()) {
     const auto pos = o.logit_positions.to(device_, torch::kLong);
-    const int64_t P = pos.numel();
+    P = pos.numel();
     x = x.view({B, T, d}).index_select(1, pos).reshape({B * P, d});
-    return x.mm(head.t()).view({B, P, c.vocab_size});
   }
-  return x.mm(head.t()).view({B, T, c.vocab_size});
-}
-
-torch::Tensor Model::FoldedMask(int64_t H, int64_t T) const {
-  std::lock_guard<std::mutex> lock(fold_cache_->mu);
-  auto& m = fold_cache_->masks[T];
-  if (!m.defined()) {
-    auto idx = torch::arange(H * T, torch::kLong);
-    auto head = idx.div(T, "floor"), pos = idx.remainder(T);
-    auto allowed =
-        head.unsqueeze(1).eq(head.unsqueeze(0)).logical_and(pos.unsqueeze(0).le(pos.unsqueeze(1)));
-    m = torch::where(allowed, torch::zeros({}),
-                     torch::full({}, -std::numeric_limits<float>::infinity()))
-            .to(torch::kFloat32)
-            .to(device_);
-  }
-  return m;
+  auto logits = x.mm(head_.t()).view({B, P, c.vocab_size});
+  if (c.final_logit_softcap > 0)
+    logits = torch::tanh(logits / c.final_logit_softcap) * c.final_logit_softcap;
+  return logits;
 }
 
 // ---- Loading and saving ----------------------------------------------------------------------
@@ -612,45 +760,51 @@ void Model::LoadWeights(const std::string& path) {
   if (!index)
     for (const auto& name : opened.at(path).Names()) where[name] = path;
 
+  // GPT-2 files saved by GPT2LMHeadModel prefix names with "transformer.".
+  std::vector<std::string> stored;
+  for (const auto& [name, file] : where) stored.push_back(name);
+  const std::string prefix = CheckpointNamePrefix(config_, stored);
+  std::map<std::string, std::string> stored_name;  // our name -> the file's
+  for (const auto& name : stored)
+    stored_name[!prefix.empty() && name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name] =
+        name;
+
   std::vector<std::string> problems;
-  for (const auto& [name, file] : where) {
-    if (named_.count(name)) continue;
-    const bool harmless = name.find("rotary_emb.inv_freq") != std::string::npos ||
-                          (config_.tie_word_embeddings && name == "lm_head.weight");
-    if (!harmless)
-      problems.push_back(
-          fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)", file, name,
-                      config_.model_type));
+  for (const auto& [ours, theirs] : stored_name) {
+    if (file_shape_.count(ours) || IsIgnoredCheckpointTensor(config_, theirs)) continue;
+    problems.push_back(fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)",
+                                   where.at(theirs), theirs, config_.model_type));
   }
   torch::NoGradGuard no_grad;
   for (const auto& name : file_order_) {
-    const auto it = where.find(name);
-    const std::string where_file = index ? path : files.front();
-    if (it == where.end()) {
-      problems.push_back(fmt::format("{}: missing tensor '{}'", where_file, name));
+    const auto it = stored_name.find(name);
+    if (it == stored_name.end()) {
+      problems.push_back(fmt::format("{}: missing tensor '{}'", path, prefix + name));
       continue;
     }
-    const auto& file = opened.at(it->second);
-    if (!file.Has(name)) {
+    const std::string& file_path = where.at(it->second);
+    const auto& file = opened.at(file_path);
+    if (!file.Has(it->second)) {
       problems.push_back(
-          fmt::format("{}: missing tensor '{}' (listed in {})", it->second, name, path));
+          fmt::format("{}: missing tensor '{}' (listed in {})", file_path, it->second, path));
       continue;
     }
-    const TensorView& view = file.Get(name);
-    auto dst = named_.at(name);
-    if (std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()) != view.shape) {
+    const TensorView& view = file.Get(it->second);
+    const auto& shape = file_shape_.at(name);
+    if (shape != view.shape) {
       problems.push_back(fmt::format("{}: tensor '{}' has shape [{}], the config needs [{}]",
-                                     it->second, name, fmt::join(view.shape, ", "),
-                                     fmt::join(dst.sizes(), ", ")));
+                                     file_path, it->second, fmt::join(view.shape, ", "),
+                                     fmt::join(shape, ", ")));
       continue;
     }
     try {
-      if (dst.is_cpu()) {
-        ConvertToFloat32(view, dst.data_ptr<float>(), it->second);
-      } else {
-        auto tmp = torch::empty(dst.sizes(), torch::kFloat32);
-        ConvertToFloat32(view, tmp.data_ptr<float>(), it->second);
-        dst.copy_(tmp);
+      auto dst = named_.at(name);
+      if (dst.is_cpu() && dst.is_contiguous()) {
+        ConvertToFloat32(view, dst.data_ptr<float>(), file_path);
+      } else {  // a strided view (transposed, head-interleaved) or a device tensor
+        auto tmp = torch::empty(shape, torch::kFloat32);
+        ConvertToFloat32(view, tmp.data_ptr<float>(), file_path);
+        dst.copy_(tmp.view(dst.sizes()));
       }
     } catch (const SafetensorsError& e) {
       problems.push_back(e.what());
@@ -683,11 +837,9 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
   for (const auto& name : file_order_) {
     auto t = named_.at(name).detach();
     if (!t.is_cpu()) t = t.to(torch::kCPU);
-    t = t.contiguous();
+    t = t.contiguous().view(file_shape_.at(name));  // the file's layout
     host.push_back(t);
-    tensors.push_back({name, StDType::kF32,
-                       std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
-                       t.data_ptr<float>()});
+    tensors.push_back({name, StDType::kF32, file_shape_.at(name), t.data_ptr<float>()});
   }
   WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
   Json cfg = config_.ToHfJson();

@@ -1,6 +1,8 @@
-// A Llama-style decoder (RMSNorm, RoPE, SwiGLU or GELU MLP, grouped-query attention, tied or
-// untied head, optional Qwen2 q/k/v biases and Qwen3 q_norm/k_norm) whose weights carry Hugging
-// Face names, so a real Llama/Qwen checkpoint loads by name.
+// A decoder-only transformer whose weights carry Hugging Face names, so a real checkpoint of
+// any family ModelConfig accepts (Llama, Mistral, Qwen2/3, Gemma/Gemma2, GPT-2, GPT-NeoX)
+// loads by name. One forward pass serves every family through ModelConfig's switches: RMSNorm
+// or LayerNorm, RoPE (full, partial, scaled) or learned positions, sequential or parallel
+// residual, sandwich norms, soft-capping, sliding-window layers, gated or plain MLP.
 //
 // Why it looks the way it does:
 //   * Every weight is a view into ONE flat float32 buffer on the model's device. q/k/v rows are
@@ -13,8 +15,13 @@
 //   * Small heads (H·T <= 128) are folded: one [H·T, H·T] attention product per row under a
 //     block-diagonal causal mask instead of B·H tiny GEMMs, whose per-matrix overhead dominated
 //     the demo model's step. Cross-head scores get probability exactly 0: same attention.
+//   * Storage is one layout for every family (q|k|v rows, [out, in] weights); a checkpoint's
+//     own layout (GPT-2's transposed Conv1D, NeoX's head-interleaved query_key_value) is a
+//     strided view of it under the checkpoint's name, so loading, saving and WeightEdit see
+//     the file's layout while the forward pass sees one.
 //   * Rows are unpadded: attention is causal over the whole row. Tokens are int64 [B, T] with
-//     T <= max_position_embeddings.
+//     T <= max_position_embeddings. Masks and RoPE tables are built per batch length T (and
+//     cached per T), never for max_position_embeddings: memory follows the batch.
 //
 // Threading: a Model is not synchronised; one shard uses it at a time. Forward is const and
 // may run concurrently with other Forwards only while no WeightEdit is live.
@@ -29,6 +36,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -183,7 +191,8 @@ class Model {
   Model Clone() const;  // deep copy (same device)
 
   // Loads <dir>/config.json and <dir>/model.safetensors, or the shards listed in
-  // <dir>/model.safetensors.index.json. F32/F16/BF16 are converted to float32. Throws
+  // <dir>/model.safetensors.index.json, under the family's HF names (CheckpointTensors).
+  // F32/F16/BF16 are converted to float32. Throws
   // std::runtime_error naming the file and tensor for a missing, extra, mis-shaped or
   // malformed tensor (all problems at once where possible).
   static Model Load(const std::string& dir, torch::Device device);
@@ -221,24 +230,32 @@ class Model {
 
  private:
   struct LayerWeights {  // the storage tensors of one layer (undefined when absent)
-    torch::Tensor ln1, qkv, qkv_bias, q_norm, k_norm, o, o_bias, ln2, gate_up, gate_up_bias, down,
-        down_bias;
+    torch::Tensor ln1, ln1_bias, qkv, qkv_bias, q_norm, k_norm, o, o_bias, post_attn, ln2, ln2_bias,
+        gate_up, gate_up_bias, down, down_bias, post_mlp;
   };
+  torch::Tensor Norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const;
+  torch::Tensor SlotView(const CheckpointTensor& t);  // the named view of a checkpoint tensor
+  // Causal (optionally sliding-window) additive mask [rows, rows], rows = T or H·T (folded).
+  torch::Tensor AttentionMask(int64_t H, int64_t T, int64_t window) const;
+  std::pair<torch::Tensor, torch::Tensor> RopeTables(int64_t T) const;  // cos, sin [T, rope_dim]
+  void InitRope();
   ModelConfig config_;
   torch::Device device_;
   FlatParams params_;
   std::vector<LayerWeights> layers_;
-  torch::Tensor embed_, norm_, head_;
+  torch::Tensor embed_, pos_embed_, norm_, norm_bias_, head_;
   std::map<std::string, torch::Tensor> named_;  // HF name -> view (row slices of fused groups)
-  torch::Tensor cos_, sin_;                     // [max_pos, head_dim] RoPE tables
-  torch::Tensor mask_;                          // [max_pos, max_pos] causal, additive -inf
-  // Block-diagonal causal masks [H·T, H·T] for attention with folded heads, per T.
-  torch::Tensor FoldedMask(int64_t H, int64_t T) const;
-  struct FoldCache {
+  std::map<std::string, std::vector<int64_t>> file_shape_;  // HF name -> shape in the file
+  std::set<std::string> norm_names_;                        // norm weights (init 1, Gemma 0)
+  torch::Tensor inv_freq_;     // [rope_dim / 2] float64 RoPE frequencies (scaling applied)
+  double rope_attention_ = 1;  // YaRN's cos/sin factor
+  // Masks per (H folded or 1, T, window) and RoPE tables per T, built on first use.
+  struct Cache {
     std::mutex mu;
-    std::map<int64_t, torch::Tensor> masks;
+    std::map<std::tuple<int64_t, int64_t, int64_t>, torch::Tensor> masks;
+    std::map<int64_t, std::pair<torch::Tensor, torch::Tensor>> rope;
   };
-  std::shared_ptr<FoldCache> fold_cache_ = std::make_shared<FoldCache>();
+  std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
   std::vector<std::string> file_order_;
 };
 

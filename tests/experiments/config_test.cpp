@@ -115,15 +115,101 @@ TEST(ModelConfig, ReportsEveryProblemAtOnce) {
 
 TEST(ModelConfig, RejectsUnknownModelTypeAndRopeScaling) {
   Json j = Json::parse(kLlama);
-  j["model_type"] = "mistral";
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  j["model_type"] = "phi3";
+  j["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 4.0}};
   try {
     ModelConfig::FromHfJson(j);
     FAIL() << "no throw";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("'mistral' is not supported"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("type 'yarn' is not supported"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("model.model_type: 'phi3' is not supported"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("rope_scaling.rope_type: 'longrope' is not supported"),
+              std::string::npos)
+        << e.what();
   }
+}
+
+TEST(ModelConfig, Llama3RopeNeedsItsFields) {
+  Json j = Json::parse(kLlama);
+  j["rope_scaling"].erase("low_freq_factor");
+  try {
+    ModelConfig::FromHfJson(j);
+    FAIL() << "no throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("rope_scaling: missing required field 'low_freq_factor'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ModelConfig, ParsesGpt2) {
+  const auto c = ModelConfig::FromHfJson(Json::parse(R"({
+    "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"],
+    "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768,
+    "n_head": 12, "n_layer": 12, "n_positions": 1024, "vocab_size": 50257})"));
+  EXPECT_EQ(c.hidden_size, 768);
+  EXPECT_EQ(c.intermediate_size, 3072);  // n_inner absent: 4 * n_embd
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_TRUE(c.learned_positions);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.norm, ModelConfig::Norm::kLayerNorm);
+  EXPECT_EQ(c.num_params(), 124439808);  // GPT-2 small, as published
+}
+
+TEST(ModelConfig, ParsesPythia) {
+  const auto c = ModelConfig::FromHfJson(Json::parse(R"({
+    "hidden_act": "gelu", "hidden_size": 768, "intermediate_size": 3072,
+    "layer_norm_eps": 1e-05, "max_position_embeddings": 2048, "model_type": "gpt_neox",
+    "num_attention_heads": 12, "num_hidden_layers": 12, "rotary_emb_base": 10000,
+    "rotary_pct": 0.25, "tie_word_embeddings": false, "use_parallel_residual": true,
+    "vocab_size": 50304})"));
+  EXPECT_EQ(c.rope_dim(), 16);
+  EXPECT_TRUE(c.parallel_residual);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.num_params(), 162322944);  // Pythia-160m, as published
+}
+
+TEST(ModelConfig, ParsesGemma2AndMistral) {
+  const auto g = ModelConfig::FromHfJson(Json::parse(R"({
+    "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304, "intermediate_size": 9216,
+    "max_position_embeddings": 8192, "model_type": "gemma2", "num_attention_heads": 8,
+    "num_hidden_layers": 26, "num_key_value_heads": 4, "query_pre_attn_scalar": 256,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+    "vocab_size": 256000})"));
+  EXPECT_EQ(g.norm, ModelConfig::Norm::kRmsPlusOne);
+  EXPECT_TRUE(g.sandwich_norm);
+  EXPECT_TRUE(g.tie_word_embeddings);
+  EXPECT_DOUBLE_EQ(g.embedding_scale, 48.0);
+  EXPECT_DOUBLE_EQ(g.attention_scale, 1.0 / 16);
+  EXPECT_TRUE(g.IsSliding(0));
+  EXPECT_FALSE(g.IsSliding(1));
+  EXPECT_EQ(g.num_params(), 2614341888);  // Gemma-2-2B, as published
+  const auto m = ModelConfig::FromHfJson(Json::parse(R"({
+    "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336,
+    "max_position_embeddings": 32768, "model_type": "mistral", "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false,
+    "vocab_size": 32000})"));
+  EXPECT_EQ(m.sliding_window, 4096);
+  EXPECT_TRUE(m.IsSliding(1));
+  EXPECT_EQ(m.num_params(), 7241732096);  // Mistral-7B-v0.1
+}
+
+TEST(ModelConfig, CheckpointTensorsFollowTheFamilyLayout) {
+  const auto c = ModelConfig::FromHfJson(Json::parse(R"({"model_type": "gpt2", "n_embd": 8,
+    "n_head": 2, "n_layer": 1, "n_positions": 16, "vocab_size": 11})"));
+  const auto t = CheckpointTensors(c, "transformer.");
+  ASSERT_EQ(t.size(), 16u);
+  EXPECT_EQ(t[4].name, "transformer.h.0.attn.c_attn.weight");
+  EXPECT_EQ(t[4].shape, (std::vector<int64_t>{8, 24}));  // Conv1D: [in, out]
+  EXPECT_EQ(t[4].stored, StoredAs::kTransposed);
+  EXPECT_TRUE(IsIgnoredCheckpointTensor(c, "h.0.attn.bias"));
+  EXPECT_FALSE(IsIgnoredCheckpointTensor(c, "h.0.attn.c_attn.bias"));
+  EXPECT_EQ(CheckpointNamePrefix(c, {"transformer.wte.weight"}), "transformer.");
+  EXPECT_EQ(CheckpointNamePrefix(c, {"wte.weight"}), "");
 }
 
 TEST(ModelConfig, FromParamsDemoDefaults) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
 #include <fstream>
 #include <vector>
@@ -279,6 +281,59 @@ TEST(Model, RejectsBadInputs) {
   ForwardOptions o;
   o.head_scale = torch::ones({3, 2});
   EXPECT_THROW(m.Forward(Tok(kTokens), o), c10::Error);
+}
+
+long PeakRssKb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+// Issue 16 point 4: a Llama-3.2-style config (131,072 positions) used to build a dense
+// 131,072² float mask (64 GiB) and RoPE tables for every position. Masks and tables now follow
+// the batch: peak RSS of building the model and a forward stays small, and the logits are
+// those of the same weights under a short max_position_embeddings.
+TEST(Model, ForwardMemoryDoesNotDependOnMaxPositions) {
+  ModelConfig c = TinyConfig();
+  c.max_position_embeddings = 131072;
+  c.rope_scaling_type = "llama3";
+  c.rope_scaling_factor = 32;
+  c.rope_original_max_position = 8192;
+  const long before = PeakRssKb();
+  Model big(c, torch::kCPU);
+  big.InitRandom(3, 0.5);
+  const auto tokens = torch::randint(0, c.vocab_size, {2, 64}, torch::kLong);
+  const auto logits = big.Forward(tokens);
+  const long grew_mib = (PeakRssKb() - before) / 1024;
+  EXPECT_LT(grew_mib, 64) << "peak RSS grew by " << grew_mib << " MiB";
+  ModelConfig small_cfg = c;
+  small_cfg.max_position_embeddings = 64;
+  Model small(small_cfg, torch::kCPU);
+  torch::NoGradGuard g;
+  small.params().flat().copy_(big.params().flat());
+  EXPECT_TRUE(torch::equal(small.Forward(tokens), logits));
+}
+
+// GPT-2 stores c_attn as Conv1D [in, out] with q|k|v column blocks; the role names (what LoRA
+// targets, dW and edits use) are the matching row blocks of the model's [out, in] weight, and
+// an edit through a role name is seen in the checkpoint's layout.
+TEST(Model, RoleNamesAliasFusedCheckpointTensors) {
+  const auto c = ModelConfig::FromHfJson(Json::parse(R"({"model_type": "gpt2", "n_embd": 8,
+    "n_head": 2, "n_layer": 1, "n_positions": 16, "vocab_size": 11})"));
+  Model m(c, torch::kCPU);
+  m.InitRandom(5, 0.5);
+  const auto c_attn = m.Weight("h.0.attn.c_attn.weight");  // [8, 24]
+  ASSERT_EQ(c_attn.sizes(), (std::vector<int64_t>{8, 24}));
+  const auto k = m.Weight("model.layers.0.self_attn.k_proj.weight");  // [8, 8]
+  EXPECT_TRUE(torch::equal(k, c_attn.narrow(1, 8, 8).t()));
+  EXPECT_TRUE(torch::equal(m.Weight("model.layers.0.mlp.up_proj.weight"),
+                           m.Weight("h.0.mlp.c_fc.weight").t()));
+  EXPECT_FALSE(m.HasWeight("model.layers.0.mlp.gate_proj.weight"));  // plain MLP
+  const auto before = c_attn.clone();
+  WeightEdit edit(m, {{"model.layers.0.self_attn.v_proj.weight", torch::ones({8, 8})}});
+  edit.SetAlpha(1.0);
+  EXPECT_TRUE(torch::equal(c_attn.narrow(1, 16, 8), before.narrow(1, 16, 8) + 1));
+  EXPECT_TRUE(torch::equal(c_attn.narrow(1, 0, 16), before.narrow(1, 0, 16)));
 }
 
 TEST(Model, HeadScaleMatchesReference) {
