@@ -152,13 +152,11 @@ int PrintDryRun(const Plan& plan, const std::string& registry_path) {
   fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", "shard", "stage", "kind",
              "seed", "role", "needs", "status", "axes");
   for (const auto& s : plan.shards) {
-    auto it = status.find(s.id);
+    const ShardKey& k = s.key;
+    auto it = status.find(k.id());
     std::string st = it == status.end() ? "new" : std::string(ToString(it->second));
-    std::string role = s.role == ShardRole::kMap      ? "map"
-                       : s.role == ShardRole::kReduce ? "reduce"
-                                                      : "single";
-    fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", s.id.hex, s.stage, s.kind,
-               s.seed, role, s.needs.size(), st, AxesText(s.axes));
+    fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", k.id().hex, k.stage(),
+               k.kind(), k.seed(), ToString(k.role()), k.needs().size(), st, AxesText(k.axes()));
   }
   return 0;
 }
@@ -217,10 +215,10 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
       }
       j["failed"] = Json::array();
       for (const auto* r : failed) {
-        j["failed"].push_back({{"id", r->id.hex},
-                               {"stage", r->stage},
-                               {"seed", r->seed},
-                               {"axes", r->axes},
+        j["failed"].push_back({{"id", r->key.id().hex},
+                               {"stage", r->key.stage()},
+                               {"seed", r->key.seed()},
+                               {"axes", r->key.axes()},
                                {"attempts", r->attempts},
                                {"error", r->error},
                                {"error_line", ErrorCauseLine(r->error)}});
@@ -240,9 +238,9 @@ int CmdStatus(const std::string& registry_path, const std::string& sweep_name, b
     if (!failed.empty()) {
       fmt::print("  failed shards:\n");
       for (const auto* r : failed) {
-        const std::string err = ErrorSummary(r->error, r->id);
-        fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->id.hex, r->stage, r->seed,
-                   AxesText(r->axes), r->attempts, err);
+        const std::string err = ErrorSummary(r->error, r->key.id());
+        fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->key.id().hex, r->key.stage(),
+                   r->key.seed(), AxesText(r->key.axes()), r->attempts, err);
       }
       fmt::print("  rerun them with: seedgrid rerun {} --failed\n", sw.name);
     }
@@ -284,24 +282,25 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   Registry reg(registry_path, Registry::Mode::kReadOnly);
   auto row = reg.FindShardByPrefix(prefix);
   if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
-  auto attempts = reg.Attempts(row->id);
-  auto metrics = reg.Metrics(row->id);
+  const ShardKey& k = row->key;
+  auto attempts = reg.Attempts(k.id());
+  auto metrics = reg.Metrics(k.id());
   if (json) {
-    Json j = {{"id", row->id.hex},
+    Json j = {{"id", k.id().hex},
               {"sweep", row->sweep},
-              {"stage", row->stage},
-              {"kind", row->kind},
-              {"seed", row->seed},
-              {"role", row->role},
+              {"stage", k.stage()},
+              {"kind", k.kind()},
+              {"seed", k.seed()},
+              {"role", ToString(k.role())},
               {"status", ToString(row->status)},
               {"attempts", row->attempts},
               {"artifact", row->artifact},
               {"error", row->error},
-              {"params", row->params},
-              {"axes", row->axes},
+              {"params", k.params()},
+              {"axes", k.axes()},
               {"metrics", metrics}};
     j["needs"] = Json::array();
-    for (const auto& n : row->needs) j["needs"].push_back(n.hex);
+    for (const auto& n : k.needs()) j["needs"].push_back(n.hex);
     j["attempt_log"] = Json::array();
     for (const auto& a : attempts) {
       j["attempt_log"].push_back({{"n", a.n},
@@ -320,13 +319,13 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   fmt::print(
       "shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
       "({} charged attempt(s))\nartifact {}\n",
-      row->id.hex, row->sweep, row->stage, row->kind, row->role, row->seed, ToString(row->status),
-      row->attempts, row->artifact.empty() ? "-" : row->artifact);
-  if (!row->axes.empty()) fmt::print("axes     {}\n", AxesText(row->axes));
-  fmt::print("params   {}\n", row->params.dump());
-  if (!row->needs.empty()) {
+      k.id().hex, row->sweep, k.stage(), k.kind(), ToString(k.role()), k.seed(),
+      ToString(row->status), row->attempts, row->artifact.empty() ? "-" : row->artifact);
+  if (!k.axes().empty()) fmt::print("axes     {}\n", AxesText(k.axes()));
+  fmt::print("params   {}\n", k.params().dump());
+  if (!k.needs().empty()) {
     std::string n;
-    for (const auto& x : row->needs) n += (n.empty() ? "" : " ") + x.hex;
+    for (const auto& x : k.needs()) n += (n.empty() ? "" : " ") + x.hex;
     fmt::print("needs    {}\n", n);
   }
   if (!metrics.empty()) {

@@ -162,7 +162,7 @@ class Supervisor {
     opts.threads = threads_;
     opts.device = device_;
     opts.on_progress = [&](int64_t step, int64_t total) {
-      SendUp(Progress{task.id, task.attempt, step, total});
+      SendUp(Progress{task.key.id(), task.attempt, step, total});
     };
     std::unique_ptr<Collective> gang;
     if (task.gang.size() > 1) {
@@ -175,7 +175,7 @@ class Supervisor {
           gang = std::make_unique<MpiCollective>(task.gang, task.gang_id);
       } catch (const std::exception& e) {
         ShardDone d;
-        d.id = task.id;
+        d.id = task.key.id();
         d.attempt = task.attempt;
         d.outcome = Outcome::kError;
         d.error = fmt::format("gang communicator: {}", e.what());
@@ -206,7 +206,7 @@ class Supervisor {
       if (auto* done = std::get_if<ShardDone>(&msg)) {
         // Over its memory limit, the executor reports the shard and kills itself (executor.h).
         if (done->outcome == Outcome::kMemory) executor_exiting_ = true;
-        if (!exec_q_.empty() && exec_q_.front().task.id == done->id) {
+        if (!exec_q_.empty() && exec_q_.front().task.key.id() == done->id) {
           exec_q_.pop_front();
           head_killed_.reset();
           if (!exec_q_.empty()) exec_q_.front().head_since = Clock::now();
@@ -232,7 +232,7 @@ class Supervisor {
       InFlight dead = std::move(exec_q_.front());
       exec_q_.pop_front();
       ShardDone d;
-      d.id = dead.task.id;
+      d.id = dead.task.key.id();
       d.attempt = dead.task.attempt;
       d.end = UnixNow();
       d.start = d.end - Seconds(Clock::now() - dead.head_since);

@@ -331,7 +331,7 @@ class FigureMaker {
       for (size_t i : g.shards) {
         auto h5 = Open(i);
         if (!h5) continue;
-        const std::string& sid = data_.shards[i].id.hex;
+        const std::string& sid = data_.shards[i].key.id().hex;
         try {
           if (!h5->Has("eval/alphas") || !h5->Has("eval/logratio")) {
             problems_.Add(fmt::format("shard {} has no eval/alphas or eval/logratio", sid));
@@ -431,7 +431,7 @@ class FigureMaker {
           }
           if (!any)
             problems_.Add(
-                fmt::format("shard {} has no train/loss* dataset", data_.shards[i].id.hex));
+                fmt::format("shard {} has no train/loss* dataset", data_.shards[i].key.id().hex));
         } catch (const std::exception& e) {
           problems_.Add(e.what());
         }
@@ -606,8 +606,8 @@ class FigureMaker {
             if (shape.size() != 2) continue;
             auto [it, fresh] = shapes.try_emplace(score, shape);
             if (!fresh && it->second != shape) {
-              problems_.Add(
-                  fmt::format("shard {}: heads/{} shape differs", data_.shards[i].id.hex, score));
+              problems_.Add(fmt::format("shard {}: heads/{} shape differs",
+                                        data_.shards[i].key.id().hex, score));
               continue;
             }
             auto& [sum, n] = sums[score];
@@ -667,12 +667,14 @@ class FigureMaker {
         if (!h5) continue;
         try {
           if (!h5->Has("firing_density")) {
-            problems_.Add(fmt::format("shard {} has no firing_density", data_.shards[i].id.hex));
+            problems_.Add(
+                fmt::format("shard {} has no firing_density", data_.shards[i].key.id().hex));
             continue;
           }
           Series s;
-          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed)
-                                        : g.label;
+          s.label = g.shards.size() > 1
+                        ? fmt::format("{} seed {}", g.label, data_.shards[i].key.seed())
+                        : g.label;
           for (double d : h5->Read<double>("firing_density")) {
             ++s.total;
             if (d > 0 && std::isfinite(d)) {

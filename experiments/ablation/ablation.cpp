@@ -476,8 +476,8 @@ const InputArtifact& SteerInput(const ShardTaskView& task) {
   std::vector<const InputArtifact*> found;
   std::vector<std::string> kinds;
   for (const auto& in : task.inputs) {
-    kinds.push_back(fmt::format("{} ({})", in.stage, in.kind));
-    if (in.kind == "lora_steer") found.push_back(&in);
+    kinds.push_back(fmt::format("{} ({})", in.key.stage(), in.key.kind()));
+    if (in.key.kind() == "lora_steer") found.push_back(&in);
   }
   if (found.size() != 1)
     throw std::runtime_error(fmt::format(
@@ -607,10 +607,10 @@ void RunDwAblation(ShardContext& ctx) {
 std::string ResolveAblationBase(const ShardTaskView& task, const std::string& explicit_dir) {
   const bool has_pretrain =
       std::any_of(task.inputs.begin(), task.inputs.end(),
-                  [](const InputArtifact& in) { return in.kind == "pretrain"; });
+                  [](const InputArtifact& in) { return in.key.kind() == "pretrain"; });
   if (!explicit_dir.empty() || has_pretrain) return ResolveBaseCheckpoint(task, explicit_dir);
   for (const auto& in : task.inputs) {
-    if (in.kind != "lora_steer") continue;
+    if (in.key.kind() != "lora_steer") continue;
     const auto dir = H5Reader(in.path).AttrString("/", "base_checkpoint");
     if (dir && fs::exists(fs::path(*dir) / "config.json")) return *dir;
     throw std::runtime_error(fmt::format(
