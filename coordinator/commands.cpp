@@ -99,7 +99,102 @@ struct StageCounts {
   int stage_index = 0;
   std::map<std::string, int64_t> by_status;
   int64_t total = 0;
+  int64_t Count(const std::string& status) const {
+    auto it = by_status.find(status);
+    return it == by_status.end() ? 0 : it->second;
+  }
 };
+
+// What `seedgrid status` shows of one sweep: its stages in plan order with their counts, and
+// its failed shards.
+struct SweepStatus {
+  SweepRow sweep;
+  std::vector<std::pair<std::string, StageCounts>> stages;
+  int64_t done = 0, total = 0;
+  std::vector<ShardRow> failed;
+};
+
+// Every sweep, or the one named (UsageError naming the known ones when there is none).
+std::vector<SweepRow> SweepsToShow(const Registry& reg, const std::string& name) {
+  if (name.empty()) return reg.Sweeps();
+  auto s = reg.Sweep(name);
+  if (!s) {
+    std::string known;
+    for (const auto& x : reg.Sweeps()) known += (known.empty() ? "" : ", ") + x.name;
+    throw UsageError(fmt::format("no sweep '{}' in {} (known: {})", name, reg.path(),
+                                 known.empty() ? "none" : known));
+  }
+  return {*s};
+}
+
+SweepStatus ReadSweepStatus(const Registry& reg, const SweepRow& sw) {
+  SweepStatus st;
+  st.sweep = sw;
+  std::map<std::string, StageCounts> stages;
+  for (const auto& n : reg.CountByStatus(sw.name)) {
+    auto& c = stages[n.stage];
+    c.kind = n.kind;
+    c.stage_index = n.stage_index;
+    c.by_status[std::string(ToString(n.status))] += n.count;
+    c.total += n.count;
+    st.total += n.count;
+    if (n.status == ShardStatus::kDone) st.done += n.count;
+  }
+  st.stages.assign(stages.begin(), stages.end());
+  std::sort(st.stages.begin(), st.stages.end(),
+            [](auto& a, auto& b) { return a.second.stage_index < b.second.stage_index; });
+  st.failed = reg.ShardsWithStatus(sw.name, ShardStatus::kFailed);
+  return st;
+}
+
+Json StatusJson(const SweepStatus& st) {
+  Json j;
+  j["sweep"] = st.sweep.name;
+  j["out_dir"] = st.sweep.out_dir;
+  j["total"] = st.total;
+  j["done"] = st.done;
+  j["complete"] = st.done == st.total;
+  j["stages"] = Json::array();
+  for (const auto& [name, c] : st.stages) {
+    Json stage;
+    stage["name"] = name;
+    stage["kind"] = c.kind;
+    stage["total"] = c.total;
+    for (auto s : {"pending", "running", "done", "failed", "preempted"}) stage[s] = c.Count(s);
+    j["stages"].push_back(stage);
+  }
+  j["failed"] = Json::array();
+  for (const auto& r : st.failed) {
+    j["failed"].push_back({{"id", r.key.id().hex},
+                           {"stage", r.key.stage()},
+                           {"seed", r.key.seed()},
+                           {"axes", r.key.axes()},
+                           {"attempts", r.attempts},
+                           {"error", r.error},
+                           {"error_line", ErrorCauseLine(r.error)}});
+  }
+  return j;
+}
+
+void PrintStatus(const SweepStatus& st) {
+  fmt::print("sweep {}  ({} shards, {} done{})\n", st.sweep.name, st.total, st.done,
+             st.done == st.total ? ", complete" : "");
+  fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
+             "done", "running", "failed", "preempted", "pending");
+  for (const auto& [name, c] : st.stages) {
+    fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", name, c.kind, c.total,
+               c.Count("done"), c.Count("running"), c.Count("failed"), c.Count("preempted"),
+               c.Count("pending"));
+  }
+  if (st.failed.empty()) return;
+  fmt::print("  failed shards:\n");
+  for (const auto& r : st.failed) {
+    const std::string err = ErrorSummary(r.error, r.key.id());
+    fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r.key.id().hex, r.key.stage(),
+               r.key.seed(), AxesText(r.key.axes()), r.attempts, err);
+  }
+  fmt::print("  rerun them with: seedgrid rerun {} --failed\n", st.sweep.name);
+}
 
 }  // namespace
 
@@ -163,86 +258,13 @@ int PrintDryRun(const Plan& plan, const std::string& registry_path) {
 
 int CmdStatus(const std::string& registry_path, const std::string& sweep_name, bool json) {
   Registry reg(registry_path, Registry::Mode::kReadOnly);
-  std::vector<SweepRow> sweeps;
-  if (sweep_name.empty()) {
-    sweeps = reg.Sweeps();
-  } else {
-    auto s = reg.Sweep(sweep_name);
-    if (!s) {
-      std::string known;
-      for (const auto& x : reg.Sweeps()) known += (known.empty() ? "" : ", ") + x.name;
-      throw UsageError(fmt::format("no sweep '{}' in {} (known: {})", sweep_name, registry_path,
-                                   known.empty() ? "none" : known));
-    }
-    sweeps.push_back(*s);
-  }
   Json out = Json::array();
-  for (const auto& sw : sweeps) {
-    std::map<std::string, StageCounts> stages;
-    int64_t done = 0, total = 0;
-    for (const auto& n : reg.CountByStatus(sw.name)) {
-      auto& c = stages[n.stage];
-      c.kind = n.kind;
-      c.stage_index = n.stage_index;
-      c.by_status[std::string(ToString(n.status))] += n.count;
-      c.total += n.count;
-      total += n.count;
-      if (n.status == ShardStatus::kDone) done += n.count;
-    }
-    const std::vector<ShardRow> failed_rows = reg.ShardsWithStatus(sw.name, ShardStatus::kFailed);
-    std::vector<const ShardRow*> failed;
-    for (const auto& r : failed_rows) failed.push_back(&r);
-    std::vector<std::pair<std::string, StageCounts*>> ordered;
-    for (auto& [name, c] : stages) ordered.push_back({name, &c});
-    std::sort(ordered.begin(), ordered.end(),
-              [](auto& a, auto& b) { return a.second->stage_index < b.second->stage_index; });
+  for (const auto& sw : SweepsToShow(reg, sweep_name)) {
+    const SweepStatus st = ReadSweepStatus(reg, sw);
     if (json) {
-      Json j;
-      j["sweep"] = sw.name;
-      j["out_dir"] = sw.out_dir;
-      j["total"] = total;
-      j["done"] = done;
-      j["complete"] = done == total;
-      j["stages"] = Json::array();
-      for (auto& [name, c] : ordered) {
-        Json st;
-        st["name"] = name;
-        st["kind"] = c->kind;
-        st["total"] = c->total;
-        for (auto s : {"pending", "running", "done", "failed", "preempted"})
-          st[s] = c->by_status[s];
-        j["stages"].push_back(st);
-      }
-      j["failed"] = Json::array();
-      for (const auto* r : failed) {
-        j["failed"].push_back({{"id", r->key.id().hex},
-                               {"stage", r->key.stage()},
-                               {"seed", r->key.seed()},
-                               {"axes", r->key.axes()},
-                               {"attempts", r->attempts},
-                               {"error", r->error},
-                               {"error_line", ErrorCauseLine(r->error)}});
-      }
-      out.push_back(j);
-      continue;
-    }
-    fmt::print("sweep {}  ({} shards, {} done{})\n", sw.name, total, done,
-               done == total ? ", complete" : "");
-    fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
-               "done", "running", "failed", "preempted", "pending");
-    for (auto& [name, c] : ordered) {
-      fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", name, c->kind, c->total,
-                 c->by_status["done"], c->by_status["running"], c->by_status["failed"],
-                 c->by_status["preempted"], c->by_status["pending"]);
-    }
-    if (!failed.empty()) {
-      fmt::print("  failed shards:\n");
-      for (const auto* r : failed) {
-        const std::string err = ErrorSummary(r->error, r->key.id());
-        fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->key.id().hex, r->key.stage(),
-                   r->key.seed(), AxesText(r->key.axes()), r->attempts, err);
-      }
-      fmt::print("  rerun them with: seedgrid rerun {} --failed\n", sw.name);
+      out.push_back(StatusJson(st));
+    } else {
+      PrintStatus(st);
     }
   }
   if (json) fmt::print("{}\n", sweep_name.empty() ? out.dump(2) : out[0].dump(2));

@@ -499,8 +499,8 @@ void RunDwAblation(ShardContext& ctx) {
   int64_t n_rows = p.at("rows").get<int64_t>();
   if (n_rows == 0) {
     const Json* n = nullptr;
-    if (steer.params.contains("data") && steer.params["data"].contains("n_eval"))
-      n = &steer.params["data"]["n_eval"];
+    if (steer.key.params().contains("data") && steer.key.params()["data"].contains("n_eval"))
+      n = &steer.key.params()["data"]["n_eval"];
     if (n)
       n_rows = n->get<int64_t>();
     else
@@ -587,7 +587,7 @@ void RunDwAblation(ShardContext& ctx) {
   out.Write("manifest/retained", retained);
   out.Attr("/", "target", std::string("dw"));
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
-  out.Attr("/", "steer_shard", steer.id.str());
+  out.Attr("/", "steer_shard", steer.key.id().str());
   out.Attr("/", "steer_file", steer.path);
   out.Attr("/", "alpha_meaning",
            std::string("weights = W + alpha * delta(variant), delta(full) = dW"));
