@@ -33,9 +33,9 @@
 #include "core/registry.h"
 #include "core/spec.h"
 #include "core/sysutil.h"
-#include "text/cli.h"
 #include "experiments/model/checkpoint.h"
 #include "experiments/model/model_cli.h"
+#include "text/cli.h"
 #include "transport/mpi.h"
 #include "worker/executor.h"
 #include "worker/worker.h"
@@ -394,6 +394,140 @@ void AddSweepFlags(CLI::App* cmd, SweepArgs& a) {
                   "Write dispatch statistics (throughput, round-trip percentiles) to this file");
 }
 
+// Every flag of every subcommand, filled by CLI11's parse.
+struct CliArgs {
+  SweepArgs run, rerun;
+  std::string registry;          // --registry of status, ls, show, reindex, report
+  std::string sweep;             // status
+  std::string shard;             // show
+  std::string out_dir = "runs";  // reindex
+  bool json = false;
+  ReportOptions report;
+  std::string formats;  // report --format, comma-separated
+  SubmitOptions submit;
+  LogsOptions logs;
+  serve::ServeOptions serve;
+  text::TokenizeArgs tokenize;
+};
+
+struct Subcommands {
+  CLI::App *run, *rerun, *status, *ls, *show, *logs, *reindex, *kinds, *report, *submit, *serve,
+      *tokenize;
+};
+
+// run and rerun: the sweep-running subcommands.
+void AddSweepCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
+  c.run = app.add_subcommand("run", "Run a sweep spec (resumes whatever is not done)");
+  c.run->add_option("spec", a.run.spec, "Sweep spec (YAML)")->required()->check(CLI::ExistingFile);
+  c.run->add_option("overrides", a.run.overrides,
+                    "key=value overrides (dotted paths, YAML values)");
+  c.run->add_option("--out", a.run.out, "Artifacts root (default: the spec's `out`, runs)");
+  AddSweepFlags(c.run, a.run);
+
+  c.rerun =
+      app.add_subcommand("rerun", "Re-queue failed, preempted and orphaned shards of a sweep");
+  c.rerun->add_option("sweep", a.rerun.sweep, "Sweep name")->required();
+  c.rerun->add_flag("--failed", a.rerun.failed, "Failed shards (the default)");
+  c.rerun->add_option("--shards", a.rerun.shards, "Only these failed shards (id prefixes)");
+  AddSweepFlags(c.rerun, a.rerun);
+}
+
+// status, ls, show, logs, reindex, kinds: the registry's readers (and its rebuild).
+void AddRegistryCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
+  c.status = app.add_subcommand("status",
+                                "Counts per stage and status; failed shards with their last error");
+  c.status->add_option("sweep", a.sweep, "Sweep name (default: all)");
+  c.status->add_option("--registry", a.registry, "Registry file (default runs/registry.sqlite)");
+  c.status->add_flag("--json", a.json, "JSON output");
+
+  c.ls = app.add_subcommand("ls", "List sweeps");
+  c.ls->add_option("--registry", a.registry, "Registry file");
+  c.ls->add_flag("--json", a.json, "JSON output");
+
+  c.show =
+      app.add_subcommand("show", "Everything about one shard: params, attempts, metrics, files");
+  c.show->add_option("shard", a.shard, "Shard id or unique prefix")->required();
+  c.show->add_option("--registry", a.registry, "Registry file");
+  c.show->add_flag("--json", a.json, "JSON output");
+
+  c.logs = app.add_subcommand(
+      "logs", "An attempt's stdout (or stderr): <out>/<sweep>/<stage>/<id>.logs/attempt-<n>.out");
+  c.logs->add_option("shard", a.logs.shard, "Shard id or unique prefix")->required();
+  c.logs->add_option("--attempt", a.logs.attempt, "Attempt number (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  c.logs->add_flag("--err", a.logs.err, "stderr instead of stdout");
+  c.logs->add_flag("--follow,-f", a.logs.follow, "Keep printing until the attempt ends");
+  c.logs->add_option("--registry", a.registry, "Registry file");
+
+  c.reindex = app.add_subcommand("reindex", "Rebuild registry rows from the shard HDF5 files");
+  c.reindex->add_option("--out", a.out_dir, "Artifacts root to scan (default runs)");
+  c.reindex->add_option("--registry", a.registry, "Registry file (default <out>/registry.sqlite)");
+
+  c.kinds = app.add_subcommand("kinds", "List experiment kinds and their default params");
+  c.kinds->add_flag("--json", a.json, "JSON output");
+
+  c.serve = app.add_subcommand("serve", "Read-only live web view of the registry's sweeps");
+  serve::AddServeFlags(*c.serve, &a.serve);
+}
+
+// Tools that need no registry: model (listed for --help only: Main hands `model` to
+// ModelCommandMain before parsing) and tokenize.
+void AddToolCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
+  app.add_subcommand("model", "Check a checkpoint: model inspect DIR, model logits DIR ...");
+  c.tokenize = text::AddTokenizeCommand(app, a.tokenize);
+}
+
+// report and submit.
+void AddReportAndSubmitCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
+  ReportOptions& ro = a.report;
+  c.report = app.add_subcommand("report", "Seed-aggregated tables and figures of a sweep");
+  c.report->add_option("sweep", ro.sweep, "Sweep name")->required();
+  c.report->add_option("--stage", ro.stage, "Only this stage");
+  c.report->add_option("--out", ro.out_dir, "Report directory (default <out>/<sweep>/report)");
+  c.report->add_option("--format", a.formats, "Comma-separated: md,tex,csv,html (default all)");
+  c.report->add_option("--group-by", ro.group_by,
+                       "Group by these axes (default: every axis but the seed)");
+  c.report->add_option("--metrics", ro.metrics, "Metrics (names or prefix*)");
+  c.report->add_flag(
+      "--no-figures", [&ro](int64_t) { ro.figures = false; }, "Tables only");
+  c.report->add_option("--registry", a.registry, "Registry file");
+
+  c.submit = app.add_subcommand("submit", "Submit a sweep to Slurm as one allocation");
+  AddSubmitFlags(*c.submit, &a.submit);
+}
+
+// Runs the subcommand that was parsed.
+int RunCommand(int argc, char** argv, const Subcommands& c, CliArgs& a) {
+  if (*c.run) return RunSweep(argc, argv, a.run, false);
+  if (*c.rerun) return RunSweep(argc, argv, a.rerun, true);
+  if (*c.status) return CmdStatus(DefaultRegistryPath(a.registry), a.sweep, a.json);
+  if (*c.ls) return CmdLs(DefaultRegistryPath(a.registry), a.json);
+  if (*c.show) return CmdShow(DefaultRegistryPath(a.registry), a.shard, a.json);
+  if (*c.logs) return CmdLogs(DefaultRegistryPath(a.registry), a.logs);
+  if (*c.serve) return serve::RunServe(a.serve, DefaultRegistryPath(a.serve.registry));
+  if (*c.tokenize) return text::RunTokenize(a.tokenize);
+  if (*c.kinds) return CmdKinds(a.json);
+  if (*c.reindex) {
+    std::string reg = a.registry.empty() ? (fs::absolute(a.out_dir) / "registry.sqlite").string()
+                                         : fs::absolute(a.registry).string();
+    return CmdReindex(reg, fs::absolute(a.out_dir).string());
+  }
+  if (*c.report) {
+    a.report.registry_path = DefaultRegistryPath(a.registry);
+    for (size_t s = 0, e; s < a.formats.size(); s = e + 1) {
+      e = a.formats.find(',', s);
+      if (e == std::string::npos) e = a.formats.size();
+      if (e > s) a.report.formats.push_back(a.formats.substr(s, e - s));
+    }
+    return RunReport(a.report);
+  }
+  if (*c.submit) {
+    if (a.submit.seedgrid_binary.empty()) a.submit.seedgrid_binary = SelfExe("seedgrid");
+    return RunSubmit(a.submit);
+  }
+  return exit_code::kUsage;
+}
+
 int Main(int argc, char** argv) {
   // glibc's default thresholds cause page-fault storms in LibTorch loops (calibration.md).
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
@@ -409,87 +543,12 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version",
                        std::string(SeedgridVersion()) + " (" + std::string(GitCommit()) + ")");
   app.require_subcommand(1);
-
-  SweepArgs run_args;
-  auto* run = app.add_subcommand("run", "Run a sweep spec (resumes whatever is not done)");
-  run->add_option("spec", run_args.spec, "Sweep spec (YAML)")->required()->check(CLI::ExistingFile);
-  run->add_option("overrides", run_args.overrides,
-                  "key=value overrides (dotted paths, YAML values)");
-  run->add_option("--out", run_args.out, "Artifacts root (default: the spec's `out`, runs)");
-  AddSweepFlags(run, run_args);
-
-  SweepArgs rerun_args;
-  auto* rerun =
-      app.add_subcommand("rerun", "Re-queue failed, preempted and orphaned shards of a sweep");
-  rerun->add_option("sweep", rerun_args.sweep, "Sweep name")->required();
-  rerun->add_flag("--failed", rerun_args.failed, "Failed shards (the default)");
-  rerun->add_option("--shards", rerun_args.shards, "Only these failed shards (id prefixes)");
-  AddSweepFlags(rerun, rerun_args);
-
-  std::string registry;
-  std::string sweep;
-  bool json = false;
-  auto* status = app.add_subcommand(
-      "status", "Counts per stage and status; failed shards with their last error");
-  status->add_option("sweep", sweep, "Sweep name (default: all)");
-  status->add_option("--registry", registry, "Registry file (default runs/registry.sqlite)");
-  status->add_flag("--json", json, "JSON output");
-
-  auto* ls = app.add_subcommand("ls", "List sweeps");
-  ls->add_option("--registry", registry, "Registry file");
-  ls->add_flag("--json", json, "JSON output");
-
-  std::string shard;
-  auto* show =
-      app.add_subcommand("show", "Everything about one shard: params, attempts, metrics, files");
-  show->add_option("shard", shard, "Shard id or unique prefix")->required();
-  show->add_option("--registry", registry, "Registry file");
-  show->add_flag("--json", json, "JSON output");
-
-  LogsOptions logs_opts;
-  auto* logs = app.add_subcommand(
-      "logs", "An attempt's stdout (or stderr): <out>/<sweep>/<stage>/<id>.logs/attempt-<n>.out");
-  logs->add_option("shard", logs_opts.shard, "Shard id or unique prefix")->required();
-  logs->add_option("--attempt", logs_opts.attempt, "Attempt number (default: the latest)")
-      ->check(CLI::PositiveNumber);
-  logs->add_flag("--err", logs_opts.err, "stderr instead of stdout");
-  logs->add_flag("--follow,-f", logs_opts.follow, "Keep printing until the attempt ends");
-  logs->add_option("--registry", registry, "Registry file");
-
-  std::string out_dir = "runs";
-  auto* reindex = app.add_subcommand("reindex", "Rebuild registry rows from the shard HDF5 files");
-  reindex->add_option("--out", out_dir, "Artifacts root to scan (default runs)");
-  reindex->add_option("--registry", registry, "Registry file (default <out>/registry.sqlite)");
-
-  // Listed for --help only: Main hands `model` to ModelCommandMain before parsing.
-  app.add_subcommand("model", "Check a checkpoint: model inspect DIR, model logits DIR ...");
-
-  auto* kinds = app.add_subcommand("kinds", "List experiment kinds and their default params");
-  kinds->add_flag("--json", json, "JSON output");
-
-  ReportOptions ro;
-  std::string formats;
-  auto* report = app.add_subcommand("report", "Seed-aggregated tables and figures of a sweep");
-  report->add_option("sweep", ro.sweep, "Sweep name")->required();
-  report->add_option("--stage", ro.stage, "Only this stage");
-  report->add_option("--out", ro.out_dir, "Report directory (default <out>/<sweep>/report)");
-  report->add_option("--format", formats, "Comma-separated: md,tex,csv,html (default all)");
-  report->add_option("--group-by", ro.group_by,
-                     "Group by these axes (default: every axis but the seed)");
-  report->add_option("--metrics", ro.metrics, "Metrics (names or prefix*)");
-  report->add_flag(
-      "--no-figures", [&](int64_t) { ro.figures = false; }, "Tables only");
-  report->add_option("--registry", registry, "Registry file");
-
-  SubmitOptions so;
-  auto* submit = app.add_subcommand("submit", "Submit a sweep to Slurm as one allocation");
-  AddSubmitFlags(*submit, &so);
-
-  serve::ServeOptions serve_opts;
-  auto* serve = app.add_subcommand("serve", "Read-only live web view of the registry's sweeps");
-  serve::AddServeFlags(*serve, &serve_opts);
-  text::TokenizeArgs tokenize_args;
-  auto* tokenize = text::AddTokenizeCommand(app, tokenize_args);
+  CliArgs args;
+  Subcommands commands{};
+  AddSweepCommands(app, args, commands);
+  AddRegistryCommands(app, args, commands);
+  AddReportAndSubmitCommands(app, args, commands);
+  AddToolCommands(app, args, commands);
 
   try {
     app.parse(argc, argv);
@@ -498,34 +557,9 @@ int Main(int argc, char** argv) {
     return rc == 0 ? 0 : exit_code::kUsage;
   }
 
+  // Errors as exit codes (README): a spec or usage error is 2, anything else 1.
   try {
-    if (*tokenize) return text::RunTokenize(tokenize_args);
-    if (*run) return RunSweep(argc, argv, run_args, false);
-    if (*rerun) return RunSweep(argc, argv, rerun_args, true);
-    if (*status) return CmdStatus(DefaultRegistryPath(registry), sweep, json);
-    if (*ls) return CmdLs(DefaultRegistryPath(registry), json);
-    if (*show) return CmdShow(DefaultRegistryPath(registry), shard, json);
-    if (*logs) return CmdLogs(DefaultRegistryPath(registry), logs_opts);
-    if (*kinds) return CmdKinds(json);
-    if (*reindex) {
-      std::string reg = registry.empty() ? (fs::absolute(out_dir) / "registry.sqlite").string()
-                                         : fs::absolute(registry).string();
-      return CmdReindex(reg, fs::absolute(out_dir).string());
-    }
-    if (*report) {
-      ro.registry_path = DefaultRegistryPath(registry);
-      for (size_t s = 0, e; s < formats.size(); s = e + 1) {
-        e = formats.find(',', s);
-        if (e == std::string::npos) e = formats.size();
-        if (e > s) ro.formats.push_back(formats.substr(s, e - s));
-      }
-      return RunReport(ro);
-    }
-    if (*serve) return serve::RunServe(serve_opts, DefaultRegistryPath(serve_opts.registry));
-    if (*submit) {
-      if (so.seedgrid_binary.empty()) so.seedgrid_binary = SelfExe("seedgrid");
-      return RunSubmit(so);
-    }
+    return RunCommand(argc, argv, commands, args);
   } catch (const SpecError& e) {
     fmt::print(stderr, "seedgrid: {}\n", e.what());
     return exit_code::kUsage;
@@ -536,7 +570,6 @@ int Main(int argc, char** argv) {
     fmt::print(stderr, "seedgrid: error: {}\n", e.what());
     return exit_code::kInternal;
   }
-  return exit_code::kUsage;
 }
 
 }  // namespace

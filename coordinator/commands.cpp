@@ -100,7 +100,7 @@ std::string ErrorBlock(const std::string& error, std::string_view indent) {
 std::string FailedShardLog(const Registry& reg, const ShardRow& row) {
   const std::string dir = ShardLogDir(reg, row);
   int last = 0;
-  for (const auto& a : reg.Attempts(row.id)) last = std::max(last, a.n);
+  for (const auto& a : reg.Attempts(row.key.id())) last = std::max(last, a.n);
   if (const auto logged = LoggedAttempts(dir); !logged.empty())
     last = std::max(last, logged.back());
   return AttemptLogToShow(dir, last);
@@ -111,7 +111,108 @@ struct StageCounts {
   int stage_index = 0;
   std::map<std::string, int64_t> by_status;
   int64_t total = 0;
+  int64_t Count(const std::string& status) const {
+    auto it = by_status.find(status);
+    return it == by_status.end() ? 0 : it->second;
+  }
 };
+
+// What `seedgrid status` shows of one sweep: its stages in plan order with their counts, and
+// its failed shards.
+struct SweepStatus {
+  SweepRow sweep;
+  std::vector<std::pair<std::string, StageCounts>> stages;
+  int64_t done = 0, total = 0;
+  std::vector<ShardRow> failed;
+  std::vector<std::string> failed_logs;  // per failed shard: its last attempt's log ("": none)
+};
+
+// Every sweep, or the one named (UsageError naming the known ones when there is none).
+std::vector<SweepRow> SweepsToShow(const Registry& reg, const std::string& name) {
+  if (name.empty()) return reg.Sweeps();
+  auto s = reg.Sweep(name);
+  if (!s) {
+    std::string known;
+    for (const auto& x : reg.Sweeps()) known += (known.empty() ? "" : ", ") + x.name;
+    throw UsageError(fmt::format("no sweep '{}' in {} (known: {})", name, reg.path(),
+                                 known.empty() ? "none" : known));
+  }
+  return {*s};
+}
+
+SweepStatus ReadSweepStatus(const Registry& reg, const SweepRow& sw) {
+  SweepStatus st;
+  st.sweep = sw;
+  std::map<std::string, StageCounts> stages;
+  for (const auto& n : reg.CountByStatus(sw.name)) {
+    auto& c = stages[n.stage];
+    c.kind = n.kind;
+    c.stage_index = n.stage_index;
+    c.by_status[std::string(ToString(n.status))] += n.count;
+    c.total += n.count;
+    st.total += n.count;
+    if (n.status == ShardStatus::kDone) st.done += n.count;
+  }
+  st.stages.assign(stages.begin(), stages.end());
+  std::sort(st.stages.begin(), st.stages.end(),
+            [](auto& a, auto& b) { return a.second.stage_index < b.second.stage_index; });
+  st.failed = reg.ShardsWithStatus(sw.name, ShardStatus::kFailed);
+  for (const auto& r : st.failed) st.failed_logs.push_back(FailedShardLog(reg, r));
+  return st;
+}
+
+Json StatusJson(const SweepStatus& st) {
+  Json j;
+  j["sweep"] = st.sweep.name;
+  j["out_dir"] = st.sweep.out_dir;
+  j["total"] = st.total;
+  j["done"] = st.done;
+  j["complete"] = st.done == st.total;
+  j["stages"] = Json::array();
+  for (const auto& [name, c] : st.stages) {
+    Json stage;
+    stage["name"] = name;
+    stage["kind"] = c.kind;
+    stage["total"] = c.total;
+    for (auto s : {"pending", "running", "done", "failed", "preempted"}) stage[s] = c.Count(s);
+    j["stages"].push_back(stage);
+  }
+  j["failed"] = Json::array();
+  for (size_t i = 0; i < st.failed.size(); ++i) {
+    const ShardRow& r = st.failed[i];
+    j["failed"].push_back({{"id", r.key.id().hex},
+                           {"stage", r.key.stage()},
+                           {"seed", r.key.seed()},
+                           {"axes", r.key.axes()},
+                           {"attempts", r.attempts},
+                           {"error", r.error},
+                           {"error_line", ErrorCauseLine(r.error)},
+                           {"log", st.failed_logs[i]}});
+  }
+  return j;
+}
+
+void PrintStatus(const SweepStatus& st) {
+  fmt::print("sweep {}  ({} shards, {} done{})\n", st.sweep.name, st.total, st.done,
+             st.done == st.total ? ", complete" : "");
+  fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
+             "done", "running", "failed", "preempted", "pending");
+  for (const auto& [name, c] : st.stages) {
+    fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", name, c.kind, c.total,
+               c.Count("done"), c.Count("running"), c.Count("failed"), c.Count("preempted"),
+               c.Count("pending"));
+  }
+  if (st.failed.empty()) return;
+  fmt::print("  failed shards:\n");
+  for (size_t i = 0; i < st.failed.size(); ++i) {
+    const ShardRow& r = st.failed[i];
+    const std::string err = ErrorSummary(r.error, r.key.id());
+    fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r.key.id().hex, r.key.stage(),
+               r.key.seed(), AxesText(r.key.axes()), r.attempts, err);
+    if (!st.failed_logs[i].empty()) fmt::print("      log: {}\n", st.failed_logs[i]);
+  }
+  fmt::print("  rerun them with: seedgrid rerun {} --failed\n", st.sweep.name);
+}
 
 }  // namespace
 
@@ -164,103 +265,24 @@ int PrintDryRun(const Plan& plan, const std::string& registry_path) {
   fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", "shard", "stage", "kind",
              "seed", "role", "needs", "status", "axes");
   for (const auto& s : plan.shards) {
-    auto it = status.find(s.id);
+    const ShardKey& k = s.key;
+    auto it = status.find(k.id());
     std::string st = it == status.end() ? "new" : std::string(ToString(it->second));
-    std::string role = s.role == ShardRole::kMap      ? "map"
-                       : s.role == ShardRole::kReduce ? "reduce"
-                                                      : "single";
-    fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", s.id.hex, s.stage, s.kind,
-               s.seed, role, s.needs.size(), st, AxesText(s.axes));
+    fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", k.id().hex, k.stage(),
+               k.kind(), k.seed(), ToString(k.role()), k.needs().size(), st, AxesText(k.axes()));
   }
   return 0;
 }
 
 int CmdStatus(const std::string& registry_path, const std::string& sweep_name, bool json) {
   Registry reg(registry_path, Registry::Mode::kReadOnly);
-  std::vector<SweepRow> sweeps;
-  if (sweep_name.empty()) {
-    sweeps = reg.Sweeps();
-  } else {
-    auto s = reg.Sweep(sweep_name);
-    if (!s) {
-      std::string known;
-      for (const auto& x : reg.Sweeps()) known += (known.empty() ? "" : ", ") + x.name;
-      throw UsageError(fmt::format("no sweep '{}' in {} (known: {})", sweep_name, registry_path,
-                                   known.empty() ? "none" : known));
-    }
-    sweeps.push_back(*s);
-  }
   Json out = Json::array();
-  for (const auto& sw : sweeps) {
-    std::map<std::string, StageCounts> stages;
-    int64_t done = 0, total = 0;
-    for (const auto& n : reg.CountByStatus(sw.name)) {
-      auto& c = stages[n.stage];
-      c.kind = n.kind;
-      c.stage_index = n.stage_index;
-      c.by_status[std::string(ToString(n.status))] += n.count;
-      c.total += n.count;
-      total += n.count;
-      if (n.status == ShardStatus::kDone) done += n.count;
-    }
-    const std::vector<ShardRow> failed_rows = reg.ShardsWithStatus(sw.name, ShardStatus::kFailed);
-    std::vector<const ShardRow*> failed;
-    for (const auto& r : failed_rows) failed.push_back(&r);
-    std::vector<std::pair<std::string, StageCounts*>> ordered;
-    for (auto& [name, c] : stages) ordered.push_back({name, &c});
-    std::sort(ordered.begin(), ordered.end(),
-              [](auto& a, auto& b) { return a.second->stage_index < b.second->stage_index; });
+  for (const auto& sw : SweepsToShow(reg, sweep_name)) {
+    const SweepStatus st = ReadSweepStatus(reg, sw);
     if (json) {
-      Json j;
-      j["sweep"] = sw.name;
-      j["out_dir"] = sw.out_dir;
-      j["total"] = total;
-      j["done"] = done;
-      j["complete"] = done == total;
-      j["stages"] = Json::array();
-      for (auto& [name, c] : ordered) {
-        Json st;
-        st["name"] = name;
-        st["kind"] = c->kind;
-        st["total"] = c->total;
-        for (auto s : {"pending", "running", "done", "failed", "preempted"})
-          st[s] = c->by_status[s];
-        j["stages"].push_back(st);
-      }
-      j["failed"] = Json::array();
-      for (const auto* r : failed) {
-        j["failed"].push_back({{"id", r->id.hex},
-                               {"stage", r->stage},
-                               {"seed", r->seed},
-                               {"axes", r->axes},
-                               {"attempts", r->attempts},
-                               {"error", r->error},
-                               {"error_line", ErrorCauseLine(r->error)},
-                               {"log", FailedShardLog(reg, *r)}});
-      }
-      out.push_back(j);
-      continue;
-    }
-    fmt::print("sweep {}  ({} shards, {} done{})\n", sw.name, total, done,
-               done == total ? ", complete" : "");
-    fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", "stage", "kind", "total",
-               "done", "running", "failed", "preempted", "pending");
-    for (auto& [name, c] : ordered) {
-      fmt::print("  {:<14} {:<12} {:>6} {:>6} {:>8} {:>7} {:>10} {:>8}\n", name, c->kind, c->total,
-                 c->by_status["done"], c->by_status["running"], c->by_status["failed"],
-                 c->by_status["preempted"], c->by_status["pending"]);
-    }
-    if (!failed.empty()) {
-      fmt::print("  failed shards:\n");
-      for (const auto* r : failed) {
-        const std::string err = ErrorSummary(r->error, r->id);
-        fmt::print("    {}  {}  seed={} {}  attempts {}: {}\n", r->id.hex, r->stage, r->seed,
-                   AxesText(r->axes), r->attempts, err);
-        if (const std::string log = FailedShardLog(reg, *r); !log.empty()) {
-          fmt::print("      log: {}\n", log);
-        }
-      }
-      fmt::print("  rerun them with: seedgrid rerun {} --failed\n", sw.name);
+      out.push_back(StatusJson(st));
+    } else {
+      PrintStatus(st);
     }
   }
   if (json) fmt::print("{}\n", sweep_name.empty() ? out.dump(2) : out[0].dump(2));
@@ -300,8 +322,9 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   Registry reg(registry_path, Registry::Mode::kReadOnly);
   auto row = reg.FindShardByPrefix(prefix);
   if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
-  auto attempts = reg.Attempts(row->id);
-  auto metrics = reg.Metrics(row->id);
+  const ShardKey& k = row->key;
+  auto attempts = reg.Attempts(k.id());
+  auto metrics = reg.Metrics(k.id());
   const std::string log_dir = ShardLogDir(reg, *row);
   const bool has_logs = !LoggedAttempts(log_dir).empty();
   auto log_path = [&](int n, bool err) {
@@ -309,21 +332,21 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
     return fs::exists(p) ? p : std::string();
   };
   if (json) {
-    Json j = {{"id", row->id.hex},
+    Json j = {{"id", k.id().hex},
               {"sweep", row->sweep},
-              {"stage", row->stage},
-              {"kind", row->kind},
-              {"seed", row->seed},
-              {"role", row->role},
+              {"stage", k.stage()},
+              {"kind", k.kind()},
+              {"seed", k.seed()},
+              {"role", ToString(k.role())},
               {"status", ToString(row->status)},
               {"attempts", row->attempts},
               {"artifact", row->artifact},
               {"error", row->error},
-              {"params", row->params},
-              {"axes", row->axes},
+              {"params", k.params()},
+              {"axes", k.axes()},
               {"metrics", metrics}};
     j["needs"] = Json::array();
-    for (const auto& n : row->needs) j["needs"].push_back(n.hex);
+    for (const auto& n : k.needs()) j["needs"].push_back(n.hex);
     j["attempt_log"] = Json::array();
     for (const auto& a : attempts) {
       j["attempt_log"].push_back({{"n", a.n},
@@ -345,13 +368,13 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   fmt::print(
       "shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
       "({} charged attempt(s))\nartifact {}\n",
-      row->id.hex, row->sweep, row->stage, row->kind, row->role, row->seed, ToString(row->status),
-      row->attempts, row->artifact.empty() ? "-" : row->artifact);
-  if (!row->axes.empty()) fmt::print("axes     {}\n", AxesText(row->axes));
-  fmt::print("params   {}\n", row->params.dump());
-  if (!row->needs.empty()) {
+      k.id().hex, row->sweep, k.stage(), k.kind(), ToString(k.role()), k.seed(),
+      ToString(row->status), row->attempts, row->artifact.empty() ? "-" : row->artifact);
+  if (!k.axes().empty()) fmt::print("axes     {}\n", AxesText(k.axes()));
+  fmt::print("params   {}\n", k.params().dump());
+  if (!k.needs().empty()) {
     std::string n;
-    for (const auto& x : row->needs) n += (n.empty() ? "" : " ") + x.hex;
+    for (const auto& x : k.needs()) n += (n.empty() ? "" : " ") + x.hex;
     fmt::print("needs    {}\n", n);
   }
   if (!metrics.empty()) {
@@ -373,7 +396,8 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
     }
   }
   if (has_logs)
-    fmt::print("logs     {}  (seedgrid logs {} [--attempt N] [--err])\n", log_dir, row->id.hex);
+    fmt::print("logs     {}  (seedgrid logs {} [--attempt N] [--err])\n", log_dir,
+               row->key.id().hex);
   // The shard's own error, when no attempt row holds it (a shard failed before it ran, or rows
   // rebuilt by reindex).
   auto holds_it = [&](const AttemptRow& a) { return a.error == row->error; };

@@ -213,9 +213,9 @@ bool PublishResultsIndex(const Launch& l) {
     auto it = l.index.find(r.id);
     std::string stage;
     if (it != l.index.end()) {
-      stage = l.plan.shards[it->second].stage;
+      stage = l.plan.shards[it->second].key.stage();
     } else if (auto full = l.reg.Shard(r.id)) {  // from an earlier version of the spec
-      stage = full->stage;
+      stage = full->key.stage();
     }
     for (auto& [name, links] : stages) {
       if (name == stage) links.push_back({r.id, targets.For(r.artifact)});

@@ -53,21 +53,11 @@ std::string ResultsTargets::For(const std::string& artifact) const {
   return to_reg_ + artifact;
 }
 
-const char* RoleName(ShardRole role) {
-  return role == ShardRole::kMap ? "map" : role == ShardRole::kReduce ? "reduce" : "single";
-}
-
-std::string NeedsJson(const std::vector<ShardId>& needs) {
-  std::string j = "[";
-  for (const auto& n : needs) j += (j.size() > 1 ? ",\"" : "\"") + n.hex + "\"";
-  return j + "]";
-}
-
 std::unordered_map<ShardId, int> PlanIndex(const Plan& plan) {
   std::unordered_map<ShardId, int> index;
   index.reserve(plan.shards.size());
   for (size_t i = 0; i < plan.shards.size(); ++i)
-    index.emplace(plan.shards[i].id, static_cast<int>(i));
+    index.emplace(plan.shards[i].key.id(), static_cast<int>(i));
   return index;
 }
 
@@ -82,16 +72,9 @@ int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts) 
   row.git_commit = std::string(GitCommit());
   row.host = Hostname();
   reg.UpsertSweep(row);
-  // The rows are views: the needs' JSON must outlive the insert.
-  std::vector<std::string> needs(plan.shards.size());
   std::vector<ShardSpecRow> rows;
   rows.reserve(plan.shards.size());
-  for (size_t i = 0; i < plan.shards.size(); ++i) {
-    const ShardPlan& s = plan.shards[i];
-    needs[i] = NeedsJson(s.needs);
-    rows.push_back({s.id.hex, spec.name, s.stage, s.stage_index, s.kind, s.params_json, s.axes_json,
-                    s.seed, RoleName(s.role), needs[i]});
-  }
+  for (const ShardPlan& s : plan.shards) rows.push_back({s.key, spec.name, s.stage_index});
   reg.InsertShardSpecs(rows);
   reg.SetProvenance(spec.name, "spec_path", spec.source_path);
   reg.SetProvenance(spec.name, "overrides", Json(spec.overrides).dump());
@@ -182,9 +165,9 @@ class Reconciler {
   std::optional<std::string> Check(size_t i, const std::string& path) const {
     const ShardPlan& s = plan_.shards[i];
     std::vector<std::string> datasets;
-    if (const KindConfig* k = AllKinds().Find(s.kind); k && k->datasets)
-      datasets = k->datasets(s.params, RoleName(s.role));
-    return CheckShardFile(path, s.id, datasets);
+    if (const KindConfig* k = AllKinds().Find(s.key.kind()); k && k->datasets)
+      datasets = k->datasets(s.key.params(), ToString(s.key.role()));
+    return CheckShardFile(path, s.key.id(), datasets);
   }
 
   // A file published before an interruption: done if it is whole.
@@ -198,9 +181,9 @@ class Reconciler {
     auto info = ReadShardFileInfo(path);
     auto stamp = FileStampOf(path);
     if (!info || !stamp) return;  // vanished between the check and now: computed again
-    reg_.SetShardState(s.id, ShardStatus::kDone, row.attempts, RelativeTo(path, reg_dir_), "",
+    reg_.SetShardState(s.key.id(), ShardStatus::kDone, row.attempts, RelativeTo(path, reg_dir_), "",
                        *stamp);
-    if (!info->metrics.empty()) reg_.SetMetrics(s.id, info->metrics);
+    if (!info->metrics.empty()) reg_.SetMetrics(s.key.id(), info->metrics);
     row.status = ShardStatus::kDone;
     row.stamp = *stamp;
     ++out_.recovered;
@@ -217,7 +200,7 @@ class Reconciler {
     const std::string why = fmt::format("published file {} is damaged ({}); moved aside to {}",
                                         path, problem, fs::path(aside).filename().string());
     AttemptRow a;
-    a.shard = plan_.shards[i].id;
+    a.shard = plan_.shards[i].key.id();
     a.shard_seq = out_.states[i].seq;
     a.n = ++out_.attempt_numbers[i];
     a.host = host_;
@@ -225,7 +208,7 @@ class Reconciler {
     a.outcome = Outcome::kError;
     a.error = why;
     reg_.AddAttempt(a);
-    fmt::print(stderr, "seedgrid: shard {}: {}\n", plan_.shards[i].id.hex, why);
+    fmt::print(stderr, "seedgrid: shard {}: {}\n", plan_.shards[i].key.id().hex, why);
     Reset(i, why);
     ++out_.damaged;
   }
@@ -275,12 +258,18 @@ LaunchStates ReconcileLaunch(Registry& reg, const Plan& plan, const std::string&
   for (size_t i = 0; i < n; ++i) {
     if (known[i]) continue;
     const ShardPlan& s = plan.shards[i];
-    auto other = reg.Shard(s.id);
+    auto other = reg.Shard(s.key.id());
     if (!other)
-      throw std::runtime_error(fmt::format("shard {} missing from the registry", s.id.hex));
-    out.states[i] = ShardState{
-        other->id, other->seq, other->status, other->attempts, other->artifact, other->error, 0, 0};
-    members.push_back({other->seq, s.stage, s.stage_index});
+      throw std::runtime_error(fmt::format("shard {} missing from the registry", s.key.id().hex));
+    out.states[i] = ShardState{other->key.id(),
+                               other->seq,
+                               other->status,
+                               other->attempts,
+                               other->artifact,
+                               other->error,
+                               0,
+                               0};
+    members.push_back({other->seq, s.key.stage(), s.stage_index});
   }
   reg.AddMembers(spec.name, members);
   out.shared = static_cast<int>(members.size());
@@ -298,11 +287,11 @@ LaunchStates ReconcileLaunch(Registry& reg, const Plan& plan, const std::string&
   std::string stage_dir;  // out_dir/sweep/stage/, per stage (plans are in stage order)
   for (size_t i = 0; i < n; ++i) {
     const ShardPlan& s = plan.shards[i];
-    if (i == 0 || s.stage != plan.shards[i - 1].stage) {
-      stage_dir = ShardFilePath(out_dir, spec.name, s.stage, s.id);
-      stage_dir.resize(stage_dir.size() - s.id.hex.size() - 3);
+    if (i == 0 || s.key.stage() != plan.shards[i - 1].key.stage()) {
+      stage_dir = ShardFilePath(out_dir, spec.name, s.key.stage(), s.key.id());
+      stage_dir.resize(stage_dir.size() - s.key.id().hex.size() - 3);
     }
-    r.Shard(i, stage_dir + s.id.hex + ".h5");
+    r.Shard(i, stage_dir + s.key.id().hex + ".h5");
   }
   batch.Commit();
   return out;

@@ -39,10 +39,6 @@ struct LaunchFacts {
 // Returns the launch row's id (Registry::EndLaunch at the finish).
 int64_t RecordLaunch(Registry& reg, const Plan& plan, const LaunchFacts& facts);
 
-// A shard's role and needs as the registry and the dispatch message carry them.
-const char* RoleName(ShardRole role);
-std::string NeedsJson(const std::vector<ShardId>& needs);
-
 // Plan position of each shard id.
 std::unordered_map<ShardId, int> PlanIndex(const Plan& plan);
 

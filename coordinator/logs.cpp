@@ -50,7 +50,7 @@ int LastAttemptRow(const Registry& reg, const ShardId& id) {
 // The attempt a shard runs now or ran last: its rows, plus one while it runs (the running
 // attempt has no row yet), or its files (rows rebuilt by reindex have none).
 int LatestAttempt(const Registry& reg, const ShardRow& row, const std::string& dir) {
-  int n = LastAttemptRow(reg, row.id) + (row.status == ShardStatus::kRunning ? 1 : 0);
+  int n = LastAttemptRow(reg, row.key.id()) + (row.status == ShardStatus::kRunning ? 1 : 0);
   const std::vector<int> logged = LoggedAttempts(dir);
   if (!logged.empty()) n = std::max(n, logged.back());
   return n;
@@ -70,7 +70,7 @@ bool AttemptEnded(const Registry& reg, const ShardId& id, int n) {
 std::string ShardLogDir(const Registry& reg, const ShardRow& row) {
   auto sweep = reg.Sweep(row.sweep);
   if (!sweep) return "";
-  return LogDirFor(ShardFilePath(sweep->out_dir, row.sweep, row.stage, row.id));
+  return LogDirFor(ShardFilePath(sweep->out_dir, row.sweep, row.key.stage(), row.key.id()));
 }
 
 std::vector<int> LoggedAttempts(const std::string& dir) {
@@ -100,13 +100,13 @@ int CmdLogs(const std::string& registry_path, const LogsOptions& o) {
   const std::string dir = ShardLogDir(reg, *row);
   const int latest = LatestAttempt(reg, *row, dir);
   if (latest == 0) {
-    throw UsageError(fmt::format("shard {} ({}/{}) has not run yet: no logs in {}", row->id.hex,
-                                 row->sweep, row->stage, dir));
+    throw UsageError(fmt::format("shard {} ({}/{}) has not run yet: no logs in {}",
+                                 row->key.id().hex, row->sweep, row->key.stage(), dir));
   }
   const int n = o.attempt > 0 ? o.attempt : latest;
   if (n > latest) {
-    throw UsageError(
-        fmt::format("shard {} has no attempt {} (its attempts: 1 to {})", row->id.hex, n, latest));
+    throw UsageError(fmt::format("shard {} has no attempt {} (its attempts: 1 to {})",
+                                 row->key.id().hex, n, latest));
   }
   const std::string path = dir + "/" + AttemptLogName(n, o.err);
   const char* stream = o.err ? "stderr" : "stdout";
@@ -115,13 +115,13 @@ int CmdLogs(const std::string& registry_path, const LogsOptions& o) {
     throw UsageError(
         fmt::format("no {} log for shard {} attempt {}: {} does not exist (the attempt "
                     "wrote nothing to {}, or ran before seedgrid kept logs)",
-                    stream, row->id.hex, n, path, stream));
+                    stream, row->key.id().hex, n, path, stream));
   }
   uintmax_t offset = 0;
   PrintFrom(path, &offset);
   if (!o.follow) return 0;
   const auto poll = std::chrono::duration<double>(o.poll_s);
-  while (!AttemptEnded(reg, row->id, n)) {
+  while (!AttemptEnded(reg, row->key.id(), n)) {
     std::this_thread::sleep_for(poll);
     PrintFrom(path, &offset);
   }

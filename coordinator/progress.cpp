@@ -39,16 +39,17 @@ void ProgressLine::Observe(const std::vector<SchedEvent>& events,
                            const std::vector<SchedTask>& tasks) {
   for (const auto& e : events) {
     if (auto* d = std::get_if<DispatchedEvent>(&e)) {
-      stage_ = tasks[d->task].msg.stage;
+      stage_ = tasks[d->task].msg.key.stage();
     } else if (auto* p = std::get_if<ProgressEvent>(&e)) {
       shard_progress_ =
-          fmt::format("{} {}/{}", tasks[p->task].msg.id.hex.substr(0, 8), p->step, p->total);
+          fmt::format("{} {}/{}", tasks[p->task].msg.key.id().hex.substr(0, 8), p->step, p->total);
     } else if (auto* f = std::get_if<FinishedEvent>(&e)) {
       if (f->done.outcome != Outcome::kOk && f->done.outcome != Outcome::kPreempted &&
           mode_ != Mode::kOff) {
-        std::string line = fmt::format("shard {} ({}) attempt {} {}: {}", tasks[f->task].msg.id.hex,
-                                       tasks[f->task].msg.stage, f->done.attempt,
-                                       ToString(f->done.outcome), f->done.error);
+        std::string line =
+            fmt::format("shard {} ({}) attempt {} {}: {}", tasks[f->task].msg.key.id().hex,
+                        tasks[f->task].msg.key.stage(), f->done.attempt, ToString(f->done.outcome),
+                        f->done.error);
         if (mode_ == Mode::kTty) std::fputs("\r\033[K", stdout);
         fmt::print("{}{}\n", line, f->new_status == ShardStatus::kPending ? " (will retry)" : "");
       }

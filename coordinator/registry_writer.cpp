@@ -45,7 +45,7 @@ bool RegistryWriter::Step() {
     reg_.SetShardStatesAt(std::span(states_rows_).first(n));
     for (size_t i = 0; i < n; ++i) {
       const FinishedEvent& f = finished_[states_ + i];
-      if (!f.done.metrics.empty()) reg_.SetMetrics(tasks_[f.task].msg.id, f.done.metrics);
+      if (!f.done.metrics.empty()) reg_.SetMetrics(tasks_[f.task].msg.key.id(), f.done.metrics);
     }
     states_ += n;
   } else {
@@ -82,7 +82,7 @@ void RegistryWriter::Commit() {
 // The rows' strings keep their capacity from one attempt to the next: no allocation.
 void RegistryWriter::FillAttempt(const FinishedEvent& f, AttemptRow& a) {
   const ShardDone& d = f.done;
-  a.shard.hex = tasks_[f.task].msg.id.hex;
+  a.shard.hex = tasks_[f.task].msg.key.id().hex;
   a.n = d.attempt;
   a.rank = f.worker.rank;
   auto h = hosts_.find(f.worker.rank);

@@ -72,20 +72,11 @@ class Reindexer {
       std::vector<ShardRow> rows;
       rows.reserve(plan.shards.size());
       for (const auto& s : plan.shards) {
-        stage_index_[{name, s.stage}] = s.stage_index;
+        stage_index_[{name, s.key.stage()}] = s.stage_index;
         ShardRow& r = rows.emplace_back();
-        r.id = s.id;
+        r.key = s.key;
         r.sweep = name;
-        r.stage = s.stage;
         r.stage_index = s.stage_index;
-        r.kind = s.kind;
-        r.params = s.params;
-        r.axes = s.axes;
-        r.seed = s.seed;
-        r.role = s.role == ShardRole::kMap      ? "map"
-                 : s.role == ShardRole::kReduce ? "reduce"
-                                                : "single";
-        r.needs = s.needs;
       }
       reg_.InsertShards(rows);
       ++specs_;
@@ -102,10 +93,10 @@ class Reindexer {
     std::optional<std::string> problem;
     if (!info) {
       problem = "does not open as a shard file (truncated, overwritten or not HDF5)";
-    } else if (info->header.id != id) {
-      problem = fmt::format("it is shard {}'s file, not {}'s", info->header.id.hex, id.hex);
+    } else if (info->header.key.id() != id) {
+      problem = fmt::format("it is shard {}'s file, not {}'s", info->header.key.id().hex, id.hex);
     } else {
-      problem = CheckShardFile(p, id, Datasets(info->header));
+      problem = CheckShardFile(p, id, Datasets(info->header.key));
     }
     if (problem) {
       Damaged(p, id, *problem);
@@ -113,17 +104,10 @@ class Reindexer {
     }
     const ShardFileHeader& h = info->header;
     ShardRow r;
-    r.id = h.id;
+    r.key = h.key;
     r.sweep = h.sweep;
-    r.stage = h.stage;
-    auto si = stage_index_.find({h.sweep, h.stage});
+    auto si = stage_index_.find({h.sweep, h.key.stage()});
     r.stage_index = si != stage_index_.end() ? si->second : 0;
-    r.kind = h.kind;
-    r.params = h.params;
-    r.axes = h.axes;
-    r.seed = h.seed;
-    r.role = h.role;
-    r.needs = h.needs;
     if (!reg_.Sweep(h.sweep)) {
       SweepRow s;
       s.name = h.sweep;
@@ -131,12 +115,12 @@ class Reindexer {
       reg_.UpsertSweep(s);
     }
     reg_.InsertShards({r});
-    auto existing = reg_.Shard(h.id);
+    auto existing = reg_.Shard(id);
     const int attempts =
         std::max<int>(existing ? existing->attempts : 0, static_cast<int>(h.attempt));
-    reg_.SetShardState(h.id, ShardStatus::kDone, attempts, RelativeTo(p, reg_dir_), "",
+    reg_.SetShardState(id, ShardStatus::kDone, attempts, RelativeTo(p, reg_dir_), "",
                        FileStampOf(p).value_or(0));
-    reg_.SetMetrics(h.id, info->metrics);
+    reg_.SetMetrics(id, info->metrics);
     ++files_;
     per_sweep_[h.sweep] += 1;
   }
@@ -159,11 +143,7 @@ class Reindexer {
         if (*stamp == st.stamp) continue;  // the file indexed above, or checked before
         auto r = reg_.Shard(st.id);
         if (!r) continue;
-        ShardFileHeader h;
-        h.kind = r->kind;
-        h.role = r->role;
-        h.params = r->params;
-        if (auto problem = CheckShardFile(p, st.id, Datasets(h))) {
+        if (auto problem = CheckShardFile(p, st.id, Datasets(r->key))) {
           Damaged(p, st.id, *problem);
         } else {
           reg_.SetShardStamp(st.seq, *stamp);
@@ -182,9 +162,10 @@ class Reindexer {
   }
 
  private:
-  static std::vector<std::string> Datasets(const ShardFileHeader& h) {
-    const KindConfig* k = AllKinds().Find(h.kind);
-    return k && k->datasets ? k->datasets(h.params, h.role) : std::vector<std::string>{};
+  static std::vector<std::string> Datasets(const ShardKey& key) {
+    const KindConfig* k = AllKinds().Find(key.kind());
+    return k && k->datasets ? k->datasets(key.params(), ToString(key.role()))
+                            : std::vector<std::string>{};
   }
 
   void Damaged(const std::string& path, const ShardId& id, const std::string& problem) {

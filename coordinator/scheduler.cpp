@@ -308,7 +308,7 @@ void Scheduler::OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm)
 int Scheduler::RunningTask(WorkerId from, const ShardId& id, int attempt) const {
   if (from.rank < 0 || from.rank >= static_cast<int>(worker_slots_.size())) return -1;
   for (int task : worker_slots_[from.rank].running) {
-    if (running_[task].attempt == attempt && tasks_[task].msg.id == id) return task;
+    if (running_[task].attempt == attempt && tasks_[task].msg.key.id() == id) return task;
   }
   return -1;
 }
@@ -399,7 +399,7 @@ void Scheduler::Preempt(double now) {
     Running& r = running_[task];
     if (r.attempt == 0) continue;
     ShardDone d;
-    d.id = tasks_[task].msg.id;
+    d.id = tasks_[task].msg.key.id();
     d.attempt = r.attempt;
     d.outcome = Outcome::kPreempted;
     d.error = "preempted: the coordinator was signalled";
@@ -453,7 +453,7 @@ void Scheduler::Expire(int task, double now) {
   }
   for (int32_t rank : stuck) Retire(rank);
   ShardDone d;
-  d.id = m.id;
+  d.id = m.key.id();
   d.attempt = r.attempt;
   d.outcome = Outcome::kTimeout;
   d.start = r.start;

@@ -19,34 +19,14 @@ bool RerunSelects(const RerunOptions& rerun, const ShardId& id) {
 RunShard DispatchMessage(const Plan& plan, size_t i, const std::string& out_path) {
   const ShardPlan& s = plan.shards[i];
   RunShard m;
-  m.id = s.id;
+  m.key = s.key;
   m.sweep = plan.spec.name;
-  m.stage = s.stage;
-  m.kind = s.kind;
-  m.role = RoleName(s.role);
-  m.params_json = s.params_json;
-  m.axes_json = s.axes_json;
-  m.needs_json = NeedsJson(s.needs);
-  m.seed = s.seed;
   m.out_path = out_path;
   m.artifact_dir = ArtifactDirFor(out_path);
   m.timeout_s = s.resources.timeout_s;
   m.memory_mb = s.resources.memory_mb;
   m.isolation = s.resources.isolation;
   return m;
-}
-
-InputRef Input(const ShardPlan& dep, const std::string& out_path) {
-  InputRef in;
-  in.id = dep.id;
-  in.stage = dep.stage;
-  in.kind = dep.kind;
-  in.path = out_path;
-  in.artifact_dir = ArtifactDirFor(out_path);
-  in.seed = dep.seed;
-  in.params_json = dep.params_json;
-  in.axes_json = dep.axes_json;
-  return in;
 }
 
 }  // namespace
@@ -61,10 +41,11 @@ std::vector<SchedTask> BuildTasks(const Plan& plan, const LaunchStates& states,
     const ShardState& row = states.states[i];
     SchedTask& t = tasks[i];
     t.msg = DispatchMessage(plan, i, states.out_paths[i]);
-    for (const auto& need : s.needs) {
+    for (const auto& need : s.key.needs()) {
       const int j = index.at(need);
       t.needs.push_back(j);
-      t.msg.inputs.push_back(Input(plan.shards[j], states.out_paths[j]));
+      const std::string& path = states.out_paths[j];
+      t.msg.inputs.push_back({plan.shards[j].key, path, ArtifactDirFor(path)});
     }
     t.max_attempts = s.resources.max_attempts;
     t.ranks = s.resources.ranks;
@@ -74,7 +55,7 @@ std::vector<SchedTask> BuildTasks(const Plan& plan, const LaunchStates& states,
     t.attempt_numbers = std::max(row.attempts, states.attempt_numbers[i]);
     // A done shard whose file was lost or damaged is computed again with a fresh budget.
     if (states.recompute[i]) t.budget_base = t.attempts;
-    if (rerun.enabled && row.status == ShardStatus::kFailed && RerunSelects(rerun, s.id)) {
+    if (rerun.enabled && row.status == ShardStatus::kFailed && RerunSelects(rerun, s.key.id())) {
       t.status = ShardStatus::kPending;
       t.budget_base = t.attempts;  // a rerun grants a fresh attempt budget
     }

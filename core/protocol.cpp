@@ -48,6 +48,7 @@ class Reader {
     return s;
   }
   ShardId Id() { return ShardId{Str()}; }
+  size_t Left() const { return in_.size() - pos_; }
   void End() const {
     if (pos_ != in_.size()) {
       throw ProtocolError(fmt::format("{} trailing bytes in frame", in_.size() - pos_));
@@ -132,28 +133,47 @@ void GetPaths(Reader& r, const ShardId& id, std::string* path, std::string* arti
   }
 }
 
+// A shard's key: the same layout for a shard and for each of its inputs.
+void PutKey(Writer& w, const ShardKey& k) {
+  w.Id(k.id());
+  w.Str(k.stage());
+  w.Str(k.kind());
+  w.Pod<uint8_t>(static_cast<uint8_t>(k.role()));
+  w.Pod<int64_t>(k.seed());
+  w.Str(k.params_json());
+  w.Str(k.axes_json());
+  w.Pod<uint32_t>(static_cast<uint32_t>(k.needs().size()));
+  for (const auto& n : k.needs()) w.Id(n);
+}
+
+ShardKey GetKey(Reader& r) {
+  ShardKey::Fields f;
+  f.id = r.Id();
+  f.stage = r.Str();
+  f.kind = r.Str();
+  const auto role = r.Pod<uint8_t>();
+  if (role > static_cast<uint8_t>(ShardRole::kReduce)) throw ProtocolError("bad role value");
+  f.role = static_cast<ShardRole>(role);
+  f.seed = r.Pod<int64_t>();
+  f.params_json = r.Str();
+  f.axes_json = r.Str();
+  const auto n = r.Pod<uint32_t>();
+  if (n > r.Left() / 4) throw ProtocolError(fmt::format("bad needs count {}", n));
+  f.needs.resize(n);
+  for (auto& id : f.needs) id = r.Id();
+  return ShardKey(std::move(f));
+}
+
 void Put(Writer& w, const RunShard& m) {
-  w.Id(m.id);
+  PutKey(w, m.key);
   w.Str(m.sweep);
-  w.Str(m.stage);
-  w.Str(m.kind);
-  w.Str(m.role);
-  w.Str(m.params_json);
-  w.Str(m.axes_json);
-  w.Str(m.needs_json);
-  w.Pod<int64_t>(m.seed);
   w.Pod<int32_t>(m.attempt);
   w.Pod<uint32_t>(static_cast<uint32_t>(m.inputs.size()));
   for (const auto& in : m.inputs) {
-    w.Id(in.id);
-    w.Str(in.stage);
-    w.Str(in.kind);
-    PutPaths(w, in.id, in.path, in.artifact_dir);
-    w.Pod<int64_t>(in.seed);
-    w.Str(in.params_json);
-    w.Str(in.axes_json);
+    PutKey(w, in.key);
+    PutPaths(w, in.key.id(), in.path, in.artifact_dir);
   }
-  PutPaths(w, m.id, m.out_path, m.artifact_dir);
+  PutPaths(w, m.key.id(), m.out_path, m.artifact_dir);
   w.Pod<double>(m.timeout_s);
   w.Pod<int64_t>(m.memory_mb);
   w.Pod<uint8_t>(static_cast<uint8_t>(m.isolation));
@@ -164,28 +184,16 @@ void Put(Writer& w, const RunShard& m) {
 
 RunShard GetRunShard(Reader& r) {
   RunShard m;
-  m.id = r.Id();
+  m.key = GetKey(r);
   m.sweep = r.Str();
-  m.stage = r.Str();
-  m.kind = r.Str();
-  m.role = r.Str();
-  m.params_json = r.Str();
-  m.axes_json = r.Str();
-  m.needs_json = r.Str();
-  m.seed = r.Pod<int64_t>();
   m.attempt = r.Pod<int32_t>();
   auto n = r.Pod<uint32_t>();
   m.inputs.resize(n);
   for (auto& in : m.inputs) {
-    in.id = r.Id();
-    in.stage = r.Str();
-    in.kind = r.Str();
-    GetPaths(r, in.id, &in.path, &in.artifact_dir);
-    in.seed = r.Pod<int64_t>();
-    in.params_json = r.Str();
-    in.axes_json = r.Str();
+    in.key = GetKey(r);
+    GetPaths(r, in.key.id(), &in.path, &in.artifact_dir);
   }
-  GetPaths(r, m.id, &m.out_path, &m.artifact_dir);
+  GetPaths(r, m.key.id(), &m.out_path, &m.artifact_dir);
   m.timeout_s = r.Pod<double>();
   m.memory_mb = r.Pod<int64_t>();
   auto iso = r.Pod<uint8_t>();

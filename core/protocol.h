@@ -33,6 +33,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/shard_key.h"
 #include "core/types.h"
 
 namespace seedgrid {
@@ -41,34 +42,24 @@ namespace seedgrid {
 //    layout (<dir>/<id>.h5 and <dir>/<id>.files): a no-op shard's RunShard fits in 256 bytes,
 //    Open MPI's limit for its fast, inline sends over shared memory (~0.06 µs a send here,
 //    ~0.3 µs above it).
-inline constexpr uint16_t kProtocolVersion = 2;
+// 3: RunShard carries the shard's key (core/shard_key.h) as one encoding, the same for the
+//    shard and each of its inputs: the role as one byte (ShardRole) where it was text compared
+//    as text, the needs as a list of ids where they were a JSON string, and every input carries
+//    its role and needs too (an input is a shard like any other). The attempt number stays a
+//    typed i32 beside the key. A frame of version 2 is rejected (the versions' layouts differ
+//    from the role on); a no-op RunShard is 11 bytes smaller (role 1 byte, no needs 4), inside 256.
+inline constexpr uint16_t kProtocolVersion = 3;
 
 // The store's layout (core/store.h): a shard's extra files sit beside its .h5.
 std::string ArtifactDirFor(std::string_view h5_path);
 
-struct InputRef {
-  ShardId id;
-  std::string stage;
-  std::string kind;
-  std::string path;          // absolute path of the needed shard's .h5
-  std::string artifact_dir;  // absolute path of its extra files
-  int64_t seed = 0;
-  std::string params_json;
-  std::string axes_json;
-  bool operator==(const InputRef&) const = default;
-};
+// A needed shard's key and files (core/shard_key.h).
+using InputRef = ShardInput;
 
 // ---- coordinator -> worker (and worker -> executor) ----
 struct RunShard {
-  ShardId id;
+  ShardKey key;  // id, stage, kind, role, seed, canonical params and axes, needs
   std::string sweep;
-  std::string stage;
-  std::string kind;
-  std::string role;         // single | map | reduce
-  std::string params_json;  // canonical resolved params
-  std::string axes_json;
-  std::string needs_json;  // JSON list of needed shard ids (for the file attributes)
-  int64_t seed = 0;
   int32_t attempt = 1;
   std::vector<InputRef> inputs;
   std::string out_path;      // final .h5 path (absolute)

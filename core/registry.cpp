@@ -55,7 +55,11 @@ namespace {
 // 5: slurm_jobs, which `seedgrid submit` created on its own (CREATE TABLE IF NOT EXISTS, the
 //    same DDL) outside the versioned schema, is part of it: a version 4 registry gets the
 //    table, or keeps the one submit made, rows and all.
-constexpr int kSchemaVersion = 5;
+// 6: shard_specs.role is checked to be single, map or reduce (ShardRole's text: the readers
+//    parse it into the enum), by triggers rather than a column CHECK so a version 5 registry
+//    gets the rule without rebuilding its largest table; the upgrade refuses a registry whose
+//    rows already break it, naming one.
+constexpr int kSchemaVersion = 6;
 
 // Version 3's rebuilt tables, under a name for attempts (the migration builds it beside the
 // old one).
@@ -111,6 +115,14 @@ CREATE TABLE IF NOT EXISTS launches(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sweep TEXT NOT NULL, started TEXT NOT NULL,
   ended TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, workers INTEGER NOT NULL,
   exit_code INTEGER, job_id TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS shard_specs_role BEFORE INSERT ON shard_specs
+  WHEN NEW.role <> 'single' AND NEW.role <> 'map' AND NEW.role <> 'reduce' BEGIN
+  SELECT RAISE(ABORT, 'shard_specs.role must be single, map or reduce');
+END;
+CREATE TRIGGER IF NOT EXISTS shard_specs_role_update BEFORE UPDATE OF role ON shard_specs
+  WHEN NEW.role <> 'single' AND NEW.role <> 'map' AND NEW.role <> 'reduce' BEGIN
+  SELECT RAISE(ABORT, 'shard_specs.role must be single, map or reduce');
+END;
 CREATE TABLE IF NOT EXISTS slurm_jobs(
   job_id TEXT PRIMARY KEY, sweep TEXT NOT NULL, submitted TEXT NOT NULL, mode TEXT NOT NULL,
   chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
@@ -156,18 +168,23 @@ SweepRow ReadSweep(SQLite::Statement& s) {
 }
 
 ShardRow ReadShard(SQLite::Statement& s) {
-  ShardRow r;
-  r.id = ShardId{s.getColumn(0).getString()};
-  r.sweep = s.getColumn(1).getString();
-  r.stage = s.getColumn(2).getString();
-  r.stage_index = s.getColumn(3).getInt();
-  r.kind = s.getColumn(4).getString();
-  r.params = Json::parse(s.getColumn(5).getString());
-  r.axes = Json::parse(s.getColumn(6).getString());
-  r.seed = s.getColumn(7).getInt64();
-  r.role = s.getColumn(8).getString();
+  ShardKey::Fields f;
+  f.id = ShardId{s.getColumn(0).getString()};
+  f.stage = s.getColumn(2).getString();
+  f.kind = s.getColumn(4).getString();
+  f.params_json = s.getColumn(5).getString();
+  f.axes_json = s.getColumn(6).getString();
+  f.seed = s.getColumn(7).getInt64();
+  f.role = ParseShardRole(s.getColumn(8).getString());
   for (const auto& n : Json::parse(s.getColumn(9).getString()))
-    r.needs.push_back({n.get<std::string>()});
+    f.needs.push_back({n.get<std::string>()});
+  ShardRow r;
+  // Parsed here, as before the key: a row's JSON is checked when it is read, and readers
+  // (status, report) use it.
+  Json params = Json::parse(f.params_json), axes = Json::parse(f.axes_json);
+  r.key = ShardKey(std::move(f), std::move(params), std::move(axes));
+  r.sweep = s.getColumn(1).getString();
+  r.stage_index = s.getColumn(3).getInt();
   r.status = ParseShardStatus(s.getColumn(10).getString());
   r.attempts = s.getColumn(11).getInt();
   r.artifact = s.getColumn(12).getString();
@@ -192,12 +209,6 @@ AttemptRow ReadAttempt(SQLite::Statement& s) {
   a.peak_rss_kb = s.getColumn(11).getInt64();
   a.job_id = s.getColumn(12).getString();
   return a;
-}
-
-std::string NeedsJson(const std::vector<ShardId>& needs) {
-  Json j = Json::array();
-  for (const auto& n : needs) j.push_back(n.hex);
-  return j.dump();
 }
 
 // Shard specs inserted per statement when a launch records its plan.
@@ -255,6 +266,18 @@ void UpgradeSchema(SQLite::Database& db, int version) {
     db.exec(
         "INSERT OR IGNORE INTO sweep_shards(sweep, seq, stage, stage_index) "
         "SELECT sweep, seq, stage, stage_index FROM shard_specs");
+  }
+  if (version < 6) {
+    // Version 6 checks roles from now on (kSchema's triggers); the rows so far must pass too.
+    SQLite::Statement bad(db,
+                          "SELECT id, role FROM shard_specs WHERE role <> 'single' AND "
+                          "role <> 'map' AND role <> 'reduce' LIMIT 1");
+    if (bad.executeStep()) {
+      throw std::runtime_error(fmt::format(
+          "{}: shard {} has role '{}' (single, map or reduce); cannot upgrade to schema {}",
+          db.getFilename(), bad.getColumn(0).getString(), bad.getColumn(1).getString(),
+          kSchemaVersion));
+    }
   }
   db.exec(kSchema);
   if (version == 1 || version == 2) {
@@ -488,17 +511,9 @@ void Registry::UpsertSweep(const SweepRow& s) {
 }
 
 void Registry::InsertShards(const std::vector<ShardRow>& shards) {
-  std::vector<std::string> json;  // params, axes, needs of each row, alive for the insert
-  json.reserve(3 * shards.size());
   std::vector<ShardSpecRow> rows;
   rows.reserve(shards.size());
-  for (const auto& r : shards) {
-    json.push_back(r.params.dump());
-    json.push_back(r.axes.dump());
-    json.push_back(NeedsJson(r.needs));
-    rows.push_back({r.id.hex, r.sweep, r.stage, r.stage_index, r.kind, json[json.size() - 3],
-                    json[json.size() - 2], r.seed, r.role, json.back()});
-  }
+  for (const auto& r : shards) rows.push_back({r.key, r.sweep, r.stage_index});
   std::optional<Batch> own;
   if (sqlite3_get_autocommit(db_->getHandle())) own.emplace(*this);
   InsertShardSpecs(rows);
@@ -506,9 +521,9 @@ void Registry::InsertShards(const std::vector<ShardRow>& shards) {
   for (const auto& r : shards) {
     Use q(st_->add_member_by_id);
     q->bind(1, r.sweep);
-    q->bind(2, r.stage);
+    q->bind(2, r.key.stage());
     q->bind(3, r.stage_index);
-    q->bindNoCopy(4, r.id.hex);
+    q->bindNoCopy(4, r.key.id().hex);
     q->exec();
   }
   if (own) own->Commit();
@@ -534,28 +549,32 @@ void Registry::InsertShardSpecs(std::span<const ShardSpecRow> shards) {
     Use q(st_->max_seq);
     if (q->executeStep()) before = q->getColumn(0).getInt64();
   }
-  auto bind = [](RawStatement& q, int p, const ShardSpecRow& r) {
-    q.Text(p, r.id);
+  // The needs' JSON of the rows bound to the statement being run (bound as views).
+  std::string needs[kSpecRows];
+  auto bind = [&needs](RawStatement& q, int p, size_t k, const ShardSpecRow& r) {
+    const ShardKey& key = r.key;
+    needs[k] = key.needs_json();
+    q.Text(p, key.id().hex);
     q.Text(p + 1, r.sweep);
-    q.Text(p + 2, r.stage);
+    q.Text(p + 2, key.stage());
     q.Int(p + 3, r.stage_index);
-    q.Text(p + 4, r.kind);
-    q.Text(p + 5, r.params_json);
-    q.Text(p + 6, r.axes_json);
-    q.Int(p + 7, r.seed);
-    q.Text(p + 8, r.role);
-    q.Text(p + 9, r.needs_json);
+    q.Text(p + 4, key.kind());
+    q.Text(p + 5, key.params_json());
+    q.Text(p + 6, key.axes_json());
+    q.Int(p + 7, key.seed());
+    q.Text(p + 8, ToString(key.role()));
+    q.Text(p + 9, needs[k]);
   };
   // Specs kSpecRows to a statement (a launch records up to millions), then one pending state
   // for each new one (their seqs are the ones past the largest before), in one statement.
   size_t i = 0;
   for (; i + kSpecRows <= shards.size(); i += kSpecRows) {
     for (size_t k = 0; k < kSpecRows; ++k)
-      bind(st_->insert_specs, static_cast<int>(1 + 10 * k), shards[i + k]);
+      bind(st_->insert_specs, static_cast<int>(1 + 10 * k), k, shards[i + k]);
     st_->insert_specs.Exec();
   }
   for (; i < shards.size(); ++i) {
-    bind(st_->insert_spec, 1, shards[i]);
+    bind(st_->insert_spec, 1, 0, shards[i]);
     st_->insert_spec.Exec();
   }
   {
@@ -827,8 +846,8 @@ std::optional<ShardRow> Registry::FindShardByPrefix(const std::string& prefix) c
   if (found.size() == 1) return found.front();
   std::string list;
   for (size_t i = 0; i < found.size() && i < 10; ++i) {
-    list += fmt::format("\n  {} ({}/{} seed {})", found[i].id.hex, found[i].sweep, found[i].stage,
-                        found[i].seed);
+    list += fmt::format("\n  {} ({}/{} seed {})", found[i].key.id().hex, found[i].sweep,
+                        found[i].key.stage(), found[i].key.seed());
   }
   throw UsageError(fmt::format("shard prefix '{}' is ambiguous; candidates:{}{}", prefix, list,
                                found.size() > 10 ? "\n  ..." : ""));

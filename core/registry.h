@@ -14,7 +14,8 @@
 //           stage_index) PK(sweep, seq) (membership: a shard id is a content address, shared
 //           by every sweep that plans it) joined with shard_specs(seq INTEGER PK, id UNIQUE,
 //           sweep, stage, stage_index (of the sweep that recorded it first), kind, params JSON,
-//           axes JSON, seed, role, needs JSON), immutable, and shard_states(seq PK, status,
+//           axes JSON, seed, role (single | map | reduce, checked by triggers since schema 6;
+//           read as ShardRole), needs JSON), immutable, and shard_states(seq PK, status,
 //           attempts, artifact, error, updated, stamp), the part that changes (UPDATE shards
 //           SET status=... works, through a trigger)
 //   attempts(shard, n, rank, host, gpu, start, end, outcome, signal, exit_code, error,
@@ -45,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/shard_key.h"
 #include "core/types.h"
 
 namespace SQLite {
@@ -64,17 +66,12 @@ struct SweepRow {
   std::string host;
 };
 
+// A shard as a sweep lists it: its key (the stage is this sweep's, the role read from the
+// text column into the enum) and its state.
 struct ShardRow {
-  ShardId id;
+  ShardKey key;
   std::string sweep;
-  std::string stage;
   int stage_index = 0;
-  std::string kind;
-  Json params = Json::object();
-  Json axes = Json::object();
-  int64_t seed = 0;
-  std::string role = "single";  // single | map | reduce
-  std::vector<ShardId> needs;
   ShardStatus status = ShardStatus::kPending;
   int attempts = 0;      // attempts charged (preempted ones are not)
   std::string artifact;  // path of the published HDF5 file, relative to the registry dir
@@ -82,23 +79,17 @@ struct ShardRow {
   int64_t seq = 0;       // shards.seq, set by reads: SetShardStateAt's key
 };
 
-// What InsertShardSpecs records of a shard: text as views into the caller's plan, the JSON
-// already canonical.
+// What InsertShardSpecs records of a shard: its key (the JSON already canonical) and the
+// sweep that records it.
 struct ShardSpecRow {
-  std::string_view id;
+  ShardKey key;
   std::string_view sweep;
-  std::string_view stage;
   int stage_index = 0;
-  std::string_view kind;
-  std::string_view params_json;
-  std::string_view axes_json;
-  int64_t seed = 0;
-  std::string_view role;
-  std::string_view needs_json;
 };
 
 // A shard's row without its spec (shard_states and the id): what the coordinator reads at
-// start-up and writes as shards finish.
+// start-up and writes as shards finish. No key: the launch has the keys in its plan, and
+// reading the spec columns of 10^6 rows is what this read exists to avoid.
 struct ShardState {
   ShardId id;
   int64_t seq = 0;

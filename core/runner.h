@@ -19,31 +19,21 @@
 #include <vector>
 
 #include "core/collective.h"
+#include "core/shard_key.h"
 #include "core/store.h"
 #include "core/types.h"
 
 namespace seedgrid {
 
-// A needed shard's published output.
-struct InputArtifact {
-  ShardId id;
-  std::string stage;
-  std::string kind;
-  std::string path;          // absolute path of its .h5 file
-  std::string artifact_dir;  // absolute path of its extra files (may not exist)
-  int64_t seed = 0;
-  Json params = Json::object();
-  Json axes = Json::object();
-};
+// A needed shard's published output: its key (id, stage, kind, seed, params, axes, ...) and
+// its files (path, artifact_dir).
+using InputArtifact = ShardInput;
 
+// The shard a runner runs: its key (task().key.params(), .role(), ...) and the attempt's
+// facts.
 struct ShardTaskView {
-  ShardId id;
+  ShardKey key;
   std::string sweep;
-  std::string stage;
-  std::string kind;
-  std::string role;  // single | map | reduce
-  Json params;
-  int64_t seed = 0;
   int attempt = 1;
   std::vector<InputArtifact> inputs;
   // The shard's memory limit (resources.memory, 0: none). The executor enforces it on its own
@@ -67,8 +57,8 @@ class ShardContext {
  public:
   virtual ~ShardContext() = default;
   virtual const ShardTaskView& task() const = 0;
-  const Json& params() const { return task().params; }
-  int64_t seed() const { return task().seed; }
+  const Json& params() const { return task().key.params(); }
+  int64_t seed() const { return task().key.seed(); }
 
   virtual H5Writer& out() = 0;             // the shard's HDF5 file (temp name)
   virtual std::string artifact_dir() = 0;  // created on first call

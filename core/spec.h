@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/kinds.h"
+#include "core/shard_key.h"
 #include "core/types.h"
 
 namespace seedgrid {
@@ -97,22 +98,13 @@ struct SweepSpec {
   const StageSpec* FindStage(std::string_view name) const;
 };
 
-enum class ShardRole : uint8_t { kSingle, kMap, kReduce };
-
+// One planned shard: its key (id, stage, kind, seed, role, fully resolved params, axes: own
+// and inherited, the report's grouping keys; needs) and what the plan adds to it. The key's
+// canonical JSON is dumped once, at expansion: the id hashes it, the registry stores it and
+// every dispatch sends it (a million shards' JSON is not dumped three times over).
 struct ShardPlan {
-  ShardId id;
+  ShardKey key;
   int stage_index = 0;
-  std::string stage;
-  std::string kind;
-  Json params;  // fully resolved params (what the runner gets)
-  int64_t seed = 0;
-  std::vector<ShardId> needs;
-  Json axes = Json::object();  // axis key -> value, own and inherited (report grouping keys)
-  // Their canonical dumps, made once: the id hashes params_json, the registry stores both and
-  // every dispatch sends them (a million shards' JSON is not dumped three times over).
-  std::string params_json;
-  std::string axes_json;
-  ShardRole role = ShardRole::kSingle;
   Resources resources;
 };
 

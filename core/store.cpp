@@ -641,9 +641,8 @@ std::optional<int64_t> H5Reader::AttrInt(const std::string& object, const std::s
 
 void WriteShardAttributes(H5Writer& w, const ShardFileHeader& h,
                           const std::vector<std::pair<std::string, double>>& metrics) {
-  if (h.id.hex.empty()) throw StoreError(fmt::format("{}: shard id is empty", w.path()));
-  Json needs = Json::array();
-  for (const auto& n : h.needs) needs.push_back(n.hex);
+  const ShardKey& k = h.key;
+  if (k.id().hex.empty()) throw StoreError(fmt::format("{}: shard id is empty", w.path()));
   Json m = Json::object();
   for (const auto& [name, value] : metrics) {
     if (name.empty() || m.contains(name)) {
@@ -651,16 +650,16 @@ void WriteShardAttributes(H5Writer& w, const ShardFileHeader& h,
     }
     m[name] = value;  // non-finite values become null; metric.<name> keeps them exactly
   }
-  w.Attr("/", "seedgrid_shard_id", h.id.hex);
+  w.Attr("/", "seedgrid_shard_id", k.id().hex);
   w.Attr("/", "seedgrid_sweep", h.sweep);
-  w.Attr("/", "seedgrid_stage", h.stage);
-  w.Attr("/", "seedgrid_kind", h.kind);
-  w.Attr("/", "seedgrid_role", h.role);
-  w.Attr("/", "seedgrid_seed", h.seed);
+  w.Attr("/", "seedgrid_stage", k.stage());
+  w.Attr("/", "seedgrid_kind", k.kind());
+  w.Attr("/", "seedgrid_role", std::string(ToString(k.role())));
+  w.Attr("/", "seedgrid_seed", k.seed());
   w.Attr("/", "seedgrid_attempt", h.attempt);
-  w.Attr("/", "seedgrid_params", h.params.dump());
-  w.Attr("/", "seedgrid_axes", h.axes.dump());
-  w.Attr("/", "seedgrid_needs", needs.dump());
+  w.Attr("/", "seedgrid_params", k.params_json());
+  w.Attr("/", "seedgrid_axes", k.axes_json());
+  w.Attr("/", "seedgrid_needs", k.needs_json());
   // Callers that know more versions (LibTorch, CUDA) overwrite this attribute afterwards.
   w.Attr("/", "seedgrid_versions", VersionsJson());
   w.Attr("/", "seedgrid_metrics", m.dump());
@@ -689,11 +688,21 @@ std::optional<ShardFileInfo> ReadShardFileInfo(const std::string& path) {
         !metrics) {
       return std::nullopt;
     }
+    ShardKey::Fields f;
+    f.id = ShardId{*id};
+    f.stage = *stage;
+    f.kind = *kind;
+    f.role = ParseShardRole(*role);
+    f.seed = *seed;
+    f.params_json = *params;
+    f.axes_json = *axes;
+    for (const auto& n : Json::parse(*needs)) f.needs.push_back({n.get<std::string>()});
+    // Parsed now: a file whose JSON does not parse is unreadable, as it always was.
+    Json params_value = Json::parse(*params), axes_value = Json::parse(*axes);
     ShardFileInfo info;
-    info.header = ShardFileHeader{
-        ShardId{*id},       *sweep, *stage, *kind, *role, *seed, *attempt, Json::parse(*params),
-        Json::parse(*axes), {}};
-    for (const auto& n : Json::parse(*needs)) info.header.needs.push_back({n.get<std::string>()});
+    info.header.key = ShardKey(std::move(f), std::move(params_value), std::move(axes_value));
+    info.header.sweep = *sweep;
+    info.header.attempt = *attempt;
     if (versions) info.versions = Json::parse(*versions);
     const Json metric_json = Json::parse(*metrics);
     for (const auto& [name, v] : metric_json.items()) {
@@ -707,6 +716,8 @@ std::optional<ShardFileInfo> ReadShardFileInfo(const std::string& path) {
   } catch (const StoreError&) {
     return std::nullopt;
   } catch (const Json::exception&) {
+    return std::nullopt;
+  } catch (const std::invalid_argument&) {  // a role that is none of ShardRole's
     return std::nullopt;
   }
 }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shard_key.h"
 #include "core/types.h"
 
 namespace seedgrid {
@@ -92,13 +93,12 @@ class H5Reader {
   int64_t file_ = -1;
 };
 
+// The shard a file holds (its key: the seedgrid_* attributes above but sweep and attempt) and
+// the attempt that wrote it.
 struct ShardFileHeader {
-  ShardId id;
-  std::string sweep, stage, kind, role;
-  int64_t seed = 0;
+  ShardKey key;
+  std::string sweep;
   int64_t attempt = 0;
-  Json params = Json::object(), axes = Json::object();
-  std::vector<ShardId> needs;
 };
 
 // What a shard file says about itself (its root attributes).

@@ -116,7 +116,7 @@ class MemoryWatch {
   void Arm(const RunShard& task, double start) {
     if (task.memory_mb <= 0) return;
     std::lock_guard lock(mu_);
-    id_ = task.id;
+    id_ = task.key.id();
     attempt_ = task.attempt;
     limit_kb_ = task.memory_mb * 1024;
     start_ = start;
@@ -192,7 +192,7 @@ void EndAttemptOutput(const RunShard& task) {
   for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
     int unread = 0;
     if (::ioctl(fd, FIONREAD, &unread) != 0 || unread == 0) continue;
-    if (marker.empty()) marker = AttemptEndMarker(task.id, task.attempt);
+    if (marker.empty()) marker = AttemptEndMarker(task.key.id(), task.attempt);
     try {
       WriteAll(fd, marker);
     } catch (const std::exception&) {
@@ -233,7 +233,7 @@ int RunExecutorMain(int in_fd, int out_fd) {
     opts.device = device;
     opts.on_progress = [&](int64_t step, int64_t total) {
       std::lock_guard lock(out.mu());
-      out.WriteLocked(FromWorker{Progress{task.id, task.attempt, step, total}});
+      out.WriteLocked(FromWorker{Progress{task.key.id(), task.attempt, step, total}});
     };
     memory.Arm(task, UnixNow());
     ShardDone done = RunShardLocally(task, runners, opts);

@@ -20,29 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 ShardTaskView MakeView(const RunShard& t) {
-  ShardTaskView v;
-  v.id = t.id;
-  v.sweep = t.sweep;
-  v.stage = t.stage;
-  v.kind = t.kind;
-  v.role = t.role;
-  v.params = Json::parse(t.params_json);
-  v.seed = t.seed;
-  v.attempt = t.attempt;
-  v.memory_mb = t.memory_mb;
-  for (const auto& in : t.inputs) {
-    InputArtifact a;
-    a.id = in.id;
-    a.stage = in.stage;
-    a.kind = in.kind;
-    a.path = in.path;
-    a.artifact_dir = in.artifact_dir;
-    a.seed = in.seed;
-    a.params = in.params_json.empty() ? Json::object() : Json::parse(in.params_json);
-    a.axes = in.axes_json.empty() ? Json::object() : Json::parse(in.axes_json);
-    v.inputs.push_back(std::move(a));
-  }
-  return v;
+  return {t.key, t.sweep, t.attempt, t.inputs, t.memory_mb};
 }
 
 class LocalContext final : public ShardContext {
@@ -53,8 +31,8 @@ class LocalContext final : public ShardContext {
     if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
   }
 
-  // Built on first use (JSON parsed): a runner that reads nothing of its task (noop, a
-  // shard's whole cost at dispatch rates) parses nothing.
+  // Built on first use: a runner that reads nothing of its task (noop, a shard's whole cost
+  // at dispatch rates) copies nothing (and the key parses its JSON only when asked).
   const ShardTaskView& task() const override {
     if (!view_) view_ = MakeView(task_);
     return *view_;
@@ -98,20 +76,7 @@ class LocalContext final : public ShardContext {
     if (!options_.publish) return "";
     if (!writer_ && metrics_.empty()) return "";
     H5Writer& w = out();
-    ShardFileHeader h;
-    h.id = task_.id;
-    h.sweep = task_.sweep;
-    h.stage = task_.stage;
-    h.kind = task_.kind;
-    h.role = task_.role;
-    h.seed = task_.seed;
-    h.attempt = task_.attempt;
-    h.params = task().params;
-    h.axes = task_.axes_json.empty() ? Json::object() : Json::parse(task_.axes_json);
-    if (!task_.needs_json.empty()) {
-      for (const auto& n : Json::parse(task_.needs_json))
-        h.needs.push_back(ShardId{n.get<std::string>()});
-    }
+    const ShardFileHeader h{task_.key, task_.sweep, task_.attempt};
     WriteShardAttributes(w, h, metrics_);
     w.Close();
     writer_.reset();
@@ -137,14 +102,15 @@ class LocalContext final : public ShardContext {
 ShardDone RunShardLocally(const RunShard& task, const RunnerRegistry& runners,
                           const LocalRunOptions& options) {
   ShardDone done;
-  done.id = task.id;
+  done.id = task.key.id();
   done.attempt = task.attempt;
   done.start = UnixNow();
   try {
-    const Runner* runner = runners.Find(task.kind);
+    const Runner* runner = runners.Find(task.key.kind());
     if (!runner) {
-      throw std::runtime_error(fmt::format(
-          "kind '{}' has no runner in this seedgrid build (built without LibTorch?)", task.kind));
+      throw std::runtime_error(
+          fmt::format("kind '{}' has no runner in this seedgrid build (built without LibTorch?)",
+                      task.key.kind()));
     }
     LocalContext ctx(task, options);
     (*runner)(ctx);

@@ -80,7 +80,7 @@ void Supervisor::OnMessage(ToWorker msg, const std::string& frame, double now) {
     head_killed_.reset();
     kill_deadline_.reset();
   }
-  logs_.push_back(LogSlot{task.id, task.attempt, LogsFor(task)});
+  logs_.push_back(LogSlot{task.key.id(), task.attempt, LogsFor(task)});
   queue_.push_back(InFlight{std::move(task), now});
   executor_.Send(frame);
 }
@@ -170,7 +170,7 @@ bool Supervisor::OnShardDone(ShardDone& done, double now) {
   // Over its memory limit, the executor reports the shard and kills itself (executor.h).
   const bool memory = done.outcome == Outcome::kMemory;
   if (memory) executor_exiting_ = true;
-  if (!queue_.empty() && queue_.front().task.id == done.id) {
+  if (!queue_.empty() && queue_.front().task.key.id() == done.id) {
     queue_.pop_front();
     head_killed_.reset();
     kill_deadline_.reset();
@@ -222,7 +222,7 @@ void Supervisor::ReportDeath(int status, double now) {
   InFlight dead = std::move(queue_.front());
   queue_.pop_front();
   ShardDone d;
-  d.id = dead.task.id;
+  d.id = dead.task.key.id();
   d.attempt = dead.task.attempt;
   d.end = UnixNow();
   d.start = d.end - std::max(0.0, now - dead.head_since);
@@ -275,7 +275,7 @@ bool Supervisor::RunInProcess() {
   local_.pop_front();
   std::unique_ptr<AttemptLogs> logs = LogsFor(task);
   auto progress = [&](int64_t step, int64_t total) {
-    up_.Send(Progress{task.id, task.attempt, step, total});
+    up_.Send(Progress{task.key.id(), task.attempt, step, total});
   };
   ShardDone done = in_process_.Run(task, *logs, progress);
   logs->Close();

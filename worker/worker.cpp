@@ -79,7 +79,7 @@ class LocalShards final : public InProcessRunner {
           gang = std::make_unique<MpiCollective>(task.gang, task.gang_id);
       } catch (const std::exception& e) {
         ShardDone d;
-        d.id = task.id;
+        d.id = task.key.id();
         d.attempt = task.attempt;
         d.outcome = Outcome::kError;
         d.error = fmt::format("gang communicator: {}", e.what());

@@ -97,10 +97,10 @@ int Speed(const std::map<std::string, std::string>& f) {
   std::string checkpoint = Str(f, "checkpoint", "");
   const fs::path dir = fs::temp_directory_path() / fmt::format("harvest_bench_{}", ::getpid());
   if (checkpoint.empty()) {
+    Json params = PretrainKindConfig().defaults;
+    params["train"]["steps"] = 300;
     ShardTaskView v;
-    v.kind = "pretrain";
-    v.params = PretrainKindConfig().defaults;
-    v.params["train"]["steps"] = 300;
+    v.key = ShardKey({.kind = "pretrain"}, std::move(params), Json::object());
     BenchContext ctx(v, dir / "base.h5", dir / "base", threads);
     const double t0 = Now();
     RunPretrain(ctx);
@@ -256,27 +256,24 @@ int RssChild(const std::map<std::string, std::string>& f) {
   const std::string phase = Str(f, "phase", "");
   Json p = RssParams(f, dir);
   ShardTaskView v;
-  v.kind = "harvest";
-  v.seed = 0;
+  ShardRole role = ShardRole::kMap;
   if (phase == "reduce") {
     p["role"] = "reduce";
     p["shard_count"] = 2;
-    v.role = "reduce";
+    role = ShardRole::kReduce;
     for (int s = 0; s < 2; ++s) {
       InputArtifact in;
-      in.id = ShardId{fmt::format("map{}", s)};
-      in.kind = "harvest";
+      in.key = ShardKey({.id = ShardId{fmt::format("map{}", s)}, .kind = "harvest"},
+                        Json{{"shard_index", s}}, Json::object());
       in.path = (dir / fmt::format("map{}.h5", s)).string();
-      in.params = {{"shard_index", s}};
       v.inputs.push_back(in);
     }
   } else {
     const int s = std::stoi(phase.substr(3));
     p["shard_index"] = s;
     p["shard_count"] = 2;
-    v.role = "map";
   }
-  v.params = p;
+  v.key = ShardKey({.kind = "harvest", .seed = 0, .role = role}, p, Json::object());
   BenchContext ctx(v, dir / (phase + ".h5"), dir / phase, 1);
   RunHarvest(ctx);
   ctx.Close();

@@ -43,20 +43,21 @@ void Generate(const std::string& registry_path, const std::string& sweep, int sh
   const int ranks[] = {1, 2, 4, 8, 16};
   for (int i = 0; i < shards; ++i) {
     int config = i / seeds;
+    seedgrid::Json axes = {{"adapter", adapters[config % 2]},
+                           {"lora.rank", ranks[(config / 2) % 5]},
+                           {"train.lr", 1e-4 * (1 + config / 10)}};
+    seedgrid::Json params = {{"adapter", axes["adapter"]},
+                             {"lora", {{"rank", axes["lora.rank"]}, {"alpha", 8}}},
+                             {"train", {{"lr", axes["train.lr"]}, {"steps", 200}}},
+                             {"eval", {{"alphas", {-2, -1, 0, 1, 2}}}}};
     seedgrid::ShardRow s;
-    s.id = seedgrid::ShardId{fmt::format("{:016x}", 0x5eed0000ULL + i)};
+    s.key = seedgrid::ShardKey({.id = seedgrid::ShardId{fmt::format("{:016x}", 0x5eed0000ULL + i)},
+                                .stage = "steer",
+                                .kind = "lora_steer",
+                                .seed = i % seeds},
+                               std::move(params), std::move(axes));
     s.sweep = sweep;
-    s.stage = "steer";
     s.stage_index = 1;
-    s.kind = "lora_steer";
-    s.seed = i % seeds;
-    s.axes = {{"adapter", adapters[config % 2]},
-              {"lora.rank", ranks[(config / 2) % 5]},
-              {"train.lr", 1e-4 * (1 + config / 10)}};
-    s.params = {{"adapter", s.axes["adapter"]},
-                {"lora", {{"rank", s.axes["lora.rank"]}, {"alpha", 8}}},
-                {"train", {{"lr", s.axes["train.lr"]}, {"steps", 200}}},
-                {"eval", {{"alphas", {-2, -1, 0, 1, 2}}}}};
     rows.push_back(std::move(s));
   }
   reg.InsertShards(rows);
@@ -65,16 +66,16 @@ void Generate(const std::string& registry_path, const std::string& sweep, int sh
     auto status = r < 0.01   ? seedgrid::ShardStatus::kFailed
                   : r < 0.02 ? seedgrid::ShardStatus::kRunning
                              : seedgrid::ShardStatus::kDone;
-    reg.SetShardState(s.id, status, 1,
-                      status == seedgrid::ShardStatus::kDone ? "steer/" + s.id.hex + ".h5" : "",
-                      "");
+    const seedgrid::ShardId& id = s.key.id();
+    reg.SetShardState(id, status, 1,
+                      status == seedgrid::ShardStatus::kDone ? "steer/" + id.hex + ".h5" : "", "");
     if (status != seedgrid::ShardStatus::kDone) continue;
-    reg.SetMetrics(s.id, {{"steer_delta", 1 + 0.3 * noise(rng)},
-                          {"steer_slope", 0.8 + 0.2 * noise(rng)},
-                          {"kl_at_1", 0.01 * std::abs(noise(rng))},
-                          {"pmass_min", 0.9 + 0.01 * noise(rng)},
-                          {"dw_fro", 3 + noise(rng)},
-                          {"final_loss_pos", 0.4 + 0.05 * noise(rng)}});
+    reg.SetMetrics(id, {{"steer_delta", 1 + 0.3 * noise(rng)},
+                        {"steer_slope", 0.8 + 0.2 * noise(rng)},
+                        {"kl_at_1", 0.01 * std::abs(noise(rng))},
+                        {"pmass_min", 0.9 + 0.01 * noise(rng)},
+                        {"dw_fro", 3 + noise(rng)},
+                        {"final_loss_pos", 0.4 + 0.05 * noise(rng)}});
   }
   batch.Commit();
 }

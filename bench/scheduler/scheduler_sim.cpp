@@ -54,7 +54,7 @@ class SimComm final : public Comm {
     if (auto* r = std::get_if<RunShard>(&msg)) Send(to, *r);
   }
   void Send(WorkerId to, const RunShard& r) override {
-    int task = std::stoi(r.id.hex);
+    int task = std::stoi(r.key.id().hex);
     // Arrives after `latency`; runs when the worker is free; result travels back.
     double arrive = now + latency_;
     double start = std::max(arrive, free_at_[to.rank]);
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
 
   std::vector<SchedTask> tasks(shards);
   for (int i = 0; i < shards; ++i) {
-    tasks[i].msg.id = ShardId{std::to_string(i)};
+    tasks[i].msg.key = ShardKey({.id = ShardId{std::to_string(i)}});
     tasks[i].max_attempts = 1;
   }
   std::priority_queue<Event, std::vector<Event>, std::greater<>> q;

@@ -342,7 +342,7 @@ class FigureMaker {
       for (size_t i : g.shards) {
         auto h5 = Open(i);
         if (!h5) continue;
-        const std::string& sid = data_.shards[i].id.hex;
+        const std::string& sid = data_.shards[i].key.id().hex;
         try {
           if (!h5->Has(f.x) || !h5->Has(f.y)) {
             problems_.Add(fmt::format("shard {} has no {} or {}", sid, f.x, f.y));
@@ -434,7 +434,7 @@ class FigureMaker {
             curves[s][gi].push_back(std::move(v));
           }
           if (!any)
-            problems_.Add(fmt::format("shard {} has none of {}", data_.shards[i].id.hex,
+            problems_.Add(fmt::format("shard {} has none of {}", data_.shards[i].key.id().hex,
                                       fmt::join(all, ", ")));
         } catch (const std::exception& e) {
           problems_.Add(e.what());
@@ -739,7 +739,7 @@ class FigureMaker {
             if (shape.size() != 2) continue;
             auto [it, fresh] = shapes.try_emplace(score, shape);
             if (!fresh && it->second != shape) {
-              problems_.Add(fmt::format("shard {}: {}/{} shape differs", data_.shards[i].id.hex,
+              problems_.Add(fmt::format("shard {}: {}/{} shape differs", data_.shards[i].key.id().hex,
                                         f.group, score));
               continue;
             }
@@ -802,11 +802,11 @@ class FigureMaker {
         if (!h5) continue;
         try {
           if (!h5->Has(f.y)) {
-            problems_.Add(fmt::format("shard {} has no {}", data_.shards[i].id.hex, f.y));
+            problems_.Add(fmt::format("shard {} has no {}", data_.shards[i].key.id().hex, f.y));
             continue;
           }
           Values s;
-          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].seed)
+          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].key.seed())
                                         : g.label;
           for (double d : h5->Read<double>(f.y)) {
             ++s.total;

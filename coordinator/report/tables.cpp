@@ -57,7 +57,7 @@ SweepData LoadSweep(const Registry& registry, const std::string& sweep, const Ki
   });
   std::unordered_map<std::string, size_t> by_id;
   by_id.reserve(d.shards.size());
-  for (size_t i = 0; i < d.shards.size(); ++i) by_id.emplace(d.shards[i].id.hex, i);
+  for (size_t i = 0; i < d.shards.size(); ++i) by_id.emplace(d.shards[i].key.id().hex, i);
   d.metrics.resize(d.shards.size());
   for (auto& m : registry.MetricsOfSweep(sweep)) {
     auto it = by_id.find(m.shard.hex);
@@ -66,8 +66,8 @@ SweepData LoadSweep(const Registry& registry, const std::string& sweep, const Ki
   for (auto& m : d.metrics) std::sort(m.begin(), m.end());
   for (size_t i = 0; i < d.shards.size(); ++i) {
     const ShardRow& s = d.shards[i];
-    if (d.stages.empty() || d.stages.back().name != s.stage) {
-      d.stages.push_back({s.stage, s.kind, s.stage_index, {}});
+    if (d.stages.empty() || d.stages.back().name != s.key.stage()) {
+      d.stages.push_back({s.key.stage(), s.key.kind(), s.stage_index, {}});
     }
     d.stages.back().shards.push_back(i);
   }
@@ -122,14 +122,14 @@ const Json* ParamAt(const Json& params, const std::string& dotted) {
 }
 
 Json KeyValue(const ShardRow& row, const std::string& key) {
-  if (key == "seed") return row.seed;
-  if (auto it = row.axes.find(key); it != row.axes.end()) return *it;
-  const Json* p = ParamAt(row.params, key);
+  if (key == "seed") return row.key.seed();
+  if (auto it = row.key.axes().find(key); it != row.key.axes().end()) return *it;
+  const Json* p = ParamAt(row.key.params(), key);
   return p ? *p : Json();
 }
 
 bool HasKey(const ShardRow& row, const std::string& key) {
-  return key == "seed" || row.axes.contains(key) || ParamAt(row.params, key) != nullptr;
+  return key == "seed" || row.key.axes().contains(key) || ParamAt(row.key.params(), key) != nullptr;
 }
 
 std::string StatusReason(ShardStatus s) { return std::string(ToString(s)); }
@@ -155,14 +155,14 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
 
   // 1. The rows: reduce shards when the stage has them.
   std::vector<size_t> rows = TabulatedRows(*stage, data);
-  for (size_t i : stage->shards) t.reduce_only |= data.shards[i].role == "reduce";
+  for (size_t i : stage->shards) t.reduce_only |= data.shards[i].key.role() == ShardRole::kReduce;
   for (size_t i : rows) ++t.status_counts[std::string(ToString(data.shards[i].status))];
 
   // 2. Group keys.
   if (request.group_by.empty()) {
     std::set<std::string> keys;
     for (size_t i : rows) {
-      for (const auto& [k, v] : data.shards[i].axes.items()) {
+      for (const auto& [k, v] : data.shards[i].key.axes().items()) {
         if (k != "seed") keys.insert(k);
       }
     }
@@ -170,7 +170,7 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
   } else {
     std::set<std::string> axes;
     for (size_t i : rows) {
-      for (const auto& [k, v] : data.shards[i].axes.items()) axes.insert(k);
+      for (const auto& [k, v] : data.shards[i].key.axes().items()) axes.insert(k);
     }
     for (const auto& k : request.group_by) {
       bool found = std::any_of(rows.begin(), rows.end(),
@@ -240,7 +240,7 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
     for (size_t k = 0; k < t.keys.size(); ++k) parts.push_back(t.keys[k] + "=" + KeyText(g.key[k]));
     g.label = parts.empty() ? "all shards" : fmt::format("{}", fmt::join(parts, ", "));
     std::sort(g.shards.begin(), g.shards.end(), [&](size_t a, size_t b) {
-      return std::pair(data.shards[a].seed, a) < std::pair(data.shards[b].seed, b);
+      return std::pair(data.shards[a].key.seed(), a) < std::pair(data.shards[b].key.seed(), b);
     });
     for (size_t i : g.shards) g.complete &= data.shards[i].status == ShardStatus::kDone;
     g.cells.resize(t.metrics.size());
@@ -251,13 +251,13 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
         const ShardRow& s = data.shards[i];
         const double* v = s.status == ShardStatus::kDone ? data.Metric(i, t.metrics[m]) : nullptr;
         if (s.status != ShardStatus::kDone) {
-          c.missing.push_back({s.seed, s.id, StatusReason(s.status)});
+          c.missing.push_back({s.key.seed(), s.key.id(), StatusReason(s.status)});
         } else if (!v) {
-          c.missing.push_back({s.seed, s.id, "no metric"});
+          c.missing.push_back({s.key.seed(), s.key.id(), "no metric"});
         } else if (!std::isfinite(*v)) {
-          c.missing.push_back({s.seed, s.id, fmt::format("not finite ({})", *v)});
+          c.missing.push_back({s.key.seed(), s.key.id(), fmt::format("not finite ({})", *v)});
         } else {
-          c.seeds.push_back(s.seed);
+          c.seeds.push_back(s.key.seed());
           c.values.push_back(*v);
         }
       }
@@ -280,10 +280,10 @@ std::vector<Group> ConfigGroups(const SweepData& data, const std::string& stage)
 namespace {
 std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData& data) {
   bool reduce = false;
-  for (size_t i : stage.shards) reduce |= data.shards[i].role == "reduce";
+  for (size_t i : stage.shards) reduce |= data.shards[i].key.role() == ShardRole::kReduce;
   std::vector<size_t> rows;
   for (size_t i : stage.shards) {
-    if (!reduce || data.shards[i].role == "reduce") rows.push_back(i);
+    if (!reduce || data.shards[i].key.role() == ShardRole::kReduce) rows.push_back(i);
   }
   return rows;
 }

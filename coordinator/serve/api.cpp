@@ -331,24 +331,18 @@ Answer Api::ShardDetail(const std::string& id) {
   std::optional<ShardRow> row = reg_.Shard(ShardId{id});
   if (!row) row = reg_.FindShardByPrefix(id);
   if (!row) return ErrorAnswer(404, fmt::format("no shard '{}'", id));
-  Json j{{"id", row->id.hex},
-         {"sweep", row->sweep},
-         {"stage", row->stage},
-         {"kind", row->kind},
-         {"params", row->params},
-         {"axes", row->axes},
-         {"seed", row->seed},
-         {"role", row->role},
-         {"status", ToString(row->status)},
-         {"attempts_charged", row->attempts},
-         {"artifact", row->artifact},
-         {"error", row->error}};
+  Json j{{"id", row->key.id().hex},         {"sweep", row->sweep},
+         {"stage", row->key.stage()},       {"kind", row->key.kind()},
+         {"params", row->key.params()},     {"axes", row->key.axes()},
+         {"seed", row->key.seed()},         {"role", std::string(ToString(row->key.role()))},
+         {"status", ToString(row->status)}, {"attempts_charged", row->attempts},
+         {"artifact", row->artifact},       {"error", row->error}};
   Json needs = Json::array();
-  for (const auto& n : row->needs) needs.push_back(n.hex);
+  for (const auto& n : row->key.needs()) needs.push_back(n.hex);
   j["needs"] = needs;
-  if (auto u = reg_.ShardUpdated(row->id)) j["updated"] = *u;
+  if (auto u = reg_.ShardUpdated(row->key.id())) j["updated"] = *u;
   Json attempts = Json::array();
-  for (const auto& a : reg_.Attempts(row->id)) {
+  for (const auto& a : reg_.Attempts(row->key.id())) {
     attempts.push_back(Json{{"n", a.n},
                             {"rank", a.rank},
                             {"host", a.host},
@@ -363,7 +357,7 @@ Answer Api::ShardDetail(const std::string& id) {
                             {"job_id", a.job_id}});
   }
   j["attempts"] = attempts;
-  j["metrics"] = reg_.Metrics(row->id);
+  j["metrics"] = reg_.Metrics(row->key.id());
   Json files = Json::array(), logs = Json::array();
   if (auto s = reg_.Sweep(row->sweep)) {
     const fs::path sweep_dir = fs::path(s->out_dir) / row->sweep;
@@ -377,7 +371,7 @@ Answer Api::ShardDetail(const std::string& id) {
                              {"url", FileUrl(row->sweep, sweep_dir, a.lexically_normal())}});
       }
     }
-    const fs::path log_dir = sweep_dir / row->stage / (row->id.hex + ".logs");
+    const fs::path log_dir = sweep_dir / row->key.stage() / (row->key.id().hex + ".logs");
     std::vector<fs::path> names;
     for (auto it = fs::directory_iterator(log_dir, ec); !ec && it != fs::directory_iterator();
          it.increment(ec)) {

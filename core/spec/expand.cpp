@@ -163,31 +163,31 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
   auto emit = [&](size_t i, Json params, int64_t seed, std::vector<ShardId> need_ids,
                   const Json& axes, ShardRole role) {
     const StageSpec& st = spec.stages[i];
-    ShardPlan s;
-    s.params_json = CanonicalJson(params);
-    s.axes_json = CanonicalJson(axes);
+    ShardKey::Fields f;
+    f.params_json = CanonicalJson(params);
+    f.axes_json = CanonicalJson(axes);
     if (kind[i]->unhashed_params.empty()) {
-      s.id = ShardIdOf(st.kind, s.params_json, seed, need_ids, CodeTag());
-    } else {
+      f.id = ShardIdOf(st.kind, f.params_json, seed, need_ids, CodeTag());
+    } else {  // where things are on this machine is not what is computed (KindConfig)
       Json hashed = params;
       for (const auto& key : kind[i]->unhashed_params) hashed.erase(key);
-      s.id = ShardIdOf(st.kind, CanonicalJson(hashed), seed, need_ids, CodeTag());
+      f.id = ShardIdOf(st.kind, CanonicalJson(hashed), seed, need_ids, CodeTag());
     }
+    f.stage = st.name;
+    f.kind = st.kind;
+    f.seed = seed;
+    f.role = role;
+    f.needs = std::move(need_ids);
+    ShardPlan s;
+    s.key = ShardKey(std::move(f), std::move(params), axes);
     s.stage_index = static_cast<int>(i);
-    s.stage = st.name;
-    s.kind = st.kind;
-    s.params = std::move(params);
-    s.seed = seed;
-    s.needs = std::move(need_ids);
-    s.axes = axes;
-    s.role = role;
     s.resources = st.resources;
-    auto [it, fresh] = seen.emplace(s.id.hex, plan.shards.size());
+    auto [it, fresh] = seen.emplace(s.key.id().hex, plan.shards.size());
     if (!fresh && problems.size() < 20) {
       const ShardPlan& other = plan.shards[it->second];
       problems.push_back(fmt::format(
           "{}: stage '{}' repeats shard {} of stage '{}' (same kind, params, seed and needs)",
-          where(st), st.name, s.id.hex, other.stage));
+          where(st), st.name, s.key.id().hex, other.key.stage()));
     }
     plan.shards.push_back(std::move(s));
     return plan.shards.size() - 1;
@@ -206,10 +206,10 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
       std::vector<ShardId> need_ids;
       for (size_t k = 0; k < pick.size(); ++k) {
         from.push_back(&plan.shards[outs[needs[i][k]][pick[k]]]);
-        need_ids.push_back(from.back()->id);
+        need_ids.push_back(from.back()->key.id());
       }
       std::vector<int64_t> seeds =
-          inherits_seed(i) ? std::vector<int64_t>{from[0]->seed} : own_seeds(st);
+          inherits_seed(i) ? std::vector<int64_t>{from[0]->key.seed()} : own_seeds(st);
       for (int64_t seed : seeds) {
         ForEachCombination(grid_radix, [&](const std::vector<size_t>& g) {
           for (size_t z = 0; z < zip_rows; ++z) {
@@ -224,11 +224,11 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
               axes[a.key] = a.values[z];
             }
             for (const ShardPlan* o : from) {
-              for (const auto& [k, v] : o->axes.items()) {
+              for (const auto& [k, v] : o->key.axes().items()) {
                 if (!axes.contains(k)) {
                   axes[k] = v;
                 } else if (axes[k] != v) {
-                  axes[o->stage + ":" + k] = v;
+                  axes[o->key.stage() + ":" + k] = v;
                 }
               }
             }
@@ -243,7 +243,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
               p["shard_count"] = st.shards;
               size_t at = emit(i, std::move(p), seed, need_ids, axes,
                                reduce ? ShardRole::kMap : ShardRole::kSingle);
-              map_ids.push_back(plan.shards[at].id);
+              map_ids.push_back(plan.shards[at].key.id());
               if (!reduce) outs[i].push_back(at);
             }
             if (reduce) {

@@ -478,8 +478,8 @@ const InputArtifact& SteerInput(const ShardTaskView& task) {
   std::vector<const InputArtifact*> found;
   std::vector<std::string> kinds;
   for (const auto& in : task.inputs) {
-    kinds.push_back(fmt::format("{} ({})", in.stage, in.kind));
-    if (in.kind == "lora_steer") found.push_back(&in);
+    kinds.push_back(fmt::format("{} ({})", in.key.stage(), in.key.kind()));
+    if (in.key.kind() == "lora_steer") found.push_back(&in);
   }
   if (found.size() != 1)
     throw std::runtime_error(fmt::format(
@@ -501,8 +501,8 @@ void RunDwAblation(ShardContext& ctx) {
   int64_t n_rows = p.at("rows").get<int64_t>();
   if (n_rows == 0) {
     const Json* n = nullptr;
-    if (steer.params.contains("data") && steer.params["data"].contains("n_eval"))
-      n = &steer.params["data"]["n_eval"];
+    if (steer.key.params().contains("data") && steer.key.params()["data"].contains("n_eval"))
+      n = &steer.key.params()["data"]["n_eval"];
     if (n)
       n_rows = n->get<int64_t>();
     else
@@ -593,7 +593,7 @@ void RunDwAblation(ShardContext& ctx) {
   out.Write(ablation_layout::kManifestRetained, retained);
   out.Attr("/", "target", std::string("dw"));
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
-  out.Attr("/", "steer_shard", steer.id.str());
+  out.Attr("/", "steer_shard", steer.key.id().str());
   out.Attr("/", "steer_file", steer.path);
   out.Attr("/", "alpha_meaning",
            std::string("weights = W + alpha * delta(variant), delta(full) = dW"));
@@ -613,10 +613,10 @@ void RunDwAblation(ShardContext& ctx) {
 std::string ResolveAblationBase(const ShardTaskView& task, const std::string& explicit_dir) {
   const bool has_pretrain =
       std::any_of(task.inputs.begin(), task.inputs.end(),
-                  [](const InputArtifact& in) { return in.kind == "pretrain"; });
+                  [](const InputArtifact& in) { return in.key.kind() == "pretrain"; });
   if (!explicit_dir.empty() || has_pretrain) return ResolveBaseCheckpoint(task, explicit_dir);
   for (const auto& in : task.inputs) {
-    if (in.kind != "lora_steer") continue;
+    if (in.key.kind() != "lora_steer") continue;
     const auto dir = H5Reader(in.path).AttrString("/", "base_checkpoint");
     if (dir && fs::exists(fs::path(*dir) / "config.json")) return *dir;
     throw std::runtime_error(fmt::format(

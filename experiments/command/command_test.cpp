@@ -133,9 +133,9 @@ params:
   SweepSpec spec = ParseSpec(text, file, {"params.model.width=16"}, Kinds());
   Plan plan = ExpandSpec(spec, Kinds());
   ASSERT_EQ(plan.shards.size(), 4u);
-  EXPECT_EQ(plan.shards[0].params["model"]["width"], 16);
-  EXPECT_EQ(plan.shards[0].params["cwd"], dir.path());  // "." relative to the spec file
-  EXPECT_EQ(plan.shards[0].params["code_digest"], "");
+  EXPECT_EQ(plan.shards[0].key.params()["model"]["width"], 16);
+  EXPECT_EQ(plan.shards[0].key.params()["cwd"], dir.path());  // "." relative to the spec file
+  EXPECT_EQ(plan.shards[0].key.params()["code_digest"], "");
 }
 
 TEST(CommandSpec, EditingACodeFileChangesTheShardIdsAndNothingElseDoes) {
@@ -153,7 +153,7 @@ params:
   auto ids = [&] {
     Plan plan = ExpandSpec(ParseSpec(text, file, {}, Kinds()), Kinds());
     std::vector<std::string> out;
-    for (const auto& s : plan.shards) out.push_back(s.id.hex);
+    for (const auto& s : plan.shards) out.push_back(s.key.id().hex);
     return out;
   };
   const auto first = ids();
@@ -179,8 +179,8 @@ params:
   auto id = [&](const TempDir& d) {
     d.Write("train.py", "print(1)\n");
     Plan plan = ExpandSpec(ParseSpec(text, d.Write("s.yaml", text), {}, Kinds()), Kinds());
-    EXPECT_EQ(plan.shards.at(0).params["cwd"], d.path());  // the runner gets the real place
-    return plan.shards.at(0).id.hex;
+    EXPECT_EQ(plan.shards.at(0).key.params()["cwd"], d.path());  // the runner gets the real place
+    return plan.shards.at(0).key.id().hex;
   };
   EXPECT_EQ(id(a), id(b));
 }

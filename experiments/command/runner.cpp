@@ -224,16 +224,16 @@ Json InputsJson(const ShardTaskView& t) {
       std::sort(names.begin(), names.end());
       files = names;
     }
-    if (!by_stage.contains(in.stage)) by_stage[in.stage] = Json::array();
-    by_stage[in.stage].push_back({{"id", in.id.hex},
-                                  {"stage", in.stage},
-                                  {"kind", in.kind},
-                                  {"h5", in.path},
-                                  {"dir", in.artifact_dir},
-                                  {"files", files},
-                                  {"seed", in.seed},
-                                  {"params", in.params},
-                                  {"axes", in.axes}});
+    if (!by_stage.contains(in.key.stage())) by_stage[in.key.stage()] = Json::array();
+    by_stage[in.key.stage()].push_back({{"id", in.key.id().hex},
+                                        {"stage", in.key.stage()},
+                                        {"kind", in.key.kind()},
+                                        {"h5", in.path},
+                                        {"dir", in.artifact_dir},
+                                        {"files", files},
+                                        {"seed", in.key.seed()},
+                                        {"params", in.key.params()},
+                                        {"axes", in.key.axes()}});
   }
   return by_stage;
 }
@@ -241,23 +241,23 @@ Json InputsJson(const ShardTaskView& t) {
 std::function<std::optional<std::string>(const std::string&)> Lookup(const ShardTaskView& t,
                                                                      const Dirs& d) {
   return [&t, &d](const std::string& n) -> std::optional<std::string> {
-    if (n == "seed") return std::to_string(t.seed);
-    if (n == "shard_id") return t.id.hex;
+    if (n == "seed") return std::to_string(t.key.seed());
+    if (n == "shard_id") return t.key.id().hex;
     if (n == "out") return d.scratch;
     if (n == "checkpoint") return d.checkpoint;
     if (n == "attempt") return std::to_string(t.attempt);
     if (n == "sweep") return t.sweep;
-    if (n == "stage") return t.stage;
+    if (n == "stage") return t.key.stage();
     if (n == "params") return d.params_file;
     if (n.rfind("needs.", 0) == 0) {
       const size_t dot = n.rfind('.');
       const std::string stage = n.substr(6, dot - 6), what = n.substr(dot + 1);
       for (const auto& in : t.inputs) {
-        if (in.stage == stage) return what == "h5" ? in.path : in.artifact_dir;
+        if (in.key.stage() == stage) return what == "h5" ? in.path : in.artifact_dir;
       }
       return std::nullopt;
     }
-    return command::ParamText(t.params, n);
+    return command::ParamText(t.key.params(), n);
   };
 }
 
@@ -265,21 +265,21 @@ std::vector<std::string> Environment(const ShardTaskView& t, const Dirs& d, cons
                                      const std::string& device) {
   auto lookup = Lookup(t, d);
   std::vector<std::string> set;
-  if (t.params.contains("env") && t.params["env"].is_object()) {
-    for (const auto& [k, v] : t.params["env"].items()) {
+  if (t.key.params().contains("env") && t.key.params()["env"].is_object()) {
+    for (const auto& [k, v] : t.key.params()["env"].items()) {
       const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
       set.push_back(k + "=" + ExpandTemplate(text, lookup));
     }
   }
   set.push_back("SEEDGRID_PARAMS=" + d.params_file);
-  set.push_back("SEEDGRID_SHARD_ID=" + t.id.hex);
-  set.push_back(fmt::format("SEEDGRID_SEED={}", t.seed));
+  set.push_back("SEEDGRID_SHARD_ID=" + t.key.id().hex);
+  set.push_back(fmt::format("SEEDGRID_SEED={}", t.key.seed()));
   set.push_back("SEEDGRID_OUT=" + d.scratch);
   set.push_back("SEEDGRID_INPUTS=" + d.inputs_file);
   set.push_back(fmt::format("SEEDGRID_ATTEMPT={}", t.attempt));
   set.push_back("SEEDGRID_CHECKPOINT_DIR=" + d.checkpoint);
   set.push_back("SEEDGRID_SWEEP=" + t.sweep);
-  set.push_back("SEEDGRID_STAGE=" + t.stage);
+  set.push_back("SEEDGRID_STAGE=" + t.key.stage());
   if (device.rfind("cuda:", 0) == 0) {
     // The worker's GPU: its entry of the inherited list (a GPU index or UUID).
     const int index = std::atoi(device.c_str() + 5);
@@ -329,7 +329,7 @@ Dirs PrepareDirs(ShardContext& ctx) {
   fs::remove_all(d.scratch);
   fs::create_directories(d.scratch);
   fs::create_directories(d.checkpoint);
-  WriteJsonFile(d.params_file, t.params);
+  WriteJsonFile(d.params_file, t.key.params());
   WriteJsonFile(d.inputs_file, InputsJson(t));
   return d;
 }
@@ -359,11 +359,11 @@ Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, Gan
                  const std::string& device, bool in_executor) {
   auto lookup = Lookup(t, d);
   SpawnOptions o;
-  for (const auto& a : t.params.at("argv")) {
+  for (const auto& a : t.key.params().at("argv")) {
     o.argv.push_back(ExpandTemplate(a.is_string() ? a.get<std::string>() : a.dump(), lookup));
   }
   o.env = Environment(t, d, gang, device);
-  o.cwd = ExpandTemplate(t.params.value("cwd", std::string(".")), lookup);
+  o.cwd = ExpandTemplate(t.key.params().value("cwd", std::string(".")), lookup);
   StderrTee tee;
   // stdin from /dev/null; fds 3 and 4 (the executor's protocol pipes, inheritable since they
   // were dup2'ed there) over /dev/null so no process of the command can hold them open.
@@ -405,7 +405,8 @@ Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, Gan
 
 void RunCommand(ShardContext& ctx) {
   const ShardTaskView& t = ctx.task();
-  if (!t.params.contains("argv") || !t.params["argv"].is_array() || t.params["argv"].empty()) {
+  if (!t.key.params().contains("argv") || !t.key.params()["argv"].is_array() ||
+      t.key.params()["argv"].empty()) {
     throw std::runtime_error("command: params.argv must be a non-empty list");
   }
   GangEnv gang;

@@ -95,11 +95,12 @@ void RunReduce(ShardContext& ctx, const std::string& config) {
   const Json& p = ctx.params();
   std::vector<MapInput> maps;
   for (const auto& in : ctx.task().inputs) {
-    if (in.kind != "harvest") continue;
-    const auto index = in.params.find("shard_index");
-    maps.push_back(
-        {in.path, in.id.hex,
-         index != in.params.end() && index->is_number_integer() ? index->get<int64_t>() : -1});
+    if (in.key.kind() != "harvest") continue;
+    const auto index = in.key.params().find("shard_index");
+    maps.push_back({in.path, in.key.id().hex,
+                    index != in.key.params().end() && index->is_number_integer()
+                        ? index->get<int64_t>()
+                        : -1});
   }
   const int64_t shard_count = p.at("shard_count").get<int64_t>();
   const Accumulators acc = ReduceMapFiles(maps, shard_count, config);
@@ -207,7 +208,8 @@ void RunHarvest(ShardContext& ctx) {
   namespace fs = std::filesystem;
   const Json& p = ctx.params();
   const std::string config = ConfigText(p);
-  if (ctx.task().role == "reduce" || p.value("role", "") == "reduce") return RunReduce(ctx, config);
+  if (ctx.task().key.role() == ShardRole::kReduce || p.value("role", "") == "reduce")
+    return RunReduce(ctx, config);
 
   at::set_num_threads(std::max(1, ctx.threads()));
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());

@@ -277,7 +277,7 @@ std::string ResolveBaseCheckpoint(const ShardTaskView& task, const std::string& 
   }
   std::vector<std::string> looked;
   for (const auto& in : task.inputs) {
-    if (in.kind != "pretrain") continue;
+    if (in.key.kind() != "pretrain") continue;
     if (HasCheckpoint(in.artifact_dir)) return in.artifact_dir;
     looked.push_back(in.artifact_dir);
   }

@@ -19,19 +19,22 @@ TEST(RecordLaunch, EveryShardsSpecIsRecordedAsPlanned) {
   {
     Plan plan;
     plan.spec.name = "sw";
-    // Needs long enough to live on the heap: the rows are views, the JSON must outlive them.
+    // Needs long enough to live on the heap (the insert binds the needs' JSON as a view), and
+    // every role.
     std::vector<ShardId> needs;
+    const ShardRole roles[] = {ShardRole::kSingle, ShardRole::kMap, ShardRole::kReduce};
     for (int i = 0; i < 40; ++i) {
       ShardPlan s;
-      s.id = ShardId{fmt::format("{:016x}", 0x1000 + i)};
-      s.stage = i < 20 ? "a" : "b";
+      s.key = ShardKey({.id = ShardId{fmt::format("{:016x}", 0x1000 + i)},
+                        .stage = i < 20 ? "a" : "b",
+                        .kind = "noop",
+                        .seed = i,
+                        .role = roles[i % 3],
+                        .params_json = fmt::format("{{\"x\":{}}}", i),
+                        .axes_json = "{}",
+                        .needs = i >= 20 ? needs : std::vector<ShardId>{}});
       s.stage_index = i < 20 ? 0 : 1;
-      s.kind = "noop";
-      s.seed = i;
-      s.params_json = fmt::format("{{\"x\":{}}}", i);
-      s.axes_json = "{}";
-      if (i >= 20) s.needs = needs;
-      if (i < 20) needs.push_back(s.id);
+      if (i < 20) needs.push_back(s.key.id());
       plan.shards.push_back(s);
     }
     Registry reg(dir + "/registry.sqlite", Registry::Mode::kWrite);
@@ -42,11 +45,9 @@ TEST(RecordLaunch, EveryShardsSpecIsRecordedAsPlanned) {
     const auto rows = reg.Shards("sw");
     ASSERT_EQ(rows.size(), plan.shards.size());
     for (const auto& r : rows) {
-      const ShardPlan& s = plan.shards[static_cast<size_t>(r.seed)];
-      EXPECT_EQ(r.id, s.id);
-      EXPECT_EQ(r.stage, s.stage);
-      EXPECT_EQ(r.needs, s.needs) << r.id.hex;
-      EXPECT_EQ(r.params.dump(), s.params_json);
+      const ShardPlan& s = plan.shards[static_cast<size_t>(r.key.seed())];
+      EXPECT_EQ(r.key, s.key) << r.key.id().hex;  // every field, the role and needs included
+      EXPECT_EQ(r.stage_index, s.stage_index);
     }
   }
   fs::remove_all(dir);

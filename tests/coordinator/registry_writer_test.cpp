@@ -20,21 +20,19 @@ class RegistryWriterTest : public ::testing::Test {
     reg_ = std::make_unique<Registry>(dir_ + "/registry.sqlite", Registry::Mode::kWrite);
     ShardRow r;
     r.sweep = "s";
-    r.stage = "a";
-    r.kind = "chaos";
     for (const char* id : {"1111111111111111", "2222222222222222"}) {
-      r.id = ShardId{id};
+      r.key = ShardKey({.id = ShardId{id}, .stage = "a", .kind = "chaos"});
       reg_->InsertShards({r});
       SchedTask& t = tasks_.emplace_back();
-      t.msg.id = r.id;
-      seqs_.push_back(reg_->Shard(r.id)->seq);
+      t.msg.key = r.key;
+      seqs_.push_back(reg_->Shard(r.key.id())->seq);
     }
   }
   void TearDown() override {
     reg_.reset();
     fs::remove_all(dir_);
   }
-  ShardStatus Status(int task) { return reg_->Shard(tasks_[task].msg.id)->status; }
+  ShardStatus Status(int task) { return reg_->Shard(tasks_[task].msg.key.id())->status; }
 
   std::string dir_;
   std::unique_ptr<Registry> reg_;
@@ -64,7 +62,7 @@ TEST_F(RegistryWriterTest, AShardFinishedInItsBatchIsWrittenOnceAsItsOutcome) {
   f.worker = WorkerId{1};
   f.new_status = ShardStatus::kFailed;
   f.attempts = 1;
-  f.done.id = tasks_[0].msg.id;
+  f.done.id = tasks_[0].msg.key.id();
   f.done.attempt = 1;
   f.done.outcome = Outcome::kError;
   f.done.error = "boom";
@@ -73,8 +71,8 @@ TEST_F(RegistryWriterTest, AShardFinishedInItsBatchIsWrittenOnceAsItsOutcome) {
   w.Commit();
   EXPECT_EQ(Status(0), ShardStatus::kFailed);
   EXPECT_EQ(Status(1), ShardStatus::kPending);
-  ASSERT_EQ(reg_->Attempts(tasks_[0].msg.id).size(), 1u);
-  EXPECT_EQ(reg_->Attempts(tasks_[0].msg.id)[0].error, "boom");
+  ASSERT_EQ(reg_->Attempts(tasks_[0].msg.key.id()).size(), 1u);
+  EXPECT_EQ(reg_->Attempts(tasks_[0].msg.key.id())[0].error, "boom");
 }
 
 }  // namespace

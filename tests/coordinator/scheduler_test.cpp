@@ -16,8 +16,7 @@ using testing::Wire;
 
 SchedTask Task(std::string id, std::vector<int> needs = {}, int max_attempts = 3, int ranks = 1) {
   SchedTask t;
-  t.msg.id = ShardId{std::move(id)};
-  t.msg.stage = "s";
+  t.msg.key = ShardKey({.id = ShardId{std::move(id)}, .stage = "s"});
   t.needs = std::move(needs);
   t.max_attempts = max_attempts;
   t.ranks = ranks;
@@ -43,11 +42,11 @@ struct Harness {
     if (!comm.Pop(rank, &m)) return false;
     if (!std::holds_alternative<RunShard>(m)) return false;
     const auto& r = std::get<RunShard>(m);
-    order.push_back(r.id.hex);
+    order.push_back(r.key.id().hex);
     ShardDone d;
-    d.id = r.id;
+    d.id = r.key.id();
     d.attempt = r.attempt;
-    d.outcome = outcome(r.id.hex, r.attempt);
+    d.outcome = outcome(r.key.id().hex, r.attempt);
     if (d.outcome != Outcome::kOk) d.error = "boom";
     sched.OnMessage(WorkerId{rank}, Wire(d), 1, comm);
     return true;
@@ -86,7 +85,7 @@ TEST(Scheduler, SecondSlotsOnlyWhileShardsAreShort) {
     ASSERT_TRUE(h.comm.Pop(rank, &m));
     const auto& r = std::get<RunShard>(m);
     ShardDone d;
-    d.id = r.id;
+    d.id = r.key.id();
     d.attempt = r.attempt;
     d.outcome = Outcome::kOk;
     d.start = 100;
@@ -165,7 +164,7 @@ TEST(Scheduler, PreemptionMarksInFlightNotCharged) {
   ToWorker m;
   h.comm.Pop(1, &m);
   ShardDone late;
-  late.id = std::get<RunShard>(m).id;
+  late.id = std::get<RunShard>(m).key.id();
   late.attempt = std::get<RunShard>(m).attempt;
   h.sched.OnMessage(WorkerId{1}, Wire(late), 6, h.comm);
   EXPECT_EQ(h.sched.counts().done, 1);
@@ -203,12 +202,12 @@ TEST(Scheduler, GangWaitsForEnoughIdleWorkersAndGoesToAllOfThem) {
   h.comm.Pop(1, &m1);
   h.comm.Pop(2, &m2);
   const auto& g1 = std::get<RunShard>(m1);
-  EXPECT_EQ(g1.id.hex, "gang");
+  EXPECT_EQ(g1.key.id().hex, "gang");
   EXPECT_EQ(g1.gang, (std::vector<int32_t>{1, 2}));
   EXPECT_EQ(std::get<RunShard>(m2).gang_id, g1.gang_id);
   // The gang completes only when both ranks reported.
   ShardDone d;
-  d.id = g1.id;
+  d.id = g1.key.id();
   d.attempt = g1.attempt;
   d.metrics = {{"m", 1.0}};
   EXPECT_EQ(h.comm.Pending(1) + h.comm.Pending(2), 0u) << "gang members take nothing else";
@@ -268,7 +267,7 @@ TEST(Scheduler, InlineShardPastItsDeadlineTimesOutRetiresItsWorkerAndRetriesElse
   h.Join(2);
   auto to1 = Drain(h.comm, 1);
   ASSERT_EQ(to1.size(), 1u);
-  EXPECT_EQ(to1[0].id.hex, "hang");
+  EXPECT_EQ(to1[0].key.id().hex, "hang");
   EXPECT_EQ(h.comm.Pending(2), 1u);  // a (b waits: fewer ready shards than workers)
   h.sched.TakeEvents();
   // The deadline is dispatch + timeout + max(5 s, 10 %) = 15.
@@ -299,12 +298,12 @@ TEST(Scheduler, InlineShardPastItsDeadlineTimesOutRetiresItsWorkerAndRetriesElse
   h.Step(2);
   auto to2 = Drain(h.comm, 2);
   ASSERT_EQ(to2.size(), 1u);
-  EXPECT_EQ(to2[0].id.hex, "hang");
+  EXPECT_EQ(to2[0].key.id().hex, "hang");
   EXPECT_EQ(to2[0].attempt, 2);
   EXPECT_EQ(h.comm.Pending(1), 0u);
   // Worker 1's late answer for the timed-out attempt is ignored.
   ShardDone late;
-  late.id = to1[0].id;
+  late.id = to1[0].key.id();
   late.attempt = 1;
   late.outcome = Outcome::kOk;
   h.sched.OnMessage(WorkerId{1}, Wire(late), 16, h.comm);
@@ -313,7 +312,7 @@ TEST(Scheduler, InlineShardPastItsDeadlineTimesOutRetiresItsWorkerAndRetriesElse
   EXPECT_EQ(h.comm.Pending(1), 0u);
   // The retry succeeds on worker 2.
   ShardDone ok;
-  ok.id = to2[0].id;
+  ok.id = to2[0].key.id();
   ok.attempt = 2;
   h.sched.OnMessage(WorkerId{2}, Wire(ok), 17, h.comm);
   EXPECT_TRUE(h.sched.Finished());
@@ -345,11 +344,11 @@ TEST(Scheduler, WatchedShardGoesOnlyToAnIdleWorker) {
   h.Join(1);
   auto first = Drain(h.comm, 1);
   ASSERT_EQ(first.size(), 2u);
-  EXPECT_EQ(first[0].id.hex, "x");
-  EXPECT_EQ(first[1].id.hex, "y");
+  EXPECT_EQ(first[0].key.id().hex, "x");
+  EXPECT_EQ(first[1].key.id().hex, "y");
   auto answer = [&](const RunShard& r) {
     ShardDone d;
-    d.id = r.id;
+    d.id = r.key.id();
     d.attempt = r.attempt;
     h.sched.OnMessage(WorkerId{1}, Wire(d), 1, h.comm);
   };
@@ -358,7 +357,7 @@ TEST(Scheduler, WatchedShardGoesOnlyToAnIdleWorker) {
   answer(first[1]);
   auto second = Drain(h.comm, 1);
   ASSERT_EQ(second.size(), 1u);
-  EXPECT_EQ(second[0].id.hex, "w");
+  EXPECT_EQ(second[0].key.id().hex, "w");
   answer(second[0]);
   h.RunToEnd({1});
   EXPECT_EQ(h.sched.counts().done, 4);
@@ -426,7 +425,7 @@ TEST(Scheduler, GangTimeoutSparesTheRankThatAnswered) {
   auto to1 = Drain(h.comm, 1);
   ASSERT_EQ(to1.size(), 1u);
   ShardDone err;
-  err.id = to1[0].id;
+  err.id = to1[0].key.id();
   err.attempt = to1[0].attempt;
   err.outcome = Outcome::kError;
   err.error = "chaos: injected exception";
@@ -434,7 +433,7 @@ TEST(Scheduler, GangTimeoutSparesTheRankThatAnswered) {
   // Rank 1 is free again and takes the single shard meanwhile.
   auto more = Drain(h.comm, 1);
   ASSERT_EQ(more.size(), 1u);
-  EXPECT_EQ(more[0].id.hex, "single");
+  EXPECT_EQ(more[0].key.id().hex, "single");
   h.sched.TakeEvents();
   h.sched.Tick(15, h.comm);
   EXPECT_EQ(h.sched.retired(), (std::vector<int>{2}));
@@ -450,7 +449,7 @@ TEST(Scheduler, GangTimeoutSparesTheRankThatAnswered) {
   EXPECT_EQ(h.sched.counts().blocked, 1);  // after
   EXPECT_EQ(h.sched.counts().stranded, 0);
   ShardDone ok;
-  ok.id = more[0].id;
+  ok.id = more[0].key.id();
   ok.attempt = more[0].attempt;
   h.sched.OnMessage(WorkerId{1}, Wire(ok), 16, h.comm);
   EXPECT_TRUE(h.sched.Finished());
@@ -475,7 +474,7 @@ TEST(Scheduler, WhenEveryWorkerIsRetiredTheSweepEndsWithTheRestStranded) {
   // Its late answer changes nothing.
   auto to1 = Drain(h.comm, 1);
   ShardDone late;
-  late.id = to1[0].id;
+  late.id = to1[0].key.id();
   late.attempt = to1[0].attempt;
   h.sched.OnMessage(WorkerId{1}, Wire(late), 8, h.comm);
   EXPECT_EQ(h.sched.counts().done, 0);

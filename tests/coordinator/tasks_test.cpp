@@ -14,28 +14,30 @@ struct Fixture {
 
   Fixture() {
     plan.spec.name = "sw";
-    auto shard = [](std::string id, std::string stage, int64_t seed, std::vector<ShardId> needs) {
+    auto shard = [](std::string id, std::string stage, int64_t seed, std::vector<ShardId> needs,
+                    ShardRole role = ShardRole::kSingle) {
       ShardPlan s;
-      s.id = ShardId{std::move(id)};
-      s.stage = std::move(stage);
-      s.kind = "noop";
-      s.seed = seed;
-      s.needs = std::move(needs);
-      s.params_json = "{\"x\":" + std::to_string(seed) + "}";
-      s.axes_json = "{}";
+      s.key = ShardKey({.id = ShardId{std::move(id)},
+                        .stage = std::move(stage),
+                        .kind = "noop",
+                        .seed = seed,
+                        .role = role,
+                        .params_json = "{\"x\":" + std::to_string(seed) + "}",
+                        .axes_json = "{}",
+                        .needs = std::move(needs)});
       s.resources.max_attempts = 2;
       return s;
     };
     plan.shards.push_back(shard("aa01", "a", 1, {}));
     plan.shards.push_back(shard("ab02", "a", 2, {}));
-    plan.shards.push_back(shard("bb03", "b", 0, {ShardId{"ab02"}, ShardId{"aa01"}}));
-    plan.shards[2].role = ShardRole::kReduce;
+    plan.shards.push_back(
+        shard("bb03", "b", 0, {ShardId{"ab02"}, ShardId{"aa01"}}, ShardRole::kReduce));
     plan.shards[2].resources.ranks = 2;
     const size_t n = plan.shards.size();
     states.states.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const ShardPlan& s = plan.shards[i];
-      states.out_paths.push_back("/out/sw/" + s.stage + "/" + s.id.hex + ".h5");
+      const ShardKey& k = plan.shards[i].key;
+      states.out_paths.push_back("/out/sw/" + k.stage() + "/" + k.id().hex + ".h5");
     }
     states.attempt_numbers.assign(n, 0);
     states.recompute.assign(n, 0);
@@ -52,17 +54,18 @@ TEST(BuildTasks, MessageCarriesTheShardAndItsOutPath) {
   const auto tasks = BuildTasks(f.plan, f.states, {});
   ASSERT_EQ(tasks.size(), 3u);
   const RunShard& m = tasks[2].msg;
-  EXPECT_EQ(m.id.hex, "bb03");
+  EXPECT_EQ(m.key, f.plan.shards[2].key);  // the plan's key, as it is
+  EXPECT_EQ(m.key.id().hex, "bb03");
   EXPECT_EQ(m.sweep, "sw");
-  EXPECT_EQ(m.stage, "b");
-  EXPECT_EQ(m.role, "reduce");
-  EXPECT_EQ(m.needs_json, "[\"ab02\",\"aa01\"]");
+  EXPECT_EQ(m.key.stage(), "b");
+  EXPECT_EQ(m.key.role(), ShardRole::kReduce);
+  EXPECT_EQ(m.key.needs_json(), "[\"ab02\",\"aa01\"]");
   EXPECT_EQ(m.out_path, "/out/sw/b/bb03.h5");
   EXPECT_EQ(m.artifact_dir, ArtifactDirFor("/out/sw/b/bb03.h5"));
   EXPECT_EQ(tasks[2].ranks, 2);
   EXPECT_EQ(tasks[2].max_attempts, 2);
-  EXPECT_EQ(tasks[0].msg.role, "single");
-  EXPECT_EQ(tasks[0].msg.needs_json, "[]");
+  EXPECT_EQ(tasks[0].msg.key.role(), ShardRole::kSingle);
+  EXPECT_EQ(tasks[0].msg.key.needs_json(), "[]");
 }
 
 TEST(BuildTasks, NeedsBecomeTaskIndicesAndInputsCarryTheDependencysOutPath) {
@@ -71,10 +74,11 @@ TEST(BuildTasks, NeedsBecomeTaskIndicesAndInputsCarryTheDependencysOutPath) {
   EXPECT_EQ(tasks[2].needs, (std::vector<int>{1, 0}));
   ASSERT_EQ(tasks[2].msg.inputs.size(), 2u);
   const InputRef& in = tasks[2].msg.inputs[0];
-  EXPECT_EQ(in.id.hex, "ab02");
-  EXPECT_EQ(in.stage, "a");
-  EXPECT_EQ(in.seed, 2);
-  EXPECT_EQ(in.params_json, "{\"x\":2}");
+  EXPECT_EQ(in.key, f.plan.shards[1].key);
+  EXPECT_EQ(in.key.id().hex, "ab02");
+  EXPECT_EQ(in.key.stage(), "a");
+  EXPECT_EQ(in.key.seed(), 2);
+  EXPECT_EQ(in.key.params_json(), "{\"x\":2}");
   EXPECT_EQ(in.path, "/out/sw/a/ab02.h5");
   EXPECT_EQ(in.artifact_dir, ArtifactDirFor("/out/sw/a/ab02.h5"));
   EXPECT_EQ(tasks[2].msg.inputs[1].path, "/out/sw/a/aa01.h5");

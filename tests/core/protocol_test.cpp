@@ -7,18 +7,22 @@ namespace {
 
 RunShard SampleRunShard() {
   RunShard m;
-  m.id = ShardId{"0123456789abcdef"};
+  m.key = ShardKey({.id = ShardId{"0123456789abcdef"},
+                    .stage = "steer",
+                    .kind = "lora_steer",
+                    .seed = -3,
+                    .role = ShardRole::kMap,
+                    .params_json = R"({"lora":{"rank":4},"x":"é"})",
+                    .axes_json = R"({"lora.rank":4})",
+                    .needs = {ShardId{"aaaaaaaaaaaaaaaa"}}});
   m.sweep = "demo";
-  m.stage = "steer";
-  m.kind = "lora_steer";
-  m.role = "map";
-  m.params_json = R"({"lora":{"rank":4},"x":"é"})";
-  m.axes_json = R"({"lora.rank":4})";
-  m.needs_json = R"(["aaaaaaaaaaaaaaaa"])";
-  m.seed = -3;
   m.attempt = 2;
-  m.inputs.push_back(InputRef{ShardId{"aaaaaaaaaaaaaaaa"}, "base", "pretrain", "/r/a.h5",
-                              "/r/a.files", 0, "{}", "{}"});
+  m.inputs.push_back(InputRef{ShardKey({.id = ShardId{"aaaaaaaaaaaaaaaa"},
+                                        .stage = "base",
+                                        .kind = "pretrain",
+                                        .role = ShardRole::kReduce,
+                                        .needs = {ShardId{"bbbbbbbbbbbbbbbb"}}}),
+                              "/r/a.h5", "/r/a.files"});
   m.out_path = "/r/b.h5";
   m.artifact_dir = "/r/b.files";
   m.timeout_s = 12.5;
@@ -52,20 +56,19 @@ TEST(Protocol, NoOpShardFitsOpenMpisInlineSend) {
   // directory: a no-op shard's frame stays under 256 bytes, Open MPI's limit for its inline
   // shared-memory sends (5x cheaper than the path above it).
   RunShard r;
-  r.id = ShardId{"0bd325561ac2c7f6"};
+  r.key = ShardKey({.id = ShardId{"0bd325561ac2c7f6"},
+                    .stage = "noop_inline",
+                    .kind = "noop",
+                    .seed = 123456,
+                    .role = ShardRole::kSingle,
+                    .params_json = R"({"tag":null})",
+                    .axes_json = R"({"seed":123456})"});
   r.sweep = "noop_inline";
-  r.stage = "noop_inline";
-  r.kind = "noop";
-  r.role = "single";
-  r.params_json = R"({"tag":null})";
-  r.axes_json = R"({"seed":123456})";
-  r.needs_json = "[]";
-  r.seed = 123456;
   r.out_path = "/work/main/runs/noop_inline/noop_inline/0bd325561ac2c7f6.h5";
   r.artifact_dir = "/work/main/runs/noop_inline/noop_inline/0bd325561ac2c7f6.files";
   r.isolation = Isolation::kInline;
   InputRef in;
-  in.id = ShardId{"00000000000000aa"};
+  in.key = ShardKey({.id = ShardId{"00000000000000aa"}});
   in.path = "/elsewhere/00000000000000aa.h5";
   in.artifact_dir = ArtifactDirFor(in.path);
   std::string frame;

@@ -48,16 +48,15 @@ class RegistryTest : public ::testing::Test {
   static ShardRow MakeShard(const std::string& hex, const std::string& stage = "base",
                             int64_t seed = 1) {
     ShardRow r;
-    r.id = ShardId{hex};
+    r.key = ShardKey({.id = ShardId{hex},
+                      .stage = stage,
+                      .kind = "pretrain",
+                      .seed = seed,
+                      .role = ShardRole::kMap,
+                      .needs = {ShardId{"00000000000000aa"}, ShardId{"00000000000000bb"}}},
+                     Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}, Json{{"lr", 0.001}});
     r.sweep = "demo";
-    r.stage = stage;
     r.stage_index = stage == "base" ? 0 : 1;
-    r.kind = "pretrain";
-    r.params = Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}};
-    r.axes = Json{{"lr", 0.001}};
-    r.seed = seed;
-    r.role = "map";
-    r.needs = {ShardId{"00000000000000aa"}, ShardId{"00000000000000bb"}};
     r.status = ShardStatus::kDone;  // InsertShards must ignore this: new rows are pending
     r.attempts = 7;
     return r;
@@ -122,14 +121,14 @@ TEST_F(RegistryTest, RoundTripsShardsAndKeepsExistingState) {
   auto s = reg.Shard(ShardId{"1111111111111111"});
   ASSERT_TRUE(s);
   EXPECT_EQ(s->sweep, "demo");
-  EXPECT_EQ(s->stage, "base");
+  EXPECT_EQ(s->key.stage(), "base");
   EXPECT_EQ(s->stage_index, 0);
-  EXPECT_EQ(s->kind, "pretrain");
-  EXPECT_EQ(s->params, (Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}));
-  EXPECT_EQ(s->axes, (Json{{"lr", 0.001}}));
-  EXPECT_EQ(s->seed, 1);
-  EXPECT_EQ(s->role, "map");
-  EXPECT_EQ(s->needs, (std::vector<ShardId>{{"00000000000000aa"}, {"00000000000000bb"}}));
+  EXPECT_EQ(s->key.kind(), "pretrain");
+  EXPECT_EQ(s->key.params(), (Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}));
+  EXPECT_EQ(s->key.axes(), (Json{{"lr", 0.001}}));
+  EXPECT_EQ(s->key.seed(), 1);
+  EXPECT_EQ(s->key.role(), ShardRole::kMap);
+  EXPECT_EQ(s->key.needs(), (std::vector<ShardId>{{"00000000000000aa"}, {"00000000000000bb"}}));
   EXPECT_EQ(s->status, ShardStatus::kPending);
   EXPECT_EQ(s->attempts, 0);
   EXPECT_EQ(s->artifact, "");
@@ -145,12 +144,12 @@ TEST_F(RegistryTest, RoundTripsShardsAndKeepsExistingState) {
 
   auto all = reg.Shards("demo");
   ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].id.hex, "1111111111111111");
-  EXPECT_EQ(all[1].id.hex, "3333333333333333");
-  EXPECT_EQ(all[2].id.hex, "2222222222222222");  // stage_index 1 sorts last
+  EXPECT_EQ(all[0].key.id().hex, "1111111111111111");
+  EXPECT_EQ(all[1].key.id().hex, "3333333333333333");
+  EXPECT_EQ(all[2].key.id().hex, "2222222222222222");  // stage_index 1 sorts last
   auto eval = reg.Shards("demo", "eval");
   ASSERT_EQ(eval.size(), 1u);
-  EXPECT_EQ(eval[0].seed, 2);
+  EXPECT_EQ(eval[0].key.seed(), 2);
   EXPECT_TRUE(reg.Shards("other").empty());
   EXPECT_FALSE(reg.Shard(ShardId{"ffffffffffffffff"}));
   EXPECT_THROW(reg.SetShardState(ShardId{"ffffffffffffffff"}, ShardStatus::kDone, 1, "", ""),
@@ -168,9 +167,9 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   std::vector<AttemptRow> rows;
   std::vector<ShardState> states;
   for (size_t i = 0; i < n; ++i) {
-    auto row = reg.Shard(shards[i].id);
+    auto row = reg.Shard(shards[i].key.id());
     ASSERT_TRUE(row);
-    AttemptRow a{shards[i].id,
+    AttemptRow a{shards[i].key.id(),
                  1,
                  static_cast<int>(1 + i % 3),
                  "node" + std::to_string(i),
@@ -185,9 +184,10 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
                  "77"};
     a.shard_seq = row->seq;
     rows.push_back(a);
-    states.push_back({shards[i].id, row->seq, i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
-                      i % 2 ? "demo/base/" + shards[i].id.hex + ".h5" : "", i % 2 ? "" : "segv",
-                      300.0 + i});
+    states.push_back({shards[i].key.id(), row->seq,
+                      i % 2 ? ShardStatus::kDone : ShardStatus::kPending, 1,
+                      i % 2 ? "demo/base/" + shards[i].key.id().hex + ".h5" : "",
+                      i % 2 ? "" : "segv", 300.0 + i});
   }
   // A shard twice in one chunk: the later state wins, as it would one row at a time.
   states[1] = states[0];
@@ -196,7 +196,7 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
   reg.AddAttempts(rows);
   reg.SetShardStatesAt(states);
   for (size_t i = 0; i < n; ++i) {
-    auto got = reg.Attempts(shards[i].id);
+    auto got = reg.Attempts(shards[i].key.id());
     ASSERT_EQ(got.size(), 1u) << i;
     EXPECT_EQ(got[0].rank, rows[i].rank);
     EXPECT_EQ(got[0].host, rows[i].host);
@@ -206,15 +206,15 @@ TEST_F(RegistryTest, BulkWritesMatchOneRowWrites) {
     EXPECT_EQ(got[0].error, rows[i].error);
     EXPECT_EQ(got[0].peak_rss_kb, rows[i].peak_rss_kb);
     if (i <= 1) continue;  // shard 0 got state 1 as well: checked below
-    auto s = reg.Shard(shards[i].id);
+    auto s = reg.Shard(shards[i].key.id());
     EXPECT_EQ(s->status, states[i].status) << i;
     EXPECT_EQ(s->artifact, states[i].artifact);
     EXPECT_EQ(s->error, states[i].error);
   }
-  EXPECT_EQ(reg.Shard(shards[0].id)->status, ShardStatus::kFailed);
-  EXPECT_EQ(reg.Shard(shards[0].id)->attempts, 3);
-  EXPECT_EQ(reg.Shard(shards[1].id)->status, ShardStatus::kPending);  // never written
-  EXPECT_EQ(reg.Shard(shards[1].id)->attempts, 0);
+  EXPECT_EQ(reg.Shard(shards[0].key.id())->status, ShardStatus::kFailed);
+  EXPECT_EQ(reg.Shard(shards[0].key.id())->attempts, 3);
+  EXPECT_EQ(reg.Shard(shards[1].key.id())->status, ShardStatus::kPending);  // never written
+  EXPECT_EQ(reg.Shard(shards[1].key.id())->attempts, 0);
   EXPECT_DOUBLE_EQ(
       Sql()
           ->execAndGet(fmt::format("SELECT updated FROM shards WHERE seq={}", states[n - 1].seq))
@@ -249,10 +249,10 @@ TEST_F(RegistryTest, CountsByStageAndStatusAndListsOneStatus) {
                      {{"eval", ShardStatus::kFailed}, 1}}));
   auto failed = reg.ShardsWithStatus("demo", ShardStatus::kFailed);
   ASSERT_EQ(failed.size(), 2u);
-  EXPECT_EQ(failed[0].id.hex, "2222222222222222");  // plan order: stage, then seq
+  EXPECT_EQ(failed[0].key.id().hex, "2222222222222222");  // plan order: stage, then seq
   EXPECT_EQ(failed[0].error, "boom");
-  EXPECT_EQ(failed[1].id.hex, "4444444444444444");
-  EXPECT_EQ(failed[1].params, (Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}));
+  EXPECT_EQ(failed[1].key.id().hex, "4444444444444444");
+  EXPECT_EQ(failed[1].key.params(), (Json{{"lr", 0.001}, {"layers", 2}, {"name", "tiny"}}));
   EXPECT_TRUE(reg.CountByStatus("other").empty());
 }
 
@@ -454,7 +454,7 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
   EXPECT_EQ(Sql()->execAndGet("PRAGMA journal_mode").getString(), "wal");
   EXPECT_EQ(RegistryInspector::Pragma(reg, "busy_timeout"), 5000);
   EXPECT_EQ(Sql()
@@ -521,7 +521,7 @@ void WriteOldRegistry(const std::string& path, int version) {
 TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
   WriteOldRegistry(path_, 1);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);  // members of the sweep that recorded them
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
@@ -535,7 +535,7 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
 TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   WriteOldRegistry(path_, 2);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
   auto sql = [&](const std::string& name) {
     return Sql()
         ->execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'")
@@ -644,10 +644,10 @@ PRAGMA user_version=3;
 TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
   WriteVersion3Registry(path_);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
   auto rows = reg.Shards("demo");
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[1].stage, "eval");
+  EXPECT_EQ(rows[1].key.stage(), "eval");
   EXPECT_EQ(rows[1].stage_index, 1);
   EXPECT_EQ(rows[0].status, ShardStatus::kDone);
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 1u);
@@ -664,6 +664,7 @@ TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
 void DowngradeToVersion4(const std::string& path, bool submit_made_table) {
   SQLite::Database db(path, SQLite::OPEN_READWRITE);
   db.exec("DROP TABLE slurm_jobs");
+  db.exec("DROP TRIGGER shard_specs_role; DROP TRIGGER shard_specs_role_update");
   if (submit_made_table) {
     db.exec(R"sql(
 CREATE TABLE IF NOT EXISTS slurm_jobs(
@@ -693,7 +694,7 @@ TEST_F(RegistryTest, MigratesVersion4RegistriesToSlurmJobs) {
     }
     EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 4);
     Registry reg(path_, Registry::Mode::kWrite);
-    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);
+    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
     EXPECT_EQ(reg.Shards("demo").size(), 1u);
     EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sweep_shards").getInt(), 1);
     auto jobs = reg.SlurmJobs("demo");
@@ -708,6 +709,63 @@ TEST_F(RegistryTest, MigratesVersion4RegistriesToSlurmJobs) {
     reg.AddSlurmJobs(std::span(&next, 1));
     EXPECT_EQ(reg.SlurmJobs("demo").back().depends_on, "100");
   }
+}
+
+// Version 5: version 6's DDL without the role triggers.
+void DowngradeToVersion5(const std::string& path) {
+  SQLite::Database db(path, SQLite::OPEN_READWRITE);
+  db.exec("DROP TRIGGER shard_specs_role; DROP TRIGGER shard_specs_role_update");
+  db.exec("PRAGMA user_version=5");
+}
+
+TEST_F(RegistryTest, MigratesVersion5RegistriesToCheckedRoles) {
+  {
+    Registry reg(path_, Registry::Mode::kWrite);
+    ShardRow reduce = MakeShard("2222222222222222", "eval");
+    reduce.key = ShardKey([&] {
+      auto f = reduce.key.fields();
+      f.role = ShardRole::kReduce;
+      return f;
+    }());
+    reg.InsertShards({MakeShard("1111111111111111"), reduce});
+  }
+  DowngradeToVersion5(path_);
+  {
+    Registry reader(path_, Registry::Mode::kReadOnly);  // read as it is
+    EXPECT_EQ(reader.Shards("demo").size(), 2u);
+  }
+  // Before the triggers, a version 5 file took any text.
+  Sql(true)->exec(
+      "INSERT INTO shard_specs VALUES(9, '9999999999999999', 'demo', 'base', 0, "
+      "'pretrain', '{}', '{}', 0, 'single', '[]')");
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  auto rows = reg.Shards("demo");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].key.role(), ShardRole::kMap);
+  EXPECT_EQ(rows[1].key.role(), ShardRole::kReduce);
+  // From now on no writer can store a role that is none of ShardRole's.
+  EXPECT_THROW(Sql(true)->exec("INSERT INTO shard_specs VALUES(10, 'aaaaaaaaaaaaaaaa', 'demo', "
+                               "'base', 0, 'pretrain', '{}', '{}', 0, 'Map', '[]')"),
+               SQLite::Exception);
+  EXPECT_THROW(Sql(true)->exec("UPDATE shard_specs SET role = 'mapper' WHERE seq = 9"),
+               SQLite::Exception);
+  Sql(true)->exec("UPDATE shard_specs SET role = 'reduce' WHERE seq = 9");
+}
+
+TEST_F(RegistryTest, RefusesToMigrateAVersion5RegistryWithAnUnknownRole) {
+  { Registry reg(path_, Registry::Mode::kWrite); }
+  DowngradeToVersion5(path_);
+  Sql(true)->exec(
+      "INSERT INTO shard_specs VALUES(1, '1111111111111111', 'demo', 'base', 0, "
+      "'pretrain', '{}', '{}', 0, 'mapper', '[]')");
+  try {
+    Registry reg(path_, Registry::Mode::kWrite);
+    FAIL() << "migrated a registry with role 'mapper'";
+  } catch (const std::exception& e) {
+    EXPECT_THAT(e.what(), HasSubstr("shard 1111111111111111 has role 'mapper'"));
+  }
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 5);  // rolled back whole
 }
 
 TEST_F(RegistryTest, RecordsSlurmJobsBySweepInSubmissionOrder) {
@@ -746,8 +804,8 @@ TEST_F(RegistryTest, SweepsShareShardsManyToMany) {
   reg.InsertShards({shared, own});
   auto other = reg.Shards("other");
   ASSERT_EQ(other.size(), 2u);
-  EXPECT_EQ(other[0].id.hex, "1111111111111111");
-  EXPECT_EQ(other[0].stage, "train");  // this sweep's stage name
+  EXPECT_EQ(other[0].key.id().hex, "1111111111111111");
+  EXPECT_EQ(other[0].key.stage(), "train");  // this sweep's stage name
   EXPECT_EQ(other[0].status, ShardStatus::kDone);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);
   EXPECT_EQ(reg.MetricsOfSweep("other").size(), 1u);
@@ -812,10 +870,10 @@ TEST_F(RegistryTest, FindShardByPrefix) {
   Registry reg(path_, Registry::Mode::kWrite);
   reg.InsertShards({MakeShard("3fa9000000000001"), MakeShard("3fa9000000000002"),
                     MakeShard("3fb0000000000000"), MakeShard("ffffffffffffffff")});
-  EXPECT_EQ(reg.FindShardByPrefix("3fb")->id.hex, "3fb0000000000000");
-  EXPECT_EQ(reg.FindShardByPrefix("3FB")->id.hex, "3fb0000000000000");
-  EXPECT_EQ(reg.FindShardByPrefix("ffff")->id.hex, "ffffffffffffffff");
-  EXPECT_EQ(reg.FindShardByPrefix("3fa9000000000002")->id.hex, "3fa9000000000002");
+  EXPECT_EQ(reg.FindShardByPrefix("3fb")->key.id().hex, "3fb0000000000000");
+  EXPECT_EQ(reg.FindShardByPrefix("3FB")->key.id().hex, "3fb0000000000000");
+  EXPECT_EQ(reg.FindShardByPrefix("ffff")->key.id().hex, "ffffffffffffffff");
+  EXPECT_EQ(reg.FindShardByPrefix("3fa9000000000002")->key.id().hex, "3fa9000000000002");
   EXPECT_FALSE(reg.FindShardByPrefix("0"));
   EXPECT_FALSE(reg.FindShardByPrefix("3fa90000000000021"));
   try {
@@ -908,7 +966,7 @@ TEST_F(RegistryTest, BatchedStateAndAttemptWritesAreFast) {
   for (int b = 0; b < kShards; b += 1000) {
     Registry::Batch batch(reg);
     for (int i = b; i < b + 1000; ++i) {
-      const ShardId& id = shards[static_cast<size_t>(i)].id;
+      const ShardId& id = shards[static_cast<size_t>(i)].key.id();
       reg.SetShardState(id, ShardStatus::kDone, 1, "demo/base/" + id.hex + ".h5", "");
       reg.AddAttempt(AttemptRow{id, 1, 1 + i % 8, "node1", "cuda:0", 1.0, 2.0, Outcome::kOk, 0, 0,
                                 "", 1024, "77"});

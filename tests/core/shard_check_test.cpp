@@ -32,11 +32,8 @@ class ShardCheckTest : public ::testing::Test {
     H5Writer w(path);
     w.Write("chaos/values", std::vector<double>{1, 2, 3});
     ShardFileHeader h;
-    h.id = ShardId{hex};
+    h.key = ShardKey({.id = ShardId{hex}, .stage = "a", .kind = "chaos"});
     h.sweep = "s";
-    h.stage = "a";
-    h.kind = "chaos";
-    h.role = "single";
     WriteShardAttributes(w, h, {{"value", 1.5}});
     w.Close();
     return path;

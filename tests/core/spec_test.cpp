@@ -92,7 +92,7 @@ std::string OneProblem(const std::string& yaml, int line) {
 std::vector<const ShardPlan*> StageShards(const Plan& plan, const std::string& stage) {
   std::vector<const ShardPlan*> out;
   for (const auto& s : plan.shards) {
-    if (s.stage == stage) out.push_back(&s);
+    if (s.key.stage() == stage) out.push_back(&s);
   }
   return out;
 }
@@ -513,30 +513,30 @@ params: {model: {n_layers: 3}}
   ASSERT_EQ(plan.shards.size(), 2u * 2 * 3 * 2);
   std::set<std::tuple<int64_t, std::string, int64_t, int64_t>> seen;
   for (const auto& s : plan.shards) {
-    EXPECT_EQ(s.role, ShardRole::kSingle);
-    EXPECT_EQ(s.params["model"]["n_layers"], 3);  // the stage's params stay under the axes
-    EXPECT_EQ(s.params["model"]["d_model"], 64);
-    EXPECT_EQ(s.params["lora"]["alpha"], 8.0);
-    EXPECT_EQ(s.axes["adapter"], s.params["adapter"]);
-    EXPECT_EQ(s.axes["lora.rank"], s.params["lora"]["rank"]);
-    const Json& train = s.params["train"];
+    EXPECT_EQ(s.key.role(), ShardRole::kSingle);
+    EXPECT_EQ(s.key.params()["model"]["n_layers"], 3);  // the stage's params stay under the axes
+    EXPECT_EQ(s.key.params()["model"]["d_model"], 64);
+    EXPECT_EQ(s.key.params()["lora"]["alpha"], 8.0);
+    EXPECT_EQ(s.key.axes()["adapter"], s.key.params()["adapter"]);
+    EXPECT_EQ(s.key.axes()["lora.rank"], s.key.params()["lora"]["rank"]);
+    const Json& train = s.key.params()["train"];
     EXPECT_TRUE(train["lr"].is_number_float());
     // zip pairs: steps 10 with lr 0.1, steps 20 with lr 1.0
     EXPECT_EQ(train["lr"].get<double>(), train["steps"] == 10 ? 0.1 : 1.0);
-    EXPECT_EQ(s.axes.size(), 4u);
-    seen.insert({s.seed, s.params["adapter"].get<std::string>(),
-                 s.params["lora"]["rank"].get<int64_t>(), train["steps"].get<int64_t>()});
+    EXPECT_EQ(s.key.axes().size(), 4u);
+    seen.insert({s.key.seed(), s.key.params()["adapter"].get<std::string>(),
+                 s.key.params()["lora"]["rank"].get<int64_t>(), train["steps"].get<int64_t>()});
   }
   EXPECT_EQ(seen.size(), plan.shards.size());
   // Order: seeds, then the grid (last axis fastest), then zip.
-  EXPECT_EQ(plan.shards[0].seed, 0);
-  EXPECT_EQ(plan.shards[0].params["adapter"], "lora");
-  EXPECT_EQ(plan.shards[0].params["lora"]["rank"], 2);
-  EXPECT_EQ(plan.shards[1].params["train"]["steps"], 20);
-  EXPECT_EQ(plan.shards[2].params["lora"]["rank"], 4);
-  EXPECT_EQ(plan.shards[12].seed, 1);
+  EXPECT_EQ(plan.shards[0].key.seed(), 0);
+  EXPECT_EQ(plan.shards[0].key.params()["adapter"], "lora");
+  EXPECT_EQ(plan.shards[0].key.params()["lora"]["rank"], 2);
+  EXPECT_EQ(plan.shards[1].key.params()["train"]["steps"], 20);
+  EXPECT_EQ(plan.shards[2].key.params()["lora"]["rank"], 4);
+  EXPECT_EQ(plan.shards[12].key.seed(), 1);
   std::set<ShardId> ids;
-  for (const auto& s : plan.shards) ids.insert(s.id);
+  for (const auto& s : plan.shards) ids.insert(s.key.id());
   EXPECT_EQ(ids.size(), plan.shards.size());
 }
 
@@ -545,7 +545,8 @@ TEST(SpecExpandTest, MapAxisValueMergesIntoTheParam) {
       "kind: train\nparams: {model: {n_layers: 5}}\ngrid:\n  model: [{d_model: 32}, {d_model: "
       "128}]\n");
   ASSERT_EQ(plan.shards.size(), 2u);
-  EXPECT_EQ(plan.shards[1].params["model"], Json::parse(R"({"d_model": 128, "n_layers": 5})"));
+  EXPECT_EQ(plan.shards[1].key.params()["model"],
+            Json::parse(R"({"d_model": 128, "n_layers": 5})"));
 }
 
 TEST(SpecExpandTest, NeedsFanOutAndInheritance) {
@@ -570,24 +571,24 @@ TEST(SpecExpandTest, NeedsFanOutAndInheritance) {
   ASSERT_EQ(ablate.size(), 12u);
   ASSERT_EQ(fixed.size(), 12u);
   ASSERT_EQ(StageShards(plan, "summary").size(), 1u);
-  for (const ShardPlan* s : steer) EXPECT_THAT(s->needs, ElementsAre(base[0]->id));
+  for (const ShardPlan* s : steer) EXPECT_THAT(s->key.needs(), ElementsAre(base[0]->key.id()));
   std::map<ShardId, const ShardPlan*> by_id;
-  for (const auto& s : plan.shards) by_id[s.id] = &s;
+  for (const auto& s : plan.shards) by_id[s.key.id()] = &s;
   for (size_t i = 0; i < ablate.size(); ++i) {
-    ASSERT_EQ(ablate[i]->needs.size(), 1u);
-    const ShardPlan* up = by_id.at(ablate[i]->needs[0]);
+    ASSERT_EQ(ablate[i]->key.needs().size(), 1u);
+    const ShardPlan* up = by_id.at(ablate[i]->key.needs()[0]);
     EXPECT_EQ(up, steer[i]);  // one ablation per steer shard, in the same order
-    EXPECT_EQ(ablate[i]->seed, up->seed);
-    EXPECT_EQ(ablate[i]->axes, up->axes);
-    EXPECT_EQ(fixed[i]->seed, 7);
-    EXPECT_EQ(fixed[i]->axes, up->axes);
-    EXPECT_EQ(ablate[i]->params, (Json{{"alpha", 1.0}, {"split", "test"}}));
+    EXPECT_EQ(ablate[i]->key.seed(), up->key.seed());
+    EXPECT_EQ(ablate[i]->key.axes(), up->key.axes());
+    EXPECT_EQ(fixed[i]->key.seed(), 7);
+    EXPECT_EQ(fixed[i]->key.axes(), up->key.axes());
+    EXPECT_EQ(ablate[i]->key.params(), (Json{{"alpha", 1.0}, {"split", "test"}}));
   }
   // Every shard comes after the shards it needs.
   std::set<ShardId> done;
   for (const auto& s : plan.shards) {
-    for (const auto& n : s.needs) EXPECT_TRUE(done.count(n)) << s.stage;
-    done.insert(s.id);
+    for (const auto& n : s.key.needs()) EXPECT_TRUE(done.count(n)) << s.key.stage();
+    done.insert(s.key.id());
   }
 }
 
@@ -597,10 +598,10 @@ TEST(SpecExpandTest, ForwardNeedsAreOrderedAfterTheirNeeds) {
   - {name: early, kind: eval, params: {alpha: 2}}
 )");
   ASSERT_EQ(plan.shards.size(), 2u);
-  EXPECT_EQ(plan.shards[0].stage, "early");
+  EXPECT_EQ(plan.shards[0].key.stage(), "early");
   EXPECT_EQ(plan.shards[0].stage_index, 1);
-  EXPECT_EQ(plan.shards[1].stage, "late");
-  EXPECT_THAT(plan.shards[1].needs, ElementsAre(plan.shards[0].id));
+  EXPECT_EQ(plan.shards[1].key.stage(), "late");
+  EXPECT_THAT(plan.shards[1].key.needs(), ElementsAre(plan.shards[0].key.id()));
 }
 
 TEST(SpecExpandTest, FanOutOverSeveralNeededStagesIsACartesianProduct) {
@@ -613,12 +614,12 @@ TEST(SpecExpandTest, FanOutOverSeveralNeededStagesIsACartesianProduct) {
   ASSERT_EQ(c.size(), 2u * 3 * 2);
   std::set<std::vector<ShardId>> needs;
   for (const ShardPlan* s : c) {
-    ASSERT_EQ(s->needs.size(), 2u);
-    needs.insert(s->needs);
+    ASSERT_EQ(s->key.needs().size(), 2u);
+    needs.insert(s->key.needs());
   }
   EXPECT_EQ(needs.size(), 6u);
-  EXPECT_EQ(c[0]->seed, 0);  // inherited from the first needed stage
-  EXPECT_EQ(c.back()->seed, 1);
+  EXPECT_EQ(c[0]->key.seed(), 0);  // inherited from the first needed stage
+  EXPECT_EQ(c.back()->key.seed(), 1);
 }
 
 TEST(SpecExpandTest, InheritedAxisThatCollidesIsPrefixedWithItsStage) {
@@ -628,7 +629,7 @@ TEST(SpecExpandTest, InheritedAxisThatCollidesIsPrefixedWithItsStage) {
 )");
   auto b = StageShards(plan, "b");
   ASSERT_EQ(b.size(), 2u);
-  EXPECT_EQ(b[1]->axes, Json::parse(R"({"alpha": 5.0, "a:alpha": 2.0})"));
+  EXPECT_EQ(b[1]->key.axes(), Json::parse(R"({"alpha": 5.0, "a:alpha": 2.0})"));
 }
 
 TEST(SpecExpandTest, ShardsWithReduceAndReplicas) {
@@ -644,31 +645,31 @@ TEST(SpecExpandTest, ShardsWithReduceAndReplicas) {
     std::vector<ShardId> maps;
     for (int i = 0; i < 4; ++i) {
       const ShardPlan& m = *harvest[seed * 5 + i];
-      EXPECT_EQ(m.role, ShardRole::kMap);
-      EXPECT_EQ(m.seed, seed);
-      EXPECT_EQ(m.params["shard_index"], i);
-      EXPECT_EQ(m.params["shard_count"], 4);
-      EXPECT_THAT(m.needs, ElementsAre(StageShards(plan, "base")[0]->id));
-      maps.push_back(m.id);
+      EXPECT_EQ(m.key.role(), ShardRole::kMap);
+      EXPECT_EQ(m.key.seed(), seed);
+      EXPECT_EQ(m.key.params()["shard_index"], i);
+      EXPECT_EQ(m.key.params()["shard_count"], 4);
+      EXPECT_THAT(m.key.needs(), ElementsAre(StageShards(plan, "base")[0]->key.id()));
+      maps.push_back(m.key.id());
     }
     const ShardPlan& r = *harvest[seed * 5 + 4];
-    EXPECT_EQ(r.role, ShardRole::kReduce);
-    EXPECT_EQ(r.params["role"], "reduce");
-    EXPECT_EQ(r.params["shard_count"], 4);
-    EXPECT_EQ(r.needs, maps);
+    EXPECT_EQ(r.key.role(), ShardRole::kReduce);
+    EXPECT_EQ(r.key.params()["role"], "reduce");
+    EXPECT_EQ(r.key.params()["shard_count"], 4);
+    EXPECT_EQ(r.key.needs(), maps);
   }
   // Only the reduce shards are the stage's outputs.
   auto post = StageShards(plan, "post");
   ASSERT_EQ(post.size(), 2u);
-  EXPECT_THAT(post[0]->needs, ElementsAre(harvest[4]->id));
-  EXPECT_THAT(post[1]->needs, ElementsAre(harvest[9]->id));
+  EXPECT_THAT(post[0]->key.needs(), ElementsAre(harvest[4]->key.id()));
+  EXPECT_THAT(post[1]->key.needs(), ElementsAre(harvest[9]->key.id()));
   // Without a reducer, shards are independent replicas.
   auto rep = StageShards(plan, "rep");
   ASSERT_EQ(rep.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(rep[i]->role, ShardRole::kSingle);
-    EXPECT_EQ(rep[i]->params["shard_index"], i);
-    EXPECT_TRUE(rep[i]->needs.empty());
+    EXPECT_EQ(rep[i]->key.role(), ShardRole::kSingle);
+    EXPECT_EQ(rep[i]->key.params()["shard_index"], i);
+    EXPECT_TRUE(rep[i]->key.needs().empty());
   }
 }
 
@@ -755,13 +756,13 @@ TEST(ShardIdTest, InvariantUnderKeyOrderAndNeedsOrder) {
   Plan p2 = Expand(
       "grid: {lora.rank: [2], adapter: [a]}\nparams: {train: {lr: 0.5, steps: 5}}\n"
       "seeds: [1]\nkind: train\n");
-  EXPECT_EQ(p1.shards.at(0).id, p2.shards.at(0).id);
+  EXPECT_EQ(p1.shards.at(0).key.id(), p2.shards.at(0).key.id());
   // Same id whether a value comes from params, an axis or an override; 2 and 2.0 for a float.
   Plan p3 = Expand("kind: train\nseeds: [1]\nparams: {adapter: a, lora: {rank: 2}}\n",
                    {"params.train.steps=5", "params.train.lr=0.5"});
-  EXPECT_EQ(p3.shards.at(0).id, p1.shards[0].id);
-  EXPECT_EQ(Expand("kind: eval\nparams: {alpha: 2}").shards[0].id,
-            Expand("kind: eval\nparams: {alpha: 2.0}").shards[0].id);
+  EXPECT_EQ(p3.shards.at(0).key.id(), p1.shards[0].key.id());
+  EXPECT_EQ(Expand("kind: eval\nparams: {alpha: 2}").shards[0].key.id(),
+            Expand("kind: eval\nparams: {alpha: 2.0}").shards[0].key.id());
 }
 
 TEST(ShardIdTest, ChangesWithEveryInput) {
@@ -783,13 +784,13 @@ TEST(ShardIdTest, ChangesWithEveryInput) {
   // Changing one axis value keeps the other shards' ids.
   Plan a = Expand("kind: eval\ngrid: {alpha: [1, 2, 3]}\n");
   Plan b = Expand("kind: eval\ngrid: {alpha: [1, 2, 4]}\n");
-  EXPECT_EQ(a.shards[0].id, b.shards[0].id);
-  EXPECT_EQ(a.shards[1].id, b.shards[1].id);
-  EXPECT_NE(a.shards[2].id, b.shards[2].id);
+  EXPECT_EQ(a.shards[0].key.id(), b.shards[0].key.id());
+  EXPECT_EQ(a.shards[1].key.id(), b.shards[1].key.id());
+  EXPECT_NE(a.shards[2].key.id(), b.shards[2].key.id());
   // A change upstream changes the ids downstream (needs are part of the id).
   Plan c = Expand(kMulti);
   Plan d = Expand(kMulti, {"stages.base.params.train.steps=301"});
-  EXPECT_NE(c.shards.back().id, d.shards.back().id);
+  EXPECT_NE(c.shards.back().key.id(), d.shards.back().key.id());
 }
 
 // ---- Durations and sizes

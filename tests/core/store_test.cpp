@@ -35,18 +35,17 @@ class StoreTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string P(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
-  static ShardFileHeader Header(const std::string& hex) {
+  static ShardFileHeader Header(const std::string& hex, const std::string& stage = "base") {
     ShardFileHeader h;
-    h.id = ShardId{hex};
+    h.key = ShardKey({.id = ShardId{hex},
+                      .stage = stage,
+                      .kind = "pretrain",
+                      .seed = -42,
+                      .role = ShardRole::kReduce,
+                      .needs = {ShardId{"00000000000000aa"}}},
+                     Json{{"lr", 0.001}, {"layers", 2}}, Json{{"lr", 0.001}});
     h.sweep = "demo";
-    h.stage = "base";
-    h.kind = "pretrain";
-    h.role = "reduce";
-    h.seed = -42;
     h.attempt = 3;
-    h.params = Json{{"lr", 0.001}, {"layers", 2}};
-    h.axes = Json{{"lr", 0.001}};
-    h.needs = {ShardId{"00000000000000aa"}};
     return h;
   }
 
@@ -57,8 +56,7 @@ class StoreTest : public ::testing::Test {
     std::string temp = TempPathFor(final_path, 1);
     H5Writer w(temp);
     w.Write("eval/values", values);
-    ShardFileHeader h = Header(hex);
-    h.stage = stage;
+    ShardFileHeader h = Header(hex, stage);
     WriteShardAttributes(w, h, {{"loss", values.at(0)}});
     w.Close();
     PublishFile(temp, final_path);
@@ -217,16 +215,17 @@ TEST_F(StoreTest, ShardAttributesRoundTrip) {
   auto info = ReadShardFileInfo(P("shard.h5"));
   ASSERT_TRUE(info);
   const ShardFileHeader& h = info->header;
-  EXPECT_EQ(h.id.hex, "0123456789abcdef");
+  EXPECT_EQ(h.key.id().hex, "0123456789abcdef");
   EXPECT_EQ(h.sweep, "demo");
-  EXPECT_EQ(h.stage, "base");
-  EXPECT_EQ(h.kind, "pretrain");
-  EXPECT_EQ(h.role, "reduce");
-  EXPECT_EQ(h.seed, -42);
+  EXPECT_EQ(h.key.stage(), "base");
+  EXPECT_EQ(h.key.kind(), "pretrain");
+  EXPECT_EQ(h.key.role(), ShardRole::kReduce);
+  EXPECT_EQ(h.key.seed(), -42);
   EXPECT_EQ(h.attempt, 3);
-  EXPECT_EQ(h.params, (Json{{"lr", 0.001}, {"layers", 2}}));
-  EXPECT_EQ(h.axes, (Json{{"lr", 0.001}}));
-  EXPECT_EQ(h.needs, std::vector<ShardId>{ShardId{"00000000000000aa"}});
+  EXPECT_EQ(h.key.params(), (Json{{"lr", 0.001}, {"layers", 2}}));
+  EXPECT_EQ(h.key.axes(), (Json{{"lr", 0.001}}));
+  EXPECT_EQ(h.key.needs(), std::vector<ShardId>{ShardId{"00000000000000aa"}});
+  EXPECT_EQ(h.key, Header("0123456789abcdef").key);  // the whole key, as written
   EXPECT_EQ(info->versions.value("seedgrid", ""), std::string(SeedgridVersion()));
   EXPECT_TRUE(info->versions.contains("hdf5"));
   ASSERT_EQ(info->metrics.size(), 3u);  // sorted by name
@@ -263,7 +262,7 @@ TEST_F(StoreTest, PublishLeavesOnlyTheCompleteFile) {
   EXPECT_THAT(names, ElementsAre("1111111111111111.h5"));
   auto info = ReadShardFileInfo(final_path);
   ASSERT_TRUE(info);
-  EXPECT_EQ(info->header.id.hex, "1111111111111111");
+  EXPECT_EQ(info->header.key.id().hex, "1111111111111111");
   EXPECT_EQ(H5Reader(final_path).Read<double>("eval/values"), (std::vector<double>{0.5, 1.5}));
 
   // Publishing into a directory chain that does not exist yet creates it.
@@ -433,8 +432,7 @@ TEST_F(StoreTest, H5pyReadsShardFilesAndResultsIndex) {
     w.Write("mask", std::vector<uint8_t>{1, 0, 1});
     w.Write("f32", std::vector<float>{0.5f});
     w.WriteStrings("labels", {"yes", "nö"});
-    ShardFileHeader h = Header("2222222222222222");
-    h.stage = "eval";
+    ShardFileHeader h = Header("2222222222222222", "eval");
     WriteShardAttributes(w, h, {{"acc", 0.875}});
     w.Close();
     PublishFile(temp, final_path);

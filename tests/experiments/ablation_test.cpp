@@ -353,8 +353,7 @@ std::string SaveModel(const Model& m, const TempDir& dir) {
 
 InputArtifact PretrainInput(const std::string& dir) {
   InputArtifact in;
-  in.stage = "base";
-  in.kind = "pretrain";
+  in.key = ShardKey({.stage = "base", .kind = "pretrain"});
   in.artifact_dir = dir;
   return in;
 }

@@ -566,10 +566,7 @@ TEST(HarvestConfig, DemoSpecExpandsToMapsAndAReduce) {
       LoadSpec(std::string(SEEDGRID_SOURCE_DIR) + "/configs/harvest.yaml", {}, kinds), kinds);
   std::map<std::string, int> roles;
   for (const auto& s : plan.shards)
-    if (s.kind == "harvest")
-      ++roles[s.role == ShardRole::kMap      ? "map"
-              : s.role == ShardRole::kReduce ? "reduce"
-                                             : "single"];
+    if (s.key.kind() == "harvest") ++roles[std::string(ToString(s.key.role()))];
   EXPECT_EQ(roles["map"], 2);
   EXPECT_EQ(roles["reduce"], 1);
   EXPECT_EQ(roles["single"], 0);
@@ -580,21 +577,18 @@ TEST(HarvestConfig, DemoSpecExpandsToMapsAndAReduce) {
 using FileContext = testing::FileShardContext;
 
 InputArtifact PretrainTinyModel(const fs::path& dir) {
+  Json params = PretrainKindConfig().defaults;
+  params["model"]["d_mlp"] = 32;
+  params["train"]["steps"] = 30;
+  params["train"]["batch"] = 16;
+  params["eval"]["rows"] = 16;
   ShardTaskView v;
-  v.id = ShardId{"base000000000000"};
-  v.kind = "pretrain";
-  v.role = "single";
-  v.params = PretrainKindConfig().defaults;
-  v.params["model"]["d_mlp"] = 32;
-  v.params["train"]["steps"] = 30;
-  v.params["train"]["batch"] = 16;
-  v.params["eval"]["rows"] = 16;
+  v.key = ShardKey({.id = ShardId{"base000000000000"}, .kind = "pretrain"}, params, Json::object());
   FileContext ctx(v, dir / "base.h5", dir / "base");
   RunPretrain(ctx);
   ctx.Close();
   InputArtifact in;
-  in.id = v.id;
-  in.kind = "pretrain";
+  in.key = ShardKey({.id = v.key.id(), .kind = "pretrain"});
   in.path = (dir / "base.h5").string();
   in.artifact_dir = (dir / "base").string();
   return in;
@@ -614,11 +608,8 @@ Json TinyHarvestParams() {
 ShardTaskView HarvestTask(const std::string& id, Json params, const std::string& role,
                           std::vector<InputArtifact> inputs) {
   ShardTaskView v;
-  v.id = ShardId{id};
-  v.kind = "harvest";
-  v.role = role;
-  v.seed = 3;
-  v.params = std::move(params);
+  v.key = ShardKey({.id = ShardId{id}, .kind = "harvest", .seed = 3, .role = ParseShardRole(role)},
+                   std::move(params), Json::object());
   v.inputs = std::move(inputs);
   return v;
 }
@@ -656,10 +647,8 @@ TEST(HarvestRunner, FourMapShardsPlusReduceEqualOneShardAndGang) {
     RunHarvest(ctx);
     ctx.Close();
     InputArtifact in;
-    in.id = ShardId{id};
-    in.kind = "harvest";
+    in.key = ShardKey({.id = ShardId{id}, .kind = "harvest"}, p, Json::object());
     in.path = (dir / (id + ".h5")).string();
-    in.params = p;
     maps.push_back(in);
   }
   Json rp = TinyHarvestParams();

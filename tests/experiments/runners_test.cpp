@@ -298,7 +298,7 @@ TEST_F(Runners, LoraSteerRejectsIndivisibleGangBatch) {
 
 TEST_F(Runners, LoraSteerFindsBaseThroughNeeds) {
   InputArtifact in;
-  in.kind = "pretrain";
+  in.key = ShardKey({.kind = "pretrain"});
   in.artifact_dir = DemoBase();
   ShardTaskView task;
   task.inputs = {in};

@@ -50,16 +50,17 @@ class TestShardContext : public ShardContext {
   TestShardContext(const KindConfig& kind, const Json& params, int64_t seed,
                    std::vector<InputArtifact> inputs = {}, Collective* collective = nullptr)
       : collective_(collective) {
-    task_.kind = kind.name;
-    task_.stage = "test";
+    Json merged = kind.defaults;
+    Merge(merged, params);
+    task_.key = ShardKey({.id = ShardId{"00000000000000" + std::to_string(10 + seed % 90)},
+                          .stage = "test",
+                          .kind = kind.name,
+                          .seed = seed,
+                          .role = ShardRole::kSingle},
+                         merged, Json::object());
     task_.sweep = "test";
-    task_.role = "single";
-    task_.seed = seed;
-    task_.id = ShardId{"00000000000000" + std::to_string(10 + seed % 90)};
-    task_.params = kind.defaults;
-    Merge(task_.params, params);
     if (kind.validate) {
-      const auto problems = kind.validate(task_.params);
+      const auto problems = kind.validate(merged);
       if (!problems.empty()) {
         std::string all;
         for (const auto& p : problems) all += p + "; ";
@@ -95,15 +96,7 @@ class TestShardContext : public ShardContext {
   std::string h5_path() const { return (dir_.path() / "shard.h5").string(); }
   // An InputArtifact describing this shard, for a downstream runner.
   InputArtifact AsInput() {
-    InputArtifact in;
-    in.id = task_.id;
-    in.stage = task_.stage;
-    in.kind = task_.kind;
-    in.path = h5_path();
-    in.artifact_dir = (dir_.path() / "artifacts").string();
-    in.seed = task_.seed;
-    in.params = task_.params;
-    return in;
+    return InputArtifact{task_.key, h5_path(), (dir_.path() / "artifacts").string()};
   }
   TempDir& dir() { return dir_; }
 

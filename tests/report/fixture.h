@@ -73,28 +73,28 @@ class SweepFixture {
 
   ShardId Add(const ShardSpec& s) {
     ShardRow row;
-    row.id = ShardId{fmt::format("{:016x}", 0xa000 + next_++)};
+    row.key = ShardKey({.id = ShardId{fmt::format("{:016x}", 0xa000 + next_++)},
+                        .stage = s.stage,
+                        .kind = s.kind,
+                        .seed = s.seed,
+                        .role = ParseShardRole(s.role)},
+                       s.params, s.axes);
     row.sweep = sweep_;
-    row.stage = s.stage;
     row.stage_index = s.stage_index;
-    row.kind = s.kind;
-    row.params = s.params;
-    row.axes = s.axes;
-    row.seed = s.seed;
-    row.role = s.role;
     registry_->InsertShards({row});
+    const ShardId& id = row.key.id();
     std::string artifact;
     if (s.file && s.status == ShardStatus::kDone) {
-      artifact = fmt::format("{}/{}/{}.h5", sweep_, s.stage, row.id.hex);
+      artifact = fmt::format("{}/{}/{}.h5", sweep_, s.stage, id.hex);
       std::filesystem::create_directories((runs_ / artifact).parent_path());
       H5Writer w((runs_ / artifact).string());
       s.file(w);
       w.Close();
     }
-    registry_->SetShardState(row.id, s.status, 1, artifact,
+    registry_->SetShardState(id, s.status, 1, artifact,
                              s.status == ShardStatus::kFailed ? "boom" : "");
-    if (!s.metrics.empty()) registry_->SetMetrics(row.id, s.metrics);
-    return row.id;
+    if (!s.metrics.empty()) registry_->SetMetrics(id, s.metrics);
+    return id;
   }
 
  private:

@@ -140,10 +140,11 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
   std::map<std::string, size_t> expected;
   for (const auto& s : reg.Shards("numbers", "steer")) {
     for (std::string name : {"steer_delta", "kl_at_1"}) {
-      std::string key =
-          s.axes["adapter"].get<std::string>() + "|" + s.axes["lora.rank"].dump() + "|" + name;
+      std::string key = s.key.axes()["adapter"].get<std::string>() + "|" +
+                        s.key.axes()["lora.rank"].dump() + "|" + name;
       ++expected[key];
-      if (s.status == ShardStatus::kDone) values[key].push_back(metric.at(s.id.hex + ":" + name));
+      if (s.status == ShardStatus::kDone)
+        values[key].push_back(metric.at(s.key.id().hex + ":" + name));
     }
   }
   const std::map<size_t, double> t975 = {{3, 3.182446305284263}, {4, 2.7764451051977987}};

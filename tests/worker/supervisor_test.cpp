@@ -57,12 +57,12 @@ class FakeInProcess final : public InProcessRunner {
  public:
   ShardDone Run(const RunShard& task, AttemptLogs& logs,
                 const std::function<void(int64_t, int64_t)>& progress) override {
-    ran.push_back(task.id.hex);
+    ran.push_back(task.key.id().hex);
     logs.out.Write("in-process says hi\n");
     if (!err_line.empty()) logs.err.Write(err_line + "\n");
     progress(1, 1);
     ShardDone d;
-    d.id = task.id;
+    d.id = task.key.id();
     d.attempt = task.attempt;
     d.outcome = outcome;
     if (outcome != Outcome::kOk) d.error = "runner failed";
@@ -102,10 +102,12 @@ class SupervisorTest : public ::testing::Test {
 
   RunShard Shard(const std::string& id, int attempt = 1, double timeout_s = 0) {
     RunShard r;
-    r.id = ShardId{id};
+    ShardKey::Fields f;
+    f.id = ShardId{id};
+    f.stage = "st";
+    f.kind = "chaos";
+    r.key = ShardKey(std::move(f));
     r.sweep = "sw";
-    r.stage = "st";
-    r.kind = "chaos";
     r.attempt = attempt;
     r.timeout_s = timeout_s;
     r.out_path = (dir_ / "sw" / "st" / (id + ".h5")).string();
@@ -212,9 +214,9 @@ TEST_F(SupervisorTest, ExecutorDeathChargesOnlyTheRunningShardAndResendsTheQueue
   EXPECT_EQ(exec_.starts, 2);
   // b and c again, to the new executor, with their attempt numbers unchanged.
   ASSERT_EQ(exec_.sent.size(), 5u);
-  EXPECT_EQ(exec_.sent[3].id.hex, "b");
+  EXPECT_EQ(exec_.sent[3].key.id().hex, "b");
   EXPECT_EQ(exec_.sent[3].attempt, 1);
-  EXPECT_EQ(exec_.sent[4].id.hex, "c");
+  EXPECT_EQ(exec_.sent[4].key.id().hex, "c");
   EXPECT_EQ(exec_.sent[4].attempt, 2);
   EXPECT_EQ(Read(Log("a", "attempt-1.err")), "loading\nboom: it segfaulted here\n");
 
@@ -263,7 +265,7 @@ TEST_F(SupervisorTest, AfterAMemoryKillTheExecutorRestartsAndNobodyElseIsCharged
   EXPECT_EQ(done[0].outcome, Outcome::kMemory);
   EXPECT_EQ(exec_.starts, 2);
   ASSERT_EQ(exec_.sent.size(), 3u);
-  EXPECT_EQ(exec_.sent[2].id.hex, "b");
+  EXPECT_EQ(exec_.sent[2].key.id().hex, "b");
   EXPECT_EQ(Read(Log("a", "attempt-1.err")), "allocating\nstill a's\n");
   EXPECT_FALSE(fs::exists(Log("b", "attempt-1.err")));
 }

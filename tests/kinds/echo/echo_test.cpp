@@ -40,12 +40,8 @@ const KindRegistry& TestKinds() {
 class FileContext : public ShardContext {
  public:
   FileContext(const ShardPlan& shard, H5Writer& out) : out_(out) {
-    task_.id = shard.id;
+    task_.key = shard.key;
     task_.sweep = "echo";
-    task_.stage = shard.stage;
-    task_.kind = shard.kind;
-    task_.params = shard.params;
-    task_.seed = shard.seed;
   }
   const ShardTaskView& task() const override { return task_; }
   H5Writer& out() override { return out_; }
@@ -117,20 +113,20 @@ TEST(EchoKind, PlannedRunAndReportedFromItsOwnDefaults) {
   SweepFixture f("echo", kSpec);
   for (const ShardPlan& shard : plan.shards) {
     std::vector<std::pair<std::string, double>> metrics;
-    const ShardId id = f.Add({shard.stage,
+    const ShardId id = f.Add({shard.key.stage(),
                               shard.stage_index,
-                              shard.kind,
-                              shard.axes,
-                              shard.seed,
+                              shard.key.kind(),
+                              shard.key.axes(),
+                              shard.key.seed(),
                               ShardStatus::kDone,
                               {},
                               [&](H5Writer& w) {
                                 FileContext ctx(shard, w);
-                                (*runners.Find(shard.kind))(ctx);
+                                (*runners.Find(shard.key.kind()))(ctx);
                                 metrics = ctx.metrics;
                               },
                               "single",
-                              shard.params});
+                              shard.key.params()});
     f.registry().SetMetrics(id, metrics);
   }
 
@@ -169,16 +165,16 @@ TEST(EchoKind, DefaultFiguresAreTheKindsOwn) {
       ExpandSpec(ParseSpec("name: plain\nkind: echo\n", "plain.yaml", {}, kinds), kinds);
   SweepFixture f("plain");
   for (const ShardPlan& shard : plan.shards) {
-    f.Add({shard.stage,
+    f.Add({shard.key.stage(),
            shard.stage_index,
-           shard.kind,
-           shard.axes,
-           shard.seed,
+           shard.key.kind(),
+           shard.key.axes(),
+           shard.key.seed(),
            ShardStatus::kDone,
            {},
            [&](H5Writer& w) {
              FileContext ctx(shard, w);
-             (*runners.Find(shard.kind))(ctx);
+             (*runners.Find(shard.key.kind()))(ctx);
            }});
   }
   TempDir out;
@@ -189,7 +185,7 @@ TEST(EchoKind, DefaultFiguresAreTheKindsOwn) {
   o.kinds = &kinds;
   const ReportResult r = WriteReport(o);
   ASSERT_EQ(r.figures.size(), 1u);
-  EXPECT_EQ(r.figures[0].id, plan.shards.at(0).stage + "-echo_curve");
+  EXPECT_EQ(r.figures[0].id, plan.shards.at(0).key.stage() + "-echo_curve");
   // With the build's kinds (which do not know echo) the same sweep has tables but no figure.
   o.kinds = nullptr;
   o.out_dir = (out.path() / "again").string();
