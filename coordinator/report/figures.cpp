@@ -481,74 +481,6 @@ class FigureMaker {
               panels);
   }
 
-  // kind: command's step-wise metrics (docs/command.md): curves/<name>/{step,value} of each
-  // shard, a panel per name (the names of the stage's first readable shard, at most 6), a line
-  // per config, mean ± std over the seeds at the steps the shards share.
-  void MetricCurves(const SweepData::Stage& stage) {
-    constexpr size_t kMaxPanels = 6;
-    std::vector<Group> groups = ConfigGroups(data_, stage.name);
-    std::vector<std::string> names;
-    // [name][group] -> per-seed values; [name] -> steps
-    std::vector<std::vector<std::vector<std::vector<double>>>> curves;
-    std::vector<std::vector<double>> steps;
-    for (size_t gi = 0; gi < groups.size(); ++gi) {
-      for (size_t i : groups[gi].shards) {
-        auto h5 = Open(i);
-        if (!h5 || !h5->Has("curves")) continue;
-        try {
-          if (names.empty()) {
-            names = h5->List("curves");
-            if (names.size() > kMaxPanels) names.resize(kMaxPanels);
-            curves.assign(names.size(),
-                          std::vector<std::vector<std::vector<double>>>(groups.size()));
-            steps.assign(names.size(), {});
-          }
-          for (size_t n = 0; n < names.size(); ++n) {
-            const std::string base = "curves/" + names[n];
-            if (!h5->Has(base + "/value")) continue;
-            if (steps[n].empty()) steps[n] = h5->Read<double>(base + "/step");
-            curves[n][gi].push_back(h5->Read<double>(base + "/value"));
-          }
-        } catch (const std::exception& e) {
-          problems_.Add(e.what());
-        }
-      }
-    }
-    std::vector<Panel> panels;
-    for (size_t n = 0; n < names.size(); ++n) {
-      Panel p;
-      p.title = names[n];
-      p.xlabel = "step";
-      p.ylabel = names[n];
-      for (size_t gi = 0; gi < groups.size(); ++gi) {
-        auto& ys = curves[n][gi];
-        if (ys.empty()) continue;
-        size_t len = steps[n].size();
-        for (const auto& y : ys) len = std::min(len, y.size());
-        if (len == 0) continue;
-        std::vector<double> x(steps[n].begin(), steps[n].begin() + static_cast<long>(len));
-        size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
-        std::vector<std::vector<double>> yb;
-        for (auto& y : ys) {
-          y.resize(len);
-          yb.push_back(Bucket(y, bucket));
-        }
-        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()),
-                           Aggregate(Bucket(x, bucket), yb)});
-      }
-      if (!p.lines.empty()) panels.push_back(std::move(p));
-    }
-    if (panels.empty()) return;
-    std::string title =
-        fmt::format("Logged metrics, stage {}: mean over seeds, band ±1 std", stage.name);
-    if (panels.size() == 1) panels[0].title = title;
-    EmitBands(FileStem(stage.name + "-metric_curves"), title,
-              fmt::format("Step-wise metrics the command logged to metrics.jsonl ({}) against "
-                          "the step; a line per config, the band is ±1 std over seeds.",
-                          fmt::join(names, ", ")),
-              panels);
-  }
-
   static std::string Heatmap(const std::string& id, const std::string& title,
                              const std::string& xlabel, const std::string& ylabel,
                              const std::string& cblabel, const std::vector<std::string>& xtics,
@@ -739,8 +671,8 @@ class FigureMaker {
             if (shape.size() != 2) continue;
             auto [it, fresh] = shapes.try_emplace(score, shape);
             if (!fresh && it->second != shape) {
-              problems_.Add(fmt::format("shard {}: {}/{} shape differs", data_.shards[i].key.id().hex,
-                                        f.group, score));
+              problems_.Add(fmt::format("shard {}: {}/{} shape differs",
+                                        data_.shards[i].key.id().hex, f.group, score));
               continue;
             }
             auto& [sum, n] = sums[score];
@@ -806,8 +738,9 @@ class FigureMaker {
             continue;
           }
           Values s;
-          s.label = g.shards.size() > 1 ? fmt::format("{} seed {}", g.label, data_.shards[i].key.seed())
-                                        : g.label;
+          s.label = g.shards.size() > 1
+                        ? fmt::format("{} seed {}", g.label, data_.shards[i].key.seed())
+                        : g.label;
           for (double d : h5->Read<double>(f.y)) {
             ++s.total;
             if (d > 0 && std::isfinite(d)) {
