@@ -400,6 +400,19 @@ class FigureMaker {
   }
 
   // FigureRenderer::kSeries.
+  // One config's line: the mean ± 1 std over its seeds' curves `ys` (cut to their first `len`
+  // points) against `x`, averaged in buckets so that no line has more than kMaxPoints points.
+  static Band BucketedBand(const std::vector<double>& x, std::vector<std::vector<double>>& ys,
+                           size_t len) {
+    const size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
+    std::vector<std::vector<double>> yb;
+    for (auto& y : ys) {
+      y.resize(len);
+      yb.push_back(Bucket(y, bucket));
+    }
+    return Aggregate(Bucket(x, bucket), yb);
+  }
+
   void Series(const KindFigure& f, const SweepData::Stage& stage) {
     const auto& series = f.series;  // dataset, panel title
     std::vector<std::string> all;
@@ -458,14 +471,8 @@ class FigureMaker {
         std::vector<double> x(len);
         for (size_t k = 0; k < len; ++k)
           x[k] = steps[s].size() >= len ? steps[s][k] : static_cast<double>(k);
-        size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
-        std::vector<std::vector<double>> yb;
-        for (auto& y : ys) {
-          y.resize(len);
-          yb.push_back(Bucket(y, bucket));
-        }
-        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()),
-                           Aggregate(Bucket(x, bucket), yb)});
+        p.lines.push_back(
+            {Label(groups[gi], ys.size(), groups[gi].shards.size()), BucketedBand(x, ys, len)});
       }
       if (!p.lines.empty()) {
         names.push_back(series[s].first);
@@ -578,14 +585,8 @@ class FigureMaker {
         for (const auto& y : ys) len = std::min(len, y.size());
         if (len == 0) continue;
         std::vector<double> x(steps[n].begin(), steps[n].begin() + static_cast<long>(len));
-        size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
-        std::vector<std::vector<double>> yb;
-        for (auto& y : ys) {
-          y.resize(len);
-          yb.push_back(Bucket(y, bucket));
-        }
-        p.lines.push_back({Label(groups[gi], ys.size(), groups[gi].shards.size()),
-                           Aggregate(Bucket(x, bucket), yb)});
+        p.lines.push_back(
+            {Label(groups[gi], ys.size(), groups[gi].shards.size()), BucketedBand(x, ys, len)});
       }
       if (!p.lines.empty()) panels.push_back(std::move(p));
     }
