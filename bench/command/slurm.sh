@@ -35,7 +35,7 @@ sg_cluster_available || { echo "SKIP: Slurm/munge not installed (scripts/install
 DIR=$(mktemp -d /tmp/sg-bench-slurm.XXXXXX)
 cleanup() {
   sg_cluster_stop "$DIR/cluster" >/dev/null 2>&1 || true
-  [[ ${KEEP:-0} == 1 ]] && echo "kept $DIR" >&2 || rm -rf "$DIR"
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -76,10 +76,10 @@ run_seedgrid() { # REP -> prints makespan seconds
   wait_gone "$id"
   t1=$(now)
   check_done "$id"
-  local done
-  done=$(sqlite3 -readonly "$DIR/runs/registry.sqlite" \
+  local ndone
+  ndone=$(sqlite3 -readonly "$DIR/runs/registry.sqlite" \
     "SELECT count(*) FROM shards WHERE sweep='sleep_$1' AND status='done'")
-  ((done == N)) || { echo "seedgrid rep $1: $done of $N shards done" >&2; return 1; }
+  ((ndone == N)) || { echo "seedgrid rep $1: $ndone of $N shards done" >&2; return 1; }
   echo "$t1 - $t0" | bc -l
 }
 
