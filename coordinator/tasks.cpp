@@ -24,6 +24,7 @@ RunShard DispatchMessage(const Plan& plan, size_t i, const std::string& out_path
   m.out_path = out_path;
   m.artifact_dir = ArtifactDirFor(out_path);
   m.timeout_s = s.resources.timeout_s;
+  m.grace_s = s.resources.grace_s;
   m.memory_mb = s.resources.memory_mb;
   m.isolation = s.resources.isolation;
   return m;

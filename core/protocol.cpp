@@ -176,6 +176,7 @@ void Put(Writer& w, const RunShard& m) {
   PutPaths(w, m.key.id(), m.out_path, m.artifact_dir);
   w.Pod<double>(m.timeout_s);
   w.Pod<int64_t>(m.memory_mb);
+  w.Pod<double>(m.grace_s);
   w.Pod<uint8_t>(static_cast<uint8_t>(m.isolation));
   w.Pod<uint32_t>(static_cast<uint32_t>(m.gang.size()));
   for (int32_t r : m.gang) w.Pod<int32_t>(r);
@@ -196,6 +197,8 @@ RunShard GetRunShard(Reader& r) {
   GetPaths(r, m.key.id(), &m.out_path, &m.artifact_dir);
   m.timeout_s = r.Pod<double>();
   m.memory_mb = r.Pod<int64_t>();
+  m.grace_s = r.Pod<double>();
+  if (!(m.grace_s >= 0)) throw ProtocolError("bad grace value");
   auto iso = r.Pod<uint8_t>();
   if (iso > static_cast<uint8_t>(Isolation::kInline)) throw ProtocolError("bad isolation value");
   m.isolation = static_cast<Isolation>(iso);

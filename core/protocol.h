@@ -48,6 +48,8 @@ namespace seedgrid {
 //    its role and needs too (an input is a shard like any other). The attempt number stays a
 //    typed i32 beside the key. A frame of version 2 is rejected (the versions' layouts differ
 //    from the role on); a no-op RunShard is 11 bytes smaller (role 1 byte, no needs 4), inside 256.
+//    Still v3 (unreleased): RunShard.grace_s (the stage's resources.grace, 8 bytes after
+//    memory_mb) was added to the same version.
 inline constexpr uint16_t kProtocolVersion = 3;
 
 // The store's layout (core/store.h): a shard's extra files sit beside its .h5.
@@ -66,6 +68,7 @@ struct RunShard {
   std::string artifact_dir;  // absolute
   double timeout_s = 0;
   int64_t memory_mb = 0;
+  double grace_s = 0;  // SIGTERM -> SIGKILL grace (timeout, preemption); 0: the worker's
   Isolation isolation = Isolation::kExecutor;
   std::vector<int32_t> gang;  // world ranks of a gang shard (empty: single-rank)
   int32_t gang_id = 0;

@@ -35,6 +35,7 @@ namespace seedgrid {
 
 struct Resources {
   double timeout_s = 0;  // 0: none. YAML: number of seconds or "90s", "10m", "2h"
+  double grace_s = 0;    // SIGTERM -> SIGKILL on timeout/preemption; 0: the worker's (3 s)
   int max_attempts = 3;
   int ranks = 1;
   int gpus = 1;

@@ -59,9 +59,9 @@ void Supervisor::OnMessage(ToWorker msg, const std::string& frame, double now) {
     if (executor_.running()) {
       if (!queue_.empty()) {
         executor_.Signal(SIGTERM);
-        executor_.WaitExit(options_.kill_grace_s, [this](OutStream st, std::string_view bytes) {
-          OnExecutorOutput(st, bytes);
-        });
+        executor_.WaitExit(
+            GraceFor(queue_.front().task),
+            [this](OutStream st, std::string_view bytes) { OnExecutorOutput(st, bytes); });
       }
       executor_.Signal(SIGKILL);
       executor_.Reap();
@@ -249,6 +249,11 @@ void Supervisor::ResendQueue(double now) {
   }
 }
 
+// The stage's resources.grace when set, else the worker's default.
+double Supervisor::GraceFor(const RunShard& task) const {
+  return task.grace_s > 0 ? task.grace_s : options_.kill_grace_s;
+}
+
 void Supervisor::Tick(double now) {
   if (queue_.empty()) return;
   if (kill_deadline_ && now >= *kill_deadline_) {
@@ -263,7 +268,7 @@ void Supervisor::Tick(double now) {
     head_killed_ = {Outcome::kTimeout, fmt::format("timeout after {:.3g} s (limit {:.3g} s)",
                                                    running, head.timeout_s)};
     executor_.Signal(SIGTERM);
-    kill_deadline_ = now + options_.kill_grace_s;
+    kill_deadline_ = now + GraceFor(head);
   }
   // Memory limits are the executor's own (on the shard's growth above its baseline, which
   // only the executor sees at the shard's start): see worker/executor.h.

@@ -20,7 +20,8 @@
 //   * Single-rank shards go to the executor in arrival order (the RunShard frame is forwarded
 //     unchanged); the first unanswered one is running, the others are queued behind it.
 //   * Timeout of the running shard: SIGTERM to the executor's group, then SIGKILL after
-//     `kill_grace_s`; the attempt ends as `timeout` when the executor dies.
+//     `kill_grace_s` (or the shard's own `grace_s`, resources.grace, when set); the attempt ends
+//     as `timeout` when the executor dies.
 //   * A dead executor (crash, kill, timeout) charges only the running shard: a ShardDone with
 //     the reason (signal or exit code, and the last line of its stderr) goes up, the executor
 //     is restarted and the shards queued behind are re-sent (same attempt numbers: not charged).
@@ -89,7 +90,7 @@ class InProcessRunner {
 };
 
 struct SupervisorOptions {
-  double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout
+  double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout/shutdown; a shard's grace_s wins
   int world_rank = 1;       // this worker's rank (names its gang logs)
   LogCap log_cap;
 };
@@ -133,6 +134,7 @@ class Supervisor {
   void CloseFrontLog();
   void ReportDeath(int status, double now);
   void ResendQueue(double now);
+  double GraceFor(const RunShard& task) const;
   std::unique_ptr<AttemptLogs> LogsFor(const RunShard& task) const;
 
   UpLink& up_;

@@ -40,7 +40,7 @@ bool IsValidName(std::string_view s) {
 const std::vector<std::string> kTopKeys = {"name", "out", "stages", "report"};
 const std::vector<std::string> kStageKeys = {"kind", "params", "seeds",  "grid",
                                              "zip",  "needs",  "shards", "resources"};
-const std::vector<std::string> kResourceKeys = {"timeout", "ranks",     "gpus",
+const std::vector<std::string> kResourceKeys = {"timeout", "grace",     "ranks",       "gpus",
                                                 "memory",  "isolation", "max_attempts"};
 
 struct StageAux {
@@ -316,21 +316,22 @@ class Parser {
     for (const auto& e : n.map) {
       const Node& v = e.value;
       const std::string label = what + "." + e.key;
-      if (e.key == "timeout" || e.key == "memory") {
+      if (e.key == "timeout" || e.key == "memory" || e.key == "grace") {
         auto j = Resolve(v, &p_);
         if (!j) continue;
-        const bool timeout = e.key == "timeout";
+        const bool timeout = e.key != "memory";  // a duration (timeout, grace)
+        double& secs = e.key == "grace" ? r.grace_s : r.timeout_s;
         try {
           if (j->is_number()) {
             if (j->get<double>() < 0) throw std::invalid_argument("negative");
             if (timeout) {
-              r.timeout_s = j->get<double>();
+              secs = j->get<double>();
             } else {
               r.memory_mb = ParseMemoryMb(j->dump());
             }
           } else if (j->is_string()) {
             if (timeout) {
-              r.timeout_s = ParseDuration(j->get<std::string>());
+              secs = ParseDuration(j->get<std::string>());
             } else {
               r.memory_mb = ParseMemoryMb(j->get<std::string>());
             }

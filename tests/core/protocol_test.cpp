@@ -27,6 +27,7 @@ RunShard SampleRunShard() {
   m.artifact_dir = "/r/b.files";
   m.timeout_s = 12.5;
   m.memory_mb = 2048;
+  m.grace_s = 7.5;
   m.isolation = Isolation::kInline;
   m.gang = {1, 3};
   m.gang_id = 9;

@@ -106,7 +106,7 @@ name: quick
 kind: train
 seeds: 3
 params: {train: {steps: 10}}
-resources: {timeout: 90s, memory: 2G, ranks: 2, isolation: inline}
+resources: {timeout: 90s, grace: 1m, memory: 2G, ranks: 2, isolation: inline}
 )");
   EXPECT_EQ(spec.name, "quick");
   EXPECT_EQ(spec.out, "runs");
@@ -120,6 +120,7 @@ resources: {timeout: 90s, memory: 2G, ranks: 2, isolation: inline}
   EXPECT_EQ(st.params["train"]["lr"], 0.001);  // defaults survive the deep merge
   EXPECT_EQ(st.params["model"]["d_model"], 64);
   EXPECT_EQ(st.resources.timeout_s, 90);
+  EXPECT_EQ(st.resources.grace_s, 60);
   EXPECT_EQ(st.resources.memory_mb, 2048);
   EXPECT_EQ(st.resources.ranks, 2);
   EXPECT_EQ(st.resources.isolation, Isolation::kInline);
@@ -208,10 +209,11 @@ TEST(SpecParseTest, UnknownKeysAtEveryLevelSayWhatIsAccepted) {
   EXPECT_THAT(
       OneProblem("stages:\n  - name: a\n    kind: eval\n    parms: {}\n", 4),
       AllOf(HasSubstr("stage 'a': unknown key 'parms'"), HasSubstr("accepted: name, kind")));
-  EXPECT_THAT(OneProblem("kind: eval\nresources:\n  timeout: 10\n  gpu: 1\n", 4),
-              AllOf(HasSubstr("stage 'main': resources: unknown key 'gpu'"),
-                    HasSubstr("did you mean 'gpus'"),
-                    HasSubstr("accepted: timeout, ranks, gpus, memory, isolation, max_attempts")));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nresources:\n  timeout: 10\n  gpu: 1\n", 4),
+      AllOf(HasSubstr("stage 'main': resources: unknown key 'gpu'"),
+            HasSubstr("did you mean 'gpus'"),
+            HasSubstr("accepted: timeout, grace, ranks, gpus, memory, isolation, max_attempts")));
   EXPECT_THAT(OneProblem("kind: train\nparams:\n  train:\n    stepz: 3\n", 4),
               AllOf(HasSubstr("params.train.stepz: unknown param"),
                     HasSubstr("did you mean 'steps'"), HasSubstr("accepted: lr, steps")));
@@ -250,6 +252,8 @@ TEST(SpecParseTest, EveryErrorClassHasFileAndLine) {
               HasSubstr("duplicate stage name 'a' (first at line 2)"));
   EXPECT_THAT(OneProblem("kind: eval\nresources: {timeout: 10x}\n", 2),
               HasSubstr("resources.timeout: expected seconds or a duration"));
+  EXPECT_THAT(OneProblem("kind: eval\nresources: {timeout: 10,\n  grace: -2}\n", 3),
+              HasSubstr("resources.grace: expected seconds or a duration"));
   EXPECT_THAT(OneProblem("kind: eval\nresources:\n  memory: lots\n", 3),
               HasSubstr("resources.memory: expected MiB or a size"));
   EXPECT_THAT(OneProblem("kind: eval\nresources: {ranks: 4}\n", 2),

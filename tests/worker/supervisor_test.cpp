@@ -183,6 +183,29 @@ TEST_F(SupervisorTest, TimeoutSendsSigtermThenSigkillAfterTheGrace) {
   EXPECT_FALSE(sup_->executor_busy());
 }
 
+TEST_F(SupervisorTest, AShardsOwnGraceWinsOverTheWorkersOnTimeout) {
+  RunShard a = Shard("a", 1, 10);
+  a.grace_s = 20;  // resources.grace: 20s
+  Send(a, 100);
+  sup_->Tick(110.5);
+  EXPECT_EQ(exec_.signals, std::vector<int>{SIGTERM});
+  sup_->Tick(125);  // past the worker's 3 s, within the shard's 20 s
+  EXPECT_EQ(exec_.signals, std::vector<int>{SIGTERM});
+  sup_->Tick(130.6);
+  EXPECT_EQ(exec_.signals, (std::vector<int>{SIGTERM, SIGKILL}));
+}
+
+TEST_F(SupervisorTest, ShutdownGivesARunningShardItsOwnGrace) {
+  RunShard a = Shard("a", 1);
+  a.grace_s = 0.5;
+  Send(a, 0);
+  std::string frame;
+  Encode(ToWorker{Shutdown{4}}, &frame);
+  sup_->OnMessage(ToWorker{Shutdown{4}}, frame, 1);
+  EXPECT_EQ(exec_.waits, std::vector<double>{0.5});
+  EXPECT_EQ(exec_.signals, (std::vector<int>{SIGTERM, SIGKILL}));
+}
+
 TEST_F(SupervisorTest, AShardThatEndsWithinTheGraceIsNotFollowedBySigkill) {
   Send(Shard("a", 1, 10), 0);
   Send(Shard("b", 1, 10), 0);
