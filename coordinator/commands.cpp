@@ -318,58 +318,80 @@ int CmdLs(const std::string& registry_path, bool json) {
   return 0;
 }
 
-int CmdShow(const std::string& registry_path, const std::string& prefix, bool json) {
-  Registry reg(registry_path, Registry::Mode::kReadOnly);
-  auto row = reg.FindShardByPrefix(prefix);
-  if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
-  const ShardKey& k = row->key;
-  auto attempts = reg.Attempts(k.id());
-  auto metrics = reg.Metrics(k.id());
-  const std::string log_dir = ShardLogDir(reg, *row);
-  const bool has_logs = !LoggedAttempts(log_dir).empty();
-  auto log_path = [&](int n, bool err) {
+// What `show` prints of a shard, read once.
+struct ShardDetail {
+  ShardRow row;
+  std::vector<AttemptRow> attempts;
+  std::map<std::string, double> metrics;
+  std::string log_dir;  // <id>.logs beside the shard's file
+  bool has_logs = false;
+  // The attempt's log file when it exists ("" otherwise).
+  std::string LogPath(int n, bool err) const {
     const std::string p = log_dir + "/" + AttemptLogName(n, err);
     return fs::exists(p) ? p : std::string();
-  };
-  if (json) {
-    Json j = {{"id", k.id().hex},
-              {"sweep", row->sweep},
-              {"stage", k.stage()},
-              {"kind", k.kind()},
-              {"seed", k.seed()},
-              {"role", ToString(k.role())},
-              {"status", ToString(row->status)},
-              {"attempts", row->attempts},
-              {"artifact", row->artifact},
-              {"error", row->error},
-              {"params", k.params()},
-              {"axes", k.axes()},
-              {"metrics", metrics}};
-    j["needs"] = Json::array();
-    for (const auto& n : k.needs()) j["needs"].push_back(n.hex);
-    j["attempt_log"] = Json::array();
-    for (const auto& a : attempts) {
-      j["attempt_log"].push_back({{"n", a.n},
-                                  {"rank", a.rank},
-                                  {"host", a.host},
-                                  {"outcome", ToString(a.outcome)},
-                                  {"signal", a.signal},
-                                  {"exit_code", a.exit_code},
-                                  {"error", a.error},
-                                  {"seconds", a.end - a.start},
-                                  {"peak_rss_kb", a.peak_rss_kb},
-                                  {"stdout_log", log_path(a.n, false)},
-                                  {"stderr_log", log_path(a.n, true)}});
-    }
-    j["logs"] = has_logs ? log_dir : "";
-    fmt::print("{}\n", j.dump(2));
-    return 0;
   }
+};
+
+Json ShowJson(const ShardDetail& d) {
+  const ShardRow& row = d.row;
+  const ShardKey& k = row.key;
+  Json j = {{"id", k.id().hex},
+            {"sweep", row.sweep},
+            {"stage", k.stage()},
+            {"kind", k.kind()},
+            {"seed", k.seed()},
+            {"role", ToString(k.role())},
+            {"status", ToString(row.status)},
+            {"attempts", row.attempts},
+            {"artifact", row.artifact},
+            {"error", row.error},
+            {"params", k.params()},
+            {"axes", k.axes()},
+            {"metrics", d.metrics}};
+  j["needs"] = Json::array();
+  for (const auto& n : k.needs()) j["needs"].push_back(n.hex);
+  j["attempt_log"] = Json::array();
+  for (const auto& a : d.attempts) {
+    j["attempt_log"].push_back({{"n", a.n},
+                                {"rank", a.rank},
+                                {"host", a.host},
+                                {"outcome", ToString(a.outcome)},
+                                {"signal", a.signal},
+                                {"exit_code", a.exit_code},
+                                {"error", a.error},
+                                {"seconds", a.end - a.start},
+                                {"peak_rss_kb", a.peak_rss_kb},
+                                {"stdout_log", d.LogPath(a.n, false)},
+                                {"stderr_log", d.LogPath(a.n, true)}});
+  }
+  j["logs"] = d.has_logs ? d.log_dir : "";
+  return j;
+}
+
+void PrintAttempts(const ShardDetail& d) {
+  if (d.attempts.empty()) return;
+  fmt::print("attempts:\n");
+  for (const auto& a : d.attempts) {
+    fmt::print("  #{} rank {} on {}: {} after {:.3f} s{}{}", a.n, a.rank, a.host,
+               ToString(a.outcome), a.end - a.start,
+               a.peak_rss_kb ? fmt::format(", peak RSS {} MiB", a.peak_rss_kb / 1024) : "",
+               a.error.empty() ? "\n" : ErrorBlock(a.error, "      "));
+    if (a.outcome != Outcome::kOk && a.outcome != Outcome::kPreempted) {
+      if (const std::string log = AttemptLogToShow(d.log_dir, a.n); !log.empty()) {
+        fmt::print("      log: {}\n", log);
+      }
+    }
+  }
+}
+
+void PrintShow(const ShardDetail& d) {
+  const ShardRow& row = d.row;
+  const ShardKey& k = row.key;
   fmt::print(
       "shard    {}\nsweep    {}\nstage    {} ({}, {})\nseed     {}\nstatus   {} "
       "({} charged attempt(s))\nartifact {}\n",
-      k.id().hex, row->sweep, k.stage(), k.kind(), ToString(k.role()), k.seed(),
-      ToString(row->status), row->attempts, row->artifact.empty() ? "-" : row->artifact);
+      k.id().hex, row.sweep, k.stage(), k.kind(), ToString(k.role()), k.seed(),
+      ToString(row.status), row.attempts, row.artifact.empty() ? "-" : row.artifact);
   if (!k.axes().empty()) fmt::print("axes     {}\n", AxesText(k.axes()));
   fmt::print("params   {}\n", k.params().dump());
   if (!k.needs().empty()) {
@@ -377,32 +399,35 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
     for (const auto& x : k.needs()) n += (n.empty() ? "" : " ") + x.hex;
     fmt::print("needs    {}\n", n);
   }
-  if (!metrics.empty()) {
+  if (!d.metrics.empty()) {
     fmt::print("metrics:\n");
-    for (const auto& [k, v] : metrics) fmt::print("  {:<24} {:.6g}\n", k, v);
+    for (const auto& [name, v] : d.metrics) fmt::print("  {:<24} {:.6g}\n", name, v);
   }
-  if (!attempts.empty()) {
-    fmt::print("attempts:\n");
-    for (const auto& a : attempts) {
-      fmt::print("  #{} rank {} on {}: {} after {:.3f} s{}{}", a.n, a.rank, a.host,
-                 ToString(a.outcome), a.end - a.start,
-                 a.peak_rss_kb ? fmt::format(", peak RSS {} MiB", a.peak_rss_kb / 1024) : "",
-                 a.error.empty() ? "\n" : ErrorBlock(a.error, "      "));
-      if (a.outcome != Outcome::kOk && a.outcome != Outcome::kPreempted) {
-        if (const std::string log = AttemptLogToShow(log_dir, a.n); !log.empty()) {
-          fmt::print("      log: {}\n", log);
-        }
-      }
-    }
-  }
-  if (has_logs)
-    fmt::print("logs     {}  (seedgrid logs {} [--attempt N] [--err])\n", log_dir,
-               row->key.id().hex);
+  PrintAttempts(d);
+  if (d.has_logs)
+    fmt::print("logs     {}  (seedgrid logs {} [--attempt N] [--err])\n", d.log_dir, k.id().hex);
   // The shard's own error, when no attempt row holds it (a shard failed before it ran, or rows
   // rebuilt by reindex).
-  auto holds_it = [&](const AttemptRow& a) { return a.error == row->error; };
-  if (!row->error.empty() && std::none_of(attempts.begin(), attempts.end(), holds_it)) {
-    fmt::print("error{}", ErrorBlock(row->error, "    "));
+  auto holds_it = [&](const AttemptRow& a) { return a.error == row.error; };
+  if (!row.error.empty() && std::none_of(d.attempts.begin(), d.attempts.end(), holds_it)) {
+    fmt::print("error{}", ErrorBlock(row.error, "    "));
+  }
+}
+
+int CmdShow(const std::string& registry_path, const std::string& prefix, bool json) {
+  Registry reg(registry_path, Registry::Mode::kReadOnly);
+  auto row = reg.FindShardByPrefix(prefix);
+  if (!row) throw UsageError(fmt::format("no shard matches '{}' in {}", prefix, registry_path));
+  ShardDetail d;
+  d.attempts = reg.Attempts(row->key.id());
+  d.metrics = reg.Metrics(row->key.id());
+  d.log_dir = ShardLogDir(reg, *row);
+  d.has_logs = !LoggedAttempts(d.log_dir).empty();
+  d.row = std::move(*row);
+  if (json) {
+    fmt::print("{}\n", ShowJson(d).dump(2));
+  } else {
+    PrintShow(d);
   }
   return 0;
 }

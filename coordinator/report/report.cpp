@@ -392,6 +392,63 @@ std::string DefaultOutDir(const report::SweepData& data) {
   return (base / data.sweep.name / "report").string();
 }
 
+// The tables the report shows, each with a file-safe id unique in the report.
+std::vector<StageTable> BuildTables(const report::SweepData& data, const ReportOptions& opts,
+                                    const ReportSpec& section, std::vector<std::string>& problems) {
+  std::vector<StageTable> tables;
+  std::map<std::string, int> ids;
+  for (const auto& req : PlanTables(data, opts, section, problems)) {
+    StageTable t = report::BuildTable(data, req, problems);
+    if (int n = ++ids[t.stage]; n > 1) t.id = fmt::format("{}-{}", t.stage, n);
+    for (char& ch : t.id) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+        ch = '_';
+    }
+    tables.push_back(std::move(t));
+  }
+  return tables;
+}
+
+// The figures asked for: the spec's report section, else every stage's kind defaults.
+std::vector<FigureRequest> RequestFigures(const report::SweepData& data, const ReportOptions& opts,
+                                          const ReportSpec& section,
+                                          std::vector<std::string>& problems) {
+  std::vector<FigureRequest> out;
+  if (!opts.figures) return out;
+  if (!section.figures) {
+    for (auto& f : report::DefaultFigures(data)) {
+      if (opts.stage.empty() || f.stage == opts.stage) out.push_back(f);
+    }
+    return out;
+  }
+  for (const auto& f : *section.figures) {
+    if (!f.stage.empty() && !data.FindStage(f.stage)) {
+      problems.push_back(
+          fmt::format("spec report section: figure {} names unknown stage '{}'", f.type, f.stage));
+    }
+    if (opts.stage.empty() || f.stage.empty() || f.stage == opts.stage) {
+      out.push_back({f.type, f.stage.empty() ? opts.stage : f.stage, false});
+    }
+  }
+  return out;
+}
+
+void WriteTables(const fs::path& dir, const std::vector<StageTable>& tables,
+                 const std::vector<std::string>& formats, const std::string& sweep) {
+  fs::create_directories(dir / "tables");
+  for (const auto& t : tables) {
+    if (t.metrics.empty()) continue;
+    if (Has(formats, "md")) {
+      WriteFile(dir / "tables" / (t.id + ".md"),
+                fmt::format("# {}\n\n{}.\n\n{}\n\n{}", t.id, report::TableSummary(t),
+                            report::StatsConventions(), report::TableMarkdown(t)));
+    }
+    if (Has(formats, "tex")) WriteFile(dir / "tables" / (t.id + ".tex"), report::TableLatex(t));
+    if (Has(formats, "csv"))
+      WriteFile(dir / "tables" / (t.id + ".csv"), report::TableCsv(t, sweep));
+  }
+}
+
 }  // namespace
 
 ReportResult WriteReport(const ReportOptions& in) {
@@ -412,36 +469,9 @@ ReportResult WriteReport(const ReportOptions& in) {
                                      : !section.formats.empty() ? section.formats
                                                                 : kFormats;
 
-  // 1. Tables (every problem collected before anything is written).
-  std::vector<StageTable> tables;
-  std::map<std::string, int> ids;
-  for (const auto& req : PlanTables(data, opts, section, problems)) {
-    StageTable t = report::BuildTable(data, req, problems);
-    if (int n = ++ids[t.stage]; n > 1) t.id = fmt::format("{}-{}", t.stage, n);
-    for (char& ch : t.id) {
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
-        ch = '_';
-    }
-    tables.push_back(std::move(t));
-  }
-  std::vector<FigureRequest> figure_requests;
-  if (opts.figures) {
-    if (section.figures) {
-      for (const auto& f : *section.figures) {
-        if (!f.stage.empty() && !data.FindStage(f.stage)) {
-          problems.push_back(fmt::format("spec report section: figure {} names unknown stage '{}'",
-                                         f.type, f.stage));
-        }
-        if (opts.stage.empty() || f.stage.empty() || f.stage == opts.stage) {
-          figure_requests.push_back({f.type, f.stage.empty() ? opts.stage : f.stage, false});
-        }
-      }
-    } else {
-      for (auto& f : report::DefaultFigures(data)) {
-        if (opts.stage.empty() || f.stage == opts.stage) figure_requests.push_back(f);
-      }
-    }
-  }
+  // 1. Tables and figure requests (every problem collected before anything is written).
+  std::vector<StageTable> tables = BuildTables(data, opts, section, problems);
+  std::vector<FigureRequest> figure_requests = RequestFigures(data, opts, section, problems);
   if (!problems.empty()) {
     std::string text = problems.size() == 1 ? problems[0]
                                             : fmt::format("{} problems:\n  {}", problems.size(),
@@ -451,18 +481,7 @@ ReportResult WriteReport(const ReportOptions& in) {
 
   // 2. Files.
   fs::path dir = fs::absolute(opts.out_dir.empty() ? DefaultOutDir(data) : opts.out_dir);
-  fs::create_directories(dir / "tables");
-  for (const auto& t : tables) {
-    if (t.metrics.empty()) continue;
-    if (Has(formats, "md")) {
-      WriteFile(dir / "tables" / (t.id + ".md"),
-                fmt::format("# {}\n\n{}.\n\n{}\n\n{}", t.id, report::TableSummary(t),
-                            report::StatsConventions(), report::TableMarkdown(t)));
-    }
-    if (Has(formats, "tex")) WriteFile(dir / "tables" / (t.id + ".tex"), report::TableLatex(t));
-    if (Has(formats, "csv"))
-      WriteFile(dir / "tables" / (t.id + ".csv"), report::TableCsv(t, data.sweep.name));
-  }
+  WriteTables(dir, tables, formats, data.sweep.name);
 
   // 3. Figures.
   std::vector<Figure> figures;
