@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -227,6 +229,71 @@ void StdioCapture::Drain() {
   for (int i = 0; i < 2; ++i) {
     if (fds[i].fd >= 0) read_all(i);
   }
+}
+
+namespace {
+
+Fd Memfd(const char* name) {
+  const int fd = ::memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
+  Fd f(fd);
+  // Appends: after ftruncate(0) the next write starts at 0 again, whoever holds the fd.
+  if (::fcntl(fd, F_SETFL, O_APPEND) != 0)
+    throw std::system_error(errno, std::generic_category(), "fcntl(O_APPEND)");
+  return f;
+}
+
+// Hands the spool's bytes to `sink` (nullptr: to fd `to`) and empties it.
+void Empty(int spool, CappedLog* sink, int to) {
+  struct stat st {};
+  if (::fstat(spool, &st) != 0 || st.st_size == 0) return;
+  char buf[65536];
+  for (off_t at = 0; at < st.st_size;) {
+    const ssize_t n = ::pread(spool, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (sink) {
+      sink->Write(std::string_view(buf, static_cast<size_t>(n)));
+    } else {
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = ::write(to, buf + done, static_cast<size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += w;
+      }
+    }
+    at += n;
+  }
+  (void)::ftruncate(spool, 0);
+}
+
+}  // namespace
+
+StdioSpool::StdioSpool()
+    : out_(Memfd("seedgrid-stdout")),
+      err_(Memfd("seedgrid-stderr")),
+      saved_out_(DupCloexec(STDOUT_FILENO)),
+      saved_err_(DupCloexec(STDERR_FILENO)) {}
+
+SpoolCapture::SpoolCapture(StdioSpool& spool, AttemptLogs& logs) : spool_(spool), logs_(logs) {
+  FlushStdio();
+  Empty(spool_.out(), nullptr, spool_.saved_out());
+  Empty(spool_.err(), nullptr, spool_.saved_err());
+  Dup2(spool_.out(), STDOUT_FILENO);  // dup2 clears FD_CLOEXEC: a child inherits fds 1, 2
+  try {
+    Dup2(spool_.err(), STDERR_FILENO);
+  } catch (...) {
+    Dup2(spool_.saved_out(), STDOUT_FILENO);
+    throw;
+  }
+}
+
+SpoolCapture::~SpoolCapture() {
+  FlushStdio();
+  (void)::dup2(spool_.saved_out(), STDOUT_FILENO);
+  (void)::dup2(spool_.saved_err(), STDERR_FILENO);
+  Empty(spool_.out(), &logs_.out, -1);
+  Empty(spool_.err(), &logs_.err, -1);
 }
 
 }  // namespace seedgrid

@@ -20,7 +20,9 @@
 //
 // Who writes them: the supervisor (worker/supervisor.h) routes its executor's stdout and
 // stderr pipes into the attempt at the head of the executor's queue, and captures its own
-// fds 1 and 2 while it runs an inline or gang shard in-process (StdioCapture). A process the
+// fds 1 and 2 while it runs an inline shard (SpoolCapture: no thread, no pipe, written when the
+// shard ends) or a gang shard (StdioCapture: a thread drains pipes, so a long training's log
+// grows as it runs) in-process. A process the
 // shard starts inherits fds 1 and 2 and lands in the same files. Frames never share these fds
 // (the executor's frames use fds 3 and 4).
 #pragma once
@@ -106,6 +108,39 @@ class StdioCapture {
   Fd saved_out_, saved_err_;
   Fd out_read_, err_read_, stop_read_, stop_write_;
   std::thread thread_;
+};
+
+// Two anonymous in-memory files (memfd, O_APPEND) that stand in for fds 1 and 2 while an
+// inline shard runs: made once per worker, emptied after each shard. Why not StdioCapture: an
+// inline shard is the dispatch fast path (a few µs a shard); three pipes and a thread per shard
+// cost ~30 µs, swapping fds 1 and 2 and reading back what a shard wrote costs ~1 µs.
+class StdioSpool {
+ public:
+  StdioSpool();  // throws std::system_error; keeps copies of fds 1 and 2 as they are now
+  int out() const { return out_.get(); }
+  int err() const { return err_.get(); }
+  int saved_out() const { return saved_out_.get(); }  // the worker's own fds 1 and 2
+  int saved_err() const { return saved_err_.get(); }
+
+ private:
+  Fd out_, err_, saved_out_, saved_err_;
+};
+
+// While alive, fds 1 and 2 write to the spool; the destructor restores them and moves what the
+// shard wrote into `logs` (then empties the spool). Bytes found in the spool at the start (a
+// child an earlier shard left behind) go to the worker's own fds, as other stray output does.
+// A process the shard starts and leaves running keeps writing to the spool: what it writes
+// lands in the next inline shard's start (as stray output), not in its log.
+class SpoolCapture {
+ public:
+  SpoolCapture(StdioSpool& spool, AttemptLogs& logs);
+  ~SpoolCapture();
+  SpoolCapture(const SpoolCapture&) = delete;
+  SpoolCapture& operator=(const SpoolCapture&) = delete;
+
+ private:
+  StdioSpool& spool_;
+  AttemptLogs& logs_;
 };
 
 }  // namespace seedgrid

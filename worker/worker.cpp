@@ -88,7 +88,11 @@ class LocalShards final : public InProcessRunner {
       opts.collective = gang.get();
       opts.publish = gang->rank() == 0;
     }
-    StdioCapture capture(logs);
+    if (gang) {  // a long training: its log grows as it runs (a thread drains pipes)
+      StdioCapture capture(logs);
+      return RunShardLocally(task, AllRunners(), opts);
+    }
+    SpoolCapture capture(spool_, logs);  // the inline fast path: ~1 µs, see attempt_log.h
     return RunShardLocally(task, AllRunners(), opts);
   }
 
@@ -96,6 +100,7 @@ class LocalShards final : public InProcessRunner {
   int threads_;
   std::string device_;
   bool compute_configured_ = false;
+  StdioSpool spool_;
 };
 
 // `SEEDGRID_LOG_CAP` (worker/attempt_log.h); a bad value is said once and the default kept: a

@@ -129,5 +129,37 @@ TEST_F(AttemptLogTest, StdioCaptureTakesPrintsWritesAndChildrenThenRestoresTheFd
   EXPECT_EQ(before.st_ino, after.st_ino) << "fd 1 is ours again";
 }
 
+TEST_F(AttemptLogTest, SpoolCaptureTakesPrintsWritesAndChildrenThenRestoresTheFds) {
+  StdioSpool spool;
+  struct stat before {};
+  ASSERT_EQ(::fstat(STDOUT_FILENO, &before), 0);
+  for (int attempt : {1, 2}) {  // one spool, shard after shard: nothing carries over
+    AttemptLogs logs(dir_.string(), attempt, LogCap{});
+    {
+      SpoolCapture capture(spool, logs);
+      std::printf("printf line %d\n", attempt);
+      std::cout << "cout line" << std::endl;
+      std::fprintf(stderr, "stderr line\n");
+      ASSERT_EQ(std::system("echo child out; echo child err >&2"), 0);
+    }
+    logs.Close();
+  }
+  EXPECT_EQ(Read(dir_ / "attempt-1.out"), "printf line 1\ncout line\nchild out\n");
+  EXPECT_EQ(Read(dir_ / "attempt-2.out"), "printf line 2\ncout line\nchild out\n");
+  EXPECT_EQ(Read(dir_ / "attempt-2.err"), "stderr line\nchild err\n");
+  struct stat after {};
+  ASSERT_EQ(::fstat(STDOUT_FILENO, &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino) << "fd 1 is ours again";
+}
+
+TEST_F(AttemptLogTest, SpoolCaptureOfASilentShardWritesNoFile) {
+  StdioSpool spool;
+  AttemptLogs logs(dir_.string(), 1, LogCap{});
+  { SpoolCapture capture(spool, logs); }
+  logs.Close();
+  EXPECT_FALSE(fs::exists(dir_ / "attempt-1.out"));
+  EXPECT_FALSE(fs::exists(dir_ / "attempt-1.err"));
+}
+
 }  // namespace
 }  // namespace seedgrid
