@@ -136,29 +136,9 @@ std::string StatusReason(ShardStatus s) { return std::string(ToString(s)); }
 
 std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData& data);
 
-}  // namespace
-
-StageTable BuildTable(const SweepData& data, const TableRequest& request,
-                      std::vector<std::string>& problems) {
-  StageTable t;
-  t.stage = request.stage;
-  t.id = request.stage;
-  const SweepData::Stage* stage = data.FindStage(request.stage);
-  if (!stage) {
-    std::vector<std::string> names;
-    for (const auto& s : data.stages) names.push_back(s.name);
-    problems.push_back(fmt::format("sweep '{}' has no stage '{}' (stages: {})", data.sweep.name,
-                                   request.stage, fmt::join(names, ", ")));
-    return t;
-  }
-  t.kind = stage->kind;
-
-  // 1. The rows: reduce shards when the stage has them.
-  std::vector<size_t> rows = TabulatedRows(*stage, data);
-  for (size_t i : stage->shards) t.reduce_only |= data.shards[i].key.role() == ShardRole::kReduce;
-  for (size_t i : rows) ++t.status_counts[std::string(ToString(data.shards[i].status))];
-
-  // 2. Group keys.
+// The keys rows are grouped by: every axis but the seed, or the request's (each checked).
+void ChooseKeys(StageTable& t, const SweepData& data, const std::vector<size_t>& rows,
+                const TableRequest& request, std::vector<std::string>& problems) {
   if (request.group_by.empty()) {
     std::set<std::string> keys;
     for (size_t i : rows) {
@@ -185,8 +165,11 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
       }
     }
   }
+}
 
-  // 3. Metrics: exact names or prefixes ("retained.*").
+// The metrics shown: exact names or prefixes ("retained.*"), the kind's defaults otherwise.
+void ChooseMetrics(StageTable& t, const SweepData& data, const std::vector<size_t>& rows,
+                   const TableRequest& request, std::vector<std::string>& problems) {
   std::vector<std::string> available;
   {
     std::set<std::string> names;
@@ -215,8 +198,10 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
         t.metrics.push_back(m);
     }
   }
+}
 
-  // 4. Groups, in key order.
+// One group per distinct key, in key order.
+void GroupRows(StageTable& t, const SweepData& data, const std::vector<size_t>& rows) {
   std::map<std::vector<Json>, size_t> index;
   for (size_t i : rows) {
     std::vector<Json> key;
@@ -233,8 +218,10 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
   ordered.reserve(t.groups.size());
   for (auto& [key, gi] : index) ordered.push_back(std::move(t.groups[gi]));
   t.groups = std::move(ordered);
+}
 
-  // 5. Cells.
+// Each group's label, seeds in order, and a cell per metric (values, or why a seed is missing).
+void FillCells(StageTable& t, const SweepData& data) {
   for (auto& g : t.groups) {
     std::vector<std::string> parts;
     for (size_t k = 0; k < t.keys.size(); ++k) parts.push_back(t.keys[k] + "=" + KeyText(g.key[k]));
@@ -265,6 +252,34 @@ StageTable BuildTable(const SweepData& data, const TableRequest& request,
       g.complete &= c.complete();
     }
   }
+}
+
+}  // namespace
+
+StageTable BuildTable(const SweepData& data, const TableRequest& request,
+                      std::vector<std::string>& problems) {
+  StageTable t;
+  t.stage = request.stage;
+  t.id = request.stage;
+  const SweepData::Stage* stage = data.FindStage(request.stage);
+  if (!stage) {
+    std::vector<std::string> names;
+    for (const auto& s : data.stages) names.push_back(s.name);
+    problems.push_back(fmt::format("sweep '{}' has no stage '{}' (stages: {})", data.sweep.name,
+                                   request.stage, fmt::join(names, ", ")));
+    return t;
+  }
+  t.kind = stage->kind;
+
+  // 1. The rows: reduce shards when the stage has them.
+  std::vector<size_t> rows = TabulatedRows(*stage, data);
+  for (size_t i : stage->shards) t.reduce_only |= data.shards[i].key.role() == ShardRole::kReduce;
+  for (size_t i : rows) ++t.status_counts[std::string(ToString(data.shards[i].status))];
+
+  ChooseKeys(t, data, rows, request, problems);
+  ChooseMetrics(t, data, rows, request, problems);
+  GroupRows(t, data, rows);
+  FillCells(t, data);
   return t;
 }
 

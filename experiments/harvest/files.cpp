@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -255,76 +256,59 @@ std::vector<std::pair<std::string, double>> HarvestMetrics(const Accumulators& a
           {"examples_mean", C ? examples / n : 0.0}};
 }
 
-Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_count,
-                            const std::string& config, int64_t block_bytes) {
-  struct Map {
-    const MapInput* input = nullptr;
-    std::unique_ptr<H5Reader> reader;
-    int64_t index = -1;
-    Options options;
-    std::vector<int64_t> batches;
-  };
-  const auto name = [&](const MapInput& in, int64_t index) {
-    return fmt::format("map shard {} of {} (id {}, {})",
-                       index >= 0 ? std::to_string(index) : std::string("?"), shard_count,
-                       in.shard_id.empty() ? "?" : in.shard_id, in.path);
-  };
-  std::vector<std::string> problems;
-  if (static_cast<int64_t>(maps.size()) != shard_count)
-    problems.push_back(
-        fmt::format("expected {} map shard files, got {}", shard_count, maps.size()));
-  std::vector<Map> ok;
-  for (const MapInput& in : maps) {
-    const std::string who = name(in, in.shard_index);
-    std::error_code ec;
-    if (!fs::exists(in.path, ec)) {
-      problems.push_back(fmt::format("{}: the file is missing", who));
-      continue;
-    }
-    Map m;
-    m.input = &in;
-    try {
-      m.reader = std::make_unique<H5Reader>(in.path);
-      const H5Reader& r = *m.reader;
-      const auto layout = r.AttrInt("/", "harvest_layout");
-      if (!layout) throw std::runtime_error("not a harvest file (no harvest_layout attribute)");
-      if (*layout != kLayoutVersion)
-        throw std::runtime_error(
-            fmt::format("harvest layout {} (this build reads {})", *layout, kLayoutVersion));
-      const auto role = r.AttrString("/", "harvest_role").value_or("");
-      if (role != "map") throw std::runtime_error(fmt::format("role is '{}', not map", role));
-      m.index = r.AttrInt("/", "harvest_shard_index").value_or(-1);
-      const int64_t count = r.AttrInt("/", "harvest_shard_count").value_or(-1);
-      if (count != shard_count)
-        throw std::runtime_error(
-            fmt::format("written as one of {} map shards, not {}", count, shard_count));
-      if (m.index < 0 || m.index >= shard_count)
-        throw std::runtime_error(
-            fmt::format("shard index {} is outside [0, {})", m.index, shard_count));
-      if (in.shard_index >= 0 && in.shard_index != m.index)
-        throw std::runtime_error(fmt::format("the file says shard index {}, the shard's params {}",
-                                             m.index, in.shard_index));
-      const std::string theirs = r.AttrString("/", "harvest_config").value_or("");
-      if (theirs != config)
-        throw std::runtime_error(fmt::format("its config differs from the reduce's at {}",
-                                             ConfigDifference(theirs, config)));
-      m.options = ReadOptions(r);
-      m.batches = r.Read<int64_t>("batches");
-    } catch (const std::exception& e) {
-      problems.push_back(
-          fmt::format("{}: {}", name(in, m.index >= 0 ? m.index : in.shard_index), e.what()));
-      continue;
-    }
-    ok.push_back(std::move(m));
-  }
-  std::sort(ok.begin(), ok.end(), [](const Map& a, const Map& b) { return a.index < b.index; });
+namespace {
 
-  std::map<int64_t, std::vector<const Map*>> by_index;
-  for (const Map& m : ok) by_index[m.index].push_back(&m);
+// One map shard's file as the reduce reads it.
+struct MapFile {
+  const MapInput* input = nullptr;
+  std::unique_ptr<H5Reader> reader;
+  int64_t index = -1;
+  Options options;
+  std::vector<int64_t> batches;
+};
+
+using MapName = std::function<std::string(const MapInput&, int64_t)>;
+
+// Opens `m.input`'s file and checks what it says of itself against the reduce (throws).
+void OpenMapFile(MapFile& m, int64_t shard_count, const std::string& config) {
+  const MapInput& in = *m.input;
+  m.reader = std::make_unique<H5Reader>(in.path);
+  const H5Reader& r = *m.reader;
+  const auto layout = r.AttrInt("/", "harvest_layout");
+  if (!layout) throw std::runtime_error("not a harvest file (no harvest_layout attribute)");
+  if (*layout != kLayoutVersion)
+    throw std::runtime_error(
+        fmt::format("harvest layout {} (this build reads {})", *layout, kLayoutVersion));
+  const auto role = r.AttrString("/", "harvest_role").value_or("");
+  if (role != "map") throw std::runtime_error(fmt::format("role is '{}', not map", role));
+  m.index = r.AttrInt("/", "harvest_shard_index").value_or(-1);
+  const int64_t count = r.AttrInt("/", "harvest_shard_count").value_or(-1);
+  if (count != shard_count)
+    throw std::runtime_error(
+        fmt::format("written as one of {} map shards, not {}", count, shard_count));
+  if (m.index < 0 || m.index >= shard_count)
+    throw std::runtime_error(
+        fmt::format("shard index {} is outside [0, {})", m.index, shard_count));
+  if (in.shard_index >= 0 && in.shard_index != m.index)
+    throw std::runtime_error(fmt::format("the file says shard index {}, the shard's params {}",
+                                         m.index, in.shard_index));
+  const std::string theirs = r.AttrString("/", "harvest_config").value_or("");
+  if (theirs != config)
+    throw std::runtime_error(fmt::format("its config differs from the reduce's at {}",
+                                         ConfigDifference(theirs, config)));
+  m.options = ReadOptions(r);
+  m.batches = r.Read<int64_t>("batches");
+}
+
+// Every shard index present once.
+void CheckMapIndices(const std::vector<MapFile>& ok, const std::vector<MapInput>& maps,
+                     int64_t shard_count, const MapName& name, std::vector<std::string>& problems) {
+  std::map<int64_t, std::vector<const MapFile*>> by_index;
+  for (const MapFile& m : ok) by_index[m.index].push_back(&m);
   for (const auto& [index, list] : by_index) {
     if (list.size() < 2) continue;
     std::vector<std::string> who;
-    for (const Map* m : list) who.push_back(name(*m->input, index));
+    for (const MapFile* m : list) who.push_back(name(*m->input, index));
     problems.push_back(fmt::format("shard index {} appears {} times: {}", index, list.size(),
                                    fmt::join(who, "; ")));
   }
@@ -335,48 +319,88 @@ Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_cou
     if (!named)
       problems.push_back(fmt::format("map shard {} of {}: no input file", i, shard_count));
   }
-  if (!ok.empty()) {
-    const Options& first = ok.front().options;
-    const std::string want = first.ToJson().dump();
-    for (const Map& m : ok)
-      if (m.options.ToJson().dump() != want)
-        problems.push_back(fmt::format(
-            "{}: its harvest options differ from {}'s ({} vs {})", name(*m.input, m.index),
-            name(*ok.front().input, ok.front().index), m.options.ToJson().dump(), want));
-    // The maps' batches must tile [0, n_batches).
-    std::vector<const Map*> owner(Z(std::max<int64_t>(0, first.n_batches)), nullptr);
-    for (const Map& m : ok) {
-      for (int64_t b : m.batches) {
-        if (b < 0 || b >= first.n_batches) {
-          problems.push_back(fmt::format("{}: batch {} is outside [0, {})", name(*m.input, m.index),
-                                         b, first.n_batches));
-          break;
-        }
-        if (owner[Z(b)]) {
-          problems.push_back(fmt::format("{}: batch {} was also harvested by {}",
-                                         name(*m.input, m.index), b,
-                                         name(*owner[Z(b)]->input, owner[Z(b)]->index)));
-          break;
-        }
-        owner[Z(b)] = &m;
+}
+
+// The maps agree on their options and their batches tile [0, n_batches).
+void CheckMapBatches(const std::vector<MapFile>& ok, const MapName& name,
+                     std::vector<std::string>& problems) {
+  const Options& first = ok.front().options;
+  const std::string want = first.ToJson().dump();
+  for (const MapFile& m : ok)
+    if (m.options.ToJson().dump() != want)
+      problems.push_back(fmt::format(
+          "{}: its harvest options differ from {}'s ({} vs {})", name(*m.input, m.index),
+          name(*ok.front().input, ok.front().index), m.options.ToJson().dump(), want));
+  // The maps' batches must tile [0, n_batches).
+  std::vector<const MapFile*> owner(Z(std::max<int64_t>(0, first.n_batches)), nullptr);
+  for (const MapFile& m : ok) {
+    for (int64_t b : m.batches) {
+      if (b < 0 || b >= first.n_batches) {
+        problems.push_back(fmt::format("{}: batch {} is outside [0, {})", name(*m.input, m.index),
+                                       b, first.n_batches));
+        break;
       }
-    }
-    if (problems.empty()) {
-      std::vector<int64_t> gaps;
-      for (size_t b = 0; b < owner.size(); ++b)
-        if (!owner[b]) gaps.push_back(static_cast<int64_t>(b));
-      if (!gaps.empty())
-        problems.push_back(
-            fmt::format("{} batches are in no map file (first: {})", gaps.size(), gaps.front()));
+      if (owner[Z(b)]) {
+        problems.push_back(fmt::format("{}: batch {} was also harvested by {}",
+                                       name(*m.input, m.index), b,
+                                       name(*owner[Z(b)]->input, owner[Z(b)]->index)));
+        break;
+      }
+      owner[Z(b)] = &m;
     }
   }
+  if (problems.empty()) {
+    std::vector<int64_t> gaps;
+    for (size_t b = 0; b < owner.size(); ++b)
+      if (!owner[b]) gaps.push_back(static_cast<int64_t>(b));
+    if (!gaps.empty())
+      problems.push_back(
+          fmt::format("{} batches are in no map file (first: {})", gaps.size(), gaps.front()));
+  }
+}
+
+}  // namespace
+
+Accumulators ReduceMapFiles(const std::vector<MapInput>& maps, int64_t shard_count,
+                            const std::string& config, int64_t block_bytes) {
+  const MapName name = [&](const MapInput& in, int64_t index) {
+    return fmt::format("map shard {} of {} (id {}, {})",
+                       index >= 0 ? std::to_string(index) : std::string("?"), shard_count,
+                       in.shard_id.empty() ? "?" : in.shard_id, in.path);
+  };
+  std::vector<std::string> problems;
+  if (static_cast<int64_t>(maps.size()) != shard_count)
+    problems.push_back(
+        fmt::format("expected {} map shard files, got {}", shard_count, maps.size()));
+  std::vector<MapFile> ok;
+  for (const MapInput& in : maps) {
+    std::error_code ec;
+    if (!fs::exists(in.path, ec)) {
+      problems.push_back(fmt::format("{}: the file is missing", name(in, in.shard_index)));
+      continue;
+    }
+    MapFile m;
+    m.input = &in;
+    try {
+      OpenMapFile(m, shard_count, config);
+    } catch (const std::exception& e) {
+      problems.push_back(
+          fmt::format("{}: {}", name(in, m.index >= 0 ? m.index : in.shard_index), e.what()));
+      continue;
+    }
+    ok.push_back(std::move(m));
+  }
+  std::sort(ok.begin(), ok.end(),
+            [](const MapFile& a, const MapFile& b) { return a.index < b.index; });
+  CheckMapIndices(ok, maps, shard_count, name, problems);
+  if (!ok.empty()) CheckMapBatches(ok, name, problems);
   if (!problems.empty())
     throw std::runtime_error(fmt::format("harvest reduce: {} problem{} with the map shards:\n  {}",
                                          problems.size(), problems.size() == 1 ? "" : "s",
                                          fmt::join(problems, "\n  ")));
 
   Accumulators acc(ok.front().options);
-  for (const Map& m : ok) {
+  for (const MapFile& m : ok) {
     try {
       MergeFile(*m.reader, acc, block_bytes);
     } catch (const std::exception& e) {

@@ -347,6 +347,19 @@ std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_pat
   return out;
 }
 
+// The least-squares slope of y against x (0 when x does not vary).
+static double LeastSquaresSlope(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  const double mean_x = std::accumulate(x.begin(), x.end(), 0.0) / n;
+  const double mean_y = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mean_x) * (y[i] - mean_y);
+    sxx += (x[i] - mean_x) * (x[i] - mean_x);
+  }
+  return sxx > 0 ? sxy / sxx : 0.0;
+}
+
 void RunLoraSteer(ShardContext& ctx) {
   const Json& p = ctx.params();
   at::set_num_threads(std::max(1, ctx.threads()));
@@ -449,21 +462,11 @@ void RunLoraSteer(ShardContext& ctx) {
     return static_cast<size_t>(it - s.alphas.begin());
   };
   const size_t i0 = at_alpha(0.0), i1 = at_alpha(1.0);
-  const double mean_a =
-      std::accumulate(s.alphas.begin(), s.alphas.end(), 0.0) / static_cast<double>(A);
-  const double mean_m =
-      std::accumulate(signed_mean.begin(), signed_mean.end(), 0.0) / static_cast<double>(A);
-  double sxy = 0, sxx = 0;
-  for (int64_t a = 0; a < A; ++a) {
-    const double dx = s.alphas[static_cast<size_t>(a)] - mean_a;
-    sxy += dx * (signed_mean[static_cast<size_t>(a)] - mean_m);
-    sxx += dx * dx;
-  }
   ctx.Metric(L::kFinalLossPos, TailMean(pos.losses));
   ctx.Metric(L::kFinalLossNeg, TailMean(neg.losses));
   ctx.Metric(L::kDwFro, std::sqrt(fro2));
   ctx.Metric(L::kSteerDelta, signed_mean[i1] - signed_mean[i0]);
-  ctx.Metric(L::kSteerSlope, sxx > 0 ? sxy / sxx : 0.0);
+  ctx.Metric(L::kSteerSlope, LeastSquaresSlope(s.alphas, signed_mean));
   ctx.Metric(L::kPmassMin, *std::min_element(pmass_mean.begin(), pmass_mean.end()));
   ctx.Metric(L::kKlAt1, kl[i1]);
   ctx.Metric(L::kAccAt0, acc[i0]);

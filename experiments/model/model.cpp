@@ -569,8 +569,10 @@ torch::Tensor Model::Norm(const torch::Tensor& x, const torch::Tensor& w,
   return RmsNorm(x, w, config_.rms_norm_eps);
 }
 
-// One pass for every family; the switches are ModelConfig's (see model.h). Long because the
-// capture/hook points sit between the steps and must see the same tensors the math uses.
+// One pass for every family; the switches are ModelConfig's (see model.h). Kept whole (~150
+// lines): the capture and hook points (harvest, ablation, steering) sit between the steps of a
+// layer and must see the very tensors the math uses; split into functions, each step would pass
+// the layer's half-built state and the hooks back and forth.
 torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOptions& o) const {
   const auto& c = config_;
   TORCH_CHECK(tokens_in.dim() == 2, "Model::Forward: tokens must be [B, T], got ",
