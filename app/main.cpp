@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,7 @@
 #include "core/process.h"
 #include "core/registry.h"
 #include "core/spec.h"
+#include "core/strings.h"
 #include "core/sysutil.h"
 #include "experiments/model/checkpoint.h"
 #include "experiments/model/model_cli.h"
@@ -75,6 +77,13 @@ struct LoadedSpec {
   std::string registry;
 };
 
+// Where DefaultRegistryPath found a reading command's registry.
+std::string_view ReadRegistrySource(const std::string& flag) {
+  if (!flag.empty()) return "--registry";
+  if (!Env("SEEDGRID_REGISTRY").empty()) return "SEEDGRID_REGISTRY";
+  return "the default: runs/registry.sqlite under the current directory";
+}
+
 LoadedSpec LoadSpecForRun(const SweepArgs& a) {
   LoadedSpec ls;
   ls.spec = LoadSpec(a.spec, a.overrides, AllKinds());
@@ -115,6 +124,32 @@ LoadedPlan LoadPlan(const SweepArgs& a, bool rerun) {
   lp.out_dir = std::move(ls.out_dir);
   lp.registry = std::move(ls.registry);
   return lp;
+}
+
+// Which registry a command reads or writes, on stderr: a relative default depends on the
+// current directory, which should not go unsaid.
+void SayRegistry(const std::string& path, std::string_view source) {
+  fmt::print(stderr, "registry: {} ({})\n", path, source);
+}
+
+std::string_view RunRegistrySource(const SweepArgs& a, bool rerun) {
+  if (!a.registry.empty()) return "--registry";
+  if (rerun) return ReadRegistrySource("");
+  return a.out.empty() ? "<out>/registry.sqlite, out as the spec says"
+                       : "<out>/registry.sqlite, --out";
+}
+
+// The registry of a reading command (status, report): said, and required to exist.
+std::string ReadRegistry(const std::string& flag) {
+  const std::string path = DefaultRegistryPath(flag);
+  SayRegistry(path, ReadRegistrySource(flag));
+  if (!fs::exists(path)) {
+    throw UsageError(fmt::format(
+        "no registry at {}: run a sweep first, or name its registry with --registry FILE or "
+        "SEEDGRID_REGISTRY (a sweep's registry is <out>/registry.sqlite)",
+        path));
+  }
+  return path;
 }
 
 // What the self-launcher checks before it starts MPI (throws SpecError/UsageError).
@@ -320,6 +355,7 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     // enough (rank 0 expands the plan and checks the rest before it writes anything).
     if (a.dry_run) {
       LoadedPlan lp = LoadPlan(a, rerun);
+      SayRegistry(lp.registry, RunRegistrySource(a, rerun));
       return PrintDryRun(lp.plan, lp.registry);
     }
     CheckForLaunch(a, rerun);
@@ -344,6 +380,13 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
   int code = exit_code::kInternal;
   try {
     LoadedPlan lp = LoadPlan(a, rerun);
+    if (!a.quiet) SayRegistry(lp.registry, RunRegistrySource(a, rerun));
+    if (!a.quiet && !a.dry_run && !lp.plan.collapsed.empty()) {
+      fmt::print(
+          "{} config(s) collapsed into identical shards (params that do not apply to "
+          "them); `--dry-run` lists them\n",
+          lp.plan.collapsed.size());
+    }
     if (a.dry_run) {
       PrintDryRun(lp.plan, lp.registry);
       ShutdownWorkers(mpi, 0);
@@ -357,7 +400,8 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     co.stats_path = a.stats.empty() ? "" : fs::absolute(a.stats).string();
     co.rerun = rerun;
     co.rerun_shards = a.shards;
-    std::string hint = "seedgrid run " + ShellQuote(a.spec);
+    std::string hint =
+        "seedgrid run " + ShellQuote(fs::absolute(a.spec).lexically_normal().string());
     if (rerun)
       hint = "seedgrid rerun " + ShellQuote(lp.plan.spec.name) + " --registry " +
              ShellQuote(lp.registry);
@@ -402,6 +446,8 @@ struct CliArgs {
   std::string shard;             // show
   std::string out_dir = "runs";  // reindex
   bool json = false;
+  std::string kind;  // kinds
+  bool yaml = false, markdown = false;
   ReportOptions report;
   std::string formats;  // report --format, comma-separated
   SubmitOptions submit;
@@ -463,8 +509,12 @@ void AddRegistryCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
   c.reindex->add_option("--out", a.out_dir, "Artifacts root to scan (default runs)");
   c.reindex->add_option("--registry", a.registry, "Registry file (default <out>/registry.sqlite)");
 
-  c.kinds = app.add_subcommand("kinds", "List experiment kinds and their default params");
+  c.kinds =
+      app.add_subcommand("kinds", "Experiment kinds and their params: type, default, meaning");
+  c.kinds->add_option("kind", a.kind, "Only this kind");
   c.kinds->add_flag("--json", a.json, "JSON output");
+  c.kinds->add_flag("--yaml", a.yaml, "A starter spec of KIND (every param at its default)");
+  c.kinds->add_flag("--markdown", a.markdown, "The tables of docs/kinds.md");
 
   c.serve = app.add_subcommand("serve", "Read-only live web view of the registry's sweeps");
   serve::AddServeFlags(*c.serve, &a.serve);
@@ -500,20 +550,20 @@ void AddReportAndSubmitCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
 int RunCommand(int argc, char** argv, const Subcommands& c, CliArgs& a) {
   if (*c.run) return RunSweep(argc, argv, a.run, false);
   if (*c.rerun) return RunSweep(argc, argv, a.rerun, true);
-  if (*c.status) return CmdStatus(DefaultRegistryPath(a.registry), a.sweep, a.json);
+  if (*c.status) return CmdStatus(ReadRegistry(a.registry), a.sweep, a.json);
   if (*c.ls) return CmdLs(DefaultRegistryPath(a.registry), a.json);
   if (*c.show) return CmdShow(DefaultRegistryPath(a.registry), a.shard, a.json);
   if (*c.logs) return CmdLogs(DefaultRegistryPath(a.registry), a.logs);
   if (*c.serve) return serve::RunServe(a.serve, DefaultRegistryPath(a.serve.registry));
   if (*c.tokenize) return text::RunTokenize(a.tokenize);
-  if (*c.kinds) return CmdKinds(a.json);
+  if (*c.kinds) return CmdKinds(a.kind, a.json, a.yaml, a.markdown);
   if (*c.reindex) {
     std::string reg = a.registry.empty() ? (fs::absolute(a.out_dir) / "registry.sqlite").string()
                                          : fs::absolute(a.registry).string();
     return CmdReindex(reg, fs::absolute(a.out_dir).string());
   }
   if (*c.report) {
-    a.report.registry_path = DefaultRegistryPath(a.registry);
+    a.report.registry_path = ReadRegistry(a.registry);
     for (size_t s = 0, e; s < a.formats.size(); s = e + 1) {
       e = a.formats.find(',', s);
       if (e == std::string::npos) e = a.formats.size();
@@ -526,6 +576,50 @@ int RunCommand(int argc, char** argv, const Subcommands& c, CliArgs& a) {
     return RunSubmit(a.submit);
   }
   return exit_code::kUsage;
+}
+
+// The flags of `cmd` as a command line writes them ("--dry-run", "-q").
+std::vector<std::string> FlagNames(const CLI::App& cmd) {
+  std::vector<std::string> names;
+  for (const CLI::Option* o : cmd.get_options()) {
+    for (const auto& l : o->get_lnames()) names.push_back("--" + l);
+    for (const auto& n : o->get_snames()) names.push_back("-" + n);
+  }
+  return names;
+}
+
+// "did you mean" for what CLI11 could not place: an unknown command (the first word), or an
+// unknown flag of the command given, within edit distance 2. "" when nothing is near.
+std::string CliSuggestion(CLI::App& app, int argc, char** argv) {
+  if (argc < 2) return "";
+  const std::string first = argv[1];
+  CLI::App* cmd = nullptr;
+  std::vector<std::string> commands;
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    commands.push_back(sub->get_name());
+    if (sub->get_name() == first) cmd = sub;
+  }
+  if (!first.starts_with('-') && !cmd) {
+    const std::string hint = Suggest(first, commands);
+    return hint.empty() ? "" : fmt::format("unknown command '{}'{}", first, hint);
+  }
+  std::vector<std::string> flags = FlagNames(app);
+  if (cmd) {
+    for (auto& f : FlagNames(*cmd)) flags.push_back(std::move(f));
+  }
+  for (int i = cmd ? 2 : 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if (!arg.starts_with("--") && !(arg.size() == 2 && arg[0] == '-')) continue;
+    const std::string flag = arg.substr(0, arg.find('='));
+    if (std::find(flags.begin(), flags.end(), flag) != flags.end()) continue;
+    const std::string hint = Suggest(flag, flags);
+    if (!hint.empty()) {
+      return fmt::format("unknown flag '{}' of 'seedgrid{}'{}", flag,
+                         cmd ? " " + cmd->get_name() : "", hint);
+    }
+  }
+  return "";
 }
 
 int Main(int argc, char** argv) {
@@ -550,11 +644,19 @@ int Main(int argc, char** argv) {
   AddReportAndSubmitCommands(app, args, commands);
   AddToolCommands(app, args, commands);
 
+  if (argc == 1) {  // bare `seedgrid`: what it can do, not an error
+    app.name("seedgrid");
+    fmt::print("{}", app.help());
+    return 0;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    return rc == 0 ? 0 : exit_code::kUsage;
+    if (rc == 0) return 0;
+    if (const std::string hint = CliSuggestion(app, argc, argv); !hint.empty())
+      fmt::print(stderr, "seedgrid: {}\n", hint);
+    return exit_code::kUsage;
   }
 
   // Errors as exit codes (README): a spec or usage error is 2, anything else 1.

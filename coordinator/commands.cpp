@@ -271,6 +271,22 @@ int PrintDryRun(const Plan& plan, const std::string& registry_path) {
     fmt::print("{:<16}  {:<12} {:<12} {:>6} {:<8} {:>5} {:<9}  {}\n", k.id().hex, k.stage(),
                k.kind(), k.seed(), ToString(k.role()), k.needs().size(), st, AxesText(k.axes()));
   }
+  if (!plan.collapsed.empty()) {
+    // KindConfig::inapplicable: the axes shown null above are the params that do not apply.
+    fmt::print(
+        "{} shard(s) collapsed: they differ from a shard above only in params that do "
+        "not apply to them\n",
+        plan.collapsed.size());
+    constexpr size_t kShown = 20;
+    for (size_t i = 0; i < plan.collapsed.size() && i < kShown; ++i) {
+      const CollapsedShard& c = plan.collapsed[i];
+      fmt::print("  {} seed={} {}{} is identical to {}\n", c.stage, c.seed, AxesText(c.axes),
+                 c.role == ShardRole::kSingle ? "" : fmt::format(" ({})", ToString(c.role)),
+                 c.same_as.hex);
+    }
+    if (plan.collapsed.size() > kShown)
+      fmt::print("  ... and {} more\n", plan.collapsed.size() - kShown);
+  }
   return 0;
 }
 
@@ -432,24 +448,42 @@ int CmdShow(const std::string& registry_path, const std::string& prefix, bool js
   return 0;
 }
 
-int CmdKinds(bool json) {
+int CmdKinds(const std::string& only, bool json, bool yaml, bool markdown) {
   const auto& kinds = AllKinds();
+  if (!only.empty() && !kinds.Find(only)) {
+    throw UsageError(fmt::format("no kind '{}'{} (kinds: {})", only, Suggest(only, kinds.Names()),
+                                 fmt::join(kinds.Names(), ", ")));
+  }
+  if (yaml) {
+    if (only.empty())
+      throw UsageError("kinds --yaml: name the kind, e.g. seedgrid kinds pretrain --yaml");
+    fmt::print("{}", StarterSpec(*kinds.Find(only)));
+    return 0;
+  }
+  if (markdown) {
+    fmt::print("{}", KindsMarkdown(kinds));
+    return 0;
+  }
   if (json) {
     Json j = Json::object();
     for (const auto& n : kinds.Names()) {
+      if (!only.empty() && n != only) continue;
       const auto* k = kinds.Find(n);
+      Json params = Json::array();
+      for (const auto& r : ParamRows(*k)) {
+        params.push_back(
+            {{"key", r.key}, {"type", r.type}, {"default", r.value}, {"meaning", r.meaning}});
+      }
       j[n] = {{"summary", k->summary},
               {"defaults", k->defaults},
+              {"params", params},
               {"has_reduce", k->has_reduce},
               {"supports_gang", k->supports_gang}};
     }
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  for (const auto& n : kinds.Names()) {
-    const auto* k = kinds.Find(n);
-    fmt::print("{:<12} {}\n             defaults: {}\n", n, k->summary, k->defaults.dump());
-  }
+  fmt::print("{}", KindsText(kinds, only));
   return 0;
 }
 

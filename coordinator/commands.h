@@ -17,7 +17,9 @@ int CmdLs(const std::string& registry_path, bool json);
 int CmdShow(const std::string& registry_path, const std::string& shard_prefix, bool json);
 // Rebuilds registry rows (sweeps, shards, metrics) from the shard files under out_dir.
 int CmdReindex(const std::string& registry_path, const std::string& out_dir);
-int CmdKinds(bool json);
+// `seedgrid kinds [KIND]`: each kind's params (type, default, meaning); --json, --markdown
+// (docs/kinds.md), or --yaml: a starter spec of KIND.
+int CmdKinds(const std::string& kind, bool json, bool yaml, bool markdown);
 
 // The line of a (multi-line) error message that names its cause, trimmed: what `status` shows
 // of a failed shard. Rule, first match wins:

@@ -108,6 +108,23 @@ struct KindConfig {
     std::vector<std::string> axis_keys;  // grid and zip keys (set per shard at expansion)
   };
   std::function<std::vector<std::string>(Json& params, const StageContext& stage)> resolve;
+  // The params that do not apply to one config, given its resolved params (grid and zip values
+  // substituted): dotted paths, a map's path naming everything under it (lora_steer: "lora"
+  // when the adapter is ia3). Expansion resets them to their defaults before the shard id is
+  // derived and marks the axes that set them as not applying (null), so configs that differ
+  // only in them are one shard (`run --dry-run` lists what collapsed), and a config that uses
+  // every param, or leaves the others at their defaults, keeps the id it had before the hook.
+  // Unset: every param applies.
+  std::function<std::vector<std::string>(const Json& params)> inapplicable;
+  // One line of meaning per param (dotted key of a leaf of `defaults`):
+  // `seedgrid kinds` prints each with its type and default, and docs/kinds.md is that output
+  // (`seedgrid kinds --markdown`; tests/integration/test_cli.py checks they match).
+  std::vector<std::pair<std::string, std::string>> param_docs;
+  // What `seedgrid kinds KIND --yaml` adds so that its starter spec runs: stages before the
+  // kind's own (YAML list items, e.g. the pretrain stage it needs), keys of its stage
+  // (e.g. "    needs: base\n") and params in place of their defaults (a command's argv).
+  std::string starter_stages, starter_keys;
+  Json starter_params = Json::object();
 };
 
 class KindRegistry {
@@ -121,6 +138,24 @@ class KindRegistry {
  private:
   std::map<std::string, KindConfig> kinds_;
 };
+
+// One param of a kind as `seedgrid kinds` and docs/kinds.md show it: every leaf of the kind's
+// defaults (a map's keys are followed; a list or an empty map is one param), by key.
+struct ParamRow {
+  std::string key;      // dotted
+  std::string type;     // string, integer, float, bool, list, map, any
+  std::string value;    // the default, as YAML flow text
+  std::string meaning;  // from KindConfig::param_docs; empty when the kind gives none
+};
+std::vector<ParamRow> ParamRows(const KindConfig& kind);
+
+// `seedgrid kinds`: every kind (or the one named) with its summary and params.
+std::string KindsText(const KindRegistry& kinds, const std::string& only = "");
+// `seedgrid kinds --markdown`: docs/kinds.md, the same rows as tables.
+std::string KindsMarkdown(const KindRegistry& kinds);
+// `seedgrid kinds KIND --yaml`: a spec with one stage of the kind and every param at its
+// default, each with its meaning as a comment; `seedgrid run` accepts it as it is.
+std::string StarterSpec(const KindConfig& kind);
 
 // Every kind this build knows: the kinds registered in experiments/CMakeLists.txt (defined in
 // experiments/all_kinds.cpp).

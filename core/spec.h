@@ -13,6 +13,9 @@
 //     names its own seeds) and its axes (for grouping in reports).
 //   * shards: n > 1: n map shards (params.shard_index, params.shard_count) and, when the kind
 //     has a reducer, one reduce shard (params.role = "reduce") needing all of them.
+//   * Params that do not apply to a config (KindConfig::inapplicable) are reset to their
+//     defaults, and the axes that set them to null; configs of a stage that are then the same
+//     shard are one (Plan::collapsed lists the others).
 //   * Shard id = Sha256(kind, canonical params, seed, sorted needed ids, code tag)[:16 hex].
 //
 // The implementation lives in core/spec/: yaml_tree (located YAML tree, scalar typing, limits),
@@ -109,9 +112,20 @@ struct ShardPlan {
   Resources resources;
 };
 
+// A config expansion folded into an earlier shard of its stage: the two differ only in params
+// their kind says do not apply to them (KindConfig::inapplicable), so they compute the same.
+struct CollapsedShard {
+  std::string stage;
+  int64_t seed = 0;
+  ShardRole role = ShardRole::kSingle;
+  Json axes;        // the config's own axes as the spec gives them
+  ShardId same_as;  // the shard it is
+};
+
 struct Plan {
   SweepSpec spec;
   std::vector<ShardPlan> shards;  // stage order; every shard after the shards it needs
+  std::vector<CollapsedShard> collapsed;
 };
 
 inline constexpr size_t kDefaultMaxShards = 1'000'000;
@@ -132,10 +146,10 @@ ReportSpec ParseReportSpec(std::string_view yaml_text, std::string_view file_nam
 // Expands to shards. Throws SpecError (e.g. more shards than max_shards).
 Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds,
                 size_t max_shards = kDefaultMaxShards);
-// The number of shards ExpandSpec would build, and every problem it would report but one (two
-// grid points giving the same shard, which takes building them), without building a shard: a
-// launcher's check before it starts MPI (milliseconds, where expanding a million shards takes
-// seconds).
+// The number of shards ExpandSpec would build before configs collapse, and every problem it would
+// report but one (two grid points giving the same shard, which takes building them), without
+// building a shard: a launcher's check before it starts MPI (milliseconds, where expanding a
+// million shards takes seconds).
 uint64_t CountShards(const SweepSpec& spec, const KindRegistry& kinds,
                      size_t max_shards = kDefaultMaxShards);
 

@@ -22,4 +22,10 @@ std::string Env(const char* name);
 // a whole number.
 int EnvInt(const char* name, int def);
 
+// Levenshtein distance (bytes).
+size_t EditDistance(std::string_view a, std::string_view b);
+// "; did you mean 'x'?" for the nearest of `accepted` within edit distance 2, else "": what the
+// spec parser says of an unknown key and the command line of an unknown command or flag.
+std::string Suggest(std::string_view word, const std::vector<std::string>& accepted);
+
 }  // namespace seedgrid

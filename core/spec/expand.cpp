@@ -1,6 +1,7 @@
 // Expansion: a parsed SweepSpec -> the Plan's shards (rules at the top of core/spec.h).
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -137,42 +138,51 @@ uint64_t CountShards(const SweepSpec& spec, const KindRegistry& kinds, size_t ma
   return LayOut(spec, kinds, max_shards).total;
 }
 
-// Kept whole (~120 lines): `emit` and the nested loops over needs × seeds × grid × zip × shards
-// share the plan, the duplicate index and each stage's outputs; the loops read as the rules at
-// the top of core/spec.h, in the same order.
-Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
-  const size_t n = spec.stages.size();
-  auto where = [&](const StageSpec& s) { return fmt::format("{}:{}", spec.source_path, s.line); };
-  std::vector<std::string> problems;
-  const Layout l = LayOut(spec, kinds, max_shards);
-  const auto& kind = l.kind;
-  const auto& needs = l.needs;
-  const auto& order = l.order;
-  const uint64_t total = l.total;
-  auto own_seeds = [&](const StageSpec& st) -> std::vector<int64_t> {
-    return st.seeds.empty() ? std::vector<int64_t>{0} : st.seeds;
-  };
-  auto inherits_seed = [&](size_t i) { return !spec.stages[i].seeds_given && !needs[i].empty(); };
+namespace {
 
-  Plan plan;
-  plan.spec = spec;
-  plan.shards.reserve(total);
-  std::unordered_map<std::string, size_t> seen;
-  seen.reserve(total);
-  std::vector<std::vector<size_t>> outs(n);  // indices into plan.shards
-  auto emit = [&](size_t i, Json params, int64_t seed, std::vector<ShardId> need_ids,
-                  const Json& axes, ShardRole role) {
-    const StageSpec& st = spec.stages[i];
+// Adds shards to a plan: derives each id, keeps the index that finds a repeated shard, and
+// folds a config into the earlier shard of its stage that it is (KindConfig::inapplicable).
+class ShardEmitter {
+ public:
+  ShardEmitter(const SweepSpec& spec, const std::vector<const KindConfig*>& kind, Plan& plan)
+      : spec_(spec), kind_(kind), plan_(plan) {
+    seen_.reserve(plan.shards.capacity());
+  }
+
+  struct Emitted {
+    size_t index;  // into plan.shards
+    bool fresh;    // false: the config is the shard at `index`
+  };
+
+  // `own_axes`: the config's axes as the spec gives them; `reset`: ResetInapplicable changed
+  // its params.
+  Emitted Emit(size_t i, Json params, int64_t seed, std::vector<ShardId> need_ids, const Json& axes,
+               ShardRole role, const Json& own_axes, bool reset) {
+    const StageSpec& st = spec_.stages[i];
     ShardKey::Fields f;
     f.params_json = CanonicalJson(params);
     f.axes_json = CanonicalJson(axes);
-    if (kind[i]->unhashed_params.empty()) {
+    if (kind_[i]->unhashed_params.empty()) {
       f.id = ShardIdOf(st.kind, f.params_json, seed, need_ids, CodeTag());
     } else {  // where things are on this machine is not what is computed (KindConfig)
       Json hashed = params;
-      for (const auto& key : kind[i]->unhashed_params) hashed.erase(key);
+      for (const auto& key : kind_[i]->unhashed_params) hashed.erase(key);
       f.id = ShardIdOf(st.kind, CanonicalJson(hashed), seed, need_ids, CodeTag());
     }
+    auto [it, fresh] = seen_.emplace(f.id.hex, plan_.shards.size());
+    if (!fresh) {
+      const ShardPlan& other = plan_.shards[it->second];
+      if (other.stage_index == static_cast<int>(i) && (reset || reset_.count(it->second))) {
+        plan_.collapsed.push_back({st.name, seed, role, own_axes, other.key.id()});
+        return {it->second, false};
+      }
+      if (problems.size() < 20) {
+        problems.push_back(fmt::format(
+            "{}:{}: stage '{}' repeats shard {} of stage '{}' (same kind, params, seed and needs)",
+            spec_.source_path, st.line, st.name, f.id.hex, other.key.stage()));
+      }
+    }
+    if (reset) reset_.insert(plan_.shards.size());
     f.stage = st.name;
     f.kind = st.kind;
     f.seed = seed;
@@ -182,22 +192,84 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     s.key = ShardKey(std::move(f), std::move(params), axes);
     s.stage_index = static_cast<int>(i);
     s.resources = st.resources;
-    auto [it, fresh] = seen.emplace(s.key.id().hex, plan.shards.size());
-    if (!fresh && problems.size() < 20) {
-      const ShardPlan& other = plan.shards[it->second];
-      problems.push_back(fmt::format(
-          "{}: stage '{}' repeats shard {} of stage '{}' (same kind, params, seed and needs)",
-          where(st), st.name, s.key.id().hex, other.key.stage()));
-    }
-    plan.shards.push_back(std::move(s));
-    return plan.shards.size() - 1;
-  };
+    plan_.shards.push_back(std::move(s));
+    return {plan_.shards.size() - 1, true};
+  }
 
-  for (size_t i : order) {
+  std::vector<std::string> problems;
+
+ private:
+  const SweepSpec& spec_;
+  const std::vector<const KindConfig*>& kind_;
+  Plan& plan_;
+  std::unordered_map<std::string, size_t> seen_;
+  std::unordered_set<size_t> reset_;  // shards whose params ResetInapplicable changed
+};
+
+// One configuration of stage i (its params and own axes, grid and zip applied): its shard, or
+// its map shards and reduce; the stage's outputs among them go to `outs`.
+void EmitConfig(ShardEmitter& emitter, const Plan& plan, size_t i, const KindConfig& kind,
+                Json params, Json axes, int64_t seed, const std::vector<ShardId>& need_ids,
+                const std::vector<const ShardPlan*>& from, std::vector<size_t>& outs) {
+  const StageSpec& st = plan.spec.stages[i];
+  const Json own_axes = axes;
+  const bool reset = ResetInapplicable(kind, params, axes);
+  for (const ShardPlan* o : from) {
+    for (const auto& [k, v] : o->key.axes().items()) {
+      if (!axes.contains(k)) {
+        axes[k] = v;
+      } else if (axes[k] != v) {
+        axes[o->key.stage() + ":" + k] = v;
+      }
+    }
+  }
+  if (st.shards <= 1) {
+    auto e = emitter.Emit(i, std::move(params), seed, need_ids, axes, ShardRole::kSingle, own_axes,
+                          reset);
+    if (e.fresh) outs.push_back(e.index);
+    return;
+  }
+  const bool reduce = kind.has_reduce;
+  std::vector<ShardId> map_ids;
+  for (int s = 0; s < st.shards; ++s) {
+    Json p = params;
+    p["shard_index"] = s;
+    p["shard_count"] = st.shards;
+    auto e = emitter.Emit(i, std::move(p), seed, need_ids, axes,
+                          reduce ? ShardRole::kMap : ShardRole::kSingle, own_axes, reset);
+    map_ids.push_back(plan.shards[e.index].key.id());
+    if (!reduce && e.fresh) outs.push_back(e.index);
+  }
+  if (reduce) {
+    Json p = std::move(params);
+    p["role"] = "reduce";
+    p["shard_count"] = st.shards;
+    auto e =
+        emitter.Emit(i, std::move(p), seed, map_ids, axes, ShardRole::kReduce, own_axes, reset);
+    if (e.fresh) outs.push_back(e.index);
+  }
+}
+
+}  // namespace
+
+// The nested loops over needs × seeds × grid × zip read as the rules at the top of core/spec.h,
+// in the same order; EmitConfig makes each configuration's shards.
+Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_shards) {
+  const Layout l = LayOut(spec, kinds, max_shards);
+  auto own_seeds = [&](const StageSpec& st) -> std::vector<int64_t> {
+    return st.seeds.empty() ? std::vector<int64_t>{0} : st.seeds;
+  };
+  auto inherits_seed = [&](size_t i) { return !spec.stages[i].seeds_given && !l.needs[i].empty(); };
+
+  Plan plan;
+  plan.spec = spec;
+  plan.shards.reserve(l.total);
+  ShardEmitter emitter(spec, l.kind, plan);
+  std::vector<std::vector<size_t>> outs(spec.stages.size());  // indices into plan.shards
+  for (size_t i : l.order) {
     const StageSpec& st = spec.stages[i];
-    const bool reduce = st.shards > 1 && kind[i]->has_reduce;
     std::vector<size_t> need_radix, grid_radix;
-    for (size_t j : needs[i]) need_radix.push_back(outs[j].size());
+    for (size_t j : l.needs[i]) need_radix.push_back(outs[j].size());
     for (const auto& a : st.grid) grid_radix.push_back(a.values.size());
     const size_t zip_rows = st.zip.empty() ? 1 : st.zip[0].values.size();
 
@@ -205,7 +277,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
       std::vector<const ShardPlan*> from;
       std::vector<ShardId> need_ids;
       for (size_t k = 0; k < pick.size(); ++k) {
-        from.push_back(&plan.shards[outs[needs[i][k]][pick[k]]]);
+        from.push_back(&plan.shards[outs[l.needs[i][k]][pick[k]]]);
         need_ids.push_back(from.back()->key.id());
       }
       std::vector<int64_t> seeds =
@@ -223,41 +295,14 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
               ApplyAxis(params, a.key, a.values[z]);
               axes[a.key] = a.values[z];
             }
-            for (const ShardPlan* o : from) {
-              for (const auto& [k, v] : o->key.axes().items()) {
-                if (!axes.contains(k)) {
-                  axes[k] = v;
-                } else if (axes[k] != v) {
-                  axes[o->key.stage() + ":" + k] = v;
-                }
-              }
-            }
-            if (st.shards <= 1) {
-              outs[i].push_back(emit(i, params, seed, need_ids, axes, ShardRole::kSingle));
-              continue;
-            }
-            std::vector<ShardId> map_ids;
-            for (int s = 0; s < st.shards; ++s) {
-              Json p = params;
-              p["shard_index"] = s;
-              p["shard_count"] = st.shards;
-              size_t at = emit(i, std::move(p), seed, need_ids, axes,
-                               reduce ? ShardRole::kMap : ShardRole::kSingle);
-              map_ids.push_back(plan.shards[at].key.id());
-              if (!reduce) outs[i].push_back(at);
-            }
-            if (reduce) {
-              Json p = params;
-              p["role"] = "reduce";
-              p["shard_count"] = st.shards;
-              outs[i].push_back(emit(i, std::move(p), seed, map_ids, axes, ShardRole::kReduce));
-            }
+            EmitConfig(emitter, plan, i, *l.kind[i], std::move(params), std::move(axes), seed,
+                       need_ids, from, outs[i]);
           }
         });
       }
     });
   }
-  if (!problems.empty()) throw SpecError(problems);
+  if (!emitter.problems.empty()) throw SpecError(emitter.problems);
   return plan;
 }
 

@@ -28,4 +28,32 @@ bool ApplyAxis(Json& params, const std::string& key, const Json& value) {
   }
 }
 
+bool ResetInapplicable(const KindConfig& kind, Json& params, Json& axes) {
+  if (!kind.inapplicable) return false;
+  bool changed = false;
+  for (const std::string& path : kind.inapplicable(params)) {
+    std::string pointer = "/";  // "lora.rank" -> "/lora/rank", with '~' and '/' escaped
+    for (char c : path) {
+      if (c == '.') {
+        pointer += '/';
+      } else if (c == '~' || c == '/') {
+        pointer += c == '~' ? "~0" : "~1";
+      } else {
+        pointer += c;
+      }
+    }
+    const Json::json_pointer at(pointer);
+    if (!kind.defaults.contains(at)) continue;
+    Json& value = params[at];
+    if (value != kind.defaults[at]) {
+      value = kind.defaults[at];
+      changed = true;
+    }
+    for (auto& [key, v] : axes.items()) {
+      if (key == path || key.starts_with(path + ".")) v = nullptr;
+    }
+  }
+  return changed;
+}
+
 }  // namespace seedgrid::spec_detail

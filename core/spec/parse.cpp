@@ -586,6 +586,30 @@ class Parser {
     }
   }
 
+  // An override of a param that an axis of the stage sets would be silently replaced in every
+  // shard: a problem that names the axis and the override that would do what was meant.
+  void CheckOverriddenAxes(const Node& m, const std::string& who, bool shorthand,
+                           const StageSpec& st) {
+    const Node* params = m.Get("params");
+    auto check = [&](const Axis& a, std::string_view what) {
+      const Node* cur = params;
+      for (const auto& seg : Split(a.key, '.')) {
+        cur = cur && cur->Is(Node::Type::kMap) ? cur->Get(seg) : nullptr;
+      }
+      if (!cur || cur->loc.override_idx < 0 || cur->Is(Node::Type::kMap)) return;
+      const std::string value = cur->Is(Node::Type::kScalar) ? "[" + cur->text + "]" : "[...]";
+      std::vector<std::string> shown;
+      for (const auto& v : a.values) shown.push_back(v.dump());
+      p_.Add(cur->loc,
+             fmt::format("{}: param '{}' is a {} axis of the stage (line {}: {}), which sets it in "
+                         "every shard; override the axis instead: {}{}.{}={}",
+                         who, a.key, what, a.line, Join(shown),
+                         shorthand ? "" : "stages." + st.name + ".", what, a.key, value));
+    };
+    for (const auto& a : st.grid) check(a, "grid");
+    for (const auto& a : st.zip) check(a, "zip");
+  }
+
   void ParseNeeds(const Node& m, const std::string& who, StageSpec& st, StageAux& ax) {
     if (const Node* n = m.Get("needs")) {
       auto add = [&](const Node& e) {
@@ -626,6 +650,7 @@ class Parser {
 
     std::vector<std::vector<Loc>> grid_locs, zip_locs;
     ParseStageAxes(m, who, kind, st, grid_locs, zip_locs);
+    CheckOverriddenAxes(m, who, shorthand, st);
 
     ParseNeeds(m, who, st, ax);
 

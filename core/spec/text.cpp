@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
+
 namespace seedgrid::spec_detail {
 
 std::string Join(const std::vector<std::string>& v, std::string_view sep) {
@@ -24,32 +26,8 @@ std::vector<std::string> Split(std::string_view s, char sep) {
   }
 }
 
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string Suggest(std::string_view word, const std::vector<std::string>& accepted) {
-  size_t best = 3;
-  std::string pick;
-  for (const auto& a : accepted) {
-    size_t d = EditDistance(word, a);
-    if (d < best) {
-      best = d;
-      pick = a;
-    }
-  }
-  return pick.empty() ? "" : fmt::format("; did you mean '{}'?", pick);
+  return seedgrid::Suggest(word, accepted);
 }
 
 std::string_view Trim(std::string_view s) {

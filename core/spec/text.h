@@ -17,8 +17,7 @@ std::string_view Trim(std::string_view s);  // ASCII whitespace off both ends
 // s is non-empty and every byte of it is in `set`.
 bool AllOf(std::string_view s, const char* set);
 
-size_t EditDistance(std::string_view a, std::string_view b);
-// "; did you mean 'x'?" for a near miss (edit distance under 3), else "".
+// core/strings.h's, for the parser's code that sees spec_detail's Join and Trim first.
 std::string Suggest(std::string_view word, const std::vector<std::string>& accepted);
 
 }  // namespace seedgrid::spec_detail

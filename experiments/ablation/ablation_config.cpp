@@ -85,6 +85,12 @@ KindReport AblationReport() {
   return r;
 }
 
+// The params a config does not use (KindConfig::inapplicable): each target reads its own.
+std::vector<std::string> InapplicableAblation(const Json& params) {
+  if (params.at("target") == "heads") return {"alphas", "rows", "lenses", "batch.cells"};
+  return {"heads"};
+}
+
 }  // namespace
 
 KindConfig AblationKindConfig() {
@@ -103,6 +109,23 @@ KindConfig AblationKindConfig() {
       {"heads", {{"task_rows", 256}, {"induction_rows", 128}}},
   };
   k.validate = ValidateAblation;
+  k.inapplicable = InapplicableAblation;
+  k.param_docs = {
+      {"target", "dw (the needed lora_steer shard's dW) or heads (the base model's heads)"},
+      {"base", "checkpoint directory; empty: the needed shard's"},
+      {"alphas", "dw: evaluated α; must contain 0 and 1"},
+      {"rows", "dw: held-out rows; 0: the steer shard's data.n_eval"},
+      {"lenses", "dw: variant families beyond the anchors (module, layer, svd, base_svd)"},
+      {"batch.rows", "most rows in one forward"},
+      {"batch.cells", "dw: most (variant, α) cells in one forward"},
+      {"heads.task_rows", "heads: pretraining-mix rows"},
+      {"heads.induction_rows", "heads: repeated random halves"},
+  };
+  k.starter_stages =
+      "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n"
+      "  - name: steer\n    kind: lora_steer\n    needs: base\n"
+      "    params: {train: {steps: 5}}\n";
+  k.starter_keys = "    needs: steer\n";
   k.datasets = [](const Json& p, std::string_view) {
     if (p.value("target", std::string("dw")) == "heads") {
       return std::vector<std::string>{L::kHeadsDce, L::kHeadsKl, L::kHeadsPrevToken,

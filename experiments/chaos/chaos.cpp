@@ -177,6 +177,24 @@ void RegisterChaosConfig(KindRegistry& kinds) {
       {"tag", nullptr},
   };
   chaos.validate = ValidateChaos;
+  chaos.param_docs = {
+      {"sleep_ms", "sleep this long first"},
+      {"mode", "ok, throw, exit, abort, segfault, hang or allocate: the fault injected"},
+      {"exit_code", "mode exit: the status exited with"},
+      {"allocate_mb", "mode allocate: MiB allocated and touched"},
+      {"hold_ms", "mode allocate: how long the memory is held"},
+      {"fail_until_attempt", "inject only while attempt < this (0: always)"},
+      {"fail_while_file_exists", "inject only while this file exists (\"\": always)"},
+      {"message", "mode throw: the exception's text"},
+      {"value", "the metric value's mean"},
+      {"noise", "the metric value's std (a function of seed and params)"},
+      {"write", "write chaos/values and the metrics"},
+      {"write_mb", "also write this many MiB of incompressible bytes"},
+      {"fork_child", "first fork a child that sleeps until killed"},
+      {"stdout", "text printed on stdout"},
+      {"stderr", "text printed on stderr"},
+      {"tag", "anything: a label that changes the shard id"},
+  };
   chaos.supports_gang = true;
   chaos.datasets = [](const Json& p, std::string_view) {
     return p.value("write", true) ? std::vector<std::string>{chaos_layout::kValues}
@@ -188,6 +206,7 @@ void RegisterChaosConfig(KindRegistry& kinds) {
   noop.name = "noop";
   noop.summary = "does nothing and writes nothing (dispatch benchmarks)";
   noop.defaults = {{"tag", nullptr}};
+  noop.param_docs = {{"tag", "anything: a label that changes the shard id"}};
   kinds.Add(std::move(noop));
 }
 

@@ -124,6 +124,14 @@ void RegisterCommandConfig(KindRegistry& kinds) {
   k.resolve = ResolveCommand;
   k.supports_gang = true;
   k.report = CommandReport();
+  k.param_docs = {
+      {"argv", "the command, a non-empty list; {param} placeholders (docs/command.md)"},
+      {"env", "map of environment variables set for the command"},
+      {"cwd", "working directory, relative to the spec file (not part of the shard id)"},
+      {"code", "files and directories whose content is part of the shard id"},
+      {"code_digest", "set by seedgrid from the files of code; not set in a spec"},
+  };
+  k.starter_params = {{"argv", {"python3", "-c", "print('seed {seed}')"}}};
   kinds.Add(std::move(k));
 }
 

@@ -75,6 +75,13 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
   return problems;
 }
 
+// The params a config does not use (KindConfig::inapplicable): a synthetic source reads no
+// file, so data.path and data.dataset do not change what it computes.
+std::vector<std::string> InapplicableHarvest(const Json& params) {
+  if (params.at("data").at("source") == "synthetic") return {"data.path", "data.dataset"};
+  return {};
+}
+
 // Tables over the reduce shards (the report's rule for kinds with has_reduce): every metric.
 KindReport HarvestReport() {
   KindReport r;
@@ -117,6 +124,29 @@ KindConfig HarvestKindConfig() {
       {"pmi", {{"top_k", 10}}},
   };
   k.validate = ValidateHarvest;
+  k.inapplicable = InapplicableHarvest;
+  k.param_docs = {
+      {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
+      {"data.source", "synthetic (the checkpoint's task) or file"},
+      {"data.rows_kind", "synthetic rows: pretrain (the mix), induction or persona"},
+      {"data.path", "HDF5 file of int32 token rows (source file)"},
+      {"data.dataset", "dataset in that file (source file)"},
+      {"data.rows", "rows harvested (source file: 0 = every row)"},
+      {"data.batch", "rows per global batch"},
+      {"components.point", "mlp_post, mlp_pre, resid_pre, resid_mid, resid_post or attn_z"},
+      {"components.layers", "layer indices; []: every layer"},
+      {"threshold", "a component fires on a token when its activation is > threshold"},
+      {"stats.cooc", "C×C co-occurrence counts"},
+      {"stats.input_tokens", "input-token counts at firing positions (and input PMI)"},
+      {"stats.output_tokens", "next-token probability mass at firing positions (and output PMI)"},
+      {"reservoir.k", "example contexts kept per component"},
+      {"reservoir.context", "tokens each side of the firing position"},
+      {"reservoir.per_batch", "most candidates per component per batch"},
+      {"reservoir.weighting", "sampling weight: uniform or activation (needs threshold >= 0)"},
+      {"pmi.top_k", "PMI tokens kept per component"},
+  };
+  k.starter_stages = "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n";
+  k.starter_keys = "    needs: base\n";
   k.has_reduce = true;
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view role) {

@@ -62,6 +62,15 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
   return p;
 }
 
+// The params a config does not use (KindConfig::inapplicable): reset to their defaults before
+// its shard id is derived, so `grid: {adapter: [lora, ia3], lora.rank: [1, 4]}` makes one ia3
+// shard per seed, not one per rank. A rule per line: add the next one beside these.
+std::vector<std::string> InapplicableLoraSteer(const Json& params) {
+  std::vector<std::string> out;
+  if (params.at("adapter") != "lora") out.push_back("lora");  // rank, alpha, dropout, init
+  return out;
+}
+
 KindReport LoraSteerReport() {
   KindReport r;
   r.metrics = {L::kSteerDelta, L::kSteerSlope, L::kKlAt1, L::kPmassMin, L::kDwFro};
@@ -115,6 +124,27 @@ KindConfig LoraSteerKindConfig() {
       {"eval", {{"alphas", {-2.0, -1.0, 0.0, 1.0, 2.0}}}},
   };
   k.validate = ValidateLoraSteer;
+  k.inapplicable = InapplicableLoraSteer;
+  k.param_docs = {
+      {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
+      {"adapter", "lora or ia3"},
+      {"lora.rank", "LoRA rank r (adapter lora)"},
+      {"lora.alpha", "LoRA scale numerator: dW = (alpha / r)·B·A (adapter lora)"},
+      {"lora.dropout", "dropout on the LoRA input, in [0, 1) (adapter lora)"},
+      {"lora.init", "A's init: kaiming or gaussian; B starts at 0 (adapter lora)"},
+      {"targets.modules", "adapted modules of q, k, v, o, gate, up, down; []: all"},
+      {"targets.layers", "[lo, hi]: the adapted layers, as fractions of depth"},
+      {"data.n_train", "training rows per persona"},
+      {"data.n_eval", "held-out rows scored at each α"},
+      {"data.n_kl", "rows for the KL to the base model"},
+      {"eval.alphas", "steering scales α; must contain 0 and 1"},
+  };
+  AddTrainParamDocs(k.param_docs);
+  for (auto& [key, meaning] : k.param_docs) {
+    if (key == "train.lr") meaning = "peak learning rate; 0: the adapter's (lora 1e-4, ia3 3e-3)";
+  }
+  k.starter_stages = "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n";
+  k.starter_keys = "    needs: base\n";
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLossPos, L::kTrainLossNeg, L::kEvalAlphas,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/types.h"
@@ -12,6 +13,9 @@ namespace seedgrid {
 
 // {steps, batch, lr, weight_decay 0.01, warmup, schedule cosine, grad_clip 1}.
 Json TrainDefaults(int64_t steps, int64_t batch, double lr, int64_t warmup);
+
+// The meaning of each train.* param (KindConfig::param_docs), appended to `docs`.
+void AddTrainParamDocs(std::vector<std::pair<std::string, std::string>>& docs);
 
 // Appends a "train.<key>: message" to `problems` per bad value of `train`.
 void CheckTrain(const Json& train, std::vector<std::string>& problems);

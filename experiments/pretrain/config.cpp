@@ -50,6 +50,13 @@ std::vector<std::string> ValidatePretrain(const Json& params) {
   return p;
 }
 
+// The params a config does not use (KindConfig::inapplicable): a synthetic source reads no
+// file, so data.path and data.dataset do not change what it computes.
+std::vector<std::string> InapplicablePretrain(const Json& params) {
+  if (params.at("data").at("source") == "synthetic") return {"data.path", "data.dataset"};
+  return {};
+}
+
 KindReport PretrainReport() {
   KindReport r;
   r.metrics = {L::kFinalLoss, L::kTaskAccuracy};
@@ -89,6 +96,36 @@ KindConfig PretrainKindConfig() {
       {"init", {{"std", 0.02}}},
   };
   k.validate = ValidatePretrain;
+  k.inapplicable = InapplicablePretrain;
+  k.param_docs = {
+      {"model.vocab_size", "tokens in the vocabulary"},
+      {"model.d_model", "residual stream width"},
+      {"model.n_layers", "transformer blocks"},
+      {"model.n_heads", "attention heads"},
+      {"model.n_kv_heads", "key/value heads (0: n_heads; fewer: grouped-query attention)"},
+      {"model.head_dim", "width of a head (0: d_model / n_heads)"},
+      {"model.d_mlp", "MLP hidden width"},
+      {"model.context", "positions: the longest sequence"},
+      {"model.mlp", "swiglu (gated, SiLU) or gelu"},
+      {"model.rope_theta", "RoPE base"},
+      {"model.norm_eps", "RMSNorm epsilon"},
+      {"model.tie_embeddings", "the unembedding is the embedding matrix"},
+      {"model.qk_norm", "RMSNorm on queries and keys (Qwen3)"},
+      {"model.attention_bias", "biases on the q, k, v and o projections"},
+      {"data.source", "synthetic (the persona and induction task) or file (token rows)"},
+      {"data.path", "HDF5 file of int32 token rows (source file)"},
+      {"data.dataset", "dataset in that file (source file)"},
+      {"data.seed", "seed of the synthetic rows (apart from the shard's seed)"},
+      {"data.n_content", "content tokens per synthetic row"},
+      {"data.induction_frac", "share of induction rows in the pretraining mix"},
+      {"data.none_bias", "SYS_NONE rows answer YES with p = 0.5 + none_bias·h"},
+  };
+  AddTrainParamDocs(k.param_docs);
+  k.param_docs.insert(
+      k.param_docs.end(),
+      {{"train.loss", "predictable (loss on the predictable tokens only) or all"},
+       {"eval.rows", "held-out persona rows for task_accuracy"},
+       {"init.std", "std of the normal initialisation of the weights"}});
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLoss};
   };

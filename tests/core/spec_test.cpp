@@ -797,6 +797,132 @@ TEST(ShardIdTest, ChangesWithEveryInput) {
   EXPECT_NE(c.shards.back().key.id(), d.shards.back().key.id());
 }
 
+// ---- Params that do not apply (KindConfig::inapplicable)
+// ---------------------------------------------------------
+
+// The test kinds and `adapt`: train, with lora.* not applying to other adapters (or, without
+// the hook, what its ids were before it).
+KindRegistry AdaptKinds(bool hook) {
+  KindRegistry kinds = TestKinds();
+  KindConfig adapt = *kinds.Find("train");
+  adapt.name = "adapt";
+  if (hook) {
+    adapt.inapplicable = [](const Json& p) {
+      return p["adapter"] == "lora" ? std::vector<std::string>{} : std::vector<std::string>{"lora"};
+    };
+  }
+  kinds.Add(adapt);
+  return kinds;
+}
+
+Plan ExpandAdapt(const std::string& yaml, const std::vector<std::string>& overrides = {},
+                 bool hook = true) {
+  const KindRegistry kinds = AdaptKinds(hook);
+  return ExpandSpec(ParseSpec(yaml, "spec.yaml", overrides, kinds), kinds);
+}
+
+const char* kAdaptGrid = R"(name: adapt
+stages:
+  - name: steer
+    kind: adapt
+    seeds: [0, 1]
+    grid: {adapter: [lora, ia3], lora.rank: [1, 4]}
+  - name: probe
+    kind: eval
+    needs: steer
+)";
+
+TEST(SpecCollapseTest, ConfigsDifferingOnlyInParamsThatDoNotApplyAreOneShard) {
+  Plan plan = ExpandAdapt(kAdaptGrid);
+  auto steer = StageShards(plan, "steer");
+  ASSERT_EQ(steer.size(), 2u * 3);  // per seed: lora×1, lora×4, ia3
+  std::set<ShardId> ids;
+  for (const ShardPlan* s : steer) {
+    ids.insert(s->key.id());
+    if (s->key.params()["adapter"] == "ia3") {
+      EXPECT_EQ(s->key.params()["lora"]["rank"], 4);  // back to the default
+      EXPECT_TRUE(s->key.axes()["lora.rank"].is_null()) << s->key.axes().dump();
+      EXPECT_EQ(s->key.axes()["adapter"], "ia3");
+    } else {
+      EXPECT_EQ(s->key.axes()["lora.rank"], s->key.params()["lora"]["rank"]);
+    }
+  }
+  EXPECT_EQ(ids.size(), steer.size());
+  // Downstream fans out over the distinct outputs only: no "repeats shard" problem.
+  EXPECT_EQ(StageShards(plan, "probe").size(), steer.size());
+  ASSERT_EQ(plan.collapsed.size(), 2u);  // ia3 × rank 4, per seed
+  for (const auto& c : plan.collapsed) {
+    EXPECT_EQ(c.stage, "steer");
+    EXPECT_EQ(c.axes, Json::parse(R"({"adapter": "ia3", "lora.rank": 4})"));
+    auto same = std::find_if(steer.begin(), steer.end(),
+                             [&](const ShardPlan* s) { return s->key.id() == c.same_as; });
+    ASSERT_NE(same, steer.end());
+    EXPECT_EQ((*same)->key.seed(), c.seed);
+    EXPECT_EQ((*same)->key.params()["adapter"], "ia3");
+  }
+  // Without a lora.rank axis nothing collapses.
+  Plan one_rank = ExpandAdapt(kAdaptGrid, {"stages.steer.grid.lora.rank=[2]"});
+  EXPECT_TRUE(one_rank.collapsed.empty());
+  EXPECT_EQ(StageShards(one_rank, "steer").size(), 2u * 2);
+}
+
+TEST(SpecCollapseTest, IdsOfConfigsThatUseEveryParamAreUnchanged) {
+  Plan with = ExpandAdapt(kAdaptGrid);
+  Plan without = ExpandAdapt(kAdaptGrid, {}, false);
+  std::map<std::string, ShardId> before;
+  for (const ShardPlan* s : StageShards(without, "steer"))
+    before[s->key.axes().dump() + std::to_string(s->key.seed())] = s->key.id();
+  auto id_before = [&](const std::string& adapter, int rank, int64_t seed) {
+    Json axes = {{"adapter", adapter}, {"lora.rank", rank}};
+    return before.at(axes.dump() + std::to_string(seed));
+  };
+  for (const ShardPlan* s : StageShards(with, "steer")) {
+    const std::string adapter = s->key.params()["adapter"];
+    const int rank = s->key.params()["lora"]["rank"];
+    // lora uses every param: same id; ia3 is the config whose lora.* are the defaults.
+    EXPECT_EQ(s->key.id(), id_before(adapter, rank, s->key.seed())) << adapter << rank;
+  }
+}
+
+TEST(SpecCollapseTest, RealKindsSayWhatDoesNotApply) {
+  const char* spec = R"(name: real
+stages:
+  - name: base
+    kind: pretrain
+  - name: steer
+    kind: lora_steer
+    needs: base
+    seeds: [0, 1, 2]
+    grid: {adapter: [lora, ia3], lora.rank: [1, 4]}
+  - name: harvest
+    kind: harvest
+    needs: base
+    grid: {data.dataset: [tokens, other]}
+)";
+  Plan plan = ExpandSpec(ParseSpec(spec, "real.yaml", {}, AllKinds()), AllKinds());
+  EXPECT_EQ(StageShards(plan, "steer").size(), 3u * 3);
+  // A synthetic source reads no dataset: one harvest shard.
+  EXPECT_EQ(StageShards(plan, "harvest").size(), 1u);
+  EXPECT_EQ(plan.collapsed.size(), 3u + 1);
+}
+
+TEST(SpecOverrideTest, OverridingAParamThatAnAxisSetsNamesTheAxis) {
+  auto problems = Problems(kMulti, {"stages.steer.params.lora.rank=8"});
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0],
+              AllOf(StartsWith("override 'stages.steer.params.lora.rank=8': stage 'steer': param "
+                               "'lora.rank' is a grid axis of the stage (line 10: 2, 4)"),
+                    HasSubstr("override the axis instead: stages.steer.grid.lora.rank=[8]")));
+  problems = Problems("kind: train\nzip: {train.lr: [0.1, 0.2]}\n", {"params.train={lr: 1}"});
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_THAT(problems[0], HasSubstr("override the axis instead: zip.train.lr=[1]"));
+  // Other params beside the axis, and the axis itself, may be overridden.
+  SweepSpec ok =
+      Parse(kMulti, {"stages.steer.params.lora.alpha=2", "stages.steer.grid.lora.rank=[8]"});
+  EXPECT_EQ(ok.FindStage("steer")->params["lora"]["alpha"], 2.0);
+  EXPECT_EQ(ok.FindStage("steer")->grid[1].values, std::vector<Json>{8});
+}
+
 // ---- Durations and sizes
 // -------------------------------------------------------------------------
 
