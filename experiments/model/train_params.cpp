@@ -22,14 +22,13 @@ void CheckTrain(const Json& t, std::vector<std::string>& p) {
 }
 
 void AddTrainParamDocs(std::vector<std::pair<std::string, std::string>>& docs) {
-  docs.insert(docs.end(),
-              {{"train.steps", "optimizer (AdamW) steps"},
-               {"train.batch", "rows per step"},
-               {"train.lr", "peak learning rate"},
-               {"train.weight_decay", "AdamW weight decay"},
-               {"train.warmup", "steps of linear warm-up"},
-               {"train.schedule", "after warm-up: cosine (decay to 0) or constant"},
-               {"train.grad_clip", "clip of the gradient's global norm (0: off)"}});
+  docs.insert(docs.end(), {{"train.steps", "optimizer (AdamW) steps"},
+                           {"train.batch", "rows per step"},
+                           {"train.lr", "peak learning rate"},
+                           {"train.weight_decay", "AdamW weight decay"},
+                           {"train.warmup", "steps of linear warm-up"},
+                           {"train.schedule", "after warm-up: cosine (decay to 0) or constant"},
+                           {"train.grad_clip", "clip of the gradient's global norm (0: off)"}});
 }
 
 }  // namespace seedgrid

@@ -121,11 +121,10 @@ KindConfig PretrainKindConfig() {
       {"data.none_bias", "SYS_NONE rows answer YES with p = 0.5 + none_bias·h"},
   };
   AddTrainParamDocs(k.param_docs);
-  k.param_docs.insert(
-      k.param_docs.end(),
-      {{"train.loss", "predictable (loss on the predictable tokens only) or all"},
-       {"eval.rows", "held-out persona rows for task_accuracy"},
-       {"init.std", "std of the normal initialisation of the weights"}});
+  k.param_docs.insert(k.param_docs.end(),
+                      {{"train.loss", "predictable (loss on the predictable tokens only) or all"},
+                       {"eval.rows", "held-out persona rows for task_accuracy"},
+                       {"init.std", "std of the normal initialisation of the weights"}});
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLoss};
   };

@@ -5,8 +5,8 @@ What counts as shown: each line of a ```bash block whose first word is `seedgrid
 the trailing `# comment` dropped. Synopses with placeholders belong in plain ``` blocks. Each
 command runs with the built binary in a scratch directory holding the repository's configs/
 and examples/, after a small real `steering` sweep (configs/steering.yaml, a few training steps)
-that the commands reading a registry read; `3fa9`, the docs' shard id, becomes one of its shard
-ids. Commands that would train for minutes get `--dry-run` (`submit` gets `--print`: no Slurm
+that the commands reading a registry read; `3fa9`, the docs' shard id, becomes the id of a
+shard that wrote to stdout and stderr. Commands that would train for minutes get `--dry-run` (`submit` gets `--print`: no Slurm
 here); the few that cannot run here are in NOT_RUN, each with why. Every command must exit 0."""
 import glob
 import os
@@ -72,8 +72,11 @@ class DocumentedCommands(SweepTest):
         self.run_seedgrid("run", "configs/steering.yaml", "stages.base.params.train.steps=2",
                           "stages.steer.params.train.steps=1", "stages.steer.seeds=[0]",
                           "--workers", "1", check=0, timeout=600)
+        # The shard `3fa9` stands for: one that wrote to stdout and stderr, for `logs`.
+        spec = self.spec("talk.yaml", "name: talk\nkind: chaos\nparams: {stdout: hi, stderr: ho}\n")
+        self.run_seedgrid("run", spec, "--workers", "1", check=0)
         con = sqlite3.connect(self.registry)
-        shard = con.execute("select id from shards where sweep='steering' order by id").fetchone()
+        shard = con.execute("select id from shards where sweep='talk'").fetchone()
         con.close()
         used = set()
         for where, args in commands:
