@@ -400,12 +400,12 @@ int RunSweep(int argc, char** argv, const SweepArgs& a, bool rerun) {
     co.stats_path = a.stats.empty() ? "" : fs::absolute(a.stats).string();
     co.rerun = rerun;
     co.rerun_shards = a.shards;
-    std::string hint =
-        "seedgrid run " + ShellQuote(fs::absolute(a.spec).lexically_normal().string());
-    if (rerun)
+    std::string hint;  // the spec by its absolute path: the user may resume from elsewhere
+    if (rerun) {
       hint = "seedgrid rerun " + ShellQuote(lp.plan.spec.name) + " --registry " +
              ShellQuote(lp.registry);
-    if (!rerun) {
+    } else {
+      hint = "seedgrid run " + ShellQuote(fs::absolute(a.spec).lexically_normal().string());
       for (const auto& o : a.overrides) hint += " " + ShellQuote(o);
       hint += " --out " + ShellQuote(lp.out_dir) + " --registry " + ShellQuote(lp.registry);
     }
