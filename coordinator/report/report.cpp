@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "coordinator/report/analysis.h"
 #include "coordinator/report/render.h"
 #include "core/registry.h"
 #include "core/spec.h"
@@ -206,9 +207,42 @@ std::string IncompleteList(const StageTable& t, bool html) {
   return out;
 }
 
+// The multi-seed analysis of the spec's report section (analysis.h).
+struct Analysis {
+  std::vector<report::Ranking> rankings;
+  std::vector<report::Paired> paired;
+};
+
+std::string AnalysisMarkdown(const Analysis& a, const std::vector<std::string>& formats) {
+  std::string md;
+  if (!a.rankings.empty()) {
+    md +=
+        "## Rankings across seeds\n\nEach seed ranks the configs by the metric (1 = best; ties "
+        "share the mean rank; cells: rank (value)). Stability: mean Spearman ρ between every two "
+        "seeds' rankings, and Kendall's W (1 = every seed agrees, 0 = no agreement; "
+        "docs/report.md).\n\n";
+    for (const auto& r : a.rankings) {
+      md +=
+          fmt::format("### {}\n\n{}", r.id, report::EscapeMarkdownCell(report::RankingSummary(r)));
+      if (Has(formats, "csv")) md += fmt::format(" [CSV](tables/{}.csv).", r.id);
+      md += "\n\n" + report::RankingMarkdown(r) + "\n";
+    }
+  }
+  if (!a.paired.empty()) {
+    md +=
+        "## Paired comparisons\n\nFor each pair (same seed, same value of every axis that neither "
+        "a nor b names): d = a − b. Mean d with its 95% Student-t interval (ddof = 1); sign test: "
+        "exact two-sided binomial test of #(a > b) against 1/2, ties dropped.";
+    if (Has(formats, "csv")) md += " [CSV](tables/paired.csv).";
+    md += "\n\n" + report::PairedMarkdown(a.paired) + "\n";
+  }
+  return md;
+}
+
 std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& opts,
                           const std::vector<std::string>& formats,
-                          const std::vector<StageTable>& tables, const std::vector<Figure>& figures,
+                          const std::vector<StageTable>& tables, const Analysis& analysis,
+                          const std::vector<Figure>& figures,
                           const std::vector<std::string>& warnings, bool gnuplot_found) {
   std::string md;
   auto o = std::back_inserter(md);
@@ -261,6 +295,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     }
     if (t.incomplete_groups()) md += "Incomplete groups:\n\n" + IncompleteList(t, false) + "\n";
   }
+  md += AnalysisMarkdown(analysis, formats);
 
   md += "## Figures\n\n";
   if (!opts.figures) {
@@ -304,11 +339,51 @@ th,td{border-bottom:1px solid #e4e4e4;padding:.25rem .6rem;text-align:left;verti
 th{background:#f4f4f4;position:sticky;top:0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.incomplete td{background:#fff4e0}.note{color:#555;font-size:.9rem}.warn{color:#9a3b00}
 figure{margin:1rem 0 2rem}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9rem;color:#444}
-.scroll{max-height:40rem;overflow:auto})";
+table.sortable th{cursor:pointer;user-select:none}table.sortable th[aria-sort=ascending]::after{content:" ▲"}
+table.sortable th[aria-sort=descending]::after{content:" ▼"}
+@media print{body{max-width:none;margin:0}th{position:static}tr,figure{break-inside:avoid}})";
+
+// Sorts a table.sortable by the clicked column (numbers as numbers, a cell's data-sort first;
+// "—" and empty cells last), toggling ascending/descending. Inline: the page stays one file.
+constexpr const char* kSortScript =
+    R"(document.querySelectorAll("table.sortable").forEach(function(t){
+var hs=t.tHead.rows[0].cells;for(var i=0;i<hs.length;i++)(function(c,th){th.addEventListener("click",function(){
+var asc=th.getAttribute("aria-sort")!=="ascending";for(var k=0;k<hs.length;k++)hs[k].removeAttribute("aria-sort");
+th.setAttribute("aria-sort",asc?"ascending":"descending");var b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows);
+function key(r){var d=r.cells[c];if(!d)return null;var s=d.getAttribute("data-sort");if(s===null)s=d.textContent;
+s=s.trim();if(s===""||s==="—")return null;var n=parseFloat(s);return isNaN(n)?s.toLowerCase():n;}
+rows.sort(function(x,y){var a=key(x),z=key(y);if(a===null)return z===null?0:1;if(z===null)return -1;
+if(typeof a!==typeof z){a=String(a);z=String(z);}return (a<z?-1:a>z?1:0)*(asc?1:-1);});
+rows.forEach(function(r){b.appendChild(r);});});})(i,hs[i]);});)";
+
+std::string AnalysisHtml(const Analysis& a, const std::vector<std::string>& formats) {
+  using report::EscapeHtml;
+  std::string h;
+  if (!a.rankings.empty()) {
+    h += "<h2>Rankings across seeds</h2>\n<p class=\"note\">Each seed ranks the configs by the "
+         "metric (1 = best; ties share the mean rank; cells: rank (value)). Stability: mean "
+         "Spearman ρ between every two seeds' rankings, and Kendall's W.</p>\n";
+    for (const auto& r : a.rankings) {
+      h += fmt::format("<h3 id=\"{0}\">{0}</h3>\n<p>{1}", EscapeHtml(r.id),
+                       EscapeHtml(report::RankingSummary(r)));
+      if (Has(formats, "csv")) h += fmt::format(" <a href=\"tables/{}.csv\">csv</a>", r.id);
+      h += "</p>\n" + report::RankingHtml(r);
+    }
+  }
+  if (!a.paired.empty()) {
+    h += "<h2>Paired comparisons</h2>\n<p class=\"note\">Pairs share the seed and every axis that "
+         "neither a nor b names; d = a − b; mean d with its 95% Student-t interval (ddof = 1); "
+         "sign test: exact two-sided binomial, ties dropped.";
+    if (Has(formats, "csv")) h += " <a href=\"tables/paired.csv\">csv</a>";
+    h += "</p>\n" + report::PairedHtml(a.paired);
+  }
+  return h;
+}
 
 std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, const fs::path& dir,
                      const std::vector<std::string>& formats, const std::vector<StageTable>& tables,
-                     const std::vector<Figure>& figures, const std::vector<std::string>& warnings) {
+                     const Analysis& analysis, const std::vector<Figure>& figures,
+                     const std::vector<std::string>& warnings) {
   using report::EscapeHtml;
   std::string h;
   auto o = std::back_inserter(h);
@@ -359,10 +434,11 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     }
     if (!links.empty()) fmt::format_to(o, " Files: {}.", fmt::join(links, " · "));
     h += "</p>\n";
-    h += "<div class=\"scroll\">\n" + report::TableHtml(t) + "</div>\n";
+    h += report::TableHtml(t);
     if (t.incomplete_groups())
       h += "<p class=\"warn\">Incomplete groups:</p>\n<ul>\n" + IncompleteList(t, true) + "</ul>\n";
   }
+  h += AnalysisHtml(analysis, formats);
   h += "<h2>Figures</h2>\n";
   if (figures.empty())
     h += opts.figures ? "<p>No figure applies to this sweep's kinds and data.</p>\n"
@@ -370,7 +446,11 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
   for (const auto& f : figures) {
     h += "<figure>\n";
     if (!f.png.empty()) {
-      fmt::format_to(o, "<img alt=\"{}\" src=\"data:image/png;base64,{}\">\n", EscapeHtml(f.title),
+      // The image opens full-size (the SVG, else the PNG) in a new tab.
+      fmt::format_to(o,
+                     "<a href=\"{}\" target=\"_blank\" title=\"open full size\"><img alt=\"{}\" "
+                     "src=\"data:image/png;base64,{}\"></a>\n",
+                     f.svg.empty() ? f.png : f.svg, EscapeHtml(f.title),
                      Base64(ReadBytes(dir / f.png)));
     } else {
       h += "<p class=\"warn\">Not drawn (see the warnings).</p>\n";
@@ -382,7 +462,7 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
         o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n</figure>\n",
         f.data, f.script);
   }
-  h += "</body>\n</html>\n";
+  fmt::format_to(o, "<script>\n{}\n</script>\n</body>\n</html>\n", kSortScript);
   return h;
 }
 
@@ -449,6 +529,24 @@ void WriteTables(const fs::path& dir, const std::vector<StageTable>& tables,
   }
 }
 
+void WriteAnalysis(const fs::path& dir, const Analysis& a, const std::vector<std::string>& formats,
+                   const std::string& sweep) {
+  for (const auto& r : a.rankings) {
+    if (Has(formats, "md"))
+      WriteFile(dir / "tables" / (r.id + ".md"),
+                fmt::format("# {}\n\n{}\n\n{}", r.id, report::RankingSummary(r),
+                            report::RankingMarkdown(r)));
+    if (Has(formats, "csv"))
+      WriteFile(dir / "tables" / (r.id + ".csv"), report::RankingCsv(r, sweep));
+  }
+  if (a.paired.empty()) return;
+  if (Has(formats, "md"))
+    WriteFile(dir / "tables" / "paired.md",
+              "# Paired comparisons\n\n" + report::PairedMarkdown(a.paired));
+  if (Has(formats, "csv"))
+    WriteFile(dir / "tables" / "paired.csv", report::PairedCsv(a.paired, sweep));
+}
+
 }  // namespace
 
 ReportResult WriteReport(const ReportOptions& in) {
@@ -472,6 +570,11 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 1. Tables and figure requests (every problem collected before anything is written).
   std::vector<StageTable> tables = BuildTables(data, opts, section, problems);
   std::vector<FigureRequest> figure_requests = RequestFigures(data, opts, section, problems);
+  Analysis analysis;
+  if (opts.metrics.empty() && opts.group_by.empty()) {
+    analysis.rankings = report::BuildRankings(data, section.rankings, problems);
+    analysis.paired = report::BuildPaired(data, section.paired, problems);
+  }
   if (!problems.empty()) {
     std::string text = problems.size() == 1 ? problems[0]
                                             : fmt::format("{} problems:\n  {}", problems.size(),
@@ -482,6 +585,7 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 2. Files.
   fs::path dir = fs::absolute(opts.out_dir.empty() ? DefaultOutDir(data) : opts.out_dir);
   WriteTables(dir, tables, formats, data.sweep.name);
+  WriteAnalysis(dir, analysis, formats, data.sweep.name);
 
   // 3. Figures.
   std::vector<Figure> figures;
@@ -501,14 +605,16 @@ ReportResult WriteReport(const ReportOptions& in) {
   ReportResult result;
   result.dir = dir.string();
   result.index_md = (dir / "report.md").string();
-  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, figures, warnings,
+  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, analysis, figures, warnings,
                                            figure_requests.empty() || !gnuplot.empty()));
   if (Has(formats, "html")) {
     result.html = (dir / "report.html").string();
-    WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, figures, warnings));
+    WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, analysis, figures, warnings));
   }
   result.tables = std::move(tables);
   result.figures = std::move(figures);
+  result.rankings = std::move(analysis.rankings);
+  result.paired = std::move(analysis.paired);
   result.warnings = std::move(warnings);
   return result;
 }

@@ -6,6 +6,7 @@
 //   report.md              index: status per stage, every table, every figure, warnings
 //   report.html            the same as one self-contained page (inline CSS, PNGs embedded)
 //   tables/<id>.{md,tex,csv}  one table per stage (or per `report: tables:` entry)
+//   tables/ranking-<stage>-<metric>.{md,csv}, tables/paired.{md,csv}  multi-seed analysis
 //   figures/<id>.{png,svg,dat,gp}
 //
 // What goes in, in order of precedence:
@@ -16,6 +17,9 @@
 //          tables:  [{stage: steer, metrics: [steer_delta, "retained.*"], group_by: [adapter]}]
 //          figures: [steering_curve, {type: loss_curves, stage: base}]
 //          formats: [md, csv]
+//          uncertainty: ci95          # figures' bands and error bars (or std)
+//          ranking: {metric: steer_delta}
+//          paired: [{a: {adapter: lora}, b: {adapter: ia3}, metric: steer_delta}]
 //      Figure types are checked here, where they are defined (figures.h).
 //   3. defaults: a table per stage with the kind's metrics (tables.h), figures by kind (figures.h).
 //
@@ -27,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/report/analysis.h"
 #include "coordinator/report/figures.h"
 #include "coordinator/report/tables.h"
 
@@ -52,6 +57,8 @@ struct ReportResult {
   std::string html;  // empty when html is not among the formats
   std::vector<report::StageTable> tables;
   std::vector<report::Figure> figures;
+  std::vector<report::Ranking> rankings;  // the spec's report: ranking entries
+  std::vector<report::Paired> paired;     // the spec's report: paired entries
   std::vector<std::string> warnings;
 };
 
