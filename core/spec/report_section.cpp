@@ -157,6 +157,7 @@ class ReportParser {
           Plot(f, what, figure, ref);
         } else {
           for (const auto& e : f.map) {
+            if (e.key == "type") continue;
             if (e.key == "stage") {
               Stage(e.value, what + ".stage", figure.stage);
             } else if (std::count(kPlotKeys.begin(), kPlotKeys.end(), e.key)) {
