@@ -181,6 +181,163 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
   }
 }
 
+// ---- multi-seed analysis: ranking and paired comparisons ----
+
+// Three adapters × five seeds; dora's seed 4 failed (left out of the rankings). Recomputed here
+// from the registry with formulas other than the report's: ranks by sorting (no ties in random
+// data), ρ = 1 − 6Σd²/(n(n² − 1)), W = 12·S/(m²(n³ − n)), the sign test's p by summing binomial
+// terms, the t quantile from a table.
+TEST(Report, RankingAndPairedEqualAnIndependentComputation) {
+  SweepFixture f("multi",
+                 "name: multi\nreport:\n  ranking: {stage: steer, metric: steer_delta}\n"
+                 "  paired:\n    - {stage: steer, metric: steer_delta, a: {adapter: lora}, "
+                 "b: {adapter: ia3}}\n");
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(-1.0, 2.0);
+  const std::vector<std::string> adapters = {"dora", "ia3", "lora"};  // table order: by value
+  std::map<std::string, std::map<int64_t, double>> value;
+  for (const auto& a : adapters) {
+    for (int64_t seed = 0; seed < 5; ++seed) {
+      const bool failed = a == "dora" && seed == 4;
+      const double v = u(rng) + (a == "lora" ? 0.5 : 0.0);
+      if (!failed) value[a][seed] = v;
+      f.Add({"steer",
+             0,
+             "lora_steer",
+             {{"adapter", a}},
+             seed,
+             failed ? ShardStatus::kFailed : ShardStatus::kDone,
+             failed ? std::vector<std::pair<std::string, double>>{}
+                    : std::vector<std::pair<std::string, double>>{{"steer_delta", v}}});
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.figures = false;
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.rankings.size(), 1u);
+
+  // Ranks: per seed 0..3, configs sorted by value, highest first.
+  std::map<std::string, std::map<int64_t, double>> rank;
+  for (int64_t seed = 0; seed < 4; ++seed) {
+    std::vector<std::string> order = adapters;
+    std::sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
+      return value[x][seed] > value[y][seed];
+    });
+    for (size_t i = 0; i < order.size(); ++i) rank[order[i]][seed] = static_cast<double>(i + 1);
+  }
+  double rho = 0;
+  int pairs = 0;
+  for (int64_t s = 0; s < 4; ++s) {
+    for (int64_t t = s + 1; t < 4; ++t) {
+      double d2 = 0;
+      for (const auto& a : adapters) d2 += std::pow(rank[a][s] - rank[a][t], 2);
+      rho += 1 - 6 * d2 / (3 * (9 - 1)), ++pairs;
+    }
+  }
+  rho /= pairs;
+  double S = 0;
+  for (const auto& a : adapters) {
+    double sum = 0;
+    for (int64_t s = 0; s < 4; ++s) sum += rank[a][s];
+    S += std::pow(sum - 4 * 2.0, 2);  // mean rank sum m(n + 1)/2 = 8
+  }
+  const double W = 12 * S / (16 * (27 - 3));
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "ranking-steer-steer_delta.csv"));
+  ASSERT_EQ(rows.size(), 12u);  // 3 configs × 4 complete seeds
+  for (const auto& row : rows) {
+    const std::string a = row.at("config").substr(std::string("adapter=").size());
+    const int64_t seed = std::stoll(row.at("seed"));
+    EXPECT_EQ(std::stod(row.at("rank")), rank[a][seed]) << a << " seed " << seed;
+    EXPECT_DOUBLE_EQ(std::stod(row.at("value")), value[a][seed]);
+    EXPECT_EQ(row.at("best"), "max");
+    EXPECT_EQ(row.at("n_seeds"), "4");
+    EXPECT_NEAR(std::stod(row.at("mean_spearman")), rho, 1e-12);
+    EXPECT_EQ(row.at("spearman_pairs"), "6");
+    EXPECT_NEAR(std::stod(row.at("kendall_w")), W, 1e-12);
+  }
+  EXPECT_THAT(r.rankings[0].dropped, ::testing::ElementsAre("seed 4: no value for adapter=dora"));
+
+  // Paired lora − ia3 over seeds 0..4.
+  std::vector<double> d;
+  for (int64_t seed = 0; seed < 5; ++seed) d.push_back(value["lora"][seed] - value["ia3"][seed]);
+  double mean = 0;
+  for (double x : d) mean += x / 5;
+  double ss = 0;
+  for (double x : d) ss += (x - mean) * (x - mean);
+  const double sd = std::sqrt(ss / 4), half = 2.7764451051977987 * sd / std::sqrt(5.0);
+  const auto plus = std::count_if(d.begin(), d.end(), [](double x) { return x > 0; });
+  const auto minus = std::count_if(d.begin(), d.end(), [](double x) { return x < 0; });
+  const long n = plus + minus, k = std::min(plus, minus);
+  double tail = 0, binom = 1;  // Σ_{i≤k} C(n, i) / 2^n
+  for (long i = 0; i <= k; ++i) {
+    tail += binom / std::pow(2.0, static_cast<double>(n));
+    binom = binom * static_cast<double>(n - i) / static_cast<double>(i + 1);
+  }
+  auto paired = ReadCsv(Slurp(out.path() / "tables" / "paired.csv"));
+  ASSERT_EQ(paired.size(), 1u);
+  const auto& p = paired[0];
+  EXPECT_EQ(p.at("a"), "adapter=lora");
+  EXPECT_EQ(p.at("b"), "adapter=ia3");
+  EXPECT_EQ(p.at("n"), "5");
+  EXPECT_NEAR(std::stod(p.at("mean_diff")), mean, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("std")), sd, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("ci95_low")), mean - half, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("ci95_high")), mean + half, 1e-12);
+  EXPECT_EQ(std::stol(p.at("a_greater")), plus);
+  EXPECT_EQ(std::stol(p.at("b_greater")), minus);
+  EXPECT_NEAR(std::stod(p.at("sign_p")), std::min(1.0, 2 * tail), 1e-12);
+  EXPECT_EQ(p.at("pairs"), "seed 0;seed 1;seed 2;seed 3;seed 4");
+
+  // Both are in report.md and report.html.
+  const std::string md = Slurp(r.index_md), html = Slurp(r.html);
+  EXPECT_THAT(md, HasSubstr("## Rankings across seeds"));
+  EXPECT_THAT(md, HasSubstr("## Paired comparisons"));
+  EXPECT_THAT(html, HasSubstr("Kendall's W"));
+  EXPECT_THAT(html, HasSubstr("sign test p"));
+}
+
+// Pairs match on every axis neither side names; a selection that matches nothing is an error.
+TEST(Report, PairedMatchesOtherAxesAndRejectsEmptySelections) {
+  SweepFixture f("pairs",
+                 "name: pairs\nreport:\n  paired:\n    - {metric: m, a: {adapter: lora}, "
+                 "b: {adapter: ia3}}\n");
+  for (std::string a : {"lora", "ia3"}) {
+    for (int rank : {1, 4}) {
+      for (int64_t seed = 0; seed < 2; ++seed) {
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               {{"adapter", a}, {"lora.rank", rank}},
+               seed,
+               ShardStatus::kDone,
+               {{"m", (a == "lora" ? 10.0 : 0.0) + rank + seed}}});
+      }
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.figures = false;
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.paired.size(), 1u);
+  EXPECT_EQ(r.paired[0].pairs.size(), 4u);  // (seed, lora.rank)
+  EXPECT_EQ(r.paired[0].pairs[0], "seed 0, lora.rank=1");
+  EXPECT_DOUBLE_EQ(r.paired[0].summary.diff.mean, 10.0);
+  EXPECT_DOUBLE_EQ(r.paired[0].summary.diff.std, 0.0);
+  EXPECT_EQ(r.paired[0].summary.a_greater, 4u);
+
+  SweepFixture bad("nopair",
+                   "name: nopair\nreport:\n  paired:\n    - {metric: m, a: {adapter: lora}, "
+                   "b: {adapter: dora}}\n");
+  bad.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}}, 0, ShardStatus::kDone, {{"m", 1}}});
+  try {
+    WriteReport(Options(bad, out.path()));
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("b (adapter=dora) selects no shard"));
+  }
+}
+
 // ---- a failed seed ----
 
 class FailedSeed : public ::testing::Test {
