@@ -41,7 +41,8 @@ ReportSpec StoredReportSection(const report::SweepData& data, std::vector<std::s
     problems.insert(problems.end(), e.problems().begin(), e.problems().end());
     return {};
   }
-  const std::vector<std::string> types = data.kinds->FigureTypes();
+  std::vector<std::string> types = data.kinds->FigureTypes();
+  types.insert(types.end(), kReportPlotTypes.begin(), kReportPlotTypes.end());
   for (const auto& f : section.figures.value_or(std::vector<ReportFigureSpec>{})) {
     if (std::find(types.begin(), types.end(), f.type) == types.end()) {
       problems.push_back(fmt::format("spec report section: unknown figure type '{}' (accepted: {})",
@@ -313,6 +314,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     if (!f.svg.empty()) links.push_back(fmt::format("[SVG]({})", f.svg));
     if (!f.png.empty()) links.push_back(fmt::format("[PNG]({})", f.png));
     links.push_back(fmt::format("[data]({})", f.data));
+    if (!f.cells_csv.empty()) links.push_back(fmt::format("[cells: mean, n, CI]({})", f.cells_csv));
     links.push_back(fmt::format("[gnuplot script]({})", f.script));
     fmt::format_to(o, " {}.\n\n", fmt::join(links, " · "));
     if (f.png.empty()) md += "Not drawn (see the warnings).\n\n";
@@ -339,6 +341,7 @@ th,td{border-bottom:1px solid #e4e4e4;padding:.25rem .6rem;text-align:left;verti
 th{background:#f4f4f4;position:sticky;top:0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.incomplete td{background:#fff4e0}.note{color:#555;font-size:.9rem}.warn{color:#9a3b00}
 figure{margin:1rem 0 2rem}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9rem;color:#444}
+table.heatcells td{min-width:3.2rem}table.heatcells tr.divider{border-top:2px solid #333}
 table.sortable th{cursor:pointer;user-select:none}table.sortable th[aria-sort=ascending]::after{content:" ▲"}
 table.sortable th[aria-sort=descending]::after{content:" ▼"}
 @media print{body{max-width:none;margin:0}th{position:static}tr,figure{break-inside:avoid}})";
@@ -458,9 +461,15 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     fmt::format_to(o, "<figcaption><b>{}.</b> {} ", EscapeHtml(f.title), EscapeHtml(f.caption));
     if (!f.svg.empty())
       fmt::format_to(o, "<a href=\"{}\">SVG</a> · <a href=\"{}\">PNG</a> · ", f.svg, f.png);
-    fmt::format_to(
-        o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n</figure>\n",
-        f.data, f.script);
+    if (!f.cells_csv.empty()) fmt::format_to(o, "<a href=\"{}\">cells CSV</a> · ", f.cells_csv);
+    fmt::format_to(o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n",
+                   f.data, f.script);
+    if (!f.cells_html.empty()) {
+      h += "<details class=\"cells\"><summary>Cells (hover a cell for its n and 95% "
+           "CI)</summary>\n" +
+           f.cells_html + "</details>\n";
+    }
+    h += "</figure>\n";
   }
   fmt::format_to(o, "<script>\n{}\n</script>\n</body>\n</html>\n", kSortScript);
   return h;
@@ -489,6 +498,32 @@ std::vector<StageTable> BuildTables(const report::SweepData& data, const ReportO
   return tables;
 }
 
+bool IsPlot(const std::string& type) {
+  return std::find(kReportPlotTypes.begin(), kReportPlotTypes.end(), type) !=
+         kReportPlotTypes.end();
+}
+
+// The spec's plot figures for this report (those of --stage only, when given); a plot naming a
+// stage the sweep does not have is a problem.
+std::vector<ReportFigureSpec> RequestPlots(const report::SweepData& data, const ReportOptions& opts,
+                                           const ReportSpec& section,
+                                           std::vector<std::string>& problems) {
+  std::vector<ReportFigureSpec> out;
+  if (!opts.figures || !section.figures) return out;
+  for (const auto& f : *section.figures) {
+    if (!IsPlot(f.type)) continue;
+    if (!data.FindStage(f.stage)) {
+      problems.push_back(
+          fmt::format("spec report section (line {}): figure {} names unknown "
+                      "stage '{}'",
+                      f.line, f.type, f.stage));
+    } else if (opts.stage.empty() || f.stage == opts.stage) {
+      out.push_back(f);
+    }
+  }
+  return out;
+}
+
 // The figures asked for: the spec's report section, else every stage's kind defaults.
 std::vector<FigureRequest> RequestFigures(const report::SweepData& data, const ReportOptions& opts,
                                           const ReportSpec& section,
@@ -502,6 +537,7 @@ std::vector<FigureRequest> RequestFigures(const report::SweepData& data, const R
     return out;
   }
   for (const auto& f : *section.figures) {
+    if (IsPlot(f.type)) continue;  // FigureOptions::plots
     if (!f.stage.empty() && !data.FindStage(f.stage)) {
       problems.push_back(
           fmt::format("spec report section: figure {} names unknown stage '{}'", f.type, f.stage));
@@ -570,6 +606,8 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 1. Tables and figure requests (every problem collected before anything is written).
   std::vector<StageTable> tables = BuildTables(data, opts, section, problems);
   std::vector<FigureRequest> figure_requests = RequestFigures(data, opts, section, problems);
+  report::FigureOptions figure_options{report::ParseUncertainty(section.uncertainty),
+                                       RequestPlots(data, opts, section, problems)};
   Analysis analysis;
   if (opts.metrics.empty() && opts.group_by.empty()) {
     analysis.rankings = report::BuildRankings(data, section.rankings, problems);
@@ -590,7 +628,7 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 3. Figures.
   std::vector<Figure> figures;
   std::string gnuplot;
-  if (!figure_requests.empty()) {
+  if (!figure_requests.empty() || !figure_options.plots.empty()) {
     gnuplot = report::FindOnPath("gnuplot");
     if (gnuplot.empty()) {
       warnings.push_back(fmt::format(
@@ -598,7 +636,8 @@ ReportResult WriteReport(const ReportOptions& in) {
           "gnuplot-nox); their data and gnuplot scripts are in {}, tables are written",
           (dir / "figures").string()));
     }
-    figures = report::MakeFigures(data, figure_requests, dir.string(), gnuplot, warnings);
+    figures =
+        report::MakeFigures(data, figure_requests, dir.string(), gnuplot, warnings, figure_options);
   }
 
   // 4. Index pages.
@@ -606,7 +645,7 @@ ReportResult WriteReport(const ReportOptions& in) {
   result.dir = dir.string();
   result.index_md = (dir / "report.md").string();
   WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, analysis, figures, warnings,
-                                           figure_requests.empty() || !gnuplot.empty()));
+                                           figures.empty() || !gnuplot.empty()));
   if (Has(formats, "html")) {
     result.html = (dir / "report.html").string();
     WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, analysis, figures, warnings));
