@@ -79,9 +79,11 @@ Figure Write(const fs::path& dir, const std::string& id, const std::string& titl
   return f;
 }
 
-std::string Label(const Group& g, const std::vector<size_t>& columns) {
+// A line's or bar's legend: "adapter=lora, lora.rank=4" over the key columns that tell them
+// apart (as the tables label their groups).
+std::string Label(const StageTable& t, const Group& g, const std::vector<size_t>& columns) {
   std::vector<std::string> parts;
-  for (size_t c : columns) parts.push_back(KeyText(g.key[c]));
+  for (size_t c : columns) parts.push_back(t.keys[c] + "=" + KeyText(g.key[c]));
   return parts.empty() ? "all" : fmt::format("{}", fmt::join(parts, ", "));
 }
 
@@ -176,7 +178,7 @@ std::optional<Figure> Plotter::Line() {
     const StageTable t = Table(metrics_, false);
     for (const auto& g : t.groups) {
       for (size_t m = 0; m < metrics_.size(); ++m)
-        add(Label(g, series_), xs[m], g.cells[m].summary);
+        add(Label(t, g, series_), xs[m], g.cells[m].summary);
     }
   } else {
     const StageTable t = Table(metrics_, true);
@@ -184,7 +186,7 @@ std::optional<Figure> Plotter::Line() {
       auto x = NumberOf(g.key.back());
       if (!x) return Fail(fmt::format("{} = {} is not a number", spec_.x, KeyText(g.key.back())));
       for (size_t m = 0; m < metrics_.size(); ++m) {
-        std::string label = Label(g, series_);
+        std::string label = Label(t, g, series_);
         if (metrics_.size() > 1) label = series_.empty() ? metrics_[m] : label + ": " + metrics_[m];
         add(label, *x, g.cells[m].summary);
       }
@@ -237,7 +239,7 @@ std::optional<Figure> Plotter::Bars() {
   std::vector<std::string> clusters, bars;
   std::map<std::pair<std::string, std::string>, Summary> cells;
   for (const auto& g : t.groups) {
-    const std::string bar = Label(g, series_);
+    const std::string bar = Label(t, g, series_);
     if (std::find(bars.begin(), bars.end(), bar) == bars.end()) bars.push_back(bar);
     for (size_t m = 0; m < metrics_.size(); ++m) {
       std::string cluster = by_x ? KeyText(g.key.back()) : metrics_[m];

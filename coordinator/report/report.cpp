@@ -403,7 +403,8 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
       "Index: <a href=\"report.md\">report.md</a>.</p>\n",
       NowUtc(), SeedgridVersion(), EscapeHtml(opts.registry_path), EscapeHtml(sw.created),
       EscapeHtml(sw.updated), EscapeHtml(sw.spec_hash.substr(0, 16)), EscapeHtml(sw.git_commit));
-  h += "<h2>Shards</h2>\n<table>\n<thead><tr><th>stage</th><th>kind</th><th>shards</th>";
+  h += "<h2>Shards</h2>\n<table "
+       "class=\"sortable\">\n<thead><tr><th>stage</th><th>kind</th><th>shards</th>";
   for (const char* s : kStatuses) fmt::format_to(o, "<th>{}</th>", s);
   h += "</tr></thead>\n<tbody>\n";
   for (const auto& l : StatusByStage(data)) {

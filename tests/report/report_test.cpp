@@ -338,6 +338,220 @@ TEST(Report, PairedMatchesOtherAxesAndRejectsEmptySelections) {
   }
 }
 
+// ---- plot figures from the spec's report: section ----
+
+// Rows of a gnuplot .dat file by block: each block starts with "# <label>" and holds numbers.
+std::map<std::string, std::vector<std::vector<double>>> DatBlocks(const std::string& text) {
+  std::map<std::string, std::vector<std::vector<double>>> out;
+  std::istringstream in(text);
+  std::string line, label;
+  bool header = false;
+  for (std::string l; std::getline(in, l);) {
+    if (l.starts_with("# ")) {
+      if (!header) label = l.substr(2);  // the first comment of a block names it
+      header = true;
+      continue;
+    }
+    header = false;
+    if (l.empty()) continue;
+    std::istringstream row(l);
+    std::vector<double> v;
+    for (std::string w; row >> w;) v.push_back(w == "NaN" ? NAN : std::stod(w));
+    out[label].push_back(v);
+  }
+  return out;
+}
+
+const char* kPlotSpec = R"(name: plots
+report:
+  figures:
+    - {type: line, stage: steer, x: lora.rank, y: steer_delta, group_by: adapter}
+    - {type: line, stage: ablate, y: "retained.layer.*.keep", xlabel: layer}
+    - {type: bars, stage: steer, y: steer_delta, group_by: adapter}
+    - {type: scatter, stage: steer, x: kl_at_1, y: steer_delta}
+    - {type: heatmap, stage: ablate, y: "retained.*"}
+)";
+
+// Four adapters × three ranks × three seeds (one failed), and an ablation stage.
+void AddPlotSweep(SweepFixture& f, std::map<std::string, std::vector<double>>& values) {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  for (std::string a : {"lora", "ia3", "dora", "oft"}) {
+    for (int rank : {1, 2, 4}) {
+      for (int seed = 0; seed < 3; ++seed) {
+        const bool failed = a == "oft" && rank == 2 && seed == 1;
+        const double v = rank * (a == "lora" ? 1.0 : 0.5) + 0.3 * noise(rng);
+        if (!failed) values[fmt::format("{}|{}", a, rank)].push_back(v);
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               {{"adapter", a}, {"lora.rank", rank}},
+               seed,
+               failed ? ShardStatus::kFailed : ShardStatus::kDone,
+               failed ? std::vector<std::pair<std::string, double>>{}
+                      : std::vector<std::pair<std::string, double>>{
+                            {"steer_delta", v}, {"kl_at_1", 0.01 * rank + 0.001 * noise(rng)}}});
+      }
+    }
+  }
+  for (std::string a : {"lora", "ia3"}) {
+    for (int seed = 0; seed < 3; ++seed) {
+      const double l0 = 0.3 + 0.1 * noise(rng), l1 = 1.03 + 0.01 * seed;
+      values["layer0|" + a].push_back(l0);
+      values["layer1|" + a].push_back(l1);
+      f.Add({"ablate",
+             1,
+             "ablation",
+             {{"adapter", a}},
+             seed,
+             ShardStatus::kDone,
+             {{"retained.full", 1.0},
+              {"retained.zero", 0.0},
+              {"retained.layer.0.keep", l0},
+              {"retained.layer.1.keep", l1},
+              {"retained.module.attention.keep", -0.0001 * (seed + 1)}}});
+    }
+  }
+}
+
+TEST(Report, PlotFiguresEqualAnIndependentComputation) {
+  SweepFixture f("plots", kPlotSpec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  std::map<std::string, const report::Figure*> by_id;
+  for (const auto& fig : r.figures) by_id[fig.id] = &fig;
+  for (const char* id :
+       {"steer-line-steer_delta-lora.rank", "ablate-line-retained.layer._.keep",
+        "steer-bars-steer_delta", "steer-scatter-steer_delta-kl_at_1", "ablate-heatmap-retained._"})
+    ASSERT_TRUE(by_id.count(id)) << id;
+
+  // Independent: mean and mean ± t(0.975, n − 1)·s/√n, t from a table.
+  const std::map<size_t, double> t975 = {{2, 12.706204736174698}, {3, 4.302652729911275}};
+  auto expect_point = [&](const std::vector<double>& row, const std::vector<double>& v,
+                          const std::string& what) {
+    const double n = static_cast<double>(v.size());
+    double mean = 0, ss = 0;
+    for (double x : v) mean += x / n;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    const double half = t975.at(v.size()) * std::sqrt(ss / (n - 1)) / std::sqrt(n);
+    ASSERT_EQ(row.size(), 5u) << what;
+    EXPECT_NEAR(row[1], mean, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_NEAR(row[2], mean - half, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_NEAR(row[3], mean + half, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_EQ(row[4], n) << what;
+  };
+  auto line = DatBlocks(Slurp(out.path() / "figures" / "steer-line-steer_delta-lora.rank.dat"));
+  ASSERT_EQ(line.size(), 4u);  // one line per adapter
+  for (std::string a : {"lora", "ia3", "dora", "oft"}) {
+    const auto& rows = line["adapter=" + a];
+    ASSERT_EQ(rows.size(), 3u) << a;
+    for (size_t i = 0; i < 3; ++i) {
+      const int rank = std::vector<int>{1, 2, 4}[i];
+      EXPECT_EQ(rows[i][0], rank);  // sorted by x
+      expect_point(rows[i], values[fmt::format("{}|{}", a, rank)], a);
+    }
+  }
+  auto layers = DatBlocks(Slurp(out.path() / "figures" / "ablate-line-retained.layer._.keep.dat"));
+  ASSERT_EQ(layers.size(), 2u);
+  for (std::string a : {"lora", "ia3"}) {
+    ASSERT_EQ(layers["adapter=" + a].size(), 2u) << a;  // the default groups: every axis
+    EXPECT_EQ(layers["adapter=" + a][0][0], 0);         // x = the '*' of the pattern
+    expect_point(layers["adapter=" + a][0], values["layer0|" + a], a);
+    expect_point(layers["adapter=" + a][1], values["layer1|" + a], a);
+  }
+  // Captions say what the bars are.
+  EXPECT_THAT(by_id["steer-line-steer_delta-lora.rank"]->caption, HasSubstr("95% CI (Student t)"));
+  EXPECT_THAT(by_id["steer-bars-steer_delta"]->caption, HasSubstr("95% CI (Student t)"));
+  EXPECT_THAT(by_id["steer-scatter-steer_delta-kl_at_1"]->caption, HasSubstr("95% CI (Student t)"));
+  // Scatter: one point per done seed, per config.
+  size_t points = 0;
+  for (const auto& [label, rows] :
+       DatBlocks(Slurp(out.path() / "figures" / "steer-scatter-steer_delta-kl_at_1.dat"))) {
+    if (!label.ends_with(": mean")) points += rows.size();
+  }
+  EXPECT_EQ(points, 35u);
+  // Heatmap cells: mean, n and interval per cell in the cells CSV, the same numbers.
+  auto cells = ReadCsv(Slurp(out.path() / "figures" / "ablate-heatmap-retained._.cells.csv"));
+  ASSERT_EQ(cells.size(), 10u);  // 5 metrics × 2 adapters
+  for (const auto& c : cells) {
+    if (c.at("row") != "retained.layer.1.keep") continue;
+    const auto& v = values["layer1|" + c.at("column").substr(std::string("adapter=").size())];
+    expect_point({0, std::stod(c.at("mean")), std::stod(c.at("ci95_low")),
+                  std::stod(c.at("ci95_high")), std::stod(c.at("n"))},
+                 v, c.at("column"));
+  }
+  // In the HTML the cells show n and the CI on hover (title), and are linked as CSV.
+  const std::string html = Slurp(r.html);
+  EXPECT_THAT(html, HasSubstr("title=\"mean 1.04, n = 3/3, 95% CI ["));
+  EXPECT_THAT(html, HasSubstr("figures/ablate-heatmap-retained._.cells.csv"));
+  if (report::FindOnPath("gnuplot").empty()) GTEST_SKIP() << "gnuplot not installed";
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+  for (const auto& fig : r.figures) {
+    ASSERT_FALSE(fig.png.empty()) << fig.id;
+    EXPECT_GT(fs::file_size(out.path() / fig.png), 2000u) << fig.id;
+  }
+  // The heatmap's labels: the mean 1.04 of 1.03, 1.04, 1.05 unclipped, 0.00 and no "-0.00" for
+  // the means of −0.0001·(seed + 1).
+  const std::string svg = Slurp(out.path() / "figures" / "ablate-heatmap-retained._.svg");
+  EXPECT_NE(svg.find("<text>1.04</text>"), std::string::npos);
+  EXPECT_NE(svg.find("<text>0.00</text>"), std::string::npos);
+  EXPECT_EQ(svg.find("-0.00"), std::string::npos);
+}
+
+TEST(Report, UncertaintyStdMakesBandsMeanPlusMinusStd) {
+  std::string spec = kPlotSpec;
+  spec.insert(spec.find("report:\n") + 8, "  uncertainty: std\n");
+  SweepFixture f("plots", spec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  ReportResult r = WriteReport(o);
+  auto line = DatBlocks(Slurp(out.path() / "figures" / "steer-line-steer_delta-lora.rank.dat"));
+  const auto& v = values["lora|2"];
+  double mean = 0, ss = 0;
+  for (double x : v) mean += x / 3;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  ASSERT_EQ(line["adapter=lora"].size(), 3u);
+  EXPECT_NEAR(line["adapter=lora"][1][2], mean - std::sqrt(ss / 2), 1e-5);
+  EXPECT_NEAR(line["adapter=lora"][1][3], mean + std::sqrt(ss / 2), 1e-5);
+  for (const auto& fig : r.figures) {
+    if (fig.id.find("heatmap") == std::string::npos)
+      EXPECT_THAT(fig.caption, HasSubstr("±1 std (ddof = 1)")) << fig.id;
+  }
+}
+
+// HTML: every table sortable by an inline script, no scroll box that would cut a long table
+// when printed or captured, figures linked full-size.
+TEST(Report, HtmlTablesAreSortableAndNotScrollBoxed) {
+  SweepFixture f("plots", kPlotSpec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  const std::string html = Slurp(r.html);
+  EXPECT_THAT(html, Not(HasSubstr("overflow:auto")));
+  EXPECT_THAT(html, Not(HasSubstr("max-height")));
+  EXPECT_THAT(html, Not(HasSubstr("class=\"scroll\"")));
+  EXPECT_THAT(html, HasSubstr("@media print"));
+  std::regex table("<table class=\"([^\"]*)\">");
+  size_t tables = 0;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), table);
+       it != std::sregex_iterator(); ++it) {
+    const std::string cls = (*it)[1];
+    if (cls == "heatcells") continue;
+    ++tables;
+    EXPECT_THAT(cls, HasSubstr("sortable"));
+  }
+  EXPECT_GE(tables, 2u);  // the stage tables
+  EXPECT_THAT(html, HasSubstr("querySelectorAll(\"table.sortable\")"));
+  EXPECT_THAT(html, Not(HasSubstr("<script src")));  // inline, no CDN
+  if (!r.figures.empty() && !r.figures[0].png.empty())
+    EXPECT_THAT(html, HasSubstr("<a href=\"" + r.figures[0].svg + "\" target=\"_blank\""));
+}
+
 // ---- a failed seed ----
 
 class FailedSeed : public ::testing::Test {
