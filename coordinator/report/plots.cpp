@@ -253,7 +253,9 @@ std::optional<Figure> Plotter::Bars() {
   for (const auto& b : bars) dat += fmt::format(" | {}: mean low high n", b);
   dat += "\n";
   for (const auto& c : clusters) {
-    dat += Q(c);
+    std::string quoted = c;  // a data-file string: double-quoted, no " inside
+    std::replace(quoted.begin(), quoted.end(), '"', '\'');
+    dat += "\"" + quoted + "\"";
     for (const auto& b : bars) {
       auto it = cells.find({c, b});
       if (it == cells.end()) {
@@ -279,7 +281,7 @@ std::optional<Figure> Plotter::Bars() {
   const std::string body = fmt::format(
       "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid ytics\n"
       "  set style data histograms\n  set style histogram errorbars gap 1.5 lw 1.5\n"
-      "  set style fill solid 0.75 border rgb '#333333'\n  set boxwidth 0.9\n"
+      "  set style fill solid 0.8 border rgb '#333333'\n  set boxwidth 0.9\n"
       "  set xzeroaxis lt -1 lc rgb '#888888'\n  set key outside right top Left reverse\n"
       "  set datafile missing 'NaN'\n  plot {}\n",
       Q(title), Q(xlabel), Q(ylabel), fmt::join(parts, ", \\\n       "));
