@@ -813,6 +813,11 @@ void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string
 
 }  // namespace
 
+void RenderFigures(std::vector<Figure>& figures, const std::filesystem::path& dir,
+                   const std::string& gnuplot, std::vector<std::string>& warnings) {
+  Render(figures, dir, gnuplot, warnings);
+}
+
 Uncertainty ParseUncertainty(std::string_view name) {
   return name == "std" ? Uncertainty::kStd : Uncertainty::kCi95;
 }

@@ -13,6 +13,7 @@
 // offers the type.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,11 @@ std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureR
                                 const std::string& report_dir, const std::string& gnuplot,
                                 std::vector<std::string>& warnings,
                                 const FigureOptions& options = {});
+
+// Runs `gnuplot` on each figure's script in `dir` (several at once); sets png/svg of those drawn
+// and appends a warning for each failure.
+void RenderFigures(std::vector<Figure>& figures, const std::filesystem::path& dir,
+                   const std::string& gnuplot, std::vector<std::string>& warnings);
 
 // The first executable `program` in $PATH, or "" when there is none.
 std::string FindOnPath(const std::string& program);

@@ -235,61 +235,22 @@ std::optional<Figure> Plotter::Line() {
 std::optional<Figure> Plotter::Bars() {
   const bool by_x = !spec_.x.empty();
   const StageTable t = Table(metrics_, by_x);
-  // clusters (x values or metrics) × bars (configs)
-  std::vector<std::string> clusters, bars;
-  std::map<std::pair<std::string, std::string>, Summary> cells;
+  BarsRequest r;  // clusters (x values or metrics) × bars (configs)
   for (const auto& g : t.groups) {
     const std::string bar = Label(t, g, series_);
-    if (std::find(bars.begin(), bars.end(), bar) == bars.end()) bars.push_back(bar);
     for (size_t m = 0; m < metrics_.size(); ++m) {
       std::string cluster = by_x ? KeyText(g.key.back()) : metrics_[m];
       if (by_x && metrics_.size() > 1) cluster += " " + metrics_[m];
-      if (std::find(clusters.begin(), clusters.end(), cluster) == clusters.end())
-        clusters.push_back(cluster);
-      cells[{cluster, bar}] = g.cells[m].summary;
+      r.Add(cluster, bar, g.cells[m].summary);
     }
   }
-  std::string dat = "# cluster";
-  for (const auto& b : bars) dat += fmt::format(" | {}: mean low high n", b);
-  dat += "\n";
-  for (const auto& c : clusters) {
-    std::string quoted = c;  // a data-file string: double-quoted, no " inside
-    std::replace(quoted.begin(), quoted.end(), '"', '\'');
-    dat += "\"" + quoted + "\"";
-    for (const auto& b : bars) {
-      auto it = cells.find({c, b});
-      if (it == cells.end()) {
-        dat += " NaN NaN NaN 0";
-        continue;
-      }
-      auto [lo, hi] = Bar(it->second, u_);
-      dat += fmt::format(" {} {} {} {}", Num(it->second.mean), Num(lo), Num(hi), it->second.n);
-    }
-    dat += "\n";
-  }
-  std::vector<std::string> parts;
-  for (size_t b = 0; b < bars.size(); ++b) {
-    const size_t col = 2 + 4 * b;
-    parts.push_back(fmt::format("'{}.dat' using {}:{}:{}{} title {} lc rgb '{}' fs pattern {}", id_,
-                                col, col + 1, col + 2, b == 0 ? ":xtic(1)" : "", Q(bars[b]),
-                                Color(b), b % 3 == 0 ? 0 : b % 3 + 3));
-  }
-  const std::string ylabel =
-      !spec_.ylabel.empty() ? spec_.ylabel : fmt::format("{}", fmt::join(spec_.y, ", "));
-  const std::string xlabel = !spec_.xlabel.empty() ? spec_.xlabel : by_x ? spec_.x : "metric";
-  const std::string title = Title(fmt::format("{} by {}, stage {}", ylabel, xlabel, spec_.stage));
-  const std::string body = fmt::format(
-      "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid ytics\n"
-      "  set style data histograms\n  set style histogram errorbars gap 1.5 lw 1.5\n"
-      "  set style fill solid 0.8 border rgb '#333333'\n  set boxwidth 0.9\n"
-      "  set xzeroaxis lt -1 lc rgb '#888888'\n  set key outside right top Left reverse\n"
-      "  set datafile missing 'NaN'\n  plot {}\n",
-      Q(title), Q(xlabel), Q(ylabel), fmt::join(parts, ", \\\n       "));
-  const std::string caption =
-      fmt::format("Mean of {} per {}, one bar per config.{}", ylabel, xlabel, BandCaption());
-  const int width = std::max(800, 300 + 40 * static_cast<int>(clusters.size() * bars.size()));
-  return Write(fs::path(dir_) / "figures", id_, title, caption, dat,
-               Script(id_, title, width, 560, body));
+  r.id = id_;
+  r.ylabel = !spec_.ylabel.empty() ? spec_.ylabel : fmt::format("{}", fmt::join(spec_.y, ", "));
+  r.xlabel = !spec_.xlabel.empty() ? spec_.xlabel : by_x ? spec_.x : "metric";
+  r.title = Title(fmt::format("{} by {}, stage {}", r.ylabel, r.xlabel, spec_.stage));
+  r.caption =
+      fmt::format("Mean of {} per {}, one bar per config.{}", r.ylabel, r.xlabel, BandCaption());
+  return BarsFigure(r, u_, dir_);
 }
 
 std::optional<Figure> Plotter::Scatter() {
@@ -389,6 +350,51 @@ std::string CellColour(double v, double lo, double hi) {
 }
 
 }  // namespace
+
+void BarsRequest::Add(const std::string& cluster, const std::string& bar, const Summary& s) {
+  if (std::find(clusters.begin(), clusters.end(), cluster) == clusters.end())
+    clusters.push_back(cluster);
+  if (std::find(bars.begin(), bars.end(), bar) == bars.end()) bars.push_back(bar);
+  cells[{cluster, bar}] = s;
+}
+
+Figure BarsFigure(const BarsRequest& r, Uncertainty u, const std::string& report_dir) {
+  std::string dat = "# cluster";
+  for (const auto& b : r.bars) dat += fmt::format(" | {}: mean low high n", b);
+  dat += "\n";
+  for (const auto& c : r.clusters) {
+    std::string quoted = c;  // a data-file string: double-quoted, no " inside
+    std::replace(quoted.begin(), quoted.end(), '"', '\'');
+    dat += "\"" + quoted + "\"";
+    for (const auto& b : r.bars) {
+      auto it = r.cells.find({c, b});
+      if (it == r.cells.end()) {
+        dat += " NaN NaN NaN 0";
+        continue;
+      }
+      auto [lo, hi] = Bar(it->second, u);
+      dat += fmt::format(" {} {} {} {}", Num(it->second.mean), Num(lo), Num(hi), it->second.n);
+    }
+    dat += "\n";
+  }
+  std::vector<std::string> parts;
+  for (size_t b = 0; b < r.bars.size(); ++b) {
+    const size_t col = 2 + 4 * b;
+    parts.push_back(fmt::format("'{}.dat' using {}:{}:{}{} title {} lc rgb '{}'", r.id, col,
+                                col + 1, col + 2, b == 0 ? ":xtic(1)" : "", Q(r.bars[b]),
+                                Color(b)));
+  }
+  const std::string body = fmt::format(
+      "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid ytics\n"
+      "  set style data histograms\n  set style histogram errorbars gap 1.5 lw 1.5\n"
+      "  set style fill solid 0.8 border rgb '#333333'\n  set boxwidth 0.9\n"
+      "  set xzeroaxis lt -1 lc rgb '#888888'\n  set key outside right top Left reverse\n"
+      "  set datafile missing 'NaN'\n  plot {}\n",
+      Q(r.title), Q(r.xlabel), Q(r.ylabel), fmt::join(parts, ", \\\n       "));
+  const int width = std::max(800, 300 + 40 * static_cast<int>(r.clusters.size() * r.bars.size()));
+  return Write(fs::path(report_dir) / "figures", r.id, r.title, r.caption, dat,
+               Script(r.id, r.title, width, 560, body));
+}
 
 Figure HeatmapFigure(const HeatmapRequest& r, const std::string& report_dir) {
   const StageTable& t = *r.table;

@@ -13,7 +13,9 @@
 // Kind-free: nothing here names a kind or a metric.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coordinator/report/figures.h"
@@ -37,6 +39,16 @@ struct HeatmapRequest {
   std::vector<size_t> dividers;
 };
 Figure HeatmapFigure(const HeatmapRequest& r, const std::string& report_dir);
+
+// Grouped bars with error bars (the uncertainty's): clusters along x, one bar colour per entry
+// of `bars`; a (cluster, bar) without a cell is left empty.
+struct BarsRequest {
+  std::string id, title, caption, xlabel, ylabel;
+  std::vector<std::string> clusters, bars;  // in order of first Add
+  std::map<std::pair<std::string, std::string>, Summary> cells;
+  void Add(const std::string& cluster, const std::string& bar, const Summary& s);
+};
+Figure BarsFigure(const BarsRequest& r, Uncertainty u, const std::string& report_dir);
 
 // Metric names of `available` matching a pattern with at most one '*'; with `star`, what the
 // '*' matched, parallel to the result.

@@ -589,6 +589,11 @@ void WriteAnalysis(const fs::path& dir, const Analysis& a, const std::vector<std
 ReportResult WriteReport(const ReportOptions& in) {
   ReportOptions opts = in;
   if (opts.registry_path.empty()) opts.registry_path = "runs/registry.sqlite";
+  if (opts.sweep.empty() && !opts.compare.empty()) {  // the CLI's positional sweeps
+    opts.sweep = opts.compare.front();
+    opts.compare.erase(opts.compare.begin());
+  }
+  if (!opts.compare.empty()) return WriteCompare(opts);
   std::vector<std::string> problems, warnings;
   for (const auto& f : opts.formats) {
     if (!Has(kFormats, f)) {

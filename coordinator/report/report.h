@@ -40,6 +40,9 @@ namespace seedgrid {
 struct ReportOptions {
   std::string registry_path;  // default runs/registry.sqlite
   std::string sweep;
+  // More sweeps: a side-by-side comparison of `sweep` and these (WriteCompare) instead. With
+  // `sweep` empty, the first of these is the sweep (the CLI puts every positional name here).
+  std::vector<std::string> compare;
   std::string stage;                 // empty: every stage
   std::string out_dir;               // default <out>/<sweep>/report
   std::vector<std::string> formats;  // md, tex, csv, html; empty: the spec's, else all
@@ -65,6 +68,13 @@ struct ReportResult {
 // Writes the report. Throws UsageError listing every problem (unknown sweep, stage, metric,
 // group-by key, format, bad `report:` section) before writing anything.
 ReportResult WriteReport(const ReportOptions& opts);
+
+// `seedgrid report A B ...`: the stages the sweeps share (or --stage), each as one table with a
+// `sweep` column, grouped by the axes every sweep has (or --group-by), over the metrics every
+// sweep recorded (or --metrics), and one bar figure per metric (a cluster per config, a bar per
+// sweep, 95% CI). Written to <registry dir>/compare-A-B/report unless --out. WriteReport calls it
+// when opts.compare is not empty.
+ReportResult WriteCompare(const ReportOptions& opts);
 
 // WriteReport, then prints the warnings (stderr) and where the report is (stdout). Returns 0;
 // usage errors are thrown as UsageError (exit code 2 in the CLI).

@@ -552,6 +552,62 @@ TEST(Report, HtmlTablesAreSortableAndNotScrollBoxed) {
     EXPECT_THAT(html, HasSubstr("<a href=\"" + r.figures[0].svg + "\" target=\"_blank\""));
 }
 
+// ---- several sweeps side by side ----
+
+TEST(Report, SeveralSweepsSideBySideGroupedByTheirSharedAxes) {
+  SweepFixture f("first");
+  std::map<std::string, std::vector<double>> values;  // "sweep|adapter"
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::string sweep : {"first", "second"}) {
+    if (sweep == "second") f.AddSweep(sweep);
+    for (std::string a : {"lora", "ia3"}) {
+      for (int seed = 0; seed < 3; ++seed) {
+        const double v = u(rng) + (sweep == "second" ? 1.0 : 0.0);
+        values[sweep + "|" + a].push_back(v);
+        Json axes = {{"adapter", a}};
+        if (sweep == "second") axes["lr"] = 0.1;  // an axis only the second sweep has
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               axes,
+               seed,
+               ShardStatus::kDone,
+               {{"steer_delta", v}, {"only_first", 1.0 * (sweep == "first")}}});
+      }
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.sweep = "first";
+  o.compare = {"second"};
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.tables.size(), 1u);
+  EXPECT_EQ(r.tables[0].keys, (std::vector<std::string>{"sweep", "adapter"}));  // lr not shared
+  EXPECT_EQ(r.tables[0].groups.size(), 4u);
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "steer.csv"));
+  size_t checked = 0;
+  for (const auto& row : rows) {
+    if (row.at("metric") != "steer_delta") continue;
+    const auto& v = values.at(row.at("sweep") + "|" + row.at("adapter"));
+    double mean = 0;
+    for (double x : v) mean += x / 3;
+    EXPECT_NEAR(std::stod(row.at("mean")), mean, 1e-12);
+    EXPECT_EQ(row.at("n"), "3");
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4u);
+  ASSERT_FALSE(r.figures.empty());
+  EXPECT_EQ(r.figures[0].id, "compare-steer-steer_delta");
+  const std::string md = Slurp(r.index_md);
+  EXPECT_THAT(md, HasSubstr("# Comparison: sweeps first, second"));
+  EXPECT_THAT(md, HasSubstr("| first | lora |"));
+  EXPECT_THAT(md, HasSubstr("| second | ia3 |"));
+  // A stage no sweep shares is a usage error.
+  o.stage = "nope";
+  EXPECT_THROW(WriteReport(o), UsageError);
+}
+
 // ---- a failed seed ----
 
 class FailedSeed : public ::testing::Test {
