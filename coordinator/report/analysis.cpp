@@ -152,11 +152,13 @@ Paired PairStage(const SweepData& data, const ReportPairedSpec& spec, const std:
     unit_seed[unit] = row.key.seed();
   }
   for (int side = 0; side < 2; ++side) {
-    if (!matched[side])
+    // Without a stage in the spec, a stage where a selection matches nothing is not compared.
+    if (!matched[side] && !spec.stage.empty())
       problems.push_back(fmt::format(
           "spec report section: paired {} vs {} on stage '{}': {} ({}) selects no shard", p.a, p.b,
           stage, side ? "b" : "a", side ? p.b : p.a));
   }
+  p.matched = matched[0] && matched[1];
   for (const auto& [unit, ab] : units) {
     if (!ab[0].second || !ab[1].second) {
       p.unpaired.push_back(fmt::format("{}: no {} partner", unit, ab[0].second ? "b" : "a"));
@@ -187,8 +189,15 @@ std::vector<Paired> BuildPaired(const SweepData& data, const std::vector<ReportP
                                 std::vector<std::string>& problems) {
   std::vector<Paired> out;
   for (const auto& spec : specs) {
-    for (const auto& stage : StagesWith(data, spec.stage, spec.metric, "paired", problems))
-      out.push_back(PairStage(data, spec, stage, problems));
+    size_t compared = 0;
+    for (const auto& stage : StagesWith(data, spec.stage, spec.metric, "paired", problems)) {
+      Paired p = PairStage(data, spec, stage, problems);
+      if (p.matched || !spec.stage.empty()) out.push_back(std::move(p)), ++compared;
+    }
+    if (!compared && spec.stage.empty())
+      problems.push_back(fmt::format(
+          "spec report section: paired {} vs {}: no stage with metric '{}' has shards of both",
+          Selection(spec.a), Selection(spec.b), spec.metric));
   }
   return out;
 }

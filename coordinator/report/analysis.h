@@ -41,6 +41,7 @@ struct Paired {
   std::vector<double> a_values, b_values;
   PairedSummary summary;
   std::vector<std::string> unpaired;  // rows of a or b without a partner, and why
+  bool matched = false;               // both a and b select some row of the stage
 };
 
 // The spec's `report: ranking:` and `report: paired:` entries, each for its stage or for every

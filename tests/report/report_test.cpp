@@ -334,7 +334,8 @@ TEST(Report, PairedMatchesOtherAxesAndRejectsEmptySelections) {
     WriteReport(Options(bad, out.path()));
     FAIL() << "no error";
   } catch (const UsageError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("b (adapter=dora) selects no shard"));
+    EXPECT_THAT(e.what(), HasSubstr("paired adapter=lora vs adapter=dora: no stage with metric "
+                                    "'m' has shards of both"));
   }
 }
 
