@@ -1007,7 +1007,13 @@ TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
   EXPECT_TRUE(ablate->metrics.front().starts_with("retained."));
 
   std::set<std::string> ids;
-  for (const auto& fig : r.figures) ids.insert(fig.id);
+  for (const auto& fig : r.figures) {
+    ids.insert(fig.id);
+    // The kinds' curves say what their bands are: the default 95% t-interval.
+    if (fig.id == "steer-steering_curve" || fig.id == "base-loss_curves")
+      EXPECT_THAT(fig.title + " " + fig.caption, HasSubstr("95% CI (Student t)")) << fig.id;
+    EXPECT_THAT(fig.caption, Not(HasSubstr("{band}"))) << fig.id;
+  }
   EXPECT_EQ(ids, (std::set<std::string>{"base-loss_curves", "steer-steering_curve",
                                         "steer-loss_curves", "ablate-ablation_heatmap",
                                         "heads-heads-prev_token", "heads-heads-induction",
