@@ -531,7 +531,9 @@ void AddToolCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
 void AddReportAndSubmitCommands(CLI::App& app, CliArgs& a, Subcommands& c) {
   ReportOptions& ro = a.report;
   c.report = app.add_subcommand("report", "Seed-aggregated tables and figures of a sweep");
-  c.report->add_option("sweep", ro.sweep, "Sweep name")->required();
+  // One sweep; several: side by side (the first in ro.sweep, see WriteReport).
+  c.report->add_option("sweeps", ro.compare, "Sweep name (several: compared side by side)")
+      ->required();
   c.report->add_option("--stage", ro.stage, "Only this stage");
   c.report->add_option("--out", ro.out_dir, "Report directory (default <out>/<sweep>/report)");
   c.report->add_option("--format", a.formats, "Comma-separated: md,tex,csv,html (default all)");

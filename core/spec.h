@@ -78,9 +78,42 @@ struct ReportTableSpec {
 };
 
 struct ReportFigureSpec {
-  std::string type;   // e.g. loss_curves
-  std::string stage;  // empty: every stage where the type finds its data
+  std::string type;   // a kind's figure type (e.g. loss_curves) or one of kReportPlotTypes
+  std::string stage;  // empty: every stage where the type finds its data (kind types only)
+  // Plot types only (drawn from the stage's registry metrics; docs/report.md):
+  std::string x;                      // line/bars/heatmap: an axis or param; scatter: a metric
+  std::vector<std::string> y;         // metrics, or patterns with one '*' ("retained.layer.*.keep")
+  std::vector<std::string> group_by;  // one line / bar colour / heatmap column per value
+  std::string title, xlabel, ylabel;  // empty: made from the metric and key names
+  int line = 0;
 };
+
+// Plot types a `report: figures:` entry may name beside the kinds' figure types: line with CI
+// over a numeric axis, grouped bars with CI, scatter with per-seed points, heatmap of means.
+inline constexpr std::array<std::string_view, 4> kReportPlotTypes = {"line", "bars", "scatter",
+                                                                     "heatmap"};
+
+// `report: ranking:` — each seed ranks the configs of a stage by a metric; the report shows the
+// ranks and their stability across seeds (mean Spearman ρ, Kendall's W).
+struct ReportRankingSpec {
+  std::string stage;  // empty: every stage with the metric
+  std::string metric;
+  bool higher_is_better = true;       // `best: max` (default) or `best: min`
+  std::vector<std::string> group_by;  // what a config is; empty: every axis but seed
+  int line = 0;
+};
+
+// `report: paired:` — a against b over the same seeds: mean paired difference a − b with its
+// 95% t-interval and an exact sign test. A pair is a shard of a and one of b with the same seed
+// and the same value of every axis neither a nor b names.
+struct ReportPairedSpec {
+  std::string stage;  // empty: every stage with the metric
+  std::string metric;
+  std::vector<std::pair<std::string, Json>> a, b;  // axis or param key -> value
+  int line = 0;
+};
+
+inline constexpr std::array<std::string_view, 2> kReportUncertainties = {"ci95", "std"};
 
 inline constexpr std::array<std::string_view, 4> kReportFormats = {"md", "tex", "csv", "html"};
 
@@ -88,6 +121,9 @@ struct ReportSpec {
   std::vector<ReportTableSpec> tables;                   // empty: one table per stage
   std::optional<std::vector<ReportFigureSpec>> figures;  // nullopt: by kind; empty: none
   std::vector<std::string> formats;                      // of kReportFormats; empty: all
+  std::string uncertainty = "ci95";  // figures' bands and error bars: ci95 or std
+  std::vector<ReportRankingSpec> rankings;
+  std::vector<ReportPairedSpec> paired;
 };
 
 struct SweepSpec {

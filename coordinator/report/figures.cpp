@@ -21,6 +21,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "coordinator/report/gnuplot.h"
+#include "coordinator/report/plots.h"
 #include "core/process.h"
 #include "core/store.h"
 
@@ -57,14 +59,8 @@ std::string FindOnPath(const std::string& program) {
 
 namespace {
 
-constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-std::string Color(size_t i) { return kColors[i % 10]; }
-int Dash(size_t i) { return 1 + static_cast<int>(i / 10) % 5; }
 constexpr size_t kMaxPoints = 400;  // per curve, after bucket averaging
 constexpr size_t kMaxFiles = 2000;  // shard files opened per figure
-
-std::string Num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "NaN"; }
 
 // A kind's figure text with its {name} placeholders filled (others are left as they are).
 std::string Fill(std::string text, const std::vector<std::pair<std::string, std::string>>& vars) {
@@ -77,71 +73,32 @@ std::string Fill(std::string text, const std::vector<std::pair<std::string, std:
   return text;
 }
 
-// A gnuplot single-quoted string: only ' is special (doubled).
-std::string Q(std::string_view s) {
-  std::string out = "'";
-  for (char ch : s) {
-    out += ch;
-    if (ch == '\'') out += '\'';
-  }
-  return out + "'";
-}
-
-std::string FileStem(std::string s) {
-  for (char& ch : s) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
-      ch = '_';
-  }
-  return s;
-}
-
-// Writes <id>.png and <id>.svg from one plotting body (pngcairo when this gnuplot has it).
-std::string Script(const std::string& id, const std::string& title, int width, int height,
-                   const std::string& body) {
-  return fmt::format(
-      "# seedgrid report: {title}\n"
-      "# Draws {id}.png and {id}.svg from {id}.dat; run from this directory: gnuplot {id}.gp\n"
-      "set encoding utf8\n"
-      "do for [ext in \"png svg\"] {{\n"
-      "  if (ext eq \"png\") {{\n"
-      "    if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {{\n"
-      "      set terminal pngcairo size {w},{h} font \"DejaVu Sans,11\" noenhanced\n"
-      "    }} else {{\n"
-      "      set terminal png size {w},{h} noenhanced\n"
-      "    }}\n"
-      "  }} else {{\n"
-      "    set terminal svg size {w},{h} font \"DejaVu Sans,11\" noenhanced background rgb "
-      "'white'\n"
-      "  }}\n"
-      "  set output '{id}.'.ext\n"
-      "  reset\n"
-      "{body}"
-      "  unset output\n"
-      "}}\n",
-      fmt::arg("title", title), fmt::arg("id", id), fmt::arg("w", width), fmt::arg("h", height),
-      fmt::arg("body", body));
-}
-
-// Mean ± std (ddof = 1; 0 for one seed) of same-x curves, truncated to the shortest.
+// Mean and band of same-x curves, truncated to the shortest. The band's half-width is the
+// uncertainty's: t(0.975, n − 1)·std/√n or std (ddof = 1); 0 for one seed.
 struct Band {
-  std::vector<double> x, mean, sd;
+  std::vector<double> x, mean, half;
   size_t n = 0;
 };
 
-Band Aggregate(const std::vector<double>& x, const std::vector<std::vector<double>>& ys) {
+Band Aggregate(const std::vector<double>& x, const std::vector<std::vector<double>>& ys,
+               Uncertainty u) {
   Band b;
   b.n = ys.size();
   size_t len = x.size();
   for (const auto& y : ys) len = std::min(len, y.size());
+  const double n = static_cast<double>(ys.size());
+  const double scale = ys.size() < 2            ? 0.0
+                       : u == Uncertainty::kStd ? 1.0
+                                                : StudentTQuantile(0.975, n - 1) / std::sqrt(n);
   for (size_t i = 0; i < len; ++i) {
     double sum = 0;
     for (const auto& y : ys) sum += y[i];
-    double mean = sum / static_cast<double>(ys.size());
+    double mean = sum / n;
     double ss = 0;
     for (const auto& y : ys) ss += (y[i] - mean) * (y[i] - mean);
     b.x.push_back(x[i]);
     b.mean.push_back(mean);
-    b.sd.push_back(ys.size() > 1 ? std::sqrt(ss / static_cast<double>(ys.size() - 1)) : 0.0);
+    b.half.push_back(ys.size() > 1 ? scale * std::sqrt(ss / (n - 1)) : 0.0);
   }
   return b;
 }
@@ -178,9 +135,12 @@ class Problems {
 
 class FigureMaker {
  public:
-  FigureMaker(const SweepData& data, const std::string& report_dir,
+  FigureMaker(const SweepData& data, const std::string& report_dir, Uncertainty uncertainty,
               std::vector<std::string>& warnings)
-      : data_(data), dir_(fs::path(report_dir) / "figures"), warnings_(warnings) {}
+      : data_(data),
+        dir_(fs::path(report_dir) / "figures"),
+        uncertainty_(uncertainty),
+        warnings_(warnings) {}
 
   std::vector<Figure>& figures() { return figures_; }
 
@@ -236,8 +196,9 @@ class FigureMaker {
     std::ofstream(dir_ / (id + ".gp")) << script;
     Figure f;
     f.id = id;
-    f.title = title;
-    f.caption = caption;
+    // {band}: what the bands and error bars are (report: uncertainty).
+    f.title = Fill(title, {{"band", std::string(UncertaintyText(uncertainty_))}});
+    f.caption = Fill(caption, {{"band", std::string(UncertaintyText(uncertainty_))}});
     f.data = "figures/" + id + ".dat";
     f.script = "figures/" + id + ".gp";
     figures_.push_back(std::move(f));
@@ -291,9 +252,10 @@ class FigureMaker {
         std::vector<std::string> bands, curves;
         for (size_t i = from; i < to; ++i) {
           const Line& l = p.lines[i];
-          dat += "# " + p.title + ": " + l.label + "\n# x mean mean-std mean+std\n";
+          dat += "# " + p.title + ": " + l.label +
+                 "\n# x mean low high (band: " + std::string(UncertaintyText(uncertainty_)) + ")\n";
           for (size_t k = 0; k < l.band.x.size(); ++k) {
-            double m = l.band.mean[k], sd = l.band.sd[k];
+            double m = l.band.mean[k], sd = l.band.half[k];
             double lower = log && m - sd <= 0 ? 0.1 * m : m - sd;  // a log axis cannot go below 0
             dat += fmt::format("{} {} {} {}\n", Num(l.band.x[k]), Num(m), Num(lower), Num(m + sd));
           }
@@ -301,11 +263,12 @@ class FigureMaker {
           size_t j = i - from;
           bands.push_back(
               fmt::format("'{}.dat' index {} using 1:3:4 with filledcurves fc rgb '{}' "
-                          "fs transparent solid 0.18 noborder notitle",
+                          "fs transparent solid 0.10 noborder notitle",
                           cid, block, Color(j)));
           curves.push_back(fmt::format(
               "'{}.dat' index {} using 1:2 with {} lw 2 lc rgb '{}' dt {} title {}", cid, block,
-              p.points ? "linespoints pt 7 ps 0.8" : "lines", Color(j), Dash(j), Q(l.label)));
+              p.points ? fmt::format("linespoints pt {} ps 0.8", PointType(j)) : "lines", Color(j),
+              Dash(j), Q(l.label)));
           ++block;
         }
         body += fmt::format("  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid\n",
@@ -385,7 +348,8 @@ class FigureMaker {
         }
       }
       if (ys.empty()) continue;
-      panel.lines.push_back({Label(g, ys.size(), g.shards.size()), Aggregate(xs, ys)});
+      panel.lines.push_back(
+          {Label(g, ys.size(), g.shards.size()), Aggregate(xs, ys, uncertainty_)});
       seeds_min = std::min(seeds_min, ys.size());
       seeds_max = std::max(seeds_max, ys.size());
     }
@@ -402,15 +366,15 @@ class FigureMaker {
   // FigureRenderer::kSeries.
   // One config's line: the mean ± 1 std over its seeds' curves `ys` (cut to their first `len`
   // points) against `x`, averaged in buckets so that no line has more than kMaxPoints points.
-  static Band BucketedBand(const std::vector<double>& x, std::vector<std::vector<double>>& ys,
-                           size_t len) {
+  Band BucketedBand(const std::vector<double>& x, std::vector<std::vector<double>>& ys,
+                    size_t len) const {
     const size_t bucket = (len + kMaxPoints - 1) / kMaxPoints;
     std::vector<std::vector<double>> yb;
     for (auto& y : ys) {
       y.resize(len);
       yb.push_back(Bucket(y, bucket));
     }
-    return Aggregate(Bucket(x, bucket), yb);
+    return Aggregate(Bucket(x, bucket), yb, uncertainty_);
   }
 
   void Series(const KindFigure& f, const SweepData::Stage& stage) {
@@ -488,59 +452,6 @@ class FigureMaker {
               panels);
   }
 
-  static std::string Heatmap(const std::string& id, const std::string& title,
-                             const std::string& xlabel, const std::string& ylabel,
-                             const std::string& cblabel, const std::vector<std::string>& xtics,
-                             const std::vector<std::string>& ytics, double lo, double hi,
-                             bool diverging, bool labels) {
-    auto tics = [](const std::vector<std::string>& t) {
-      std::vector<std::string> parts;
-      for (size_t i = 0; i < t.size(); ++i) parts.push_back(fmt::format("{} {}", Q(t[i]), i));
-      return fmt::format("({})", fmt::join(parts, ", "));
-    };
-    std::string body = fmt::format(
-        "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set cblabel {}\n"
-        "  set xtics {} {}\n  set ytics {}\n"
-        "  set xrange [-0.5:{}]\n  set yrange [{}:-0.5]\n  set tics scale 0\n",
-        Q(title), Q(xlabel), Q(ylabel), Q(cblabel), tics(xtics),
-        std::any_of(xtics.begin(), xtics.end(), [](const std::string& t) { return t.size() > 3; })
-            ? "rotate by 30 right"
-            : "",
-        tics(ytics), Num(static_cast<double>(xtics.size()) - 0.5),
-        Num(static_cast<double>(ytics.size()) - 0.5));
-    if (diverging) {
-      double m = std::max(std::abs(lo), std::abs(hi));
-      body += fmt::format(
-          "  set palette defined (-1 '#b2182b', 0 '#f7f7f7', 1 '#2166ac')\n"
-          "  set cbrange [{}:{}]\n",
-          Num(-m), Num(m));
-    } else {
-      body += fmt::format(
-          "  set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\n"
-          "  set cbrange [{}:{}]\n",
-          Num(lo), Num(hi > lo ? hi : lo + 1));
-    }
-    // Boxes rather than `with image`: gnuplot draws no image for a grid one cell wide (a single
-    // config), and boxes of half-width 0.5 tile the same cells.
-    body += fmt::format(
-        "  plot '{}.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder lc palette "
-        "notitle",
-        id);
-    if (labels) {
-      // Dark cells get white text: |v| beyond 60% of the colour range (from white).
-      double m = std::max(std::abs(lo), std::abs(hi));
-      std::string dark = diverging ? fmt::format("abs($3) > {}", Num(0.6 * m))
-                                   : fmt::format("$3 > {}", Num(lo + 0.6 * (hi - lo)));
-      body += fmt::format(
-          ", \\\n       '{0}.dat' using 1:2:($3 == $3 ? ({1} ? '' : sprintf('%.2f', $3)) : 'n/a') "
-          "with labels font ',9' tc rgb '#000000' notitle"
-          ", \\\n       '{0}.dat' using 1:2:($3 == $3 && {1} ? sprintf('%.2f', $3) : '') "
-          "with labels font ',9' tc rgb '#ffffff' notitle",
-          id, dark);
-    }
-    return body + "\n";
-  }
-
   // FigureRenderer::kMetricHeatmap.
   void GroupCurves(const KindFigure& f, const SweepData::Stage& stage) {
     constexpr size_t kMaxPanels = 6;
@@ -599,53 +510,72 @@ class FigureMaker {
               panels);
   }
 
+  // Rows: the kind's `first` in order (a name ending in '*' brings every matching metric, by
+  // name), then the rest by name; a line separates row groups: consecutive exact names of
+  // `first` (the anchors), each pattern of `first`, and the rest by their first '.'-segment
+  // after the prefix (e.g. the lens of a variant named "lens.part").
+  static std::vector<std::vector<std::string>> RowGroups(const KindFigure& f,
+                                                         std::set<std::string> names) {
+    std::vector<std::vector<std::string>> groups;
+    std::vector<std::string> exact;
+    auto flush = [&](std::vector<std::string>& g) {
+      if (!g.empty()) groups.push_back(std::move(g));
+      g.clear();
+    };
+    for (const auto& want : f.first) {
+      if (!want.ends_with('*')) {
+        if (names.erase(want)) exact.push_back(want);
+        continue;
+      }
+      flush(exact);
+      std::vector<std::string> g;
+      for (auto it = names.begin(); it != names.end();) {
+        it = MetricMatches(want, *it) ? (g.push_back(*it), names.erase(it)) : std::next(it);
+      }
+      flush(g);
+    }
+    flush(exact);
+    std::map<std::string, std::vector<std::string>> rest;
+    for (const auto& n : names) {
+      const std::string suffix = n.substr(f.prefix.size());
+      rest[suffix.substr(0, suffix.find('.'))].push_back(n);
+    }
+    for (auto& [lens, g] : rest) flush(g);
+    return groups;
+  }
+
+  // FigureRenderer::kMetricHeatmap: the means of the stage's table of these metrics.
   void MetricHeatmap(const KindFigure& f, const SweepData::Stage& stage) {
-    std::vector<Group> groups = ConfigGroups(data_, stage.name);
     std::set<std::string> names;
     for (size_t i : stage.shards) {
       for (const auto& [name, v] : data_.metrics[i]) {
         if (name.starts_with(f.prefix)) names.insert(name);
       }
     }
-    if (names.empty() || groups.empty()) return;
-    // The kind's `first` (anchors), then the variants by name.
+    if (names.empty()) return;
+    HeatmapRequest r;
     std::vector<std::string> variants;
-    for (const auto& anchor : f.first) {
-      if (names.erase(anchor)) variants.push_back(anchor);
+    for (const auto& g : RowGroups(f, std::move(names))) {
+      if (!variants.empty()) r.dividers.push_back(variants.size());
+      variants.insert(variants.end(), g.begin(), g.end());
     }
-    variants.insert(variants.end(), names.begin(), names.end());
-    std::string id = FileStem(stage.name + "-" + f.type);
-    std::string dat = fmt::format(
-        "# x=config y=variant mean of {}<variant> over done seeds (NaN: none)\n", f.prefix);
-    double lo = 0, hi = 1;
+    std::vector<std::string> ignored;
+    const StageTable t = BuildTable(data_, {stage.name, variants, {}}, ignored);
+    if (t.groups.empty()) return;
     size_t seeds_max = 0;
-    std::vector<std::string> xtics, ytics;
-    for (const auto& g : groups) xtics.push_back(g.label);
-    for (size_t v = 0; v < variants.size(); ++v) {
-      ytics.push_back(variants[v].substr(f.prefix.size()));
-      for (size_t gi = 0; gi < groups.size(); ++gi) {
-        double sum = 0;
-        size_t n = 0;
-        for (size_t i : groups[gi].shards) {
-          if (data_.shards[i].status != ShardStatus::kDone) continue;
-          const double* m = data_.Metric(i, variants[v]);
-          if (m && std::isfinite(*m)) sum += *m, ++n;
-        }
-        double mean = n ? sum / static_cast<double>(n) : NAN;
-        seeds_max = std::max(seeds_max, n);
-        if (n) lo = std::min(lo, mean), hi = std::max(hi, mean);
-        dat += fmt::format("{} {} {}\n", gi, v, Num(mean));
-      }
-      dat += "\n";
+    for (const auto& g : t.groups) {
+      for (const auto& c : g.cells) seeds_max = std::max(seeds_max, c.summary.n);
     }
-    std::string title = Fill(f.title, {{"stage", stage.name}});
-    std::string body = Heatmap(id, title, f.xlabel, f.ylabel, f.zlabel, xtics, ytics, lo, hi, true,
-                               variants.size() * groups.size() <= 600);
-    int width = std::max(700, 420 + 140 * static_cast<int>(groups.size()));
-    int height = std::max(450, 200 + 22 * static_cast<int>(variants.size()));
-    Emit(id, title,
-         Fill(f.caption, {{"stage", stage.name}, {"seeds", fmt::format("{}", seeds_max)}}), dat,
-         Script(id, title, width, height, body));
+    for (const auto& v : variants) r.row_labels.push_back(v.substr(f.prefix.size()));
+    r.id = FileStem(stage.name + "-" + f.type);
+    r.title = Fill(f.title, {{"stage", stage.name}});
+    r.caption = Fill(f.caption, {{"stage", stage.name}, {"seeds", fmt::format("{}", seeds_max)}}) +
+                " Each cell's n and 95% CI (Student t): cells CSV, and on hover in report.html.";
+    r.xlabel = f.xlabel;
+    r.ylabel = f.ylabel;
+    r.zlabel = f.zlabel;
+    r.table = &t;
+    figures_.push_back(HeatmapFigure(r, dir_.parent_path().string()));
   }
 
   // FigureRenderer::kGroupHeatmaps.
@@ -706,9 +636,18 @@ class FigureMaker {
         for (int64_t l = 0; l < shape[0]; ++l) yt.push_back(fmt::format("{}", l));
         std::string title = Fill(f.title, {{"stage", stage.name}, {"dataset", score}}) +
                             (groups[gi].key.empty() ? "" : " (" + groups[gi].label + ")");
-        std::string body =
-            Heatmap(id, title, f.xlabel, f.ylabel, f.zlabel.empty() ? score : f.zlabel, xt, yt, lo,
-                    hi, lo < 0 && hi > 0, shape[0] * shape[1] <= 256);
+        HeatmapAxes axes;
+        axes.id = id;
+        axes.title = title;
+        axes.xlabel = f.xlabel;
+        axes.ylabel = f.ylabel;
+        axes.cblabel = f.zlabel.empty() ? score : f.zlabel;
+        axes.xtics = xt;
+        axes.ytics = yt;
+        axes.lo = lo;
+        axes.hi = hi;
+        axes.labels = shape[0] * shape[1] <= 256;
+        std::string body = HeatmapBody(axes);
         int width = std::max(600, 260 + 60 * static_cast<int>(shape[1]));
         int height = std::max(420, 200 + 50 * static_cast<int>(shape[0]));
         Emit(id, title,
@@ -808,6 +747,7 @@ class FigureMaker {
 
   const SweepData& data_;
   fs::path dir_;
+  Uncertainty uncertainty_;
   std::vector<std::string>& warnings_;
   std::vector<Figure> figures_;
   Problems problems_;
@@ -873,10 +813,23 @@ void Render(std::vector<Figure>& figures, const fs::path& dir, const std::string
 
 }  // namespace
 
+void RenderFigures(std::vector<Figure>& figures, const std::filesystem::path& dir,
+                   const std::string& gnuplot, std::vector<std::string>& warnings) {
+  Render(figures, dir, gnuplot, warnings);
+}
+
+Uncertainty ParseUncertainty(std::string_view name) {
+  return name == "std" ? Uncertainty::kStd : Uncertainty::kCi95;
+}
+
+std::string_view UncertaintyText(Uncertainty u) {
+  return u == Uncertainty::kStd ? "±1 std (ddof = 1)" : "95% CI (Student t)";
+}
+
 std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureRequest>& requests,
                                 const std::string& report_dir, const std::string& gnuplot,
-                                std::vector<std::string>& warnings) {
-  FigureMaker maker(data, report_dir, warnings);
+                                std::vector<std::string>& warnings, const FigureOptions& options) {
+  FigureMaker maker(data, report_dir, options.uncertainty, warnings);
   for (const auto& r : requests) {
     bool drawn = false;
     for (const auto& s : data.stages) {
@@ -890,6 +843,8 @@ std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureR
     }
   }
   std::vector<Figure>& figures = maker.figures();
+  for (auto& f : MakePlots(data, options.plots, report_dir, options.uncertainty, warnings))
+    figures.push_back(std::move(f));
   if (!gnuplot.empty() && !figures.empty())
     Render(figures, fs::path(report_dir) / "figures", gnuplot, warnings);
   return std::move(figures);

@@ -13,10 +13,13 @@
 // offers the type.
 #pragma once
 
+#include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coordinator/report/tables.h"
+#include "core/spec.h"
 
 namespace seedgrid::report {
 
@@ -29,6 +32,11 @@ struct FigureRequest {
 // Each stage's kind's default figures (KindFigure::by_default), in stage order.
 std::vector<FigureRequest> DefaultFigures(const SweepData& data);
 
+// What the bands and error bars of every figure show (the spec's `report: uncertainty:`).
+enum class Uncertainty { kCi95, kStd };
+Uncertainty ParseUncertainty(std::string_view name);  // "ci95" (default) or "std"
+std::string_view UncertaintyText(Uncertainty u);      // "95% CI (Student t)", "±1 std (ddof = 1)"
+
 struct Figure {
   std::string id;  // file stem under figures/
   std::string title;
@@ -37,6 +45,15 @@ struct Figure {
   std::string data;
   std::string png;  // empty when not rendered
   std::string svg;
+  // Heatmaps: each cell's mean, n and interval, as CSV (figures/<id>.cells.csv) and as an HTML
+  // table whose cells show them on hover; empty for other figures.
+  std::string cells_csv;
+  std::string cells_html;
+};
+
+struct FigureOptions {
+  Uncertainty uncertainty = Uncertainty::kCi95;
+  std::vector<ReportFigureSpec> plots;  // the spec's plot figures (plots.h)
 };
 
 // Writes data and scripts under report_dir/figures and renders them with `gnuplot` (an
@@ -44,7 +61,13 @@ struct Figure {
 // gnuplot errors) are appended to `warnings`; a figure that has no data is left out.
 std::vector<Figure> MakeFigures(const SweepData& data, const std::vector<FigureRequest>& requests,
                                 const std::string& report_dir, const std::string& gnuplot,
-                                std::vector<std::string>& warnings);
+                                std::vector<std::string>& warnings,
+                                const FigureOptions& options = {});
+
+// Runs `gnuplot` on each figure's script in `dir` (several at once); sets png/svg of those drawn
+// and appends a warning for each failure.
+void RenderFigures(std::vector<Figure>& figures, const std::filesystem::path& dir,
+                   const std::string& gnuplot, std::vector<std::string>& warnings);
 
 // The first executable `program` in $PATH, or "" when there is none.
 std::string FindOnPath(const std::string& program);

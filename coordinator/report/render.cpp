@@ -258,7 +258,7 @@ std::string TableCsv(const StageTable& t, const std::string& sweep) {
 std::string TableHtml(const StageTable& t) {
   std::string out;
   auto o = std::back_inserter(out);
-  out += "<table class=\"stats\">\n<thead><tr>";
+  out += "<table class=\"stats sortable\">\n<thead><tr>";
   for (const auto& k : t.keys) fmt::format_to(o, "<th>{}</th>", EscapeHtml(k));
   out +=
       "<th>metric</th><th>n</th><th>mean ± std</th><th>sem</th><th>95% CI</th><th>min</th>"

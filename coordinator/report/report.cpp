@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "coordinator/report/analysis.h"
 #include "coordinator/report/render.h"
 #include "core/registry.h"
 #include "core/spec.h"
@@ -40,7 +41,8 @@ ReportSpec StoredReportSection(const report::SweepData& data, std::vector<std::s
     problems.insert(problems.end(), e.problems().begin(), e.problems().end());
     return {};
   }
-  const std::vector<std::string> types = data.kinds->FigureTypes();
+  std::vector<std::string> types = data.kinds->FigureTypes();
+  types.insert(types.end(), kReportPlotTypes.begin(), kReportPlotTypes.end());
   for (const auto& f : section.figures.value_or(std::vector<ReportFigureSpec>{})) {
     if (std::find(types.begin(), types.end(), f.type) == types.end()) {
       problems.push_back(fmt::format("spec report section: unknown figure type '{}' (accepted: {})",
@@ -206,9 +208,42 @@ std::string IncompleteList(const StageTable& t, bool html) {
   return out;
 }
 
+// The multi-seed analysis of the spec's report section (analysis.h).
+struct Analysis {
+  std::vector<report::Ranking> rankings;
+  std::vector<report::Paired> paired;
+};
+
+std::string AnalysisMarkdown(const Analysis& a, const std::vector<std::string>& formats) {
+  std::string md;
+  if (!a.rankings.empty()) {
+    md +=
+        "## Rankings across seeds\n\nEach seed ranks the configs by the metric (1 = best; ties "
+        "share the mean rank; cells: rank (value)). Stability: mean Spearman ρ between every two "
+        "seeds' rankings, and Kendall's W (1 = every seed agrees, 0 = no agreement; "
+        "docs/report.md).\n\n";
+    for (const auto& r : a.rankings) {
+      md +=
+          fmt::format("### {}\n\n{}", r.id, report::EscapeMarkdownCell(report::RankingSummary(r)));
+      if (Has(formats, "csv")) md += fmt::format(" [CSV](tables/{}.csv).", r.id);
+      md += "\n\n" + report::RankingMarkdown(r) + "\n";
+    }
+  }
+  if (!a.paired.empty()) {
+    md +=
+        "## Paired comparisons\n\nFor each pair (same seed, same value of every axis that neither "
+        "a nor b names): d = a − b. Mean d with its 95% Student-t interval (ddof = 1); sign test: "
+        "exact two-sided binomial test of #(a > b) against 1/2, ties dropped.";
+    if (Has(formats, "csv")) md += " [CSV](tables/paired.csv).";
+    md += "\n\n" + report::PairedMarkdown(a.paired) + "\n";
+  }
+  return md;
+}
+
 std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& opts,
                           const std::vector<std::string>& formats,
-                          const std::vector<StageTable>& tables, const std::vector<Figure>& figures,
+                          const std::vector<StageTable>& tables, const Analysis& analysis,
+                          const std::vector<Figure>& figures,
                           const std::vector<std::string>& warnings, bool gnuplot_found) {
   std::string md;
   auto o = std::back_inserter(md);
@@ -261,6 +296,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     }
     if (t.incomplete_groups()) md += "Incomplete groups:\n\n" + IncompleteList(t, false) + "\n";
   }
+  md += AnalysisMarkdown(analysis, formats);
 
   md += "## Figures\n\n";
   if (!opts.figures) {
@@ -278,6 +314,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
     if (!f.svg.empty()) links.push_back(fmt::format("[SVG]({})", f.svg));
     if (!f.png.empty()) links.push_back(fmt::format("[PNG]({})", f.png));
     links.push_back(fmt::format("[data]({})", f.data));
+    if (!f.cells_csv.empty()) links.push_back(fmt::format("[cells: mean, n, CI]({})", f.cells_csv));
     links.push_back(fmt::format("[gnuplot script]({})", f.script));
     fmt::format_to(o, " {}.\n\n", fmt::join(links, " · "));
     if (f.png.empty()) md += "Not drawn (see the warnings).\n\n";
@@ -304,11 +341,52 @@ th,td{border-bottom:1px solid #e4e4e4;padding:.25rem .6rem;text-align:left;verti
 th{background:#f4f4f4;position:sticky;top:0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.incomplete td{background:#fff4e0}.note{color:#555;font-size:.9rem}.warn{color:#9a3b00}
 figure{margin:1rem 0 2rem}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9rem;color:#444}
-.scroll{max-height:40rem;overflow:auto})";
+table.heatcells td{min-width:3.2rem}table.heatcells tr.divider{border-top:2px solid #333}
+table.sortable th{cursor:pointer;user-select:none}table.sortable th[aria-sort=ascending]::after{content:" ▲"}
+table.sortable th[aria-sort=descending]::after{content:" ▼"}
+@media print{body{max-width:none;margin:0}th{position:static}tr,figure{break-inside:avoid}})";
+
+// Sorts a table.sortable by the clicked column (numbers as numbers, a cell's data-sort first;
+// "—" and empty cells last), toggling ascending/descending. Inline: the page stays one file.
+constexpr const char* kSortScript =
+    R"(document.querySelectorAll("table.sortable").forEach(function(t){
+var hs=t.tHead.rows[0].cells;for(var i=0;i<hs.length;i++)(function(c,th){th.addEventListener("click",function(){
+var asc=th.getAttribute("aria-sort")!=="ascending";for(var k=0;k<hs.length;k++)hs[k].removeAttribute("aria-sort");
+th.setAttribute("aria-sort",asc?"ascending":"descending");var b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows);
+function key(r){var d=r.cells[c];if(!d)return null;var s=d.getAttribute("data-sort");if(s===null)s=d.textContent;
+s=s.trim();if(s===""||s==="—")return null;var n=parseFloat(s);return isNaN(n)?s.toLowerCase():n;}
+rows.sort(function(x,y){var a=key(x),z=key(y);if(a===null)return z===null?0:1;if(z===null)return -1;
+if(typeof a!==typeof z){a=String(a);z=String(z);}return (a<z?-1:a>z?1:0)*(asc?1:-1);});
+rows.forEach(function(r){b.appendChild(r);});});})(i,hs[i]);});)";
+
+std::string AnalysisHtml(const Analysis& a, const std::vector<std::string>& formats) {
+  using report::EscapeHtml;
+  std::string h;
+  if (!a.rankings.empty()) {
+    h += "<h2>Rankings across seeds</h2>\n<p class=\"note\">Each seed ranks the configs by the "
+         "metric (1 = best; ties share the mean rank; cells: rank (value)). Stability: mean "
+         "Spearman ρ between every two seeds' rankings, and Kendall's W.</p>\n";
+    for (const auto& r : a.rankings) {
+      h += fmt::format("<h3 id=\"{0}\">{0}</h3>\n<p>{1}", EscapeHtml(r.id),
+                       EscapeHtml(report::RankingSummary(r)));
+      if (Has(formats, "csv")) h += fmt::format(" <a href=\"tables/{}.csv\">csv</a>", r.id);
+      h += "</p>\n" + report::RankingHtml(r);
+    }
+  }
+  if (!a.paired.empty()) {
+    h += "<h2>Paired comparisons</h2>\n<p class=\"note\">Pairs share the seed and every axis that "
+         "neither a nor b names; d = a − b; mean d with its 95% Student-t interval (ddof = 1); "
+         "sign test: exact two-sided binomial, ties dropped.";
+    if (Has(formats, "csv")) h += " <a href=\"tables/paired.csv\">csv</a>";
+    h += "</p>\n" + report::PairedHtml(a.paired);
+  }
+  return h;
+}
 
 std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, const fs::path& dir,
                      const std::vector<std::string>& formats, const std::vector<StageTable>& tables,
-                     const std::vector<Figure>& figures, const std::vector<std::string>& warnings) {
+                     const Analysis& analysis, const std::vector<Figure>& figures,
+                     const std::vector<std::string>& warnings) {
   using report::EscapeHtml;
   std::string h;
   auto o = std::back_inserter(h);
@@ -325,7 +403,8 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
       "Index: <a href=\"report.md\">report.md</a>.</p>\n",
       NowUtc(), SeedgridVersion(), EscapeHtml(opts.registry_path), EscapeHtml(sw.created),
       EscapeHtml(sw.updated), EscapeHtml(sw.spec_hash.substr(0, 16)), EscapeHtml(sw.git_commit));
-  h += "<h2>Shards</h2>\n<table>\n<thead><tr><th>stage</th><th>kind</th><th>shards</th>";
+  h += "<h2>Shards</h2>\n<table "
+       "class=\"sortable\">\n<thead><tr><th>stage</th><th>kind</th><th>shards</th>";
   for (const char* s : kStatuses) fmt::format_to(o, "<th>{}</th>", s);
   h += "</tr></thead>\n<tbody>\n";
   for (const auto& l : StatusByStage(data)) {
@@ -359,10 +438,11 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     }
     if (!links.empty()) fmt::format_to(o, " Files: {}.", fmt::join(links, " · "));
     h += "</p>\n";
-    h += "<div class=\"scroll\">\n" + report::TableHtml(t) + "</div>\n";
+    h += report::TableHtml(t);
     if (t.incomplete_groups())
       h += "<p class=\"warn\">Incomplete groups:</p>\n<ul>\n" + IncompleteList(t, true) + "</ul>\n";
   }
+  h += AnalysisHtml(analysis, formats);
   h += "<h2>Figures</h2>\n";
   if (figures.empty())
     h += opts.figures ? "<p>No figure applies to this sweep's kinds and data.</p>\n"
@@ -370,7 +450,11 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
   for (const auto& f : figures) {
     h += "<figure>\n";
     if (!f.png.empty()) {
-      fmt::format_to(o, "<img alt=\"{}\" src=\"data:image/png;base64,{}\">\n", EscapeHtml(f.title),
+      // The image opens full-size (the SVG, else the PNG) in a new tab.
+      fmt::format_to(o,
+                     "<a href=\"{}\" target=\"_blank\" title=\"open full size\"><img alt=\"{}\" "
+                     "src=\"data:image/png;base64,{}\"></a>\n",
+                     f.svg.empty() ? f.png : f.svg, EscapeHtml(f.title),
                      Base64(ReadBytes(dir / f.png)));
     } else {
       h += "<p class=\"warn\">Not drawn (see the warnings).</p>\n";
@@ -378,11 +462,17 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     fmt::format_to(o, "<figcaption><b>{}.</b> {} ", EscapeHtml(f.title), EscapeHtml(f.caption));
     if (!f.svg.empty())
       fmt::format_to(o, "<a href=\"{}\">SVG</a> · <a href=\"{}\">PNG</a> · ", f.svg, f.png);
-    fmt::format_to(
-        o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n</figure>\n",
-        f.data, f.script);
+    if (!f.cells_csv.empty()) fmt::format_to(o, "<a href=\"{}\">cells CSV</a> · ", f.cells_csv);
+    fmt::format_to(o, "<a href=\"{}\">data</a> · <a href=\"{}\">gnuplot script</a></figcaption>\n",
+                   f.data, f.script);
+    if (!f.cells_html.empty()) {
+      h += "<details class=\"cells\"><summary>Cells (hover a cell for its n and 95% "
+           "CI)</summary>\n" +
+           f.cells_html + "</details>\n";
+    }
+    h += "</figure>\n";
   }
-  h += "</body>\n</html>\n";
+  fmt::format_to(o, "<script>\n{}\n</script>\n</body>\n</html>\n", kSortScript);
   return h;
 }
 
@@ -409,6 +499,32 @@ std::vector<StageTable> BuildTables(const report::SweepData& data, const ReportO
   return tables;
 }
 
+bool IsPlot(const std::string& type) {
+  return std::find(kReportPlotTypes.begin(), kReportPlotTypes.end(), type) !=
+         kReportPlotTypes.end();
+}
+
+// The spec's plot figures for this report (those of --stage only, when given); a plot naming a
+// stage the sweep does not have is a problem.
+std::vector<ReportFigureSpec> RequestPlots(const report::SweepData& data, const ReportOptions& opts,
+                                           const ReportSpec& section,
+                                           std::vector<std::string>& problems) {
+  std::vector<ReportFigureSpec> out;
+  if (!opts.figures || !section.figures) return out;
+  for (const auto& f : *section.figures) {
+    if (!IsPlot(f.type)) continue;
+    if (!data.FindStage(f.stage)) {
+      problems.push_back(
+          fmt::format("spec report section (line {}): figure {} names unknown "
+                      "stage '{}'",
+                      f.line, f.type, f.stage));
+    } else if (opts.stage.empty() || f.stage == opts.stage) {
+      out.push_back(f);
+    }
+  }
+  return out;
+}
+
 // The figures asked for: the spec's report section, else every stage's kind defaults.
 std::vector<FigureRequest> RequestFigures(const report::SweepData& data, const ReportOptions& opts,
                                           const ReportSpec& section,
@@ -422,6 +538,7 @@ std::vector<FigureRequest> RequestFigures(const report::SweepData& data, const R
     return out;
   }
   for (const auto& f : *section.figures) {
+    if (IsPlot(f.type)) continue;  // FigureOptions::plots
     if (!f.stage.empty() && !data.FindStage(f.stage)) {
       problems.push_back(
           fmt::format("spec report section: figure {} names unknown stage '{}'", f.type, f.stage));
@@ -449,11 +566,34 @@ void WriteTables(const fs::path& dir, const std::vector<StageTable>& tables,
   }
 }
 
+void WriteAnalysis(const fs::path& dir, const Analysis& a, const std::vector<std::string>& formats,
+                   const std::string& sweep) {
+  for (const auto& r : a.rankings) {
+    if (Has(formats, "md"))
+      WriteFile(dir / "tables" / (r.id + ".md"),
+                fmt::format("# {}\n\n{}\n\n{}", r.id, report::RankingSummary(r),
+                            report::RankingMarkdown(r)));
+    if (Has(formats, "csv"))
+      WriteFile(dir / "tables" / (r.id + ".csv"), report::RankingCsv(r, sweep));
+  }
+  if (a.paired.empty()) return;
+  if (Has(formats, "md"))
+    WriteFile(dir / "tables" / "paired.md",
+              "# Paired comparisons\n\n" + report::PairedMarkdown(a.paired));
+  if (Has(formats, "csv"))
+    WriteFile(dir / "tables" / "paired.csv", report::PairedCsv(a.paired, sweep));
+}
+
 }  // namespace
 
 ReportResult WriteReport(const ReportOptions& in) {
   ReportOptions opts = in;
   if (opts.registry_path.empty()) opts.registry_path = "runs/registry.sqlite";
+  if (opts.sweep.empty() && !opts.compare.empty()) {  // the CLI's positional sweeps
+    opts.sweep = opts.compare.front();
+    opts.compare.erase(opts.compare.begin());
+  }
+  if (!opts.compare.empty()) return WriteCompare(opts);
   std::vector<std::string> problems, warnings;
   for (const auto& f : opts.formats) {
     if (!Has(kFormats, f)) {
@@ -472,6 +612,13 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 1. Tables and figure requests (every problem collected before anything is written).
   std::vector<StageTable> tables = BuildTables(data, opts, section, problems);
   std::vector<FigureRequest> figure_requests = RequestFigures(data, opts, section, problems);
+  report::FigureOptions figure_options{report::ParseUncertainty(section.uncertainty),
+                                       RequestPlots(data, opts, section, problems)};
+  Analysis analysis;
+  if (opts.metrics.empty() && opts.group_by.empty()) {
+    analysis.rankings = report::BuildRankings(data, section.rankings, problems);
+    analysis.paired = report::BuildPaired(data, section.paired, problems);
+  }
   if (!problems.empty()) {
     std::string text = problems.size() == 1 ? problems[0]
                                             : fmt::format("{} problems:\n  {}", problems.size(),
@@ -482,11 +629,12 @@ ReportResult WriteReport(const ReportOptions& in) {
   // 2. Files.
   fs::path dir = fs::absolute(opts.out_dir.empty() ? DefaultOutDir(data) : opts.out_dir);
   WriteTables(dir, tables, formats, data.sweep.name);
+  WriteAnalysis(dir, analysis, formats, data.sweep.name);
 
   // 3. Figures.
   std::vector<Figure> figures;
   std::string gnuplot;
-  if (!figure_requests.empty()) {
+  if (!figure_requests.empty() || !figure_options.plots.empty()) {
     gnuplot = report::FindOnPath("gnuplot");
     if (gnuplot.empty()) {
       warnings.push_back(fmt::format(
@@ -494,21 +642,24 @@ ReportResult WriteReport(const ReportOptions& in) {
           "gnuplot-nox); their data and gnuplot scripts are in {}, tables are written",
           (dir / "figures").string()));
     }
-    figures = report::MakeFigures(data, figure_requests, dir.string(), gnuplot, warnings);
+    figures =
+        report::MakeFigures(data, figure_requests, dir.string(), gnuplot, warnings, figure_options);
   }
 
   // 4. Index pages.
   ReportResult result;
   result.dir = dir.string();
   result.index_md = (dir / "report.md").string();
-  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, figures, warnings,
-                                           figure_requests.empty() || !gnuplot.empty()));
+  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, analysis, figures, warnings,
+                                           figures.empty() || !gnuplot.empty()));
   if (Has(formats, "html")) {
     result.html = (dir / "report.html").string();
-    WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, figures, warnings));
+    WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, analysis, figures, warnings));
   }
   result.tables = std::move(tables);
   result.figures = std::move(figures);
+  result.rankings = std::move(analysis.rankings);
+  result.paired = std::move(analysis.paired);
   result.warnings = std::move(warnings);
   return result;
 }

@@ -6,6 +6,7 @@
 //   report.md              index: status per stage, every table, every figure, warnings
 //   report.html            the same as one self-contained page (inline CSS, PNGs embedded)
 //   tables/<id>.{md,tex,csv}  one table per stage (or per `report: tables:` entry)
+//   tables/ranking-<stage>-<metric>.{md,csv}, tables/paired.{md,csv}  multi-seed analysis
 //   figures/<id>.{png,svg,dat,gp}
 //
 // What goes in, in order of precedence:
@@ -16,6 +17,9 @@
 //          tables:  [{stage: steer, metrics: [steer_delta, "retained.*"], group_by: [adapter]}]
 //          figures: [steering_curve, {type: loss_curves, stage: base}]
 //          formats: [md, csv]
+//          uncertainty: ci95          # figures' bands and error bars (or std)
+//          ranking: {metric: steer_delta}
+//          paired: [{a: {adapter: lora}, b: {adapter: ia3}, metric: steer_delta}]
 //      Figure types are checked here, where they are defined (figures.h).
 //   3. defaults: a table per stage with the kind's metrics (tables.h), figures by kind (figures.h).
 //
@@ -27,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/report/analysis.h"
 #include "coordinator/report/figures.h"
 #include "coordinator/report/tables.h"
 
@@ -35,6 +40,9 @@ namespace seedgrid {
 struct ReportOptions {
   std::string registry_path;  // default runs/registry.sqlite
   std::string sweep;
+  // More sweeps: a side-by-side comparison of `sweep` and these (WriteCompare) instead. With
+  // `sweep` empty, the first of these is the sweep (the CLI puts every positional name here).
+  std::vector<std::string> compare;
   std::string stage;                 // empty: every stage
   std::string out_dir;               // default <out>/<sweep>/report
   std::vector<std::string> formats;  // md, tex, csv, html; empty: the spec's, else all
@@ -52,12 +60,21 @@ struct ReportResult {
   std::string html;  // empty when html is not among the formats
   std::vector<report::StageTable> tables;
   std::vector<report::Figure> figures;
+  std::vector<report::Ranking> rankings;  // the spec's report: ranking entries
+  std::vector<report::Paired> paired;     // the spec's report: paired entries
   std::vector<std::string> warnings;
 };
 
 // Writes the report. Throws UsageError listing every problem (unknown sweep, stage, metric,
 // group-by key, format, bad `report:` section) before writing anything.
 ReportResult WriteReport(const ReportOptions& opts);
+
+// `seedgrid report A B ...`: the stages the sweeps share (or --stage), each as one table with a
+// `sweep` column, grouped by the axes every sweep has (or --group-by), over the metrics every
+// sweep recorded (or --metrics), and one bar figure per metric (a cluster per config, a bar per
+// sweep, 95% CI). Written to <registry dir>/compare-A-B/report unless --out. WriteReport calls it
+// when opts.compare is not empty.
+ReportResult WriteCompare(const ReportOptions& opts);
 
 // WriteReport, then prints the warnings (stderr) and where the report is (stdout). Returns 0;
 // usage errors are thrown as UsageError (exit code 2 in the CLI).

@@ -121,6 +121,8 @@ const Json* ParamAt(const Json& params, const std::string& dotted) {
   return nullptr;
 }
 
+}  // namespace
+
 Json KeyValue(const ShardRow& row, const std::string& key) {
   if (key == "seed") return row.key.seed();
   if (auto it = row.key.axes().find(key); it != row.key.axes().end()) return *it;
@@ -128,13 +130,13 @@ Json KeyValue(const ShardRow& row, const std::string& key) {
   return p ? *p : Json();
 }
 
+namespace {
+
 bool HasKey(const ShardRow& row, const std::string& key) {
   return key == "seed" || row.key.axes().contains(key) || ParamAt(row.key.params(), key) != nullptr;
 }
 
 std::string StatusReason(ShardStatus s) { return std::string(ToString(s)); }
-
-std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData& data);
 
 // The keys rows are grouped by: every axis but the seed, or the request's (each checked).
 void ChooseKeys(StageTable& t, const SweepData& data, const std::vector<size_t>& rows,
@@ -292,7 +294,6 @@ std::vector<Group> ConfigGroups(const SweepData& data, const std::string& stage)
   return groups;
 }
 
-namespace {
 std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData& data) {
   bool reduce = false;
   for (size_t i : stage.shards) reduce |= data.shards[i].key.role() == ShardRole::kReduce;
@@ -302,7 +303,6 @@ std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData
   }
   return rows;
 }
-}  // namespace
 
 std::vector<std::string> StageMetrics(const SweepData& data, const std::string& stage) {
   const SweepData::Stage* s = data.FindStage(stage);

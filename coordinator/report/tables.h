@@ -122,6 +122,12 @@ bool MetricMatches(const std::string& request, const std::string& name);
 // figures draw them: one line or panel per group.
 std::vector<Group> ConfigGroups(const SweepData& data, const std::string& stage);
 
+// The rows a stage's tables and figures use: its reduce shards when it has any, else all.
+std::vector<size_t> TabulatedRows(const SweepData::Stage& stage, const SweepData& data);
+
+// A row's value of a group key: the seed, an axis, or a dotted param path (null when absent).
+Json KeyValue(const ShardRow& row, const std::string& key);
+
 // Text of a group-key value: strings as they are, everything else as JSON.
 std::string KeyText(const Json& value);
 

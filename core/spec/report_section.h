@@ -17,6 +17,9 @@ struct ReportStageRef {
   std::string stage;        // empty: a figure for every stage
   std::string figure_type;  // empty: a table's stage
   Loc loc;                  // of the stage name, or of the figure type
+  // Axis or param keys the entry groups or selects by (plot figures, ranking, paired), checked
+  // against the stage's axes (its own and those of the stages it needs) and params.
+  std::vector<std::pair<std::string, Loc>> keys;
 };
 
 // Parses the `report:` node into out; problems go to p. The stage names it names are appended
@@ -26,7 +29,8 @@ void ParseReportSection(const Node& n, ReportSpec& out, std::vector<ReportStageR
 
 // Reports every ref that names no stage of spec (skipped when there is no stage or a stage has
 // no valid name: that problem is reported already, a second one here would only repeat it), and
-// every figure type no kind of `kinds` offers (KindRegistry::FigureTypes()).
+// every figure type no kind of `kinds` offers (KindRegistry::FigureTypes()) and that is not a
+// plot type (kReportPlotTypes), and every key that is neither an axis nor a param of its stage.
 void CheckReportStages(const std::vector<ReportStageRef>& refs, const SweepSpec& spec,
                        const KindRegistry& kinds, Problems& p);
 

@@ -64,7 +64,14 @@ KindReport AblationReport() {
   grid.type = "ablation_heatmap";
   grid.renderer = FigureRenderer::kMetricHeatmap;
   grid.prefix = L::kRetained;
-  grid.first = {L::kRetainedFull, L::kRetainedZero, L::kRetainedRandom};
+  // Rows grouped by lens, in the order the variants are built (docs/ablation.md).
+  grid.first = {L::kRetainedFull,
+                L::kRetainedZero,
+                L::kRetainedRandom,
+                std::string(L::kRetained) + "module.*",
+                std::string(L::kRetained) + "layer.*",
+                std::string(L::kRetained) + "svd.*",
+                std::string(L::kRetained) + "base_svd.*"};
   grid.title = "dW ablation, stage {stage}: mean retained over seeds";
   grid.xlabel = "config";
   grid.ylabel = "ablation variant";

@@ -100,10 +100,10 @@ KindReport CommandReport() {
   curves.type = "metric_curves";
   curves.renderer = FigureRenderer::kGroupCurves;
   curves.group = command::kCurvesGroup;
-  curves.title = "Logged metrics, stage {stage}: mean over seeds, band ±1 std";
+  curves.title = "Logged metrics, stage {stage}: mean over seeds, band {band}";
   curves.caption =
       "Step-wise metrics the command logged to metrics.jsonl ({names}) against the step; a line "
-      "per config, the band is ±1 std over seeds.";
+      "per config, band: {band} over seeds.";
   curves.xlabel = "step";
   return {.metrics = {}, .only_these = false, .figures = {curves}};
 }

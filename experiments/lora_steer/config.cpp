@@ -82,25 +82,25 @@ KindReport LoraSteerReport() {
   // steer_delta is label-signed: +1 rows should say yes and -1 rows no under the positive
   // persona; the curve plots the same quantity.
   steer.sign = L::kEvalLabel;
-  steer.title = "Steering curve, stage {stage}: mean over seeds, band ±1 std";
+  steer.title = "Steering curve, stage {stage}: mean over seeds, band {band}";
   steer.xlabel = "α (steering scale: weights θ + α·dW, dW = Δθ+ − Δθ−)";
   steer.ylabel = "mean log p(yes) − log p(no)";
   steer.ylabel_signed = "mean label · (log p(yes) − log p(no))  (toward the + persona)";
   steer.caption =
       "Mean log-ratio log p(yes) − log p(no) on held-out rows (times the row's label where the "
       "shards record one, as steer_delta does) against the steering scale α; a line per config, "
-      "the band is ±1 std over {seeds} seeds.";
+      "band: {band} over {seeds} seeds.";
   KindFigure loss;
   loss.type = "loss_curves";
   loss.renderer = FigureRenderer::kSeries;
   loss.x = "train/step";  // not written today: the x axis is the logged step
   loss.series = {{L::kTrainLossPos, "θ+ adapter (positive persona)"},
                  {L::kTrainLossNeg, "θ− adapter (negative persona)"}};
-  loss.title = "Training loss, stage {stage}: mean over seeds, band ±1 std";
+  loss.title = "Training loss, stage {stage}: mean over seeds, band {band}";
   loss.xlabel = "training step";
   loss.ylabel = "loss";
   loss.caption =
-      "Training loss ({datasets}) against the step; a line per config, the band is ±1 std over "
+      "Training loss ({datasets}) against the step; a line per config, band: {band} over "
       "seeds; long curves are averaged in buckets of equal width.";
   r.figures = {steer, loss};
   return r;

@@ -65,11 +65,11 @@ KindReport PretrainReport() {
   loss.renderer = FigureRenderer::kSeries;
   loss.x = "train/step";  // not written today: the x axis is the logged step
   loss.series = {{L::kTrainLoss, "training loss"}};
-  loss.title = "Training loss, stage {stage}: mean over seeds, band ±1 std";
+  loss.title = "Training loss, stage {stage}: mean over seeds, band {band}";
   loss.xlabel = "training step";
   loss.ylabel = "loss";
   loss.caption =
-      "Training loss ({datasets}) against the step; a line per config, the band is ±1 std over "
+      "Training loss ({datasets}) against the step; a line per config, band: {band} over "
       "seeds; long curves are averaged in buckets of equal width.";
   r.figures = {loss};
   return r;

@@ -356,7 +356,7 @@ TEST(SpecReportTest, ValidSectionIsTyped) {
 TEST(SpecReportTest, UnknownKeysHaveFileAndLine) {
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  tabels: []\n", 3),
               AllOf(HasSubstr("report: unknown key 'tabels'; did you mean 'tables'?"),
-                    HasSubstr("accepted: tables, figures, formats")));
+                    HasSubstr("accepted: tables, figures, formats, uncertainty, ranking, paired")));
   EXPECT_THAT(
       OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      metric: [a]\n", 5),
       AllOf(HasSubstr("report: tables[0]: unknown key 'metric'; did you mean 'metrics'?"),
@@ -369,7 +369,8 @@ TEST(SpecReportTest, UnknownKeysHaveFileAndLine) {
 
 TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
   EXPECT_THAT(OneProblem("kind: eval\nreport: [tables]\n", 2),
-              HasSubstr("report: expected a map (tables, figures, formats), got a list"));
+              HasSubstr("report: expected a map (tables, figures, formats, uncertainty, ranking, "
+                        "paired), got a list"));
   EXPECT_THAT(
       OneProblem("kind: eval\nreport:\n  tables: {stage: main}\n", 3),
       HasSubstr("report: tables: expected a list of {stage, metrics, group_by}, got a map"));
@@ -385,14 +386,15 @@ TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
       OneProblem("kind: eval\nreport:\n  tables:\n    - stage: main\n      group_by: [a, [b]]\n",
                  5),
       HasSubstr("report: tables[0].group_by[1]: expected a string, got a list"));
-  EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures: [[loss_curves]]\n", 3),
-              HasSubstr("report: figures[0]: expected a figure type or {type, stage}, got a list"));
+  EXPECT_THAT(
+      OneProblem("kind: eval\nreport:\n  figures: [[loss_curves]]\n", 3),
+      HasSubstr("report: figures[0]: expected a figure type or {type, stage, ...}, got a list"));
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main}\n", 4),
               HasSubstr("report: figures[0]: missing 'type'"));
   // Figure types are the kinds' (KindConfig::report.figures), checked at plan time.
   EXPECT_THAT(OneProblem("kind: eval\nreport:\n  figures: [loss_curves,\n    pie_chart]\n", 4),
               HasSubstr("report: figures[1]: unknown figure type 'pie_chart' (accepted: "
-                        "loss_curves, steering_curve)"));
+                        "loss_curves, steering_curve, line, bars, scatter, heatmap)"));
   EXPECT_THAT(
       OneProblem("kind: eval\nreport:\n  figures:\n    - {stage: main, type: los_curves}\n", 4),
       HasSubstr("report: figures[0]: unknown figure type 'los_curves'; did you mean "
@@ -415,6 +417,127 @@ TEST(SpecReportTest, WrongTypesAndBadValuesAreProblems) {
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_THAT(problems[0],
               StartsWith("override 'report.formats=pdf': report: formats: unknown format"));
+}
+
+// ---- Plot figures, ranking, paired, uncertainty: typed and checked at plan time (#18) ----
+
+const char* kAnalysed = R"(name: analysed
+stages:
+  - name: base
+    kind: train
+    grid: {lora.rank: [1, 4]}
+  - name: steer
+    kind: eval
+    needs: base
+    seeds: [0, 1, 2]
+    grid: {alpha: [0.5, 1.0]}
+report:
+  uncertainty: std
+  figures:
+    - {type: line, stage: steer, x: alpha, y: steer_delta, group_by: lora.rank}
+    - {type: line, stage: steer, y: "retained.layer.*.keep", title: Retained by layer}
+    - {type: bars, stage: steer, y: [steer_delta, kl], group_by: [lora.rank]}
+    - {type: scatter, stage: steer, x: kl, y: steer_delta}
+    - {type: heatmap, stage: steer, x: split, y: "retained.*"}
+  ranking: {metric: steer_delta, stage: steer, best: min}
+  paired:
+    - {stage: steer, metric: steer_delta, a: {lora.rank: 1}, b: {lora.rank: 4}}
+)";
+
+TEST(SpecReportTest, PlotFiguresRankingAndPairedAreTyped) {
+  const ReportSpec r = Parse(kAnalysed).report;
+  EXPECT_EQ(r.uncertainty, "std");
+  EXPECT_EQ(Parse("kind: eval\n").report.uncertainty, "ci95");  // the default
+  ASSERT_EQ(r.figures->size(), 5u);
+  const ReportFigureSpec& line = (*r.figures)[0];
+  EXPECT_EQ(line.type, "line");
+  EXPECT_EQ(line.stage, "steer");
+  EXPECT_EQ(line.x, "alpha");  // an axis inherited... no: steer's own grid axis
+  EXPECT_THAT(line.y, ElementsAre("steer_delta"));
+  EXPECT_THAT(line.group_by, ElementsAre("lora.rank"));  // inherited from base through needs
+  EXPECT_EQ((*r.figures)[1].title, "Retained by layer");
+  EXPECT_THAT((*r.figures)[2].y, ElementsAre("steer_delta", "kl"));
+  EXPECT_EQ((*r.figures)[3].x, "kl");     // scatter: a metric, not checked against the axes
+  EXPECT_EQ((*r.figures)[4].x, "split");  // a param of the stage's kind
+  ASSERT_EQ(r.rankings.size(), 1u);
+  EXPECT_EQ(r.rankings[0].metric, "steer_delta");
+  EXPECT_FALSE(r.rankings[0].higher_is_better);
+  ASSERT_EQ(r.paired.size(), 1u);
+  ASSERT_EQ(r.paired[0].a.size(), 1u);
+  EXPECT_EQ(r.paired[0].a[0].first, "lora.rank");
+  EXPECT_EQ(r.paired[0].a[0].second, Json(1));
+  EXPECT_EQ(r.paired[0].b[0].second, Json(4));
+  // A list of rankings is accepted as well as one.
+  EXPECT_EQ(
+      Parse("kind: eval\nreport:\n  ranking: [{metric: a}, {metric: b}]\n").report.rankings.size(),
+      2u);
+}
+
+TEST(SpecReportTest, BadPlotFiguresFailAtPlanTimeWithFileAndLine) {
+  const std::string head =
+      "stages:\n  - {name: steer, kind: eval, grid: {alpha: [1, 2]}}\nreport:\n";
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: line, stage: steer, y: m}\n", 5),
+              HasSubstr("report: figures[0]: a 'line' figure needs 'x' (a numeric axis)"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: bars, stage: steer}\n", 5),
+              HasSubstr("report: figures[0]: a 'bars' figure needs 'y' (metrics)"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: bars, y: m}\n", 5),
+              HasSubstr("report: figures[0]: a 'bars' figure needs 'stage'"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: scatter, stage: steer, y: m}\n", 5),
+              HasSubstr("a 'scatter' figure needs 'x' (a metric)"));
+  EXPECT_THAT(
+      OneProblem(head + "  figures:\n    - {type: scatter, stage: steer, x: a, y: [m, n]}\n", 5),
+      HasSubstr("a 'scatter' figure needs one 'y' metric (no '*')"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: line, stage: steer, x: alpha,\n"
+                                "       y: \"a.*.b.*\"}\n",
+                         6),
+              HasSubstr("report: figures[0].y: 'a.*.b.*' has more than one '*'"));
+  // Keys are checked against the stage: an axis of it or of a stage it needs, or a param.
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - type: line\n      stage: steer\n"
+                                "      y: m\n      x: alpah\n",
+                         8),
+              HasSubstr("report: figures[0]: 'alpah' is neither an axis nor a param of stage "
+                        "'steer'"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: heatmap, stage: steer, y: m,\n"
+                                "       group_by: adapter}\n",
+                         6),
+              HasSubstr("'adapter' is neither an axis nor a param of stage 'steer'"));
+  EXPECT_THAT(
+      OneProblem(head + "  figures:\n    - {type: line, stage: steeer, x: alpha, y: m}\n", 5),
+      HasSubstr("'steeer' is not a stage; did you mean 'steer'?"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - line\n", 5),
+              HasSubstr("report: figures[0]: a 'line' figure needs a map {type, stage, y, ...}"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: loss_curves, x: alpha}\n", 5),
+              HasSubstr("'x' is for the plot types (line, bars, scatter, heatmap)"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: line, stage: steer, x: alpha, y: m,\n"
+                                "       colour: red}\n",
+                         6),
+              HasSubstr("unknown key 'colour'"));
+}
+
+TEST(SpecReportTest, BadRankingPairedAndUncertaintyFailAtPlanTime) {
+  const std::string head =
+      "stages:\n  - {name: steer, kind: eval, grid: {alpha: [1, 2]}}\nreport:\n";
+  EXPECT_THAT(OneProblem(head + "  uncertainty: sem\n", 4),
+              HasSubstr("report: uncertainty: 'sem' is not ci95 or std"));
+  EXPECT_THAT(OneProblem(head + "  ranking: {stage: steer}\n", 4),
+              HasSubstr("report: ranking: missing 'metric'"));
+  EXPECT_THAT(OneProblem(head + "  ranking: {metric: m, best: highest}\n", 4),
+              HasSubstr("report: ranking.best: 'highest' is not max or min"));
+  EXPECT_THAT(OneProblem(head + "  ranking: [{metric: m}, {metric: \"m.*\"}]\n", 4),
+              HasSubstr("report: ranking[1].metric: one metric, not a pattern"));
+  EXPECT_THAT(OneProblem(head + "  ranking: {metric: m, stage: stear}\n", 4),
+              HasSubstr("report: ranking: 'stear' is not a stage"));
+  EXPECT_THAT(OneProblem(head + "  paired:\n    - {metric: m, a: {alpha: 1}}\n", 5),
+              HasSubstr("report: paired[0]: missing 'b'"));
+  EXPECT_THAT(OneProblem(head + "  paired:\n    - {metric: m, a: {alpha: 1}, b: {alpha: 1}}\n", 5),
+              HasSubstr("report: paired[0]: a and b select the same shards"));
+  EXPECT_THAT(OneProblem(head + "  paired:\n    - {metric: m, a: lora, b: {alpha: 1}}\n", 5),
+              HasSubstr("report: paired[0].a: expected a map of axis values"));
+  EXPECT_THAT(OneProblem(head + "  paired:\n    - stage: steer\n      metric: m\n"
+                                "      a: {adapter: lora}\n      b: {alpha: 2}\n",
+                         7),
+              HasSubstr("report: paired[0]: 'adapter' is neither an axis nor a param of stage "
+                        "'steer'"));
 }
 
 TEST(SpecReportTest, ParseReportSpecReadsTheSectionAlone) {

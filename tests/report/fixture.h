@@ -66,6 +66,19 @@ class SweepFixture {
     registry_->UpsertSweep(row);
   }
 
+  // Adds another sweep to the same registry; later Add calls add to it.
+  void AddSweep(std::string name) {
+    SweepRow row;
+    row.name = name;
+    row.spec_text = fmt::format("name: {}\nout: runs\n", name);
+    row.spec_hash = "0123456789abcdef0123";
+    row.out_dir = "runs";
+    row.git_commit = "test";
+    row.host = "test";
+    registry_->UpsertSweep(row);
+    sweep_ = std::move(name);
+  }
+
   std::string registry_path() const { return (runs_ / "registry.sqlite").string(); }
   const std::filesystem::path& root() const { return tmp_.path(); }
   Registry& registry() { return *registry_; }

@@ -181,6 +181,434 @@ TEST(Report, TableNumbersEqualAnIndependentComputationFromTheRegistry) {
   }
 }
 
+// ---- multi-seed analysis: ranking and paired comparisons ----
+
+// Three adapters × five seeds; dora's seed 4 failed (left out of the rankings). Recomputed here
+// from the registry with formulas other than the report's: ranks by sorting (no ties in random
+// data), ρ = 1 − 6Σd²/(n(n² − 1)), W = 12·S/(m²(n³ − n)), the sign test's p by summing binomial
+// terms, the t quantile from a table.
+TEST(Report, RankingAndPairedEqualAnIndependentComputation) {
+  SweepFixture f("multi",
+                 "name: multi\nreport:\n  ranking: {stage: steer, metric: steer_delta}\n"
+                 "  paired:\n    - {stage: steer, metric: steer_delta, a: {adapter: lora}, "
+                 "b: {adapter: ia3}}\n");
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(-1.0, 2.0);
+  const std::vector<std::string> adapters = {"dora", "ia3", "lora"};  // table order: by value
+  std::map<std::string, std::map<int64_t, double>> value;
+  for (const auto& a : adapters) {
+    for (int64_t seed = 0; seed < 5; ++seed) {
+      const bool failed = a == "dora" && seed == 4;
+      const double v = u(rng) + (a == "lora" ? 0.5 : 0.0);
+      if (!failed) value[a][seed] = v;
+      f.Add({"steer",
+             0,
+             "lora_steer",
+             {{"adapter", a}},
+             seed,
+             failed ? ShardStatus::kFailed : ShardStatus::kDone,
+             failed ? std::vector<std::pair<std::string, double>>{}
+                    : std::vector<std::pair<std::string, double>>{{"steer_delta", v}}});
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.figures = false;
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.rankings.size(), 1u);
+
+  // Ranks: per seed 0..3, configs sorted by value, highest first.
+  std::map<std::string, std::map<int64_t, double>> rank;
+  for (int64_t seed = 0; seed < 4; ++seed) {
+    std::vector<std::string> order = adapters;
+    std::sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
+      return value[x][seed] > value[y][seed];
+    });
+    for (size_t i = 0; i < order.size(); ++i) rank[order[i]][seed] = static_cast<double>(i + 1);
+  }
+  double rho = 0;
+  int pairs = 0;
+  for (int64_t s = 0; s < 4; ++s) {
+    for (int64_t t = s + 1; t < 4; ++t) {
+      double d2 = 0;
+      for (const auto& a : adapters) d2 += std::pow(rank[a][s] - rank[a][t], 2);
+      rho += 1 - 6 * d2 / (3 * (9 - 1)), ++pairs;
+    }
+  }
+  rho /= pairs;
+  double S = 0;
+  for (const auto& a : adapters) {
+    double sum = 0;
+    for (int64_t s = 0; s < 4; ++s) sum += rank[a][s];
+    S += std::pow(sum - 4 * 2.0, 2);  // mean rank sum m(n + 1)/2 = 8
+  }
+  const double W = 12 * S / (16 * (27 - 3));
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "ranking-steer-steer_delta.csv"));
+  ASSERT_EQ(rows.size(), 12u);  // 3 configs × 4 complete seeds
+  for (const auto& row : rows) {
+    const std::string a = row.at("config").substr(std::string("adapter=").size());
+    const int64_t seed = std::stoll(row.at("seed"));
+    EXPECT_EQ(std::stod(row.at("rank")), rank[a][seed]) << a << " seed " << seed;
+    EXPECT_DOUBLE_EQ(std::stod(row.at("value")), value[a][seed]);
+    EXPECT_EQ(row.at("best"), "max");
+    EXPECT_EQ(row.at("n_seeds"), "4");
+    EXPECT_NEAR(std::stod(row.at("mean_spearman")), rho, 1e-12);
+    EXPECT_EQ(row.at("spearman_pairs"), "6");
+    EXPECT_NEAR(std::stod(row.at("kendall_w")), W, 1e-12);
+  }
+  EXPECT_THAT(r.rankings[0].dropped, ::testing::ElementsAre("seed 4: no value for adapter=dora"));
+
+  // Paired lora − ia3 over seeds 0..4.
+  std::vector<double> d;
+  for (int64_t seed = 0; seed < 5; ++seed) d.push_back(value["lora"][seed] - value["ia3"][seed]);
+  double mean = 0;
+  for (double x : d) mean += x / 5;
+  double ss = 0;
+  for (double x : d) ss += (x - mean) * (x - mean);
+  const double sd = std::sqrt(ss / 4), half = 2.7764451051977987 * sd / std::sqrt(5.0);
+  const auto plus = std::count_if(d.begin(), d.end(), [](double x) { return x > 0; });
+  const auto minus = std::count_if(d.begin(), d.end(), [](double x) { return x < 0; });
+  const long n = plus + minus, k = std::min(plus, minus);
+  double tail = 0, binom = 1;  // Σ_{i≤k} C(n, i) / 2^n
+  for (long i = 0; i <= k; ++i) {
+    tail += binom / std::pow(2.0, static_cast<double>(n));
+    binom = binom * static_cast<double>(n - i) / static_cast<double>(i + 1);
+  }
+  auto paired = ReadCsv(Slurp(out.path() / "tables" / "paired.csv"));
+  ASSERT_EQ(paired.size(), 1u);
+  const auto& p = paired[0];
+  EXPECT_EQ(p.at("a"), "adapter=lora");
+  EXPECT_EQ(p.at("b"), "adapter=ia3");
+  EXPECT_EQ(p.at("n"), "5");
+  EXPECT_NEAR(std::stod(p.at("mean_diff")), mean, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("std")), sd, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("ci95_low")), mean - half, 1e-12);
+  EXPECT_NEAR(std::stod(p.at("ci95_high")), mean + half, 1e-12);
+  EXPECT_EQ(std::stol(p.at("a_greater")), plus);
+  EXPECT_EQ(std::stol(p.at("b_greater")), minus);
+  EXPECT_NEAR(std::stod(p.at("sign_p")), std::min(1.0, 2 * tail), 1e-12);
+  EXPECT_EQ(p.at("pairs"), "seed 0;seed 1;seed 2;seed 3;seed 4");
+
+  // Both are in report.md and report.html.
+  const std::string md = Slurp(r.index_md), html = Slurp(r.html);
+  EXPECT_THAT(md, HasSubstr("## Rankings across seeds"));
+  EXPECT_THAT(md, HasSubstr("## Paired comparisons"));
+  EXPECT_THAT(html, HasSubstr("Kendall's W"));
+  EXPECT_THAT(html, HasSubstr("sign test p"));
+}
+
+// Pairs match on every axis neither side names; a selection that matches nothing is an error.
+TEST(Report, PairedMatchesOtherAxesAndRejectsEmptySelections) {
+  SweepFixture f("pairs",
+                 "name: pairs\nreport:\n  paired:\n    - {metric: m, a: {adapter: lora}, "
+                 "b: {adapter: ia3}}\n");
+  for (std::string a : {"lora", "ia3"}) {
+    for (int rank : {1, 4}) {
+      for (int64_t seed = 0; seed < 2; ++seed) {
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               {{"adapter", a}, {"lora.rank", rank}},
+               seed,
+               ShardStatus::kDone,
+               {{"m", (a == "lora" ? 10.0 : 0.0) + rank + seed}}});
+      }
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.figures = false;
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.paired.size(), 1u);
+  EXPECT_EQ(r.paired[0].pairs.size(), 4u);  // (seed, lora.rank)
+  EXPECT_EQ(r.paired[0].pairs[0], "seed 0, lora.rank=1");
+  EXPECT_DOUBLE_EQ(r.paired[0].summary.diff.mean, 10.0);
+  EXPECT_DOUBLE_EQ(r.paired[0].summary.diff.std, 0.0);
+  EXPECT_EQ(r.paired[0].summary.a_greater, 4u);
+
+  SweepFixture bad("nopair",
+                   "name: nopair\nreport:\n  paired:\n    - {metric: m, a: {adapter: lora}, "
+                   "b: {adapter: dora}}\n");
+  bad.Add({"steer", 0, "lora_steer", {{"adapter", "lora"}}, 0, ShardStatus::kDone, {{"m", 1}}});
+  try {
+    WriteReport(Options(bad, out.path()));
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("paired adapter=lora vs adapter=dora: no stage with metric "
+                                    "'m' has shards of both"));
+  }
+}
+
+// ---- plot figures from the spec's report: section ----
+
+// Rows of a gnuplot .dat file by block: each block starts with "# <label>" and holds numbers.
+std::map<std::string, std::vector<std::vector<double>>> DatBlocks(const std::string& text) {
+  std::map<std::string, std::vector<std::vector<double>>> out;
+  std::istringstream in(text);
+  std::string line, label;
+  bool header = false;
+  for (std::string l; std::getline(in, l);) {
+    if (l.starts_with("# ")) {
+      if (!header) label = l.substr(2);  // the first comment of a block names it
+      header = true;
+      continue;
+    }
+    header = false;
+    if (l.empty()) continue;
+    std::istringstream row(l);
+    std::vector<double> v;
+    for (std::string w; row >> w;) v.push_back(w == "NaN" ? NAN : std::stod(w));
+    out[label].push_back(v);
+  }
+  return out;
+}
+
+const char* kPlotSpec = R"(name: plots
+report:
+  figures:
+    - {type: line, stage: steer, x: lora.rank, y: steer_delta, group_by: adapter}
+    - {type: line, stage: ablate, y: "retained.layer.*.keep", xlabel: layer}
+    - {type: bars, stage: steer, y: steer_delta, group_by: adapter}
+    - {type: scatter, stage: steer, x: kl_at_1, y: steer_delta}
+    - {type: heatmap, stage: ablate, y: "retained.*"}
+)";
+
+// Four adapters × three ranks × three seeds (one failed), and an ablation stage.
+void AddPlotSweep(SweepFixture& f, std::map<std::string, std::vector<double>>& values) {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  for (std::string a : {"lora", "ia3", "dora", "oft"}) {
+    for (int rank : {1, 2, 4}) {
+      for (int seed = 0; seed < 3; ++seed) {
+        const bool failed = a == "oft" && rank == 2 && seed == 1;
+        const double v = rank * (a == "lora" ? 1.0 : 0.5) + 0.3 * noise(rng);
+        if (!failed) values[fmt::format("{}|{}", a, rank)].push_back(v);
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               {{"adapter", a}, {"lora.rank", rank}},
+               seed,
+               failed ? ShardStatus::kFailed : ShardStatus::kDone,
+               failed ? std::vector<std::pair<std::string, double>>{}
+                      : std::vector<std::pair<std::string, double>>{
+                            {"steer_delta", v}, {"kl_at_1", 0.01 * rank + 0.001 * noise(rng)}}});
+      }
+    }
+  }
+  for (std::string a : {"lora", "ia3"}) {
+    for (int seed = 0; seed < 3; ++seed) {
+      const double l0 = 0.3 + 0.1 * noise(rng), l1 = 1.03 + 0.01 * seed;
+      values["layer0|" + a].push_back(l0);
+      values["layer1|" + a].push_back(l1);
+      f.Add({"ablate",
+             1,
+             "ablation",
+             {{"adapter", a}},
+             seed,
+             ShardStatus::kDone,
+             {{"retained.full", 1.0},
+              {"retained.zero", 0.0},
+              {"retained.layer.0.keep", l0},
+              {"retained.layer.1.keep", l1},
+              {"retained.module.attention.keep", -0.0001 * (seed + 1)}}});
+    }
+  }
+}
+
+TEST(Report, PlotFiguresEqualAnIndependentComputation) {
+  SweepFixture f("plots", kPlotSpec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  std::map<std::string, const report::Figure*> by_id;
+  for (const auto& fig : r.figures) by_id[fig.id] = &fig;
+  for (const char* id :
+       {"steer-line-steer_delta-lora.rank", "ablate-line-retained.layer._.keep",
+        "steer-bars-steer_delta", "steer-scatter-steer_delta-kl_at_1", "ablate-heatmap-retained._"})
+    ASSERT_TRUE(by_id.count(id)) << id;
+
+  // Independent: mean and mean ± t(0.975, n − 1)·s/√n, t from a table.
+  const std::map<size_t, double> t975 = {{2, 12.706204736174698}, {3, 4.302652729911275}};
+  auto expect_point = [&](const std::vector<double>& row, const std::vector<double>& v,
+                          const std::string& what) {
+    const double n = static_cast<double>(v.size());
+    double mean = 0, ss = 0;
+    for (double x : v) mean += x / n;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    const double half = t975.at(v.size()) * std::sqrt(ss / (n - 1)) / std::sqrt(n);
+    ASSERT_EQ(row.size(), 5u) << what;
+    EXPECT_NEAR(row[1], mean, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_NEAR(row[2], mean - half, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_NEAR(row[3], mean + half, 1e-5 * std::max(1.0, std::abs(mean))) << what;
+    EXPECT_EQ(row[4], n) << what;
+  };
+  auto line = DatBlocks(Slurp(out.path() / "figures" / "steer-line-steer_delta-lora.rank.dat"));
+  ASSERT_EQ(line.size(), 4u);  // one line per adapter
+  for (std::string a : {"lora", "ia3", "dora", "oft"}) {
+    const auto& rows = line["adapter=" + a];
+    ASSERT_EQ(rows.size(), 3u) << a;
+    for (size_t i = 0; i < 3; ++i) {
+      const int rank = std::vector<int>{1, 2, 4}[i];
+      EXPECT_EQ(rows[i][0], rank);  // sorted by x
+      expect_point(rows[i], values[fmt::format("{}|{}", a, rank)], a);
+    }
+  }
+  auto layers = DatBlocks(Slurp(out.path() / "figures" / "ablate-line-retained.layer._.keep.dat"));
+  ASSERT_EQ(layers.size(), 2u);
+  for (std::string a : {"lora", "ia3"}) {
+    ASSERT_EQ(layers["adapter=" + a].size(), 2u) << a;  // the default groups: every axis
+    EXPECT_EQ(layers["adapter=" + a][0][0], 0);         // x = the '*' of the pattern
+    expect_point(layers["adapter=" + a][0], values["layer0|" + a], a);
+    expect_point(layers["adapter=" + a][1], values["layer1|" + a], a);
+  }
+  // Captions say what the bars are.
+  EXPECT_THAT(by_id["steer-line-steer_delta-lora.rank"]->caption, HasSubstr("95% CI (Student t)"));
+  EXPECT_THAT(by_id["steer-bars-steer_delta"]->caption, HasSubstr("95% CI (Student t)"));
+  EXPECT_THAT(by_id["steer-scatter-steer_delta-kl_at_1"]->caption, HasSubstr("95% CI (Student t)"));
+  // Scatter: one point per done seed, per config.
+  size_t points = 0;
+  for (const auto& [label, rows] :
+       DatBlocks(Slurp(out.path() / "figures" / "steer-scatter-steer_delta-kl_at_1.dat"))) {
+    if (!label.ends_with(": mean")) points += rows.size();
+  }
+  EXPECT_EQ(points, 35u);
+  // Heatmap cells: mean, n and interval per cell in the cells CSV, the same numbers.
+  auto cells = ReadCsv(Slurp(out.path() / "figures" / "ablate-heatmap-retained._.cells.csv"));
+  ASSERT_EQ(cells.size(), 10u);  // 5 metrics × 2 adapters
+  for (const auto& c : cells) {
+    if (c.at("row") != "retained.layer.1.keep") continue;
+    const auto& v = values["layer1|" + c.at("column").substr(std::string("adapter=").size())];
+    expect_point({0, std::stod(c.at("mean")), std::stod(c.at("ci95_low")),
+                  std::stod(c.at("ci95_high")), std::stod(c.at("n"))},
+                 v, c.at("column"));
+  }
+  // In the HTML the cells show n and the CI on hover (title), and are linked as CSV.
+  const std::string html = Slurp(r.html);
+  EXPECT_THAT(html, HasSubstr("title=\"mean 1.04, n = 3/3, 95% CI ["));
+  EXPECT_THAT(html, HasSubstr("figures/ablate-heatmap-retained._.cells.csv"));
+  if (report::FindOnPath("gnuplot").empty()) GTEST_SKIP() << "gnuplot not installed";
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+  for (const auto& fig : r.figures) {
+    ASSERT_FALSE(fig.png.empty()) << fig.id;
+    EXPECT_GT(fs::file_size(out.path() / fig.png), 2000u) << fig.id;
+  }
+  // The heatmap's labels: the mean 1.04 of 1.03, 1.04, 1.05 unclipped, 0.00 and no "-0.00" for
+  // the means of −0.0001·(seed + 1).
+  const std::string svg = Slurp(out.path() / "figures" / "ablate-heatmap-retained._.svg");
+  EXPECT_NE(svg.find("<text>1.04</text>"), std::string::npos);
+  EXPECT_NE(svg.find("<text>0.00</text>"), std::string::npos);
+  EXPECT_EQ(svg.find("-0.00"), std::string::npos);
+}
+
+TEST(Report, UncertaintyStdMakesBandsMeanPlusMinusStd) {
+  std::string spec = kPlotSpec;
+  spec.insert(spec.find("report:\n") + 8, "  uncertainty: std\n");
+  SweepFixture f("plots", spec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  ReportResult r = WriteReport(o);
+  auto line = DatBlocks(Slurp(out.path() / "figures" / "steer-line-steer_delta-lora.rank.dat"));
+  const auto& v = values["lora|2"];
+  double mean = 0, ss = 0;
+  for (double x : v) mean += x / 3;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  ASSERT_EQ(line["adapter=lora"].size(), 3u);
+  EXPECT_NEAR(line["adapter=lora"][1][2], mean - std::sqrt(ss / 2), 1e-5);
+  EXPECT_NEAR(line["adapter=lora"][1][3], mean + std::sqrt(ss / 2), 1e-5);
+  for (const auto& fig : r.figures) {
+    if (fig.id.find("heatmap") == std::string::npos)
+      EXPECT_THAT(fig.caption, HasSubstr("±1 std (ddof = 1)")) << fig.id;
+  }
+}
+
+// HTML: every table sortable by an inline script, no scroll box that would cut a long table
+// when printed or captured, figures linked full-size.
+TEST(Report, HtmlTablesAreSortableAndNotScrollBoxed) {
+  SweepFixture f("plots", kPlotSpec);
+  std::map<std::string, std::vector<double>> values;
+  AddPlotSweep(f, values);
+  TempDir out;
+  ReportResult r = WriteReport(Options(f, out.path()));
+  const std::string html = Slurp(r.html);
+  EXPECT_THAT(html, Not(HasSubstr("overflow:auto")));
+  EXPECT_THAT(html, Not(HasSubstr("max-height")));
+  EXPECT_THAT(html, Not(HasSubstr("class=\"scroll\"")));
+  EXPECT_THAT(html, HasSubstr("@media print"));
+  std::regex table("<table class=\"([^\"]*)\">");
+  size_t tables = 0;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), table);
+       it != std::sregex_iterator(); ++it) {
+    const std::string cls = (*it)[1];
+    if (cls == "heatcells") continue;
+    ++tables;
+    EXPECT_THAT(cls, HasSubstr("sortable"));
+  }
+  EXPECT_GE(tables, 2u);  // the stage tables
+  EXPECT_THAT(html, HasSubstr("querySelectorAll(\"table.sortable\")"));
+  EXPECT_THAT(html, Not(HasSubstr("<script src")));  // inline, no CDN
+  if (!r.figures.empty() && !r.figures[0].png.empty())
+    EXPECT_THAT(html, HasSubstr("<a href=\"" + r.figures[0].svg + "\" target=\"_blank\""));
+}
+
+// ---- several sweeps side by side ----
+
+TEST(Report, SeveralSweepsSideBySideGroupedByTheirSharedAxes) {
+  SweepFixture f("first");
+  std::map<std::string, std::vector<double>> values;  // "sweep|adapter"
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::string sweep : {"first", "second"}) {
+    if (sweep == "second") f.AddSweep(sweep);
+    for (std::string a : {"lora", "ia3"}) {
+      for (int seed = 0; seed < 3; ++seed) {
+        const double v = u(rng) + (sweep == "second" ? 1.0 : 0.0);
+        values[sweep + "|" + a].push_back(v);
+        Json axes = {{"adapter", a}};
+        if (sweep == "second") axes["lr"] = 0.1;  // an axis only the second sweep has
+        f.Add({"steer",
+               0,
+               "lora_steer",
+               axes,
+               seed,
+               ShardStatus::kDone,
+               {{"steer_delta", v}, {"only_first", 1.0 * (sweep == "first")}}});
+      }
+    }
+  }
+  TempDir out;
+  ReportOptions o = Options(f, out.path());
+  o.sweep = "first";
+  o.compare = {"second"};
+  ReportResult r = WriteReport(o);
+  ASSERT_EQ(r.tables.size(), 1u);
+  EXPECT_EQ(r.tables[0].keys, (std::vector<std::string>{"sweep", "adapter"}));  // lr not shared
+  EXPECT_EQ(r.tables[0].groups.size(), 4u);
+  auto rows = ReadCsv(Slurp(out.path() / "tables" / "steer.csv"));
+  size_t checked = 0;
+  for (const auto& row : rows) {
+    if (row.at("metric") != "steer_delta") continue;
+    const auto& v = values.at(row.at("sweep") + "|" + row.at("adapter"));
+    double mean = 0;
+    for (double x : v) mean += x / 3;
+    EXPECT_NEAR(std::stod(row.at("mean")), mean, 1e-12);
+    EXPECT_EQ(row.at("n"), "3");
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4u);
+  ASSERT_FALSE(r.figures.empty());
+  EXPECT_EQ(r.figures[0].id, "compare-steer-steer_delta");
+  const std::string md = Slurp(r.index_md);
+  EXPECT_THAT(md, HasSubstr("# Comparison: sweeps first, second"));
+  EXPECT_THAT(md, HasSubstr("| first | lora |"));
+  EXPECT_THAT(md, HasSubstr("| second | ia3 |"));
+  // A stage no sweep shares is a usage error.
+  o.stage = "nope";
+  EXPECT_THROW(WriteReport(o), UsageError);
+}
+
 // ---- a failed seed ----
 
 class FailedSeed : public ::testing::Test {
@@ -579,7 +1007,13 @@ TEST(Report, EveryLinkInReportMdAndHtmlPointsToAFileThatExists) {
   EXPECT_TRUE(ablate->metrics.front().starts_with("retained."));
 
   std::set<std::string> ids;
-  for (const auto& fig : r.figures) ids.insert(fig.id);
+  for (const auto& fig : r.figures) {
+    ids.insert(fig.id);
+    // The kinds' curves say what their bands are: the default 95% t-interval.
+    if (fig.id == "steer-steering_curve" || fig.id == "base-loss_curves")
+      EXPECT_THAT(fig.title + " " + fig.caption, HasSubstr("95% CI (Student t)")) << fig.id;
+    EXPECT_THAT(fig.caption, Not(HasSubstr("{band}"))) << fig.id;
+  }
   EXPECT_EQ(ids, (std::set<std::string>{"base-loss_curves", "steer-steering_curve",
                                         "steer-loss_curves", "ablate-ablation_heatmap",
                                         "heads-heads-prev_token", "heads-heads-induction",
