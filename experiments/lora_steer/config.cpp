@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/data/text_data.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
 #include "experiments/model/train_params.h"
@@ -47,6 +48,8 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
   const Json& data = params.at("data");
   for (const char* k : {"n_train", "n_eval", "n_kl"})
     if (data.at(k).get<int64_t>() < 1) p.push_back(fmt::format("data.{}: must be >= 1", k));
+  const auto text = data::ValidateTextDataParams(params);
+  p.insert(p.end(), text.begin(), text.end());
   const Json& alphas = params.at("eval").at("alphas");
   bool has0 = false, has1 = false;
   for (const auto& a : alphas) {
@@ -97,6 +100,13 @@ KindReport LoraSteerReport() {
   return r;
 }
 
+// n_train, n_eval, n_kl size the synthetic task; with source: text the files give the rows.
+Json LoraSteerDataDefaults() {
+  Json d = {{"source", "synthetic"}, {"n_train", 512}, {"n_eval", 256}, {"n_kl", 64}};
+  d.update(data::TextDataDefaults());
+  return d;
+}
+
 }  // namespace
 
 KindConfig LoraSteerKindConfig() {
@@ -111,10 +121,15 @@ KindConfig LoraSteerKindConfig() {
       // lr 0: the adapter's default (lora 1e-4, ia3 3e-3), where the α curve of the demo
       // stays monotone over α ∈ [−2, 2]; larger steps over-steer at |α| = 2.
       {"train", TrainDefaults(120, 32, 0.0, 0)},
-      {"data", {{"n_train", 512}, {"n_eval", 256}, {"n_kl", 64}}},
+      {"data", LoraSteerDataDefaults()},
+      {data::kDataDirParam, ""},
       {"eval", {{"alphas", {-2.0, -1.0, 0.0, 1.0, 2.0}}}},
   };
   k.validate = ValidateLoraSteer;
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = [](Json& params, const KindConfig::StageContext& stage) {
+    return data::ResolveTextData(params, stage.spec_dir, /*needs_train=*/true);
+  };
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLossPos, L::kTrainLossNeg, L::kEvalAlphas,

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "experiments/data/synthetic.h"
+#include "experiments/data/text_data.h"
 #include "experiments/model/config.h"
 #include "experiments/model/train_params.h"
 #include "experiments/pretrain/layout.h"
@@ -41,9 +42,13 @@ std::vector<std::string> ValidatePretrain(const Json& params) {
   } else if (source == "file") {
     if (data.at("path").get<std::string>().empty())
       p.push_back("data.path: required when data.source is file");
-  } else {
-    p.push_back(fmt::format("data.source: '{}' is not synthetic or file", source));
+  } else if (source != "text") {
+    p.push_back(fmt::format("data.source: '{}' is not synthetic, file or text", source));
   }
+  if (data.at("digest") != "")
+    p.push_back("data.digest: set by seedgrid from the data files; do not set it in the spec");
+  if (params.at(data::kDataDirParam) != "")
+    p.push_back(std::string(data::kDataDirParam) + ": set by seedgrid; do not set it");
   if (data.at("seed").get<int64_t>() < 0) p.push_back("data.seed: must be >= 0");
   if (params.at("eval").at("rows").get<int64_t>() < 1) p.push_back("eval.rows: must be >= 1");
   if (!(params.at("init").at("std").get<double>() > 0)) p.push_back("init.std: must be > 0");
@@ -83,12 +88,20 @@ KindConfig PretrainKindConfig() {
         {"seed", 0},
         {"n_content", 8},
         {"induction_frac", 0.5},
-        {"none_bias", 0.2}}},
+        {"none_bias", 0.2},
+        {"tokenizer", ""},  // source: text (docs/data.md)
+        {"column", "text"},
+        {"digest", ""}}},
+      {data::kDataDirParam, ""},
       {"train", PretrainTrainDefaults()},
       {"eval", {{"rows", 512}}},
       {"init", {{"std", 0.02}}},
   };
   k.validate = ValidatePretrain;
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = [](Json& params, const KindConfig::StageContext& stage) {
+    return data::ResolveCorpus(params, stage.spec_dir);
+  };
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLoss};
   };
