@@ -40,16 +40,24 @@ std::pair<torch::Tensor, torch::Tensor> PadBatch(const std::vector<Tokenized>& r
   return {tokens, mask};
 }
 
+// Logits only from the earliest position that predicts an answer token in the batch: the LM head
+// (V × d per position) is most of a small model's cost, and the prompts' positions before it
+// carry no loss.
 RowsLoss PairLoss(std::shared_ptr<const std::vector<Tokenized>> rows) {
   return [rows](const Model& model, const ForwardOptions& opts, const std::vector<int64_t>& idx) {
     auto [tokens, mask] = PadBatch(*rows, idx);
+    int64_t first = tokens.size(1) - 2;
+    for (const int64_t i : idx)
+      first = std::min(first, std::max<int64_t>(0, (*rows)[static_cast<size_t>(i)].prompt_len - 1));
+    const int64_t P = tokens.size(1) - 1 - first;
     tokens = tokens.to(model.device());
-    mask = mask.to(model.device());
-    const auto logits = model.Forward(tokens, opts);  // [B, T, V]
+    mask = mask.narrow(1, first, P).to(model.device());
+    ForwardOptions o = opts;
+    o.logit_positions = torch::arange(first, first + P, torch::kLong);
+    const auto logits = model.Forward(tokens, o);  // [B, P, V]
     const int64_t V = logits.size(-1);
     const auto ce = torch::nn::functional::cross_entropy(
-                        logits.narrow(1, 0, logits.size(1) - 1).reshape({-1, V}),
-                        tokens.narrow(1, 1, tokens.size(1) - 1).reshape({-1}),
+                        logits.reshape({-1, V}), tokens.narrow(1, first + 1, P).reshape({-1}),
                         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
                         .view_as(mask);
     // Each row's mean over its answer tokens, summed over rows (steer_data.h's contract).
