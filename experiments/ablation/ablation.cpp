@@ -408,7 +408,7 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
   };
 
   EvalResult result;
-  const auto base = ScoreYesNo(model, rows, {}, row_chunk);
+  const auto base = ScoreYesNo(model, rows, {}, row_chunk, o.query);
   for (int64_t i = 0; i < row_chunks; ++i) tick();
   std::map<std::pair<size_t, size_t>, YesNoScores> scored;
   for (int64_t c0 = 0; c0 < n_cells; c0 += cell_chunk) {
@@ -426,9 +426,20 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
       synth::RowBatch stacked;  // cn copies of rows [r0, r0+n), cell-major
       stacked.rows = cn * n;
       stacked.seq_len = T;
-      for (int64_t k = 0; k < cn; ++k)
+      YesNoQuery stacked_query;  // the rows' positions, once per cell
+      for (int64_t k = 0; k < cn; ++k) {
         stacked.tokens.insert(stacked.tokens.end(), rows.row(r0), rows.row(r0 + n));
-      const auto s = ScoreYesNo(model, stacked, fo, stacked.rows);
+        if (o.query)
+          stacked_query.position.insert(stacked_query.position.end(),
+                                        o.query->position.begin() + r0,
+                                        o.query->position.begin() + r0 + n);
+      }
+      if (o.query) {
+        stacked_query.yes = o.query->yes;
+        stacked_query.no = o.query->no;
+      }
+      const auto s =
+          ScoreYesNo(model, stacked, fo, stacked.rows, o.query ? &stacked_query : nullptr);
       for (int64_t k = 0; k < cn; ++k) {
         auto& dst = scored[cells[static_cast<size_t>(c0 + k)]];
         dst.logratio.narrow(0, r0, n).copy_(s.logratio.narrow(0, k * n, n));
@@ -489,15 +500,12 @@ const InputArtifact& SteerInput(const ShardTaskView& task) {
   return *found.front();
 }
 
-void RunDwAblation(ShardContext& ctx) {
-  const Json& p = ctx.params();
-  const InputArtifact& steer = SteerInput(ctx.task());
-  const std::string base_dir = ResolveAblationBase(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, torch::Device(ctx.device()));
+// The held-out synthetic rows lora_steer scores (split kSteerEval): `rows` of them, 0 = the
+// steer shard's data.n_eval.
+synth::RowBatch SyntheticEvalRows(const InputArtifact& steer, const Model& model,
+                                  const std::string& base_dir, const Json& p) {
   const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
   CheckTaskFits(task, model, base_dir);
-  const DeltaMap dw = ReadSteeringDelta(steer.path, &model);
-
   int64_t n_rows = p.at("rows").get<int64_t>();
   if (n_rows == 0) {
     const Json* n = nullptr;
@@ -508,8 +516,19 @@ void RunDwAblation(ShardContext& ctx) {
     else
       n_rows = H5Reader(steer.path).DatasetShape(lora_steer_layout::kEvalRowIdx).at(0);
   }
-  const auto rows =
-      synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, n_rows, synth::Persona::kPos);
+  return synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, n_rows, synth::Persona::kPos);
+}
+
+void RunDwAblation(ShardContext& ctx) {
+  const Json& p = ctx.params();
+  const InputArtifact& steer = SteerInput(ctx.task());
+  const std::string base_dir = ResolveAblationBase(ctx.task(), p.at("base").get<std::string>());
+  Model model = Model::Load(base_dir, torch::Device(ctx.device()));
+  const DeltaMap dw = ReadSteeringDelta(steer.path, &model);
+  // A text steer shard's own eval rows, or the synthetic rows it scored.
+  auto text_rows = ReadTextEvalSet(steer.path);
+  const synth::RowBatch rows =
+      text_rows ? text_rows->first : SyntheticEvalRows(steer, model, base_dir, p);
 
   VariantOptions vo;
   vo.lenses = p.at("lenses").get<std::vector<std::string>>();
@@ -524,6 +543,7 @@ void RunDwAblation(ShardContext& ctx) {
   eo.batch_rows = p.at("batch").at("rows").get<int64_t>();
   eo.batch_cells = p.at("batch").at("cells").get<int64_t>();
   eo.progress = [&](int64_t done, int64_t total) { ctx.Progress(done, total); };
+  eo.query = text_rows ? &text_rows->second : nullptr;
   const EvalResult res = EvaluateVariants(model, rows, variants, eo);
 
   // Comparability with the steer shard: its own α = 0 and α = 1 rows against ours.

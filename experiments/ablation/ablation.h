@@ -9,7 +9,8 @@
 //   (anchors full / zero / random_norm_matched; module families and single modules kept or
 //   dropped; single_layer_keep and leave_one_layer_out per adapted layer; crops of dW's own SVD
 //   and of the base weight's SVD, with complements and norm-matched random controls), evaluated
-//   as W + α·delta on the held-out rows lora_steer scores (split kSteerEval, rows 0..n_eval-1),
+//   as W + α·delta on the held-out rows lora_steer scores (split kSteerEval, rows 0..n_eval-1;
+//   for a steer shard trained on text, the eval set its file stores, every row, `rows` unused),
 //   at each α of `alphas`. m = steer_delta = mean(label·logratio | α=1) − mean(… | α=0), the
 //   same number lora_steer reports; retained = (m(variant) − m(zero)) / (m(full) − m(zero)).
 //   The base model and dW are loaded once; α=0 is the base model, scored once; the remaining

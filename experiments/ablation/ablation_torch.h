@@ -27,6 +27,7 @@
 
 #include "core/runner.h"
 #include "experiments/data/synthetic.h"
+#include "experiments/lora_steer/lora_steer.h"
 #include "experiments/model/model.h"
 
 namespace seedgrid {
@@ -73,6 +74,8 @@ struct EvalOptions {
   int64_t batch_rows = 4096;                // most (cell × row) rows in one forward
   int64_t batch_cells = 64;                 // most cells in one forward
   std::function<void(int64_t done, int64_t total)> progress;  // per forward
+  // Text rows (a text steer shard's eval set): per-row answer positions and yes/no ids.
+  const YesNoQuery* query = nullptr;
 };
 
 struct VariantScores {

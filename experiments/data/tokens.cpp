@@ -72,4 +72,18 @@ std::vector<int32_t> TokenSource::Rows(int64_t start, int64_t count) const {
   return synth::MakePretrainRows(spec_, split_, start, count).tokens;
 }
 
+TokenSource TokenSource::Windows(const std::vector<int32_t>& stream, int64_t window,
+                                 const std::string& origin) {
+  const int64_t n = window > 0 ? static_cast<int64_t>(stream.size()) / window : 0;
+  if (n < 1)
+    throw std::runtime_error(
+        fmt::format("{}: {} tokens, fewer than one window of {}", origin, stream.size(), window));
+  TokenSource s;
+  s.file_rows_ =
+      std::make_shared<const std::vector<int32_t>>(stream.begin(), stream.begin() + n * window);
+  s.size_ = n;
+  s.seq_len_ = window;
+  return s;
+}
+
 }  // namespace seedgrid

@@ -33,6 +33,11 @@ class TokenSource {
   static TokenSource File(const std::string& path, const std::string& dataset,
                           int64_t vocab_size = 0);
 
+  // Non-overlapping windows of `window` tokens cut from a token stream (the rest dropped).
+  // Throws std::runtime_error when the stream is shorter than one window.
+  static TokenSource Windows(const std::vector<int32_t>& stream, int64_t window,
+                             const std::string& origin);
+
   int64_t size() const { return size_; }  // rows; INT64_MAX for synthetic sources
   int64_t seq_len() const { return seq_len_; }
   // Rows [start, start + count), row-major. Throws std::out_of_range past the end of a file.

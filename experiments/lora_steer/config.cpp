@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/data/text_data.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
 #include "experiments/model/train_params.h"
@@ -47,6 +48,8 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
   const Json& data = params.at("data");
   for (const char* k : {"n_train", "n_eval", "n_kl"})
     if (data.at(k).get<int64_t>() < 1) p.push_back(fmt::format("data.{}: must be >= 1", k));
+  const auto text = data::ValidateTextDataParams(params);
+  p.insert(p.end(), text.begin(), text.end());
   const Json& alphas = params.at("eval").at("alphas");
   bool has0 = false, has1 = false;
   for (const auto& a : alphas) {
@@ -68,6 +71,11 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
 std::vector<std::string> InapplicableLoraSteer(const Json& params) {
   std::vector<std::string> out;
   if (params.at("adapter") != "lora") out.push_back("lora");  // rank, alpha, dropout, init
+  if (params.at("data").at("source") != "text")  // the text files and how they are read
+    for (const char* k : {"data.tokenizer", "data.template", "data.generation_prompt",
+                          "data.train", "data.eval", "data.neutral", "data.columns",
+                          "data.answers", "data.max_len", "data.truncation"})
+      out.push_back(k);
   return out;
 }
 
@@ -106,6 +114,13 @@ KindReport LoraSteerReport() {
   return r;
 }
 
+// n_train, n_eval, n_kl size the synthetic task; with source: text the files give the rows.
+Json LoraSteerDataDefaults() {
+  Json d = {{"source", "synthetic"}, {"n_train", 512}, {"n_eval", 256}, {"n_kl", 64}};
+  d.update(data::TextDataDefaults());
+  return d;
+}
+
 }  // namespace
 
 KindConfig LoraSteerKindConfig() {
@@ -120,7 +135,8 @@ KindConfig LoraSteerKindConfig() {
       // lr 0: the adapter's default (lora 1e-4, ia3 3e-3), where the α curve of the demo
       // stays monotone over α ∈ [−2, 2]; larger steps over-steer at |α| = 2.
       {"train", TrainDefaults(120, 32, 0.0, 0)},
-      {"data", {{"n_train", 512}, {"n_eval", 256}, {"n_kl", 64}}},
+      {"data", LoraSteerDataDefaults()},
+      {data::kDataDirParam, ""},
       {"eval", {{"alphas", {-2.0, -1.0, 0.0, 1.0, 2.0}}}},
   };
   k.validate = ValidateLoraSteer;
@@ -137,6 +153,19 @@ KindConfig LoraSteerKindConfig() {
       {"data.n_train", "training rows per persona"},
       {"data.n_eval", "held-out rows scored at each α"},
       {"data.n_kl", "rows for the KL to the base model"},
+      {"data.source", "synthetic (the persona task) or text (your files; docs/data.md)"},
+      {"data.tokenizer", "directory of tokenizer.json (+ tokenizer_config.json) (source text)"},
+      {"data.template", "chat template: chatml, llama3, llama2, gemma, plain or {custom: ...}"},
+      {"data.generation_prompt", "eval prompts end with the assistant header (source text)"},
+      {"data.train", "JSONL/CSV of prompt, response_pos, response_neg rows (source text)"},
+      {"data.eval", "JSONL/CSV of prompt, label (+1/-1) rows (source text)"},
+      {"data.neutral", "JSONL/CSV/TXT of neutral text for the KL (source text)"},
+      {"data.columns", "file column of each field: prompt, response_pos, label, ... (source text)"},
+      {"data.answers", "{yes: [...], no: [...]}: answer strings, one token each (source text)"},
+      {"data.max_len", "tokens per row at most (source text)"},
+      {"data.truncation", "which side a long row loses: left or right (source text)"},
+      {"data.digest", "set at plan time: SHA-256 of the data and tokenizer files"},
+      {"data_dir", "set at plan time: the spec's directory (not part of the shard id)"},
       {"eval.alphas", "steering scales α; must contain 0 and 1"},
   };
   AddTrainParamDocs(k.param_docs);
@@ -145,6 +174,10 @@ KindConfig LoraSteerKindConfig() {
   }
   k.starter_stages = "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n";
   k.starter_keys = "    needs: base\n";
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = [](Json& params, const KindConfig::StageContext& stage) {
+    return data::ResolveTextData(params, stage.spec_dir, /*needs_train=*/true);
+  };
   k.supports_gang = true;
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLossPos, L::kTrainLossNeg, L::kEvalAlphas,

@@ -11,12 +11,21 @@
 //   eval/kl                          [A] f64         KL(base ‖ steered), mean per token over
 //                                                    neutral induction rows (split kNeutral)
 //   eval/acc                         [A] f64         mean(sign(logratio) == label)
+// With data.source text (docs/data.md), the evaluation set itself, so any number can be
+// recomputed from the shard file alone:
+//   eval/token_ids                   [Σ len] i32     the R prompts' token ids, concatenated
+//   eval/token_offsets               [R+1] i64       row r is token_ids[off[r], off[r+1])
+//   eval/line                        [R] i64         1-based line of the row in data.eval
+//   eval/yes_ids, eval/no_ids        [k] i32         the answer token-id sets
+//   (eval/row_idx is then the 0-based row in data.eval; attribute eval/data_digest the data
+//   files' digest, as in the shard id)
 //   dW/<hf weight name>              [out, in] f32   dense dW when out·in ≤ 4M elements
 //   dW_svals/<hf weight name>        [min(out,in)] f32  singular values of dW, descending
 //   adapter/{pos,neg}/<name>/A,B     lora factors [r, in], [out, r] (delta = scale·B·A)
 //   adapter/{pos,neg}/<name>/l       ia3 vectors ([out]; [in] for down_proj: input scaling)
 // Attributes on "/": adapter, lora_scale (alpha/rank; 1 for ia3), alpha_meaning, base_checkpoint
-// (absolute directory of the base model), task (JSON of the synthetic task), targets (JSON list
+// (absolute directory of the base model), task (JSON of the synthetic task, or of the text
+// data params), targets (JSON list
 // of HF weight names), gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
 // "nccl", "fake"; "none" without a gang). On "eval": alpha_meaning.
 // Metrics: final_loss_pos, final_loss_neg (mean of the last max(1, steps/10) steps), dw_fro
@@ -36,6 +45,11 @@ inline constexpr char kEvalRowIdx[] = "eval/row_idx";
 inline constexpr char kEvalLabel[] = "eval/label";
 inline constexpr char kEvalKl[] = "eval/kl";
 inline constexpr char kEvalAcc[] = "eval/acc";
+inline constexpr char kEvalTokenIds[] = "eval/token_ids";
+inline constexpr char kEvalTokenOffsets[] = "eval/token_offsets";
+inline constexpr char kEvalLine[] = "eval/line";
+inline constexpr char kEvalYesIds[] = "eval/yes_ids";
+inline constexpr char kEvalNoIds[] = "eval/no_ids";
 
 inline constexpr char kFinalLossPos[] = "final_loss_pos";
 inline constexpr char kFinalLossNeg[] = "final_loss_neg";

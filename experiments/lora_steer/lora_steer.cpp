@@ -16,6 +16,7 @@
 #include "core/store.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
+#include "experiments/lora_steer/steer_data.h"
 
 namespace seedgrid {
 namespace {
@@ -110,11 +111,11 @@ struct Trained {
   std::vector<float> losses;
 };
 
-// Trains one adapter on steering rows answered as `persona` answers. Row order: a permutation of
+// Trains one adapter on the rows of `loss` (one persona's answers). Row order: a permutation of
 // [0, n_train) per epoch drawn from `seed`, identical for θ+ and θ− and on every rank; rank r of
 // k takes rows [r·b/k, (r+1)·b/k) of each global batch of b.
-Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Settings& s,
-                     synth::Persona persona, uint64_t seed, Collective* gang,
+Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t n_train,
+                     const Settings& s, uint64_t seed, Collective* gang,
                      const std::function<void(int64_t)>& progress) {
   const int ranks = gang ? gang->size() : 1;
   const int rank = gang ? gang->rank() : 0;
@@ -122,10 +123,6 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
     throw std::runtime_error(fmt::format(
         "lora_steer: train.batch {} is not divisible by the gang's {} ranks", s.batch, ranks));
   const int64_t local = s.batch / ranks;
-  const auto rows = synth::MakeSteerRows(task, synth::Split::kSteerTrain, 0, s.n_train, persona);
-  const auto all_tokens = TokensTensor(rows.tokens, rows.rows, rows.seq_len, torch::kCPU);
-  const auto all_answers =
-      torch::tensor(std::vector<int64_t>(rows.answer.begin(), rows.answer.end()), torch::kLong);
 
   Trained t;
   torch::manual_seed(seed);  // dropout
@@ -139,11 +136,10 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
   FlatAdamW opt(t.adapter->params(), adam);
 
   std::mt19937_64 rng(seed ^ 0x5eed5eedull);
-  std::vector<int64_t> order(static_cast<size_t>(s.n_train));
+  std::vector<int64_t> order(static_cast<size_t>(n_train));
   size_t cursor = order.size();
   ForwardOptions opts;
   opts.adapter = t.adapter.get();
-  opts.logit_positions = torch::full({1}, task.answer_pos() - 1, torch::kLong);
   auto loss_buf =
       torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(model.device()));
   for (int64_t step = 0; step < s.steps; ++step) {
@@ -156,17 +152,10 @@ Trained TrainAdapter(const Model& model, const synth::TaskSpec& task, const Sett
       }
       batch.push_back(order[cursor++]);
     }
-    const auto idx = torch::tensor(
-        std::vector<int64_t>(batch.begin() + rank * local, batch.begin() + (rank + 1) * local),
-        torch::kLong);
-    const auto tokens = all_tokens.index_select(0, idx).to(model.device());
-    const auto answers = all_answers.index_select(0, idx).to(model.device());
-    const auto logits = model.Forward(tokens, opts).select(1, 0);  // [local, V]
+    const std::vector<int64_t> idx(batch.begin() + rank * local,
+                                   batch.begin() + (rank + 1) * local);
     // Sum over local rows / global batch: the gang's summed gradients equal the ranks:1 mean.
-    auto loss = torch::nn::functional::cross_entropy(
-                    logits, answers,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
-                static_cast<double>(s.batch);
+    auto loss = loss_of(model, opts, idx) / static_cast<double>(s.batch);
     t.adapter->params().ZeroGrad();
     loss.backward();
     {
@@ -219,33 +208,139 @@ torch::Tensor SingularValues(const torch::Tensor& dw, const TrainableAdapter& po
   return s.contiguous();
 }
 
+// The synthetic task's rows (research/spd_ws.md §5): loss on the answer token only.
+steer::RowsLoss SyntheticLoss(const synth::TaskSpec& task, const Settings& s,
+                              synth::Persona persona) {
+  const auto rows = synth::MakeSteerRows(task, synth::Split::kSteerTrain, 0, s.n_train, persona);
+  const auto all_tokens = TokensTensor(rows.tokens, rows.rows, rows.seq_len, torch::kCPU);
+  const auto all_answers =
+      torch::tensor(std::vector<int64_t>(rows.answer.begin(), rows.answer.end()), torch::kLong);
+  const auto position = torch::full({1}, task.answer_pos() - 1, torch::kLong);
+  return [=](const Model& model, const ForwardOptions& opts, const std::vector<int64_t>& rows_idx) {
+    const auto idx = torch::tensor(rows_idx, torch::kLong);
+    ForwardOptions o = opts;
+    o.logit_positions = position;
+    const auto tokens = all_tokens.index_select(0, idx).to(model.device());
+    const auto answers = all_answers.index_select(0, idx).to(model.device());
+    const auto logits = model.Forward(tokens, o).select(1, 0);  // [local, V]
+    return torch::nn::functional::cross_entropy(
+        logits, answers, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  };
+}
+
+steer::SteerData SyntheticSteerData(const Model& model, const std::string& base_dir,
+                                    const Settings& s) {
+  const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
+  if (task.vocab_size != model.config().vocab_size ||
+      task.seq_len > model.config().max_position_embeddings)
+    throw std::runtime_error(fmt::format(
+        "base {}: task (vocab {}, seq_len {}) does not fit the model (vocab {}, context {})",
+        base_dir, task.vocab_size, task.seq_len, model.config().vocab_size,
+        model.config().max_position_embeddings));
+  steer::SteerData d;
+  d.n_train = s.n_train;
+  d.loss_pos = SyntheticLoss(task, s, synth::Persona::kPos);
+  d.loss_neg = SyntheticLoss(task, s, synth::Persona::kNeg);
+  const auto eval_rows = std::make_shared<synth::RowBatch>(
+      synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, s.n_eval, synth::Persona::kPos));
+  const auto neutral = std::make_shared<synth::RowBatch>(
+      synth::MakeInductionRows(task, synth::Split::kNeutral, 0, s.n_kl));
+  d.score = [eval_rows](const Model& m) { return ScoreYesNo(m, *eval_rows); };
+  d.neutral_logp = [neutral](const Model& m) { return RowLogProbs(m, *neutral); };
+  d.row_idx = eval_rows->index;
+  d.label.assign(eval_rows->label.begin(), eval_rows->label.end());
+  d.write_eval_set = [](H5Writer&) {};  // rows are a function of (task, split, index)
+  d.task_json = task.ToJson().dump();
+  return d;
+}
+
+}  // namespace
+
+namespace {
+
+// Logits [n, V] of rows [b, b+n), each at its query position: one forward per distinct
+// position over the rows that have it, cut after it (causal attention: the padding after a row's
+// position never reaches it, so the cut changes nothing). Each group keeps the rows' order, so
+// a batch of equal blocks (ablation's cell-major copies of the same rows) stays one of equal
+// blocks.
+torch::Tensor LogitsAtRows(const Model& model, const torch::Tensor& tokens,
+                           const std::vector<int64_t>& position, int64_t b,
+                           const ForwardOptions& opts) {
+  std::map<int64_t, std::vector<int64_t>> rows_at;
+  for (int64_t i = 0; i < tokens.size(0); ++i)
+    rows_at[position[static_cast<size_t>(b + i)]].push_back(i);
+  torch::Tensor out;
+  for (const auto& [p, rows] : rows_at) {
+    const auto idx = torch::tensor(rows, torch::kLong).to(tokens.device());
+    ForwardOptions o = opts;
+    o.logit_positions = torch::full({1}, p, torch::kLong);
+    const auto logits =
+        model.Forward(tokens.index_select(0, idx).narrow(1, 0, p + 1), o).select(1, 0);
+    if (!out.defined()) out = torch::empty({tokens.size(0), logits.size(1)}, logits.options());
+    out.index_copy_(0, idx, logits);
+  }
+  return out;
+}
+
 }  // namespace
 
 YesNoScores ScoreYesNo(const Model& model, const synth::RowBatch& rows, const ForwardOptions& opts,
-                       int64_t batch) {
+                       int64_t batch, const YesNoQuery* query) {
   torch::NoGradGuard no_grad;
   const int64_t pos =
       rows.seq_len > 0
           ? std::distance(rows.row(0),
                           std::find(rows.row(0), rows.row(0) + rows.seq_len, synth::kQ))
           : 0;
-  if (rows.rows > 0 && pos >= rows.seq_len)
+  if (!query && rows.rows > 0 && pos >= rows.seq_len)
     throw std::runtime_error("ScoreYesNo: rows have no Q token");
   ForwardOptions o = opts;
   o.logit_positions = torch::full({1}, pos, torch::kLong);
   const auto all = TokensTensor(rows.tokens, rows.rows, rows.seq_len, torch::kCPU);
+  const auto ids = [](const std::vector<int32_t>& v) {
+    return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kLong);
+  };
+  const auto yes = query ? ids(query->yes) : torch::full({1}, synth::kYes, torch::kLong);
+  const auto no = query ? ids(query->no) : torch::full({1}, synth::kNo, torch::kLong);
   std::vector<torch::Tensor> lr, pm;
   for (int64_t b = 0; b < rows.rows; b += batch) {
     const int64_t n = std::min(batch, rows.rows - b);
-    const auto logp = torch::log_softmax(
-                          model.Forward(all.narrow(0, b, n).to(model.device()), o).select(1, 0), -1)
-                          .to(torch::kCPU);
-    const auto yes = logp.select(1, synth::kYes), no = logp.select(1, synth::kNo);
-    lr.push_back(yes - no);
-    pm.push_back(yes.exp() + no.exp());
+    const auto tokens = all.narrow(0, b, n).to(model.device());
+    const auto logits = query ? LogitsAtRows(model, tokens, query->position, b, opts)
+                              : model.Forward(tokens, o).select(1, 0);
+    const auto logp = torch::log_softmax(logits, -1).to(torch::kCPU);
+    const auto ly = logp.index_select(1, yes), ln = logp.index_select(1, no);
+    lr.push_back(ly.logsumexp(1) - ln.logsumexp(1));
+    pm.push_back(ly.exp().sum(1) + ln.exp().sum(1));
   }
   if (lr.empty()) return {torch::zeros({0}), torch::zeros({0})};
   return {torch::cat(lr).contiguous(), torch::cat(pm).contiguous()};
+}
+
+std::optional<std::pair<synth::RowBatch, YesNoQuery>> ReadTextEvalSet(const std::string& h5_path) {
+  H5Reader r(h5_path);
+  if (!r.Has(L::kEvalTokenIds)) return std::nullopt;
+  const auto ids = r.Read<int32_t>(L::kEvalTokenIds);
+  const auto off = r.Read<int64_t>(L::kEvalTokenOffsets);
+  const auto label = r.Read<int64_t>(L::kEvalLabel);
+  synth::RowBatch rows;
+  YesNoQuery q;
+  rows.rows = static_cast<int64_t>(off.size()) - 1;
+  for (int64_t i = 0; i < rows.rows; ++i)
+    rows.seq_len =
+        std::max(rows.seq_len, off[static_cast<size_t>(i + 1)] - off[static_cast<size_t>(i)]);
+  rows.tokens.assign(static_cast<size_t>(rows.rows * rows.seq_len), 0);  // right-padded
+  for (int64_t i = 0; i < rows.rows; ++i) {
+    const auto b = static_cast<size_t>(off[static_cast<size_t>(i)]),
+               e = static_cast<size_t>(off[static_cast<size_t>(i + 1)]);
+    std::copy(ids.begin() + b, ids.begin() + e, rows.tokens.begin() + i * rows.seq_len);
+    q.position.push_back(static_cast<int64_t>(e - b) - 1);
+  }
+  rows.index = r.Read<int64_t>(L::kEvalRowIdx);
+  rows.label.assign(label.begin(), label.end());
+  q.yes = r.Read<int32_t>(L::kEvalYesIds);
+  q.no = r.Read<int32_t>(L::kEvalNoIds);
+  return std::make_pair(std::move(rows), std::move(q));
 }
 
 torch::Tensor RowLogProbs(const Model& model, const synth::RowBatch& rows,
@@ -360,81 +455,43 @@ static double LeastSquaresSlope(const std::vector<double>& x, const std::vector<
   return sxx > 0 ? sxy / sxx : 0.0;
 }
 
-void RunLoraSteer(ShardContext& ctx) {
-  const Json& p = ctx.params();
-  at::set_num_threads(std::max(1, ctx.threads()));
-  const torch::Device device(ctx.device());
-  const Settings s = ReadSettings(p);
-  const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, device);
-  const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
-  if (task.vocab_size != model.config().vocab_size ||
-      task.seq_len > model.config().max_position_embeddings)
-    throw std::runtime_error(fmt::format(
-        "base {}: task (vocab {}, seq_len {}) does not fit the model (vocab {}, context {})",
-        base_dir, task.vocab_size, task.seq_len, model.config().vocab_size,
-        model.config().max_position_embeddings));
-  Collective* gang = ctx.collective();
-  const auto seed = static_cast<uint64_t>(ctx.seed());
-  const int64_t total = 2 * s.steps + static_cast<int64_t>(s.alphas.size());
+namespace {
 
-  Trained pos = TrainAdapter(model, task, s, synth::Persona::kPos, seed, gang,
-                             [&](int64_t step) { ctx.Progress(step, total); });
-  Trained neg = TrainAdapter(model, task, s, synth::Persona::kNeg, seed, gang,
-                             [&](int64_t step) { ctx.Progress(s.steps + step, total); });
-  if (gang && gang->rank() != 0) return;  // rank 0 of the gang evaluates and publishes
-
-  std::map<std::string, torch::Tensor> dw;
-  {
-    torch::NoGradGuard no_grad;
-    auto dpos = pos.adapter->DeltaWeights();
-    auto dneg = neg.adapter->DeltaWeights();
-    for (auto& [name, d] : dpos) dw[name] = d - dneg.at(name);
-  }
-
-  // Evaluation: α·dW in place, restored bit-exactly when `edit` goes out of scope.
-  const auto eval_rows =
-      synth::MakeSteerRows(task, synth::Split::kSteerEval, 0, s.n_eval, synth::Persona::kPos);
-  const auto neutral = synth::MakeInductionRows(task, synth::Split::kNeutral, 0, s.n_kl);
-  const auto base_logp = RowLogProbs(model, neutral);
-  const int64_t A = static_cast<int64_t>(s.alphas.size()), R = eval_rows.rows;
-  std::vector<float> logratio, pmass;
+// The α sweep: α·dW in place, restored bit-exactly when `edit` goes out of scope.
+struct Evaluation {
+  std::vector<float> logratio, pmass;  // [A, R]
   std::vector<double> kl, acc, signed_mean, pmass_mean;
-  const auto label =
-      torch::tensor(std::vector<float>(eval_rows.label.begin(), eval_rows.label.end()));
-  {
-    WeightEdit edit(model, dw);
-    for (int64_t a = 0; a < A; ++a) {
-      edit.SetAlpha(s.alphas[static_cast<size_t>(a)]);
-      const auto scores = ScoreYesNo(model, eval_rows);
-      logratio.insert(logratio.end(), scores.logratio.data_ptr<float>(),
-                      scores.logratio.data_ptr<float>() + R);
-      pmass.insert(pmass.end(), scores.pmass.data_ptr<float>(), scores.pmass.data_ptr<float>() + R);
-      signed_mean.push_back((scores.logratio * label).mean().item<double>());
-      pmass_mean.push_back(scores.pmass.mean().item<double>());
-      acc.push_back((scores.logratio.sign() == label).to(torch::kFloat64).mean().item<double>());
-      kl.push_back(MeanKl(base_logp, RowLogProbs(model, neutral)));
-      ctx.Progress(2 * s.steps + a + 1, total);
-    }
-    edit.Restore();
-  }
+};
 
-  H5Writer& out = ctx.out();
-  out.Write(L::kTrainLossPos, pos.losses);
-  out.Write(L::kTrainLossNeg, neg.losses);
-  out.Write(L::kEvalAlphas, s.alphas);
-  out.Write(L::kEvalLogratio, logratio.data(), Shape{A, R});
-  out.Write(L::kEvalPmass, pmass.data(), Shape{A, R});
-  out.Write(L::kEvalRowIdx, eval_rows.index);
-  out.Write(L::kEvalLabel, std::vector<int64_t>(eval_rows.label.begin(), eval_rows.label.end()));
-  out.Write(L::kEvalKl, kl);
-  out.Write(L::kEvalAcc, acc);
-  const std::string alpha_meaning =
-      "steered weights = W + alpha * dW, dW = (merged theta+ - W) - (merged theta- - W); "
-      "LoRA deltas already include lora_scale = lora.alpha / lora.rank";
-  out.Attr("eval", "alpha_meaning", alpha_meaning);
+Evaluation EvaluateSteering(Model& model, const std::map<std::string, torch::Tensor>& dw,
+                            const steer::SteerData& d, const std::vector<double>& alphas,
+                            const std::function<void(int64_t)>& progress) {
+  const auto base_logp = d.neutral_logp(model);
+  const auto R = static_cast<int64_t>(d.label.size());
+  const auto label = torch::tensor(std::vector<float>(d.label.begin(), d.label.end()));
+  Evaluation e;
+  WeightEdit edit(model, dw);
+  for (size_t a = 0; a < alphas.size(); ++a) {
+    edit.SetAlpha(alphas[a]);
+    const auto scores = d.score(model);
+    e.logratio.insert(e.logratio.end(), scores.logratio.data_ptr<float>(),
+                      scores.logratio.data_ptr<float>() + R);
+    e.pmass.insert(e.pmass.end(), scores.pmass.data_ptr<float>(),
+                   scores.pmass.data_ptr<float>() + R);
+    e.signed_mean.push_back((scores.logratio * label).mean().item<double>());
+    e.pmass_mean.push_back(scores.pmass.mean().item<double>());
+    e.acc.push_back((scores.logratio.sign() == label).to(torch::kFloat64).mean().item<double>());
+    e.kl.push_back(MeanKl(base_logp, d.neutral_logp(model)));
+    progress(static_cast<int64_t>(a) + 1);
+  }
+  edit.Restore();
+  return e;
+}
+
+// dW, its singular values and the adapter factors; returns ‖dW‖_F over all targets.
+double WriteDelta(H5Writer& out, const std::map<std::string, torch::Tensor>& dw, const Trained& pos,
+                  const Trained& neg, Json& names) {
   double fro2 = 0;
-  Json names = Json::array();
   for (const auto& [name, d] : dw) {
     names.push_back(name);
     const auto host = d.detach().to(torch::kCPU).contiguous();
@@ -446,17 +503,11 @@ void RunLoraSteer(ShardContext& ctx) {
   }
   pos.adapter->WriteFactors(out, "adapter/pos");
   neg.adapter->WriteFactors(out, "adapter/neg");
-  out.Attr("/", "adapter", s.adapter);
-  out.Attr("/", "lora_scale",
-           s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
-  out.Attr("/", "alpha_meaning", alpha_meaning);
-  out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
-  out.Attr("/", "task", task.ToJson().dump());
-  out.Attr("/", "targets", names.dump());
-  // Provenance of the training: a gang's size and its Collective's backend ("none": ranks 1).
-  out.Attr("/", "gang_size", static_cast<int64_t>(gang ? gang->size() : 1));
-  out.Attr("/", "collective_backend", gang ? gang->backend() : std::string("none"));
+  return std::sqrt(fro2);
+}
 
+void WriteMetrics(ShardContext& ctx, const Settings& s, const Evaluation& e, const Trained& pos,
+                  const Trained& neg, double dw_fro) {
   const auto at_alpha = [&](double alpha) {
     const auto it = std::find(s.alphas.begin(), s.alphas.end(), alpha);
     return static_cast<size_t>(it - s.alphas.begin());
@@ -464,13 +515,76 @@ void RunLoraSteer(ShardContext& ctx) {
   const size_t i0 = at_alpha(0.0), i1 = at_alpha(1.0);
   ctx.Metric(L::kFinalLossPos, TailMean(pos.losses));
   ctx.Metric(L::kFinalLossNeg, TailMean(neg.losses));
-  ctx.Metric(L::kDwFro, std::sqrt(fro2));
-  ctx.Metric(L::kSteerDelta, signed_mean[i1] - signed_mean[i0]);
-  ctx.Metric(L::kSteerSlope, LeastSquaresSlope(s.alphas, signed_mean));
-  ctx.Metric(L::kPmassMin, *std::min_element(pmass_mean.begin(), pmass_mean.end()));
-  ctx.Metric(L::kKlAt1, kl[i1]);
-  ctx.Metric(L::kAccAt0, acc[i0]);
-  ctx.Metric(L::kAccAt1, acc[i1]);
+  ctx.Metric(L::kDwFro, dw_fro);
+  ctx.Metric(L::kSteerDelta, e.signed_mean[i1] - e.signed_mean[i0]);
+  ctx.Metric(L::kSteerSlope, LeastSquaresSlope(s.alphas, e.signed_mean));
+  ctx.Metric(L::kPmassMin, *std::min_element(e.pmass_mean.begin(), e.pmass_mean.end()));
+  ctx.Metric(L::kKlAt1, e.kl[i1]);
+  ctx.Metric(L::kAccAt0, e.acc[i0]);
+  ctx.Metric(L::kAccAt1, e.acc[i1]);
+}
+
+}  // namespace
+
+void RunLoraSteer(ShardContext& ctx) {
+  const Json& p = ctx.params();
+  at::set_num_threads(std::max(1, ctx.threads()));
+  const torch::Device device(ctx.device());
+  const Settings s = ReadSettings(p);
+  const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
+  Model model = Model::Load(base_dir, device);
+  const steer::SteerData data = p.at("data").at("source") == "text"
+                                    ? steer::TextSteerData(model, p)
+                                    : SyntheticSteerData(model, base_dir, s);
+  Collective* gang = ctx.collective();
+  const auto seed = static_cast<uint64_t>(ctx.seed());
+  const int64_t total = 2 * s.steps + static_cast<int64_t>(s.alphas.size());
+
+  Trained pos = TrainAdapter(model, data.loss_pos, data.n_train, s, seed, gang,
+                             [&](int64_t step) { ctx.Progress(step, total); });
+  Trained neg = TrainAdapter(model, data.loss_neg, data.n_train, s, seed, gang,
+                             [&](int64_t step) { ctx.Progress(s.steps + step, total); });
+  if (gang && gang->rank() != 0) return;  // rank 0 of the gang evaluates and publishes
+
+  std::map<std::string, torch::Tensor> dw;
+  {
+    torch::NoGradGuard no_grad;
+    auto dpos = pos.adapter->DeltaWeights();
+    auto dneg = neg.adapter->DeltaWeights();
+    for (auto& [name, d] : dpos) dw[name] = d - dneg.at(name);
+  }
+  const Evaluation e = EvaluateSteering(model, dw, data, s.alphas,
+                                        [&](int64_t a) { ctx.Progress(2 * s.steps + a, total); });
+
+  const auto A = static_cast<int64_t>(s.alphas.size()), R = static_cast<int64_t>(data.label.size());
+  H5Writer& out = ctx.out();
+  out.Write(L::kTrainLossPos, pos.losses);
+  out.Write(L::kTrainLossNeg, neg.losses);
+  out.Write(L::kEvalAlphas, s.alphas);
+  out.Write(L::kEvalLogratio, e.logratio.data(), Shape{A, R});
+  out.Write(L::kEvalPmass, e.pmass.data(), Shape{A, R});
+  out.Write(L::kEvalRowIdx, data.row_idx);
+  out.Write(L::kEvalLabel, data.label);
+  out.Write(L::kEvalKl, e.kl);
+  out.Write(L::kEvalAcc, e.acc);
+  data.write_eval_set(out);
+  const std::string alpha_meaning =
+      "steered weights = W + alpha * dW, dW = (merged theta+ - W) - (merged theta- - W); "
+      "LoRA deltas already include lora_scale = lora.alpha / lora.rank";
+  out.Attr("eval", "alpha_meaning", alpha_meaning);
+  Json names = Json::array();
+  const double dw_fro = WriteDelta(out, dw, pos, neg, names);
+  out.Attr("/", "adapter", s.adapter);
+  out.Attr("/", "lora_scale",
+           s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
+  out.Attr("/", "alpha_meaning", alpha_meaning);
+  out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "task", data.task_json);
+  out.Attr("/", "targets", names.dump());
+  // Provenance of the training: a gang's size and its Collective's backend ("none": ranks 1).
+  out.Attr("/", "gang_size", static_cast<int64_t>(gang ? gang->size() : 1));
+  out.Attr("/", "collective_backend", gang ? gang->backend() : std::string("none"));
+  WriteMetrics(ctx, s, e, pos, neg, dw_fro);
 }
 
 void RegisterLoraSteerRunners(RunnerRegistry& runners) { runners.Add("lora_steer", RunLoraSteer); }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,20 @@ struct YesNoScores {
   torch::Tensor logratio;  // [R] f32 CPU: log p(YES) − log p(NO)
   torch::Tensor pmass;     // [R] f32 CPU: p(YES) + p(NO)
 };
+// What to score on rows of text (data.source: text): right-padded rows, each scored at its own
+// last prompt token, with yes/no token-id sets (logratio = logsumexp(logp[yes]) −
+// logsumexp(logp[no]), pmass = Σ p[yes] + Σ p[no]).
+struct YesNoQuery {
+  std::vector<int64_t> position;  // per row: the logits that predict the answer
+  std::vector<int32_t> yes, no;
+};
+// Without a query: synthetic rows at their Q token, with YES and NO.
 YesNoScores ScoreYesNo(const Model& model, const synth::RowBatch& rows,
-                       const ForwardOptions& opts = {}, int64_t batch = 256);
+                       const ForwardOptions& opts = {}, int64_t batch = 256,
+                       const YesNoQuery* query = nullptr);
+// The evaluation set a text lora_steer shard stored (layout.h: eval/token_ids, ...) as
+// right-padded rows (index, label set) and their query; nullopt for a synthetic shard's file.
+std::optional<std::pair<synth::RowBatch, YesNoQuery>> ReadTextEvalSet(const std::string& h5_path);
 
 // Log-probabilities [R, T, V] (CPU f32) of rows, and the mean per-token KL(p ‖ q) of two such
 // arrays.

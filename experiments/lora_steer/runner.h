@@ -9,7 +9,9 @@
 //   targets: {modules: [q,k,v,o,gate,up,down] or [] (adapter default), layers: [lo, hi]}
 //   train:   {steps, batch, lr (0: the adapter's default, lora 1e-4, ia3 3e-3), weight_decay,
 //             warmup, schedule, grad_clip}
-//   data:    {n_train, n_eval, n_kl}
+//   data:    {source: synthetic | text, n_train, n_eval, n_kl (synthetic), and for text
+//             tokenizer, template, generation_prompt, train, eval, neutral, columns, answers,
+//             max_len, truncation (docs/data.md; experiments/data/text_data.h)}
 //   eval:    {alphas}
 #pragma once
 

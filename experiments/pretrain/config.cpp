@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "experiments/data/synthetic.h"
+#include "experiments/data/text_data.h"
 #include "experiments/model/config.h"
 #include "experiments/model/train_params.h"
 #include "experiments/pretrain/layout.h"
@@ -41,9 +42,13 @@ std::vector<std::string> ValidatePretrain(const Json& params) {
   } else if (source == "file") {
     if (data.at("path").get<std::string>().empty())
       p.push_back("data.path: required when data.source is file");
-  } else {
-    p.push_back(fmt::format("data.source: '{}' is not synthetic or file", source));
+  } else if (source != "text") {
+    p.push_back(fmt::format("data.source: '{}' is not synthetic, file or text", source));
   }
+  if (data.at("digest") != "")
+    p.push_back("data.digest: set by seedgrid from the data files; do not set it in the spec");
+  if (params.at(data::kDataDirParam) != "")
+    p.push_back(std::string(data::kDataDirParam) + ": set by seedgrid; do not set it");
   if (data.at("seed").get<int64_t>() < 0) p.push_back("data.seed: must be >= 0");
   if (params.at("eval").at("rows").get<int64_t>() < 1) p.push_back("eval.rows: must be >= 1");
   if (!(params.at("init").at("std").get<double>() > 0)) p.push_back("init.std: must be > 0");
@@ -53,8 +58,10 @@ std::vector<std::string> ValidatePretrain(const Json& params) {
 // The params a config does not use (KindConfig::inapplicable): a synthetic source reads no
 // file, so data.path and data.dataset do not change what it computes.
 std::vector<std::string> InapplicablePretrain(const Json& params) {
-  if (params.at("data").at("source") == "synthetic") return {"data.path", "data.dataset"};
-  return {};
+  const auto source = params.at("data").at("source").get<std::string>();
+  if (source == "synthetic") return {"data.path", "data.dataset", "data.tokenizer", "data.column"};
+  if (source == "file") return {"data.tokenizer", "data.column"};
+  return {"data.dataset"};  // text
 }
 
 KindReport PretrainReport() {
@@ -90,7 +97,11 @@ KindConfig PretrainKindConfig() {
         {"seed", 0},
         {"n_content", 8},
         {"induction_frac", 0.5},
-        {"none_bias", 0.2}}},
+        {"none_bias", 0.2},
+        {"tokenizer", ""},  // source: text (docs/data.md)
+        {"column", "text"},
+        {"digest", ""}}},
+      {data::kDataDirParam, ""},
       {"train", PretrainTrainDefaults()},
       {"eval", {{"rows", 512}}},
       {"init", {{"std", 0.02}}},
@@ -119,12 +130,20 @@ KindConfig PretrainKindConfig() {
       {"data.n_content", "content tokens per synthetic row"},
       {"data.induction_frac", "share of induction rows in the pretraining mix"},
       {"data.none_bias", "SYS_NONE rows answer YES with p = 0.5 + none_bias·h"},
+      {"data.tokenizer", "directory of tokenizer.json (source text; docs/data.md)"},
+      {"data.column", "the text column of a JSONL/CSV corpus (source text)"},
+      {"data.digest", "set at plan time: SHA-256 of the corpus and tokenizer files"},
+      {"data_dir", "set at plan time: the spec's directory (not part of the shard id)"},
   };
   AddTrainParamDocs(k.param_docs);
   k.param_docs.insert(k.param_docs.end(),
                       {{"train.loss", "predictable (loss on the predictable tokens only) or all"},
                        {"eval.rows", "held-out persona rows for task_accuracy"},
                        {"init.std", "std of the normal initialisation of the weights"}});
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = [](Json& params, const KindConfig::StageContext& stage) {
+    return data::ResolveCorpus(params, stage.spec_dir);
+  };
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLoss};
   };

@@ -5,14 +5,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 
 #include <fmt/format.h>
 
+#include "experiments/data/text_data.h"
 #include "experiments/data/tokens.h"
 #include "experiments/model/adapters.h"
 #include "experiments/model/model.h"
 #include "experiments/pretrain/layout.h"
+#include "text/tokenizer.h"
 
 namespace seedgrid {
 namespace {
@@ -33,6 +36,25 @@ double PersonaAccuracy(const Model& model, const synth::TaskSpec& task, int64_t 
 
 }  // namespace
 
+namespace {
+
+// The synthetic mix, an HDF5 token file, or a text corpus cut into windows of model.context.
+TokenSource MakeSource(const Json& p, const ModelConfig& config, const synth::TaskSpec& task) {
+  const Json& data = p.at("data");
+  const auto source = data.at("source").get<std::string>();
+  if (source == "synthetic") return TokenSource::Synthetic(task, synth::Split::kPretrain);
+  if (source == "file")
+    return TokenSource::File(data.at("path").get<std::string>(),
+                             data.at("dataset").get<std::string>(), config.vocab_size);
+  const std::filesystem::path dir = p.at(data::kDataDirParam).get<std::string>();
+  const auto path = (dir / data.at("path").get<std::string>()).lexically_normal().string();
+  const auto tok = text::Tokenizer::FromDirectory(dir / data.at("tokenizer").get<std::string>());
+  return TokenSource::Windows(data::TokenizeCorpus(path, data.at("column").get<std::string>(), tok),
+                              config.max_position_embeddings, path);
+}
+
+}  // namespace
+
 void RunPretrain(ShardContext& ctx) {
   const Json& p = ctx.params();
   at::set_num_threads(std::max(1, ctx.threads()));
@@ -49,10 +71,7 @@ void RunPretrain(ShardContext& ctx) {
   task.induction_frac = data.at("induction_frac").get<double>();
   task.none_bias = data.at("none_bias").get<double>();
   task.seed = data.at("seed").get<uint64_t>();
-  const TokenSource source =
-      synthetic ? TokenSource::Synthetic(task, synth::Split::kPretrain)
-                : TokenSource::File(data.at("path").get<std::string>(),
-                                    data.at("dataset").get<std::string>(), config.vocab_size);
+  const TokenSource source = MakeSource(p, config, task);
   if (source.seq_len() > config.max_position_embeddings)
     throw std::runtime_error(
         fmt::format("pretrain: data rows have {} tokens but model.context is {}", source.seq_len(),
