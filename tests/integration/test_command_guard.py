@@ -1,0 +1,151 @@
+"""MPI integration tests of `kind: command`'s process guard (issue 15, point 4, for gangs as
+for single-rank commands): the memory limit covers each gang rank's process tree, and kill -9 of
+a worker leaves no process of the command behind, children that left the command's process
+group (setsid) included. Real Python scripts, the real `seedgrid` binary under real mpirun.
+
+Every command process here carries a marker in its argv, so "nothing is left" is checked twice:
+by the pids the script wrote and by a scan of /proc for the marker."""
+import os
+import signal
+import time
+
+from harness import seedgrid_pids
+from test_command import cmd_spec, read_text, script
+from test_processes import ProcessTest, alive
+
+# Forks a child that stays in the command's process group and one that leaves it (setsid),
+# both sleeping with the marker in their argv, writes "<own pid> <child> <setsid child>" to
+# <name><RANK>.pids and then sleeps (or exits at once with "exit").
+FORKS = """
+    import os, subprocess, sys, time
+    marker, name = sys.argv[1], sys.argv[2] + os.environ.get("RANK", "")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)", marker]
+    child = subprocess.Popen(sleeper)
+    escaped = subprocess.Popen(sleeper, start_new_session=True)
+    with open(name + ".pids.tmp", "w") as f:
+        f.write(f"{os.getpid()} {child.pid} {escaped.pid}")
+    os.replace(name + ".pids.tmp", name + ".pids")
+    if sys.argv[3] != "exit":
+        time.sleep(300)
+"""
+
+
+def marked(marker):
+    """PIDs of the live processes whose argv holds `marker`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read().split(b"\0") and alive(int(pid)):
+                    out.append(int(pid))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+class CommandGuard(ProcessTest):
+    def setUp(self):
+        super().setUp()
+        self.marker = "seedgrid-guard-test-" + os.path.basename(self.dir)
+
+    def tearDown(self):
+        for pid in marked(self.marker):  # a failed test's leftovers
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        super().tearDown()
+
+    def pids(self, name):
+        path = os.path.join(self.dir, name + ".pids")
+        return [int(p) for p in read_text(path).split()] if os.path.exists(path) else []
+
+    def assert_nothing_left(self, pids, what):
+        self.wait_until_gone(pids, 15, what)
+        self.assertEqual(marked(self.marker), [], what)
+
+    def test_kill9_of_the_worker_leaves_no_command_process_setsid_included(self):
+        script(self, "forks.py", FORKS)
+        spec = cmd_spec(self, "single.yaml", f"""
+            name: single
+            kind: command
+            params: {{argv: [python3, forks.py, {self.marker}, single, sleep]}}
+            resources: {{max_attempts: 1}}
+        """)
+        proc = self.start_seedgrid("run", spec, "--workers", "1")
+        self.wait_for(lambda: len(self.pids("single")) == 3, timeout=60, what="the command's pids")
+        pids = self.pids("single")
+        self.assertTrue(all(alive(p) for p in pids))
+        self.assertEqual(len(marked(self.marker)), 3)  # the command and its two children
+        worker, = seedgrid_pids(self.dir, rank=1)
+        os.kill(worker, signal.SIGKILL)
+        self.assert_nothing_left(pids, "the command and its children after kill -9 of the worker")
+        proc.communicate(timeout=60)
+
+    def test_a_setsid_child_that_outlives_the_command_is_killed_when_it_ends(self):
+        script(self, "forks.py", FORKS)
+        spec = cmd_spec(self, "ends.yaml", f"""
+            name: ends
+            kind: command
+            params: {{argv: [python3, forks.py, {self.marker}, ends, exit]}}
+        """)
+        self.run_seedgrid("run", spec, "--workers", "1", timeout=120, check=0)
+        self.assertEqual(self.count_done("ends"), 1)
+        pids = self.pids("ends")
+        self.assertEqual(len(pids), 3)
+        self.assert_nothing_left(pids, "the children the command left")
+
+    def test_kill9_of_a_gang_worker_leaves_no_command_process_on_any_rank(self):
+        script(self, "forks.py", FORKS)
+        spec = cmd_spec(self, "gang.yaml", f"""
+            name: gang
+            kind: command
+            params: {{argv: [python3, forks.py, {self.marker}, rank, sleep]}}
+            resources: {{ranks: 2, max_attempts: 1, timeout: 300s}}
+        """)
+        proc = self.start_seedgrid("run", spec, "--workers", "2")
+        self.wait_for(lambda: len(self.pids("rank0")) == 3 and len(self.pids("rank1")) == 3,
+                      timeout=60, what="both ranks' command pids")
+        pids = self.pids("rank0") + self.pids("rank1")
+        self.assertTrue(all(alive(p) for p in pids))
+        self.assertEqual(len(marked(self.marker)), 6)
+        worker, = seedgrid_pids(self.dir, rank=1)
+        os.kill(worker, signal.SIGKILL)
+        self.assert_nothing_left(pids, "both ranks' commands and children after kill -9 of a worker")
+        out, _ = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 3, out)  # a lost rank
+
+    def test_a_gang_rank_over_the_memory_limit_fails_the_gang_as_memory(self):
+        # Rank 1's child holds the memory (the rank's worker and the command itself do not
+        # grow); rank 0 is well within the limit and would run on for 40 s.
+        script(self, "hungry.py", """
+            import os, subprocess, sys, time
+            open("rank" + os.environ["RANK"] + ".pid", "w").write(str(os.getpid()))
+            if os.environ["RANK"] == "1":
+                subprocess.run([sys.executable, "-c",
+                                "import time; b = b'x' * (400 << 20); time.sleep(40)"])
+            else:
+                time.sleep(40)
+        """)
+        spec = cmd_spec(self, "hungry.yaml", """
+            name: hungry
+            kind: command
+            params: {argv: [python3, hungry.py]}
+            resources: {ranks: 2, memory: 200M, max_attempts: 1, timeout: 300s}
+        """)
+        start = time.time()
+        p = self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=3)
+        self.assertLess(time.time() - start, 35, p.stdout)  # stopped, not left to run its 40 s
+        (att,) = self.attempts("hungry")
+        self.assertEqual(att[2], "memory", att)
+        self.assertIn("memory limit exceeded: the command's processes hold", att[5])
+        self.assertIn("limit 200 MiB", att[5])
+        for rank in ("rank0", "rank1"):
+            self.assertFalse(alive(int(read_text(os.path.join(self.dir, rank + ".pid")))), rank)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
