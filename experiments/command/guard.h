@@ -61,6 +61,11 @@ class GuardedCommand {
   // used (the guard decides both); every signal is reset to its default in the command, none
   // blocked. Throws std::system_error when the command cannot be started (exec's errno).
   static GuardedCommand Start(const SpawnOptions& o, pid_t join_group);
+  // The same with the guard given: `guard_program` is a seedgrid-guard binary, "" forks the
+  // guard from this process instead. Start uses the seedgrid-guard next to this program, if
+  // any (a fork of an executor with LibTorch loaded is slower than the command /bin/true).
+  static GuardedCommand Start(const SpawnOptions& o, pid_t join_group,
+                              const std::string& guard_program);
 
   pid_t pid() const { return pid_; }          // the command's
   pid_t group() const { return group_; }      // the command's process group
@@ -91,8 +96,9 @@ class GuardedCommand {
   void Release() noexcept;
 
   pid_t guard_ = -1, pid_ = -1, group_ = -1;
-  Fd lifeline_;  // write end: its closing (our death) makes the guard clean up
-  Fd status_;    // read end: the guard's reports
+  Child spawned_;  // the guard when it is seedgrid-guard (else a fork of ours: guard_ only)
+  Fd lifeline_;    // write end: its closing (our death) makes the guard clean up
+  Fd status_;      // read end: the guard's reports
   std::string buf_;
   std::optional<ExitStatus> status_seen_;
   std::optional<ExitStatus> done_;

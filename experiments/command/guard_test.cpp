@@ -1,6 +1,8 @@
 // The command's guard process (guard.h) with real processes (/bin/sh, sleep): the exit status
 // passes through, what the command left (setsid'd or not) is killed when it ends, Kill() and
-// the runner's death kill the whole tree, the tree's memory counts a setsid'd child.
+// the runner's death kill the whole tree, the tree's memory counts a setsid'd child. Each test
+// runs twice: with the guard forked from the test, and with the seedgrid-guard program (the
+// build's, beside this test's directory; skipped when it is not there).
 #include "experiments/command/guard.h"
 
 #include <signal.h>
@@ -42,11 +44,20 @@ bool GoneWithin(const std::vector<pid_t>& pids, double seconds) {
   return false;
 }
 
-class GuardTest : public ::testing::Test {
+std::string BuiltGuardProgram() {
+  const fs::path p = fs::path(SelfExe()).parent_path().parent_path() / "seedgrid-guard";
+  return ::access(p.c_str(), X_OK) == 0 ? p.string() : std::string();
+}
+
+class GuardTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/seedgrid-guard-test-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
+    if (GetParam()) {
+      program_ = BuiltGuardProgram();
+      if (program_.empty()) GTEST_SKIP() << "no seedgrid-guard beside " << SelfExe();
+    }
   }
   void TearDown() override {
     for (pid_t p : Pids()) ::kill(p, SIGKILL);  // a failed test's leftovers
@@ -79,34 +90,38 @@ class GuardTest : public ::testing::Test {
            "mv pids.tmp pids; " +
            then;
   }
+  GuardedCommand Start(const SpawnOptions& o) const {
+    return GuardedCommand::Start(o, 0, program_);
+  }
   std::string dir_;
+  std::string program_;  // "": a forked guard
 };
 
-TEST_F(GuardTest, ExitCodesAndSignalsPassThrough) {
-  auto cmd = GuardedCommand::Start(Sh("exit 7"), 0);
+TEST_P(GuardTest, ExitCodesAndSignalsPassThrough) {
+  auto cmd = Start(Sh("exit 7"));
   ExitStatus s = cmd.Wait();
   EXPECT_TRUE(cmd.reported());
   ASSERT_TRUE(s.exited());
   EXPECT_EQ(s.code(), 7);
-  auto killed = GuardedCommand::Start(Sh("kill -ABRT $$"), 0);
+  auto killed = Start(Sh("kill -ABRT $$"));
   ExitStatus k = killed.Wait();
   ASSERT_TRUE(k.signaled());
   EXPECT_EQ(k.signal(), SIGABRT);
 }
 
-TEST_F(GuardTest, AProgramThatCannotStartThrowsItsErrno) {
+TEST_P(GuardTest, AProgramThatCannotStartThrowsItsErrno) {
   SpawnOptions o;
   o.argv = {"/nonexistent/program"};
   try {
-    GuardedCommand::Start(o, 0);
+    Start(o);
     FAIL() << "started";
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code().value(), ENOENT);
   }
 }
 
-TEST_F(GuardTest, WhatTheCommandLeftIsKilledWhenItEndsSetsidIncluded) {
-  auto cmd = GuardedCommand::Start(Sh(Forks("exit 0")), 0);
+TEST_P(GuardTest, WhatTheCommandLeftIsKilledWhenItEndsSetsidIncluded) {
+  auto cmd = Start(Sh(Forks("exit 0")));
   ExitStatus s = cmd.Wait();
   EXPECT_TRUE(s.exited() && s.code() == 0);
   const auto pids = Pids();
@@ -114,8 +129,8 @@ TEST_F(GuardTest, WhatTheCommandLeftIsKilledWhenItEndsSetsidIncluded) {
   EXPECT_TRUE(GoneWithin(pids, 0.1));  // gone before the guard reported: no wait needed
 }
 
-TEST_F(GuardTest, KillEndsTheWholeTree) {
-  auto cmd = GuardedCommand::Start(Sh(Forks("wait")), 0);
+TEST_P(GuardTest, KillEndsTheWholeTree) {
+  auto cmd = Start(Sh(Forks("wait")));
   const auto pids = WaitForPids(3);
   ASSERT_EQ(pids.size(), 3u);
   EXPECT_EQ(cmd.group(), cmd.pid());
@@ -127,12 +142,12 @@ TEST_F(GuardTest, KillEndsTheWholeTree) {
   EXPECT_TRUE(GoneWithin(pids, 0.1));
 }
 
-TEST_F(GuardTest, TheRunnersDeathByKill9EndsTheWholeTree) {
+TEST_P(GuardTest, TheRunnersDeathByKill9EndsTheWholeTree) {
   // The runner is a child of ours, killed with SIGKILL while its command runs.
   const pid_t runner = ::fork();
   ASSERT_GE(runner, 0);
   if (runner == 0) {
-    auto cmd = GuardedCommand::Start(Sh(Forks("wait")), 0);
+    auto cmd = Start(Sh(Forks("wait")));
     cmd.Wait();
     ::_exit(0);
   }
@@ -143,12 +158,11 @@ TEST_F(GuardTest, TheRunnersDeathByKill9EndsTheWholeTree) {
   EXPECT_TRUE(GoneWithin(pids, 5));
 }
 
-TEST_F(GuardTest, TheTreesMemoryCountsASetsidChild) {
+TEST_P(GuardTest, TheTreesMemoryCountsASetsidChild) {
   // 64 MiB held by a setsid'd python3 child; the guard's own pages never count.
-  auto cmd = GuardedCommand::Start(
-      Sh("setsid python3 -c 'import time; b = b\"x\" * (64 << 20); time.sleep(300)' & "
-         "echo $! > pids.tmp; mv pids.tmp pids; wait"),
-      0);
+  auto cmd =
+      Start(Sh("setsid python3 -c 'import time; b = b\"x\" * (64 << 20); time.sleep(300)' & "
+               "echo $! > pids.tmp; mv pids.tmp pids; wait"));
   WaitForPids(1);
   int64_t kb = 0;
   for (int i = 0; i < 300 && kb < 64 * 1024; ++i) {
@@ -163,6 +177,9 @@ TEST_F(GuardTest, TheTreesMemoryCountsASetsidChild) {
   EXPECT_NE(over->find("memory limit exceeded: the command's processes hold"), std::string::npos);
   EXPECT_NE(over->find("limit 32 MiB"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(ForkedAndProgram, GuardTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Program" : "Forked"; });
 
 }  // namespace
 }  // namespace seedgrid::command

@@ -4,7 +4,9 @@ a worker leaves no process of the command behind, children that left the command
 group (setsid) included. Real Python scripts, the real `seedgrid` binary under real mpirun.
 
 Every command process here carries a marker in its argv, so "nothing is left" is checked twice:
-by the pids the script wrote and by a scan of /proc for the marker."""
+by the pids the script wrote and by a scan of /proc for the marker (which also finds the
+command's guard process, seedgrid-guard, whose argv ends with the command's: it must be gone
+too)."""
 import os
 import signal
 import time
@@ -30,16 +32,20 @@ FORKS = """
 """
 
 
-def marked(marker):
-    """PIDs of the live processes whose argv holds `marker`."""
+def marked(marker, guards=True):
+    """PIDs of the live processes whose argv holds `marker`: the command's, and its guard's
+    (`seedgrid-guard ... -- <command>`) unless `guards` is false."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read().split(b"\0") and alive(int(pid)):
-                    out.append(int(pid))
+                argv = f.read().split(b"\0")
+            if not guards and argv[0].endswith(b"seedgrid-guard"):
+                continue
+            if marker.encode() in argv and alive(int(pid)):
+                out.append(int(pid))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return out
@@ -78,7 +84,7 @@ class CommandGuard(ProcessTest):
         self.wait_for(lambda: len(self.pids("single")) == 3, timeout=60, what="the command's pids")
         pids = self.pids("single")
         self.assertTrue(all(alive(p) for p in pids))
-        self.assertEqual(len(marked(self.marker)), 3)  # the command and its two children
+        self.assertEqual(len(marked(self.marker, guards=False)), 3)  # the command, its 2 children
         worker, = seedgrid_pids(self.dir, rank=1)
         os.kill(worker, signal.SIGKILL)
         self.assert_nothing_left(pids, "the command and its children after kill -9 of the worker")
@@ -110,7 +116,7 @@ class CommandGuard(ProcessTest):
                       timeout=60, what="both ranks' command pids")
         pids = self.pids("rank0") + self.pids("rank1")
         self.assertTrue(all(alive(p) for p in pids))
-        self.assertEqual(len(marked(self.marker)), 6)
+        self.assertEqual(len(marked(self.marker, guards=False)), 6)
         worker, = seedgrid_pids(self.dir, rank=1)
         os.kill(worker, signal.SIGKILL)
         self.assert_nothing_left(pids, "both ranks' commands and children after kill -9 of a worker")
