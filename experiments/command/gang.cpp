@@ -155,7 +155,7 @@ void GangControl::Broadcast(const std::string& line) {
   }
 }
 
-// Long (~85 lines) for one reason: rank 0's and the other ranks' loops share the command's
+// Long (~95 lines) for one reason: rank 0's and the other ranks' loops share the command's
 // handling (its end, its memory, the stop) and differ only in who they listen to; apart they
 // would repeat it.
 GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,

@@ -6,20 +6,24 @@
 // the command forked lives on, reparented to init. Process groups catch more, but only while
 // someone alive signals them, and not what left the group (setsid, a daemon).
 //
-// So the runner forks a guard (no exec: only async-signal-safe calls run there, the runner may
-// be a multi-threaded MPI process), and the guard forks and execs the command:
+// So the runner starts a guard, and the guard forks and execs the command. The guard is
+// `seedgrid-guard` (guard_main.cpp, libc only, next to `seedgrid`), started with posix_spawn:
+// a fork of the runner would copy its page tables (an executor with LibTorch loaded: more
+// than the whole cost of running /bin/true). Without that program the runner forks and the
+// copy runs the same GuardMain (guard_child.h: async-signal-safe calls only, the runner may be
+// a multi-threaded MPI process).
 //
-//   runner ──lifeline pipe──► guard (own process group, PR_SET_CHILD_SUBREAPER, cwd /)
-//                               └── command (joins `group`, or leads a group of its own;
-//                                     PR_SET_PDEATHSIG SIGKILL on the guard)
-//                                     └── whatever the command starts, setsid'd or not
+//   runner ──lifeline──► guard (own process group, PR_SET_CHILD_SUBREAPER, cwd /)
+//                          └── command (joins `group`, or leads a group of its own;
+//                                PR_SET_PDEATHSIG SIGKILL on the guard)
+//                                └── whatever the command starts, setsid'd or not
 //
 //   * a subreaper: every orphaned descendant of the command (a child whose parent ended, a
 //     double-forked daemon, a setsid'd grandchild) becomes the guard's child, so the guard can
 //     always see and kill the whole tree, which a process group alone cannot;
-//   * the lifeline: the runner holds its write end (close-on-exec, no other process has it),
-//     so EOF there means the runner process is gone, however it ended (a parent-death signal
-//     follows the thread that forked, not the process);
+//   * the lifeline, a socket pair: the runner holds one end (close-on-exec, no other process
+//     has it), so EOF at the other means the runner process is gone, however it ended (a
+//     parent-death signal follows the thread that forked, not the process);
 //   * the command ends (or the runner asks with Kill(), or the lifeline breaks): the guard
 //     SIGKILLs the command if it still runs, then every child it has, round after round, until
 //     it has no child left (each killed process's own children become the guard's in turn);

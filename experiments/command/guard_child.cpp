@@ -175,7 +175,7 @@ pid_t ForkCommand(const GuardPlan& p, pid_t self) {
 long ParseProcPid(const char* name) { return ParsePidImpl(name); }
 long ParentOfProc(const char* pid) { return ParentOfImpl(pid); }
 
-// The guard's life (the layout and the rules: guard.h). Long for one reason: it is one
+// The guard's life (the layout and the rules: guard.h). ~65 lines for one reason: it is one
 // sequence of system calls after a fork, which helpers would only scatter.
 void GuardMain(const GuardPlan& p) {
   const pid_t self = ::getpid();
