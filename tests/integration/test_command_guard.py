@@ -72,6 +72,23 @@ class CommandGuard(ProcessTest):
         self.wait_until_gone(pids, 15, what)
         self.assertEqual(marked(self.marker), [], what)
 
+    def kill9_worker_while_running(self, spec, names):
+        """Runs `spec` (FORKS, writing <name>.pids for each of `names`), kills worker rank 1
+        with SIGKILL once every command has forked, and checks that no command process is left.
+        Returns the launch's exit code and output."""
+        proc = self.start_seedgrid("run", spec, "--workers", str(len(names)))
+        self.wait_for(lambda: all(len(self.pids(n)) == 3 for n in names), timeout=60,
+                      what="the commands' pids")
+        pids = [p for n in names for p in self.pids(n)]
+        self.assertTrue(all(alive(p) for p in pids))
+        # Each command and its two children (not their guards, whose argv ends with the command's).
+        self.assertEqual(len(marked(self.marker, guards=False)), len(pids))
+        worker, = seedgrid_pids(self.dir, rank=1)
+        os.kill(worker, signal.SIGKILL)
+        self.assert_nothing_left(pids, "the commands and their children after kill -9 of a worker")
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, out
+
     def test_kill9_of_the_worker_leaves_no_command_process_setsid_included(self):
         script(self, "forks.py", FORKS)
         spec = cmd_spec(self, "single.yaml", f"""
@@ -80,15 +97,7 @@ class CommandGuard(ProcessTest):
             params: {{argv: [python3, forks.py, {self.marker}, single, sleep]}}
             resources: {{max_attempts: 1}}
         """)
-        proc = self.start_seedgrid("run", spec, "--workers", "1")
-        self.wait_for(lambda: len(self.pids("single")) == 3, timeout=60, what="the command's pids")
-        pids = self.pids("single")
-        self.assertTrue(all(alive(p) for p in pids))
-        self.assertEqual(len(marked(self.marker, guards=False)), 3)  # the command, its 2 children
-        worker, = seedgrid_pids(self.dir, rank=1)
-        os.kill(worker, signal.SIGKILL)
-        self.assert_nothing_left(pids, "the command and its children after kill -9 of the worker")
-        proc.communicate(timeout=60)
+        self.kill9_worker_while_running(spec, ["single"])
 
     def test_a_setsid_child_that_outlives_the_command_is_killed_when_it_ends(self):
         script(self, "forks.py", FORKS)
@@ -111,17 +120,8 @@ class CommandGuard(ProcessTest):
             params: {{argv: [python3, forks.py, {self.marker}, rank, sleep]}}
             resources: {{ranks: 2, max_attempts: 1, timeout: 300s}}
         """)
-        proc = self.start_seedgrid("run", spec, "--workers", "2")
-        self.wait_for(lambda: len(self.pids("rank0")) == 3 and len(self.pids("rank1")) == 3,
-                      timeout=60, what="both ranks' command pids")
-        pids = self.pids("rank0") + self.pids("rank1")
-        self.assertTrue(all(alive(p) for p in pids))
-        self.assertEqual(len(marked(self.marker, guards=False)), 6)
-        worker, = seedgrid_pids(self.dir, rank=1)
-        os.kill(worker, signal.SIGKILL)
-        self.assert_nothing_left(pids, "both ranks' commands and children after kill -9 of a worker")
-        out, _ = proc.communicate(timeout=60)
-        self.assertEqual(proc.returncode, 3, out)  # a lost rank
+        code, out = self.kill9_worker_while_running(spec, ["rank0", "rank1"])
+        self.assertEqual(code, 3, out)  # a lost rank
 
     def test_a_gang_rank_over_the_memory_limit_fails_the_gang_as_memory(self):
         # Rank 1's child holds the memory (the rank's worker and the command itself do not
