@@ -85,7 +85,8 @@ bool NextLine(std::string& buf, std::string* line) {
 
 bool Ok(const ExitStatus& s) { return s.exited() && s.code() == 0; }
 
-constexpr int kMemoryCode = 2;  // a line's code for the memory limit (gang.h)
+constexpr int kMemoryCode = 2;   // a line's code for the memory limit (gang.h)
+constexpr int kTimeoutCode = 3;  // ... for the timeout
 
 std::string OneLine(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
@@ -158,8 +159,16 @@ void GangControl::Broadcast(const std::string& line) {
 // Long (~95 lines) for one reason: rank 0's and the other ranks' loops share the command's
 // handling (its end, its memory, the stop) and differ only in who they listen to; apart they
 // would repeat it.
-GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,
+GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimits& limits,
                           const std::function<std::string(ExitStatus)>& describe) {
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  auto after = [&](double s) {
+    return started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const auto term_at = limits.timeout_s > 0 ? after(limits.timeout_s) : Clock::time_point::max();
+  const auto kill_at =
+      limits.timeout_s > 0 ? after(limits.timeout_s + limits.grace_s) : Clock::time_point::max();
   GangEnd end;
   std::optional<ExitStatus> mine;
   std::string first_error;  // the first failure seen in the gang
@@ -186,6 +195,14 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,
   };
   auto next_check = std::chrono::steady_clock::now();
   while (more()) {
+    if (!mine && !killed && Clock::now() >= term_at) {
+      if (!end.timed_out) cmd.Terminate();
+      end.timed_out = true;
+      if (Clock::now() >= kill_at) {
+        cmd.Kill();
+        killed = true;
+      }
+    }
     if (!mine && !killed && memory_mb > 0 && std::chrono::steady_clock::now() >= next_check) {
       next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
       if (auto over = cmd.OverMemory(memory_mb)) {
@@ -195,8 +212,14 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,
       }
     }
     if (!mine && (mine = cmd.TryWait())) {
-      const int code = !end.over_memory.empty() ? kMemoryCode : Ok(*mine) ? 0 : 1;
-      const std::string what = end.over_memory.empty() ? describe(*mine) : end.over_memory;
+      const int code = !end.over_memory.empty() ? kMemoryCode
+                       : end.timed_out          ? kTimeoutCode
+                       : Ok(*mine)              ? 0
+                                                : 1;
+      const std::string what = !end.over_memory.empty() ? end.over_memory
+                               : end.timed_out          ? fmt::format("timeout ({:.3g} s), then {}",
+                                                                      limits.timeout_s, describe(*mine))
+                                                        : describe(*mine);
       if (rank_ != 0) {
         SendLine(to_lead_.get(), fmt::format("E {} {} {}", rank_, code, what));
         break;
@@ -204,7 +227,7 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,
       if (code != 0 && first_error.empty()) {
         first_error = "gang rank 0: " + what;
         first_code = code;
-        Broadcast(fmt::format("K {} {}", code, first_error));
+        if (code != kTimeoutCode) Broadcast(fmt::format("K {} {}", code, first_error));
       }
     }
     std::vector<pollfd> fds;
@@ -232,7 +255,12 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb,
         if (rank_ == 0 && std::sscanf(line.c_str(), "E %d %d %n", &r, &code, &used) == 2 &&
             used > 0) {
           reported[i] = true;
-          if (code != 0 && first_error.empty()) {
+          if (code == kTimeoutCode) {
+            if (first_error.empty()) {  // every rank keeps the timeout itself (gang.h)
+              first_error = fmt::format("gang rank {}: {}", r, line.substr(used));
+              first_code = code;
+            }
+          } else if (code != 0 && first_error.empty()) {
             const std::string why = fmt::format("gang rank {}: {}", r, line.substr(used));
             Broadcast(fmt::format("K {} {}", code, why));
             stop(code, why);

@@ -10,7 +10,10 @@
 //   rank 0 -> every rank   "K <code> <error text>\n" when a command failed: stop yours
 //
 // code: 0 success, 1 failure, 2 the memory limit (resources.memory, checked by every rank on
-// its own command's process tree): a gang stopped by it fails as `memory` on every rank.
+// its own command's process tree): a gang stopped by it fails as `memory` on every rank;
+// 3 the timeout. Every rank keeps the timeout itself (SIGTERM to its command's group, the
+// grace, SIGKILL), started together at the rendezvous, so a rank's timeout stops no other
+// rank: a SIGKILL from rank 0 would cut the others' grace short.
 //
 // Rank 0 keeps serving until its own command and every other rank's have ended. A connection
 // that closes before its rank reported counts as that rank failing (its worker died).
@@ -42,6 +45,14 @@ struct GangEnd {
   std::string stopped_by;          // the error of another rank that made this one stop its
                                    // command (SIGKILL to its tree), empty otherwise
   bool stopped_by_memory = false;  // ... and that error was the memory limit
+  bool timed_out = false;          // this rank's command ran past the timeout (was SIGTERMed)
+};
+
+// The shard's timeout and this rank's grace after it (the caller caps the grace so the rank
+// reports before the coordinator's own deadline for the gang).
+struct GangLimits {
+  double timeout_s = 0;  // 0: none
+  double grace_s = 0;
 };
 
 class GangControl {
@@ -50,10 +61,11 @@ class GangControl {
   GangControl(Collective& c, GangEnv* env);
   ~GangControl() = default;
 
-  // Waits for this rank's command while watching the gang and, with `memory_mb` > 0, the
-  // command's tree against that limit (every 50 ms; over it, the tree is SIGKILLed).
-  // `describe` words a status for the other ranks.
-  GangEnd Wait(GuardedCommand& cmd, int64_t memory_mb,
+  // Waits for this rank's command while watching the gang, with `memory_mb` > 0 the
+  // command's tree against that limit (every 50 ms; over it, the tree is SIGKILLed), and the
+  // timeout (SIGTERM to the command's group at limits.timeout_s from now, SIGKILL to its tree
+  // limits.grace_s later). `describe` words a status for the other ranks.
+  GangEnd Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimits& limits,
                const std::function<std::string(ExitStatus)>& describe);
 
  private:

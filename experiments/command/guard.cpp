@@ -255,6 +255,13 @@ void GuardedCommand::Kill() {
   [[maybe_unused]] ssize_t n = ::send(lifeline_.get(), &kGuardKillByte, 1, MSG_NOSIGNAL);
 }
 
+void GuardedCommand::Terminate() {
+  if (done_ || group_ <= 0 || group_ != pid_) return;
+  // ESRCH: the group is already gone (the command ended; the guard reports it).
+  if (::kill(-group_, SIGTERM) != 0 && errno != ESRCH)
+    throw std::system_error(errno, std::generic_category(), "kill(SIGTERM) to a command's group");
+}
+
 int64_t GuardedCommand::TreeRssKb() const {
   if (guard_ <= 0) return 0;
   std::unordered_map<pid_t, std::vector<pid_t>> children;

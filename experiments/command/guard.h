@@ -86,6 +86,11 @@ class GuardedCommand {
   // Asks the guard to SIGKILL the command and everything under it now (it then reports as
   // usual). No effect once the command has been reaped.
   void Kill();
+  // SIGTERM to the command's process group (a gang's timeout: the command saves and exits in
+  // its grace, then Kill). Only for a command that leads its own group (join_group 0): a
+  // joined group is the caller's own. Processes that left the group (setsid) get no SIGTERM,
+  // as with the executor's group; the guard still kills them at the end.
+  void Terminate();
 
   // The resident sets of every process under the guard (the command's whole tree, setsid'd
   // processes included; not the guard, a copy of the runner's pages), in KiB.

@@ -40,6 +40,7 @@
 #include <fmt/format.h>
 
 #include "core/process.h"
+#include "core/shard_limits.h"
 #include "core/store.h"
 #include "core/strings.h"
 #include "core/sysutil.h"
@@ -335,11 +336,28 @@ struct Ended {
   std::string stopped_by;          // gang: the other rank's failure that stopped this one
   bool stopped_by_memory = false;  // ... which was the memory limit
   std::string over_memory;         // the memory limit's message, when it killed the command
+  bool timed_out = false;          // gang: the command ran past the timeout
 };
+
+// A gang rank's timeout and grace (GangControl::Wait). The coordinator records a gang still
+// running at timeout + max(5 s, 10 %) as `timeout` and must then abort the launch (its ranks
+// cannot be stopped alone; coordinator/scheduler.h deadline_grace_min_s, _fraction): the
+// rank's grace is capped 2 s below that slack, so the rank has killed its command and
+// reported before it (the ranks start their clocks after the dispatch, the communicator and
+// the rendezvous: well under those 2 s). The worker's default grace is 3 s (worker.h).
+command::GangLimits GangLimitsFor(const ShardContext& ctx) {
+  const auto* source = dynamic_cast<const ShardTimeLimitsSource*>(&ctx);
+  if (!source) return {};
+  const ShardTimeLimits l = source->time_limits();
+  if (l.timeout_s <= 0) return {};
+  const double slack = std::max(5.0, 0.1 * l.timeout_s);
+  const double grace = l.grace_s > 0 ? l.grace_s : 3.0;
+  return {l.timeout_s, std::min(grace, slack - 2.0)};
+}
 
 // Spawns the command under its guard (guard.h) and waits for it (watching the gang, if any).
 Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, GangControl* control,
-                 const std::string& device, bool in_executor) {
+                 const command::GangLimits& limits, const std::string& device, bool in_executor) {
   auto lookup = Lookup(t, d);
   SpawnOptions o;
   for (const auto& a : t.key.params().at("argv")) {
@@ -366,9 +384,10 @@ Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, Gan
   tee.CloseChildEnd();
   Ended e;
   if (control) {
-    GangEnd g =
-        control->Wait(cmd, t.memory_mb, [&](ExitStatus s) { return Describe(s) + Tail(tee); });
+    GangEnd g = control->Wait(cmd, t.memory_mb, limits,
+                              [&](ExitStatus s) { return Describe(s) + Tail(tee); });
     e.status = g.status;
+    e.timed_out = g.timed_out;
     e.stopped_by = std::move(g.stopped_by);
     e.stopped_by_memory = g.stopped_by_memory;
     e.over_memory = std::move(g.over_memory);
@@ -400,17 +419,28 @@ void RunCommand(ShardContext& ctx) {
   Dirs d = PrepareDirs(ctx);
   std::optional<TermGuard> term;
   if (in_executor) term.emplace();
-  Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, ctx.device(),
-                       in_executor);
+  const command::GangLimits limits = control ? GangLimitsFor(ctx) : command::GangLimits{};
+  Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, limits,
+                       ctx.device(), in_executor);
   std::error_code ec;
   fs::remove(d.params_file, ec);
   fs::remove(d.inputs_file, ec);
   if (term) term->ReRaiseIfAsked();
   term.reset();
   const bool ok = e.status.exited() && e.status.code() == 0;
-  int failed = ok ? 0 : 1;
+  // 0 ok, 1 failed, 2 timed out: a gang past its timeout is `timeout` on every rank (the
+  // coordinator keeps the first rank's answer).
+  int failed = e.timed_out ? 2 : ok ? 0 : 1;
   if (control) ctx.collective()->AllReduce(&failed, 1, DType::kInt32, ReduceOp::kMax);
   if (!ok || failed) fs::remove_all(d.scratch, ec);
+  if (failed == 2) {
+    if (!e.timed_out)
+      throw ShardFailure(Outcome::kTimeout, "command: another rank of the gang timed out");
+    throw ShardFailure(Outcome::kTimeout,
+                       fmt::format("command timeout after {:.3g} s (SIGTERM, {:.3g} s grace): {}{}",
+                                   limits.timeout_s, limits.grace_s, Describe(e.status),
+                                   e.tail.empty() ? "" : "; last stderr: " + e.tail));
+  }
   if (!e.stopped_by.empty()) {
     if (e.stopped_by_memory)
       throw ShardFailure(Outcome::kMemory, "command stopped: " + e.stopped_by);

@@ -151,6 +151,64 @@ class CommandGuard(ProcessTest):
         for rank in ("rank0", "rank1"):
             self.assertFalse(alive(int(read_text(os.path.join(self.dir, rank + ".pid")))), rank)
 
+    def test_a_gang_past_its_timeout_gets_sigterm_and_is_retried(self):
+        # Attempt 1 hangs: each rank's SIGTERM handler writes term<RANK>.<attempt> and exits.
+        # Attempt 2 ends at once. Each rank, not the coordinator, must stop its command (the
+        # coordinator's own deadline, at 2 s + 5 s, would retire both ranks and abort).
+        script(self, "hang.py", """
+            import os, signal, sys, time
+            rank, attempt = os.environ["RANK"], os.environ["SEEDGRID_ATTEMPT"]
+            def on_term(*_):
+                open(f"term{rank}.{attempt}", "w").write("x")
+                sys.exit(0)
+            signal.signal(signal.SIGTERM, on_term)
+            if attempt == "1":
+                time.sleep(120)
+        """)
+        spec = cmd_spec(self, "hang.yaml", """
+            name: hang
+            kind: command
+            params: {argv: [python3, hang.py]}
+            resources: {ranks: 2, timeout: 2s, grace: 3s, max_attempts: 2}
+        """)
+        p = self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=0)
+        self.assertNotIn("stuck in a shard past its timeout", p.stdout + p.stderr)
+        first, second = self.attempts("hang")
+        self.assertEqual((first[1], first[2]), (1, "timeout"), first)
+        self.assertIn("command timeout after 2 s (SIGTERM, 3 s grace)", first[5])
+        self.assertNotIn("cannot be stopped alone", first[5])
+        self.assertEqual((second[1], second[2]), (2, "ok"), second)
+        for rank in ("0", "1"):  # SIGTERM reached both ranks' commands in attempt 1 only
+            self.assertTrue(os.path.exists(os.path.join(self.dir, f"term{rank}.1")), rank)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, f"term{rank}.2")), rank)
+
+    def test_a_gang_ignoring_sigterm_is_killed_after_its_grace(self):
+        # The handler notes the SIGTERM and returns: the script sleeps on until SIGKILL.
+        script(self, "deaf.py", f"""
+            import os, signal, sys, time
+            rank = os.environ["RANK"]
+            open(f"rank{{rank}}.pid", "w").write(str(os.getpid()))
+            signal.signal(signal.SIGTERM, lambda *_: open(f"term{{rank}}", "w").write("x"))
+            time.sleep(120)
+        """)
+        spec = cmd_spec(self, "deaf.yaml", """
+            name: deaf
+            kind: command
+            params: {argv: [python3, deaf.py]}
+            resources: {ranks: 2, timeout: 2s, grace: 1s, max_attempts: 1}
+        """)
+        start = time.time()
+        p = self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=3)
+        self.assertLess(time.time() - start, 60, p.stdout)
+        self.assertNotIn("stuck in a shard past its timeout", p.stdout + p.stderr)
+        (att,) = self.attempts("deaf")
+        self.assertEqual(att[2], "timeout", att)
+        self.assertIn("command timeout after 2 s (SIGTERM, 1 s grace)", att[5])
+        self.assertIn("killed by signal 9 (SIGKILL)", att[5])
+        for rank in ("0", "1"):
+            self.assertTrue(os.path.exists(os.path.join(self.dir, "term" + rank)), rank)
+            self.assertFalse(alive(int(read_text(os.path.join(self.dir, f"rank{rank}.pid")))))
+
 
 if __name__ == "__main__":
     import unittest
