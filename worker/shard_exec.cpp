@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "core/shard_limits.h"
+#include "core/shard_control.h"
 #include "core/sysutil.h"
 
 namespace seedgrid {
@@ -24,7 +24,7 @@ ShardTaskView MakeView(const RunShard& t) {
   return {t.key, t.sweep, t.attempt, t.inputs, t.memory_mb};
 }
 
-class LocalContext final : public ShardContext, public ShardTimeLimitsSource {
+class LocalContext final : public ShardContext, public ShardControl {
  public:
   LocalContext(const RunShard& task, const LocalRunOptions& o) : task_(task), options_(o) {}
   ~LocalContext() override {
@@ -72,6 +72,9 @@ class LocalContext final : public ShardContext, public ShardTimeLimitsSource {
   int threads() const override { return options_.threads; }
   std::string device() const override { return options_.device; }
   ShardTimeLimits time_limits() const override { return {task_.timeout_s, task_.grace_s}; }
+  bool stop_requested() const override {
+    return options_.stop_requested && options_.stop_requested();
+  }
 
   // After a successful run: attributes, close, publish. Returns the published path or "".
   std::string Publish() {

@@ -85,8 +85,48 @@ bool NextLine(std::string& buf, std::string* line) {
 
 bool Ok(const ExitStatus& s) { return s.exited() && s.code() == 0; }
 
-constexpr int kMemoryCode = 2;   // a line's code for the memory limit (gang.h)
-constexpr int kTimeoutCode = 3;  // ... for the timeout
+constexpr int kMemoryCode = 2;     // a line's code for the memory limit (gang.h)
+constexpr int kTimeoutCode = 3;    // ... for the timeout
+constexpr int kPreemptedCode = 4;  // ... for a preemption
+
+// One rank's timeout and preemption (GangControl::Wait): SIGTERM to the command's group at
+// the timeout or once the worker is told to stop, SIGKILL to its tree after the grace.
+class TermThenKill {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit TermThenKill(const GangLimits& limits) : limits_(limits) {
+    if (limits.timeout_s > 0) term_at_ = After(Clock::now(), limits.timeout_s);
+  }
+  // Called every round while the command runs: true once it was SIGKILLed.
+  bool Poll(GuardedCommand& cmd, GangEnd* end) {
+    const auto now = Clock::now();
+    if (end->timed_out || end->preempted) {
+      if (now < kill_at_) return false;
+      cmd.Kill();
+      return true;
+    }
+    if (now >= term_at_) {
+      end->timed_out = true;
+    } else if (limits_.stop_requested && now >= next_check_) {
+      next_check_ = now + std::chrono::milliseconds(50);
+      end->preempted = limits_.stop_requested();
+    }
+    if (end->timed_out || end->preempted) {
+      cmd.Terminate();
+      kill_at_ = After(now, end->timed_out ? limits_.grace_s : limits_.preempt_grace_s);
+    }
+    return false;
+  }
+
+ private:
+  static Clock::time_point After(Clock::time_point t, double s) {
+    return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  }
+  const GangLimits& limits_;
+  Clock::time_point term_at_ = Clock::time_point::max();
+  Clock::time_point kill_at_ = Clock::time_point::max();
+  Clock::time_point next_check_{};
+};
 
 std::string OneLine(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
@@ -156,19 +196,12 @@ void GangControl::Broadcast(const std::string& line) {
   }
 }
 
-// Long (~95 lines) for one reason: rank 0's and the other ranks' loops share the command's
+// Long (~110 lines) for one reason: rank 0's and the other ranks' loops share the command's
 // handling (its end, its memory, the stop) and differ only in who they listen to; apart they
 // would repeat it.
 GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimits& limits,
                           const std::function<std::string(ExitStatus)>& describe) {
-  using Clock = std::chrono::steady_clock;
-  const auto started = Clock::now();
-  auto after = [&](double s) {
-    return started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-  };
-  const auto term_at = limits.timeout_s > 0 ? after(limits.timeout_s) : Clock::time_point::max();
-  const auto kill_at =
-      limits.timeout_s > 0 ? after(limits.timeout_s + limits.grace_s) : Clock::time_point::max();
+  TermThenKill stopper(limits);
   GangEnd end;
   std::optional<ExitStatus> mine;
   std::string first_error;  // the first failure seen in the gang
@@ -195,14 +228,7 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimi
   };
   auto next_check = std::chrono::steady_clock::now();
   while (more()) {
-    if (!mine && !killed && Clock::now() >= term_at) {
-      if (!end.timed_out) cmd.Terminate();
-      end.timed_out = true;
-      if (Clock::now() >= kill_at) {
-        cmd.Kill();
-        killed = true;
-      }
-    }
+    if (!mine && !killed) killed = stopper.Poll(cmd, &end);
     if (!mine && !killed && memory_mb > 0 && std::chrono::steady_clock::now() >= next_check) {
       next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
       if (auto over = cmd.OverMemory(memory_mb)) {
@@ -214,12 +240,16 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimi
     if (!mine && (mine = cmd.TryWait())) {
       const int code = !end.over_memory.empty() ? kMemoryCode
                        : end.timed_out          ? kTimeoutCode
+                       : end.preempted          ? kPreemptedCode
                        : Ok(*mine)              ? 0
                                                 : 1;
-      const std::string what = !end.over_memory.empty() ? end.over_memory
-                               : end.timed_out          ? fmt::format("timeout ({:.3g} s), then {}",
-                                                                      limits.timeout_s, describe(*mine))
-                                                        : describe(*mine);
+      std::string what = end.over_memory;
+      if (what.empty()) {
+        what = end.timed_out   ? fmt::format("timeout ({:.3g} s), then ", limits.timeout_s)
+               : end.preempted ? "preempted, then "
+                               : "";
+        what += describe(*mine);
+      }
       if (rank_ != 0) {
         SendLine(to_lead_.get(), fmt::format("E {} {} {}", rank_, code, what));
         break;
@@ -227,7 +257,8 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimi
       if (code != 0 && first_error.empty()) {
         first_error = "gang rank 0: " + what;
         first_code = code;
-        if (code != kTimeoutCode) Broadcast(fmt::format("K {} {}", code, first_error));
+        if (code != kTimeoutCode && code != kPreemptedCode)
+          Broadcast(fmt::format("K {} {}", code, first_error));
       }
     }
     std::vector<pollfd> fds;
@@ -255,8 +286,8 @@ GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimi
         if (rank_ == 0 && std::sscanf(line.c_str(), "E %d %d %n", &r, &code, &used) == 2 &&
             used > 0) {
           reported[i] = true;
-          if (code == kTimeoutCode) {
-            if (first_error.empty()) {  // every rank keeps the timeout itself (gang.h)
+          if (code == kTimeoutCode || code == kPreemptedCode) {
+            if (first_error.empty()) {  // every rank keeps these itself (gang.h)
               first_error = fmt::format("gang rank {}: {}", r, line.substr(used));
               first_code = code;
             }

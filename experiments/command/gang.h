@@ -11,9 +11,10 @@
 //
 // code: 0 success, 1 failure, 2 the memory limit (resources.memory, checked by every rank on
 // its own command's process tree): a gang stopped by it fails as `memory` on every rank;
-// 3 the timeout. Every rank keeps the timeout itself (SIGTERM to its command's group, the
-// grace, SIGKILL), started together at the rendezvous, so a rank's timeout stops no other
-// rank: a SIGKILL from rank 0 would cut the others' grace short.
+// 3 the timeout, 4 a preemption. Every rank keeps the timeout itself (SIGTERM to its
+// command's group, the grace, SIGKILL), started together at the rendezvous, and sees the
+// coordinator's Shutdown itself, so neither stops another rank: a SIGKILL from rank 0 would
+// cut the others' grace short.
 //
 // Rank 0 keeps serving until its own command and every other rank's have ended. A connection
 // that closes before its rank reported counts as that rank failing (its worker died).
@@ -46,6 +47,7 @@ struct GangEnd {
                                    // command (SIGKILL to its tree), empty otherwise
   bool stopped_by_memory = false;  // ... and that error was the memory limit
   bool timed_out = false;          // this rank's command ran past the timeout (was SIGTERMed)
+  bool preempted = false;          // the worker was told to shut down (the command SIGTERMed)
 };
 
 // The shard's timeout and this rank's grace after it (the caller caps the grace so the rank
@@ -53,6 +55,8 @@ struct GangEnd {
 struct GangLimits {
   double timeout_s = 0;  // 0: none
   double grace_s = 0;
+  double preempt_grace_s = 0;            // SIGTERM -> SIGKILL on preemption
+  std::function<bool()> stop_requested;  // a preemption: polled every 50 ms (may be empty)
 };
 
 class GangControl {
@@ -64,7 +68,8 @@ class GangControl {
   // Waits for this rank's command while watching the gang, with `memory_mb` > 0 the
   // command's tree against that limit (every 50 ms; over it, the tree is SIGKILLed), and the
   // timeout (SIGTERM to the command's group at limits.timeout_s from now, SIGKILL to its tree
-  // limits.grace_s later). `describe` words a status for the other ranks.
+  // limits.grace_s later) and the worker's shutdown (the same with preempt_grace_s).
+  // `describe` words a status for the other ranks.
   GangEnd Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimits& limits,
                const std::function<std::string(ExitStatus)>& describe);
 

@@ -40,7 +40,7 @@
 #include <fmt/format.h>
 
 #include "core/process.h"
-#include "core/shard_limits.h"
+#include "core/shard_control.h"
 #include "core/store.h"
 #include "core/strings.h"
 #include "core/sysutil.h"
@@ -337,22 +337,29 @@ struct Ended {
   bool stopped_by_memory = false;  // ... which was the memory limit
   std::string over_memory;         // the memory limit's message, when it killed the command
   bool timed_out = false;          // gang: the command ran past the timeout
+  bool preempted = false;          // gang: the worker was told to shut down
 };
 
-// A gang rank's timeout and grace (GangControl::Wait). The coordinator records a gang still
-// running at timeout + max(5 s, 10 %) as `timeout` and must then abort the launch (its ranks
-// cannot be stopped alone; coordinator/scheduler.h deadline_grace_min_s, _fraction): the
-// rank's grace is capped 2 s below that slack, so the rank has killed its command and
-// reported before it (the ranks start their clocks after the dispatch, the communicator and
-// the rendezvous: well under those 2 s). The worker's default grace is 3 s (worker.h).
+// A gang rank's timeout, graces and preemption (GangControl::Wait). The coordinator records a
+// gang still running at timeout + max(5 s, 10 %) as `timeout` and must then abort the launch
+// (its ranks cannot be stopped alone; coordinator/scheduler.h deadline_grace_min_s,
+// _fraction): the timeout's grace is capped 2 s below that slack, so the rank has killed its
+// command and reported before it (the ranks start their clocks after the dispatch, the
+// communicator and the rendezvous: well under those 2 s). A preemption's grace is the whole
+// resources.grace, as for a single-rank command. The worker's default grace is 3 s
+// (worker.h kill_grace_s).
 command::GangLimits GangLimitsFor(const ShardContext& ctx) {
-  const auto* source = dynamic_cast<const ShardTimeLimitsSource*>(&ctx);
-  if (!source) return {};
-  const ShardTimeLimits l = source->time_limits();
-  if (l.timeout_s <= 0) return {};
-  const double slack = std::max(5.0, 0.1 * l.timeout_s);
-  const double grace = l.grace_s > 0 ? l.grace_s : 3.0;
-  return {l.timeout_s, std::min(grace, slack - 2.0)};
+  const auto* control = dynamic_cast<const ShardControl*>(&ctx);
+  if (!control) return {};
+  const ShardTimeLimits l = control->time_limits();
+  command::GangLimits g;
+  g.preempt_grace_s = l.grace_s > 0 ? l.grace_s : 3.0;
+  g.stop_requested = [control] { return control->stop_requested(); };
+  if (l.timeout_s > 0) {
+    g.timeout_s = l.timeout_s;
+    g.grace_s = std::min(g.preempt_grace_s, std::max(5.0, 0.1 * l.timeout_s) - 2.0);
+  }
+  return g;
 }
 
 // Spawns the command under its guard (guard.h) and waits for it (watching the gang, if any).
@@ -388,6 +395,7 @@ Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, Gan
                               [&](ExitStatus s) { return Describe(s) + Tail(tee); });
     e.status = g.status;
     e.timed_out = g.timed_out;
+    e.preempted = g.preempted;
     e.stopped_by = std::move(g.stopped_by);
     e.stopped_by_memory = g.stopped_by_memory;
     e.over_memory = std::move(g.over_memory);
@@ -428,11 +436,17 @@ void RunCommand(ShardContext& ctx) {
   if (term) term->ReRaiseIfAsked();
   term.reset();
   const bool ok = e.status.exited() && e.status.code() == 0;
-  // 0 ok, 1 failed, 2 timed out: a gang past its timeout is `timeout` on every rank (the
-  // coordinator keeps the first rank's answer).
-  int failed = e.timed_out ? 2 : ok ? 0 : 1;
+  // 0 ok, 1 failed, 2 timed out, 3 preempted: a gang past its timeout is `timeout` on every
+  // rank, a preempted one `preempted` (the coordinator keeps the first rank's answer).
+  int failed = e.preempted ? 3 : e.timed_out ? 2 : ok ? 0 : 1;
   if (control) ctx.collective()->AllReduce(&failed, 1, DType::kInt32, ReduceOp::kMax);
   if (!ok || failed) fs::remove_all(d.scratch, ec);
+  if (failed == 3) {
+    throw ShardFailure(
+        Outcome::kPreempted,
+        fmt::format("preempted: SIGTERM forwarded to the command, {:.3g} s grace{}",
+                    limits.preempt_grace_s, e.preempted ? ", then " + Describe(e.status) : ""));
+  }
   if (failed == 2) {
     if (!e.timed_out)
       throw ShardFailure(Outcome::kTimeout, "command: another rank of the gang timed out");

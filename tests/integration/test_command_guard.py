@@ -154,7 +154,8 @@ class CommandGuard(ProcessTest):
     def test_a_gang_past_its_timeout_gets_sigterm_and_is_retried(self):
         # Attempt 1 hangs: each rank's SIGTERM handler writes term<RANK>.<attempt> and exits.
         # Attempt 2 ends at once. Each rank, not the coordinator, must stop its command (the
-        # coordinator's own deadline, at 2 s + 5 s, would retire both ranks and abort).
+        # coordinator's own deadline, at 6 s + 5 s, would retire both ranks and abort). 6 s:
+        # time for Python to start and install its handler on a loaded machine.
         script(self, "hang.py", """
             import os, signal, sys, time
             rank, attempt = os.environ["RANK"], os.environ["SEEDGRID_ATTEMPT"]
@@ -169,13 +170,13 @@ class CommandGuard(ProcessTest):
             name: hang
             kind: command
             params: {argv: [python3, hang.py]}
-            resources: {ranks: 2, timeout: 2s, grace: 3s, max_attempts: 2}
+            resources: {ranks: 2, timeout: 6s, grace: 3s, max_attempts: 2}
         """)
         p = self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=0)
         self.assertNotIn("stuck in a shard past its timeout", p.stdout + p.stderr)
         first, second = self.attempts("hang")
         self.assertEqual((first[1], first[2]), (1, "timeout"), first)
-        self.assertIn("command timeout after 2 s (SIGTERM, 3 s grace)", first[5])
+        self.assertIn("command timeout after 6 s (SIGTERM, 3 s grace)", first[5])
         self.assertNotIn("cannot be stopped alone", first[5])
         self.assertEqual((second[1], second[2]), (2, "ok"), second)
         for rank in ("0", "1"):  # SIGTERM reached both ranks' commands in attempt 1 only
@@ -195,7 +196,7 @@ class CommandGuard(ProcessTest):
             name: deaf
             kind: command
             params: {argv: [python3, deaf.py]}
-            resources: {ranks: 2, timeout: 2s, grace: 1s, max_attempts: 1}
+            resources: {ranks: 2, timeout: 6s, grace: 1s, max_attempts: 1}
         """)
         start = time.time()
         p = self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=3)
@@ -203,11 +204,50 @@ class CommandGuard(ProcessTest):
         self.assertNotIn("stuck in a shard past its timeout", p.stdout + p.stderr)
         (att,) = self.attempts("deaf")
         self.assertEqual(att[2], "timeout", att)
-        self.assertIn("command timeout after 2 s (SIGTERM, 1 s grace)", att[5])
+        self.assertIn("command timeout after 6 s (SIGTERM, 1 s grace)", att[5])
         self.assertIn("killed by signal 9 (SIGKILL)", att[5])
         for rank in ("0", "1"):
             self.assertTrue(os.path.exists(os.path.join(self.dir, "term" + rank)), rank)
             self.assertFalse(alive(int(read_text(os.path.join(self.dir, f"rank{rank}.pid")))))
+
+    def test_a_preempted_gang_gets_sigterm_and_its_grace_and_is_not_charged(self):
+        # Each rank's SIGTERM handler writes term<RANK> and exits; the next launch finds both
+        # markers and ends at once. The gang's workers must see the coordinator's Shutdown
+        # while their commands run (else the launch waits for the 120 s sleep).
+        script(self, "long.py", """
+            import os, signal, sys, time
+            rank = os.environ["RANK"]
+            if os.path.exists("term0") and os.path.exists("term1"):
+                sys.exit(0)
+            def on_term(*_):
+                time.sleep(0.5)  # a slow save, well inside the grace
+                open(f"term{rank}", "w").write("x")
+                sys.exit(0)
+            signal.signal(signal.SIGTERM, on_term)
+            open(f"rank{rank}.pid", "w").write(str(os.getpid()))
+            time.sleep(120)
+        """)
+        spec = cmd_spec(self, "long.yaml", f"""
+            name: long
+            kind: command
+            params: {{argv: [python3, long.py, {self.marker}]}}
+            resources: {{ranks: 2, grace: 10s, timeout: 300s}}
+        """)
+        proc = self.start_seedgrid("run", spec, "--workers", "2")
+        pid_files = [os.path.join(self.dir, f"rank{r}.pid") for r in (0, 1)]
+        self.wait_for(lambda: all(os.path.exists(p) for p in pid_files), timeout=60,
+                      what="both ranks' commands")
+        start = time.time()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 4, out)
+        self.assertLess(time.time() - start, 30, out)
+        for rank in ("0", "1"):
+            self.assertTrue(os.path.exists(os.path.join(self.dir, "term" + rank)), out)
+        self.assert_nothing_left([int(read_text(p)) for p in pid_files], "the preempted gang")
+        self.run_seedgrid("run", spec, "--workers", "2", timeout=120, check=0)
+        self.assertEqual(self.query("select status, attempts from shards where sweep='long'"),
+                         [("done", 1)])
 
 
 if __name__ == "__main__":
