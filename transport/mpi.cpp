@@ -80,6 +80,12 @@ bool TryRecvFrame(std::string* buf, int* source) {
   return true;
 }
 
+bool FrameWaiting(int source) {
+  int flag = 0;
+  SEEDGRID_MPI_CHECK(MPI_Iprobe(source, kFrameTag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+  return flag != 0;
+}
+
 void SendFrame(int dest, const std::string& frame) {
   SEEDGRID_MPI_CHECK(MPI_Send(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest,
                               kFrameTag, MPI_COMM_WORLD));

@@ -63,5 +63,7 @@ bool UnderMpiLauncher();
 // Non-blocking receive of one frame from any rank. Returns false when nothing is waiting.
 bool TryRecvFrame(std::string* buf, int* source);
 void SendFrame(int dest, const std::string& frame);
+// Whether a frame from rank `source` waits, left unreceived (for TryRecvFrame).
+bool FrameWaiting(int source);
 
 }  // namespace seedgrid

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "core/shard_control.h"
 #include "core/sysutil.h"
 
 namespace seedgrid {
@@ -23,7 +24,7 @@ ShardTaskView MakeView(const RunShard& t) {
   return {t.key, t.sweep, t.attempt, t.inputs, t.memory_mb};
 }
 
-class LocalContext final : public ShardContext {
+class LocalContext final : public ShardContext, public ShardControl {
  public:
   LocalContext(const RunShard& task, const LocalRunOptions& o) : task_(task), options_(o) {}
   ~LocalContext() override {
@@ -70,6 +71,10 @@ class LocalContext final : public ShardContext {
   Collective* collective() override { return options_.collective; }
   int threads() const override { return options_.threads; }
   std::string device() const override { return options_.device; }
+  ShardTimeLimits time_limits() const override { return {task_.timeout_s, task_.grace_s}; }
+  bool stop_requested() const override {
+    return options_.stop_requested && options_.stop_requested();
+  }
 
   // After a successful run: attributes, close, publish. Returns the published path or "".
   std::string Publish() {

@@ -20,6 +20,8 @@ struct LocalRunOptions {
   // Called with (step, total) at most every progress_interval_s (and for the last step).
   std::function<void(int64_t, int64_t)> on_progress;
   double progress_interval_s = 0.5;
+  // Gang shards: whether the worker has been told to shut down (core/shard_control.h).
+  std::function<bool()> stop_requested;
 };
 
 ShardDone RunShardLocally(const RunShard& task, const RunnerRegistry& runners,

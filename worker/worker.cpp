@@ -87,6 +87,9 @@ class LocalShards final : public InProcessRunner {
       }
       opts.collective = gang.get();
       opts.publish = gang->rank() == 0;
+      // The coordinator sends a gang's ranks nothing while the gang runs (their windows are
+      // full) but Shutdown: a waiting frame from it is a preemption (read after the shard).
+      opts.stop_requested = [] { return FrameWaiting(0); };
     }
     if (gang) {  // a long training: its log grows as it runs (a thread drains pipes)
       StdioCapture capture(logs);

@@ -85,6 +85,49 @@ bool NextLine(std::string& buf, std::string* line) {
 
 bool Ok(const ExitStatus& s) { return s.exited() && s.code() == 0; }
 
+constexpr int kMemoryCode = 2;     // a line's code for the memory limit (gang.h)
+constexpr int kTimeoutCode = 3;    // ... for the timeout
+constexpr int kPreemptedCode = 4;  // ... for a preemption
+
+// One rank's timeout and preemption (GangControl::Wait): SIGTERM to the command's group at
+// the timeout or once the worker is told to stop, SIGKILL to its tree after the grace.
+class TermThenKill {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit TermThenKill(const GangLimits& limits) : limits_(limits) {
+    if (limits.timeout_s > 0) term_at_ = After(Clock::now(), limits.timeout_s);
+  }
+  // Called every round while the command runs: true once it was SIGKILLed.
+  bool Poll(GuardedCommand& cmd, GangEnd* end) {
+    const auto now = Clock::now();
+    if (end->timed_out || end->preempted) {
+      if (now < kill_at_) return false;
+      cmd.Kill();
+      return true;
+    }
+    if (now >= term_at_) {
+      end->timed_out = true;
+    } else if (limits_.stop_requested && now >= next_check_) {
+      next_check_ = now + std::chrono::milliseconds(50);
+      end->preempted = limits_.stop_requested();
+    }
+    if (end->timed_out || end->preempted) {
+      cmd.Terminate();
+      kill_at_ = After(now, end->timed_out ? limits_.grace_s : limits_.preempt_grace_s);
+    }
+    return false;
+  }
+
+ private:
+  static Clock::time_point After(Clock::time_point t, double s) {
+    return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  }
+  const GangLimits& limits_;
+  Clock::time_point term_at_ = Clock::time_point::max();
+  Clock::time_point kill_at_ = Clock::time_point::max();
+  Clock::time_point next_check_{};
+};
+
 std::string OneLine(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
   return s;
@@ -153,20 +196,27 @@ void GangControl::Broadcast(const std::string& line) {
   }
 }
 
-// Long (~70 lines) for one reason: rank 0's and the other ranks' loops share the child's
-// handling and differ only in who they listen to; apart they would repeat it.
-ExitStatus GangControl::Wait(Child& child, const std::function<std::string(ExitStatus)>& describe,
-                             std::string* stopped_by) {
-  const pid_t group = child.pid();
+// Long (~110 lines) for one reason: rank 0's and the other ranks' loops share the command's
+// handling (its end, its memory, the stop) and differ only in who they listen to; apart they
+// would repeat it.
+GangEnd GangControl::Wait(GuardedCommand& cmd, int64_t memory_mb, const GangLimits& limits,
+                          const std::function<std::string(ExitStatus)>& describe) {
+  TermThenKill stopper(limits);
+  GangEnd end;
   std::optional<ExitStatus> mine;
   std::string first_error;  // the first failure seen in the gang
+  int first_code = 0;
   bool killed = false;
-  auto stop = [&](const std::string& why) {
-    if (first_error.empty()) first_error = why;
+  auto stop = [&](int code, const std::string& why) {
+    if (first_error.empty()) {
+      first_error = why;
+      first_code = code;
+    }
     if (!mine && !killed) {
-      ::kill(-group, SIGKILL);
+      cmd.Kill();
       killed = true;
-      *stopped_by = first_error;
+      end.stopped_by = first_error;
+      end.stopped_by_memory = first_code == kMemoryCode;
     }
   };
   std::vector<std::string> bufs(rank_ == 0 ? peers_.size() : 1);
@@ -176,16 +226,39 @@ ExitStatus GangControl::Wait(Child& child, const std::function<std::string(ExitS
     if (rank_ != 0) return false;
     return !std::all_of(reported.begin(), reported.end(), [](bool b) { return b; });
   };
+  auto next_check = std::chrono::steady_clock::now();
   while (more()) {
-    if (!mine && (mine = child.TryWait())) {
-      const std::string what = describe(*mine);
+    if (!mine && !killed) killed = stopper.Poll(cmd, &end);
+    if (!mine && !killed && memory_mb > 0 && std::chrono::steady_clock::now() >= next_check) {
+      next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+      if (auto over = cmd.OverMemory(memory_mb)) {
+        end.over_memory = *over;
+        cmd.Kill();
+        killed = true;
+      }
+    }
+    if (!mine && (mine = cmd.TryWait())) {
+      const int code = !end.over_memory.empty() ? kMemoryCode
+                       : end.timed_out          ? kTimeoutCode
+                       : end.preempted          ? kPreemptedCode
+                       : Ok(*mine)              ? 0
+                                                : 1;
+      std::string what = end.over_memory;
+      if (what.empty()) {
+        what = end.timed_out   ? fmt::format("timeout ({:.3g} s), then ", limits.timeout_s)
+               : end.preempted ? "preempted, then "
+                               : "";
+        what += describe(*mine);
+      }
       if (rank_ != 0) {
-        SendLine(to_lead_.get(), fmt::format("E {} {} {}", rank_, Ok(*mine) ? 0 : 1, what));
+        SendLine(to_lead_.get(), fmt::format("E {} {} {}", rank_, code, what));
         break;
       }
-      if (!Ok(*mine) && first_error.empty() && !killed) {
+      if (code != 0 && first_error.empty()) {
         first_error = "gang rank 0: " + what;
-        Broadcast("K " + first_error);
+        first_code = code;
+        if (code != kTimeoutCode && code != kPreemptedCode)
+          Broadcast(fmt::format("K {} {}", code, first_error));
       }
     }
     std::vector<pollfd> fds;
@@ -206,15 +279,22 @@ ExitStatus GangControl::Wait(Child& child, const std::function<std::string(ExitS
       const bool open = ReadSome(fds[k].fd, bufs[i]);
       std::string line;
       while (NextLine(bufs[i], &line)) {
-        if (rank_ != 0 && line.rfind("K ", 0) == 0) stop(line.substr(2));
-        if (rank_ == 0 && line.rfind("E ", 0) == 0) {
+        int r = 0, code = 0, used = 0;
+        if (rank_ != 0 && std::sscanf(line.c_str(), "K %d %n", &code, &used) == 1 && used > 0) {
+          stop(code, line.substr(used));
+        }
+        if (rank_ == 0 && std::sscanf(line.c_str(), "E %d %d %n", &r, &code, &used) == 2 &&
+            used > 0) {
           reported[i] = true;
-          int r = 0, failed = 0, used = 0;
-          std::sscanf(line.c_str(), "E %d %d %n", &r, &failed, &used);
-          if (failed && first_error.empty()) {
+          if (code == kTimeoutCode || code == kPreemptedCode) {
+            if (first_error.empty()) {  // every rank keeps these itself (gang.h)
+              first_error = fmt::format("gang rank {}: {}", r, line.substr(used));
+              first_code = code;
+            }
+          } else if (code != 0 && first_error.empty()) {
             const std::string why = fmt::format("gang rank {}: {}", r, line.substr(used));
-            Broadcast("K " + why);
-            stop(why);
+            Broadcast(fmt::format("K {} {}", code, why));
+            stop(code, why);
           }
         }
       }
@@ -223,14 +303,14 @@ ExitStatus GangControl::Wait(Child& child, const std::function<std::string(ExitS
         const std::string why = rank_ == 0 ? "a gang rank's worker ended before its command did"
                                            : "gang rank 0's worker ended before its command did";
         if (first_error.empty()) {
-          if (rank_ == 0) Broadcast("K " + why);
-          stop(why);
+          if (rank_ == 0) Broadcast("K 1 " + why);
+          stop(1, why);
         }
       }
     }
   }
-  if (!mine) mine = child.Wait();
-  return *mine;
+  end.status = mine ? *mine : cmd.Wait();
+  return end;
 }
 
 }  // namespace seedgrid::command

@@ -1,17 +1,19 @@
 // The runner half of kind: command (command.h). Runs in the executor (or, for a gang, in each
 // worker rank of the gang). Process control, in short (docs/command.md, "Process control"):
 //
-//   * executor: the command stays in the executor's process group, so the worker's timeout
-//     and preemption (SIGTERM to the group, its grace, SIGKILL) and the executor's death with
-//     its worker (PR_SET_PDEATHSIG, then SIGKILL to the group) reach the command and everything
+//   * every command runs under a guard process (guard.h), a subreaper that dies last: when the
+//     command ends, when the runner asks (the memory limit, a gang's stop) or when the runner
+//     itself dies (kill -9 of the worker or the executor), the guard SIGKILLs the command and
+//     everything under it, setsid'd processes included, before it reports;
+//   * executor: the command joins the executor's process group, so the worker's timeout and
+//     preemption (SIGTERM to the group, its grace, SIGKILL) reach the command and everything
 //     it started. While the command runs, the executor catches SIGTERM instead of dying at
 //     once: the command gets the grace to save, and when it has ended the executor re-raises
-//     SIGTERM so the worker reports the attempt as it meant to (a timeout, a preemption).
-//     Whatever the command left running in the group when it ended is SIGKILLed. The shard's
-//     memory limit applies to the sum of the resident sets of the group but the executor
-//     (polled every 50 ms; over it, the tree is SIGKILLed and the attempt is `memory`).
-//   * gang rank (a worker process, an MPI rank): the command leads a group of its own, dies
-//     with the worker (PR_SET_PDEATHSIG SIGKILL) and its group is SIGKILLed when it ends.
+//     SIGTERM so the worker reports the attempt as it meant to (a timeout, a preemption);
+//   * gang rank (a worker process, an MPI rank): the command leads a group of its own;
+//   * both: the shard's memory limit applies to the sum of the resident sets of every process
+//     under the guard (polled every 50 ms; over it, the tree is SIGKILLed and the attempt is
+//     `memory`; in a gang, every rank's attempt).
 //
 // The command inherits stdout and stderr (the worker keeps them per attempt); stderr passes
 // through a pipe here so the last lines can become the attempt's error.
@@ -38,11 +40,13 @@
 #include <fmt/format.h>
 
 #include "core/process.h"
+#include "core/shard_control.h"
 #include "core/store.h"
 #include "core/strings.h"
 #include "core/sysutil.h"
 #include "experiments/command/command.h"
 #include "experiments/command/gang.h"
+#include "experiments/command/guard.h"
 #include "experiments/command/layout.h"
 #include "experiments/command/results.h"
 #include "experiments/command/template.h"
@@ -53,7 +57,9 @@ namespace {
 namespace fs = std::filesystem;
 using command::ExpandTemplate;
 using command::GangControl;
+using command::GangEnd;
 using command::GangEnv;
+using command::GuardedCommand;
 
 // ---- stderr tee: the command's stderr to ours, the last lines kept for the error ----
 
@@ -166,39 +172,16 @@ void KillGroupStragglers() {
   ::closedir(d);
 }
 
-// The resident sets of the processes in our process group but us, in KiB: the command's tree
-// (the executor's own RSS is its memory watch's, worker/executor.h).
-int64_t TreeRssKb() {
-  const pid_t me = ::getpid(), group = ::getpgrp();
-  static const int64_t page_kb = ::sysconf(_SC_PAGESIZE) / 1024;
-  int64_t kb = 0;
-  DIR* d = ::opendir("/proc");
-  if (!d) return 0;
-  while (dirent* e = ::readdir(d)) {
-    char* end = nullptr;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (pid <= 0 || *end || pid == me || ::getpgid(static_cast<pid_t>(pid)) != group) continue;
-    std::ifstream statm(fmt::format("/proc/{}/statm", pid));
-    int64_t size = 0, resident = 0;
-    if (statm >> size >> resident) kb += resident * page_kb;
-  }
-  ::closedir(d);
-  return kb;
-}
-
-// Waits for the command, polling its tree's memory every 50 ms against `limit_mb` (0: none).
+// Waits for the command, checking its tree's memory every 50 ms against `limit_mb` (0: none).
 // Over it, the tree is SIGKILLed and `over` says by how much.
-ExitStatus WaitWithin(Child& child, int64_t limit_mb, std::string* over) {
-  if (limit_mb <= 0) return child.Wait();  // EINTR (the executor's SIGTERM) is retried
+ExitStatus WaitWithin(GuardedCommand& cmd, int64_t limit_mb, std::string* over) {
+  if (limit_mb <= 0) return cmd.Wait();  // EINTR (the executor's SIGTERM) is retried
   for (;;) {
-    if (auto s = child.TryWait()) return *s;
-    const int64_t kb = TreeRssKb();
-    if (kb > limit_mb * 1024) {
-      *over = fmt::format(
-          "memory limit exceeded: the command's processes hold {} MiB resident, limit {} MiB",
-          kb / 1024, limit_mb);
-      KillGroupStragglers();
-      return child.Wait();
+    if (auto s = cmd.TryWait()) return *s;
+    if (auto message = cmd.OverMemory(limit_mb)) {
+      *over = *message;
+      cmd.Kill();
+      return cmd.Wait();
     }
     ::usleep(50 * 1000);
   }
@@ -349,14 +332,39 @@ std::string Tail(const StderrTee& tee) {
 
 struct Ended {
   ExitStatus status;
-  std::string tail;         // the last stderr lines
-  std::string stopped_by;   // gang: the other rank's failure that stopped this one
-  std::string over_memory;  // the memory limit's message, when it killed the command
+  std::string tail;                // the last stderr lines
+  std::string stopped_by;          // gang: the other rank's failure that stopped this one
+  bool stopped_by_memory = false;  // ... which was the memory limit
+  std::string over_memory;         // the memory limit's message, when it killed the command
+  bool timed_out = false;          // gang: the command ran past the timeout
+  bool preempted = false;          // gang: the worker was told to shut down
 };
 
-// Spawns the command and waits for it (watching the gang, if any).
+// A gang rank's timeout, graces and preemption (GangControl::Wait). The coordinator records a
+// gang still running at timeout + max(5 s, 10 %) as `timeout` and must then abort the launch
+// (its ranks cannot be stopped alone; coordinator/scheduler.h deadline_grace_min_s,
+// _fraction): the timeout's grace is capped 2 s below that slack, so the rank has killed its
+// command and reported before it (the ranks start their clocks after the dispatch, the
+// communicator and the rendezvous: well under those 2 s). A preemption's grace is the whole
+// resources.grace, as for a single-rank command. The worker's default grace is 3 s
+// (worker.h kill_grace_s).
+command::GangLimits GangLimitsFor(const ShardContext& ctx) {
+  const auto* control = dynamic_cast<const ShardControl*>(&ctx);
+  if (!control) return {};
+  const ShardTimeLimits l = control->time_limits();
+  command::GangLimits g;
+  g.preempt_grace_s = l.grace_s > 0 ? l.grace_s : 3.0;
+  g.stop_requested = [control] { return control->stop_requested(); };
+  if (l.timeout_s > 0) {
+    g.timeout_s = l.timeout_s;
+    g.grace_s = std::min(g.preempt_grace_s, std::max(5.0, 0.1 * l.timeout_s) - 2.0);
+  }
+  return g;
+}
+
+// Spawns the command under its guard (guard.h) and waits for it (watching the gang, if any).
 Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, GangControl* control,
-                 const std::string& device, bool in_executor) {
+                 const command::GangLimits& limits, const std::string& device, bool in_executor) {
   auto lookup = Lookup(t, d);
   SpawnOptions o;
   for (const auto& a : t.key.params().at("argv")) {
@@ -371,32 +379,35 @@ Ended RunProcess(const ShardTaskView& t, const Dirs& d, const GangEnv* gang, Gan
                  Redirect::Dup(STDERR_FILENO, tee.child_end()),
                  Redirect::Open(3, "/dev/null", O_RDONLY),
                  Redirect::Open(4, "/dev/null", O_RDONLY)};
-  o.default_signals = {SIGTERM, SIGHUP, SIGINT, SIGPIPE, SIGUSR1};
-  o.unblock_signals = true;
-  if (!in_executor) {
-    o.new_process_group = true;
-    o.parent_death_signal = SIGKILL;
-  }
-  Child child;
+  GuardedCommand cmd;
   try {
-    child = Spawn(o);
+    // In the executor, the command joins its group (the worker's signals reach it); in a gang
+    // rank, it leads one of its own (the worker's group is Open MPI's).
+    cmd = GuardedCommand::Start(o, in_executor ? ::getpgrp() : 0);
   } catch (const std::system_error& e) {
     throw std::runtime_error(
         fmt::format("cannot start {} (cwd {}): {}", o.argv[0], o.cwd, e.code().message()));
   }
   tee.CloseChildEnd();
-  const pid_t group = child.pid();
   Ended e;
   if (control) {
-    e.status = control->Wait(
-        child, [&](ExitStatus s) { return Describe(s) + Tail(tee); }, &e.stopped_by);
+    GangEnd g = control->Wait(cmd, t.memory_mb, limits,
+                              [&](ExitStatus s) { return Describe(s) + Tail(tee); });
+    e.status = g.status;
+    e.timed_out = g.timed_out;
+    e.preempted = g.preempted;
+    e.stopped_by = std::move(g.stopped_by);
+    e.stopped_by_memory = g.stopped_by_memory;
+    e.over_memory = std::move(g.over_memory);
   } else {
-    e.status = WaitWithin(child, t.memory_mb, &e.over_memory);
+    e.status = WaitWithin(cmd, t.memory_mb, &e.over_memory);
   }
+  // The guard killed what the command left; when it was itself killed and could not, what
+  // stayed in the command's group goes now.
   if (in_executor) {
     KillGroupStragglers();
-  } else {
-    ::kill(-group, SIGKILL);  // what is left of the command's own group
+  } else if (!cmd.reported()) {
+    ::kill(-cmd.group(), SIGKILL);
   }
   tee.Stop();
   e.tail = tee.Tail(5);
@@ -416,18 +427,39 @@ void RunCommand(ShardContext& ctx) {
   Dirs d = PrepareDirs(ctx);
   std::optional<TermGuard> term;
   if (in_executor) term.emplace();
-  Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, ctx.device(),
-                       in_executor);
+  const command::GangLimits limits = control ? GangLimitsFor(ctx) : command::GangLimits{};
+  Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, limits,
+                       ctx.device(), in_executor);
   std::error_code ec;
   fs::remove(d.params_file, ec);
   fs::remove(d.inputs_file, ec);
   if (term) term->ReRaiseIfAsked();
   term.reset();
   const bool ok = e.status.exited() && e.status.code() == 0;
-  int failed = ok ? 0 : 1;
+  // 0 ok, 1 failed, 2 timed out, 3 preempted: a gang past its timeout is `timeout` on every
+  // rank, a preempted one `preempted` (the coordinator keeps the first rank's answer).
+  int failed = e.preempted ? 3 : e.timed_out ? 2 : ok ? 0 : 1;
   if (control) ctx.collective()->AllReduce(&failed, 1, DType::kInt32, ReduceOp::kMax);
   if (!ok || failed) fs::remove_all(d.scratch, ec);
-  if (!e.stopped_by.empty()) throw std::runtime_error("command stopped: " + e.stopped_by);
+  if (failed == 3) {
+    throw ShardFailure(
+        Outcome::kPreempted,
+        fmt::format("preempted: SIGTERM forwarded to the command, {:.3g} s grace{}",
+                    limits.preempt_grace_s, e.preempted ? ", then " + Describe(e.status) : ""));
+  }
+  if (failed == 2) {
+    if (!e.timed_out)
+      throw ShardFailure(Outcome::kTimeout, "command: another rank of the gang timed out");
+    throw ShardFailure(Outcome::kTimeout,
+                       fmt::format("command timeout after {:.3g} s (SIGTERM, {:.3g} s grace): {}{}",
+                                   limits.timeout_s, limits.grace_s, Describe(e.status),
+                                   e.tail.empty() ? "" : "; last stderr: " + e.tail));
+  }
+  if (!e.stopped_by.empty()) {
+    if (e.stopped_by_memory)
+      throw ShardFailure(Outcome::kMemory, "command stopped: " + e.stopped_by);
+    throw std::runtime_error("command stopped: " + e.stopped_by);
+  }
   if (!e.over_memory.empty()) throw ShardFailure(Outcome::kMemory, e.over_memory);
   if (!ok) {
     throw std::runtime_error(fmt::format("command {}{}", Describe(e.status),
