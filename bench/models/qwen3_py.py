@@ -5,7 +5,7 @@
       writes DIR/config.json (Qwen/Qwen3-0.6B's published config) and DIR/model.safetensors with
       random weights (N(0, 0.02), norms 1; tied embeddings: no lm_head), plus DIR/tokens.json
       (4 rows of 256 random ids).
-  qwen3_py.py train DIR STEPS WARMUP RANK LAYER_LO LAYER_HI
+  qwen3_py.py train DIR STEPS WARMUP RANK LAYER_LO LAYER_HI [TOKENS.json]
       loads DIR into an eager Qwen3ForCausalLM written here from HF's modeling_qwen3.py
       conventions (separate q/k/v/o and gate/up/down nn.Linear, q_norm/k_norm per head before
       RoPE, repeat_kv for grouped-query attention, eager softmax attention in float32, tied
@@ -263,12 +263,12 @@ def build(dir_, rank, lo, hi):
     return model
 
 
-def train(dir_, steps, warmup, rank, lo, hi):
+def train(dir_, steps, warmup, rank, lo, hi, tokens_path=None):
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = build(dir_, rank, lo, hi)
     load_ms = (time.perf_counter() - t0) * 1e3
-    with open(os.path.join(dir_, "tokens.json")) as f:
+    with open(tokens_path or os.path.join(dir_, "tokens.json")) as f:
         tokens = torch.tensor(json.load(f), dtype=torch.long)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
@@ -316,8 +316,8 @@ def main():
         dtype = a[a.index("--dtype") + 1] if "--dtype" in a else "bfloat16"
         layers = int(a[a.index("--layers") + 1]) if "--layers" in a else 28
         write(a[1], dtype, layers)
-    elif a and a[0] == "train" and len(a) == 7:
-        train(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]))
+    elif a and a[0] == "train" and len(a) in (7, 8):
+        train(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]), *a[7:])
     elif a and a[0] == "read" and len(a) == 2:
         read_file(a[1])
     else:

@@ -4,7 +4,7 @@ d_mlp 3072, vocab 151,936, tied embeddings; random bf16 weights written by qwen3
 
   bench/models/run.py --cpp build/bench/models/model_step_bench --seedgrid build/seedgrid
                       [--dir /tmp/qwen3-0.6b-bench] [--only train,load] [--reps 2] [--steps 3]
-                      [--warmup 1] [--threads 2] [--rank 32] [--layers 8,22]
+                      [--warmup 1] [--threads 2] [--rank 32] [--layers 8,22] [--batch 4]
                       [--load-reps 5] [--dtype float32|bfloat16]
 
 train: LoRA rank 32 on q, k, v, o, gate, up, down of layers 8-21, batch 4 x 256 tokens, one
@@ -60,10 +60,14 @@ def spread(xs):
 
 def bench_train(a, env):
     lo, hi = a.layers.split(",")
+    with open(os.path.join(a.dir, "tokens.json")) as f:
+        rows = json.load(f)[:a.batch]
+    tokens = os.path.join(a.dir, f"tokens_b{a.batch}.json")
+    with open(tokens, "w") as f:
+        json.dump(rows, f)
     py = [PY, os.path.join(HERE, "qwen3_py.py"), "train", a.dir, str(a.steps), str(a.warmup),
-          str(a.rank), lo, hi]
-    cpp = [a.cpp, "train", a.dir, os.path.join(a.dir, "tokens.json"), str(a.steps),
-           str(a.warmup), str(a.rank), lo, hi]
+          str(a.rank), lo, hi, tokens]
+    cpp = [a.cpp, "train", a.dir, tokens, str(a.steps), str(a.warmup), str(a.rank), lo, hi]
     rows = []
     for rep in range(a.reps):
         order = [("py", py), ("cpp", cpp)] if rep % 2 == 0 else [("cpp", cpp), ("py", py)]
@@ -148,6 +152,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=4, help="rows of the 4 x 256 tokens used")
     ap.add_argument("--layers", default="8,22", help="LoRA on layers [lo, hi)")
     ap.add_argument("--load-reps", type=int, default=5)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
