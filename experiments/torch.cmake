@@ -25,6 +25,7 @@ target_sources(seedgrid_kinds PRIVATE
 add_library(seedgrid_torch STATIC
   model/model.cpp
   model/adapters.cpp
+  model/roles.cpp
   model/model_cli.cpp
   model/runtime_env.cpp
   data/tokens.cpp

@@ -8,6 +8,8 @@
 //   eval/pmass                       [A, R] f32      p(YES) + p(NO)
 //   eval/row_idx                     [R] i64         row index in split kSteerEval
 //   eval/label                       [R] i64         h = ±1 (POS persona answers YES iff +1)
+//   eval/tokens                      [R, T] i32      synthetic source: the scored rows (to recompute
+//                                                    logratio with another stack; Q position)
 //   eval/kl                          [A] f64         KL(base ‖ steered), mean per token over
 //                                                    neutral induction rows (split kNeutral)
 //   eval/acc                         [A] f64         mean(sign(logratio) == label)
@@ -19,14 +21,20 @@
 //   eval/yes_ids, eval/no_ids        [k] i32         the answer token-id sets
 //   (eval/row_idx is then the 0-based row in data.eval; attribute eval/data_digest the data
 //   files' digest, as in the shard id)
-//   dW/<hf weight name>              [out, in] f32   dense dW when out·in ≤ 4M elements
-//   dW_svals/<hf weight name>        [min(out,in)] f32  singular values of dW, descending
-//   adapter/{pos,neg}/<name>/A,B     lora factors [r, in], [out, r] (delta = scale·B·A)
+//   dW/<checkpoint tensor name>      f32, the checkpoint's stored shape and layout (W_file + dW
+//                                    is the steered tensor): [out, in] for Llama-style families;
+//                                    GPT-2 Conv1D [in, out], c_attn one fused [d, 3d] delta;
+//                                    NeoX query_key_value fused, head-interleaved rows. Written
+//                                    when it has ≤ 4M elements (docs/models.md, roles)
+//   dW_svals/<checkpoint tensor name> [min(out,in)] f32  singular values of dW, descending
+//   adapter/{pos,neg}/<role>/A,B     lora factors [r, in], [out, r] (delta = scale·B·A), by role
+//                                    weight name (model.layers.N.self_attn.q_proj.weight, ...)
 //   adapter/{pos,neg}/<name>/l       ia3 vectors ([out]; [in] for down_proj: input scaling)
 // Attributes on "/": adapter, lora_scale (alpha/rank; 1 for ia3), alpha_meaning, base_checkpoint
 // (absolute directory of the base model), task (JSON of the synthetic task, or of the text
 // data params), targets (JSON list
-// of HF weight names), gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
+// of the dW tensor names), target_roles (JSON list of the role weight names adapted),
+// gang_size (k of `ranks: k`; 1 without a gang), collective_backend ("mpi",
 // "nccl", "fake"; "none" without a gang). On "eval": alpha_meaning.
 // Metrics: final_loss_pos, final_loss_neg (mean of the last max(1, steps/10) steps), dw_fro
 // (‖dW‖_F over all targets), steer_delta = mean(label·logratio | α=1) − mean(label·logratio |
@@ -42,6 +50,7 @@ inline constexpr char kEvalAlphas[] = "eval/alphas";
 inline constexpr char kEvalLogratio[] = "eval/logratio";
 inline constexpr char kEvalPmass[] = "eval/pmass";
 inline constexpr char kEvalRowIdx[] = "eval/row_idx";
+inline constexpr char kEvalTokens[] = "eval/tokens";
 inline constexpr char kEvalLabel[] = "eval/label";
 inline constexpr char kEvalKl[] = "eval/kl";
 inline constexpr char kEvalAcc[] = "eval/acc";

@@ -17,6 +17,7 @@
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
 #include "experiments/lora_steer/steer_data.h"
+#include "experiments/model/roles.h"
 
 namespace seedgrid {
 namespace {
@@ -186,18 +187,33 @@ double TailMean(const std::vector<float>& v) {
          static_cast<double>(tail);
 }
 
-// Singular values of dW, descending, padded with zeros to min(out, in). LoRA's dW is
-// s·[B+ | −B−]·[A+; A−], rank <= 2r: its values come from the small core of two QRs.
-torch::Tensor SingularValues(const torch::Tensor& dw, const TrainableAdapter& pos,
-                             const TrainableAdapter& neg, const std::string& name) {
+// Singular values of the checkpoint tensor dW, descending, padded with zeros to min(out, in).
+// `roles` are the role weights it holds in row order; those absent from `role_dw` are zero
+// blocks. A transposed or row-permuted layout has the same values, so LoRA's dW, whose block
+// rows are s·B_i·A_i = [s·B+_i | −s·B−_i]·[A+_i; A−_i], is blockdiag(B)·stack(A) of rank
+// <= 2r·roles: its values come from the small core of two QRs.
+torch::Tensor SingularValues(const torch::Tensor& dw, const Trained& pos, const Trained& neg,
+                             const std::vector<std::string>& roles,
+                             const std::map<std::string, torch::Tensor>& role_dw) {
   torch::NoGradGuard no_grad;
   const int64_t k = std::min(dw.size(0), dw.size(1));
   torch::Tensor s;
-  const auto* lp = dynamic_cast<const LoraAdapter*>(&pos);
-  const auto* ln = dynamic_cast<const LoraAdapter*>(&neg);
-  if (lp && ln && 2 * lp->A(name).size(0) < k) {
-    auto bcat = torch::cat({lp->B(name) * lp->scale(), ln->B(name) * (-ln->scale())}, 1);
-    auto acat = torch::cat({lp->A(name), ln->A(name)}, 0);
+  const auto* lp = dynamic_cast<const LoraAdapter*>(pos.adapter.get());
+  const auto* ln = dynamic_cast<const LoraAdapter*>(neg.adapter.get());
+  std::vector<torch::Tensor> bs, as;
+  int64_t rank = 0;
+  for (const auto& role : roles) {
+    if (lp == nullptr || ln == nullptr) break;
+    const auto it = role_dw.find(role);
+    if (it == role_dw.end()) continue;
+    rank += lp->A(role).size(0) + ln->A(role).size(0);
+    bs.push_back(torch::cat({lp->B(role) * lp->scale(), ln->B(role) * (-ln->scale())}, 1));
+    as.push_back(torch::cat({lp->A(role), ln->A(role)}, 0));
+  }
+  if (!as.empty() && rank < k) {
+    // Untargeted blocks add zero rows, which change no singular value: left out.
+    auto bcat = bs.size() == 1 ? bs[0] : torch::block_diag(bs);
+    auto acat = torch::cat(as, 0);
     auto r1 = std::get<1>(torch::linalg_qr(bcat.to(torch::kCPU, torch::kFloat64)));
     auto r2 = std::get<1>(torch::linalg_qr(acat.t().to(torch::kCPU, torch::kFloat64)));
     s = torch::linalg_svdvals(r1.mm(r2.t())).to(torch::kFloat32);
@@ -249,7 +265,12 @@ steer::SteerData SyntheticSteerData(const Model& model, const std::string& base_
   d.neutral_logp = [neutral](const Model& m) { return RowLogProbs(m, *neutral); };
   d.row_idx = eval_rows->index;
   d.label.assign(eval_rows->label.begin(), eval_rows->label.end());
-  d.write_eval_set = [](H5Writer&) {};  // rows are a function of (task, split, index)
+  // The rows are a function of (task, split, index); their tokens are written all the same so
+  // that another stack can recompute the scores from the shard file alone.
+  d.write_eval_set = [eval_rows](H5Writer& out) {
+    out.Write(lora_steer_layout::kEvalTokens, eval_rows->tokens.data(),
+              Shape{eval_rows->rows, eval_rows->seq_len});
+  };
   d.task_json = task.ToJson().dump();
   return d;
 }
@@ -398,6 +419,20 @@ synth::TaskSpec TaskOfCheckpoint(const std::string& dir) {
   return t;
 }
 
+namespace {
+
+// The config the dW names of a shard file refer to: the base model's, else the config.json of
+// the file's base_checkpoint.
+ModelConfig ConfigOfSteerFile(H5Reader& r, const std::string& h5_path, const Model* base) {
+  if (base != nullptr) return base->config();
+  const auto dir = r.AttrString("/", "base_checkpoint");
+  if (!dir)
+    throw std::runtime_error(h5_path + ": no base_checkpoint attribute to map dW names to roles");
+  return ModelConfig::FromHfFile((fs::path(*dir) / "config.json").string());
+}
+
+}  // namespace
+
 std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_path,
                                                        const Model* base) {
   H5Reader r(h5_path);
@@ -405,6 +440,8 @@ std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_pat
   if (!targets_text)
     throw std::runtime_error(h5_path + ": not a lora_steer shard file (no 'targets' attribute)");
   const Json targets = Json::parse(*targets_text);
+  // Files before roles (no target_roles) named dW by role already.
+  const Json roles = Json::parse(r.AttrString("/", "target_roles").value_or(*targets_text));
   const std::string adapter = r.AttrString("/", "adapter").value_or("");
   const double scale = r.AttrDouble("/", "lora_scale").value_or(1.0);
   const auto read = [&](const std::string& ds) {
@@ -412,12 +449,22 @@ std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_pat
     auto v = r.Read<float>(ds, &shape);
     return torch::from_blob(v.data(), shape, torch::kFloat32).clone();
   };
-  std::map<std::string, torch::Tensor> out;
+  std::map<std::string, torch::Tensor> dense;
+  bool all_dense = true, all_roles = true;
   for (const auto& t : targets) {
     const std::string name = t.get<std::string>();
-    if (r.Has("dW/" + name)) {
-      out[name] = read("dW/" + name);
-    } else if (adapter == "lora") {
+    all_roles = all_roles && ParseHfWeightName(name).has_value();
+    if (r.Has("dW/" + name))
+      dense[name] = read("dW/" + name);
+    else
+      all_dense = false;
+  }
+  if (all_dense) return all_roles ? dense : RoleDeltas(ConfigOfSteerFile(r, h5_path, base), dense);
+  // Rebuilt per role from the adapter factors (a dW too large to store dense).
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& t : roles) {
+    const std::string name = t.get<std::string>();
+    if (adapter == "lora") {
       const auto f = [&](const char* side, const char* which) {
         return read(fmt::format("adapter/{}/{}/{}", side, name, which));
       };
@@ -488,17 +535,22 @@ Evaluation EvaluateSteering(Model& model, const std::map<std::string, torch::Ten
   return e;
 }
 
-// dW, its singular values and the adapter factors; returns ‖dW‖_F over all targets.
-double WriteDelta(H5Writer& out, const std::map<std::string, torch::Tensor>& dw, const Trained& pos,
-                  const Trained& neg, Json& names) {
+// dW under the checkpoint's own tensor names and layout (roles.h: GPT-2's c_attn is one fused
+// [in, 3·out] delta, so that W_file + dW is the steered checkpoint tensor), its singular values
+// and the adapter factors (by role); `names` gets the dW names, `roles` the role weight names.
+// Returns ‖dW‖_F over all targets.
+double WriteDelta(H5Writer& out, const ModelConfig& config,
+                  const std::map<std::string, torch::Tensor>& dw, const Trained& pos,
+                  const Trained& neg, Json& names, Json& roles) {
   double fro2 = 0;
-  for (const auto& [name, d] : dw) {
+  for (const auto& [name, d] : dw) roles.push_back(name);
+  for (const auto& [name, d] : CheckpointDeltas(config, dw)) {
     names.push_back(name);
     const auto host = d.detach().to(torch::kCPU).contiguous();
     fro2 += host.to(torch::kFloat64).pow(2).sum().item<double>();
     if (host.numel() <= kMaxDenseDw)
       out.Write("dW/" + name, host.data_ptr<float>(), Shape{host.size(0), host.size(1)});
-    const auto sv = SingularValues(host, *pos.adapter, *neg.adapter, name);
+    const auto sv = SingularValues(host, pos, neg, RolesOfCheckpointTensor(config, name), dw);
     out.Write("dW_svals/" + name, sv.data_ptr<float>(), Shape{sv.size(0)});
   }
   pos.adapter->WriteFactors(out, "adapter/pos");
@@ -572,8 +624,8 @@ void RunLoraSteer(ShardContext& ctx) {
       "steered weights = W + alpha * dW, dW = (merged theta+ - W) - (merged theta- - W); "
       "LoRA deltas already include lora_scale = lora.alpha / lora.rank";
   out.Attr("eval", "alpha_meaning", alpha_meaning);
-  Json names = Json::array();
-  const double dw_fro = WriteDelta(out, dw, pos, neg, names);
+  Json names = Json::array(), roles = Json::array();
+  const double dw_fro = WriteDelta(out, model.config(), dw, pos, neg, names, roles);
   out.Attr("/", "adapter", s.adapter);
   out.Attr("/", "lora_scale",
            s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
@@ -581,6 +633,7 @@ void RunLoraSteer(ShardContext& ctx) {
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
   out.Attr("/", "task", data.task_json);
   out.Attr("/", "targets", names.dump());
+  out.Attr("/", "target_roles", roles.dump());
   // Provenance of the training: a gang's size and its Collective's backend ("none": ranks 1).
   out.Attr("/", "gang_size", static_cast<int64_t>(gang ? gang->size() : 1));
   out.Attr("/", "collective_backend", gang ? gang->backend() : std::string("none"));

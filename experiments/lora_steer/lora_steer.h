@@ -54,9 +54,12 @@ torch::Tensor RowLogProbs(const Model& model, const synth::RowBatch& rows,
                           const ForwardOptions& opts = {}, int64_t batch = 256);
 double MeanKl(const torch::Tensor& logp, const torch::Tensor& logq);
 
-// dW of a published lora_steer shard file: dW/<name> when stored dense, else rebuilt from the
-// adapter factors (lora: scale·(B+A+ − B−A−); ia3: (l+ − l−)⊙W, which needs `base`). Throws
-// std::runtime_error naming the file when neither is there.
+// dW of a published lora_steer shard file by role weight name ([out, in], what WeightEdit and
+// the ablation lenses take): dW/<name> when stored dense, mapped from the checkpoint's names
+// and layout (GPT-2, NeoX) by RoleDeltas with `base`'s config or else the config.json of the
+// file's base_checkpoint; else rebuilt from the adapter factors (lora: scale·(B+A+ − B−A−);
+// ia3: (l+ − l−)⊙W, which needs `base`). Throws std::runtime_error naming the file when neither
+// is there.
 std::map<std::string, torch::Tensor> ReadSteeringDelta(const std::string& h5_path,
                                                        const Model* base = nullptr);
 

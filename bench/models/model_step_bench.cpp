@@ -1,0 +1,130 @@
+// seedgrid's side of bench/models: a LoRA training step (forward, backward, AdamW on the LoRA
+// factors) of a real HF checkpoint, through the code lora_steer trains with (Model::Load,
+// LoraAdapter, FlatAdamW), and the time Model::Load takes. The PyTorch peer is qwen3_py.py;
+// run.py runs both alternately and compares.
+//
+//   model_step_bench train DIR TOKENS.json STEPS WARMUP RANK LAYER_LO LAYER_HI
+//   model_step_bench load DIR
+// TOKENS.json: [[ids...], ...] (B rows of T). LoRA: rank RANK, alpha 2·RANK, on q, k, v, o,
+// gate, up, down of layers [LAYER_LO, LAYER_HI). Loss: the next-token cross-entropy over every
+// position (HF's CausalLM loss). Threads: OMP_NUM_THREADS (run.py sets it). Prints one JSON line
+// with the per-step median and the process's peak RSS.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "experiments/model/adapters.h"
+#include "experiments/model/runtime_env.h"
+
+namespace {
+
+using namespace seedgrid;
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+long PeakRssKb() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return u.ru_maxrss;
+}
+
+int Threads() {
+  const char* v = std::getenv("OMP_NUM_THREADS");
+  return v ? std::max(1, std::atoi(v)) : 1;
+}
+
+torch::Tensor ReadTokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  const Json j = Json::parse(in);
+  std::vector<int64_t> flat;
+  for (const auto& row : j)
+    for (const auto& t : row) flat.push_back(t.get<int64_t>());
+  const auto rows = static_cast<int64_t>(j.size());
+  return torch::tensor(flat, torch::kLong).view({rows, -1});
+}
+
+int Load(const std::string& dir) {
+  ConfigureTorchProcess(Threads());
+  const auto t0 = Clock::now();
+  Model model = Model::Load(dir, torch::kCPU);
+  const double ms = Ms(t0);
+  std::printf("{\"impl\": \"cpp\", \"load_ms\": %.3f, \"params\": %lld, \"peak_rss_kb\": %ld}\n",
+              ms, static_cast<long long>(model.config().num_params()), PeakRssKb());
+  return 0;
+}
+
+int Train(char** argv) {
+  const std::string dir = argv[2];
+  const int steps = std::atoi(argv[4]), warmup = std::max(1, std::atoi(argv[5]));
+  const int64_t rank = std::atoll(argv[6]), lo = std::atoll(argv[7]), hi = std::atoll(argv[8]);
+  ConfigureTorchProcess(Threads());
+  const auto t_load = Clock::now();
+  Model model = Model::Load(dir, torch::kCPU);
+  const double load_ms = Ms(t_load);
+  const auto L = static_cast<double>(model.config().num_hidden_layers);
+  AdapterTargets targets;
+  targets.modules.assign(std::begin(kAllModuleKinds), std::end(kAllModuleKinds));
+  // Fractions whose floor(·L) are lo and hi (AdapterTargets selects [floor(lo·L), floor(hi·L))).
+  targets.layer_lo = (static_cast<double>(lo) + 0.5) / L;
+  targets.layer_hi = std::min(1.0, (static_cast<double>(hi) + 0.5) / L);
+  LoraOptions lora_opt;
+  lora_opt.rank = rank;
+  lora_opt.alpha = 2.0 * static_cast<double>(rank);
+  LoraAdapter lora(model, lora_opt, targets, 0);
+  lora.params().EnableGrad();
+  FlatAdamW opt(lora.params(), {.lr = 1e-3, .weight_decay = 0.01});
+  const torch::Tensor tokens = ReadTokens(argv[3]);
+  ForwardOptions fwd;
+  fwd.adapter = &lora;
+  const auto step = [&] {
+    lora.params().ZeroGrad();
+    auto loss = NextTokenLoss(model.Forward(tokens, fwd), tokens);
+    loss.backward();
+    opt.Step();
+    return loss.item<double>();
+  };
+  const double loss0 = step();
+  for (int i = 1; i < warmup; ++i) step();
+  std::vector<double> ms;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = Clock::now();
+    step();
+    ms.push_back(Ms(t0));
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf(
+      "{\"impl\": \"cpp\", \"threads\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
+      "\"max_ms\": %.3f, \"loss0\": %.9g, \"lora_params\": %lld, \"load_ms\": %.3f, "
+      "\"peak_rss_kb\": %ld}\n",
+      at::get_num_threads(), steps, ms[ms.size() / 2], ms.front(), ms.back(), loss0,
+      static_cast<long long>(lora.params().numel()), load_ms, PeakRssKb());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (mode == "load" && argc == 3) return Load(argv[2]);
+    if (mode == "train" && argc == 9) return Train(argv);
+    std::fprintf(stderr,
+                 "usage: %s train DIR TOKENS.json STEPS WARMUP RANK LAYER_LO LAYER_HI\n"
+                 "       %s load DIR\n",
+                 argv[0], argv[0]);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "model_step_bench: %s\n", e.what());
+    return 1;
+  }
+}
