@@ -60,6 +60,17 @@ KindRegistry FrontierKinds() {
   return r;
 }
 
+// The report of `f` into `out` with the frontier kind's defaults.
+ReportResult Report(const SweepFixture& f, const TempDir& out) {
+  const KindRegistry kinds = FrontierKinds();
+  ReportOptions o;
+  o.registry_path = f.registry_path();
+  o.sweep = f.sweep();
+  o.out_dir = out.path().string();
+  o.kinds = &kinds;
+  return WriteReport(o);
+}
+
 std::string Slurp(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -101,14 +112,8 @@ TEST(ParetoFigure, AFrontPerGroupValueOverTheSeedMeansOfEachConfig) {
              .metrics = {{"cost", cost + d}, {"gain", gain - d}}});
     }
   }
-  const KindRegistry kinds = FrontierKinds();
   TempDir out;
-  ReportOptions o;
-  o.registry_path = f.registry_path();
-  o.sweep = f.sweep();
-  o.out_dir = out.path().string();
-  o.kinds = &kinds;
-  const ReportResult r = WriteReport(o);
+  const ReportResult r = Report(f, out);
   ASSERT_EQ(r.figures.size(), 1u);
   EXPECT_EQ(r.figures[0].id, "edit-frontier_front");
   EXPECT_EQ(r.figures[0].caption, "a front per size, 2 seeds");
@@ -137,14 +142,8 @@ TEST(ParetoFigure, WithoutTheGroupAxisOneFrontForTheStage) {
          .kind = "frontier",
          .axes = {{"lambda", 1}},
          .metrics = {{"cost", 2}, {"gain", 0.5}}});
-  const KindRegistry kinds = FrontierKinds();
   TempDir out;
-  ReportOptions o;
-  o.registry_path = f.registry_path();
-  o.sweep = f.sweep();
-  o.out_dir = out.path().string();
-  o.kinds = &kinds;
-  const ReportResult r = WriteReport(o);
+  const ReportResult r = Report(f, out);
   ASSERT_EQ(r.figures.size(), 1u);
   EXPECT_EQ(r.figures[0].caption, "a front per stage, 1 seeds");
   const auto blocks = Blocks(Slurp(out.path() / "figures" / "edit-frontier_front.dat"));
