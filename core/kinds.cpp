@@ -13,6 +13,11 @@ namespace seedgrid {
 void KindRegistry::Add(KindConfig kind) {
   if (kind.name.empty()) throw std::logic_error("KindRegistry::Add: a kind needs a name");
   std::string name = kind.name;
+  for (const auto& f : kind.report.figures) {
+    if (f.renderer == FigureRenderer::kPareto && (f.x.empty() || f.y.empty()))
+      throw std::logic_error("KindRegistry::Add: kind '" + name + "': figure '" + f.type +
+                             "' draws a Pareto front and needs metrics x and y");
+  }
   if (!kinds_.emplace(name, std::move(kind)).second) {
     throw std::logic_error("KindRegistry::Add: kind '" + name + "' registered twice");
   }

@@ -40,20 +40,25 @@ enum class FigureRenderer {
   // Every subgroup `group`/<name> holding `step` and `value` [N]: a panel per name (at most 6),
   // mean ± 1 std over each config's seeds against the step; a line per config.
   kGroupCurves,
+  // Registry metrics `x` (lower is better) against `y` (higher is better): a point per config
+  // (mean over its seeds, single seeds drawn small) and the Pareto front of those points, one
+  // front per value of the axis or param `group` (one front for the stage when no config has it).
+  kPareto,
 };
 
 // One figure a kind offers. Texts may use {stage}; captions also the renderer's numbers:
 // kCurve {seeds}; kSeries {datasets}; kMetricHeatmap {seeds}; kGroupHeatmaps {dataset}, {n},
-// {shards} ("shard"/"shards"); kLog10Histogram {dead}, {total}; kGroupCurves {names}. Titles of
-// kGroupHeatmaps may use {dataset}.
+// {shards} ("shard"/"shards"); kLog10Histogram {dead}, {total}; kGroupCurves {names}; kPareto
+// {seeds}, {group}. Titles of kGroupHeatmaps may use {dataset}.
 struct KindFigure {
   std::string type;  // what a spec's `report: figures:` names, e.g. "loss_curves"
   FigureRenderer renderer = FigureRenderer::kCurve;
-  std::string x, y, sign;  // dataset paths (kCurve, kSeries' x, kLog10Histogram's y)
+  std::string x, y, sign;  // dataset paths (kCurve, kSeries' x, kLog10Histogram's y); metric
+                           // names (kPareto)
   std::vector<std::pair<std::string, std::string>> series;  // kSeries: dataset, panel title
   std::string prefix;                                       // kMetricHeatmap
   std::vector<std::string> first;                           // kMetricHeatmap
-  std::string group;                                        // kGroupHeatmaps, kGroupCurves
+  std::string group;  // kGroupHeatmaps, kGroupCurves; kPareto: the axis or param of a front
   std::string title, caption, xlabel, ylabel;
   std::string ylabel_signed;  // kCurve, when some shard had `sign`
   std::string zlabel;         // heatmaps' colour bar (kGroupHeatmaps: the dataset's name)

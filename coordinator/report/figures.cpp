@@ -23,6 +23,7 @@
 
 #include "coordinator/report/gnuplot.h"
 #include "coordinator/report/plots.h"
+#include "coordinator/report/pareto.h"
 #include "core/process.h"
 #include "core/store.h"
 
@@ -160,6 +161,7 @@ class FigureMaker {
         case FigureRenderer::kGroupHeatmaps: GroupHeatmaps(f, stage); break;
         case FigureRenderer::kLog10Histogram: Log10Histogram(f, stage); break;
         case FigureRenderer::kGroupCurves: GroupCurves(f, stage); break;
+        case FigureRenderer::kPareto: Pareto(f, stage); break;
       }
     }
     if (opened_ > kMaxFiles) {
@@ -743,6 +745,111 @@ class FigureMaker {
                           {"dead", fmt::format("{}", dead)},
                           {"total", fmt::format("{}", total)}}),
          dat, Script(id, title, 900, 560, body));
+  }
+
+  // FigureRenderer::kPareto: one config's point and its seeds' points.
+  struct FrontPoint {
+    double x = 0, y = 0;
+    std::string label;
+    std::vector<std::pair<double, double>> seeds;
+  };
+
+  // A config's seeds that recorded both metrics (cells of a two-metric table), and their means.
+  static bool SeedPoints(const Cell& cx, const Cell& cy, FrontPoint& p) {
+    for (size_t a = 0; a < cx.seeds.size(); ++a) {
+      const auto b = std::find(cy.seeds.begin(), cy.seeds.end(), cx.seeds[a]);
+      if (b != cy.seeds.end()) p.seeds.emplace_back(cx.values[a], cy.values[b - cy.seeds.begin()]);
+    }
+    if (p.seeds.empty()) return false;
+    for (const auto& [x, y] : p.seeds) p.x += x, p.y += y;
+    p.x /= static_cast<double>(p.seeds.size());
+    p.y /= static_cast<double>(p.seeds.size());
+    return true;
+  }
+
+  void Pareto(const KindFigure& f, const SweepData::Stage& stage) {
+    const auto have = StageMetrics(data_, stage.name);
+    if (!std::count(have.begin(), have.end(), f.x) || !std::count(have.begin(), have.end(), f.y))
+      return;
+    std::vector<std::string> problems;
+    const StageTable t = BuildTable(data_, {stage.name, {f.x, f.y}, {}}, problems);
+    for (auto& p : problems) problems_.Add(std::move(p));
+    const auto gk = std::find(t.keys.begin(), t.keys.end(), f.group) - t.keys.begin();
+    const bool grouped = static_cast<size_t>(gk) < t.keys.size();
+    std::map<Json, std::vector<FrontPoint>> by_value;  // the group axis's value -> its configs
+    size_t seeds_max = 0;
+    for (const Group& g : t.groups) {
+      FrontPoint p;
+      if (g.cells.size() != 2 || !SeedPoints(g.cells[0], g.cells[1], p)) continue;
+      seeds_max = std::max(seeds_max, p.seeds.size());
+      std::vector<std::string> rest;
+      for (size_t k = 0; k < t.keys.size(); ++k)
+        if (static_cast<ptrdiff_t>(k) != gk) rest.push_back(t.keys[k] + "=" + KeyText(g.key[k]));
+      p.label = fmt::format("{}", fmt::join(rest, ", "));
+      by_value[grouped ? g.key[gk] : Json()].push_back(std::move(p));
+    }
+    std::vector<std::pair<std::string, std::vector<FrontPoint>>> fronts;
+    for (auto& [value, points] : by_value)
+      fronts.emplace_back(grouped ? f.group + "=" + KeyText(value) : stage.name, std::move(points));
+    if (fronts.empty()) return;
+    EmitPareto(f, stage, fronts, seeds_max, grouped);
+  }
+
+  // Data blocks per front: its seeds' points, its configs' points (with labels), its front.
+  void EmitPareto(const KindFigure& f, const SweepData::Stage& stage,
+                  const std::vector<std::pair<std::string, std::vector<FrontPoint>>>& fronts,
+                  size_t seeds_max, bool grouped) {
+    const std::string id = FileStem(stage.name + "-" + f.type);
+    std::string dat;
+    std::vector<std::string> plots;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < fronts.size(); ++k) {
+      const auto& [name, points] = fronts[k];
+      std::vector<double> xs, ys;
+      dat += fmt::format("# {}: single seeds\n# {} {}\n", name, f.x, f.y);
+      for (const auto& p : points) {
+        for (const auto& [x, y] : p.seeds) dat += fmt::format("{} {}\n", Num(x), Num(y));
+        xs.push_back(p.x);
+        ys.push_back(p.y);
+        lo = std::min(lo, p.x), hi = std::max(hi, p.x);
+      }
+      dat += fmt::format("\n\n# {}: configs (mean over seeds)\n# {} {} config\n", name, f.x, f.y);
+      for (const auto& p : points) {
+        std::string label = p.label;
+        std::replace(label.begin(), label.end(), '"', '\'');
+        dat += fmt::format("{} {} \"{}\"\n", Num(p.x), Num(p.y), label);
+      }
+      dat += fmt::format("\n\n# {}: Pareto front (lowest {}, highest {})\n", name, f.x, f.y);
+      for (size_t i : ParetoFront(xs, ys)) dat += fmt::format("{} {}\n", Num(xs[i]), Num(ys[i]));
+      dat += "\n\n";
+      const std::string c = Color(k);
+      plots.push_back(fmt::format(
+          "'{}.dat' index {} using 1:2 with points pt 6 ps 0.6 lc rgb '{}' notitle", id, 3 * k, c));
+      plots.push_back(
+          fmt::format("'{}.dat' index {} using 1:2 with points pt 7 ps 1.3 lc rgb '{}' notitle", id,
+                      3 * k + 1, c));
+      plots.push_back(fmt::format(
+          "'{}.dat' index {} using 1:2:3 with labels offset 1,0.6 left font ',8' tc rgb '{}' "
+          "notitle",
+          id, 3 * k + 1, c));
+      plots.push_back(
+          fmt::format("'{}.dat' index {} using 1:2 with lines lw 2 lc rgb '{}' dt {} title {}", id,
+                      3 * k + 2, c, Dash(k), Q(name + " front")));
+    }
+    const std::string title = Fill(f.title, {{"stage", stage.name}});
+    std::string body = fmt::format(
+        "  set title {}\n  set xlabel {}\n  set ylabel {}\n  set grid\n"
+        "  set key outside below left Left reverse\n  set offsets graph 0.05, graph 0.2, graph "
+        "0.05, graph 0.05\n",
+        Q(title), Q(f.xlabel), Q(f.ylabel));
+    // KL-like costs span decades: a log axis when every point is positive and they do.
+    if (lo > 0 && hi / lo > 100) body += "  set logscale x\n  set format x '%g'\n";
+    body += fmt::format("  plot {}\n", fmt::join(plots, ", \\\n       "));
+    Emit(id, title,
+         Fill(f.caption, {{"stage", stage.name},
+                          {"seeds", fmt::format("{}", seeds_max)},
+                          {"group", grouped ? f.group : "stage"}}),
+         dat, Script(id, title, 900, 600 + 22 * static_cast<int>(fronts.size()), body));
   }
 
   const SweepData& data_;
