@@ -137,6 +137,34 @@ KindConfig EditKindConfig() {
       {"global", {{"source", "synthetic"}, {"path", ""}, {"dataset", "tokens"}, {"rows", 32}}},
   };
   k.validate = ValidateEdit;
+  k.param_docs = {
+      {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
+      {"weight.module", "the edited linear map: q, k, v, o, gate, up or down"},
+      {"weight.layer", "the edited layer's index"},
+      {"lambda", "λ >= 0: weight of the KL to the base model at the non-fire positions"},
+      {"n_train", "training windows: an integer >= 1 or \"all\" (null: all)"},
+      {"n_eval", "held-out windows the metrics are measured on"},
+      {"train.steps", "AdamW steps"},
+      {"train.batch", "windows per step"},
+      {"train.lr", "AdamW learning rate"},
+      {"train.weight_decay", "AdamW weight decay"},
+      {"train.init_std", "A ~ init_std·N(0, 1); B starts at 0"},
+      {"fire.source", "where windows and fire positions come from: rule, jsonl or harvest"},
+      {"fire.after", "rule: fire at every position holding this token"},
+      {"fire.target", "rule and harvest: the target token at fire positions"},
+      {"fire.path", "jsonl: the file; rule with tokens file: the token HDF5"},
+      {"fire.tokens", "rule: synthetic (the task's rows) or file (a token HDF5)"},
+      {"fire.rows_kind", "rule on synthetic rows: pretrain, induction or persona"},
+      {"fire.dataset", "rule with tokens file: the dataset in fire.path"},
+      {"fire.rows", "rule: token windows to read (0: all of a file)"},
+      {"fire.component", "harvest: the component whose reservoir examples are edited"},
+      {"global.source", "the generic batch for kl_global: synthetic or file"},
+      {"global.path", "global.source file: the token HDF5"},
+      {"global.dataset", "global.source file: the dataset in that file"},
+      {"global.rows", "rows of the generic batch"},
+  };
+  k.starter_stages = "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n";
+  k.starter_keys = "    needs: base\n";
   k.datasets = [](const Json&, std::string_view) {
     return std::vector<std::string>{L::kTrainLoss, L::kEvalPTarget, L::kEvalKl, L::kGlobalKl};
   };
