@@ -37,6 +37,7 @@
 
 #include <fmt/format.h>
 
+#include "core/live.h"
 #include "core/process.h"
 #include "core/store.h"
 #include "core/strings.h"
@@ -414,6 +415,7 @@ void RunCommand(ShardContext& ctx) {
   if (Collective* c = ctx.collective()) control.emplace(*c, &gang);
   const bool in_executor = !control && ::getpgrp() == ::getpid();
   Dirs d = PrepareDirs(ctx);
+  LiveFile(d.scratch + "/metrics.jsonl");  // its lines with a step: live curves (core/live.h)
   std::optional<TermGuard> term;
   if (in_executor) term.emplace();
   Ended e = RunProcess(t, d, control ? &gang : nullptr, control ? &*control : nullptr, ctx.device(),

@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,46 @@ def chaos_spec(directory, name, seeds, sleep_ms):
                 resources: {{max_attempts: 2}}
             """))
     return path
+
+
+def curves_spec(directory, name, shards):
+    """A `kind: command` sweep of tests/serve/slow_train.py shards, one per (steps, sleep, fail)
+    in `shards`: each logs a loss per step (its live curve) and fails at the end when asked."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_train.py")
+    steps, sleeps, fails = zip(*shards)
+    path = os.path.join(directory, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(f"""\
+            name: {name}
+            out: runs
+            stages:
+              - name: train
+                kind: command
+                seeds: 1
+                zip:
+                  steps: {list(steps)}
+                  sleep: {list(sleeps)}
+                  fail: {list(fails)}
+                params:
+                  argv: [/usr/bin/python3, {script}, --steps, "{{steps}}", --sleep, "{{sleep}}",
+                         --fail, "{{fail}}"]
+                resources: {{max_attempts: 1}}
+            """))
+    return path
+
+
+def registry_ready(registry):
+    """Whether the sweep's shards are recorded (a server can open the registry)."""
+    if not os.path.exists(registry):
+        return False
+    try:
+        con = sqlite3.connect(f"file:{registry}?mode=ro", uri=True, timeout=5)
+        try:
+            return bool(con.execute("select count(*) from sweep_shards").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 class Server:
