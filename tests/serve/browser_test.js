@@ -50,14 +50,16 @@ async function curves(page, out) {
   const reloaded = await openSweep(page, "figure.live-curve", 60000);
   out.sweepSteps = await watchGrowth(page, 3, 30000);
   out.sweepShards = await page.$$eval(".live-shard", (r) => r.length);
+  out.reloaded = await reloaded();
   await page.screenshot({ path: path.join(artifacts, "sweep-curves.png"), fullPage: true });
-  // The running shard's own page: its curve grows there too.
+  // The running shard's own page (a link within the page: the same document): its curve grows
+  // there too.
   await page.evaluate(() => document.querySelector(".live-shard a").click());
   await page.waitForSelector("h1 .badge", { timeout: 20000 });
   await page.waitForSelector("figure.live-curve", { timeout: 20000 });
   out.shardSteps = await watchGrowth(page, 3, 30000);
   out.shardCaption = await page.$eval("figure.live-curve figcaption", (e) => e.textContent);
-  out.reloaded = await reloaded();
+  out.reloadedShard = !(await page.evaluate(() => window.__loadedOnce === true));
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(artifacts, "shard-curves.png"), fullPage: true });
 }

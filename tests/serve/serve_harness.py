@@ -53,9 +53,10 @@ def chaos_spec(directory, name, seeds, sleep_ms):
     return path
 
 
-def curves_spec(directory, name, shards):
-    """A `kind: command` sweep of tests/serve/slow_train.py shards, one per (steps, sleep, fail)
-    in `shards`: each logs a loss per step (its live curve) and fails at the end when asked."""
+def curves_spec(directory, name, shards, seeds=1):
+    """A `kind: command` sweep of tests/serve/slow_train.py shards, `seeds` per (steps, sleep,
+    fail) in `shards` (zipped: each value distinct): each logs a loss per step (its live curve)
+    and fails at the end when asked."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_train.py")
     steps, sleeps, fails = zip(*shards)
     path = os.path.join(directory, name + ".yaml")
@@ -66,7 +67,7 @@ def curves_spec(directory, name, shards):
             stages:
               - name: train
                 kind: command
-                seeds: 1
+                seeds: {seeds}
                 zip:
                   steps: {list(steps)}
                   sleep: {list(sleeps)}

@@ -78,7 +78,7 @@ class Browser(unittest.TestCase):
         # step), 4 steps a second for ~25 s: their live curves on the sweep page and on a
         # running shard's page must grow while the page stays loaded.
         run, server = self._run_and_serve(
-            curves_spec(self.dir, "curves", [(100, 0.25, 0), (100, 0.25, 0)]))
+            curves_spec(self.dir, "curves", [(100, 0.25, 0)], seeds=2))
         b = subprocess.run(["node", os.path.join(HERE, "browser_test.js"), server.url, "curves",
                             self.artifacts, "curves"], cwd=HERE, capture_output=True, text=True,
                            timeout=300)
@@ -94,6 +94,7 @@ class Browser(unittest.TestCase):
         self.assertGreaterEqual(seen["sweepShards"], 1)
         self.assertIn("loss · attempt 1 · step", seen["shardCaption"])
         self.assertFalse(seen["reloaded"], seen)
+        self.assertFalse(seen["reloadedShard"], seen)
         self.assertEqual(seen["pageErrors"], [])
         for shot in ("sweep-curves.png", "shard-curves.png"):
             path = os.path.join(self.artifacts, shot)
@@ -109,8 +110,10 @@ class Browser(unittest.TestCase):
         self.addCleanup(lambda: run.poll() is None and run.kill())
         registry = os.path.join(self.dir, "runs", "registry.sqlite")
         end = time.time() + 120
-        while time.time() < end and not registry_ready(registry):
+        while time.time() < end and not registry_ready(registry) and run.poll() is None:
             time.sleep(0.1)
+        if not registry_ready(registry):
+            self.fail(f"the sweep was not recorded: {run.poll()}\n{run.communicate(timeout=60)[0]}")
         server = Server(registry)
         self.addCleanup(server.stop)
         return run, server
