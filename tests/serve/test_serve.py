@@ -3,18 +3,18 @@ the JSON API (docs/serve.md) against the registry itself, and the safety rules (
 loopback, no path out of a sweep's directory, read-only, text never markup)."""
 import glob
 import hashlib
+import json
+import math
 import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import unittest
 
 import h5py
 import numpy as np
-
-import math
-import time
 
 from serve_harness import (INJECTION, SEEDGRID, Server, curves_spec, make_sweep,
                            registry_ready, sweep_env)
@@ -202,15 +202,18 @@ class Live(unittest.TestCase):
             time.sleep(0.1)
         server = Server(registry)
         self.addCleanup(server.stop)
+        slow_id, = [i for i, p in registry_rows(registry, "select id, params from shards")
+                    if json.loads(p)["steps"] == 48]
 
-        # The slow shard's curve, seen twice while it runs: it grew, its values are the script's.
+        # The slow shard's curve, seen three times while it runs: it grew, its values are the
+        # script's.
         seen = []
         end = time.time() + 90
         while time.time() < end and run.poll() is None:
             live = server.json("/api/sweeps/curves/live")["shards"]
             for sh in live:
                 for c in sh["curves"]:
-                    if c["name"] == "loss" and c["latest"]["step"] < 1000:
+                    if sh["id"] == slow_id and c["name"] == "loss":
                         seen.append((sh["id"], c["latest"]["step"], c))
             if len({s for _, s, _ in seen}) >= 3:
                 break
@@ -218,7 +221,7 @@ class Live(unittest.TestCase):
         self.assertGreaterEqual(len({s for _, s, _ in seen}), 3, seen)
         steps = [s for _, s, _ in seen]
         self.assertEqual(steps, sorted(steps))
-        slow_id, _, curve = seen[-1]
+        _, _, curve = seen[-1]
         self.assertEqual(curve["steps"], sorted(curve["steps"]))
         for step, value in zip(curve["steps"], curve["values"]):
             self.assertAlmostEqual(value, self.loss(step), places=9)
