@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/live.h"
 #include "core/store.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
@@ -175,6 +176,10 @@ Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t
       throw std::runtime_error(
           fmt::format("lora_steer: loss is {} at step {} (lower train.lr?)", value, step));
     t.losses.push_back(value);
+    // A live curve (core/live.h), from one rank: the loss is the gang's, the same on each.
+    if (rank == 0) {
+      LivePoint(persona == synth::Persona::kPos ? L::kTrainLossPos : L::kTrainLossNeg, step, value);
+    }
     progress(step + 1);
   }
   t.adapter->set_training(false);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/live.h"
 #include "experiments/all_kinds.h"
 #include "experiments/data/tokens.h"
 #include "experiments/lora_steer/lora_steer.h"
@@ -35,6 +36,15 @@ std::map<std::string, std::vector<float>> ReadDw(const std::string& path) {
   for (const auto& name : r.List("dW")) out[name] = r.Read<float>("dW/" + name);
   return out;
 }
+
+// The live curve points a runner reports (core/live.h), by name, in order.
+struct CollectLive final : LiveSink {
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> points;
+  void Point(std::string_view name, int64_t step, double value) override {
+    points[std::string(name)].emplace_back(step, value);
+  }
+  void File(const std::string&) override {}
+};
 
 class Runners : public ::testing::Test {
  protected:
@@ -78,14 +88,30 @@ TEST_F(Runners, PretrainFromTokenFile) {
   TestShardContext ctx(PretrainKindConfig(),
                        {{"data", {{"source", "file"}, {"path", path}}}, {"train", {{"steps", 20}}}},
                        1);
-  RunPretrain(ctx);
+  CollectLive live;
+  {
+    ScopedLiveSink sink(&live);
+    RunPretrain(ctx);
+  }
   EXPECT_FALSE(ctx.metrics.count("task_accuracy"));
   EXPECT_TRUE(ctx.metrics.count("final_loss"));
+  // Its loss per step went out as a live curve as it trained: the file's train/loss, step by step.
+  const auto loss = H5Reader(ctx.Finish()).Read<float>("train/loss");
+  const auto& points = live.points["train/loss"];
+  ASSERT_EQ(points.size(), loss.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    EXPECT_EQ(points[i].first, static_cast<int64_t>(i));
+    EXPECT_EQ(points[i].second, loss[i]);
+  }
 }
 
 TEST_F(Runners, LoraSteerLayoutAndMetrics) {
   TestShardContext ctx(LoraSteerKindConfig(), Steer(), 0);
-  RunLoraSteer(ctx);
+  CollectLive live;
+  {
+    ScopedLiveSink sink(&live);
+    RunLoraSteer(ctx);
+  }
   for (const char* m : {"final_loss_pos", "final_loss_neg", "dw_fro", "steer_delta", "steer_slope",
                         "pmass_min", "kl_at_1", "acc_at_0", "acc_at_1"})
     EXPECT_TRUE(ctx.metrics.count(m)) << m;
@@ -94,6 +120,16 @@ TEST_F(Runners, LoraSteerLayoutAndMetrics) {
   H5Reader r(path);
   EXPECT_EQ(r.DatasetShape("train/loss_pos"), (Shape{120}));
   EXPECT_EQ(r.DatasetShape("train/loss_neg"), (Shape{120}));
+  // θ+ and θ− losses went out per step as live curves, the same as the file's.
+  for (const char* name : {"train/loss_pos", "train/loss_neg"}) {
+    const auto loss = r.Read<float>(name);
+    const auto& points = live.points[name];
+    ASSERT_EQ(points.size(), loss.size()) << name;
+    for (size_t i = 0; i < points.size(); ++i) {
+      EXPECT_EQ(points[i].first, static_cast<int64_t>(i)) << name;
+      EXPECT_EQ(points[i].second, loss[i]) << name;
+    }
+  }
   EXPECT_EQ(r.DatasetShape("eval/alphas"), (Shape{5}));
   EXPECT_EQ(r.DatasetShape("eval/logratio"), (Shape{5, 256}));
   EXPECT_EQ(r.DatasetShape("eval/pmass"), (Shape{5, 256}));
