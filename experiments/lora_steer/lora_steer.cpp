@@ -115,9 +115,10 @@ struct Trained {
 
 // Trains one adapter on the rows of `loss` (one persona's answers). Row order: a permutation of
 // [0, n_train) per epoch drawn from `seed`, identical for θ+ and θ− and on every rank; rank r of
-// k takes rows [r·b/k, (r+1)·b/k) of each global batch of b.
+// k takes rows [r·b/k, (r+1)·b/k) of each global batch of b. Each step's loss also goes to the
+// live curve `curve` (the name of its dataset in the shard file).
 Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t n_train,
-                     const Settings& s, uint64_t seed, Collective* gang,
+                     const Settings& s, uint64_t seed, Collective* gang, const char* curve,
                      const std::function<void(int64_t)>& progress) {
   const int ranks = gang ? gang->size() : 1;
   const int rank = gang ? gang->rank() : 0;
@@ -177,9 +178,7 @@ Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t
           fmt::format("lora_steer: loss is {} at step {} (lower train.lr?)", value, step));
     t.losses.push_back(value);
     // A live curve (core/live.h), from one rank: the loss is the gang's, the same on each.
-    if (rank == 0) {
-      LivePoint(persona == synth::Persona::kPos ? L::kTrainLossPos : L::kTrainLossNeg, step, value);
-    }
+    if (rank == 0) LivePoint(curve, step, value);
     progress(step + 1);
   }
   t.adapter->set_training(false);
@@ -597,9 +596,9 @@ void RunLoraSteer(ShardContext& ctx) {
   const auto seed = static_cast<uint64_t>(ctx.seed());
   const int64_t total = 2 * s.steps + static_cast<int64_t>(s.alphas.size());
 
-  Trained pos = TrainAdapter(model, data.loss_pos, data.n_train, s, seed, gang,
+  Trained pos = TrainAdapter(model, data.loss_pos, data.n_train, s, seed, gang, L::kTrainLossPos,
                              [&](int64_t step) { ctx.Progress(step, total); });
-  Trained neg = TrainAdapter(model, data.loss_neg, data.n_train, s, seed, gang,
+  Trained neg = TrainAdapter(model, data.loss_neg, data.n_train, s, seed, gang, L::kTrainLossNeg,
                              [&](int64_t step) { ctx.Progress(s.steps + step, total); });
   if (gang && gang->rank() != 0) return;  // rank 0 of the gang evaluates and publishes
 
