@@ -6,6 +6,7 @@
 
 #include "experiments/harvest/harvest.h"
 #include "experiments/harvest/layout.h"
+#include "experiments/model/train_params.h"
 
 namespace seedgrid {
 namespace {
@@ -72,6 +73,7 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
         fmt::format("reservoir.weighting: '{}' is not uniform or activation", weighting));
   }
   if (p.at("pmi").at("top_k").get<int64_t>() < 1) problems.push_back("pmi.top_k: must be >= 1");
+  CheckModelLoad(p.at("model"), problems);
   return problems;
 }
 
@@ -103,6 +105,7 @@ KindConfig HarvestKindConfig() {
       "exact map/reduce";
   k.defaults = {
       {"base", ""},
+      {"model", ModelLoadDefaults()},
       {"data",
        {{"source", "synthetic"},
         {"rows_kind", "pretrain"},

@@ -366,7 +366,9 @@ void RunLoraSteer(ShardContext& ctx) {
   const torch::Device device(ctx.device());
   const Settings s = ReadSettings(p);
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, device);
+  // model.dtype: the base's compute dtype; adapters, optimiser state and dW stay float32.
+  Model model = Model::Load(base_dir, device,
+                            ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
   if (task.vocab_size != model.config().vocab_size ||
       task.seq_len > model.config().max_position_embeddings)
@@ -451,6 +453,7 @@ void RunLoraSteer(ShardContext& ctx) {
            s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
   out.Attr("/", "alpha_meaning", alpha_meaning);
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "model_dtype", std::string(ComputeDtypeName(model.dtype())));
   out.Attr("/", "task", task.ToJson().dump());
   out.Attr("/", "targets", names.dump());
   // Provenance of the training: a gang's size and its Collective's backend ("none": ranks 1).

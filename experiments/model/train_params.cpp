@@ -21,4 +21,12 @@ void CheckTrain(const Json& t, std::vector<std::string>& p) {
   if (t.at("grad_clip").get<double>() < 0) p.push_back("train.grad_clip: must be >= 0 (0: off)");
 }
 
+Json ModelLoadDefaults() { return {{"dtype", "float32"}}; }
+
+void CheckModelLoad(const Json& model, std::vector<std::string>& p) {
+  const Json& dt = model.at("dtype");
+  if (!dt.is_string() || (dt != "float32" && dt != "bfloat16"))
+    p.push_back(fmt::format("model.dtype: {} is not float32 or bfloat16", dt.dump()));
+}
+
 }  // namespace seedgrid
