@@ -588,7 +588,9 @@ void RunLoraSteer(ShardContext& ctx) {
   const torch::Device device(ctx.device());
   const Settings s = ReadSettings(p);
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, device);
+  // model.dtype: the base's compute dtype; adapters, optimiser state and dW stay float32.
+  Model model = Model::Load(base_dir, device,
+                            ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const steer::SteerData data = p.at("data").at("source") == "text"
                                     ? steer::TextSteerData(model, p)
                                     : SyntheticSteerData(model, base_dir, s);
@@ -635,6 +637,7 @@ void RunLoraSteer(ShardContext& ctx) {
            s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
   out.Attr("/", "alpha_meaning", alpha_meaning);
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "model_dtype", std::string(ComputeDtypeName(model.dtype())));
   out.Attr("/", "task", data.task_json);
   out.Attr("/", "targets", names.dump());
   out.Attr("/", "target_roles", roles.dump());

@@ -260,6 +260,33 @@ TEST_F(Runners, LoraSteerIa3) {
   EXPECT_EQ(r.List("dW").size(), 6u);  // k, v, down of both layers
 }
 
+// Issue 16 point 3: model.dtype bfloat16 loads the base in bf16, trains float32 factors and
+// writes float32 dW and factors; the dW is the float32 run's to bf16 training noise.
+TEST_F(Runners, LoraSteerBfloat16ModelWritesFloat32DwAndFactors) {
+  const Json steps = {{"steps", 40}};
+  TestShardContext bf(LoraSteerKindConfig(),
+                      Steer({{"model", {{"dtype", "bfloat16"}}}, {"train", steps}}), 0);
+  TestShardContext fp(LoraSteerKindConfig(), Steer({{"train", steps}}), 0);
+  RunLoraSteer(bf);
+  RunLoraSteer(fp);
+  const auto bf_path = bf.Finish(), fp_path = fp.Finish();
+  H5Reader r(bf_path);
+  EXPECT_EQ(r.AttrString("/", "model_dtype"), "bfloat16");
+  EXPECT_EQ(H5Reader(fp_path).AttrString("/", "model_dtype"), "float32");
+  const std::string q = "model.layers.1.self_attn.q_proj.weight";
+  // dW and the factors are written from float32 tensors (H5Writer takes float*): present and
+  // of the float32 run's shapes.
+  EXPECT_EQ(r.DatasetShape("adapter/pos/" + q + "/A"), (Shape{4, 64}));
+  EXPECT_EQ(r.DatasetShape("dW/" + q), (Shape{64, 64}));
+  const auto dw = torch::tensor(r.Read<float>("dW/" + q));
+  const auto dw32 = torch::tensor(H5Reader(fp_path).Read<float>("dW/" + q));
+  const double cos = (dw * dw32).sum().item<double>() / (dw.norm() * dw32.norm()).item<double>();
+  std::cout << "bf16 vs float32 dW cosine " << cos << ", steer_delta "
+            << bf.metrics.at("steer_delta") << " vs " << fp.metrics.at("steer_delta") << "\n";
+  EXPECT_GT(cos, 0.9);
+  EXPECT_GT(bf.metrics.at("dw_fro"), 0.0);
+}
+
 TEST_F(Runners, LoraSteerRanks2MatchesRanks1) {
   const Json params = Steer({{"train", {{"steps", 40}}}});
   TestShardContext single(LoraSteerKindConfig(), params, 3);
@@ -347,7 +374,8 @@ TEST(TorchKinds, ValidateParams) {
   p["targets"]["modules"] = {"q", "qq", "q"};
   p["eval"]["alphas"] = {-1.0, 2.0};
   p["targets"]["layers"] = {0.8, 0.2};
-  EXPECT_EQ(steer.validate(p).size(), 5u);
+  p["model"]["dtype"] = "float16";
+  EXPECT_EQ(steer.validate(p).size(), 6u);
   const auto pre = PretrainKindConfig();
   Json q = pre.defaults;
   EXPECT_TRUE(pre.validate(q).empty());
