@@ -1,6 +1,7 @@
 #include "coordinator/registry_writer.h"
 
 #include <span>
+#include <unordered_set>
 #include <utility>
 
 #include "coordinator/launch.h"
@@ -18,20 +19,34 @@ RegistryWriter::RegistryWriter(Registry& reg, const std::vector<SchedTask>& task
       running_at_(tasks.size(), 0),
       reg_dir_(std::move(reg_dir)),
       rows_(Registry::kBulkRows),
-      states_rows_(Registry::kBulkRows) {
+      states_rows_(Registry::kBulkRows),
+      has_live_(tasks.size(), false) {
   for (auto& r : rows_) r.job_id = job_id;
+  // Shards with live points from an earlier launch (a failed attempt's): dropped when done too.
+  const std::vector<int64_t> live = reg_.LiveSeqs();
+  if (!live.empty()) {
+    const std::unordered_set<int64_t> with_points(live.begin(), live.end());
+    for (size_t t = 0; t < seqs_.size(); ++t) has_live_[t] = with_points.count(seqs_[t]) > 0;
+  }
 }
 
 void RegistryWriter::Add(std::vector<SchedEvent>& events) {
   for (auto& e : events) {
     if (auto* f = std::get_if<FinishedEvent>(&e)) {
       if (running_at_[f->task] == f->done.attempt) running_at_[f->task] = 0;
+      if (has_live_[f->task] && f->new_status == ShardStatus::kDone) {
+        live_done_.push_back(f->task);
+        has_live_[f->task] = false;
+      }
       finished_.push_back(std::move(*f));
     } else if (auto* d = std::get_if<DispatchedEvent>(&e)) {
       running_at_[d->task] = d->attempt;
       dispatched_.push_back(d->task);
     } else if (auto* w = std::get_if<WorkerJoinedEvent>(&e)) {
       hosts_[w->worker.rank] = w->hello;
+    } else if (auto* l = std::get_if<LivePointsEvent>(&e)) {
+      has_live_[l->task] = true;
+      live_.push_back(std::move(*l));
     }
   }
 }
@@ -62,8 +77,9 @@ void RegistryWriter::Commit() {
   }
   // Dispatches alone open a batch too: a sweep of long shards has nothing finished for a while,
   // and its running shards must show as running, not pending, meanwhile.
-  if (!batch_ && dispatched_.empty()) return;
+  if (!batch_ && dispatched_.empty() && live_.empty() && live_done_.empty()) return;
   if (!batch_) batch_.emplace(reg_);
+  WriteLive();
   const double now = dispatched_.empty() ? 0 : UnixNow();
   for (int task : dispatched_) {
     // Still running at commit time (not finished in this batch): say so.
@@ -77,6 +93,19 @@ void RegistryWriter::Commit() {
   batch_.reset();
   finished_.clear();
   attempts_ = states_ = 0;
+}
+
+// The batch's live points, then the drop of those of shards that became done (after: a shard's
+// last points and its end may share a batch).
+void RegistryWriter::WriteLive() {
+  for (const LivePointsEvent& l : live_) {
+    for (const LiveCurve& c : l.points.curves) {
+      reg_.AddLivePoints(seqs_[l.task], l.points.attempt, c.name, c.steps, c.values, l.time);
+    }
+  }
+  live_.clear();
+  for (int task : live_done_) reg_.DropLivePoints(seqs_[task]);
+  live_done_.clear();
 }
 
 // The rows' strings keep their capacity from one attempt to the next: no allocation.

@@ -7,6 +7,11 @@
 // dispatched and finished within one batch, and cost two writes, their attempt row and their
 // final state. Nothing is allocated per event once the scratch rows have grown: the loop's
 // cost per shard is the SQLite statements and nothing else.
+//
+// Live curves (LivePointsEvent: at most one a second per running shard, core/protocol.h) are
+// written at commit time, in the same batch; the points of a shard that becomes done are
+// dropped then (its final curves are in its file), which costs a statement only for shards
+// that sent points.
 #pragma once
 
 #include <cstddef>
@@ -35,7 +40,9 @@ class RegistryWriter {
   // once, finished attempts queue for Step().
   void Add(std::vector<SchedEvent>& events);
   // Events not yet committed; finished attempts whose state is not written yet.
-  size_t pending() const { return finished_.size() + dispatched_.size(); }
+  size_t pending() const {
+    return finished_.size() + dispatched_.size() + live_.size() + live_done_.size();
+  }
   size_t backlog() const { return finished_.size() - states_; }
 
   // One statement inside the open transaction, so a round stays short: the attempt rows of
@@ -48,6 +55,7 @@ class RegistryWriter {
  private:
   void FillAttempt(const FinishedEvent& f, AttemptRow& a);
   void FillState(const FinishedEvent& f, ShardState& s);
+  void WriteLive();
 
   static inline const std::string kNone;
   Registry& reg_;
@@ -61,6 +69,9 @@ class RegistryWriter {
   std::vector<FinishedEvent> finished_;  // in this batch, in order
   size_t attempts_ = 0;                  // finished_[0, attempts_) have their attempt row written
   size_t states_ = 0;  // finished_[0, states_) have their state written (states_ <= attempts_)
+  std::vector<LivePointsEvent> live_;  // in this batch, in order
+  std::vector<int> live_done_;         // tasks with live points that became done in this batch
+  std::vector<bool> has_live_;         // per task: live points were recorded
   std::optional<Registry::Batch> batch_;
   std::unordered_map<int, Hello> hosts_;
 };

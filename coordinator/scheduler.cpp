@@ -286,6 +286,11 @@ void Scheduler::OnMessage(WorkerId from, FromWorker msg, double now, Comm& comm)
   } else if (const auto* p = std::get_if<Progress>(&msg)) {
     int task = RunningTask(from, p->id, p->attempt);
     if (task >= 0) events_.push_back(ProgressEvent{task, p->step, p->total});
+  } else if (auto* live = std::get_if<LivePoints>(&msg)) {
+    int task = RunningTask(from, live->id, live->attempt);
+    if (task >= 0 && !live->curves.empty()) {
+      events_.push_back(LivePointsEvent{task, now, std::move(*live)});
+    }
   } else {
     auto& done = std::get<ShardDone>(msg);
     // Find the running task this answers (a stale answer after preemption finds none).

@@ -1,7 +1,7 @@
 // The scheduler: the coordinator's logic as a pure reactor over plain state.
 //
 //   Scheduler s(tasks, options);
-//   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone
+//   s.OnMessage(worker, msg, now, comm);   // Hello / Progress / ShardDone / LivePoints
 //   s.Preempt(now);                        // SIGTERM/SIGUSR1: stop dispatch, in-flight ->
 //   preempted if (s.has_deadlines()) s.Tick(now, comm);  // each round: timeouts of shards run in a
 //   worker s.TakeEvents();                        // what happened, for the registry writer and
@@ -103,7 +103,15 @@ struct WorkerJoinedEvent {
   WorkerId worker;
   Hello hello;
 };
-using SchedEvent = std::variant<DispatchedEvent, FinishedEvent, ProgressEvent, WorkerJoinedEvent>;
+// Points of a running attempt's live curves (LivePoints, already bounded by the worker), for the
+// registry writer; points of an attempt that is not the running one are dropped.
+struct LivePointsEvent {
+  int task;
+  double time;
+  LivePoints points;
+};
+using SchedEvent =
+    std::variant<DispatchedEvent, FinishedEvent, ProgressEvent, WorkerJoinedEvent, LivePointsEvent>;
 
 struct SchedCounts {
   int64_t pending = 0, running = 0, done = 0, failed = 0, preempted = 0, blocked = 0;

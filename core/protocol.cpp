@@ -70,6 +70,7 @@ enum Tag : uint8_t {
   kHello = 64,
   kProgress = 65,
   kShardDone = 66,
+  kLivePoints = 67,
 };
 
 size_t BeginFrame(std::string* out, Tag tag) {
@@ -250,6 +251,41 @@ ShardDone GetShardDone(Reader& r) {
   return m;
 }
 
+void Put(Writer& w, const LivePoints& m) {
+  w.Id(m.id);
+  w.Pod<int32_t>(m.attempt);
+  w.Pod<uint32_t>(static_cast<uint32_t>(m.curves.size()));
+  for (const auto& c : m.curves) {
+    w.Str(c.name);
+    w.Pod<uint32_t>(static_cast<uint32_t>(c.steps.size()));
+    for (size_t i = 0; i < c.steps.size(); ++i) {
+      w.Pod<int64_t>(c.steps[i]);
+      w.Pod<double>(i < c.values.size() ? c.values[i] : 0.0);
+    }
+  }
+}
+
+LivePoints GetLivePoints(Reader& r) {
+  LivePoints m;
+  m.id = r.Id();
+  m.attempt = r.Pod<int32_t>();
+  const auto n = r.Pod<uint32_t>();
+  if (n > r.Left() / 8) throw ProtocolError(fmt::format("bad curve count {}", n));
+  m.curves.resize(n);
+  for (auto& c : m.curves) {
+    c.name = r.Str();
+    const auto k = r.Pod<uint32_t>();
+    if (k > r.Left() / 16) throw ProtocolError(fmt::format("bad point count {}", k));
+    c.steps.resize(k);
+    c.values.resize(k);
+    for (uint32_t i = 0; i < k; ++i) {
+      c.steps[i] = r.Pod<int64_t>();
+      c.values[i] = r.Pod<double>();
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 std::string ArtifactDirFor(std::string_view h5_path) {
@@ -301,6 +337,10 @@ void Encode(const FromWorker& msg, std::string* out) {
           w.Pod<int64_t>(m.step);
           w.Pod<int64_t>(m.total);
           EndFrame(out, s);
+        } else if constexpr (std::is_same_v<T, LivePoints>) {
+          size_t s = BeginFrame(out, kLivePoints);
+          Put(w, m);
+          EndFrame(out, s);
         } else {
           size_t s = BeginFrame(out, kShardDone);
           Put(w, m);
@@ -349,6 +389,7 @@ FromWorker DecodeFromWorker(std::string_view frame) {
       break;
     }
     case kShardDone: out = GetShardDone(r); break;
+    case kLivePoints: out = GetLivePoints(r); break;
     default:
       throw ProtocolError(fmt::format("unexpected message tag {} for the coordinator", int(tag)));
   }
@@ -373,7 +414,8 @@ std::string_view MessageName(const FromWorker& msg) {
   switch (msg.index()) {
     case 0: return "Hello";
     case 1: return "Progress";
-    default: return "ShardDone";
+    case 2: return "ShardDone";
+    default: return "LivePoints";
   }
 }
 

@@ -10,7 +10,9 @@
 //   3. The worker runs shards in arrival order: single-rank shards in its executor (RunShard is
 //      forwarded down the pipe), `isolation: inline` shards in the worker itself, gang shards
 //      (`ranks: k`) on an MPI sub-communicator of the k workers named in RunShard::gang.
-//   4. While a shard runs, the executor sends Progress (rate-limited); the worker forwards it.
+//   4. While a shard runs, the executor sends Progress (rate-limited) and LivePoints (the points
+//      of its training curves, coalesced: at most one message a second per shard, see
+//      LivePoints); the worker forwards them.
 //   5. When a shard ends the worker sends ShardDone (outcome, error, metrics, artifact, peak
 //      RSS). The executor sends a `memory` ShardDone itself (its limit is on the shard's growth
 //      above the executor's baseline) and then dies; a crash or timeout kill of the executor
@@ -50,7 +52,10 @@ namespace seedgrid {
 //    from the role on); a no-op RunShard is 11 bytes smaller (role 1 byte, no needs 4), inside 256.
 //    Still v3 (unreleased): RunShard.grace_s (the stage's resources.grace, 8 bytes after
 //    memory_mb) was added to the same version.
-inline constexpr uint16_t kProtocolVersion = 3;
+// 4: LivePoints (worker -> coordinator, tag 67): the points of a running shard's curves. Every
+//    other message is as in version 3; a frame of version 3 is still rejected (one build per
+//    sweep: a mixed one is a mistake to report, not to bridge).
+inline constexpr uint16_t kProtocolVersion = 4;
 
 // The store's layout (core/store.h): a shard's extra files sit beside its .h5.
 std::string ArtifactDirFor(std::string_view h5_path);
@@ -116,7 +121,40 @@ struct ShardDone {
   bool operator==(const ShardDone&) const = default;
 };
 
-using FromWorker = std::variant<Hello, Progress, ShardDone>;
+// Live curves of a running shard (loss per step of a training kind; a command's metrics.jsonl
+// lines with a step), for `seedgrid serve`. Why and how bounded:
+//   * A training loop reports a point per step, thousands a second for a small model; one
+//     message per point would cost the coordinator a receive and a registry row each, on the
+//     thread that dispatches. So points are coalesced where they are made (core/live.h:
+//     LiveCoalescer, in the executor or the worker) and sent at most once per
+//     kLiveInterval per shard, plus once at the shard's end (its last points, before ShardDone).
+//   * One message holds at most kLiveMaxCurves curves of at most kLiveMaxPoints points each:
+//     when a curve gathers more within an interval, every other point is dropped (its latest
+//     always kept), so a curve stays evenly thinned and its newest value is always sent. A
+//     message is thus at most ~16 x 64 x 16 bytes (~16 KiB), a second, per running shard.
+//   * Curves past the first kLiveMaxCurves names of a shard are dropped (a loop logging a new
+//     name per step cannot flood the registry).
+// The coordinator records them (live_points, core/registry.h) only while the attempt is the
+// running one; a late message of an ended attempt is dropped like a late Progress.
+struct LiveCurve {
+  std::string name;
+  std::vector<int64_t> steps;  // in the order reported
+  std::vector<double> values;  // one per step
+  bool operator==(const LiveCurve&) const = default;
+};
+inline constexpr double kLiveInterval = 1.0;  // seconds between two messages of a shard
+inline constexpr size_t kLiveMaxCurves = 16;
+inline constexpr size_t kLiveMaxPoints = 64;
+
+struct LivePoints {
+  ShardId id;
+  int32_t attempt = 1;
+  std::vector<LiveCurve> curves;
+  bool operator==(const LivePoints&) const = default;
+};
+
+// New alternatives go at the end: MessageName and the codec's tags follow this order.
+using FromWorker = std::variant<Hello, Progress, ShardDone, LivePoints>;
 
 // ---- codec ----
 class ProtocolError : public std::runtime_error {

@@ -59,7 +59,13 @@ namespace {
 //    parse it into the enum), by triggers rather than a column CHECK so a version 5 registry
 //    gets the rule without rebuilding its largest table; the upgrade refuses a registry whose
 //    rows already break it, naming one.
-constexpr int kSchemaVersion = 6;
+// 7: live_points(shard_seq, attempt, name, step, value, t): the live curves of running shards
+//    (LivePoints, core/protocol.h), for `seedgrid serve`. A new table, made by kSchema, so every
+//    older registry gets it on upgrade and nothing else changes. Bounded: at most
+//    Registry::kLivePointsPerCurve rows per (shard, attempt, name) (thinned evenly past it),
+//    at most kLiveMaxCurves names
+//    per attempt; a shard's rows are deleted when it is done (its final curves are in its file).
+constexpr int kSchemaVersion = 7;
 
 // Version 3's rebuilt tables, under a name for attempts (the migration builds it beside the
 // old one).
@@ -128,6 +134,9 @@ CREATE TABLE IF NOT EXISTS slurm_jobs(
   chain_index INTEGER NOT NULL, depends_on TEXT NOT NULL, nodes INTEGER NOT NULL,
   gpus_per_node INTEGER NOT NULL, workers_per_node INTEGER NOT NULL, time_limit TEXT NOT NULL,
   script TEXT NOT NULL, log TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS live_points(
+  shard_seq INTEGER NOT NULL, attempt INTEGER NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL,
+  value REAL NOT NULL, t REAL NOT NULL, PRIMARY KEY(shard_seq, attempt, name, step)) WITHOUT ROWID;
 )sql";
 
 #define SPEC_COLUMNS "id, sweep, stage, stage_index, kind, params, axes, seed, role, needs"

@@ -189,6 +189,23 @@ struct ShardPageQuery {
   int limit = 50;
 };
 
+// A live curve of one attempt of a running shard (live_points), thinned for a page.
+struct LiveCurveRow {
+  int attempt = 1;
+  std::string name;
+  std::vector<int64_t> steps;  // ascending
+  std::vector<double> values;
+  double t = 0;  // unix time of the newest point
+};
+
+// A sweep's running shard and the live curves of its latest attempt.
+struct LiveShardRow {
+  int64_t seq = 0;
+  std::string id;
+  std::string stage;
+  std::vector<LiveCurveRow> curves;
+};
+
 class Registry {
  public:
   enum class Mode { kReadOnly, kWrite };
@@ -257,6 +274,17 @@ class Registry {
   int RecoverOrphans(const std::string& sweep);
   // Records jobs `submit` queued; a known job id is replaced. The writer holds the RunLock.
   void AddSlurmJobs(std::span<const SlurmJobRow> jobs);
+  // Live curves (core/registry_live.cpp): points of a running attempt's curve `name` (a step
+  // recorded again is replaced); past kLivePointsPerCurve rows the curve is thinned to about
+  // half, evenly over its steps (one row per bucket of steps, its newest kept).
+  static constexpr int64_t kLivePointsPerCurve = 1000;
+  void AddLivePoints(int64_t seq, int attempt, const std::string& name,
+                     std::span<const int64_t> steps, std::span<const double> values, double t);
+  // Every live point of a shard (it is done: its final curves are in its file).
+  void DropLivePoints(int64_t seq);
+  // The seqs of the shards that have live points (a launch's writer drops them when they are
+  // done, whichever launch recorded them). Costs a seek per such shard, not a table scan.
+  std::vector<int64_t> LiveSeqs() const;
 
   // ---- reads ----
   std::vector<SweepRow> Sweeps() const;
@@ -302,6 +330,13 @@ class Registry {
   std::vector<ShardBrief> ShardPage(const ShardPageQuery& q) const;
   // Unix time of a shard's last state change (nullopt: unknown id).
   std::optional<double> ShardUpdated(const ShardId& id) const;
+  // A shard's live curves, every attempt's, each thinned to at most `max_points` (evenly over
+  // its rows, the newest kept). Empty on a registry older than version 7 (read-only).
+  std::vector<LiveCurveRow> LiveCurves(const ShardId& id, size_t max_points) const;
+  // Up to `max_shards` running shards of a sweep that have live points (plan order), each with
+  // its latest attempt's curves thinned to `max_points`.
+  std::vector<LiveShardRow> LiveShards(const std::string& sweep, int max_shards,
+                                       size_t max_points) const;
 
  private:
   friend class WalCheckpointer;     // turns this connection's automatic checkpoints off and on

@@ -24,6 +24,7 @@
 #include "core/runner.h"
 #include "core/strings.h"
 #include "core/sysutil.h"
+#include "worker/live_feed.h"
 #include "worker/shard_exec.h"
 
 namespace seedgrid {
@@ -219,6 +220,15 @@ int RunExecutorMain(int in_fd, int out_fd) {
   std::string buf, frame;
   FrameOut out(out_fd);
   MemoryWatch memory(out);
+  // Live curves (worker/live_feed.h): the runners' LivePoint calls and the live file a command
+  // names, coalesced and sent at most once a second while the shard runs.
+  ThreadedLiveFeed live(
+      [&](const LivePoints& p) {
+        std::lock_guard lock(out.mu());
+        out.WriteLocked(FromWorker{p});
+      },
+      UnixNow);
+  ScopedLiveSink live_sink(&live);
   TakePeakRssKb();
   int64_t rss_kb = 0;
   double rss_read_at = 0;
@@ -236,8 +246,10 @@ int RunExecutorMain(int in_fd, int out_fd) {
       out.WriteLocked(FromWorker{Progress{task.key.id(), task.attempt, step, total}});
     };
     memory.Arm(task, UnixNow());
+    live.Begin(task.key.id(), task.attempt);
     ShardDone done = RunShardLocally(task, runners, opts);
     memory.Disarm();
+    live.End();  // its last points go before its ShardDone
     // The peak (VmHWM, then reset) costs a /proc read and a page-table walk: worth it for
     // shards of 50 ms and more; quicker ones report the current RSS, read at most every 10 ms
     // (a /proc read is a few µs, as much as a no-op shard's whole round trip).

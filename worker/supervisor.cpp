@@ -282,7 +282,17 @@ bool Supervisor::RunInProcess() {
   auto progress = [&](int64_t step, int64_t total) {
     up_.Send(Progress{task.key.id(), task.attempt, step, total});
   };
+  std::optional<InlineLiveFeed> live;
+  std::optional<ScopedLiveSink> live_sink;
+  if (options_.live_clock) {
+    live.emplace(
+        task.key.id(), task.attempt, [this](const LivePoints& p) { up_.Send(p); },
+        options_.live_clock);
+    live_sink.emplace(&*live);
+  }
   ShardDone done = in_process_.Run(task, *logs, progress);
+  live_sink.reset();
+  if (live) live->End();  // its last points go before its ShardDone
   logs->Close();
   AddLastStderr(done, *logs);
   up_.Send(done);

@@ -29,6 +29,8 @@
 //     reported already, so it charges nobody.
 //   * `isolation: inline` and gang shards run in-process, one at a time, only while the
 //     executor has nothing queued (a gang's ranks must not wait on one another's executors).
+//   * Live curves: the executor sends its shards' LivePoints itself (forwarded like Progress);
+//     an in-process shard's go up through an InlineLiveFeed installed for its run.
 //   * Shutdown: the executor is killed (what still runs was recorded as preempted by the
 //     coordinator) and the worker exits with the code the coordinator gave.
 //
@@ -59,6 +61,7 @@
 #include "core/comm.h"
 #include "core/protocol.h"
 #include "worker/attempt_log.h"
+#include "worker/live_feed.h"
 
 namespace seedgrid {
 
@@ -93,6 +96,9 @@ struct SupervisorOptions {
   double kill_grace_s = 3;  // SIGTERM -> SIGKILL on timeout/shutdown; a shard's grace_s wins
   int world_rank = 1;       // this worker's rank (names its gang logs)
   LogCap log_cap;
+  // The clock of the live curves of in-process shards (InlineLiveFeed, worker/live_feed.h: their
+  // LivePoint calls go up at most once per kLiveInterval); none: such shards send no live curves.
+  std::function<double()> live_clock;
 };
 
 class Supervisor {

@@ -151,6 +151,7 @@ class Driver {
     so.kill_grace_s = options.kill_grace_s;
     so.world_rank = mpi.rank();
     so.log_cap = LogCapFromEnv();
+    so.live_clock = UnixNow;
     sup_ = std::make_unique<Supervisor>(up_, *executor_, *local_, so);
   }
 

@@ -118,7 +118,7 @@ Json ReportFiles(const std::string& sweep, const fs::path& sweep_dir) {
 // The training curves a done shard's file holds: every 1-D dataset under train/ (pretrain's
 // train/loss, lora_steer's train/loss_pos and train/loss_neg), each thinned to at most
 // kCurvePoints evenly spaced steps (the last one kept). Live curves of running shards need
-// workers to push them (not in this version).
+// workers to push them: see LiveCurveJson.
 constexpr size_t kCurvePoints = 400;
 constexpr int64_t kMaxCurveSteps = 10'000'000;
 
@@ -149,6 +149,16 @@ Json Curves(const fs::path& file) {
     // coordinator's business.
   }
   return out;
+}
+
+// A live curve of a running attempt (live_points) as the page draws it, with its newest point.
+Json LiveCurveJson(const LiveCurveRow& c) {
+  return Json{{"attempt", c.attempt},
+              {"name", c.name},
+              {"steps", c.steps},
+              {"values", c.values},
+              {"t", c.t},
+              {"latest", Json{{"step", c.steps.back()}, {"value", c.values.back()}}}};
 }
 
 }  // namespace
@@ -190,7 +200,13 @@ Answer Api::Get(const std::string& path, const std::map<std::string, std::string
     if (parts.size() == 4 && parts[1] == "sweeps" && parts[3] == "shards") {
       return ShardList(parts[2], query);
     }
+    if (parts.size() == 4 && parts[1] == "sweeps" && parts[3] == "live") {
+      return SweepLive(parts[2]);
+    }
     if (parts.size() == 3 && parts[1] == "shards") return ShardDetail(parts[2]);
+    if (parts.size() == 4 && parts[1] == "shards" && parts[3] == "live") {
+      return ShardLive(parts[2]);
+    }
     return ErrorAnswer(404, "no such route: " + path);
   } catch (const UsageError& e) {
     return ErrorAnswer(400, e.what());
@@ -392,6 +408,36 @@ Answer Api::ShardDetail(const std::string& id) {
   j["files"] = files;
   j["logs"] = logs;
   return JsonAnswer(j);
+}
+
+// The live curves of a shard, every attempt's (a retry's beside the attempt that failed); none
+// once it is done (its final curves are its file's, in ShardDetail).
+Answer Api::ShardLive(const std::string& id) {
+  if (!IsShardIdText(id)) return ErrorAnswer(400, "a shard id is 1 to 64 lowercase hex digits");
+  std::optional<ShardRow> row = reg_.Shard(ShardId{id});
+  if (!row) row = reg_.FindShardByPrefix(id);
+  if (!row) return ErrorAnswer(404, fmt::format("no shard '{}'", id));
+  Json curves = Json::array();
+  for (const auto& c : reg_.LiveCurves(row->key.id(), kLivePoints)) {
+    curves.push_back(LiveCurveJson(c));
+  }
+  return JsonAnswer(Json{{"id", row->key.id().hex},
+                         {"status", ToString(row->status)},
+                         {"curves", curves},
+                         {"now", now_()}});
+}
+
+// The running shards of a sweep that report live curves (the first kLiveShards in plan order),
+// each with its latest attempt's curves and their newest values.
+Answer Api::SweepLive(const std::string& name) {
+  if (!reg_.Sweep(name)) return ErrorAnswer(404, fmt::format("no sweep '{}'", name));
+  Json shards = Json::array();
+  for (const auto& s : reg_.LiveShards(name, kLiveShards, kLivePoints)) {
+    Json curves = Json::array();
+    for (const auto& c : s.curves) curves.push_back(LiveCurveJson(c));
+    shards.push_back(Json{{"id", s.id}, {"stage", s.stage}, {"curves", curves}});
+  }
+  return JsonAnswer(Json{{"shards", shards}, {"now", now_()}});
 }
 
 Answer Api::File(const std::string& sweep, const std::string& rel) {

@@ -44,6 +44,10 @@ class Api {
   static constexpr size_t kLogTail = 16 * 1024;
   // Largest file /files/ serves.
   static constexpr uintmax_t kMaxFile = 64ull << 20;
+  // Live curves (live_points): points per curve in an answer, and running shards a sweep's
+  // answer shows (the first in plan order that have points).
+  static constexpr size_t kLivePoints = 300;
+  static constexpr int kLiveShards = 8;
 
  private:
   Answer Version();
@@ -51,6 +55,8 @@ class Api {
   Answer SweepDetail(const std::string& name);
   Answer ShardList(const std::string& name, const std::map<std::string, std::string>& query);
   Answer ShardDetail(const std::string& id);
+  Answer ShardLive(const std::string& id);
+  Answer SweepLive(const std::string& name);
   Answer File(const std::string& sweep, const std::string& rel);
   Json SweepSummary(const SweepRow& s, const SweepAggregates& a);
   SweepAggregates Aggregates(const std::string& sweep);

@@ -39,6 +39,7 @@
 
 #include <fmt/format.h>
 
+#include "core/live.h"
 #include "core/process.h"
 #include "core/shard_control.h"
 #include "core/store.h"
@@ -425,6 +426,7 @@ void RunCommand(ShardContext& ctx) {
   if (Collective* c = ctx.collective()) control.emplace(*c, &gang);
   const bool in_executor = !control && ::getpgrp() == ::getpid();
   Dirs d = PrepareDirs(ctx);
+  LiveFile(d.scratch + "/metrics.jsonl");  // its lines with a step: live curves (core/live.h)
   std::optional<TermGuard> term;
   if (in_executor) term.emplace();
   const command::GangLimits limits = control ? GangLimitsFor(ctx) : command::GangLimits{};

@@ -6,6 +6,7 @@
 
 #include "experiments/harvest/harvest.h"
 #include "experiments/harvest/layout.h"
+#include "experiments/model/train_params.h"
 
 namespace seedgrid {
 namespace {
@@ -72,6 +73,7 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
         fmt::format("reservoir.weighting: '{}' is not uniform or activation", weighting));
   }
   if (p.at("pmi").at("top_k").get<int64_t>() < 1) problems.push_back("pmi.top_k: must be >= 1");
+  CheckModelLoad(p.at("model"), problems);
   return problems;
 }
 
@@ -110,6 +112,7 @@ KindConfig HarvestKindConfig() {
       "exact map/reduce";
   k.defaults = {
       {"base", ""},
+      {"model", ModelLoadDefaults()},
       {"data",
        {{"source", "synthetic"},
         {"rows_kind", "pretrain"},
@@ -126,6 +129,7 @@ KindConfig HarvestKindConfig() {
   k.validate = ValidateHarvest;
   k.inapplicable = InapplicableHarvest;
   k.param_docs = {
+      {"model.dtype", "compute dtype of the base model: float32 or bfloat16 (docs/models.md)"},
       {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
       {"data.source", "synthetic (the checkpoint's task) or file"},
       {"data.rows_kind", "synthetic rows: pretrain (the mix), induction or persona"},

@@ -213,7 +213,9 @@ void RunHarvest(ShardContext& ctx) {
 
   at::set_num_threads(std::max(1, ctx.threads()));
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  const Model model = Model::Load(base_dir, torch::Device(ctx.device()));
+  // model.dtype: the compute dtype; captured activations are read as float32 (Panels).
+  const Model model = Model::Load(base_dir, torch::Device(ctx.device()),
+                                  ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const ModelConfig& mc = model.config();
   const Json& data = p.at("data");
   int64_t rows = data.at("rows").get<int64_t>();

@@ -45,6 +45,7 @@ std::vector<std::string> ValidateLoraSteer(const Json& params) {
       p.push_back(fmt::format("targets.layers: [{}, {}] must satisfy 0 <= lo <= hi <= 1", lo, hi));
   }
   CheckTrain(params.at("train"), p);
+  CheckModelLoad(params.at("model"), p);
   const Json& data = params.at("data");
   for (const char* k : {"n_train", "n_eval", "n_kl"})
     if (data.at(k).get<int64_t>() < 1) p.push_back(fmt::format("data.{}: must be >= 1", k));
@@ -129,6 +130,7 @@ KindConfig LoraSteerKindConfig() {
   k.summary = "train LoRA/IA3 θ+ and θ− from a base model; evaluate α·(Δθ+ − Δθ−)";
   k.defaults = {
       {"base", ""},
+      {"model", ModelLoadDefaults()},
       {"adapter", "lora"},
       {"lora", {{"rank", 4}, {"alpha", 8.0}, {"dropout", 0.0}, {"init", "kaiming"}}},
       {"targets", {{"modules", Json::array()}, {"layers", {0.0, 1.0}}}},
@@ -142,6 +144,7 @@ KindConfig LoraSteerKindConfig() {
   k.validate = ValidateLoraSteer;
   k.inapplicable = InapplicableLoraSteer;
   k.param_docs = {
+      {"model.dtype", "compute dtype of the base model: float32 or bfloat16 (docs/models.md)"},
       {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
       {"adapter", "lora or ia3"},
       {"lora.rank", "LoRA rank r (adapter lora)"},

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/live.h"
 #include "core/store.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/runner.h"
@@ -114,9 +115,10 @@ struct Trained {
 
 // Trains one adapter on the rows of `loss` (one persona's answers). Row order: a permutation of
 // [0, n_train) per epoch drawn from `seed`, identical for θ+ and θ− and on every rank; rank r of
-// k takes rows [r·b/k, (r+1)·b/k) of each global batch of b.
+// k takes rows [r·b/k, (r+1)·b/k) of each global batch of b. Each step's loss also goes to the
+// live curve `curve` (the name of its dataset in the shard file).
 Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t n_train,
-                     const Settings& s, uint64_t seed, Collective* gang,
+                     const Settings& s, uint64_t seed, Collective* gang, const char* curve,
                      const std::function<void(int64_t)>& progress) {
   const int ranks = gang ? gang->size() : 1;
   const int rank = gang ? gang->rank() : 0;
@@ -175,6 +177,8 @@ Trained TrainAdapter(const Model& model, const steer::RowsLoss& loss_of, int64_t
       throw std::runtime_error(
           fmt::format("lora_steer: loss is {} at step {} (lower train.lr?)", value, step));
     t.losses.push_back(value);
+    // A live curve (core/live.h), from one rank: the loss is the gang's, the same on each.
+    if (rank == 0) LivePoint(curve, step, value);
     progress(step + 1);
   }
   t.adapter->set_training(false);
@@ -584,7 +588,9 @@ void RunLoraSteer(ShardContext& ctx) {
   const torch::Device device(ctx.device());
   const Settings s = ReadSettings(p);
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, device);
+  // model.dtype: the base's compute dtype; adapters, optimiser state and dW stay float32.
+  Model model = Model::Load(base_dir, device,
+                            ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const steer::SteerData data = p.at("data").at("source") == "text"
                                     ? steer::TextSteerData(model, p)
                                     : SyntheticSteerData(model, base_dir, s);
@@ -592,9 +598,9 @@ void RunLoraSteer(ShardContext& ctx) {
   const auto seed = static_cast<uint64_t>(ctx.seed());
   const int64_t total = 2 * s.steps + static_cast<int64_t>(s.alphas.size());
 
-  Trained pos = TrainAdapter(model, data.loss_pos, data.n_train, s, seed, gang,
+  Trained pos = TrainAdapter(model, data.loss_pos, data.n_train, s, seed, gang, L::kTrainLossPos,
                              [&](int64_t step) { ctx.Progress(step, total); });
-  Trained neg = TrainAdapter(model, data.loss_neg, data.n_train, s, seed, gang,
+  Trained neg = TrainAdapter(model, data.loss_neg, data.n_train, s, seed, gang, L::kTrainLossNeg,
                              [&](int64_t step) { ctx.Progress(s.steps + step, total); });
   if (gang && gang->rank() != 0) return;  // rank 0 of the gang evaluates and publishes
 
@@ -631,6 +637,7 @@ void RunLoraSteer(ShardContext& ctx) {
            s.adapter == "lora" ? s.lora.alpha / static_cast<double>(s.lora.rank) : 1.0);
   out.Attr("/", "alpha_meaning", alpha_meaning);
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "model_dtype", std::string(ComputeDtypeName(model.dtype())));
   out.Attr("/", "task", data.task_json);
   out.Attr("/", "targets", names.dump());
   out.Attr("/", "target_roles", roles.dump());

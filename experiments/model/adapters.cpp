@@ -181,28 +181,29 @@ torch::Tensor LoraAdapter::Linear(int64_t layer, LinearGroup group, const torch:
   const auto it = groups_.find({layer, group});
   if (it == groups_.end()) return y;
   const GroupParams& gp = it->second;
-  auto xin = x;
+  auto xin = x.to(gp.a.scalar_type());  // float32 factors: the input cast to them (PEFT)
   if (training_ && options_.dropout > 0) {
     if (slice_count_ == 1) {
-      xin = torch::dropout(x, options_.dropout, true);
+      xin = torch::dropout(xin, options_.dropout, true);
     } else {
       // A data-parallel rank: draw the mask of the whole global batch, as torch::dropout does
       // for the ranks:1 input of the same shape, and keep this rank's rows (x is [rows·T, in],
       // batch-major, so they are contiguous).
-      const int64_t n = x.size(0);
+      const int64_t n = xin.size(0);
       torch::Tensor noise;
       {
         torch::NoGradGuard no_grad;
-        noise = torch::dropout(torch::ones({n * slice_count_, x.size(1)}, x.options()),
+        noise = torch::dropout(torch::ones({n * slice_count_, xin.size(1)}, xin.options()),
                                options_.dropout, true)
                     .narrow(0, slice_index_ * n, n);
       }
-      xin = x * noise;
+      xin = xin * noise;
     }
   }
   auto xa = xin.mm(gp.a.t());  // [N, r·m]
   const auto b = gp.blocks.size() == 1 ? gp.blocks[0] : torch::block_diag(gp.blocks);
-  return torch::addmm(y, xa, b.t(), 1.0, scale());
+  // Summed in float32, cast back to the model's dtype (no-ops on a float32 model).
+  return torch::addmm(y.to(xa.scalar_type()), xa, b.t(), 1.0, scale()).to(y.scalar_type());
 }
 
 std::map<std::string, torch::Tensor> LoraAdapter::DeltaWeights() const {
@@ -268,10 +269,11 @@ torch::Tensor Ia3Adapter::Linear(int64_t layer, LinearGroup group, const torch::
   const auto it = groups_.find({layer, group});
   if (it == groups_.end()) return BaseLinear(x, weight, bias, residual);
   const auto& parts = it->second;
+  const auto dt = x.scalar_type();  // scaled in float32, cast back (PEFT's IA3 on bf16)
   if (group == LinearGroup::kDown)  // feed-forward: scale the input
-    return BaseLinear(x * parts[0], weight, bias, residual);
+    return BaseLinear((x.to(parts[0].scalar_type()) * parts[0]).to(dt), weight, bias, residual);
   auto scale = parts.size() == 1 ? parts[0] : torch::cat(parts);
-  auto y = BaseLinear(x, weight, bias, {}) * scale;
+  auto y = (BaseLinear(x, weight, bias, {}).to(scale.scalar_type()) * scale).to(dt);
   return residual.defined() ? residual + y : y;
 }
 

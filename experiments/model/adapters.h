@@ -10,6 +10,12 @@
 //   (l−1)⊙rows of W); input scaling y = (x⊙l)·Wᵀ for down, the feed-forward module (merged
 //   delta W⊙(l−1) over columns). l starts at 1.
 //
+// dtypes (as PEFT does): factors, their gradients and the optimiser state are float32 whatever
+//   the model's compute dtype. On a bfloat16 model the adapter path casts its input to float32
+//   (PEFT's _cast_input_dtype), computes the LoRA update in float32, adds it to the base output
+//   in float32 and casts the sum back to bf16; IA3 scales in float32 and casts back. DeltaWeights
+//   (dW) is float32.
+//
 // Targets: module short names and a layer range [floor(lo·L), floor(hi·L)) of the L layers,
 // at least one layer (lo = hi selects layer floor(lo·L)).
 #pragma once

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -21,28 +22,69 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kAlign = 16;      // floats: 64-byte slots
-constexpr int64_t kFoldRows = 128;  // fold attention heads into one GEMM up to H·T rows
+constexpr int64_t kAlignBytes = 64;  // FlatParams slots start on 64-byte boundaries
+constexpr int64_t kFoldRows = 128;   // fold attention heads into one GEMM up to H·T rows
 
 std::string LayerPrefix(int64_t l) { return fmt::format("model.layers.{}.", l); }
 
-// An alias of `numel` floats at element `offset` of contiguous `base`, shaped `shape`.
+// An alias of the elements at element `offset` of contiguous `base`, shaped `shape`.
 torch::Tensor Alias(const torch::Tensor& base, int64_t offset, at::IntArrayRef shape) {
-  float* ptr = base.data_ptr<float>() + offset;
+  char* ptr = static_cast<char*>(base.data_ptr()) + offset * base.element_size();
   torch::Tensor keep = base;
   return torch::from_blob(
       ptr, shape, [keep](void*) mutable { keep.reset(); },
-      torch::TensorOptions().dtype(torch::kFloat32).device(base.device()));
+      torch::TensorOptions().dtype(base.scalar_type()).device(base.device()));
 }
 
-torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
-  return x * torch::rsqrt(x.pow(2).mean(-1, true).add_(eps)) * w;
+// HF's RMSNorm in either dtype: normalise in float32; LlamaRMSNorm (and Qwen's, Mistral's)
+// casts back, then scales (weight · x̂.to(dtype)); GemmaRMSNorm scales by (1 + w) in float32,
+// then casts back. In float32 both are x·rsqrt(mean(x²) + eps)·w.
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps,
+                      bool plus_one = false) {
+  const auto dt = x.scalar_type();
+  auto h = x.to(torch::kFloat32);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, true).add_(eps));
+  if (plus_one) return (h * (w.to(torch::kFloat32) + 1.0)).to(dt);
+  return h.to(dt) * w;
 }
 
+// One (B·H) x rows x rows block of softmax probabilities in float32, cast back to the scores'
+// dtype (HF's eager attention: softmax(..., dtype=float32).to(query.dtype)).
+torch::Tensor Softmax(const torch::Tensor& scores) {
+  return torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
+}
+
+// A safetensors tensor as a torch tensor over the mapped bytes (no copy) in its stored dtype.
+// The mapping is read-only: the result must only be read. A tensor whose offset is not a
+// multiple of its element size (the format does not promise alignment) is copied first.
+torch::Tensor MappedTensor(const TensorView& v, const std::string& file) {
+  torch::ScalarType st;
+  switch (v.dtype) {
+    case StDType::kF64: st = torch::kFloat64; break;
+    case StDType::kF32: st = torch::kFloat32; break;
+    case StDType::kF16: st = torch::kFloat16; break;
+    case StDType::kBF16: st = torch::kBFloat16; break;
+    default:
+      throw SafetensorsError(fmt::format(
+          "safetensors file {}: tensor '{}': dtype {} is not a floating-point weight type "
+          "(need F32, F16, BF16 or F64)",
+          file, v.name, ToString(v.dtype)));
+  }
+  auto* data = const_cast<uint8_t*>(v.data);  // NOLINT: read only (see above)
+  if (reinterpret_cast<uintptr_t>(data) % StDTypeSize(v.dtype) == 0)
+    return torch::from_blob(data, v.shape, st);
+  auto aligned = torch::empty(v.shape, st);
+  std::memcpy(aligned.data_ptr(), data, v.nbytes);
+  return aligned;
+}
+
+// In float32, rounded once to x's dtype: LibTorch 1.13's bf16 silu and gelu-tanh kernels round
+// their intermediate steps (up to 2 ulp off the rounded float32 result).
 torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
-  if (act == "silu") return torch::silu(x);
-  if (act == "gelu") return torch::gelu(x);
-  if (act == "gelu_pytorch_tanh") return torch::gelu(x, "tanh");
+  const auto xf = x.to(torch::kFloat32);
+  if (act == "silu") return torch::silu(xf).to(x.scalar_type());
+  if (act == "gelu") return torch::gelu(xf).to(x.scalar_type());
+  if (act == "gelu_pytorch_tanh") return torch::gelu(xf, "tanh").to(x.scalar_type());
   return torch::relu(x);
 }
 
@@ -134,7 +176,8 @@ torch::Tensor AliasRows(const torch::Tensor& t, int64_t begin, int64_t end) {
 }
 
 FlatParams::FlatParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
-                       torch::Device device) {
+                       torch::Device device, torch::ScalarType dtype) {
+  const int64_t align = kAlignBytes / static_cast<int64_t>(c10::elementSize(dtype));
   int64_t total = 0;
   for (const auto& [name, shape] : shapes) {
     if (index_.count(name)) throw std::logic_error("FlatParams: duplicate name " + name);
@@ -143,10 +186,10 @@ FlatParams::FlatParams(const std::vector<std::pair<std::string, std::vector<int6
     index_[name] = names_.size();
     names_.push_back(name);
     offsets_.push_back(total);
-    total += (n + kAlign - 1) / kAlign * kAlign;
+    total += (n + align - 1) / align * align;
   }
   flat_ = torch::zeros({std::max<int64_t>(total, 1)},
-                       torch::TensorOptions().dtype(torch::kFloat32).device(device));
+                       torch::TensorOptions().dtype(dtype).device(device));
   for (size_t i = 0; i < shapes.size(); ++i)
     views_.push_back(Alias(flat_, offsets_[i], shapes[i].second));
 }
@@ -229,16 +272,33 @@ void Capture::Put(CapturePoint p, int64_t layer, torch::Tensor t) {
 
 torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
                          const torch::Tensor& bias, const torch::Tensor& residual) {
-  if (residual.defined()) {
-    auto y = torch::addmm(residual, x, weight.t());
-    return bias.defined() ? y + bias : y;
+  if (residual.defined()) {  // with a bias: the module's output first, then the residual add
+    return bias.defined() ? residual + torch::addmm(bias, x, weight.t())
+                          : torch::addmm(residual, x, weight.t());
   }
   if (bias.defined()) return torch::addmm(bias, x, weight.t());
   return x.mm(weight.t());
 }
 
-Model::Model(ModelConfig config, torch::Device device)
-    : config_(std::move(config)), device_(device) {
+torch::ScalarType ParseComputeDtype(std::string_view name) {
+  if (name == "float32") return torch::kFloat32;
+  if (name == "bfloat16") return torch::kBFloat16;
+  throw std::runtime_error(fmt::format("dtype '{}' is not float32 or bfloat16", name));
+}
+
+std::string_view ComputeDtypeName(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    default: return "?";
+  }
+}
+
+Model::Model(ModelConfig config, torch::Device device, torch::ScalarType dtype)
+    : config_(std::move(config)), device_(device), dtype_(dtype) {
+  if (dtype != torch::kFloat32 && dtype != torch::kBFloat16)
+    throw std::runtime_error(
+        fmt::format("Model: compute dtype {} is not float32 or bfloat16", c10::toString(dtype)));
   config_.Validate();
   const auto& c = config_;
   const int64_t d = c.hidden_size, dm = c.intermediate_size;
@@ -274,7 +334,7 @@ Model::Model(ModelConfig config, torch::Device device)
   shapes.push_back({"model.norm.weight", {d}});
   if (ln) shapes.push_back({"model.norm.bias", {d}});
   if (!c.tie_word_embeddings) shapes.push_back({"lm_head.weight", {c.vocab_size, d}});
-  params_ = FlatParams(shapes, device);
+  params_ = FlatParams(shapes, device, dtype_);
 
   const auto get = [&](bool has, const std::string& name) {
     return has ? params_.Get(name) : torch::Tensor();
@@ -445,6 +505,7 @@ std::pair<torch::Tensor, torch::Tensor> Model::RopeTables(int64_t T) const {
     auto emb = torch::cat({freqs, freqs}, -1);
     auto sign =
         torch::cat({-torch::ones({half}, torch::kFloat64), torch::ones({half}, torch::kFloat64)});
+    // float32 in every compute dtype: Forward rotates in float32 (see its rope()).
     tables.first = (emb.cos() * rope_attention_).to(torch::kFloat32).to(device_);
     tables.second = (emb.sin() * sign * rope_attention_).to(torch::kFloat32).to(device_);
   }
@@ -464,14 +525,13 @@ torch::Tensor Model::AttentionMask(int64_t H, int64_t T, int64_t window) const {
     if (window > 0) allowed = allowed.logical_and((qpos - kpos).lt(window));
     m = torch::where(allowed, torch::zeros({}),
                      torch::full({}, -std::numeric_limits<float>::infinity()))
-            .to(torch::kFloat32)
-            .to(device_);
+            .to(device_, dtype_);
   }
   return m;
 }
 
 Model Model::Clone() const {
-  Model m(config_, device_);
+  Model m(config_, device_, dtype_);
   torch::NoGradGuard no_grad;
   m.params_.flat().copy_(params_.flat());
   return m;
@@ -561,9 +621,11 @@ void Model::InitRandom(uint64_t seed, double std) {
 torch::Tensor Model::Norm(const torch::Tensor& x, const torch::Tensor& w,
                           const torch::Tensor& b) const {
   switch (config_.norm) {
-    case ModelConfig::Norm::kLayerNorm:
-      return torch::layer_norm(x, {x.size(-1)}, w, b, config_.rms_norm_eps);
-    case ModelConfig::Norm::kRmsPlusOne: return RmsNorm(x, w + 1.0, config_.rms_norm_eps);
+    case ModelConfig::Norm::kLayerNorm:  // in float32, cast back (nn.LayerNorm's bf16 kernel)
+      return torch::layer_norm(x.to(torch::kFloat32), {x.size(-1)}, w.to(torch::kFloat32),
+                               b.defined() ? b.to(torch::kFloat32) : b, config_.rms_norm_eps)
+          .to(x.scalar_type());
+    case ModelConfig::Norm::kRmsPlusOne: return RmsNorm(x, w, config_.rms_norm_eps, true);
     case ModelConfig::Norm::kRms: break;
   }
   return RmsNorm(x, w, config_.rms_norm_eps);
@@ -604,7 +666,9 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
 
   auto h = torch::embedding(embed_, tokens);
   if (c.learned_positions) h = h + pos_embed_.narrow(0, 0, T).unsqueeze(0);
-  if (c.embedding_scale != 1.0) h = h * c.embedding_scale;
+  // Gemma: HF multiplies by the scale as a tensor of the compute dtype (rounded first).
+  if (c.embedding_scale != 1.0)
+    h = h * torch::scalar_tensor(c.embedding_scale, dtype_).item<double>();
   h = h.reshape({N, d});
   torch::Tensor cos, sin;
   if (R > 0) {
@@ -613,13 +677,18 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     sin = tables.second.view({1, T, 1, R});
   }
   const double scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(double(D));
-  // RoPE on the first R dims of each head (all of them unless partial, as GPT-NeoX).
+  // RoPE on the first R dims of each head (all of them unless partial, as GPT-NeoX), computed
+  // in float32 and rounded once to the compute dtype (HF rounds q·cos, rotate_half(q)·sin and
+  // their sum separately in bf16; one rounding is as precise or more).
+  const auto rotate = [&](const torch::Tensor& x) {
+    const auto xf = x.to(torch::kFloat32);
+    return torch::addcmul(xf * cos, torch::roll(xf, R / 2, -1), sin).to(x.scalar_type());
+  };
   const auto rope = [&](const torch::Tensor& x) {
     if (R == 0) return x;
-    if (R == D) return torch::addcmul(x * cos, torch::roll(x, R / 2, -1), sin);
+    if (R == D) return rotate(x);
     auto parts = x.split_with_sizes({R, D - R}, -1);
-    return torch::cat(
-        {torch::addcmul(parts[0] * cos, torch::roll(parts[0], R / 2, -1), sin), parts[1]}, -1);
+    return torch::cat({rotate(parts[0]), parts[1]}, -1);
   };
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -666,7 +735,7 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     } else {
       scores = torch::baddbmm(mask, qs, ks, 1.0, scale);
     }
-    auto probs = torch::softmax(scores, -1);
+    auto probs = Softmax(scores);
     if (observe) {
       // The per-head pattern: the diagonal blocks (a view when folded).
       const auto pattern = fold
@@ -685,7 +754,7 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     }
     auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
     if (o.head_scale.defined())
-      z = z * o.head_scale[l].to(z.device(), torch::kFloat32).view({1, H, 1, 1});
+      z = z * o.head_scale[l].to(z.device(), z.scalar_type()).view({1, H, 1, 1});
     auto zt = z.transpose(1, 2);  // [B, T, H, D]
     if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
     if (c.sandwich_norm) {
@@ -724,7 +793,7 @@ torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOption
     P = pos.numel();
     x = x.view({B, T, d}).index_select(1, pos).reshape({B * P, d});
   }
-  auto logits = x.mm(head_.t()).view({B, P, c.vocab_size});
+  auto logits = x.mm(head_.t()).view({B, P, c.vocab_size}).to(torch::kFloat32);
   if (c.final_logit_softcap > 0)
     logits = torch::tanh(logits / c.final_logit_softcap) * c.final_logit_softcap;
   return logits;
@@ -800,14 +869,11 @@ void Model::LoadWeights(const std::string& path) {
       continue;
     }
     try {
+      // One pass from the mapped bytes into storage: copy_ converts the dtype and writes
+      // through the strided views (transposed, head-interleaved) and across devices.
       auto dst = named_.at(name);
-      if (dst.is_cpu() && dst.is_contiguous()) {
-        ConvertToFloat32(view, dst.data_ptr<float>(), file_path);
-      } else {  // a strided view (transposed, head-interleaved) or a device tensor
-        auto tmp = torch::empty(shape, torch::kFloat32);
-        ConvertToFloat32(view, tmp.data_ptr<float>(), file_path);
-        dst.copy_(tmp.view(dst.sizes()));
-      }
+      dst.copy_(MappedTensor(view, file_path).view(dst.sizes()));
+      file.Release(view);
     } catch (const SafetensorsError& e) {
       problems.push_back(e.what());
     }
@@ -815,10 +881,10 @@ void Model::LoadWeights(const std::string& path) {
   if (!problems.empty()) throw std::runtime_error("cannot load weights: " + Join(problems, "; "));
 }
 
-Model Model::Load(const std::string& dir, torch::Device device) {
+Model Model::Load(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
   const fs::path p(dir);
   const auto config = ModelConfig::FromHfFile((p / "config.json").string());
-  Model model(config, device);
+  Model model(config, device, dtype);
   const fs::path single = p / "model.safetensors";
   const fs::path index = p / "model.safetensors.index.json";
   if (fs::exists(single)) {
@@ -841,7 +907,8 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
     if (!t.is_cpu()) t = t.to(torch::kCPU);
     t = t.contiguous().view(file_shape_.at(name));  // the file's layout
     host.push_back(t);
-    tensors.push_back({name, StDType::kF32, file_shape_.at(name), t.data_ptr<float>()});
+    tensors.push_back({name, dtype_ == torch::kBFloat16 ? StDType::kBF16 : StDType::kF32,
+                       file_shape_.at(name), t.data_ptr()});
   }
   WriteSafetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
   Json cfg = config_.ToHfJson();

@@ -5,7 +5,8 @@
 // residual, sandwich norms, soft-capping, sliding-window layers, gated or plain MLP.
 //
 // Why it looks the way it does:
-//   * Every weight is a view into ONE flat float32 buffer on the model's device. q/k/v rows are
+//   * Every weight is a view into ONE flat buffer on the model's device, in the model's compute
+//     dtype (float32 or bfloat16, see "Compute dtype" below). q/k/v rows are
 //     adjacent (so `model.layers.N.self_attn.q_proj.weight` is a row slice of the fused qkv
 //     matrix) and so are gate/up. Forward runs one GEMM per fused group, yet in-place edits of
 //     a named weight (WeightEdit, ablation) are seen by the fused GEMM with no re-packing.
@@ -22,6 +23,14 @@
 //   * Rows are unpadded: attention is causal over the whole row. Tokens are int64 [B, T] with
 //     T <= max_position_embeddings. Masks and RoPE tables are built per batch length T (and
 //     cached per T), never for max_position_embeddings: memory follows the batch.
+//
+// Compute dtype (issue 16 point 3). A bfloat16 model stores its weights and computes its
+// activations in bfloat16, following HF's modeling code for a bf16 checkpoint: RMSNorm and
+// LayerNorm normalise in float32 and cast back (Llama-style norms scale after the cast, Gemma's
+// (1 + w) before it), softmax runs in float32 and is cast back, RoPE tables are float32 cast to
+// bf16, Gemma's embedding scale is rounded to bf16 first. Forward always returns float32 logits
+// (the LM head's GEMM in bf16, then cast; Gemma2's final soft-cap in float32), so losses and
+// metrics run in float32. Adapters keep their factors in float32 (adapters.h).
 //
 // Threading: a Model is not synchronised; one shard uses it at a time. Forward is const and
 // may run concurrently with other Forwards only while no WeightEdit is live.
@@ -66,15 +75,16 @@ enum class LinearGroup : uint8_t { kQkv, kO, kGateUp, kDown };
 
 // ---- Flat parameter storage ---------------------------------------------------------------
 
-// Named tensors carved out of one contiguous float32 buffer (64-byte aligned slots). The model
-// keeps its weights here and adapters their factors, so an optimiser, an all-reduce or a
-// checkpoint sees one buffer instead of hundreds of small ones.
+// Named tensors carved out of one contiguous buffer (64-byte aligned slots) of one dtype. The
+// model keeps its weights here (in its compute dtype) and adapters their factors (always
+// float32), so an optimiser, an all-reduce or a checkpoint sees one buffer instead of hundreds
+// of small ones.
 class FlatParams {
  public:
   FlatParams() = default;
   // Lays out `shapes` in order (zero-filled) on `device`.
   FlatParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
-             torch::Device device);
+             torch::Device device, torch::ScalarType dtype = torch::kFloat32);
 
   const torch::Tensor& flat() const { return flat_; }       // [numel incl. alignment padding]
   const torch::Tensor& Get(const std::string& name) const;  // throws naming it when unknown
@@ -178,10 +188,16 @@ struct ForwardOptions {
   torch::Tensor logit_positions;
 };
 
+// The compute dtypes a Model accepts, as specs and `seedgrid model logits --dtype` spell them:
+// "float32" | "bfloat16". Throws std::runtime_error naming the value otherwise.
+torch::ScalarType ParseComputeDtype(std::string_view name);
+std::string_view ComputeDtypeName(torch::ScalarType dtype);  // "float32" | "bfloat16"
+
 class Model {
  public:
-  // Zero weights (norm weights 1). InitRandom() for training from scratch.
-  Model(ModelConfig config, torch::Device device);
+  // Zero weights (norm weights 1). InitRandom() for training from scratch. `dtype`: the compute
+  // dtype, float32 or bfloat16 (see the header comment).
+  Model(ModelConfig config, torch::Device device, torch::ScalarType dtype = torch::kFloat32);
   // Moves keep the weights; copies are explicit (Clone) because a copy would share them.
   // Adapters hold a reference to their model: create them after the model is in place.
   Model(Model&&) = default;
@@ -192,11 +208,15 @@ class Model {
 
   // Loads <dir>/config.json and <dir>/model.safetensors, or the shards listed in
   // <dir>/model.safetensors.index.json, under the family's HF names (CheckpointTensors).
-  // F32/F16/BF16 are converted to float32. Throws
+  // F32/F16/BF16 (and F64) tensors are read as stored from the memory-mapped file and copied
+  // once, converted to `dtype`, into the model's storage: no full-model intermediate copy, and
+  // each tensor's mapped pages are dropped from the resident set once copied. Throws
   // std::runtime_error naming the file and tensor for a missing, extra, mis-shaped or
   // malformed tensor (all problems at once where possible).
-  static Model Load(const std::string& dir, torch::Device device);
-  // Writes config.json (ToHfJson() plus `extra_config` keys) and model.safetensors (F32)
+  static Model Load(const std::string& dir, torch::Device device,
+                    torch::ScalarType dtype = torch::kFloat32);
+  // Writes config.json (ToHfJson() plus `extra_config` keys) and model.safetensors (F32, or
+  // BF16 for a bfloat16 model)
   // atomically (temp names, then rename). Tied lm_head is not written (HF convention).
   void Save(const std::string& dir, const Json& extra_config = Json::object()) const;
   // Loads only the weights from safetensors `path` into this model (same checks as Load).
@@ -208,6 +228,7 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }  // the compute dtype
 
   // HF-named weights: views into flat storage; in-place edits are seen by Forward.
   std::vector<std::string> WeightNames() const;  // file order; lm_head absent when tied
@@ -218,7 +239,8 @@ class Model {
   FlatParams& params() { return params_; }
   const FlatParams& params() const { return params_; }
 
-  // tokens: int64 [B, T]. Returns logits [B, T, V] (or [B, P, V], see logit_positions).
+  // tokens: int64 [B, T]. Returns float32 logits [B, T, V] (or [B, P, V], see
+  // logit_positions) whatever the compute dtype; captured activations are in the compute dtype.
   torch::Tensor Forward(const torch::Tensor& tokens, const ForwardOptions& opts = {}) const;
 
   // The fused weight of a group (views; bias undefined when the model has none).
@@ -241,6 +263,7 @@ class Model {
   void InitRope();
   ModelConfig config_;
   torch::Device device_;
+  torch::ScalarType dtype_ = torch::kFloat32;
   FlatParams params_;
   std::vector<LayerWeights> layers_;
   torch::Tensor embed_, pos_embed_, norm_, norm_bias_, head_;
@@ -272,7 +295,9 @@ torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& to
 
 // Adds alpha·delta to named weights in place and restores them bit-exactly: the touched
 // weights are saved on construction and SetAlpha always starts from the saved copy, so
-// SetAlpha(0) and Restore() give back the identical bits. The destructor restores.
+// SetAlpha(0) and Restore() give back the identical bits. The destructor restores. Deltas are
+// kept in float32; on a bfloat16 model W0 + alpha·delta is summed in float32 and rounded once
+// to bfloat16, so a delta far below W0's bf16 resolution (~2^-8 relative) does not show.
 class WeightEdit {
  public:
   // Validates every name and shape first (all problems in one error); changes nothing yet.

@@ -116,16 +116,15 @@ std::vector<int64_t> ReadTokens(const std::string& path, int64_t vocab, int64_t 
 
 int Logits(const std::string& dir, const std::string& tokens_path, const std::string& out,
            const std::string& dtype) {
-  if (dtype == "bfloat16")  // issue 16 point 3: compute dtypes are not implemented yet
-    throw UsageFailure("--dtype bfloat16: bf16 compute is not implemented yet (float32 only)");
-  if (dtype != "float32")
+  if (dtype != "float32" && dtype != "bfloat16")
     throw UsageFailure(fmt::format("--dtype: '{}' is not float32 or bfloat16", dtype));
   const CheckpointInfo info = InspectCheckpoint(dir);
   if (ReportProblems(info)) return exit_code::kUsage;
   int64_t B = 0, T = 0;
   auto ids =
       ReadTokens(tokens_path, info.config.vocab_size, info.config.max_position_embeddings, B, T);
-  Model model = Model::Load(dir, torch::kCPU);
+  // The compute dtype; the logits come back float32 either way.
+  Model model = Model::Load(dir, torch::kCPU, ParseComputeDtype(dtype));
   torch::InferenceMode guard;
   const auto tokens = torch::from_blob(ids.data(), {B, T}, torch::kLong).clone();
   const auto logits = model.Forward(tokens).to(torch::kFloat32).contiguous();

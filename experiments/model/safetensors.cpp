@@ -279,6 +279,16 @@ const TensorView& SafetensorsFile::Get(const std::string& name) const {
   return it->second;
 }
 
+void SafetensorsFile::Release(const TensorView& view) const {
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) / page * page;
+  if (end <= begin) return;
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0)
+    Fail(path_,
+         fmt::format("madvise(MADV_DONTNEED) of tensor '{}' failed: {}", view.name, Errno()));
+}
+
 std::vector<std::string> SafetensorsFile::Names() const {
   std::vector<std::string> names;
   for (const auto& [name, view] : tensors_) names.push_back(name);

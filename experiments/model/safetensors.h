@@ -52,6 +52,10 @@ class SafetensorsFile {
   const TensorView& Get(const std::string& name) const;
   std::vector<std::string> Names() const;  // sorted
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Drops the whole pages inside `view`'s bytes from this process's resident set
+  // (madvise MADV_DONTNEED; the page cache keeps them and a later read maps them again). A
+  // loader calls it once a tensor is copied, so peak RSS holds the copies, not the file too.
+  void Release(const TensorView& view) const;
 
  private:
   std::string path_;

@@ -31,4 +31,12 @@ void AddTrainParamDocs(std::vector<std::pair<std::string, std::string>>& docs) {
                            {"train.grad_clip", "clip of the gradient's global norm (0: off)"}});
 }
 
+Json ModelLoadDefaults() { return {{"dtype", "float32"}}; }
+
+void CheckModelLoad(const Json& model, std::vector<std::string>& p) {
+  const Json& dt = model.at("dtype");
+  if (!dt.is_string() || (dt != "float32" && dt != "bfloat16"))
+    p.push_back(fmt::format("model.dtype: {} is not float32 or bfloat16", dt.dump()));
+}
+
 }  // namespace seedgrid

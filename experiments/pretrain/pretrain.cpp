@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "core/live.h"
 #include "experiments/data/text_data.h"
 #include "experiments/data/tokens.h"
 #include "experiments/model/adapters.h"
@@ -121,6 +122,7 @@ void RunPretrain(ShardContext& ctx) {
       throw std::runtime_error(
           fmt::format("pretrain: loss is {} at step {} (lower train.lr?)", value, step));
     losses.push_back(value);
+    LivePoint(pretrain_layout::kTrainLoss, step, value);  // a live curve (core/live.h)
     ctx.Progress(step + 1, steps);
   }
 

@@ -508,5 +508,35 @@ TEST(Scheduler, UnsatisfiableRanksIsReported) {
   EXPECT_EQ(h.sched.UnsatisfiableRanks(4), 0);
 }
 
+// Live curves of the running attempt become events for the registry writer; those of an attempt
+// that is not running (late, after its ShardDone, or stale) are dropped.
+TEST(Scheduler, LivePointsOfTheRunningAttemptOnlyBecomeEvents) {
+  Harness h({Task("t0")}, 1);
+  h.Join(1);
+  h.sched.TakeEvents();
+  ToWorker m;
+  ASSERT_TRUE(h.comm.Pop(1, &m));
+  const RunShard r = std::get<RunShard>(m);
+  LivePoints p{r.key.id(), r.attempt, {LiveCurve{"loss", {0, 1}, {2.0, 1.5}}}};
+  h.sched.OnMessage(WorkerId{1}, Wire(p), 3, h.comm);
+  LivePoints stale = p;
+  stale.attempt = r.attempt + 1;
+  h.sched.OnMessage(WorkerId{1}, Wire(stale), 3, h.comm);
+  h.sched.OnMessage(WorkerId{2}, Wire(p), 3, h.comm);  // not that worker's
+  auto events = h.sched.TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  const auto& e = std::get<LivePointsEvent>(events[0]);
+  EXPECT_EQ(e.task, 0);
+  EXPECT_EQ(e.time, 3.0);
+  EXPECT_EQ(e.points, p);
+  ShardDone d;
+  d.id = r.key.id();
+  d.attempt = r.attempt;
+  h.sched.OnMessage(WorkerId{1}, Wire(d), 4, h.comm);
+  h.sched.TakeEvents();
+  h.sched.OnMessage(WorkerId{1}, Wire(p), 5, h.comm);  // late: after its ShardDone
+  EXPECT_TRUE(h.sched.TakeEvents().empty());
+}
+
 }  // namespace
 }  // namespace seedgrid

@@ -106,11 +106,38 @@ TEST(Protocol, EveryFromWorkerMessageRoundTrips) {
   d.peak_rss_kb = 123456;
   Hello h{"node1", 2, "GPU-abc", 4242, 8, "77.0"};
   Progress p{ShardId{"fedcba9876543210"}, 3, 10, 100};
-  for (FromWorker msg : {FromWorker{h}, FromWorker{p}, FromWorker{d}}) {
+  LivePoints l{
+      ShardId{"fedcba9876543210"},
+      3,
+      {LiveCurve{"train/loss_pos", {0, 7, 9}, {2.5, 1.25, -0.5}}, LiveCurve{"acc", {4}, {0.75}}}};
+  for (FromWorker msg : {FromWorker{h}, FromWorker{p}, FromWorker{d}, FromWorker{l}}) {
     std::string buf;
     Encode(msg, &buf);
     EXPECT_EQ(DecodeFromWorker(buf), msg) << MessageName(msg);
   }
+}
+
+TEST(Protocol, LivePointsAtTheirBoundFitAModestFrame) {
+  // The bound of core/protocol.h: kLiveMaxCurves curves of kLiveMaxPoints points, ~16 KiB.
+  LivePoints l{ShardId{"fedcba9876543210"}, 1, {}};
+  for (size_t c = 0; c < kLiveMaxCurves; ++c) {
+    LiveCurve curve{"curve" + std::to_string(c), {}, {}};
+    for (size_t i = 0; i < kLiveMaxPoints; ++i) {
+      curve.steps.push_back(static_cast<int64_t>(i));
+      curve.values.push_back(1.0 / static_cast<double>(i + 1));
+    }
+    l.curves.push_back(curve);
+  }
+  std::string buf;
+  Encode(FromWorker{l}, &buf);
+  EXPECT_LT(buf.size(), 17u * 1024);
+  EXPECT_EQ(std::get<LivePoints>(DecodeFromWorker(buf)), l);
+  EXPECT_EQ(MessageName(FromWorker{l}), "LivePoints");
+  // A count larger than the frame can hold is refused before anything is allocated.
+  std::string bad;
+  Encode(FromWorker{LivePoints{ShardId{"ab"}, 1, {LiveCurve{"x", {1}, {2.0}}}}}, &bad);
+  bad[7 + 4 + 2 + 4] = '\x7f';  // the curve count's low byte: 127 curves in a few bytes
+  EXPECT_THROW(DecodeFromWorker(bad), ProtocolError);
 }
 
 TEST(Protocol, StreamFramingFindsWholeFrames) {

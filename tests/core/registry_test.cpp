@@ -454,7 +454,7 @@ TEST_F(RegistryTest, SchemaCreationIsIdempotent) {
   }
   Registry reg(path_, Registry::Mode::kWrite);
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
   EXPECT_EQ(Sql()->execAndGet("PRAGMA journal_mode").getString(), "wal");
   EXPECT_EQ(RegistryInspector::Pragma(reg, "busy_timeout"), 5000);
   EXPECT_EQ(Sql()
@@ -521,7 +521,7 @@ void WriteOldRegistry(const std::string& path, int version) {
 TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
   WriteOldRegistry(path_, 1);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
   EXPECT_EQ(reg.Shards("demo").size(), 2u);  // members of the sweep that recorded them
   EXPECT_TRUE(reg.Shard(ShardId{"1111111111111111"}));
   EXPECT_EQ(reg.Attempts(ShardId{"2222222222222222"}).size(), 2u);
@@ -535,7 +535,7 @@ TEST_F(RegistryTest, MigratesVersion1RegistriesKeepingTheirRows) {
 TEST_F(RegistryTest, MigratesVersion2RegistriesKeepingRowsAndAttempts) {
   WriteOldRegistry(path_, 2);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
   auto sql = [&](const std::string& name) {
     return Sql()
         ->execAndGet("SELECT type || ': ' || sql FROM sqlite_master WHERE name='" + name + "'")
@@ -644,7 +644,7 @@ PRAGMA user_version=3;
 TEST_F(RegistryTest, MigratesVersion3RegistriesToMembershipAndStamps) {
   WriteVersion3Registry(path_);
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
   auto rows = reg.Shards("demo");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].key.stage(), "eval");
@@ -694,7 +694,7 @@ TEST_F(RegistryTest, MigratesVersion4RegistriesToSlurmJobs) {
     }
     EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 4);
     Registry reg(path_, Registry::Mode::kWrite);
-    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+    EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
     EXPECT_EQ(reg.Shards("demo").size(), 1u);
     EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM sweep_shards").getInt(), 1);
     auto jobs = reg.SlurmJobs("demo");
@@ -739,7 +739,7 @@ TEST_F(RegistryTest, MigratesVersion5RegistriesToCheckedRoles) {
       "INSERT INTO shard_specs VALUES(9, '9999999999999999', 'demo', 'base', 0, "
       "'pretrain', '{}', '{}', 0, 'single', '[]')");
   Registry reg(path_, Registry::Mode::kWrite);
-  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 6);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
   auto rows = reg.Shards("demo");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].key.role(), ShardRole::kMap);
@@ -981,6 +981,85 @@ TEST_F(RegistryTest, BatchedStateAndAttemptWritesAreFast) {
   RecordProperty("wall_seconds", std::to_string(wall));
   EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM attempts").getInt(), kShards);
   EXPECT_EQ(Sql()->execAndGet("SELECT count(*) FROM shards WHERE status='done'").getInt(), kShards);
+}
+
+// Version 6: version 7's DDL without live_points.
+void DowngradeToVersion6(const std::string& path) {
+  SQLite::Database db(path, SQLite::OPEN_READWRITE);
+  db.exec("DROP TABLE live_points");
+  db.exec("PRAGMA user_version=6");
+}
+
+TEST_F(RegistryTest, MigratesVersion6RegistriesToLiveCurves) {
+  {
+    Registry reg(path_, Registry::Mode::kWrite);
+    reg.InsertShards({MakeShard("1111111111111111")});
+  }
+  DowngradeToVersion6(path_);
+  const ShardId id{"1111111111111111"};
+  {
+    // `seedgrid serve` reads a version 6 registry (its coordinator not upgraded yet) as it is:
+    // no live curves, no error.
+    Registry reader(path_, Registry::Mode::kReadOnly);
+    EXPECT_TRUE(reader.LiveCurves(id, 10).empty());
+    EXPECT_TRUE(reader.LiveShards("demo", 8, 10).empty());
+    EXPECT_EQ(reader.Shards("demo").size(), 1u);
+  }
+  Registry reg(path_, Registry::Mode::kWrite);
+  EXPECT_EQ(Sql()->execAndGet("PRAGMA user_version").getInt(), 7);
+  EXPECT_EQ(reg.Shards("demo").size(), 1u);  // rows kept
+  const int64_t seq = reg.Shard(id)->seq;
+  reg.SetShardStateAt(seq, ShardStatus::kRunning, 0, "", "");
+  const std::vector<int64_t> steps{0, 1, 2};
+  const std::vector<double> values{3, 2, 1};
+  reg.AddLivePoints(seq, 1, "train/loss", steps, values, 10);
+  auto shards = reg.LiveShards("demo", 8, 10);
+  ASSERT_EQ(shards.size(), 1u);
+  EXPECT_EQ(shards[0].id, id.hex);
+  ASSERT_EQ(shards[0].curves.size(), 1u);
+  EXPECT_EQ(shards[0].curves[0].values, values);
+}
+
+// Bounded: past kLivePointsPerCurve rows a curve is thinned to about half, evenly over its steps
+// (however often it was thinned before), its newest kept; a reader thins further to what a page
+// draws.
+TEST_F(RegistryTest, LiveCurvesStayBoundedAndEvenlyThinned) {
+  Registry reg(path_, Registry::Mode::kWrite);
+  reg.InsertShards({MakeShard("1111111111111111")});
+  const ShardId id{"1111111111111111"};
+  const int64_t seq = reg.Shard(id)->seq;
+  const int64_t n = 3 * Registry::kLivePointsPerCurve;
+  for (int64_t s0 = 0; s0 < n; s0 += 50) {  // 50 points a message, as a feed sends them
+    std::vector<int64_t> steps;
+    std::vector<double> values;
+    for (int64_t s = s0; s < s0 + 50; ++s) {
+      steps.push_back(s);
+      values.push_back(static_cast<double>(s) * 2);
+    }
+    reg.AddLivePoints(seq, 1, "loss", steps, values, 1);
+  }
+  reg.AddLivePoints(seq, 2, "loss", std::vector<int64_t>{0}, std::vector<double>{5}, 2);
+  const int64_t rows =
+      Sql()->execAndGet("SELECT count(*) FROM live_points WHERE attempt = 1").getInt64();
+  EXPECT_LE(rows, Registry::kLivePointsPerCurve);
+  EXPECT_GE(rows, Registry::kLivePointsPerCurve / 2);
+  auto curves = reg.LiveCurves(id, 100);
+  ASSERT_EQ(curves.size(), 2u);  // both attempts
+  const auto& c = curves[0];
+  EXPECT_EQ(c.attempt, 1);
+  EXPECT_LE(c.steps.size(), 100u);
+  EXPECT_GE(c.steps.size(), 50u);
+  EXPECT_EQ(c.steps.front(), 0);
+  EXPECT_EQ(c.steps.back(), n - 1);
+  // Evenly spread: no gap more than a few times the mean.
+  const double mean = static_cast<double>(n) / static_cast<double>(c.steps.size());
+  for (size_t i = 1; i < c.steps.size(); ++i) {
+    EXPECT_EQ(c.values[i], 2.0 * static_cast<double>(c.steps[i]));
+    EXPECT_LT(static_cast<double>(c.steps[i] - c.steps[i - 1]), 4 * mean);
+  }
+  EXPECT_EQ(curves[1].attempt, 2);
+  reg.DropLivePoints(seq);
+  EXPECT_TRUE(reg.LiveCurves(id, 100).empty());
 }
 
 }  // namespace

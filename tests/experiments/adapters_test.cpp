@@ -147,6 +147,69 @@ TEST(Ia3, MergedAdapterEqualsAdapterForward) {
   EXPECT_EQ(ia3.L("model.layers.0.self_attn.k_proj.weight").size(0), 64);
 }
 
+// Issue 16 point 3, as PEFT does on a bf16 model: the model computes in bfloat16, the adapter's
+// factors, their gradients, the optimiser state and dW stay float32, and the adapter's update
+// matches the same adapter on the float32 model of the same (bf16-rounded) weights to bf16
+// precision.
+TEST(Lora, Bfloat16ModelKeepsFactorsGradsOptimiserAndDwFloat32) {
+  Model m32 = Base();
+  {
+    torch::NoGradGuard g;  // bf16-representable weights, so both models hold the same values
+    m32.params().flat().copy_(m32.params().flat().to(torch::kBFloat16));
+  }
+  Model m16(Demo(), torch::kCPU, torch::kBFloat16);
+  {
+    torch::NoGradGuard g;
+    m16.params().flat().copy_(m32.params().flat());
+  }
+  LoraOptions opt;
+  opt.init_b_std = 0.2;
+  LoraAdapter l16(m16, opt, All(), 7), l32(m32, opt, All(), 7);
+  EXPECT_EQ(l16.params().flat().scalar_type(), torch::kFloat32);
+  ForwardOptions o16, o32;
+  o16.adapter = &l16;
+  o32.adapter = &l32;
+  const auto tokens = Tokens();
+  const auto with = m16.Forward(tokens, o16), want = m32.Forward(tokens, o32);
+  EXPECT_EQ(with.scalar_type(), torch::kFloat32);
+  const auto base = m16.Forward(tokens);
+  // The adapter's effect (with - base) is the float32 one to bf16 precision.
+  const auto effect = with - base, effect32 = want - m32.Forward(tokens);
+  EXPECT_GT(effect32.abs().max().item<double>(), 0.1);
+  EXPECT_LT((effect - effect32).abs().max().item<double>(),
+            0.1 * effect32.abs().max().item<double>());
+  // Training: float32 gradients into the flat buffer, float32 AdamW state, float32 dW.
+  l16.params().EnableGrad();
+  FlatAdamW adam(l16.params(), {});
+  l16.params().ZeroGrad();
+  NextTokenLoss(m16.Forward(tokens, o16), tokens).backward();
+  EXPECT_EQ(l16.params().grad_flat().scalar_type(), torch::kFloat32);
+  EXPECT_GT(l16.params().grad_flat().abs().sum().item<double>(), 0.0);
+  adam.Step();
+  EXPECT_EQ(l16.params().flat().scalar_type(), torch::kFloat32);
+  for (const auto& [name, d] : l16.DeltaWeights())
+    EXPECT_EQ(d.scalar_type(), torch::kFloat32) << name;
+}
+
+TEST(Ia3, Bfloat16ModelScalesInFloat32) {
+  Model m(Demo(), torch::kCPU, torch::kBFloat16);
+  m.InitRandom(11, 0.1);
+  AdapterTargets t;
+  t.modules = {ModuleKind::kK, ModuleKind::kV, ModuleKind::kDown};
+  Ia3Adapter ia3(m, t);
+  EXPECT_EQ(ia3.params().flat().scalar_type(), torch::kFloat32);
+  ForwardOptions o;
+  o.adapter = &ia3;
+  EXPECT_TRUE(torch::equal(m.Forward(Tokens(), o), m.Forward(Tokens())));  // l = 1
+  ia3.params().EnableGrad();
+  ia3.params().ZeroGrad();
+  NextTokenLoss(m.Forward(Tokens(), o), Tokens()).backward();
+  EXPECT_EQ(ia3.params().grad_flat().scalar_type(), torch::kFloat32);
+  EXPECT_GT(ia3.params().grad_flat().abs().sum().item<double>(), 0.0);
+  for (const auto& [name, d] : ia3.DeltaWeights())
+    EXPECT_EQ(d.scalar_type(), torch::kFloat32) << name;
+}
+
 TEST(FlatAdamW, MatchesTorchAdamW) {
   const Model m = Base();
   LoraOptions opt;

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/live.h"
 #include "experiments/all_kinds.h"
 #include "experiments/data/tokens.h"
 #include "experiments/lora_steer/lora_steer.h"
@@ -35,6 +36,15 @@ std::map<std::string, std::vector<float>> ReadDw(const std::string& path) {
   for (const auto& name : r.List("dW")) out[name] = r.Read<float>("dW/" + name);
   return out;
 }
+
+// The live curve points a runner reports (core/live.h), by name, in order.
+struct CollectLive final : LiveSink {
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> points;
+  void Point(std::string_view name, int64_t step, double value) override {
+    points[std::string(name)].emplace_back(step, value);
+  }
+  void File(const std::string&) override {}
+};
 
 class Runners : public ::testing::Test {
  protected:
@@ -78,14 +88,30 @@ TEST_F(Runners, PretrainFromTokenFile) {
   TestShardContext ctx(PretrainKindConfig(),
                        {{"data", {{"source", "file"}, {"path", path}}}, {"train", {{"steps", 20}}}},
                        1);
-  RunPretrain(ctx);
+  CollectLive live;
+  {
+    ScopedLiveSink sink(&live);
+    RunPretrain(ctx);
+  }
   EXPECT_FALSE(ctx.metrics.count("task_accuracy"));
   EXPECT_TRUE(ctx.metrics.count("final_loss"));
+  // Its loss per step went out as a live curve as it trained: the file's train/loss, step by step.
+  const auto loss = H5Reader(ctx.Finish()).Read<float>("train/loss");
+  const auto& points = live.points["train/loss"];
+  ASSERT_EQ(points.size(), loss.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    EXPECT_EQ(points[i].first, static_cast<int64_t>(i));
+    EXPECT_EQ(points[i].second, loss[i]);
+  }
 }
 
 TEST_F(Runners, LoraSteerLayoutAndMetrics) {
   TestShardContext ctx(LoraSteerKindConfig(), Steer(), 0);
-  RunLoraSteer(ctx);
+  CollectLive live;
+  {
+    ScopedLiveSink sink(&live);
+    RunLoraSteer(ctx);
+  }
   for (const char* m : {"final_loss_pos", "final_loss_neg", "dw_fro", "steer_delta", "steer_slope",
                         "pmass_min", "kl_at_1", "acc_at_0", "acc_at_1"})
     EXPECT_TRUE(ctx.metrics.count(m)) << m;
@@ -94,6 +120,16 @@ TEST_F(Runners, LoraSteerLayoutAndMetrics) {
   H5Reader r(path);
   EXPECT_EQ(r.DatasetShape("train/loss_pos"), (Shape{120}));
   EXPECT_EQ(r.DatasetShape("train/loss_neg"), (Shape{120}));
+  // θ+ and θ− losses went out per step as live curves, the same as the file's.
+  for (const char* name : {"train/loss_pos", "train/loss_neg"}) {
+    const auto loss = r.Read<float>(name);
+    const auto& points = live.points[name];
+    ASSERT_EQ(points.size(), loss.size()) << name;
+    for (size_t i = 0; i < points.size(); ++i) {
+      EXPECT_EQ(points[i].first, static_cast<int64_t>(i)) << name;
+      EXPECT_EQ(points[i].second, loss[i]) << name;
+    }
+  }
   EXPECT_EQ(r.DatasetShape("eval/alphas"), (Shape{5}));
   EXPECT_EQ(r.DatasetShape("eval/logratio"), (Shape{5, 256}));
   EXPECT_EQ(r.DatasetShape("eval/pmass"), (Shape{5, 256}));
@@ -224,6 +260,33 @@ TEST_F(Runners, LoraSteerIa3) {
   EXPECT_EQ(r.List("dW").size(), 6u);  // k, v, down of both layers
 }
 
+// Issue 16 point 3: model.dtype bfloat16 loads the base in bf16, trains float32 factors and
+// writes float32 dW and factors; the dW is the float32 run's to bf16 training noise.
+TEST_F(Runners, LoraSteerBfloat16ModelWritesFloat32DwAndFactors) {
+  const Json steps = {{"steps", 40}};
+  TestShardContext bf(LoraSteerKindConfig(),
+                      Steer({{"model", {{"dtype", "bfloat16"}}}, {"train", steps}}), 0);
+  TestShardContext fp(LoraSteerKindConfig(), Steer({{"train", steps}}), 0);
+  RunLoraSteer(bf);
+  RunLoraSteer(fp);
+  const auto bf_path = bf.Finish(), fp_path = fp.Finish();
+  H5Reader r(bf_path);
+  EXPECT_EQ(r.AttrString("/", "model_dtype"), "bfloat16");
+  EXPECT_EQ(H5Reader(fp_path).AttrString("/", "model_dtype"), "float32");
+  const std::string q = "model.layers.1.self_attn.q_proj.weight";
+  // dW and the factors are written from float32 tensors (H5Writer takes float*): present and
+  // of the float32 run's shapes.
+  EXPECT_EQ(r.DatasetShape("adapter/pos/" + q + "/A"), (Shape{4, 64}));
+  EXPECT_EQ(r.DatasetShape("dW/" + q), (Shape{64, 64}));
+  const auto dw = torch::tensor(r.Read<float>("dW/" + q));
+  const auto dw32 = torch::tensor(H5Reader(fp_path).Read<float>("dW/" + q));
+  const double cos = (dw * dw32).sum().item<double>() / (dw.norm() * dw32.norm()).item<double>();
+  std::cout << "bf16 vs float32 dW cosine " << cos << ", steer_delta "
+            << bf.metrics.at("steer_delta") << " vs " << fp.metrics.at("steer_delta") << "\n";
+  EXPECT_GT(cos, 0.9);
+  EXPECT_GT(bf.metrics.at("dw_fro"), 0.0);
+}
+
 TEST_F(Runners, LoraSteerRanks2MatchesRanks1) {
   const Json params = Steer({{"train", {{"steps", 40}}}});
   TestShardContext single(LoraSteerKindConfig(), params, 3);
@@ -311,7 +374,8 @@ TEST(TorchKinds, ValidateParams) {
   p["targets"]["modules"] = {"q", "qq", "q"};
   p["eval"]["alphas"] = {-1.0, 2.0};
   p["targets"]["layers"] = {0.8, 0.2};
-  EXPECT_EQ(steer.validate(p).size(), 5u);
+  p["model"]["dtype"] = "float16";
+  EXPECT_EQ(steer.validate(p).size(), 6u);
   const auto pre = PretrainKindConfig();
   Json q = pre.defaults;
   EXPECT_TRUE(pre.validate(q).empty());

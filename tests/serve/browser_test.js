@@ -1,6 +1,8 @@
 // Drives the system Chromium (headless, DevTools protocol through puppeteer-core) through
-// `seedgrid serve`'s page while a chaos sweep runs. Usage:
-//   node browser_test.js <server url> <sweep> <artifacts dir>
+// `seedgrid serve`'s page while a sweep runs. Usage:
+//   node browser_test.js <server url> <sweep> <artifacts dir> [chaos|curves]
+// chaos (the default): counts change, failed shards appear, a failed shard's logs open.
+// curves: a training sweep's live curves grow on the sweep page and on a running shard's page.
 // Prints one JSON line of what it saw; exits non-zero (with the reason) when the page failed
 // to show something. test_browser.py runs it and checks the JSON against the registry.
 "use strict";
@@ -8,8 +10,59 @@ const fs = require("fs");
 const path = require("path");
 const puppeteer = require("puppeteer-core");
 
-const [url, sweep, artifacts] = process.argv.slice(2);
+const [url, sweep, artifacts, mode = "chaos"] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The newest step of the first live curve on the page (from its caption), and its point count.
+const liveState = (page) => page.evaluate(() => {
+  const f = document.querySelector("figure.live-curve");
+  if (!f) return null;
+  const m = /step ([\d,]+):/.exec(f.querySelector("figcaption").textContent);
+  return { step: m ? Number(m[1].replace(/,/g, "")) : -1, points: Number(f.getAttribute("data-points")) };
+});
+
+// Watches the first live curve until its newest step has changed `changes` times: the steps
+// seen, in order.
+async function watchGrowth(page, changes, ms) {
+  const steps = [];
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && steps.length <= changes) {
+    const s = await liveState(page).catch(() => null);
+    if (s && (!steps.length || s.step !== steps[steps.length - 1].step)) steps.push(s);
+    await sleep(100);
+  }
+  return steps;
+}
+
+// Opens the sweep's page and waits for `selector`; reloaded() then says whether the page was
+// navigated or reloaded since (it must update in place).
+async function openSweep(page, selector, ms) {
+  let navigations = 0;
+  page.on("framenavigated", (f) => { if (f === page.mainFrame()) navigations++; });
+  await page.goto(`${url.replace(/\/$/, "")}/#/sweep/${encodeURIComponent(sweep)}`, { waitUntil: "load" });
+  await page.waitForSelector(selector, { timeout: ms });
+  const navAfterLoad = navigations;
+  await page.evaluate(() => { window.__loadedOnce = true; });
+  return async () => navigations !== navAfterLoad || !(await page.evaluate(() => window.__loadedOnce === true));
+}
+
+async function curves(page, out) {
+  const reloaded = await openSweep(page, "figure.live-curve", 60000);
+  out.sweepSteps = await watchGrowth(page, 3, 30000);
+  out.sweepShards = await page.$$eval(".live-shard", (r) => r.length);
+  out.reloaded = await reloaded();
+  await page.screenshot({ path: path.join(artifacts, "sweep-curves.png"), fullPage: true });
+  // The running shard's own page (a link within the page: the same document): its curve grows
+  // there too.
+  await page.evaluate(() => document.querySelector(".live-shard a").click());
+  await page.waitForSelector("h1 .badge", { timeout: 20000 });
+  await page.waitForSelector("figure.live-curve", { timeout: 20000 });
+  out.shardSteps = await watchGrowth(page, 3, 30000);
+  out.shardCaption = await page.$eval("figure.live-curve figcaption", (e) => e.textContent);
+  out.reloadedShard = !(await page.evaluate(() => window.__loadedOnce === true));
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(artifacts, "shard-curves.png"), fullPage: true });
+}
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
@@ -24,12 +77,13 @@ async function main() {
     await page.setViewport({ width: 1280, height: 900 });
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
-    let navigations = 0;
-    page.on("framenavigated", (f) => { if (f === page.mainFrame()) navigations++; });
-    await page.goto(`${url.replace(/\/$/, "")}/#/sweep/${encodeURIComponent(sweep)}`, { waitUntil: "load" });
-    await page.waitForSelector("#tot-done", { timeout: 20000 });
-    const navAfterLoad = navigations;
-    await page.evaluate(() => { window.__loadedOnce = true; });
+    if (mode === "curves") {
+      await curves(page, out);
+      out.pageErrors = errors;
+      console.log(JSON.stringify(out));
+      return;
+    }
+    const reloaded = await openSweep(page, "#tot-done", 20000);
     const origin = new URL(url).origin;
     const read = () => page.$eval("#tot-done", (e) => Number(e.textContent.replace(/,/g, "")));
 
@@ -59,8 +113,7 @@ async function main() {
     out.errorText = await page.$eval(".failed-row .err", (e) => e.textContent);
     out.markupInErrors = await page.$$eval(".err img, .err script, .err b", (r) => r.length);
     out.pwned = await page.evaluate(() => window.__pwned === undefined ? null : window.__pwned);
-    out.reloaded = navigations !== navAfterLoad ||
-        !(await page.evaluate(() => window.__loadedOnce === true));
+    out.reloaded = await reloaded();
     out.live = await page.$eval("#live", (e) => e.textContent);
     await page.screenshot({ path: path.join(artifacts, "sweep.png"), fullPage: true });
 

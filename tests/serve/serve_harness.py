@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,24 +33,63 @@ def sweep_env():
     return env
 
 
+def write_spec(directory, name, stage):
+    """<directory>/<name>.yaml: a sweep `name` (out: runs) of the one stage `stage` (YAML text of
+    the stage's mapping, indented as written)."""
+    path = os.path.join(directory, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(f"name: {name}\nout: runs\nstages:\n  - "
+                + textwrap.indent(textwrap.dedent(stage), "    ").lstrip())
+    return path
+
+
 def chaos_spec(directory, name, seeds, sleep_ms):
     """A chaos sweep whose `throw` shards fail for good (fail_until_attempt beyond
     max_attempts) with INJECTION as their error, and whose `ok` shards succeed."""
-    path = os.path.join(directory, name + ".yaml")
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(f"""\
-            name: {name}
-            out: runs
-            stages:
-              - name: warmup
-                kind: chaos
-                seeds: {seeds}
-                zip:
-                  mode: [ok, throw]
-                params: {{sleep_ms: {sleep_ms}, fail_until_attempt: 9, message: {json.dumps(INJECTION)}}}
-                resources: {{max_attempts: 2}}
-            """))
-    return path
+    return write_spec(directory, name, f"""\
+        name: warmup
+        kind: chaos
+        seeds: {seeds}
+        zip:
+          mode: [ok, throw]
+        params: {{sleep_ms: {sleep_ms}, fail_until_attempt: 9, message: {json.dumps(INJECTION)}}}
+        resources: {{max_attempts: 2}}
+        """)
+
+
+def curves_spec(directory, name, shards, seeds=1):
+    """A `kind: command` sweep of tests/serve/slow_train.py shards, `seeds` per (steps, sleep,
+    fail) in `shards` (zipped: each value distinct): each logs a loss per step (its live curve)
+    and fails at the end when asked."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_train.py")
+    steps, sleeps, fails = zip(*shards)
+    return write_spec(directory, name, f"""\
+        name: train
+        kind: command
+        seeds: {seeds}
+        zip:
+          steps: {list(steps)}
+          sleep: {list(sleeps)}
+          fail: {list(fails)}
+        params:
+          argv: [/usr/bin/python3, {script}, --steps, "{{steps}}", --sleep, "{{sleep}}",
+                 --fail, "{{fail}}"]
+        resources: {{max_attempts: 1}}
+        """)
+
+
+def registry_ready(registry):
+    """Whether the sweep's shards are recorded (a server can open the registry)."""
+    if not os.path.exists(registry):
+        return False
+    try:
+        con = sqlite3.connect(f"file:{registry}?mode=ro", uri=True, timeout=5)
+        try:
+            return bool(con.execute("select count(*) from sweep_shards").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 class Server:

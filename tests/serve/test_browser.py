@@ -6,13 +6,13 @@ go to $SEEDGRID_SERVE_ARTIFACTS (the build dir's tests/serve/artifacts under cte
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
 import unittest
 
-from serve_harness import INJECTION, SEEDGRID, Server, chaos_spec, sweep_env
+from serve_harness import (INJECTION, SEEDGRID, Server, chaos_spec, curves_spec, registry_ready,
+                           sweep_env)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -36,17 +36,7 @@ class Browser(unittest.TestCase):
 
     def test_live_page_during_a_chaos_sweep(self):
         # 24 shards of ~0.6 s on 2 workers: ~10 s of events; the `throw` half fail twice each.
-        spec = chaos_spec(self.dir, "live", seeds=12, sleep_ms=600)
-        run = subprocess.Popen([SEEDGRID, "run", spec, "--workers", "2"], cwd=self.dir,
-                               env=sweep_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.addCleanup(lambda: run.poll() is None and run.kill())
-        registry = os.path.join(self.dir, "runs", "registry.sqlite")
-        end = time.time() + 120
-        while time.time() < end and not self._sweep_recorded(registry):
-            time.sleep(0.1)
-        server = Server(registry)
-        self.addCleanup(server.stop)
+        run, server = self._run_and_serve(chaos_spec(self.dir, "live", seeds=12, sleep_ms=600))
         b = subprocess.run(["node", os.path.join(HERE, "browser_test.js"), server.url, "live",
                             self.artifacts], cwd=HERE, capture_output=True, text=True,
                            timeout=300)
@@ -83,18 +73,50 @@ class Browser(unittest.TestCase):
             self.assertGreater(os.path.getsize(path), 10000, path)
         print(f"screenshots: {self.artifacts}/sweep.png, shard.png")
 
-    @staticmethod
-    def _sweep_recorded(registry):
-        if not os.path.exists(registry):
-            return False
-        try:
-            con = sqlite3.connect(f"file:{registry}?mode=ro", uri=True, timeout=5)
-            try:
-                return bool(con.execute("select count(*) from sweep_shards").fetchone()[0])
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return False
+    def test_live_curves_grow_without_a_reload(self):
+        # Two `kind: command` training scripts logging a loss per step (seedgrid.log with a
+        # step), 4 steps a second for ~25 s: their live curves on the sweep page and on a
+        # running shard's page must grow while the page stays loaded.
+        run, server = self._run_and_serve(
+            curves_spec(self.dir, "curves", [(100, 0.25, 0)], seeds=2))
+        b = subprocess.run(["node", os.path.join(HERE, "browser_test.js"), server.url, "curves",
+                            self.artifacts, "curves"], cwd=HERE, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        seen = json.loads(b.stdout.strip().splitlines()[-1])
+        out, _ = run.communicate(timeout=240)
+        self.assertEqual(run.returncode, 0, out)
+        for where in ("sweepSteps", "shardSteps"):
+            steps = [s["step"] for s in seen[where]]
+            self.assertGreaterEqual(len(steps), 3, seen)  # grew at least twice
+            self.assertEqual(steps, sorted(steps), seen)
+            self.assertGreater(seen[where][-1]["points"], seen[where][0]["points"], seen)
+        self.assertGreaterEqual(seen["sweepShards"], 1)
+        self.assertIn("loss · attempt 1 · step", seen["shardCaption"])
+        self.assertFalse(seen["reloaded"], seen)
+        self.assertFalse(seen["reloadedShard"], seen)
+        self.assertEqual(seen["pageErrors"], [])
+        for shot in ("sweep-curves.png", "shard-curves.png"):
+            path = os.path.join(self.artifacts, shot)
+            self.assertGreater(os.path.getsize(path), 10000, path)
+        print(f"screenshots: {self.artifacts}/sweep-curves.png, shard-curves.png")
+
+    def _run_and_serve(self, spec):
+        """`seedgrid run spec` in the background, and `seedgrid serve` on its registry once the
+        sweep is recorded: (the run's Popen, the Server)."""
+        run = subprocess.Popen([SEEDGRID, "run", spec, "--workers", "2"], cwd=self.dir,
+                               env=sweep_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.addCleanup(lambda: run.poll() is None and run.kill())
+        registry = os.path.join(self.dir, "runs", "registry.sqlite")
+        end = time.time() + 120
+        while time.time() < end and not registry_ready(registry) and run.poll() is None:
+            time.sleep(0.1)
+        if not registry_ready(registry):
+            self.fail(f"the sweep was not recorded: {run.poll()}\n{run.communicate(timeout=60)[0]}")
+        server = Server(registry)
+        self.addCleanup(server.stop)
+        return run, server
 
 
 if __name__ == "__main__":

@@ -3,16 +3,21 @@ the JSON API (docs/serve.md) against the registry itself, and the safety rules (
 loopback, no path out of a sweep's directory, read-only, text never markup)."""
 import glob
 import hashlib
+import json
+import math
 import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+import time
 import unittest
 
 import h5py
 import numpy as np
 
-from serve_harness import INJECTION, SEEDGRID, Server, make_sweep
+from serve_harness import (INJECTION, SEEDGRID, Server, curves_spec, make_sweep,
+                           registry_ready, sweep_env)
 
 
 def registry_rows(registry, sql, *params):
@@ -168,6 +173,90 @@ class Api(unittest.TestCase):
         con.commit()
         con.close()
         self.assertNotEqual(self.server.json("/api/version")["version"], v1)
+
+
+class Live(unittest.TestCase):
+    """Live curves end to end: a `kind: command` script logs a loss per step with
+    seedgrid.log(name, value, step); the worker tails its metrics.jsonl, the points go up at
+    most once a second, the coordinator records them, and the API serves them while it runs."""
+
+    MAX_PER_MESSAGE = 64  # kLiveMaxPoints (core/protocol.h)
+
+    @staticmethod
+    def loss(step):
+        return math.exp(-step / 20.0) + 0.1  # slow_train.py's
+
+    def test_running_shards_curves_grow_then_go_when_done(self):
+        d = tempfile.mkdtemp(prefix="seedgrid-live-")
+        self.addCleanup(shutil.rmtree, d, True)
+        # A fast logger (3,000 steps in a few seconds) that fails at the end, so its points
+        # stay; a slow one (4 steps a second for ~12 s) that succeeds.
+        spec = curves_spec(d, "curves", [(3000, 0.001, 1), (48, 0.25, 0)])
+        run = subprocess.Popen([SEEDGRID, "run", spec, "--workers", "2"], cwd=d, env=sweep_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+        self.addCleanup(lambda: run.poll() is None and run.kill())
+        registry = os.path.join(d, "runs", "registry.sqlite")
+        end = time.time() + 60
+        while time.time() < end and not registry_ready(registry):
+            time.sleep(0.1)
+        server = Server(registry)
+        self.addCleanup(server.stop)
+        slow_id, = [i for i, p in registry_rows(registry, "select id, params from shards")
+                    if json.loads(p)["steps"] == 48]
+
+        # The slow shard's curve, seen three times while it runs: it grew, its values are the
+        # script's.
+        seen = []
+        end = time.time() + 90
+        while time.time() < end and run.poll() is None:
+            live = server.json("/api/sweeps/curves/live")["shards"]
+            for sh in live:
+                for c in sh["curves"]:
+                    if sh["id"] == slow_id and c["name"] == "loss":
+                        seen.append((sh["id"], c["latest"]["step"], c))
+            if len({s for _, s, _ in seen}) >= 3:
+                break
+            time.sleep(0.5)
+        self.assertGreaterEqual(len({s for _, s, _ in seen}), 3, seen)
+        steps = [s for _, s, _ in seen]
+        self.assertEqual(steps, sorted(steps))
+        _, _, curve = seen[-1]
+        self.assertEqual(curve["steps"], sorted(curve["steps"]))
+        for step, value in zip(curve["steps"], curve["values"]):
+            self.assertAlmostEqual(value, self.loss(step), places=9)
+        shard = server.json(f"/api/shards/{slow_id}/live")
+        self.assertEqual(shard["status"], "running")
+        self.assertEqual([(c["name"], c["attempt"]) for c in shard["curves"]], [("loss", 1)])
+
+        out, _ = run.communicate(timeout=120)
+        self.assertEqual(run.returncode, 3, out)  # the fast shard failed, as planned
+        # Done: the slow shard's live points are gone (its final curves are in its file).
+        self.assertEqual(server.json(f"/api/shards/{slow_id}/live")["curves"], [])
+        self.assertEqual(server.json("/api/sweeps/curves/live")["shards"], [])
+        # The failed fast shard's stay, bounded: at most one message a second (one `t` each,
+        # the coordinator's receive time), at most MAX_PER_MESSAGE points in each, the
+        # newest step sent before its end.
+        (fast_id, seq), = registry_rows(registry, "select id, seq from shards where "
+                                                  "status = 'failed'")
+        rows = registry_rows(registry, "select step, value, t from live_points where "
+                                       "shard_seq = ? order by step", seq)
+        self.assertTrue(rows)
+        self.assertEqual(rows[-1][0], 2999)
+        by_t = {}
+        for step, value, t in rows:
+            self.assertAlmostEqual(value, self.loss(step), places=9)
+            by_t.setdefault(t, []).append(step)
+        (start, end), = registry_rows(registry, 'select start, "end" from attempts where '
+                                                 "shard = ?", fast_id)
+        # One message a second while it ran (the first at once), plus the one at its end.
+        self.assertLessEqual(len(by_t), (end - start) / 1.0 + 2, sorted(by_t))
+        self.assertGreaterEqual(len(by_t), 2, sorted(by_t))
+        self.assertLessEqual(max(len(v) for v in by_t.values()), self.MAX_PER_MESSAGE)
+        fast = server.json(f"/api/shards/{fast_id}/live")
+        self.assertEqual(fast["status"], "failed")
+        self.assertEqual(fast["curves"][0]["latest"]["step"], 2999)
+        self.assertLessEqual(len(fast["curves"][0]["steps"]), 300)  # Api::kLivePoints
 
 
 class Security(unittest.TestCase):

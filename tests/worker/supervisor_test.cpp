@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/live.h"
 #include "tests/support/memory_comm.h"
 
 namespace seedgrid {
@@ -58,6 +59,7 @@ class FakeInProcess final : public InProcessRunner {
   ShardDone Run(const RunShard& task, AttemptLogs& logs,
                 const std::function<void(int64_t, int64_t)>& progress) override {
     ran.push_back(task.key.id().hex);
+    if (during) during();
     logs.out.Write("in-process says hi\n");
     if (!err_line.empty()) logs.err.Write(err_line + "\n");
     progress(1, 1);
@@ -69,6 +71,7 @@ class FakeInProcess final : public InProcessRunner {
     return d;
   }
   std::vector<std::string> ran;
+  std::function<void()> during;  // what the runner does meanwhile (LivePoint calls)
   Outcome outcome = Outcome::kOk;
   std::string err_line;
 };
@@ -373,6 +376,47 @@ TEST_F(SupervisorTest, InlineShardsRunInProcessOnlyOnceTheExecutorIsIdle) {
   EXPECT_EQ(done[1].error, "runner failed; last stderr: Traceback: the inline cause");
   EXPECT_TRUE(std::holds_alternative<Progress>(up_.sent[up_.sent.size() - 2]));
   EXPECT_EQ(Read(Log("inl", "attempt-1.out")), "in-process says hi\n");
+}
+
+// An in-process shard's live curve: 5 s of a point every millisecond (a fake clock) go up as at
+// most one LivePoints a second, each thinned to the bound, and the last points before ShardDone.
+TEST_F(SupervisorTest, InProcessLiveCurvesGoUpCoalescedAtMostOnceASecond) {
+  double now = 50;
+  SupervisorOptions o;
+  o.live_clock = [&] { return now; };
+  MemoryUpLink up;
+  Supervisor sup(up, exec_, local_, o);
+  RunShard in = Shard("inl", 2);
+  in.isolation = Isolation::kInline;
+  std::string frame;
+  Encode(ToWorker{in}, &frame);
+  sup.OnMessage(ToWorker{in}, frame, 0);
+  local_.during = [&] {
+    for (int64_t step = 0; step < 5000; ++step, now += 0.001)
+      LivePoint("loss", step, 1.0 / (step + 1));
+  };
+  ASSERT_TRUE(sup.RunInProcess());
+  std::vector<LivePoints> live;
+  size_t done_at = 0;
+  for (size_t i = 0; i < up.sent.size(); ++i) {
+    if (auto* l = std::get_if<LivePoints>(&up.sent[i])) live.push_back(*l);
+    if (std::holds_alternative<ShardDone>(up.sent[i])) done_at = i;
+  }
+  ASSERT_GE(live.size(), 5u);
+  EXPECT_LE(live.size(), 7u);  // one a second over 5 s, plus the end's
+  for (const auto& l : live) {
+    EXPECT_EQ(l.id.hex, "inl");
+    EXPECT_EQ(l.attempt, 2);
+    ASSERT_EQ(l.curves.size(), 1u);
+    EXPECT_LE(l.curves[0].steps.size(), kLiveMaxPoints);
+  }
+  EXPECT_EQ(live.back().curves[0].steps.back(), 4999);  // nothing lost at the end
+  ASSERT_GT(done_at, 0u);
+  EXPECT_TRUE(std::holds_alternative<LivePoints>(up.sent[done_at - 1]));  // its last points
+  // After the shard, no sink: a stray point goes nowhere.
+  const size_t sent = up.sent.size();
+  LivePoint("loss", 9999, 1);
+  EXPECT_EQ(up.sent.size(), sent);
 }
 
 TEST_F(SupervisorTest, GangRanksOtherThanTheLeadWriteTheirOwnLogs) {

@@ -140,6 +140,7 @@ async function viewSweep(name) {
   out.push(el("h2", {}, `Failed shards (${fmtInt(s.totals.failed)})`), table(["shard", "stage", "attempts", "error", "logs"],
     s.failed.map((f) => el("tr", { class: "failed-row" }, el("td", {}, shardLink(f.id)), el("td", {}, f.stage), el("td", { class: "num" }, f.attempts),
       el("td", {}, el("div", { class: "err" }, f.error)), el("td", {}, el("a", { href: "#/shard/" + encodeURIComponent(f.id) + "/logs", class: "log-link" }, "logs"))))));
+  out.push(...liveSection(await api(`/api/sweeps/${encodeURIComponent(name)}/live`), true));
   if (s.report) {
     out.push(el("h2", {}, "Report"));
     out.push(el("div", { class: "figs" }, s.report.figures.map((f) => el("figure", {}, el("a", { href: f.url, target: "_blank" }, el("img", { src: f.url, alt: f.name, loading: "lazy" })), el("figcaption", {}, f.name)))));
@@ -166,7 +167,8 @@ async function viewShard(id, focusLogs) {
   out.push(el("div", { class: "grid2" }, el("div", {}, el("h2", {}, "Params"), kv(s.params)),
     el("div", {}, el("h2", {}, "Metrics"), kv(s.metrics), el("h2", {}, "Files"),
       table(["file", "size"], s.files.map((f) => el("tr", {}, el("td", {}, el("a", { href: f.url }, f.name)), el("td", { class: "num" }, fmtInt(f.size))))))));
-  if (s.curves.length) out.push(el("h2", {}, "Curves"), el("div", { class: "figs" }, s.curves.map(chart)));
+  if (s.curves.length) out.push(el("h2", {}, "Curves"), el("div", { class: "figs" }, s.curves.map((c) => chart(c))));
+  if (s.status !== "done") out.push(...liveSection({ shards: [{ id: s.id, stage: s.stage, curves: (await api(`/api/shards/${encodeURIComponent(s.id)}/live`)).curves }] }, false));
   out.push(el("h2", {}, "Attempts"), table(["#", "outcome", "host", "rank", "gpu", "start (UTC)", "seconds", "exit", "error"],
     s.attempts.map((a) => el("tr", {}, el("td", { class: "num" }, a.n), el("td", {}, el("span", { class: "badge " + (a.outcome === "ok" ? "done" : a.outcome === "preempted" ? "preempted" : "failed") }, a.outcome)),
       el("td", {}, a.host), el("td", { class: "num" }, a.rank), el("td", {}, a.gpu || "–"), el("td", {}, fmtTime(a.start)),
@@ -185,8 +187,22 @@ async function viewShard(id, focusLogs) {
   return out;
 }
 
+// Live curves of running shards (pushed by the workers, at most once a second each): on the sweep
+// page a card per running shard, on a shard page its attempts' curves; redrawn on every poll
+// that finds the registry changed, so they grow without a reload.
+function liveSection(d, perShard) {
+  const shards = d.shards.filter((sh) => sh.curves.length);
+  if (!shards.length) return [];
+  const caption = (c) => `${c.name} · attempt ${c.attempt} · step ${fmtInt(c.latest.step)}: ${Number(c.latest.value).toPrecision(4)}`;
+  const figs = (sh) => el("div", { class: "figs" }, sh.curves.map((c) => chart(c, caption(c), "live-curve")));
+  const body = perShard
+    ? shards.map((sh) => el("div", { class: "card live-shard" }, el("div", { class: "row" }, shardLink(sh.id), el("span", { class: "muted" }, sh.stage), badge("running")), figs(sh)))
+    : [figs(shards[0])];
+  return [el("h2", { id: "live-curves" }, "Live curves"), ...body];
+}
+
 // A curve as an inline SVG line chart (elements made with createElementNS: no markup parsed).
-function chart(c) {
+function chart(c, caption, cls) {
   const NS = "http://www.w3.org/2000/svg", W = 520, H = 180, P = 56;
   const svg = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
   const xs = c.steps, ys = c.values.map((v) => (v === null ? NaN : v));
@@ -204,9 +220,9 @@ function chart(c) {
     root.appendChild(t);
   }
   const t = svg("text", { x: W - 8, y: H - 6, class: "tick", "text-anchor": "end" });
-  t.textContent = `step ${fmtInt(c.length - 1)}`;
+  t.textContent = `step ${fmtInt(xs[xs.length - 1])}`;
   root.appendChild(t);
-  return el("figure", { class: "curvefig" }, root, el("figcaption", {}, c.name));
+  return el("figure", { class: "curvefig" + (cls ? " " + cls : ""), "data-points": String(pts.length) }, root, el("figcaption", {}, caption || c.name));
 }
 
 let lastRoute = "";
