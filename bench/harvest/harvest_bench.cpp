@@ -90,6 +90,9 @@ std::string Str(const std::map<std::string, std::string>& f, const std::string& 
 
 // ---- speed -------------------------------------------------------------------------------------
 
+// Kept whole (~145 lines): the variants, the pre-captured batches and the per-rep timing share one
+// model, one set of batches and one clock, interleaved rep by rep so that drifts in machine load
+// cancel in the paired ratios; split up, each piece would take all of that state as arguments.
 int Speed(const std::map<std::string, std::string>& f) {
   const int threads = static_cast<int>(Int(f, "threads", 1));
   const int64_t batches = Int(f, "batches", 32), reps = Int(f, "reps", 7);

@@ -63,6 +63,12 @@ class DocumentedCommands(SweepTest):
         super().setUp()
         for d in ("configs", "examples"):
             os.symlink(os.path.join(ROOT, d), os.path.join(self.dir, d))
+        # configs/steering-text.yaml names GPT-2's tokenizer files under
+        # ../build/tests/text/npm (what tests/text/npm_install.sh installs; fixture text_npm).
+        npm = os.environ.get("SEEDGRID_TEXT_NPM")
+        if npm:
+            os.makedirs(os.path.join(self.dir, "build", "tests", "text"))
+            os.symlink(npm, os.path.join(self.dir, "build", "tests", "text", "npm"))
         self.spec("quick.yaml", QUICK_YAML)
 
     def test_every_documented_command_runs(self):
