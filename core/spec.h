@@ -85,6 +85,7 @@ struct ReportFigureSpec {
   std::vector<std::string> y;         // metrics, or patterns with one '*' ("retained.layer.*.keep")
   std::vector<std::string> group_by;  // one line / bar colour / heatmap column per value
   std::string title, xlabel, ylabel;  // empty: made from the metric and key names
+  bool front = false;  // scatter: the Pareto front of the configs' means (x a cost, y a benefit)
   int line = 0;
 };
 

@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include "coordinator/report/gnuplot.h"
+#include "coordinator/report/pareto.h"
 #include "coordinator/report/render.h"
 
 namespace seedgrid::report {
@@ -260,6 +261,7 @@ std::optional<Figure> Plotter::Scatter() {
   if (!problems.empty()) return Fail(problems[0]);
   std::string dat;
   std::vector<std::string> parts;
+  std::vector<double> mean_x, mean_y;  // per config, for the front
   size_t block = 0;
   for (size_t gi = 0; gi < t.groups.size(); ++gi) {
     const Group& g = t.groups[gi];
@@ -290,6 +292,16 @@ std::optional<Figure> Plotter::Scatter() {
                     "lw 2 lc rgb '{}' notitle",
                     id_, block + 1, Color(gi)));
     block += 2;
+    mean_x.push_back(sx.mean), mean_y.push_back(sy.mean);
+  }
+  if (spec_.front) {  // the configs no other config beats on both: lower x and higher y
+    dat +=
+        fmt::format("# Pareto front of the configs' means (lowest {}, highest {})\n", spec_.x, ym);
+    for (size_t i : ParetoFront(mean_x, mean_y))
+      dat += fmt::format("{} {}\n", Num(mean_x[i]), Num(mean_y[i]));
+    parts.push_back(fmt::format(
+        "'{}.dat' index {} using 1:2 with lines lw 2 dt 2 lc rgb '#333333' title 'Pareto front'",
+        id_, block));
   }
   const std::string xlabel = spec_.xlabel.empty() ? spec_.x : spec_.xlabel;
   const std::string ylabel = spec_.ylabel.empty() ? ym : spec_.ylabel;
@@ -302,8 +314,12 @@ std::optional<Figure> Plotter::Scatter() {
       Q(title), Q(xlabel), Q(ylabel), fmt::join(parts, ", \\\n       "));
   const std::string caption = fmt::format(
       "{} against {}: one small point per seed (a shard's two metrics), one colour per config; "
-      "the large circle is the config's mean with bars of {} in both directions.",
-      ylabel, xlabel, UncertaintyText(u_));
+      "the large circle is the config's mean with bars of {} in both directions.{}",
+      ylabel, xlabel, UncertaintyText(u_),
+      spec_.front ? fmt::format(" The dashed line is the Pareto front of the means: the configs "
+                                "that no other config beats with a lower {} and a higher {}.",
+                                xlabel, ylabel)
+                  : "");
   return Write(fs::path(dir_) / "figures", id_, title, caption, dat,
                Script(id_, title, 1000, 600, body));
 }

@@ -16,8 +16,8 @@ const std::vector<std::string> kSectionKeys = {"tables",      "figures", "format
                                                "uncertainty", "ranking", "paired"};
 const std::vector<std::string> kTableKeys = {"stage", "metrics", "group_by"};
 const std::vector<std::string> kFigureKeys = {"type", "stage"};
-const std::vector<std::string> kPlotKeys = {"type",     "stage", "x",      "y",
-                                            "group_by", "title", "xlabel", "ylabel"};
+const std::vector<std::string> kPlotKeys = {"type",  "stage",  "x",      "y",    "group_by",
+                                            "title", "xlabel", "ylabel", "front"};
 const std::vector<std::string> kRankingKeys = {"stage", "metric", "best", "group_by"};
 const std::vector<std::string> kPairedKeys = {"stage", "metric", "a", "b"};
 
@@ -214,11 +214,18 @@ class ReportParser {
           (e.key == "title"    ? figure.title
            : e.key == "xlabel" ? figure.xlabel
                                : figure.ylabel) = *s;
+      } else if (e.key == "front") {
+        if (e.value.Is(Node::Type::kScalar) && (e.value.text == "true" || e.value.text == "false"))
+          figure.front = e.value.text == "true";
+        else
+          p_.Add(e.value.loc, what + ".front: must be true or false");
       } else {
         UnknownKey(e, what + ": ", kPlotKeys);
       }
     }
     const std::string& t = figure.type;
+    if (figure.front && t != "scatter")
+      p_.Add(f.loc, fmt::format("{}: 'front' is for 'scatter' figures, not '{}'", what, t));
     if (figure.stage.empty())
       p_.Add(f.loc, fmt::format("{}: a '{}' figure needs 'stage'", what, t));
     if (figure.y.empty())

@@ -512,6 +512,13 @@ TEST(SpecReportTest, BadPlotFiguresFailAtPlanTimeWithFileAndLine) {
                                 "       colour: red}\n",
                          6),
               HasSubstr("unknown key 'colour'"));
+  EXPECT_THAT(OneProblem(head + "  figures:\n    - {type: scatter, stage: steer, x: a, y: m,\n"
+                                "       front: yes please}\n",
+                         6),
+              HasSubstr("report: figures[0].front: must be true or false"));
+  EXPECT_THAT(
+      OneProblem(head + "  figures:\n    - {type: bars, stage: steer, y: m, front: true}\n", 5),
+      HasSubstr("report: figures[0]: 'front' is for 'scatter' figures, not 'bars'"));
 }
 
 TEST(SpecReportTest, BadRankingPairedAndUncertaintyFailAtPlanTime) {

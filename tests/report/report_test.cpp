@@ -369,7 +369,7 @@ report:
     - {type: line, stage: steer, x: lora.rank, y: steer_delta, group_by: adapter}
     - {type: line, stage: ablate, y: "retained.layer.*.keep", xlabel: layer}
     - {type: bars, stage: steer, y: steer_delta, group_by: adapter}
-    - {type: scatter, stage: steer, x: kl_at_1, y: steer_delta}
+    - {type: scatter, stage: steer, x: kl_at_1, y: steer_delta, front: true}
     - {type: heatmap, stage: ablate, y: "retained.*"}
 )";
 
@@ -468,11 +468,33 @@ TEST(Report, PlotFiguresEqualAnIndependentComputation) {
   EXPECT_THAT(by_id["steer-scatter-steer_delta-kl_at_1"]->caption, HasSubstr("95% CI (Student t)"));
   // Scatter: one point per done seed, per config.
   size_t points = 0;
+  std::vector<std::pair<double, double>> means, front;
   for (const auto& [label, rows] :
        DatBlocks(Slurp(out.path() / "figures" / "steer-scatter-steer_delta-kl_at_1.dat"))) {
-    if (!label.ends_with(": mean")) points += rows.size();
+    if (label.ends_with(": mean"))
+      means.emplace_back(rows.at(0).at(0), rows.at(0).at(1));
+    else if (label.starts_with("Pareto front"))
+      for (const auto& r : rows) front.emplace_back(r.at(0), r.at(1));
+    else
+      points += rows.size();
   }
   EXPECT_EQ(points, 35u);
+  // `front: true`: exactly the means no other mean beats with a lower x and a higher y, by brute
+  // force here, in increasing x.
+  std::vector<std::pair<double, double>> expected;
+  for (const auto& a : means) {
+    bool beaten = false;
+    for (const auto& b : means) beaten |= b.first <= a.first && b.second >= a.second && b != a;
+    if (!beaten) expected.push_back(a);
+  }
+  std::sort(expected.begin(), expected.end());
+  ASSERT_FALSE(expected.empty());
+  ASSERT_EQ(front.size(), expected.size());
+  for (size_t i = 0; i < front.size(); ++i) {
+    EXPECT_NEAR(front[i].first, expected[i].first, 1e-9 * (1 + std::fabs(expected[i].first)));
+    EXPECT_NEAR(front[i].second, expected[i].second, 1e-9 * (1 + std::fabs(expected[i].second)));
+  }
+  EXPECT_THAT(by_id["steer-scatter-steer_delta-kl_at_1"]->caption, HasSubstr("Pareto front"));
   // Heatmap cells: mean, n and interval per cell in the cells CSV, the same numbers.
   auto cells = ReadCsv(Slurp(out.path() / "figures" / "ablate-heatmap-retained._.cells.csv"));
   ASSERT_EQ(cells.size(), 10u);  // 5 metrics × 2 adapters
