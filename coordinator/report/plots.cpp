@@ -248,7 +248,12 @@ std::optional<Figure> Plotter::Bars() {
   r.id = id_;
   r.ylabel = !spec_.ylabel.empty() ? spec_.ylabel : fmt::format("{}", fmt::join(spec_.y, ", "));
   r.xlabel = !spec_.xlabel.empty() ? spec_.xlabel : by_x ? spec_.x : "metric";
-  r.title = Title(fmt::format("{} by {}, stage {}", r.ylabel, r.xlabel, spec_.stage));
+  // Without x the clusters are the metrics and the bars the configs: name what the bars compare.
+  const std::string by = by_x ? r.xlabel
+                         : spec_.group_by.empty()
+                             ? std::string("config")
+                             : fmt::format("{}", fmt::join(spec_.group_by, ", "));
+  r.title = Title(fmt::format("{} by {}, stage {}", r.ylabel, by, spec_.stage));
   r.caption =
       fmt::format("Mean of {} per {}, one bar per config.{}", r.ylabel, r.xlabel, BandCaption());
   return BarsFigure(r, u_, dir_);
@@ -405,7 +410,8 @@ Figure BarsFigure(const BarsRequest& r, Uncertainty u, const std::string& report
       "  set style data histograms\n  set style histogram errorbars gap 1.5 lw 1.5\n"
       "  set style fill solid 0.8 border rgb '#333333'\n  set boxwidth 0.9\n"
       "  set xzeroaxis lt -1 lc rgb '#888888'\n  set key outside right top Left reverse\n"
-      "  set datafile missing 'NaN'\n  plot {}\n",
+      // A bar's length is its value: the axis always includes 0 (autoscaled otherwise).
+      "  set yrange [*<0:0<*]\n  set datafile missing 'NaN'\n  plot {}\n",
       Q(r.title), Q(r.xlabel), Q(r.ylabel), fmt::join(parts, ", \\\n       "));
   const int width = std::max(800, 300 + 40 * static_cast<int>(r.clusters.size() * r.bars.size()));
   return Write(fs::path(report_dir) / "figures", r.id, r.title, r.caption, dat,
