@@ -631,10 +631,12 @@ torch::Tensor Model::Norm(const torch::Tensor& x, const torch::Tensor& w,
   return RmsNorm(x, w, config_.rms_norm_eps);
 }
 
-// One pass for every family; the switches are ModelConfig's (see model.h). Kept whole (~150
-// lines): the capture and hook points (harvest, ablation, steering) sit between the steps of a
-// layer and must see the very tensors the math uses; split into functions, each step would pass
-// the layer's half-built state and the hooks back and forth.
+// One pass for every family; the switches are ModelConfig's (see model.h). Kept whole (~160
+// lines, not split): the seven capture and hook points (harvest, ablation, steering) sit between
+// the steps of a layer and must see, and may replace, the very tensors the math uses (the folded
+// attention pattern is written back into the fold); split into functions, each step would pass
+// the layer's half-built state (h, h_in, q/k/v, the fold), the hook and the adapter back and
+// forth, and the order of captures that tests pin down would be spread over several places.
 torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOptions& o) const {
   const auto& c = config_;
   TORCH_CHECK(tokens_in.dim() == 2, "Model::Forward: tokens must be [B, T], got ",
