@@ -90,151 +90,203 @@ std::string Str(const std::map<std::string, std::string>& f, const std::string& 
 
 // ---- speed -------------------------------------------------------------------------------------
 
-// Kept whole (~145 lines): the variants, the pre-captured batches and the per-rep timing share one
-// model, one set of batches and one clock, interleaved rep by rep so that drifts in machine load
-// cancel in the paired ratios; split up, each piece would take all of that state as arguments.
-int Speed(const std::map<std::string, std::string>& f) {
-  const int threads = static_cast<int>(Int(f, "threads", 1));
-  const int64_t batches = Int(f, "batches", 32), reps = Int(f, "reps", 7);
-  ConfigureTorchProcess(threads);
+// The demo checkpoint to harvest from: --checkpoint, or the demo model pretrained into `dir`.
+std::string SpeedCheckpoint(const std::map<std::string, std::string>& f, const fs::path& dir,
+                            int threads) {
   std::string checkpoint = Str(f, "checkpoint", "");
-  const fs::path dir = fs::temp_directory_path() / fmt::format("harvest_bench_{}", ::getpid());
-  if (checkpoint.empty()) {
-    Json params = PretrainKindConfig().defaults;
-    params["train"]["steps"] = 300;
-    ShardTaskView v;
-    v.key = ShardKey({.kind = "pretrain"}, std::move(params), Json::object());
-    BenchContext ctx(v, dir / "base.h5", dir / "base", threads);
-    const double t0 = Now();
-    RunPretrain(ctx);
-    ctx.Close();
-    checkpoint = (dir / "base").string();
-    fmt::print("pretrained the demo model in {:.1f} s (final loss {:.3f})\n", Now() - t0,
-               ctx.metrics["final_loss"]);
-  }
-  const Model model = Model::Load(checkpoint, torch::kCPU);
-  const TokenSource source =
-      TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest);
-  Json params = HarvestKindConfig().defaults;  // configs/harvest.yaml's params
-  params["data"]["batch"] = 32;
-  params["threshold"] = 0.1;
-  const int64_t B = 32, T = source.seq_len(), rows = batches * B, tokens = rows * T;
+  if (!checkpoint.empty()) return checkpoint;
+  Json params = PretrainKindConfig().defaults;
+  params["train"]["steps"] = 300;
+  ShardTaskView v;
+  v.key = ShardKey({.kind = "pretrain"}, std::move(params), Json::object());
+  BenchContext ctx(v, dir / "base.h5", dir / "base", threads);
+  const double t0 = Now();
+  RunPretrain(ctx);
+  ctx.Close();
+  fmt::print("pretrained the demo model in {:.1f} s (final loss {:.3f})\n", Now() - t0,
+             ctx.metrics["final_loss"]);
+  return (dir / "base").string();
+}
 
-  // The variants, each timed over the same batches. "stats only" folds pre-captured
-  // activations (no forward): the cost of the statistics themselves.
-  enum class Run { kForward, kHarvest, kStatsOnly };
-  struct Variant {
-    std::string name;
-    Run run;
-    bool cooc, cv;
-  };
-  const std::vector<Variant> variants = {
+// The variants, each timed over the same batches. "stats only" folds pre-captured activations
+// (no forward): the cost of the statistics themselves.
+enum class Run { kForward, kHarvest, kStatsOnly };
+struct Variant {
+  std::string name;
+  Run run;
+  bool cooc, cv;
+};
+const std::vector<Variant>& Variants() {
+  static const std::vector<Variant> v = {
       {"forward only", Run::kForward, false, false},
       {"harvest: counts, sums, reservoir", Run::kHarvest, false, false},
       {"harvest: + cooc [C,C]", Run::kHarvest, true, false},
       {"harvest: + [C,V] token stats", Run::kHarvest, true, true},
       {"stats only: counts, sums, reservoir", Run::kStatsOnly, false, false},
       {"stats only: + cooc [C,C]", Run::kStatsOnly, true, false}};
-  const auto options = [&](const Variant& v) {
-    Json p = params;
-    p["stats"] = {{"cooc", v.cooc}, {"input_tokens", v.cv}, {"output_tokens", v.cv}};
-    return harvest::MakeOptions(p, model.config(), T, rows, 0);
-  };
-  // Pre-captured batches for the stats-only variants.
+  return v;
+}
+
+// One model, one set of batches (and their pre-captured activations) and one clock shared by
+// every variant, so that the variants run interleaved rep by rep and drifts in machine load
+// cancel in the paired ratios.
+class SpeedBench {
+ public:
+  SpeedBench(const std::string& checkpoint, int64_t batches)
+      : checkpoint_(checkpoint),
+        model_(Model::Load(checkpoint, torch::kCPU)),
+        source_(TokenSource::Synthetic(TaskOfCheckpoint(checkpoint), synth::Split::kHarvest)),
+        batches_(batches),
+        T_(source_.seq_len()) {
+    params_ = HarvestKindConfig().defaults;  // configs/harvest.yaml's params
+    params_["data"]["batch"] = kRows;
+    params_["threshold"] = 0.1;
+    Precapture();
+  }
+
+  // Per rep and variant: CPU and wall seconds; rep 0 warms up and is not counted.
+  void Measure(int64_t reps) {
+    const auto& variants = Variants();
+    cpu_.assign(variants.size(), {});
+    wall_.assign(variants.size(), {});
+    for (int64_t rep = 0; rep < reps + 1; ++rep) {
+      for (size_t j = 0; j < variants.size(); ++j) {
+        const size_t vi = (j + static_cast<size_t>(rep)) % variants.size();
+        const auto [c, w] = Time(variants[vi], rep == 0 && vi == 1);
+        if (rep == 0) continue;
+        cpu_[vi].push_back(c);
+        wall_[vi].push_back(w);
+      }
+    }
+  }
+
+  // Tokens/s per variant and the cost over forward: per-rep ratio to the same rep's
+  // forward-only time, median over reps (paired, so drifts in machine load cancel).
+  void Print(int64_t reps, int threads) const {
+    const auto& variants = Variants();
+    const int64_t tokens = batches_ * kRows * T_;
+    fmt::print(
+        "model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per "
+        "measurement, {} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
+        checkpoint_, 2 * model_.config().intermediate_size, batches_, kRows, T_, tokens, reps,
+        threads, density_);
+    fmt::print(
+        "| variant | tokens/s (CPU time) | tokens/s (wall) | cost over forward (CPU, median "
+        "of per-rep ratios) | (wall) |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < variants.size(); ++i) {
+      std::vector<double> rc, rw;
+      for (size_t r = 0; r < cpu_[i].size(); ++r) {
+        rc.push_back(cpu_[i][r] / cpu_[0][r]);
+        rw.push_back(wall_[i][r] / wall_[0][r]);
+      }
+      // Harvest variants: the extra time over forward; stats only: its whole time.
+      const double off = variants[i].run == Run::kHarvest ? 1.0 : 0.0;
+      const auto cost = [&](const std::vector<double>& r) {
+        return i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (Median(r) - off));
+      };
+      fmt::print("| {} | {:.0f} | {:.0f} | {} | {} |\n", variants[i].name,
+                 static_cast<double>(tokens) / Median(cpu_[i]),
+                 static_cast<double>(tokens) / Median(wall_[i]), cost(rc), cost(rw));
+    }
+  }
+
+ private:
+  static constexpr int64_t kRows = 32;  // rows per batch
   struct Captured {
     std::vector<int32_t> tokens;
     std::vector<int64_t> row_ids;
     torch::Tensor post, pre;
   };
-  std::vector<Captured> captured;
-  {
+
+  harvest::Options Options(const Variant& v) const {
+    Json p = params_;
+    p["stats"] = {{"cooc", v.cooc}, {"input_tokens", v.cv}, {"output_tokens", v.cv}};
+    return harvest::MakeOptions(p, model_.config(), T_, batches_ * kRows, 0);
+  }
+
+  // Both layers' MLP activations of every batch, for the stats-only variants.
+  void Precapture() {
     c10::InferenceMode inference;
     Capture cap;
     cap.Request(CapturePoint::kMlpPost, -1);
     cap.Request(CapturePoint::kMlpPre, -1);
     ForwardOptions fo;
     fo.capture = &cap;
-    const int64_t n = B * T, d = model.config().intermediate_size;
-    for (int64_t b = 0; b < batches; ++b) {
+    const int64_t n = kRows * T_, d = model_.config().intermediate_size;
+    for (int64_t b = 0; b < batches_; ++b) {
       Captured c;
-      c.tokens = source.Rows(b * B, B);
-      for (int64_t r = 0; r < B; ++r) c.row_ids.push_back(b * B + r);
-      model.Forward(TokensTensor(c.tokens, B, T, torch::kCPU), fo);
+      c.tokens = source_.Rows(b * kRows, kRows);
+      for (int64_t r = 0; r < kRows; ++r) c.row_ids.push_back(b * kRows + r);
+      model_.Forward(TokensTensor(c.tokens, kRows, T_, torch::kCPU), fo);
       const auto both = [&](CapturePoint p) {
         return torch::cat({cap.Get(p, 0).reshape({n, d}), cap.Get(p, 1).reshape({n, d})}, 1)
             .contiguous();
       };
       c.post = both(CapturePoint::kMlpPost);
       c.pre = both(CapturePoint::kMlpPre);
-      captured.push_back(std::move(c));
+      captured_.push_back(std::move(c));
     }
   }
 
-  // Per rep and variant: CPU and wall seconds. Cost over forward = per-rep ratio to the same
-  // rep's forward-only time, median over reps (paired, so drifts in machine load cancel).
-  std::vector<std::vector<double>> cpu(variants.size()), wall(variants.size());
-  double density = 0;
-  for (int64_t rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up and is not counted
-    for (size_t j = 0; j < variants.size(); ++j) {
-      const size_t vi = (j + static_cast<size_t>(rep)) % variants.size();
-      const Variant& v = variants[vi];
-      std::unique_ptr<harvest::Accumulators> acc;
-      if (v.run != Run::kForward) acc = std::make_unique<harvest::Accumulators>(options(v));
-      harvest::BatchUpdater updater;
-      const double c0 = CpuNow(), w0 = Now();
-      if (v.run == Run::kForward) {
-        c10::InferenceMode inference;
-        for (int64_t b = 0; b < batches; ++b)
-          (void)model.Forward(TokensTensor(source.Rows(b * B, B), B, T, torch::kCPU));
-      } else if (v.run == Run::kHarvest) {
-        harvest::HarvestBatches(model, source, rows, 0, batches, *acc, updater);
-      } else {
-        for (int64_t b = 0; b < batches; ++b) {
-          const Captured& c = captured[static_cast<size_t>(b)];
-          harvest::BatchView view;
-          view.index = b;
-          view.rows = B;
-          view.tokens = c.tokens.data();
-          view.row_ids = c.row_ids.data();
-          const int64_t width = 2 * model.config().intermediate_size;
-          view.post = {{c.post.data_ptr<float>(), width, width}};
-          view.pre = {{c.pre.data_ptr<float>(), width, width}};
-          updater.Apply(view, *acc);
-        }
-      }
-      const double c1 = CpuNow(), w1 = Now();
-      if (rep == 0 && vi == 1) {
-        double sum = 0;
-        for (double x : harvest::Derive(*acc, 1).firing_density) sum += x;
-        density = sum / static_cast<double>(acc->options.components);
-      }
-      if (rep > 0) {
-        cpu[vi].push_back(c1 - c0);
-        wall[vi].push_back(w1 - w0);
-      }
+  // Runs one variant over every batch: {CPU seconds, wall seconds}. `note_density`: keep the
+  // mean firing density of this run (the printed header's).
+  std::pair<double, double> Time(const Variant& v, bool note_density) {
+    std::unique_ptr<harvest::Accumulators> acc;
+    if (v.run != Run::kForward) acc = std::make_unique<harvest::Accumulators>(Options(v));
+    harvest::BatchUpdater updater;
+    const double c0 = CpuNow(), w0 = Now();
+    if (v.run == Run::kForward) {
+      c10::InferenceMode inference;
+      for (int64_t b = 0; b < batches_; ++b)
+        (void)model_.Forward(TokensTensor(source_.Rows(b * kRows, kRows), kRows, T_, torch::kCPU));
+    } else if (v.run == Run::kHarvest) {
+      harvest::HarvestBatches(model_, source_, batches_ * kRows, 0, batches_, *acc, updater);
+    } else {
+      StatsOnly(*acc, updater);
+    }
+    const double c1 = CpuNow(), w1 = Now();
+    if (note_density) {
+      double sum = 0;
+      for (double x : harvest::Derive(*acc, 1).firing_density) sum += x;
+      density_ = sum / static_cast<double>(acc->options.components);
+    }
+    return {c1 - c0, w1 - w0};
+  }
+
+  void StatsOnly(harvest::Accumulators& acc, harvest::BatchUpdater& updater) const {
+    const int64_t width = 2 * model_.config().intermediate_size;
+    for (int64_t b = 0; b < batches_; ++b) {
+      const Captured& c = captured_[static_cast<size_t>(b)];
+      harvest::BatchView view;
+      view.index = b;
+      view.rows = kRows;
+      view.tokens = c.tokens.data();
+      view.row_ids = c.row_ids.data();
+      view.post = {{c.post.data_ptr<float>(), width, width}};
+      view.pre = {{c.pre.data_ptr<float>(), width, width}};
+      updater.Apply(view, acc);
     }
   }
-  fmt::print(
-      "model: {} (C = {} MLP units), {} batches x {} rows x {} tokens = {} tokens per "
-      "measurement, {} reps (+1 warm-up), {} thread(s); mean firing density {:.3f}\n",
-      checkpoint, 2 * model.config().intermediate_size, batches, B, T, tokens, reps, threads,
-      density);
-  fmt::print(
-      "| variant | tokens/s (CPU time) | tokens/s (wall) | cost over forward (CPU, median "
-      "of per-rep ratios) | (wall) |\n|---|---|---|---|---|\n");
-  for (size_t i = 0; i < variants.size(); ++i) {
-    std::vector<double> rc, rw;
-    for (size_t r = 0; r < cpu[i].size(); ++r) {
-      rc.push_back(cpu[i][r] / cpu[0][r]);
-      rw.push_back(wall[i][r] / wall[0][r]);
-    }
-    // Harvest variants: the extra time over forward; stats only: its whole time.
-    const double off = variants[i].run == Run::kHarvest ? 1.0 : 0.0;
-    fmt::print("| {} | {:.0f} | {:.0f} | {} | {} |\n", variants[i].name,
-               static_cast<double>(tokens) / Median(cpu[i]),
-               static_cast<double>(tokens) / Median(wall[i]),
-               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (Median(rc) - off)),
-               i == 0 ? std::string("—") : fmt::format("{:+.1f}%", 100.0 * (Median(rw) - off)));
+
+  std::string checkpoint_;
+  Model model_;
+  TokenSource source_;
+  Json params_;
+  int64_t batches_, T_;
+  std::vector<Captured> captured_;
+  std::vector<std::vector<double>> cpu_, wall_;
+  double density_ = 0;
+};
+
+int Speed(const std::map<std::string, std::string>& f) {
+  const int threads = static_cast<int>(Int(f, "threads", 1));
+  const int64_t batches = Int(f, "batches", 32), reps = Int(f, "reps", 7);
+  ConfigureTorchProcess(threads);
+  const fs::path dir = fs::temp_directory_path() / fmt::format("harvest_bench_{}", ::getpid());
+  {
+    SpeedBench bench(SpeedCheckpoint(f, dir, threads), batches);
+    bench.Measure(reps);
+    bench.Print(reps, threads);
   }
   fs::remove_all(dir);
   return 0;
