@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 
 #include <cstdint>
-
 #include <set>
 #include <string>
 #include <vector>

@@ -9,10 +9,13 @@
 //     and an unadapted module family exactly 0 (and its complement exactly 1).
 //   * Cells (variant, α ≠ 0) are evaluated batched without touching the base weights: the rows of
 //     C cells are stacked cell-major into one [C·rows, T] batch, and a LinearAdapter multiplies
-//     each cell's rows by its own merged weight W + α·delta, one bmm per (layer, fused group)
-//     that some cell changes (a dense delta added beside the base GEMM would double the cost);
-//     untouched groups run the plain GEMM. Nothing is edited, so nothing needs restoring, and
-//     the merged weights match lora_steer's WeightEdit evaluation to float rounding.
+//     each cell's rows by its own merged weight W + α·delta (summed in float32, rounded once to
+//     the compute dtype), one GEMM per cell for each (layer, fused group) that some cell
+//     changes (a dense delta added beside the base GEMM would double the cost); untouched
+//     groups run the plain GEMM over the whole batch. Each cell's GEMM is the model's own
+//     BaseLinear on the merged weight, the op lora_steer's WeightEdit evaluation runs, so a
+//     bf16 ablation reproduces its bf16 steer shard's logratios (0 difference in the tests), not
+//     only to bf16 rounding. Nothing is edited, so nothing needs restoring.
 //   * Every keep has its drop computed independently (the complementary SVD components, the
 //     complementary tensor set), so keep + drop = full is a real check of the crops; the runner
 //     fails the shard when any pair is off by more than 1e-5 (relative, per tensor).
