@@ -182,11 +182,15 @@ class CellAdapter final : public LinearAdapter {
     if (it == stacks_.end()) return BaseLinear(x, weight, bias, residual);
     TORCH_CHECK(x.size(0) % cells_ == 0, "ablation: batch of ", x.size(0), " rows is not ", cells_,
                 " cells");
-    Tensor y = torch::bmm(x.reshape({cells_, -1, x.size(1)}), it->second.transpose(1, 2))
-                   .view({x.size(0), -1});
-    if (residual.defined()) y.add_(residual);
-    if (bias.defined()) y.add_(bias);
-    return y;
+    // Per cell, the base model's own op on the merged weight: the same kernels and the same
+    // rounding order as lora_steer's WeightEdit evaluation (bit-equal on a bf16 model too).
+    const int64_t n = x.size(0) / cells_;
+    std::vector<Tensor> ys;
+    ys.reserve(static_cast<size_t>(cells_));
+    for (int64_t k = 0; k < cells_; ++k)
+      ys.push_back(BaseLinear(x.narrow(0, k * n, n), it->second[k], bias,
+                              residual.defined() ? residual.narrow(0, k * n, n) : residual));
+    return torch::cat(ys);
   }
 
  private:
@@ -523,7 +527,8 @@ void RunDwAblation(ShardContext& ctx) {
   const Json& p = ctx.params();
   const InputArtifact& steer = SteerInput(ctx.task());
   const std::string base_dir = ResolveAblationBase(ctx.task(), p.at("base").get<std::string>());
-  Model model = Model::Load(base_dir, torch::Device(ctx.device()));
+  // model.dtype: the base's compute dtype; variants, deltas and scores stay float32.
+  Model model = Model::Load(base_dir, torch::Device(ctx.device()), AblationDtype(p));
   const DeltaMap dw = ReadSteeringDelta(steer.path, &model);
   // A text steer shard's own eval rows, or the synthetic rows it scored.
   auto text_rows = ReadTextEvalSet(steer.path);
@@ -613,6 +618,7 @@ void RunDwAblation(ShardContext& ctx) {
   out.Write(ablation_layout::kManifestRetained, retained);
   out.Attr("/", "target", std::string("dw"));
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "model_dtype", std::string(ComputeDtypeName(model.dtype())));
   out.Attr("/", "steer_shard", steer.key.id().str());
   out.Attr("/", "steer_file", steer.path);
   out.Attr("/", "alpha_meaning",
@@ -645,6 +651,10 @@ std::string ResolveAblationBase(const ShardTaskView& task, const std::string& ex
         in.path, dir ? "'" + *dir + "' has no config.json" : "is missing"));
   }
   return ResolveBaseCheckpoint(task, explicit_dir);  // throws, saying what it looked at
+}
+
+torch::ScalarType AblationDtype(const Json& params) {
+  return ParseComputeDtype(params.at("model").at("dtype").get<std::string>());
 }
 
 void CheckTaskFits(const synth::TaskSpec& task, const Model& model, const std::string& dir) {

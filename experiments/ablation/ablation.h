@@ -18,7 +18,9 @@
 // target: heads — attention-head ablation of the base model (`needs: base`, a pretrain shard,
 //   or params.base): zero each head's attention·V before o_proj through the model's per-head
 //   multiplier and score ΔCE, KL to the base and top-1 changes on task rows, plus each head's
-//   previous-token and induction scores from the unablated model's attention pattern.
+//   previous-token and induction scores from the unablated model's attention pattern. The rows
+//   are the synthetic task's, or (data.source text) windows of the user's corpus with induction
+//   rows repeating each window's first half; the shard stores them (eval/…).
 //
 // Base checkpoint, in order: params.base; else the needed pretrain shard's artifact; else (dw)
 // the steer shard file's `base_checkpoint` attribute.
@@ -31,6 +33,9 @@
 //   lenses:  [module, layer, svd, base_svd]   dw: variant families beyond the anchors
 //   batch:   {rows: 4096, cells: 64}   most (cell × row) rows per forward; most cells per forward
 //   heads:   {task_rows: 256, induction_rows: 128}
+//   model:   {dtype: float32}     compute dtype of the base, float32 | bfloat16 (docs/models.md)
+//   data:    {source: synthetic, path, tokenizer, column: text, window: 128, digest}
+//            heads: synthetic rows, or (text) a corpus checked and hashed at plan time
 #pragma once
 
 #include "core/kinds.h"

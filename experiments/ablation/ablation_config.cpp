@@ -1,17 +1,47 @@
 // The config half of kind `ablation` (no LibTorch).
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "experiments/ablation/ablation.h"
 #include "experiments/ablation/layout.h"
+#include "experiments/data/text_data.h"
+#include "experiments/model/train_params.h"
 
 namespace seedgrid {
 namespace {
 
 namespace L = ablation_layout;
+
+// data: the rows of target heads (the synthetic task's, or windows of a text corpus).
+void CheckHeadData(const Json& p, std::vector<std::string>& problems) {
+  const Json& data = p.at("data");
+  const auto source = data.at("source").get<std::string>();
+  if (source != "synthetic" && source != "text")
+    problems.push_back(fmt::format("data.source: '{}' is not synthetic or text", source));
+  if (data.at("window").get<int64_t>() < 4)
+    problems.push_back("data.window: must be >= 4 (induction rows repeat its first half)");
+  if (data.at("digest") != "")
+    problems.push_back(
+        "data.digest: set by seedgrid from the data files; do not set it in the spec");
+  if (p.at(data::kDataDirParam) != "")
+    problems.push_back(std::string(data::kDataDirParam) + ": set by seedgrid; do not set it");
+}
+
+// target heads with data.source text: the corpus and tokenizer checked (file:line) and hashed
+// into data.digest by pretrain's own resolution. Its tokenizer-against-vocabulary check needs
+// the base model, which a needed pretrain shard only makes at run time: the runner checks it.
+std::vector<std::string> ResolveHeadCorpus(Json& params, const KindConfig::StageContext& stage) {
+  if (params.at("target") != "heads" || params.at("data").at("source") != "text") return {};
+  Json view = {{"data", params.at("data")}, {"model", {{"vocab_size", INT64_MAX}}}};
+  auto problems = data::ResolveCorpus(view, stage.spec_dir);
+  params["data"]["digest"] = view["data"]["digest"];
+  params[data::kDataDirParam] = view[data::kDataDirParam];
+  return problems;
+}
 
 std::vector<std::string> ValidateAblation(const Json& p) {
   std::vector<std::string> problems;
@@ -52,6 +82,8 @@ std::vector<std::string> ValidateAblation(const Json& p) {
   for (const char* k : {"task_rows", "induction_rows"})
     if (p.at("heads").at(k).get<int64_t>() < 1)
       problems.push_back(fmt::format("heads.{}: must be >= 1", k));
+  CheckModelLoad(p.at("model"), problems);
+  CheckHeadData(p, problems);
   return problems;
 }
 
@@ -94,8 +126,11 @@ KindReport AblationReport() {
 
 // The params a config does not use (KindConfig::inapplicable): each target reads its own.
 std::vector<std::string> InapplicableAblation(const Json& params) {
-  if (params.at("target") == "heads") return {"alphas", "rows", "lenses", "batch.cells"};
-  return {"heads"};
+  if (params.at("target") != "heads") return {"heads", "data"};
+  std::vector<std::string> out = {"alphas", "rows", "lenses", "batch.cells"};
+  if (params.at("data").at("source") == "synthetic")
+    out.insert(out.end(), {"data.path", "data.tokenizer", "data.column", "data.window"});
+  return out;
 }
 
 }  // namespace
@@ -114,6 +149,15 @@ KindConfig AblationKindConfig() {
       {"lenses", {"module", "layer", "svd", "base_svd"}},
       {"batch", {{"rows", 4096}, {"cells", 64}}},
       {"heads", {{"task_rows", 256}, {"induction_rows", 128}}},
+      {"model", ModelLoadDefaults()},
+      {"data",
+       {{"source", "synthetic"},
+        {"path", ""},
+        {"tokenizer", ""},
+        {"column", "text"},
+        {"window", 128},
+        {"digest", ""}}},
+      {data::kDataDirParam, ""},
   };
   k.validate = ValidateAblation;
   k.inapplicable = InapplicableAblation;
@@ -125,9 +169,20 @@ KindConfig AblationKindConfig() {
       {"lenses", "dw: variant families beyond the anchors (module, layer, svd, base_svd)"},
       {"batch.rows", "most rows in one forward"},
       {"batch.cells", "dw: most (variant, α) cells in one forward"},
-      {"heads.task_rows", "heads: pretraining-mix rows"},
-      {"heads.induction_rows", "heads: repeated random halves"},
+      {"heads.task_rows", "heads: pretraining-mix rows, or most text windows"},
+      {"heads.induction_rows", "heads: repeated halves (random, or of the first text windows)"},
+      {"model.dtype", "compute dtype of the base model: float32 or bfloat16 (docs/models.md)"},
+      {"data.source", "heads: synthetic (the task's rows) or text (windows of data.path)"},
+      {"data.path", "heads, source text: the corpus (.txt, .jsonl or .csv; docs/data.md)"},
+      {"data.tokenizer", "heads, source text: directory of tokenizer.json"},
+      {"data.column", "heads, source text: the text column of a JSONL/CSV corpus"},
+      {"data.window",
+       "heads, source text: tokens per window (induction rows: its first half twice)"},
+      {"data.digest", "set at plan time: SHA-256 of the corpus and tokenizer files"},
+      {"data_dir", "set at plan time: the spec's directory (not part of the shard id)"},
   };
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = ResolveHeadCorpus;
   k.starter_stages =
       "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n"
       "  - name: steer\n    kind: lora_steer\n    needs: base\n"

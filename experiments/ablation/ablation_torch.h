@@ -9,10 +9,13 @@
 //     and an unadapted module family exactly 0 (and its complement exactly 1).
 //   * Cells (variant, α ≠ 0) are evaluated batched without touching the base weights: the rows of
 //     C cells are stacked cell-major into one [C·rows, T] batch, and a LinearAdapter multiplies
-//     each cell's rows by its own merged weight W + α·delta, one bmm per (layer, fused group)
-//     that some cell changes (a dense delta added beside the base GEMM would double the cost);
-//     untouched groups run the plain GEMM. Nothing is edited, so nothing needs restoring, and
-//     the merged weights match lora_steer's WeightEdit evaluation to float rounding.
+//     each cell's rows by its own merged weight W + α·delta (summed in float32, rounded once to
+//     the compute dtype), one GEMM per cell for each (layer, fused group) that some cell
+//     changes (a dense delta added beside the base GEMM would double the cost); untouched
+//     groups run the plain GEMM over the whole batch. Each cell's GEMM is the model's own
+//     BaseLinear on the merged weight, the op lora_steer's WeightEdit evaluation runs, so a
+//     bf16 ablation reproduces its bf16 steer shard's logratios (0 difference in the tests), not
+//     only to bf16 rounding. Nothing is edited, so nothing needs restoring.
 //   * Every keep has its drop computed independently (the complementary SVD components, the
 //     complementary tensor set), so keep + drop = full is a real check of the crops; the runner
 //     fails the shard when any pair is off by more than 1e-5 (relative, per tensor).
@@ -99,25 +102,50 @@ EvalResult EvaluateVariants(const Model& model, const synth::RowBatch& rows,
 // ---- Head ablation -----------------------------------------------------------------------
 
 struct HeadOptions {
-  int64_t task_rows = 256;       // pretraining-mix rows of split kPretrainEval
-  int64_t induction_rows = 128;  // repeated random halves, split kNeutral
+  int64_t task_rows = 256;       // synthetic: pretraining-mix rows of split kPretrainEval; text:
+                                 // most windows of the corpus
+  int64_t induction_rows = 128;  // synthetic: repeated random halves, split kNeutral; text: most
+                                 // windows whose first half is repeated
   int64_t batch_rows = 256;      // rows per forward
   std::function<void(int64_t done, int64_t total)> progress;
 };
 
+// The rows heads are scored on, as the shard stores them (eval/…, docs/ablation.md), so any score
+// can be recomputed from the file alone.
+//   task       [rows, seq_len] token ids, counted [rows, seq_len − 1]: 1 where the next-token loss
+//              of position t (predicting token t+1) enters dce
+//   induction  [induction_rows, induction_len] token ids whose token p repeats token p − period
+struct HeadEvalSet {
+  std::vector<int32_t> task;
+  int64_t rows = 0, seq_len = 0;
+  std::vector<int32_t> counted;
+  std::vector<int32_t> induction;
+  int64_t induction_rows = 0, induction_len = 0, period = 0;
+};
+// The synthetic task's rows: the answer of dilemma rows and the repeated half of induction rows
+// are counted; the induction rows are the task's repeated random halves.
+HeadEvalSet SyntheticHeadRows(const synth::TaskSpec& task, const HeadOptions& options);
+// A token stream cut into non-overlapping windows of `window` tokens (the rest dropped): the
+// first task_rows windows with every position counted, and the first induction_rows windows'
+// first ⌊window/2⌋ tokens written twice. Throws when the stream is shorter than one window.
+HeadEvalSet TextHeadRows(const std::vector<int32_t>& stream, int64_t window,
+                         const HeadOptions& options, const std::string& origin);
+
 // Per head, [L, H] row-major, float64.
-//   dce          CE(head zeroed) − CE(base) over the task positions of the task rows: the
-//                answer of dilemma rows, the repeated half of induction rows
+//   dce          CE(head zeroed) − CE(base) over the counted positions of the task rows
 //   kl           KL(base ‖ head zeroed), mean over every position of the task rows
 //   top1_changed fraction of those positions whose argmax token changes
 //   prev_token   mean attention of query p to key p−1 (p >= 1) on the task rows, unablated
 //   induction    mean attention of query p to key p−m+1 (p >= m+1, m the period) on the
 //                induction rows, unablated: the token after the earlier copy of token p
+// Attention and log-probabilities are summed in float32 or wider whatever the compute dtype.
 struct HeadScores {
   int64_t layers = 0, heads = 0;
   std::vector<double> dce, kl, top1_changed, prev_token, induction;
   double base_ce = 0;
 };
+HeadScores ScoreHeads(const Model& model, const HeadEvalSet& rows, const HeadOptions& options);
+// The synthetic task's rows (CheckTaskFits first).
 HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const HeadOptions& options);
 
 // ---- Runner helpers ----------------------------------------------------------------------
@@ -125,6 +153,8 @@ HeadScores ScoreHeads(const Model& model, const synth::TaskSpec& task, const Hea
 // The base checkpoint: params.base when set, else the needed pretrain shard's artifact, else the
 // `base_checkpoint` attribute of the needed lora_steer shard's file. Throws saying what it saw.
 std::string ResolveAblationBase(const ShardTaskView& task, const std::string& explicit_dir);
+// params.model.dtype as a compute dtype (Model::Load; float32 | bfloat16).
+torch::ScalarType AblationDtype(const Json& params);
 // Throws when the synthetic task does not fit the model (vocabulary, context).
 void CheckTaskFits(const synth::TaskSpec& task, const Model& model, const std::string& dir);
 

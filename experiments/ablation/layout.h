@@ -26,5 +26,9 @@ inline constexpr char kHeadsKl[] = "heads/kl";
 inline constexpr char kHeadsTop1Changed[] = "heads/top1_changed";
 inline constexpr char kHeadsPrevToken[] = "heads/prev_token";
 inline constexpr char kHeadsInduction[] = "heads/induction";
+// The rows the heads were scored on (ablation_torch.h HeadEvalSet): int32 token ids, int32 0/1.
+inline constexpr char kHeadsEvalTokens[] = "eval/tokens";               // [R, T]
+inline constexpr char kHeadsEvalCounted[] = "eval/counted";             // [R, T-1]
+inline constexpr char kHeadsEvalInduction[] = "eval/induction_tokens";  // [RI, 2m]
 
 }  // namespace seedgrid::ablation_layout

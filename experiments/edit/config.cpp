@@ -6,6 +6,7 @@
 
 #include "experiments/edit/edit.h"
 #include "experiments/edit/layout.h"
+#include "experiments/model/train_params.h"
 
 namespace seedgrid {
 namespace {
@@ -68,6 +69,7 @@ std::vector<std::string> ValidateEdit(const Json& params) {
       global.at("path").get<std::string>().empty())
     p.push_back("global.path: required when global.source is file");
   CheckMin(global.at("rows"), "global.rows", 1, p);
+  CheckModelLoad(params.at("model"), p);
   return p;
 }
 
@@ -135,6 +137,7 @@ KindConfig EditKindConfig() {
         {"rows", 512},
         {"component", 0}}},
       {"global", {{"source", "synthetic"}, {"path", ""}, {"dataset", "tokens"}, {"rows", 32}}},
+      {"model", ModelLoadDefaults()},
   };
   k.validate = ValidateEdit;
   k.param_docs = {
@@ -162,6 +165,7 @@ KindConfig EditKindConfig() {
       {"global.path", "global.source file: the token HDF5"},
       {"global.dataset", "global.source file: the dataset in that file"},
       {"global.rows", "rows of the generic batch"},
+      {"model.dtype", "compute dtype of the base model: float32 or bfloat16 (docs/models.md)"},
   };
   k.starter_stages = "  - name: base\n    kind: pretrain\n    params: {train: {steps: 20}}\n";
   k.starter_keys = "    needs: base\n";

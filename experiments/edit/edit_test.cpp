@@ -293,5 +293,26 @@ TEST_F(EditRun, ALayerTheModelDoesNotHaveIsAClearError) {
   }
 }
 
+// Issue 16 point 3: model.dtype bfloat16 edits a bf16 base with float32 rank-1 factors (trained,
+// with their AdamW state, in float32 as LoraAdapter keeps them): the written B carries more than
+// bf16's 8 significant bits, and the edit still learns.
+TEST_F(EditRun, Bfloat16BaseKeepsFloat32FactorsAndLearnsTheEdit) {
+  TestShardContext ctx(EditKindConfig(), Params(0.0, {{"model", {{"dtype", "bfloat16"}}}}), 0);
+  RunEdit(ctx);
+  const std::string path = ctx.Finish();
+  EXPECT_EQ(H5Reader(path).AttrString("/", "model_dtype"), "bfloat16");
+  const std::string weight = HfWeightName(0, ModuleKind::kDown);
+  const auto b = torch::tensor(Read<float>(path, std::string(L::kAdapter) + "/" + weight + "/B"));
+  const auto as_bf16 = b.to(torch::kBFloat16).to(torch::kFloat32);
+  const auto finer = b.ne(as_bf16).sum().item<int64_t>();
+  std::cout << finer << " of " << b.numel() << " B values are not bf16 values\n";
+  EXPECT_GT(finer, b.numel() / 2);
+  EXPECT_GT(ctx.metrics.at(L::kPTarget), 0.95);
+  EXPECT_LT(ctx.metrics.at(L::kPTargetBase), 0.8);
+  TestShardContext fp(EditKindConfig(), Params(0.0), 0);
+  RunEdit(fp);
+  EXPECT_EQ(H5Reader(fp.Finish()).AttrString("/", "model_dtype"), "float32");
+}
+
 }  // namespace
 }  // namespace seedgrid

@@ -317,7 +317,10 @@ void RunEdit(ShardContext& ctx) {
   at::set_num_threads(std::max(1, ctx.threads()));
   const Settings s = ReadSettings(p);
   const std::string base_dir = ResolveBaseCheckpoint(ctx.task(), p.at("base").get<std::string>());
-  const Model model = Model::Load(base_dir, torch::Device(ctx.device()));
+  // model.dtype: the base's compute dtype; the rank-1 factors, their gradients and AdamW's
+  // moments stay float32 (LoraAdapter), as lora_steer's adapters do.
+  const Model model = Model::Load(base_dir, torch::Device(ctx.device()),
+                                  ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const int64_t vocab = model.config().vocab_size;
   const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
   edit::Windows windows = edit::SplitWindows(FireWindows(ctx, task, vocab), s.n_eval, s.n_train);
@@ -343,6 +346,7 @@ void RunEdit(ShardContext& ctx) {
   t.adapter->WriteFactors(out, L::kAdapter);
   const std::string weight = HfWeightName(s.layer, s.module);
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
+  out.Attr("/", "model_dtype", std::string(ComputeDtypeName(model.dtype())));
   out.Attr("/", "weight", weight);
   out.Attr("/", "fire_source", p.at("fire").at("source").get<std::string>());
   out.Attr("/", "lambda", s.lambda);

@@ -4,18 +4,24 @@
 #include "experiments/ablation/ablation.h"
 
 #include <fmt/format.h>
+#include <gmock/gmock.h>
+
 #include <gtest/gtest.h>
+#include <fstream>
 
 #include <cmath>
 #include <regex>
 #include <set>
 
+#include "core/spec.h"
 #include "experiments/ablation/ablation_torch.h"
+#include "experiments/all_kinds.h"
 #include "experiments/lora_steer/lora_steer.h"
 #include "experiments/lora_steer/runner.h"
 #include "experiments/model/runtime_env.h"
 #include "experiments/pretrain/pretrain.h"
 #include "tests/experiments/test_context.h"
+#include "text/unicode.h"
 
 namespace seedgrid {
 namespace {
@@ -437,6 +443,268 @@ TEST_F(Ablation, HeadsRunnerWritesLayerByHeadArrays) {
   const auto prev = r.Read<double>("heads/prev_token");
   EXPECT_EQ(std::max_element(prev.begin(), prev.end()) - prev.begin(), 6);
   EXPECT_EQ(r.AttrString("/", "target"), "heads");
+}
+
+// ---- bfloat16 bases (issue 16 point 3) ----------------------------------------------------
+
+Tensor VariantLogratio(const H5Reader& r, const std::string& variant) {
+  Shape shape;
+  auto v = r.Read<float>("variants/" + variant + "/logratio", &shape);
+  return torch::tensor(v).view({shape[0], shape[1]});
+}
+
+// model.dtype bfloat16: the ablation of a float32 steer shard on a bf16 base stays within bf16
+// precision of the same ablation on the float32 base, and the ablation of a bf16 steer shard
+// reproduces that shard's own logratios at full dW.
+//
+// The bound: at α = 0 both runs score the unsteered base, so E0 = max over rows of |logratio
+// (bf16) − logratio(float32)| at α = 0 is what bf16 rounding (8 significant bits: weights rounded
+// once at load, every GEMM output and residual sum rounded) does to this model's logratios on
+// these rows. At α = 1 the bf16 run's weights are round(W + α·delta), rounded once exactly like
+// round(W), of the same magnitude (‖dW‖ ≪ ‖W‖) and through the same rounded activations: the same
+// kind and size of error, so every variant's logratio is within 2·E0 of the float32 run's (2:
+// the maximum over 32 rows of a second, independent rounding pattern), and its steer_delta, a
+// difference of the α = 1 and α = 0 row means, within 2·E0 + E0 = 3·E0.
+TEST_F(Ablation, DwOnABfloat16BaseStaysWithinBf16PrecisionAndReproducesItsSteerShard) {
+  TempDir dir;
+  const std::string base = SaveModel(RandomModel(0.02), dir);
+  const Json steer_params = {{"base", base},
+                             {"targets", {{"modules", {"q", "k", "v", "o", "up", "down"}}}},
+                             {"train", {{"steps", 12}}},
+                             {"data", {{"n_train", 64}, {"n_eval", 32}, {"n_kl", 8}}},
+                             {"eval", {{"alphas", {0.0, 1.0}}}}};
+  const Json bf16 = {{"model", {{"dtype", "bfloat16"}}}};
+  Json steer_bf16_params = steer_params;
+  steer_bf16_params.merge_patch(bf16);
+  TestShardContext steer32(LoraSteerKindConfig(), steer_params, 3);
+  TestShardContext steer16(LoraSteerKindConfig(), steer_bf16_params, 3);
+  RunLoraSteer(steer32);
+  RunLoraSteer(steer16);
+  steer32.Finish();
+  steer16.Finish();
+
+  TestShardContext a32(AblationKindConfig(), Json::object(), 3, {steer32.AsInput()});
+  TestShardContext a16(AblationKindConfig(), bf16, 3, {steer32.AsInput()});
+  TestShardContext own16(AblationKindConfig(), bf16, 3, {steer16.AsInput()});
+  RunAblation(a32);
+  RunAblation(a16);
+  RunAblation(own16);
+
+  // The bf16 ablation of a bf16 steer shard: the steer shard's own numbers.
+  std::cout << "bf16 ablation vs its bf16 steer shard: max |Δlogratio| "
+            << own16.metrics.at("full_vs_steer_max_abs") << "\n";
+  EXPECT_LT(own16.metrics.at("full_vs_steer_max_abs"), 1e-4);
+  EXPECT_NEAR(own16.metrics.at("steer_delta.full"), steer16.metrics.at("steer_delta"), 1e-4);
+  EXPECT_EQ(H5Reader(own16.Finish()).AttrString("/", "model_dtype"), "bfloat16");
+
+  const H5Reader r32(a32.Finish()), r16(a16.Finish());
+  EXPECT_EQ(r32.AttrString("/", "model_dtype"), "float32");
+  EXPECT_EQ(r16.AttrString("/", "model_dtype"), "bfloat16");
+  const double e0 = (VariantLogratio(r16, "zero")[0] - VariantLogratio(r32, "zero")[0])
+                        .abs()
+                        .max()
+                        .item<double>();
+  EXPECT_GT(e0, 0.0);  // the bf16 run really computes in bf16
+  double worst_ratio = 0;
+  for (const auto& name : r32.ReadStrings("manifest/variant")) {
+    const double d =
+        (VariantLogratio(r16, name)[1] - VariantLogratio(r32, name)[1]).abs().max().item<double>();
+    worst_ratio = std::max(worst_ratio, d / e0);
+    EXPECT_LE(d, 2 * e0) << name;
+    EXPECT_LE(
+        std::abs(a16.metrics.at("steer_delta." + name) - a32.metrics.at("steer_delta." + name)),
+        3 * e0)
+        << name;
+  }
+  std::cout << "bf16 vs float32 base: E0 " << e0 << ", worst variant error " << worst_ratio
+            << "·E0; steer_delta.full " << a16.metrics.at("steer_delta.full") << " vs "
+            << a32.metrics.at("steer_delta.full") << "\n";
+  EXPECT_EQ(a16.metrics.at("retained.full"), 1.0);
+  EXPECT_EQ(a16.metrics.at("retained.zero"), 0.0);
+}
+
+TEST_F(Ablation, HeadsOnABfloat16BaseFindThePlantedHead) {
+  TempDir dir;
+  const std::string base = SaveModel(PlantedPrevTokenModel(), dir);
+  const Json params = {{"target", "heads"},
+                       {"heads", {{"task_rows", 32}, {"induction_rows", 16}}},
+                       {"model", {{"dtype", "bfloat16"}}}};
+  TestShardContext ctx(AblationKindConfig(), params, 0, {PretrainInput(base)});
+  RunAblation(ctx);
+  EXPECT_GT(ctx.metrics.at("max_prev_token"), 0.95);
+  H5Reader r(ctx.Finish());
+  EXPECT_EQ(r.AttrString("/", "model_dtype"), "bfloat16");
+  const auto prev = r.Read<double>("heads/prev_token");
+  EXPECT_EQ(std::max_element(prev.begin(), prev.end()) - prev.begin(), 6);
+}
+
+// ---- head ablation on a text file (issue 17 point 3) ------------------------------------
+
+namespace fs = std::filesystem;
+
+void WriteText(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// A byte-level tokenizer.json with no merges: every byte of the text is one token, its value.
+void WriteByteTokenizer(const fs::path& dir) {
+  fs::create_directories(dir);
+  Json vocab = Json::object();
+  for (int i = 0; i < 256; ++i) vocab[text::ByteToUnicode()[static_cast<size_t>(i)]] = i;
+  const Json level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  WriteText(dir / "tokenizer.json",
+            Json{{"normalizer", nullptr},
+                 {"pre_tokenizer", level},
+                 {"post_processor", nullptr},
+                 {"decoder", level},
+                 {"added_tokens", Json::array()},
+                 {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array()}}}}
+                .dump());
+}
+
+constexpr char kCorpus[] =
+    "The cat sat on the mat.\n"
+    "A dog ran after the cat, and the cat ran up a tree.\n"
+    "Then the dog sat down under the tree and waited.\n";
+
+Tensor NextTokenNll(const Tensor& logp, const Tensor& tokens) {
+  const int64_t T = tokens.size(1);
+  return -logp.narrow(1, 0, T - 1).gather(-1, tokens.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1);
+}
+
+// Head scores on windows of a text file: the stored windows are the corpus's own tokens, and
+// head (1, 2)'s dce, kl and top1_changed equal a recomputation that zeroes the head by hand (its
+// columns of o_proj, not the model's head multiplier).
+TEST_F(Ablation, HeadScoresOnATextFileEqualAHandRecomputation) {
+  TempDir dir;
+  WriteByteTokenizer(dir.path() / "tok");
+  WriteText(dir.path() / "corpus.txt", kCorpus);
+  Json mp = ModelConfig::ModelParamDefaults();
+  mp["vocab_size"] = 256;
+  Model random(ModelConfig::FromParams(mp), torch::kCPU);
+  random.InitRandom(11, 0.2);
+  const std::string base = SaveModel(random, dir);
+  const Json params = {{"target", "heads"},
+                       {"data",
+                        {{"source", "text"},
+                         {"path", (dir.path() / "corpus.txt").string()},
+                         {"tokenizer", (dir.path() / "tok").string()},
+                         {"window", 16}}},
+                       {"heads", {{"task_rows", 5}, {"induction_rows", 3}}},
+                       {"batch", {{"rows", 3}}}};  // two task batches
+  TestShardContext ctx(AblationKindConfig(), params, 0, {PretrainInput(base)});
+  RunAblation(ctx);
+  EXPECT_EQ(ctx.last_step, ctx.last_total);
+  H5Reader r(ctx.Finish());
+  EXPECT_EQ(r.AttrString("heads", "data_source"), "text");
+
+  // The eval set: the corpus's bytes in windows of 16; induction rows: each window's first 8
+  // bytes twice.
+  Shape shape, ind_shape;
+  const auto tokens = r.Read<int64_t>("eval/tokens", &shape);
+  ASSERT_EQ(shape, (Shape{5, 16}));
+  for (size_t i = 0; i < tokens.size(); ++i)
+    ASSERT_EQ(tokens[i], static_cast<unsigned char>(kCorpus[i])) << i;
+  const auto counted = r.Read<int32_t>("eval/counted", &shape);
+  EXPECT_EQ(shape, (Shape{5, 15}));
+  EXPECT_TRUE(std::all_of(counted.begin(), counted.end(), [](int32_t c) { return c == 1; }));
+  const auto ind = r.Read<int64_t>("eval/induction_tokens", &ind_shape);
+  ASSERT_EQ(ind_shape, (Shape{3, 16}));
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t j = 0; j < 8; ++j) {
+      EXPECT_EQ(ind[i * 16 + j], static_cast<unsigned char>(kCorpus[i * 16 + j]));
+      EXPECT_EQ(ind[i * 16 + j + 8], ind[i * 16 + j]);
+    }
+  EXPECT_EQ(r.AttrInt("eval/induction_tokens", "period"), 8);
+
+  // Independently: CE, KL and argmax of the saved model with head (1, 2) zeroed by hand.
+  torch::NoGradGuard no_grad;
+  const Model loaded = Model::Load(base, torch::kCPU);
+  Model zeroed = Model::Load(base, torch::kCPU);
+  const int64_t D = zeroed.config().hidden_size / zeroed.config().num_attention_heads;
+  zeroed.Weight(HfWeightName(1, ModuleKind::kO)).narrow(1, 2 * D, D).zero_();
+  const auto t = torch::tensor(tokens).view({5, 16});
+  const auto logp = torch::log_softmax(loaded.Forward(t), -1);
+  const auto logq = torch::log_softmax(zeroed.Forward(t), -1);
+  const double ce = NextTokenNll(logp, t).mean().item<double>();
+  const double dce = NextTokenNll(logq, t).mean().item<double>() - ce;
+  const double kl = (logp.exp() * (logp - logq)).sum(-1).mean().item<double>();
+  const double top1 = logp.argmax(-1).ne(logq.argmax(-1)).to(torch::kFloat64).mean().item<double>();
+  const size_t head = 1 * 4 + 2;
+  EXPECT_GT(kl, 1e-4);  // the head matters: the comparison is not of zeros
+  EXPECT_NEAR(r.Read<double>("heads/dce")[head], dce, 1e-5);
+  EXPECT_NEAR(r.Read<double>("heads/kl")[head], kl, 1e-6);
+  EXPECT_NEAR(r.Read<double>("heads/top1_changed")[head], top1, 1e-12);
+  EXPECT_NEAR(*r.AttrDouble("heads", "base_ce"), ce, 1e-5);
+  EXPECT_NEAR(ctx.metrics.at("base_ce"), ce, 1e-5);
+}
+
+// The base model's vocabulary is only known at run time: a tokenizer whose ids it cannot embed is
+// a clear error there.
+TEST_F(Ablation, HeadsOnATextFileWithATokenizerTooLargeForTheModelSaySo) {
+  TempDir dir;
+  WriteByteTokenizer(dir.path() / "tok");
+  WriteText(dir.path() / "corpus.txt", kCorpus);
+  const std::string small = SaveModel(RandomModel(), dir);  // vocabulary 48
+  const Json params = {{"target", "heads"},
+                       {"data",
+                        {{"source", "text"},
+                         {"path", (dir.path() / "corpus.txt").string()},
+                         {"tokenizer", (dir.path() / "tok").string()},
+                         {"window", 8}}}};
+  TestShardContext ctx(AblationKindConfig(), params, 0, {PretrainInput(small)});
+  try {
+    RunAblation(ctx);
+    FAIL() << "expected a throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("256 tokens but the base model's vocabulary is 48"));
+  }
+}
+
+std::string PlanProblems(const fs::path& spec) {
+  try {
+    LoadSpec(spec.string(), {}, AllKinds());
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string HeadsSpec(const std::string& data) {
+  return "name: t\nstages:\n  - name: heads\n    kind: ablation\n    seeds: 1\n    params:\n"
+         "      target: heads\n      base: /nowhere\n      data: " +
+         data + "\n";
+}
+
+// Plan time: a missing corpus, a missing column and a bad window are spec errors (exit 2) naming
+// the file and line; the corpus's content is in the shard id.
+TEST(AblationConfig, HeadsOnTextAreCheckedAtPlanTimeAndHashedIntoTheId) {
+  TempDir d;
+  WriteByteTokenizer(d.path() / "tok");
+  WriteText(d.path() / "corpus.jsonl", "{\"body\": \"one line\"}\n{\"body\": \"two\"}\n");
+  const auto spec = d.path() / "spec.yaml";
+  WriteText(spec, HeadsSpec("{source: text, path: missing.txt, tokenizer: tok}"));
+  std::string p = PlanProblems(spec);
+  EXPECT_NE(p.find("data.path: "), std::string::npos) << p;
+  EXPECT_NE(p.find(d.str() + "/missing.txt"), std::string::npos) << p;
+  EXPECT_NE(p.find("spec.yaml:"), std::string::npos) << p;
+  WriteText(spec, HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: tok, window: 2}"));
+  p = PlanProblems(spec);
+  EXPECT_NE(p.find(d.str() + "/corpus.jsonl:1: no column 'text'"), std::string::npos) << p;
+  EXPECT_NE(p.find("data.window: must be >= 4"), std::string::npos) << p;
+  WriteText(spec,
+            HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: nowhere, column: body}"));
+  EXPECT_NE(PlanProblems(spec).find("data.tokenizer: "), std::string::npos);
+
+  WriteText(spec, HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: tok, column: body}"));
+  EXPECT_EQ(PlanProblems(spec), "");
+  const auto id = [&] {
+    return ExpandSpec(LoadSpec(spec.string(), {}, AllKinds()), AllKinds()).shards.at(0).key.id();
+  };
+  const auto before = id();
+  EXPECT_EQ(id(), before);
+  WriteText(d.path() / "corpus.jsonl", "{\"body\": \"one line\"}\n{\"body\": \"three\"}\n");
+  EXPECT_NE(id(), before);
 }
 
 }  // namespace
