@@ -4,18 +4,16 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "coordinator/report/render.h"
 #include "core/store.h"
-#include "experiments/harvest/layout.h"
 
 namespace seedgrid::report {
 namespace {
 
-namespace L = harvest_layout;
-
 // Line breaks inside an example would break a table row: shown as ⏎.
-std::string OneLine(std::string s) {
+std::string OneLine(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '\n') {
@@ -27,36 +25,42 @@ std::string OneLine(std::string s) {
   return out;
 }
 
-ShardExamples ReadShard(const H5Reader& r, const SweepData& data, size_t row,
-                        const std::string& label) {
+// The examples a file describes (see examples.h). Throws std::runtime_error naming what is wrong.
+ShardExamples ReadExamples(const H5Reader& r, const Json& spec) {
   ShardExamples s;
-  s.stage = data.stages[static_cast<size_t>(data.shards[row].stage_index)].name;
-  s.label = label;
-  s.shard = data.shards[row].key.id().hex;
-  Shape shape;
-  r.Read<int64_t>("reservoir/row", &shape);
-  const auto prefix = r.ReadStrings(L::kTextPrefix), token = r.ReadStrings(L::kTextToken),
-             suffix = r.ReadStrings(L::kTextSuffix);
-  const auto density = r.Read<double>("firing_density");
-  const auto layer = r.Read<int64_t>("components/layer");
-  const auto unit = r.Read<int64_t>("components/unit");
-  const auto n_items = r.Read<int64_t>("reservoir/n_items");
-  const size_t C = static_cast<size_t>(shape.at(0)), K = static_cast<size_t>(shape.at(1));
-  if (prefix.size() != C * K || token.size() != C * K || suffix.size() != C * K ||
-      density.size() != C || layer.size() != C || unit.size() != C || n_items.size() != C)
-    throw std::runtime_error(fmt::format("{}: decoded examples of the wrong size", s.shard));
-  s.n_components = static_cast<int64_t>(C);
-  std::vector<size_t> order(C);
+  s.title = spec.value("title", "Examples");
+  s.rank_name = spec.value("rank_name", "rank");
+  s.label_name = spec.value("label_name", "row");
+  const auto prefix = r.ReadStrings(spec.at("prefix").get<std::string>());
+  const auto token = r.ReadStrings(spec.at("token").get<std::string>());
+  const auto suffix = r.ReadStrings(spec.at("suffix").get<std::string>());
+  const auto items = r.Read<int64_t>(spec.at("items").get<std::string>());
+  const auto rank = r.Read<double>(spec.at("rank").get<std::string>());
+  std::vector<std::vector<int64_t>> labels;
+  for (const auto& ds : spec.value("label", Json::array()))
+    labels.push_back(r.Read<int64_t>(ds.get<std::string>()));
+  const size_t R = items.size(), K = R ? prefix.size() / R : 0;
+  bool sizes = R > 0 && prefix.size() == R * K && token.size() == R * K && suffix.size() == R * K &&
+               rank.size() == R;
+  for (const auto& l : labels) sizes = sizes && l.size() == R;
+  if (!sizes) throw std::runtime_error("the datasets its seedgrid_examples names differ in size");
+  s.n_rows = static_cast<int64_t>(R);
+  std::vector<size_t> order(R);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return density[a] > density[b]; });
-  for (size_t c : order) {
-    if (s.components.size() == kExampleComponents) break;
-    if (n_items[c] <= 0) continue;
-    ComponentExamples ce{static_cast<int64_t>(c), layer[c], unit[c], density[c], {}};
-    for (size_t k = 0; k < std::min<size_t>(kExamplesEach, static_cast<size_t>(n_items[c])); ++k)
-      ce.examples.push_back({prefix[c * K + k], token[c * K + k], suffix[c * K + k]});
-    s.components.push_back(std::move(ce));
+                   [&](size_t a, size_t b) { return rank[a] > rank[b]; });
+  for (size_t i : order) {
+    if (s.rows.size() == kExampleRows) break;
+    if (items[i] <= 0) continue;
+    ExampleRow row;
+    std::vector<int64_t> parts;
+    for (const auto& l : labels) parts.push_back(l[i]);
+    row.label = labels.empty() ? std::to_string(i) : fmt::format("{}", fmt::join(parts, "."));
+    row.rank = rank[i];
+    const size_t n = std::min({kExamplesEach, K, static_cast<size_t>(items[i])});
+    for (size_t k = 0; k < n; ++k)
+      row.examples.push_back({prefix[i * K + k], token[i * K + k], suffix[i * K + k]});
+    s.rows.push_back(std::move(row));
   }
   return s;
 }
@@ -66,20 +70,27 @@ ShardExamples ReadShard(const H5Reader& r, const SweepData& data, size_t row,
 std::vector<ShardExamples> LoadExamples(const SweepData& data, const std::string& stage,
                                         std::vector<std::string>& warnings) {
   std::vector<ShardExamples> out;
+  size_t opened = 0;
   for (const auto& st : data.stages) {
     if (!stage.empty() && st.name != stage) continue;
     const auto rows = TabulatedRows(st, data);
     for (const Group& g : ConfigGroups(data, st.name)) {
       for (size_t i : g.shards) {
-        if (std::find(rows.begin(), rows.end(), i) == rows.end()) continue;
+        if (out.size() == kExampleShards || opened == kExampleFiles) return out;
         if (data.shards[i].status != ShardStatus::kDone) continue;
+        if (std::find(rows.begin(), rows.end(), i) == rows.end()) continue;
         const std::string path = data.ArtifactPath(i);
         if (path.empty()) continue;
         try {
+          ++opened;
           const H5Reader r(path);
-          if (!r.Has(L::kTextToken)) continue;
-          out.push_back(ReadShard(r, data, i,
-                                  fmt::format("{}, seed {}", g.label, data.shards[i].key.seed())));
+          const auto attr = r.AttrString("/", kExamplesAttr);
+          if (!attr) continue;
+          ShardExamples s = ReadExamples(r, Json::parse(*attr));
+          s.stage = st.name;
+          s.label = fmt::format("{}, seed {}", g.label, data.shards[i].key.seed());
+          s.shard = data.shards[i].key.id().hex;
+          out.push_back(std::move(s));
         } catch (const std::exception& e) {
           warnings.push_back(fmt::format("examples of {}: {}", path, e.what()));
         }
@@ -92,20 +103,21 @@ std::vector<ShardExamples> LoadExamples(const SweepData& data, const std::string
 std::string ExamplesMarkdown(const std::vector<ShardExamples>& shards) {
   if (shards.empty()) return "";
   std::string md = fmt::format(
-      "## Examples\n\nDecoded reservoir examples of the text harvests: for the {} components "
-      "that fire most often, up to {} examples each, the firing token in «guillemets» "
-      "(line breaks: ⏎).\n\n",
-      kExampleComponents, kExamplesEach);
+      "## Examples\n\nFor the {} highest ranked rows of each file, up to {} examples each, the "
+      "token in «guillemets» (line breaks: ⏎).\n\n",
+      kExampleRows, kExamplesEach);
   for (const auto& s : shards) {
-    md += fmt::format("### {}: {}\n\nShard `{}`, {} components.\n\n", EscapeMarkdownCell(s.stage),
-                      EscapeMarkdownCell(s.label), s.shard, s.n_components);
-    md += "| component | layer.unit | density | example |\n|--:|---|--:|---|\n";
-    for (const auto& c : s.components)
-      for (const auto& e : c.examples)
-        md += fmt::format("| {} | {}.{} | {} | {}«{}»{} |\n", c.component, c.layer, c.unit,
-                          FormatNumber(c.density), EscapeMarkdownCell(OneLine(e.prefix)),
-                          EscapeMarkdownCell(OneLine(e.token)),
-                          EscapeMarkdownCell(OneLine(e.suffix)));
+    md +=
+        fmt::format("### {}, stage {}: {}\n\nShard `{}`, {} rows.\n\n", EscapeMarkdownCell(s.title),
+                    EscapeMarkdownCell(s.stage), EscapeMarkdownCell(s.label), s.shard, s.n_rows);
+    md += fmt::format("| {} | {} | example |\n|---|--:|---|\n", EscapeMarkdownCell(s.label_name),
+                      EscapeMarkdownCell(s.rank_name));
+    for (const auto& row : s.rows)
+      for (const auto& e : row.examples)
+        md +=
+            fmt::format("| {} | {} | {}«{}»{} |\n", row.label, FormatNumber(row.rank),
+                        EscapeMarkdownCell(OneLine(e.prefix)), EscapeMarkdownCell(OneLine(e.token)),
+                        EscapeMarkdownCell(OneLine(e.suffix)));
     md += "\n";
   }
   return md;
@@ -114,21 +126,22 @@ std::string ExamplesMarkdown(const std::vector<ShardExamples>& shards) {
 std::string ExamplesHtml(const std::vector<ShardExamples>& shards) {
   if (shards.empty()) return "";
   std::string h = fmt::format(
-      "<h2>Examples</h2>\n<p class=\"note\">Decoded reservoir examples of the text harvests: for "
-      "the {} components that fire most often, up to {} examples each, the firing token "
-      "highlighted (line breaks: ⏎).</p>\n",
-      kExampleComponents, kExamplesEach);
+      "<h2>Examples</h2>\n<p class=\"note\">For the {} highest ranked rows of each file, up to {} "
+      "examples each, the token highlighted (line breaks: ⏎).</p>\n",
+      kExampleRows, kExamplesEach);
   for (const auto& s : shards) {
-    h += fmt::format("<h3>{}: {}</h3>\n<p>Shard <code>{}</code>, {} components.</p>\n",
-                     EscapeHtml(s.stage), EscapeHtml(s.label), s.shard, s.n_components);
-    h += "<table>\n<thead><tr><th>component</th><th>layer.unit</th><th>density</th>"
-         "<th>example</th></tr></thead>\n<tbody>\n";
-    for (const auto& c : s.components)
-      for (const auto& e : c.examples)
+    h += fmt::format("<h3>{}, stage {}: {}</h3>\n<p>Shard <code>{}</code>, {} rows.</p>\n",
+                     EscapeHtml(s.title), EscapeHtml(s.stage), EscapeHtml(s.label), s.shard,
+                     s.n_rows);
+    h += fmt::format(
+        "<table>\n<thead><tr><th>{}</th><th>{}</th><th>example</th></tr></thead>\n<tbody>\n",
+        EscapeHtml(s.label_name), EscapeHtml(s.rank_name));
+    for (const auto& row : s.rows)
+      for (const auto& e : row.examples)
         h += fmt::format(
-            "<tr><td class=\"num\">{}</td><td>{}.{}</td><td class=\"num\">{}</td>"
-            "<td><code>{}<mark>{}</mark>{}</code></td></tr>\n",
-            c.component, c.layer, c.unit, FormatNumber(c.density), EscapeHtml(OneLine(e.prefix)),
+            "<tr><td>{}</td><td class=\"num\">{}</td><td><code>{}<mark>{}</mark>{}</code></td>"
+            "</tr>\n",
+            EscapeHtml(row.label), FormatNumber(row.rank), EscapeHtml(OneLine(e.prefix)),
             EscapeHtml(OneLine(e.token)), EscapeHtml(OneLine(e.suffix)));
     h += "</tbody>\n</table>\n";
   }

@@ -1,8 +1,13 @@
-// The report's "Examples" section: reservoir examples of text harvests (data.source: text;
-// experiments/harvest/text.h), shown as the decoded text around the firing token. Read from the
-// shard files' decoded strings (reservoir/text_prefix, _token, _suffix): the report needs neither
-// LibTorch nor the tokenizer. Harvests of token ids (synthetic or file sources) have no text and
-// no section.
+// The report's "Examples" section: text examples that a shard file describes itself, shown as
+// decoded text around a highlighted token. The report stays kind-free (it names no kind and no
+// kind's datasets): a file opts in with the root attribute `seedgrid_examples`, a JSON object
+//   {"title": "…",                       the section's heading for this file
+//    "prefix": DS, "token": DS, "suffix": DS,   string datasets [R·K], row-major [R, K]
+//    "items": DS,                        int64 [R]: filled slots of each row (the first n)
+//    "rank": DS, "rank_name": "…",       float64 [R]: rows shown in descending order
+//    "label": [DS, …], "label_name": "…"}     int64 [R] datasets, a row's label joined by '.'
+// Read from the files alone: the report needs neither LibTorch nor a tokenizer. (Kinds that
+// write it say so in their docs; the report knows none of them.)
 #pragma once
 
 #include <cstdint>
@@ -13,34 +18,38 @@
 
 namespace seedgrid::report {
 
-// A component's decoded examples, in reservoir rank order.
-struct ComponentExamples {
-  int64_t component = 0, layer = 0, unit = 0;
-  double density = 0;  // firing density
+inline constexpr char kExamplesAttr[] = "seedgrid_examples";
+
+// A row's examples, in slot order.
+struct ExampleRow {
+  std::string label;
+  double rank = 0;
   struct Example {
     std::string prefix, token, suffix;
   };
   std::vector<Example> examples;
 };
 
-// One finished text harvest (a single or reduce shard).
+// One done shard whose file has examples.
 struct ShardExamples {
-  std::string stage, label, shard;
-  int64_t n_components = 0;
-  std::vector<ComponentExamples> components;  // the most often firing ones with examples
+  std::string stage, label, shard, title, label_name, rank_name;
+  int64_t n_rows = 0;
+  std::vector<ExampleRow> rows;  // the highest ranked rows with examples
 };
 
-// How much the section shows per shard.
-inline constexpr size_t kExampleComponents = 8;  // components, by firing density
-inline constexpr size_t kExamplesEach = 3;       // examples per component
+// How much the section shows.
+inline constexpr size_t kExampleRows = 8;     // rows per shard, by rank
+inline constexpr size_t kExamplesEach = 3;    // examples per row
+inline constexpr size_t kExampleShards = 12;  // shards
+inline constexpr size_t kExampleFiles = 400;  // files opened to look for the attribute
 
-// The done text harvests of `stage` (empty: every stage); files that cannot be read add a
-// warning and are skipped.
+// The done shards (a stage's reduce shards when it has any) of `stage` (empty: every stage)
+// whose files have examples. A file whose attribute or datasets are unusable adds a warning.
 std::vector<ShardExamples> LoadExamples(const SweepData& data, const std::string& stage,
                                         std::vector<std::string>& warnings);
 
-// "## Examples" in Markdown (the firing token in «guillemets», line breaks as ⏎) and HTML (the
-// firing token in <mark>); "" when there is nothing to show.
+// "## Examples" in Markdown (the token in «guillemets», line breaks as ⏎) and HTML (the token in
+// <mark>); "" when there is nothing to show.
 std::string ExamplesMarkdown(const std::vector<ShardExamples>& shards);
 std::string ExamplesHtml(const std::vector<ShardExamples>& shards);
 

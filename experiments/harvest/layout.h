@@ -20,5 +20,8 @@ inline constexpr char kTextPrefix[] = "reservoir/text_prefix";
 inline constexpr char kTextToken[] = "reservoir/text_token";
 inline constexpr char kTextSuffix[] = "reservoir/text_suffix";
 inline constexpr char kEvalWindows[] = "eval/windows";  // [n] i64, attrs on group eval
+// Root attribute of text single/reduce files: what the report's Examples section shows
+// (coordinator/report/examples.h, kExamplesAttr).
+inline constexpr char kReportExamples[] = "seedgrid_examples";
 
 }  // namespace seedgrid::harvest_layout

@@ -127,9 +127,9 @@ TokenSource MakeSource(const Json& p, const std::string& base_dir, const ModelCo
 }
 
 // With a text source: the decoded reservoir examples and the eval set reference (text.h).
-void WriteTextParts(H5Writer& out, const Accumulators& acc, const Json& p) {
+void WriteTextParts(H5Writer& out, const Accumulators& acc, const Json& p, bool finished) {
   if (!IsTextSource(p)) return;
-  WriteTextExamples(out, acc, p, text::Tokenizer::FromDirectory(CorpusTokenizerDir(p)));
+  WriteTextExamples(out, acc, p, text::Tokenizer::FromDirectory(CorpusTokenizerDir(p)), finished);
 }
 
 void RunReduce(ShardContext& ctx, const std::string& config) {
@@ -149,7 +149,7 @@ void RunReduce(ShardContext& ctx, const std::string& config) {
   H5Writer& out = ctx.out();
   WriteAccumulators(out, acc, {"reduce", -1, shard_count, config});
   WriteDerived(out, acc, derived);
-  WriteTextParts(out, acc, p);
+  WriteTextParts(out, acc, p, true);
   for (const auto& [name, value] : HarvestMetrics(acc, derived)) ctx.Metric(name, value);
   ctx.Progress(1, 1);
 }
@@ -288,13 +288,14 @@ void RunHarvest(ShardContext& ctx) {
   H5Writer& out = ctx.out();
   WriteAccumulators(out, acc, {map ? "map" : "single", shard_index, shard_count, config});
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
-  WriteTextParts(out, acc, p);
   if (map) {
+    WriteTextParts(out, acc, p, false);
     ctx.Metric("n_tokens", static_cast<double>(acc.n_tokens));
     return;
   }
   const Derived derived = Derive(acc, p.at("pmi").at("top_k").get<int64_t>());
   WriteDerived(out, acc, derived);
+  WriteTextParts(out, acc, p, true);
   for (const auto& [name, value] : HarvestMetrics(acc, derived)) ctx.Metric(name, value);
 }
 

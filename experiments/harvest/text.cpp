@@ -100,7 +100,7 @@ std::vector<int64_t> HarvestedWindows(const Accumulators& acc) {
 }
 
 void WriteTextExamples(H5Writer& w, const Accumulators& acc, const Json& params,
-                       const text::Tokenizer& tok) {
+                       const text::Tokenizer& tok, bool finished) {
   const Options& o = acc.options;
   const Reservoir::Arrays res = acc.reservoir.Canonical();
   const int64_t C = o.components, K = o.k, W = o.window();
@@ -126,6 +126,18 @@ void WriteTextExamples(H5Writer& w, const Accumulators& acc, const Json& params,
   w.Attr("eval", "data_column", data.at("column").get<std::string>());
   w.Attr("eval", "data_tokenizer", CorpusTokenizerDir(params));
   w.Attr("eval", "data_window", o.seq_len);
+  // What `seedgrid report` shows (coordinator/report/examples.h): the most often firing
+  // components' decoded examples, labelled layer.unit.
+  const Json examples = {{"title", "Decoded harvest examples"},
+                         {"prefix", L::kTextPrefix},
+                         {"token", L::kTextToken},
+                         {"suffix", L::kTextSuffix},
+                         {"items", "reservoir/n_items"},
+                         {"rank", L::kFiringDensity},
+                         {"rank_name", "firing density"},
+                         {"label", {L::kComponentsLayer, "components/unit"}},
+                         {"label_name", "layer.unit"}};
+  if (finished) w.Attr("/", L::kReportExamples, examples.dump());
 }
 
 }  // namespace seedgrid::harvest

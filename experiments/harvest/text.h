@@ -57,9 +57,11 @@ DecodedExample DecodeExample(const text::Tokenizer& tok, std::span<const int32_t
 // major [C, K]; "" for empty slots) for the canonical reservoir, and the eval set reference:
 // group eval with attrs data_digest, data_path, data_column, data_tokenizer, data_window and the
 // dataset eval/windows (int64, every window index this file folded in, ascending).
-// The window length is options.seq_len.
+// The window length is options.seq_len. `finished` (single and reduce files, the derived
+// statistics written): also the root attribute seedgrid_examples that makes `seedgrid report`
+// show the examples of the most often firing components (coordinator/report/examples.h).
 void WriteTextExamples(H5Writer& w, const Accumulators& acc, const Json& params,
-                       const text::Tokenizer& tok);
+                       const text::Tokenizer& tok, bool finished);
 // The window indices of `acc`'s batches (rows [b·batch_rows, ...) of each, the global last batch
 // cut at the harvest's end), ascending.
 std::vector<int64_t> HarvestedWindows(const Accumulators& acc);

@@ -25,6 +25,7 @@
 #include "experiments/model/config.h"
 #include "experiments/pretrain/pretrain.h"
 #include "test_context.h"
+#include "tests/experiments/harvest_fixtures.h"
 #include "tests/support/file_context.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -196,16 +197,7 @@ InputArtifact PretrainByteModel(const fs::path& dir) {
   params["train"]["steps"] = 10;
   params["train"]["batch"] = 8;
   params["eval"]["rows"] = 8;
-  ShardTaskView v;
-  v.key = ShardKey({.id = ShardId{"base000000000000"}, .kind = "pretrain"}, params, Json::object());
-  FileContext ctx(v, dir / "base.h5", dir / "base");
-  RunPretrain(ctx);
-  ctx.Close();
-  InputArtifact in;
-  in.key = ShardKey({.id = v.key.id(), .kind = "pretrain"});
-  in.path = (dir / "base.h5").string();
-  in.artifact_dir = (dir / "base").string();
-  return in;
+  return testing::PretrainFixture(dir, params);
 }
 
 // A corpus of lines with multi-byte characters, so some windows cut a character.
@@ -231,18 +223,9 @@ Json TextParams(const fs::path& dir) {
   return p;
 }
 
-ShardTaskView Task(const std::string& id, Json params, const std::string& role,
-                   std::vector<InputArtifact> inputs) {
-  ShardTaskView v;
-  v.key = ShardKey({.id = ShardId{id}, .kind = "harvest", .seed = 5, .role = ParseShardRole(role)},
-                   std::move(params), Json::object());
-  v.inputs = std::move(inputs);
-  return v;
-}
-
 std::string RunOne(const fs::path& dir, const std::string& id, const Json& params,
                    const std::string& role, const std::vector<InputArtifact>& inputs) {
-  FileContext ctx(Task(id, params, role, inputs), dir / (id + ".h5"), dir / id);
+  FileContext ctx(testing::HarvestTask(id, params, role, inputs), dir / (id + ".h5"), dir / id);
   RunHarvest(ctx);
   ctx.Close();
   return (dir / (id + ".h5")).string();
@@ -370,6 +353,16 @@ TEST(HarvestTextRunner, EqualsAFileHarvestOfTheSameIdsAndMapsReduceToOneShard) {
   for (const char* ds : {L::kTextPrefix, L::kTextToken, L::kTextSuffix})
     EXPECT_EQ(a.ReadStrings(ds), b.ReadStrings(ds)) << ds;
   EXPECT_EQ(a.Read<int64_t>(L::kEvalWindows), all);
+  // The report's Examples section reads single and reduce files (not the maps'): their
+  // seedgrid_examples attribute names datasets the file has.
+  for (const auto& f : {reduce_file, text_file}) {
+    const auto attr = H5Reader(f).AttrString("/", L::kReportExamples);
+    ASSERT_TRUE(attr) << f;
+    const Json spec = Json::parse(*attr);
+    for (const char* key : {"prefix", "token", "suffix", "items", "rank"})
+      EXPECT_TRUE(H5Reader(f).Has(spec.at(key).get<std::string>())) << key;
+  }
+  EXPECT_FALSE(H5Reader(maps[0].path).AttrString("/", L::kReportExamples));
 }
 
 TEST(HarvestTextRunner, IdsOutsideTheModelsVocabFailNamingTheTokenizer) {
@@ -378,15 +371,7 @@ TEST(HarvestTextRunner, IdsOutsideTheModelsVocabFailNamingTheTokenizer) {
   Json params = PretrainKindConfig().defaults;  // vocab 48: byte ids do not fit
   params["train"]["steps"] = 1;
   params["eval"]["rows"] = 4;
-  ShardTaskView v;
-  v.key = ShardKey({.id = ShardId{"base000000000000"}, .kind = "pretrain"}, params, Json::object());
-  FileContext pre(v, dir / "base.h5", dir / "base");
-  RunPretrain(pre);
-  pre.Close();
-  InputArtifact base;
-  base.key = ShardKey({.id = v.key.id(), .kind = "pretrain"});
-  base.path = (dir / "base.h5").string();
-  base.artifact_dir = (dir / "base").string();
+  const InputArtifact base = testing::PretrainFixture(dir, params);
   WriteByteTokenizer(dir / "tok");
   WriteFile(dir / "corpus.txt", Corpus());
   try {
