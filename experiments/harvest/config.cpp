@@ -136,13 +136,20 @@ int64_t PlanTimeVocab(const Json& params, const std::string& spec_dir) {
 std::vector<std::string> ResolveHarvest(Json& params, const KindConfig::StageContext& stage) {
   if (params.at("data").at("source") != "text") return {};
   std::vector<std::string> problems;
-  Json corpus = {{"data", params.at("data")}, {"model", {{"vocab_size", 0}}}};
+  int64_t vocab = std::numeric_limits<int64_t>::max();  // unknown: the runner checks the ids
   try {
-    corpus["model"]["vocab_size"] = PlanTimeVocab(params, stage.spec_dir);
+    vocab = PlanTimeVocab(params, stage.spec_dir);
   } catch (const std::exception& e) {
     problems.push_back(fmt::format("base: {}", e.what()));
   }
-  for (auto& s : data::ResolveCorpus(corpus, stage.spec_dir)) problems.push_back(std::move(s));
+  Json corpus = {{"data", params.at("data")}, {"model", {{"vocab_size", vocab}}}};
+  for (auto& s : data::ResolveCorpus(corpus, stage.spec_dir)) {
+    // pretrain's wording asks to raise model.vocab_size; here the vocab is the base's.
+    if (const auto at = s.find("model.vocab_size is"); at != std::string::npos)
+      s = s.substr(0, at) +
+          fmt::format("{}'s vocab_size is {}", params.at("base").get<std::string>(), vocab);
+    problems.push_back(std::move(s));
+  }
   params["data"]["digest"] = corpus["data"]["digest"];
   params[data::kDataDirParam] = corpus[data::kDataDirParam];
   return problems;

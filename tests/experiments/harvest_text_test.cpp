@@ -158,8 +158,10 @@ TEST(HarvestTextConfig, PlanTimeProblemsNameTheFileAndLine) {
   WriteFile(d.path() / "corpus.jsonl", "{\"body\": \"one\"}\n");
   WriteBaseConfig(d.path() / "base", 100);  // the tokenizer's 258 tokens do not fit
   WriteFile(d.path() / "spec.yaml", TextSpec());
-  EXPECT_THAT(PlanProblems(d.path() / "spec.yaml"),
-              HasSubstr(fmt::format("data.tokenizer: {}/tok has {} tokens", dir, kTokenizerVocab)));
+  EXPECT_THAT(
+      PlanProblems(d.path() / "spec.yaml"),
+      HasSubstr(fmt::format("data.tokenizer: {}/tok has {} tokens but base's vocab_size is 100",
+                            dir, kTokenizerVocab)));
 
   WriteBaseConfig(d.path() / "base", 300);
   WriteFile(d.path() / "spec.yaml",
