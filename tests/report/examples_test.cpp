@@ -25,6 +25,15 @@ std::string Slurp(const std::string& path) {
   return s.str();
 }
 
+ReportResult TablesOnly(const testing::SweepFixture& f, const testing::TempDir& out) {
+  ReportOptions o;
+  o.registry_path = f.registry_path();
+  o.sweep = f.sweep();
+  o.out_dir = out.path().string();
+  o.figures = false;
+  return WriteReport(o);
+}
+
 // 3 rows × 4 slots. Row 1 ranks first, row 0 second; row 2 has no examples.
 void WriteExamples(H5Writer& w) {
   std::vector<std::string> prefix(12), token(12), suffix(12);
@@ -58,12 +67,7 @@ TEST(ReportExamples, AFileThatDescribesItsExamplesIsShownMarkedAndEscaped) {
            w.Write("other", std::vector<int64_t>{1});
          }});
   testing::TempDir out;
-  ReportOptions o;
-  o.registry_path = f.registry_path();
-  o.sweep = f.sweep();
-  o.out_dir = out.path().string();
-  o.figures = false;
-  const ReportResult r = WriteReport(o);
+  const ReportResult r = TablesOnly(f, out);
   EXPECT_TRUE(r.warnings.empty());
   const std::string md = Slurp(r.index_md), html = Slurp(r.html);
   EXPECT_THAT(md, HasSubstr("## Examples"));
@@ -95,12 +99,7 @@ TEST(ReportExamples, NoAttributeNoSectionAndABadOneAWarning) {
            w.Attr("/", report::kExamplesAttr, R"({"prefix": "missing"})");
          }});
   testing::TempDir out;
-  ReportOptions o;
-  o.registry_path = f.registry_path();
-  o.sweep = f.sweep();
-  o.out_dir = out.path().string();
-  o.figures = false;
-  const ReportResult r = WriteReport(o);
+  const ReportResult r = TablesOnly(f, out);
   EXPECT_THAT(Slurp(r.index_md), Not(HasSubstr("## Examples")));
   ASSERT_EQ(r.warnings.size(), 1u);
   EXPECT_THAT(r.warnings[0], HasSubstr("examples of "));
