@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "coordinator/report/analysis.h"
+#include "coordinator/report/examples.h"
 #include "coordinator/report/render.h"
 #include "core/registry.h"
 #include "core/spec.h"
@@ -244,6 +245,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
                           const std::vector<std::string>& formats,
                           const std::vector<StageTable>& tables, const Analysis& analysis,
                           const std::vector<Figure>& figures,
+                          const std::vector<report::ShardExamples>& examples,
                           const std::vector<std::string>& warnings, bool gnuplot_found) {
   std::string md;
   auto o = std::back_inserter(md);
@@ -325,6 +327,7 @@ std::string MarkdownIndex(const report::SweepData& data, const ReportOptions& op
         "(Debian: gnuplot-nox) and run `gnuplot NAME.gp` in the figures directory, or run the "
         "report again.\n\n";
   }
+  md += report::ExamplesMarkdown(examples);
   if (!warnings.empty()) {
     md += "## Warnings\n\n";
     for (const auto& w : warnings) md += "- " + report::EscapeMarkdownCell(w) + "\n";
@@ -386,6 +389,7 @@ std::string AnalysisHtml(const Analysis& a, const std::vector<std::string>& form
 std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, const fs::path& dir,
                      const std::vector<std::string>& formats, const std::vector<StageTable>& tables,
                      const Analysis& analysis, const std::vector<Figure>& figures,
+                     const std::vector<report::ShardExamples>& examples,
                      const std::vector<std::string>& warnings) {
   using report::EscapeHtml;
   std::string h;
@@ -472,6 +476,7 @@ std::string HtmlPage(const report::SweepData& data, const ReportOptions& opts, c
     }
     h += "</figure>\n";
   }
+  h += report::ExamplesHtml(examples);
   fmt::format_to(o, "<script>\n{}\n</script>\n</body>\n</html>\n", kSortScript);
   return h;
 }
@@ -646,15 +651,19 @@ ReportResult WriteReport(const ReportOptions& in) {
         report::MakeFigures(data, figure_requests, dir.string(), gnuplot, warnings, figure_options);
   }
 
-  // 4. Index pages.
+  // 4. Decoded examples of text harvests (read from the shard files).
+  const auto examples = report::LoadExamples(data, opts.stage, warnings);
+
+  // 5. Index pages.
   ReportResult result;
   result.dir = dir.string();
   result.index_md = (dir / "report.md").string();
-  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, analysis, figures, warnings,
-                                           figures.empty() || !gnuplot.empty()));
+  WriteFile(result.index_md, MarkdownIndex(data, opts, formats, tables, analysis, figures, examples,
+                                           warnings, figures.empty() || !gnuplot.empty()));
   if (Has(formats, "html")) {
     result.html = (dir / "report.html").string();
-    WriteFile(result.html, HtmlPage(data, opts, dir, formats, tables, analysis, figures, warnings));
+    WriteFile(result.html,
+              HtmlPage(data, opts, dir, formats, tables, analysis, figures, examples, warnings));
   }
   result.tables = std::move(tables);
   result.figures = std::move(figures);

@@ -1,17 +1,42 @@
 // The harvest kind's config half (no LibTorch).
 #include <cmath>
+#include <filesystem>
+#include <limits>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "experiments/data/text_data.h"
 #include "experiments/harvest/harvest.h"
 #include "experiments/harvest/layout.h"
+#include "experiments/model/config.h"
 #include "experiments/model/train_params.h"
 
 namespace seedgrid {
 namespace {
 
 namespace L = harvest_layout;
+
+// data.source: text (experiments/harvest/text.h). The files are checked at plan time by
+// ResolveHarvest; here only the values.
+void ValidateTextSource(const Json& p, std::vector<std::string>& problems) {
+  const Json& data = p.at("data");
+  if (data.at("path").get<std::string>().empty())
+    problems.push_back("data.path: required when data.source is text");
+  if (data.at("tokenizer").get<std::string>().empty())
+    problems.push_back("data.tokenizer: required when data.source is text");
+  if (data.at("rows").get<int64_t>() < 0)
+    problems.push_back("data.rows: must be >= 0 (0: every window of the corpus)");
+  const int64_t window = data.at("window").get<int64_t>();
+  const int64_t context = p.at("reservoir").at("context").get<int64_t>();
+  if (window < 0) {
+    problems.push_back("data.window: must be >= 0 (0: the model's context)");
+  } else if (window > 0 && window < 2 * context + 1) {
+    problems.push_back(fmt::format(
+        "data.window: {} tokens cannot hold an example of reservoir.context {} ({} tokens)", window,
+        context, 2 * context + 1));
+  }
+}
 
 std::vector<std::string> ValidateHarvest(const Json& p) {
   std::vector<std::string> problems;
@@ -22,11 +47,17 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
       problems.push_back("data.path: required when data.source is file");
     if (data.at("rows").get<int64_t>() < 0)
       problems.push_back("data.rows: must be >= 0 (0: every row of the file)");
+  } else if (source == "text") {
+    ValidateTextSource(p, problems);
   } else if (source == "synthetic") {
     if (data.at("rows").get<int64_t>() < 1) problems.push_back("data.rows: must be >= 1");
   } else {
-    problems.push_back(fmt::format("data.source: '{}' is not synthetic or file", source));
+    problems.push_back(fmt::format("data.source: '{}' is not synthetic, file or text", source));
   }
+  if (data.at("digest") != "")
+    problems.push_back("data.digest: set by seedgrid from the data files; do not set it");
+  if (p.at(data::kDataDirParam) != "")
+    problems.push_back(std::string(data::kDataDirParam) + ": set by seedgrid; do not set it");
   const auto rows_kind = data.at("rows_kind").get<std::string>();
   if (rows_kind != "pretrain" && rows_kind != "induction" && rows_kind != "persona")
     problems.push_back(
@@ -80,8 +111,48 @@ std::vector<std::string> ValidateHarvest(const Json& p) {
 // The params a config does not use (KindConfig::inapplicable): a synthetic source reads no
 // file, so data.path and data.dataset do not change what it computes.
 std::vector<std::string> InapplicableHarvest(const Json& params) {
-  if (params.at("data").at("source") == "synthetic") return {"data.path", "data.dataset"};
-  return {};
+  const auto source = params.at("data").at("source").get<std::string>();
+  if (source == "synthetic")
+    return {"data.path", "data.dataset", "data.tokenizer", "data.column", "data.window"};
+  if (source == "file") return {"data.tokenizer", "data.column", "data.window"};
+  return {"data.dataset", "data.rows_kind"};  // text
+}
+
+// The model's vocab at plan time when `base` names a checkpoint directory; otherwise (the
+// checkpoint of a needed pretrain shard, not trained yet) no bound: the runner checks the ids.
+int64_t PlanTimeVocab(const Json& params, const std::string& spec_dir) {
+  const auto base = params.at("base").get<std::string>();
+  if (base.empty()) return std::numeric_limits<int64_t>::max();
+  std::filesystem::path dir = base;
+  if (dir.is_relative()) dir = std::filesystem::path(spec_dir) / dir;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(dir / "config.json", ec))
+    return std::numeric_limits<int64_t>::max();
+  return ModelConfig::FromHfFile((dir / "config.json").string()).vocab_size;
+}
+
+// With data.source text: pretrain's corpus checks (data::ResolveCorpus: the file, the column,
+// an empty corpus, the tokenizer, its vocab against the model's), data.digest and data_dir.
+std::vector<std::string> ResolveHarvest(Json& params, const KindConfig::StageContext& stage) {
+  if (params.at("data").at("source") != "text") return {};
+  std::vector<std::string> problems;
+  int64_t vocab = std::numeric_limits<int64_t>::max();  // unknown: the runner checks the ids
+  try {
+    vocab = PlanTimeVocab(params, stage.spec_dir);
+  } catch (const std::exception& e) {
+    problems.push_back(fmt::format("base: {}", e.what()));
+  }
+  Json corpus = {{"data", params.at("data")}, {"model", {{"vocab_size", vocab}}}};
+  for (auto& s : data::ResolveCorpus(corpus, stage.spec_dir)) {
+    // pretrain's wording asks to raise model.vocab_size; here the vocab is the base's.
+    if (const auto at = s.find("model.vocab_size is"); at != std::string::npos)
+      s = s.substr(0, at) +
+          fmt::format("{}'s vocab_size is {}", params.at("base").get<std::string>(), vocab);
+    problems.push_back(std::move(s));
+  }
+  params["data"]["digest"] = corpus["data"]["digest"];
+  params[data::kDataDirParam] = corpus[data::kDataDirParam];
+  return problems;
 }
 
 // Tables over the reduce shards (the report's rule for kinds with has_reduce): every metric.
@@ -119,7 +190,12 @@ KindConfig HarvestKindConfig() {
         {"path", ""},
         {"dataset", "tokens"},
         {"rows", 4096},
-        {"batch", 32}}},
+        {"batch", 32},
+        {"tokenizer", ""},  // source: text (experiments/harvest/text.h)
+        {"column", "text"},
+        {"window", 0},
+        {"digest", ""}}},
+      {data::kDataDirParam, ""},
       {"components", {{"point", "mlp_post"}, {"layers", Json::array()}}},
       {"threshold", 0.0},
       {"stats", {{"cooc", true}, {"input_tokens", true}, {"output_tokens", true}}},
@@ -128,14 +204,21 @@ KindConfig HarvestKindConfig() {
   };
   k.validate = ValidateHarvest;
   k.inapplicable = InapplicableHarvest;
+  k.unhashed_params = {data::kDataDirParam};  // where the spec is, not what is computed
+  k.resolve = ResolveHarvest;
   k.param_docs = {
       {"model.dtype", "compute dtype of the base model: float32 or bfloat16 (docs/models.md)"},
       {"base", "checkpoint directory; empty: the artifact of the needed pretrain shard"},
-      {"data.source", "synthetic (the checkpoint's task) or file"},
+      {"data.source", "synthetic (the checkpoint's task), file (token rows) or text (a corpus)"},
       {"data.rows_kind", "synthetic rows: pretrain (the mix), induction or persona"},
       {"data.path", "HDF5 file of int32 token rows (source file)"},
       {"data.dataset", "dataset in that file (source file)"},
-      {"data.rows", "rows harvested (source file: 0 = every row)"},
+      {"data.rows", "rows harvested (source file: 0 = every row; text: 0 = every window)"},
+      {"data.tokenizer", "directory of tokenizer.json (source text; docs/harvest.md)"},
+      {"data.column", "the text column of a JSONL/CSV corpus (source text)"},
+      {"data.window", "tokens per row cut from the corpus stream (source text; 0: model context)"},
+      {"data.digest", "set at plan time: SHA-256 of the corpus and tokenizer files"},
+      {"data_dir", "set at plan time: the spec's directory (not part of the shard id)"},
       {"data.batch", "rows per global batch"},
       {"components.point", "mlp_post, mlp_pre, resid_pre, resid_mid, resid_post or attn_z"},
       {"components.layers", "layer indices; []: every layer"},

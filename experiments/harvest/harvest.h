@@ -23,10 +23,11 @@
 // Params (defaults in config.cpp):
 //   base: ""               checkpoint directory; empty: the needed pretrain shard's artifact
 //   data:
-//     source: synthetic    synthetic (the checkpoint's task, split kHarvest) | file
+//     source: synthetic    synthetic (the checkpoint's task, split kHarvest) | file | text
 //     rows_kind: pretrain  synthetic rows: pretrain | induction | persona
 //     path, dataset        token HDF5 file and its int32 [N, T] dataset (source: file)
-//     rows: 4096           rows to harvest (file: 0 = all rows of the file)
+//     path, column, tokenizer, window   a text corpus cut into windows (source: text; text.h)
+//     rows: 4096           rows to harvest (file: 0 = all rows of the file; text: all windows)
 //     batch: 32            rows per global batch
 //   components: {point: mlp_post, layers: []}   capture point; layers [] = every layer
 //   threshold: 0.0         fires when activation > threshold
@@ -34,6 +35,7 @@
 //   reservoir: {k: 16, context: 4, per_batch: 5, weighting: uniform | activation}
 //   pmi: {top_k: 10}
 // Injected by the runtime: shard_index, shard_count (map shards), role: reduce (the reduce).
+// Set at plan time (source: text): data.digest (hashed) and data_dir (not).
 #pragma once
 
 #include <string>

@@ -12,7 +12,9 @@
 #include "experiments/harvest/files.h"
 #include "experiments/harvest/forward.h"
 #include "experiments/harvest/harvest.h"
+#include "experiments/harvest/text.h"
 #include "experiments/lora_steer/lora_steer.h"
+#include "text/tokenizer.h"
 
 namespace seedgrid {
 namespace harvest {
@@ -91,6 +93,45 @@ class DeviceStaged final : public Collective {
   torch::Device device_;
 };
 
+// The rows to harvest: the checkpoint's synthetic task, a token file, or a text corpus cut into
+// windows (text.h). `rows` 0 (file, text) becomes every row; more than the source has throws.
+TokenSource MakeSource(const Json& p, const std::string& base_dir, const ModelConfig& mc,
+                       int64_t& rows) {
+  const Json& data = p.at("data");
+  const auto kind = data.at("source").get<std::string>();
+  if (kind == "synthetic") {
+    const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
+    if (task.vocab_size != mc.vocab_size)
+      throw std::runtime_error(fmt::format("base {}: task vocab {} is not the model's {}", base_dir,
+                                           task.vocab_size, mc.vocab_size));
+    return TokenSource::Synthetic(task, synth::Split::kHarvest,
+                                  data.at("rows_kind").get<std::string>());
+  }
+  std::string origin;
+  const TokenSource s = [&] {
+    if (kind == "file") {
+      origin = data.at("path").get<std::string>();
+      return TokenSource::File(origin, data.at("dataset").get<std::string>(), mc.vocab_size);
+    }
+    origin = CorpusPath(p);
+    const std::vector<int32_t> stream = HarvestCorpusTokens(p);
+    CheckCorpusVocab(stream, mc.vocab_size, p);
+    const int64_t window = data.at("window").get<int64_t>();
+    return TokenSource::Windows(stream, window > 0 ? window : mc.max_position_embeddings, origin);
+  }();
+  if (rows == 0) rows = s.size();
+  if (rows > s.size())
+    throw std::runtime_error(
+        fmt::format("data.rows: {} rows asked, {} has {}", rows, origin, s.size()));
+  return s;
+}
+
+// With a text source: the decoded reservoir examples and the eval set reference (text.h).
+void WriteTextParts(H5Writer& out, const Accumulators& acc, const Json& p, bool finished) {
+  if (!IsTextSource(p)) return;
+  WriteTextExamples(out, acc, p, text::Tokenizer::FromDirectory(CorpusTokenizerDir(p)), finished);
+}
+
 void RunReduce(ShardContext& ctx, const std::string& config) {
   const Json& p = ctx.params();
   std::vector<MapInput> maps;
@@ -108,6 +149,7 @@ void RunReduce(ShardContext& ctx, const std::string& config) {
   H5Writer& out = ctx.out();
   WriteAccumulators(out, acc, {"reduce", -1, shard_count, config});
   WriteDerived(out, acc, derived);
+  WriteTextParts(out, acc, p, true);
   for (const auto& [name, value] : HarvestMetrics(acc, derived)) ctx.Metric(name, value);
   ctx.Progress(1, 1);
 }
@@ -219,23 +261,7 @@ void RunHarvest(ShardContext& ctx) {
   const ModelConfig& mc = model.config();
   const Json& data = p.at("data");
   int64_t rows = data.at("rows").get<int64_t>();
-  const TokenSource source = [&] {
-    if (data.at("source").get<std::string>() == "file") {
-      auto s = TokenSource::File(data.at("path").get<std::string>(),
-                                 data.at("dataset").get<std::string>(), mc.vocab_size);
-      if (rows == 0) rows = s.size();
-      if (rows > s.size())
-        throw std::runtime_error(fmt::format("data.rows: {} rows asked, {} has {}", rows,
-                                             data.at("path").get<std::string>(), s.size()));
-      return s;
-    }
-    const synth::TaskSpec task = TaskOfCheckpoint(base_dir);
-    if (task.vocab_size != mc.vocab_size)
-      throw std::runtime_error(fmt::format("base {}: task vocab {} is not the model's {}", base_dir,
-                                           task.vocab_size, mc.vocab_size));
-    return TokenSource::Synthetic(task, synth::Split::kHarvest,
-                                  data.at("rows_kind").get<std::string>());
-  }();
+  const TokenSource source = MakeSource(p, base_dir, mc, rows);
   if (source.seq_len() > mc.max_position_embeddings)
     throw std::runtime_error(fmt::format("harvest: rows have {} tokens, the model's context is {}",
                                          source.seq_len(), mc.max_position_embeddings));
@@ -263,11 +289,13 @@ void RunHarvest(ShardContext& ctx) {
   WriteAccumulators(out, acc, {map ? "map" : "single", shard_index, shard_count, config});
   out.Attr("/", "base_checkpoint", fs::absolute(base_dir).string());
   if (map) {
+    WriteTextParts(out, acc, p, false);
     ctx.Metric("n_tokens", static_cast<double>(acc.n_tokens));
     return;
   }
   const Derived derived = Derive(acc, p.at("pmi").at("top_k").get<int64_t>());
   WriteDerived(out, acc, derived);
+  WriteTextParts(out, acc, p, true);
   for (const auto& [name, value] : HarvestMetrics(acc, derived)) ctx.Metric(name, value);
 }
 

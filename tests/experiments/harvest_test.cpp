@@ -23,6 +23,7 @@
 #include "experiments/harvest/files.h"
 #include "experiments/harvest/harvest.h"
 #include "experiments/pretrain/pretrain.h"
+#include "tests/experiments/harvest_fixtures.h"
 #include "tests/support/fake_collective.h"
 #include "tests/support/file_context.h"
 
@@ -582,16 +583,7 @@ InputArtifact PretrainTinyModel(const fs::path& dir) {
   params["train"]["steps"] = 30;
   params["train"]["batch"] = 16;
   params["eval"]["rows"] = 16;
-  ShardTaskView v;
-  v.key = ShardKey({.id = ShardId{"base000000000000"}, .kind = "pretrain"}, params, Json::object());
-  FileContext ctx(v, dir / "base.h5", dir / "base");
-  RunPretrain(ctx);
-  ctx.Close();
-  InputArtifact in;
-  in.key = ShardKey({.id = v.key.id(), .kind = "pretrain"});
-  in.path = (dir / "base.h5").string();
-  in.artifact_dir = (dir / "base").string();
-  return in;
+  return testing::PretrainFixture(dir, params);
 }
 
 Json TinyHarvestParams() {
@@ -605,14 +597,7 @@ Json TinyHarvestParams() {
   return p;
 }
 
-ShardTaskView HarvestTask(const std::string& id, Json params, const std::string& role,
-                          std::vector<InputArtifact> inputs) {
-  ShardTaskView v;
-  v.key = ShardKey({.id = ShardId{id}, .kind = "harvest", .seed = 3, .role = ParseShardRole(role)},
-                   std::move(params), Json::object());
-  v.inputs = std::move(inputs);
-  return v;
-}
+using testing::HarvestTask;
 
 void ExpectSameFiles(const std::string& a, const std::string& b, bool exact) {
   ExpectSameAccumulators(ReadAccumulators(a), ReadAccumulators(b), exact);
