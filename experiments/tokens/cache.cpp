@@ -95,7 +95,7 @@ CacheStats WriteCorpus(const std::string& file, const Json& data, const std::str
   const auto total = static_cast<int64_t>(fs::file_size(path, ec));
   SplitWriter w(file, L::kCorpus, false, false);
   CacheStats stats;
-  ForEachCell(path, data.at("column").get<std::string>(),
+  ForEachCell(path, data.value("column", "text"),
               [&](std::string_view cell, int64_t line, int64_t bytes) {
                 w.Append(CorpusRowIds(cell, tok), line);
                 stats.bytes = bytes;
