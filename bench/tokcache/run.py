@@ -3,7 +3,9 @@
 (gen_corpus.py) is tokenized with GPT-2's tokenizer by the `tokens` shard the planner adds for a
 pretrain stage reading it, through `seedgrid run` (one worker). Reported per size: the corpus
 bytes, the tokens, the shard's wall time (its attempt's start to end in the registry), MB/s, and
-its peak RSS (the registry's peak_rss_kb of the attempt). /proc/loadavg before and after.
+its peak RSS (the registry's peak_rss_kb of the attempt: the executor's VmHWM, reset per shard),
+and for contrast the peak RSS of the pretrain shard that reads the whole stream back (what
+tokenizing in memory costs). /proc/loadavg before and after.
     bench/tokcache/run.py SEEDGRID_BIN GPT2_DIR WORK_DIR [SIZE_MB ...]   (default 10 100 300)"""
 import os
 import sqlite3
@@ -37,8 +39,8 @@ def main():
                OMPI_MCA_rmaps_base_oversubscribe="1", OMP_WAIT_POLICY="PASSIVE",
                SEEDGRID_PROGRESS="plain")
     print(f"load before: {loadavg()}", flush=True)
-    print("| corpus | bytes | tokens | rows | wall s | MB/s | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| corpus | bytes | tokens | rows | wall s | MB/s | peak RSS MiB | consumer's peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for mb in sizes:
         d = os.path.join(work, f"{mb:g}MB")
         os.makedirs(d, exist_ok=True)
@@ -58,9 +60,13 @@ def main():
             "select a.shard, a.start, a.\"end\", a.peak_rss_kb from attempts a join shards s on "
             "s.id=a.shard where s.kind='tokens' and a.outcome='ok' order by a.n desc limit 1")
         m = dict(con.execute("select name, value from metrics where shard=?", (shard,)))
+        (consumer,), = con.execute(
+            "select max(a.peak_rss_kb) from attempts a join shards s on s.id=a.shard where "
+            "s.kind='pretrain' and a.outcome='ok'")
         wall = end - start
         print(f"| {mb:g} MB | {int(m['bytes'])} | {int(m['tokens'])} | {int(m['rows'])} | "
-              f"{wall:.1f} | {m['bytes'] / 1e6 / wall:.2f} | {rss / 1024:.0f} |", flush=True)
+              f"{wall:.1f} | {m['bytes'] / 1e6 / wall:.2f} | {rss / 1024:.0f} | {consumer / 1024:.0f} |",
+              flush=True)
     print(f"load after: {loadavg()}")
 
 
