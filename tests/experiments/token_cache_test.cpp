@@ -176,7 +176,7 @@ TEST(TokenCache, SteerSplitsEqualTheEncoder) {
 struct Planned {
   std::vector<const ShardPlan*> tokens, others;
 };
-Planned Plan(const fs::path& spec) {
+Planned PlanOf(const fs::path& spec) {
   static std::vector<seedgrid::Plan> keep;  // the pointers outlive the call
   keep.push_back(ExpandSpec(LoadSpec(spec.string(), {}, AllKinds()), AllKinds()));
   Planned p;
@@ -199,7 +199,7 @@ TEST(TokenCachePlan, OneShardForEveryStageConfigAndSeedReadingTheSameText) {
       "        train: pairs.jsonl\n        eval: eval.csv\n        neutral: neutral.txt\n"
       "        answers: {yes: [' Yes', ' Ye'], no: [' No']}\n";
   WriteFile(d.path() / "spec.yaml", body);
-  const auto p = Plan(d.path() / "spec.yaml");
+  const auto p = PlanOf(d.path() / "spec.yaml");
   ASSERT_EQ(p.tokens.size(), 1u);
   EXPECT_EQ(p.others.size(), 5u);
   const ShardId cache = p.tokens[0]->key.id();
@@ -211,17 +211,37 @@ TEST(TokenCachePlan, OneShardForEveryStageConfigAndSeedReadingTheSameText) {
   }
   const auto before = cache;
   WriteFile(d.path() / "neutral.txt", "Other neutral text.\n");  // an edited file
-  const auto edited = Plan(d.path() / "spec.yaml");
+  const auto edited = PlanOf(d.path() / "spec.yaml");
   ASSERT_EQ(edited.tokens.size(), 1u);
   EXPECT_NE(edited.tokens[0]->key.id(), before);
   WriteFile(d.path() / "spec.yaml", body + "        template: chatml\n");
-  EXPECT_EQ(Plan(d.path() / "spec.yaml").tokens.size(), 2u);
+  EXPECT_EQ(PlanOf(d.path() / "spec.yaml").tokens.size(), 2u);
+}
+
+TEST(TokenCachePlan, TheImplicitStageDoesNotTakeAStagesName) {
+  TempDir d;
+  WriteData(d.path());
+  WriteFile(d.path() / "spec.yaml",
+            SteerSpec() + "  - name: tokens\n    kind: chaos\n    seeds: 1\n");
+  const Plan plan =
+      ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds());
+  ASSERT_EQ(plan.spec.stages.size(), 3u);
+  EXPECT_EQ(plan.spec.stages.back().name, "tokens_");
+  EXPECT_EQ(plan.spec.stages.back().kind, "tokens");
+  int caches = 0;
+  for (const auto& s : plan.shards) {
+    if (s.key.kind() != "tokens") continue;
+    ++caches;
+    EXPECT_EQ(s.key.stage(), "tokens_");
+    EXPECT_EQ(s.stage_index, 2);
+  }
+  EXPECT_EQ(caches, 1);
 }
 
 TEST(TokenCachePlan, NoCacheWithoutText) {
   TempDir d;
   WriteFile(d.path() / "spec.yaml", "name: s\nkind: pretrain\nseeds: 2\n");
-  const auto p = Plan(d.path() / "spec.yaml");
+  const auto p = PlanOf(d.path() / "spec.yaml");
   EXPECT_TRUE(p.tokens.empty());
   EXPECT_EQ(p.others.size(), 2u);
 }
