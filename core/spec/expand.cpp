@@ -162,8 +162,8 @@ class ShardEmitter {
     while (spec.FindStage(tokens_stage)) tokens_stage += "_";
   }
 
-  // The token cache a shard of stage i with `params` reads (core/spec.h): the id of the tokens
-  // shard its text makes, emitted the first time; none when it reads no text.
+  // The token cache a shard of stage i with `params` reads (the rule atop this file): the id of the
+  // tokens shard its text makes, emitted the first time; none when it reads no text.
   std::optional<ShardId> TokenCache(size_t i, const Json& params) {
     const StageSpec& st = spec_.stages[i];
     if (!tokens_ || !tokens_->resolve || st.kind == kTokensKind || !params.contains("data") ||
