@@ -1,5 +1,6 @@
-// lora_steer on the user's text (data.source: text): rows from the data files, tokenized
-// through the tokenizer and prompt template the spec names (experiments/data/text_data.h).
+// lora_steer on the user's text (data.source: text): the rows' ids from the token cache the
+// planner adds (experiments/tokens/cache.h), tokenized there through the tokenizer and prompt
+// template the spec names (experiments/data/text_data.h).
 #include <algorithm>
 #include <filesystem>
 #include <map>
