@@ -1,5 +1,13 @@
-// Expansion: a parsed SweepSpec -> the Plan's shards (rules at the top of core/spec.h).
+// Expansion: a parsed SweepSpec -> the Plan's shards (rules at the top of core/spec.h), and one
+// more rule, the token cache (docs/data.md): a shard whose params.data.source is "text" also
+// needs a shard of kind `tokens`, whose params ({format, data, data_dir}) the tokens kind's
+// resolve hook derives from the shard's `data` (only what tokenization reads, so every stage,
+// config and seed naming the same text needs the same one). Those shards form one implicit
+// stage, `tokens` (`tokens_` when the spec has a stage of that name), appended to Plan::spec's
+// stages; a registry without the kind adds none. (Stated here rather than in core/spec.h, which
+// LibTorch translation units include.)
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -15,6 +23,8 @@ namespace seedgrid {
 using namespace spec_detail;
 
 namespace {
+
+constexpr char kTokensKind[] = "tokens";  // the token cache's kind (experiments/tokens/)
 
 // Calls f(digits) for every combination of digits[i] in [0, radix[i]), the last digit fastest.
 template <class F>
@@ -144,9 +154,43 @@ namespace {
 // folds a config into the earlier shard of its stage that it is (KindConfig::inapplicable).
 class ShardEmitter {
  public:
-  ShardEmitter(const SweepSpec& spec, const std::vector<const KindConfig*>& kind, Plan& plan)
-      : spec_(spec), kind_(kind), plan_(plan) {
+  ShardEmitter(const SweepSpec& spec, const std::vector<const KindConfig*>& kind, Plan& plan,
+               const KindConfig* tokens)
+      : spec_(spec), kind_(kind), plan_(plan), tokens_(tokens) {
     seen_.reserve(plan.shards.capacity());
+    tokens_stage = kTokensKind;
+    while (spec.FindStage(tokens_stage)) tokens_stage += "_";
+  }
+
+  // The token cache a shard of stage i with `params` reads (the rule atop this file): the id of the
+  // tokens shard its text makes, emitted the first time; none when it reads no text.
+  std::optional<ShardId> TokenCache(size_t i, const Json& params) {
+    const StageSpec& st = spec_.stages[i];
+    if (!tokens_ || !tokens_->resolve || st.kind == kTokensKind || !params.contains("data") ||
+        !params["data"].is_object() || params["data"].value("source", "") != "text")
+      return std::nullopt;
+    Json tp = {
+        {"format", ""}, {"data", params["data"]}, {"data_dir", params.value("data_dir", "")}};
+    for (const auto& p : tokens_->resolve(tp, {}))
+      problems.push_back(fmt::format("{}:{}: stage '{}': token cache: {}", spec_.source_path,
+                                     st.line, st.name, p));
+    if (tp.value("format", "").empty()) return std::nullopt;
+    ShardKey::Fields f;
+    f.params_json = CanonicalJson(tp);
+    Json hashed = tp;
+    for (const auto& key : tokens_->unhashed_params) hashed.erase(key);
+    f.id = ShardIdOf(kTokensKind, CanonicalJson(hashed), 0, {}, CodeTag());
+    auto [it, fresh] = seen_.emplace(f.id.hex, plan_.shards.size());
+    if (!fresh) return f.id;  // named before: one cache
+    f.axes_json = "{}";
+    f.stage = tokens_stage;
+    f.kind = kTokensKind;
+    ShardPlan s;
+    s.key = ShardKey(std::move(f), std::move(tp), Json::object());
+    s.stage_index = static_cast<int>(spec_.stages.size());
+    plan_.shards.push_back(std::move(s));
+    tokens_emitted = true;
+    return plan_.shards.back().key.id();
   }
 
   struct Emitted {
@@ -197,11 +241,14 @@ class ShardEmitter {
   }
 
   std::vector<std::string> problems;
+  std::string tokens_stage;     // the implicit stage of the tokens shards
+  bool tokens_emitted = false;  // some shard reads text
 
  private:
   const SweepSpec& spec_;
   const std::vector<const KindConfig*>& kind_;
   Plan& plan_;
+  const KindConfig* tokens_;
   std::unordered_map<std::string, size_t> seen_;
   std::unordered_set<size_t> reset_;  // shards whose params ResetInapplicable changed
 };
@@ -223,9 +270,11 @@ void EmitConfig(ShardEmitter& emitter, const Plan& plan, size_t i, const KindCon
       }
     }
   }
+  std::vector<ShardId> needs = need_ids;  // `from` is not read past here: emitting may move it
+  if (auto cache = emitter.TokenCache(i, params)) needs.push_back(*cache);
   if (st.shards <= 1) {
-    auto e = emitter.Emit(i, std::move(params), seed, need_ids, axes, ShardRole::kSingle, own_axes,
-                          reset);
+    auto e =
+        emitter.Emit(i, std::move(params), seed, needs, axes, ShardRole::kSingle, own_axes, reset);
     if (e.fresh) outs.push_back(e.index);
     return;
   }
@@ -235,7 +284,7 @@ void EmitConfig(ShardEmitter& emitter, const Plan& plan, size_t i, const KindCon
     Json p = params;
     p["shard_index"] = s;
     p["shard_count"] = st.shards;
-    auto e = emitter.Emit(i, std::move(p), seed, need_ids, axes,
+    auto e = emitter.Emit(i, std::move(p), seed, needs, axes,
                           reduce ? ShardRole::kMap : ShardRole::kSingle, own_axes, reset);
     map_ids.push_back(plan.shards[e.index].key.id());
     if (!reduce && e.fresh) outs.push_back(e.index);
@@ -264,7 +313,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
   Plan plan;
   plan.spec = spec;
   plan.shards.reserve(l.total);
-  ShardEmitter emitter(spec, l.kind, plan);
+  ShardEmitter emitter(spec, l.kind, plan, kinds.Find(kTokensKind));
   std::vector<std::vector<size_t>> outs(spec.stages.size());  // indices into plan.shards
   for (size_t i : l.order) {
     const StageSpec& st = spec.stages[i];
@@ -274,12 +323,17 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     const size_t zip_rows = st.zip.empty() ? 1 : st.zip[0].values.size();
 
     ForEachCombination(need_radix, [&](const std::vector<size_t>& pick) {
+      // Pointers into plan.shards, taken again before each config: a token cache emitted by
+      // one config grows plan.shards past its reserve.
       std::vector<const ShardPlan*> from;
+      const auto point = [&] {
+        from.clear();
+        for (size_t k = 0; k < pick.size(); ++k)
+          from.push_back(&plan.shards[outs[l.needs[i][k]][pick[k]]]);
+      };
+      point();
       std::vector<ShardId> need_ids;
-      for (size_t k = 0; k < pick.size(); ++k) {
-        from.push_back(&plan.shards[outs[l.needs[i][k]][pick[k]]]);
-        need_ids.push_back(from.back()->key.id());
-      }
+      for (const ShardPlan* p : from) need_ids.push_back(p->key.id());
       std::vector<int64_t> seeds =
           inherits_seed(i) ? std::vector<int64_t>{from[0]->key.seed()} : own_seeds(st);
       for (int64_t seed : seeds) {
@@ -295,6 +349,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
               ApplyAxis(params, a.key, a.values[z]);
               axes[a.key] = a.values[z];
             }
+            point();
             EmitConfig(emitter, plan, i, *l.kind[i], std::move(params), std::move(axes), seed,
                        need_ids, from, outs[i]);
           }
@@ -303,6 +358,13 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     });
   }
   if (!emitter.problems.empty()) throw SpecError(emitter.problems);
+  if (emitter.tokens_emitted) {  // the implicit stage, after the spec's (core/spec.h)
+    StageSpec tokens;
+    tokens.name = emitter.tokens_stage;
+    tokens.kind = kTokensKind;
+    tokens.params = Json::object();
+    plan.spec.stages.push_back(std::move(tokens));
+  }
   return plan;
 }
 

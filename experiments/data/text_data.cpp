@@ -184,6 +184,121 @@ std::vector<std::vector<std::string>> ParseCsv(std::string_view text, const std:
   return records;
 }
 
+namespace {
+
+// Whether a CSV record that began on an earlier line is still inside a quoted field after
+// `line` (ParseCsv's quoting: a quote opens a field only at its start; "" inside is one quote).
+bool InQuotes(std::string_view line, bool in_quotes) {
+  bool field_start = !in_quotes;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_quotes) {
+      if (c != '"') continue;
+      if (i + 1 < line.size() && line[i + 1] == '"') {
+        ++i;
+      } else {
+        in_quotes = false;
+      }
+    } else if (c == '"' && field_start) {
+      in_quotes = true;
+    }
+    field_start = !in_quotes && c == ',';
+  }
+  return in_quotes;
+}
+
+// The file's lines in one pass: fn(line without '\n', its 1-based number, bytes read so far).
+template <typename Fn>
+void ForEachLine(const std::string& path, Fn&& fn) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(fmt::format("{}: cannot open", path));
+  std::string line;
+  int64_t bytes = 0;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    bytes += static_cast<int64_t>(line.size()) + (in.eof() ? 0 : 1);
+    fn(line, n, bytes);
+  }
+  if (in.bad()) throw DataError(fmt::format("{}: read error", path));
+}
+
+// CSV records, each parsed once its quotes close: header first, then fn(record, line, bytes).
+void ForEachCsvRecord(const std::string& path,
+                      const std::function<void(std::vector<std::string>&, int64_t, int64_t)>& fn) {
+  std::string chunk;
+  int64_t first = 0;
+  bool quoted = false;
+  const auto flush = [&](int64_t bytes) {
+    std::vector<int64_t> lines;
+    auto records = ParseCsv(chunk, path, &lines);
+    for (size_t r = 0; r < records.size(); ++r) fn(records[r], first + lines[r] - 1, bytes);
+    chunk.clear();
+  };
+  int64_t total = 0;
+  ForEachLine(path, [&](std::string& line, int64_t n, int64_t bytes) {
+    if (chunk.empty() && !quoted) first = n;
+    if (!chunk.empty() || quoted) chunk += '\n';
+    chunk += line;
+    quoted = InQuotes(line, quoted);
+    total = bytes;
+    if (!quoted) flush(bytes);
+  });
+  if (!chunk.empty() || quoted) flush(total);  // an unterminated quote: ParseCsv says where
+}
+
+}  // namespace
+
+void ForEachCell(const std::string& path, const std::string& column, const CellFn& fn) {
+  const std::string ext = Extension(path);
+  if (ext != ".jsonl" && ext != ".csv" && ext != ".txt")
+    throw DataError(fmt::format("{}: unknown format '{}' (.jsonl, .csv or .txt)", path, ext));
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw DataError(fmt::format("{}: no such file", path));
+  bool seen = false;
+  std::vector<std::string> columns;
+  if (ext == ".txt") {
+    seen = column == "text";
+    columns = {"text"};
+    ForEachLine(path, [&](std::string& line, int64_t n, int64_t bytes) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (seen && line.find_first_not_of(" \t") != std::string::npos) fn(line, n, bytes);
+    });
+  } else if (ext == ".jsonl") {
+    ForEachLine(path, [&](std::string& line, int64_t n, int64_t bytes) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) return;
+      const Json j = Json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw DataError(fmt::format("{}:{}: not a JSON object", path, n));
+      for (const auto& [k, v] : j.items())
+        if (std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
+      const auto it = j.find(column);
+      if (it == j.end()) return;
+      seen = true;
+      if (it->is_null()) return;
+      const std::string cell = CellText(*it);
+      if (!cell.empty()) fn(cell, n, bytes);
+    });
+  } else {
+    size_t index = 0;
+    ForEachCsvRecord(path, [&](std::vector<std::string>& rec, int64_t n, int64_t bytes) {
+      if (columns.empty()) {
+        columns = rec;
+        const auto it = std::find(columns.begin(), columns.end(), column);
+        seen = it != columns.end();
+        index = static_cast<size_t>(it - columns.begin());
+        return;
+      }
+      if (rec.size() == 1 && rec[0].empty()) return;  // a blank line
+      if (rec.size() != columns.size())
+        throw DataError(fmt::format("{}:{}: {} fields, the header has {}", path, n, rec.size(),
+                                    columns.size()));
+      if (seen && !rec[index].empty()) fn(rec[index], n, bytes);
+    });
+  }
+  if (!seen)
+    throw DataError(
+        fmt::format("{}:1: no column '{}' (columns: {})", path, column, fmt::join(columns, ", ")));
+}
+
 Table ReadTable(const std::string& path) {
   const std::string ext = Extension(path);
   if (ext != ".jsonl" && ext != ".csv" && ext != ".txt")
@@ -206,8 +321,10 @@ TextDataSpec TextDataSpec::FromParams(const Json& data, const std::string& base_
   s.generation_prompt = data.at("generation_prompt").get<bool>();
   for (const auto& [role, column] : data.at("columns").items())
     s.columns[role] = column.get<std::string>();
-  for (const auto& a : data.at("answers").at("yes")) s.yes.push_back(a.get<std::string>());
-  for (const auto& a : data.at("answers").at("no")) s.no.push_back(a.get<std::string>());
+  if (data.contains("answers")) {  // the token cache's params leave them out
+    for (const auto& a : data.at("answers").at("yes")) s.yes.push_back(a.get<std::string>());
+    for (const auto& a : data.at("answers").at("no")) s.no.push_back(a.get<std::string>());
+  }
   s.max_len = data.at("max_len").get<int64_t>();
   s.truncate_left = data.at("truncation").get<std::string>() == "left";
   return s;
@@ -396,19 +513,17 @@ std::vector<std::string> ResolveTextData(Json& params, const std::string& spec_d
   return problems;
 }
 
+std::vector<int32_t> CorpusRowIds(std::string_view cell, const text::Tokenizer& tok) {
+  return tok.Encode(std::string(cell) + "\n", true);
+}
+
 std::vector<int32_t> TokenizeCorpus(const std::string& path, const std::string& column,
                                     const text::Tokenizer& tok) {
-  const Table t = ReadTable(path);
-  if (!t.Has(column))
-    throw DataError(fmt::format("{}:1: no column '{}' (columns: {})", path, column,
-                                fmt::join(t.columns, ", ")));
   std::vector<int32_t> stream;
-  for (const auto& row : t.rows) {
-    const auto it = row.find(column);
-    if (it == row.end() || it->second.empty()) continue;
-    const auto ids = tok.Encode(it->second + "\n", true);
+  ForEachCell(path, column, [&](std::string_view cell, int64_t, int64_t) {
+    const auto ids = CorpusRowIds(cell, tok);
     stream.insert(stream.end(), ids.begin(), ids.end());
-  }
+  });
   return stream;
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -108,9 +109,18 @@ std::vector<std::string> ResolveTextData(Json& params, const std::string& spec_d
                                          bool needs_train);
 inline constexpr char kDataDirParam[] = "data_dir";
 
+// The non-empty `column` cells of a .txt, .jsonl or .csv file, row by row, read in one pass
+// without holding the file: `fn(cell, line, bytes)` gets each cell, its 1-based line and the
+// bytes of the file read so far. The rows are ReadTable's (same blank-line, null and CSV rules);
+// throws DataError naming the file and line, and after the pass when no row had the column.
+using CellFn = std::function<void(std::string_view cell, int64_t line, int64_t bytes)>;
+void ForEachCell(const std::string& path, const std::string& column, const CellFn& fn);
+
 // A pretraining corpus (pretrain's data.source: text; docs/data.md): the `column` cell of every
 // row of a .txt, .jsonl or .csv file, each followed by a newline, encoded with the tokenizer's
-// specials and concatenated into one stream (cut into windows by the runner).
+// specials and concatenated into one stream (cut into windows by the runner). The token cache
+// (experiments/tokens/cache.h) stores exactly these ids, row by row (CorpusRowIds).
+std::vector<int32_t> CorpusRowIds(std::string_view cell, const text::Tokenizer& tok);
 std::vector<int32_t> TokenizeCorpus(const std::string& path, const std::string& column,
                                     const text::Tokenizer& tok);
 // pretrain's resolve: with data.source text, the corpus and tokenizer checked (the tokenizer's

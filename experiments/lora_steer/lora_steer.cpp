@@ -592,7 +592,7 @@ void RunLoraSteer(ShardContext& ctx) {
   Model model = Model::Load(base_dir, device,
                             ParseComputeDtype(p.at("model").at("dtype").get<std::string>()));
   const steer::SteerData data = p.at("data").at("source") == "text"
-                                    ? steer::TextSteerData(model, p)
+                                    ? steer::TextSteerData(model, p, ctx.task().inputs)
                                     : SyntheticSteerData(model, base_dir, s);
   Collective* gang = ctx.collective();
   const auto seed = static_cast<uint64_t>(ctx.seed());

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/runner.h"
 #include "core/store.h"
 #include "experiments/lora_steer/lora_steer.h"
 
@@ -32,10 +33,12 @@ struct SteerData {
   std::string task_json;  // the "task" attribute: the synthetic task, or the text data params
 };
 
-// The user's text (data.source: text): rows read and tokenized once, on the model's device.
-// Throws std::runtime_error naming the file and line for what the plan-time checks missed
-// (a file edited since).
-SteerData TextSteerData(const Model& model, const Json& params);
+// The user's text (data.source: text): the rows' ids from the token cache among `inputs` (the
+// tokens shard the planner adds, experiments/tokens/cache.h), on the model's device. Throws
+// std::runtime_error when no needed tokens shard holds this data's digest, or a row does not fit
+// the model.
+SteerData TextSteerData(const Model& model, const Json& params,
+                        const std::vector<InputArtifact>& inputs);
 
 // Yes/no scores of variable-length prompts at their last token: logratio =
 // logsumexp(logp[yes]) − logsumexp(logp[no]), pmass = Σ p[yes] + Σ p[no]. Rows of one length

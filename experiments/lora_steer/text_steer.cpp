@@ -1,5 +1,6 @@
-// lora_steer on the user's text (data.source: text): rows from the data files, tokenized
-// through the tokenizer and prompt template the spec names (experiments/data/text_data.h).
+// lora_steer on the user's text (data.source: text): the rows' ids from the token cache the
+// planner adds (experiments/tokens/cache.h), tokenized there through the tokenizer and prompt
+// template the spec names (experiments/data/text_data.h).
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -11,7 +12,8 @@
 #include "experiments/data/text_data.h"
 #include "experiments/lora_steer/layout.h"
 #include "experiments/lora_steer/steer_data.h"
-#include "text/template.h"
+#include "experiments/tokens/cache.h"
+#include "experiments/tokens/layout.h"
 #include "text/tokenizer.h"
 
 namespace seedgrid::steer {
@@ -116,17 +118,6 @@ void CheckIds(const std::vector<std::vector<int32_t>>& rows, const Model& model,
   }
 }
 
-template <typename Rows>
-Rows ReadRows(const std::string& path, const data::TextDataSpec& spec,
-              Rows (*read)(const data::Table&, const data::TextDataSpec&,
-                           std::vector<std::string>&)) {
-  std::vector<std::string> problems;
-  Rows rows = read(data::ReadTable(path), spec, problems);
-  if (!problems.empty())
-    throw std::runtime_error(fmt::format("{} (edited since the plan?)", fmt::join(problems, "; ")));
-  return rows;
-}
-
 }  // namespace
 
 YesNoScores ScoreYesNoText(const Model& model, const std::vector<std::vector<int32_t>>& prompts,
@@ -154,49 +145,50 @@ YesNoScores ScoreYesNoText(const Model& model, const std::vector<std::vector<int
   return {logratio, pmass};
 }
 
-SteerData TextSteerData(const Model& model, const Json& params) {
+SteerData TextSteerData(const Model& model, const Json& params,
+                        const std::vector<InputArtifact>& inputs) {
+  namespace TL = tokens_layout;
   const auto spec = data::TextDataSpec::FromParams(
       params.at("data"), params.at(data::kDataDirParam).get<std::string>());
-  auto tok = std::make_shared<text::Tokenizer>(text::Tokenizer::FromDirectory(spec.tokenizer));
-  const auto tmpl = text::PromptTemplate::FromJson(spec.template_json);
-  const data::TextEncoder enc(*tok, tmpl, spec);
+  const auto tok = text::Tokenizer::FromDirectory(spec.tokenizer);
   std::vector<std::string> problems;
-  const auto yes = data::AnswerIds(*tok, spec.yes, "data.answers.yes", problems);
-  const auto no = data::AnswerIds(*tok, spec.no, "data.answers.no", problems);
+  const auto yes = data::AnswerIds(tok, spec.yes, "data.answers.yes", problems);
+  const auto no = data::AnswerIds(tok, spec.no, "data.answers.no", problems);
   if (!problems.empty()) throw std::runtime_error(fmt::format("{}", fmt::join(problems, "; ")));
 
-  const auto pairs = ReadRows(spec.train, spec, &data::PairRows);
-  auto pos = std::make_shared<std::vector<Tokenized>>(),
-       neg = std::make_shared<std::vector<Tokenized>>();
-  std::vector<std::vector<int32_t>> train_ids;
-  for (const auto& r : pairs) {
-    pos->push_back(enc.Pair(r.system_pos, r.prompt, r.response_pos));
-    neg->push_back(enc.Pair(r.system_neg, r.prompt, r.response_neg));
-    train_ids.push_back(pos->back().ids);
-    train_ids.push_back(neg->back().ids);
-  }
-  CheckIds(train_ids, model, spec.train);
-  const auto eval = ReadRows(spec.eval, spec, &data::EvalRows);
-  auto prompts = std::make_shared<std::vector<std::vector<int32_t>>>();
-  SteerData d;
-  for (size_t i = 0; i < eval.size(); ++i) {
-    prompts->push_back(enc.Prompt(eval[i].system, eval[i].prompt).ids);
-    d.row_idx.push_back(static_cast<int64_t>(i));
-    d.label.push_back(eval[i].label);
-  }
+  const std::string cache = data::TokenCacheInput(inputs, params.at("data")).path;
+  const auto rows_of = [](const data::TokenSplit& s) {
+    std::vector<std::vector<int32_t>> rows;
+    for (int64_t r = 0; r < s.rows(); ++r) rows.push_back(s.Row(r));
+    return rows;
+  };
+  const auto pairs_of = [&](const data::TokenSplit& s) {
+    auto out = std::make_shared<std::vector<Tokenized>>();
+    for (int64_t r = 0; r < s.rows(); ++r)
+      out->push_back({s.Row(r), s.prompt_len.at(static_cast<size_t>(r))});
+    CheckIds(rows_of(s), model, spec.train);
+    return out;
+  };
+  const auto pos = pairs_of(data::ReadTokenSplit(cache, TL::kTrainPos));
+  const auto neg = pairs_of(data::ReadTokenSplit(cache, TL::kTrainNeg));
+  const auto eval = data::ReadTokenSplit(cache, TL::kEval);
+  auto prompts = std::make_shared<std::vector<std::vector<int32_t>>>(rows_of(eval));
   CheckIds(*prompts, model, spec.eval);
-  auto neutral = std::make_shared<std::vector<std::vector<int32_t>>>();
-  for (const auto& t : ReadRows(spec.neutral, spec, &data::NeutralRows))
-    neutral->push_back(enc.Plain(t).ids);
+  SteerData d;
+  for (int64_t i = 0; i < eval.rows(); ++i) {
+    d.row_idx.push_back(i);
+    d.label.push_back(eval.label.at(static_cast<size_t>(i)));
+  }
+  auto neutral = std::make_shared<std::vector<std::vector<int32_t>>>(
+      rows_of(data::ReadTokenSplit(cache, TL::kNeutral)));
   CheckIds(*neutral, model, spec.neutral);
 
-  d.n_train = static_cast<int64_t>(pairs.size());
+  d.n_train = static_cast<int64_t>(pos->size());
   d.loss_pos = PairLoss(pos);
   d.loss_neg = PairLoss(neg);
   d.score = [prompts, yes, no](const Model& m) { return ScoreYesNoText(m, *prompts, yes, no); };
   d.neutral_logp = [neutral](const Model& m) { return FlatLogProbs(m, *neutral); };
-  std::vector<int64_t> lines;
-  for (const auto& r : eval) lines.push_back(r.line);
+  const std::vector<int64_t> lines = eval.line;
   d.write_eval_set = [prompts, lines, yes, no, digest = params["data"]["digest"]](H5Writer& out) {
     std::vector<int32_t> flat;
     std::vector<int64_t> offsets = {0};

@@ -16,7 +16,7 @@
 #include "experiments/model/adapters.h"
 #include "experiments/model/model.h"
 #include "experiments/pretrain/layout.h"
-#include "text/tokenizer.h"
+#include "experiments/tokens/cache.h"
 
 namespace seedgrid {
 namespace {
@@ -39,8 +39,10 @@ double PersonaAccuracy(const Model& model, const synth::TaskSpec& task, int64_t 
 
 namespace {
 
-// The synthetic mix, an HDF5 token file, or a text corpus cut into windows of model.context.
-TokenSource MakeSource(const Json& p, const ModelConfig& config, const synth::TaskSpec& task) {
+// The synthetic mix, an HDF5 token file, or a text corpus (its ids from the token cache among
+// `inputs`) cut into windows of model.context.
+TokenSource MakeSource(const Json& p, const ModelConfig& config, const synth::TaskSpec& task,
+                       const std::vector<InputArtifact>& inputs) {
   const Json& data = p.at("data");
   const auto source = data.at("source").get<std::string>();
   if (source == "synthetic") return TokenSource::Synthetic(task, synth::Split::kPretrain);
@@ -49,9 +51,8 @@ TokenSource MakeSource(const Json& p, const ModelConfig& config, const synth::Ta
                              data.at("dataset").get<std::string>(), config.vocab_size);
   const std::filesystem::path dir = p.at(data::kDataDirParam).get<std::string>();
   const auto path = (dir / data.at("path").get<std::string>()).lexically_normal().string();
-  const auto tok = text::Tokenizer::FromDirectory(dir / data.at("tokenizer").get<std::string>());
-  return TokenSource::Windows(data::TokenizeCorpus(path, data.at("column").get<std::string>(), tok),
-                              config.max_position_embeddings, path);
+  return TokenSource::Windows(data::CorpusTokens(inputs, data), config.max_position_embeddings,
+                              path);
 }
 
 }  // namespace
@@ -72,7 +73,7 @@ void RunPretrain(ShardContext& ctx) {
   task.induction_frac = data.at("induction_frac").get<double>();
   task.none_bias = data.at("none_bias").get<double>();
   task.seed = data.at("seed").get<uint64_t>();
-  const TokenSource source = MakeSource(p, config, task);
+  const TokenSource source = MakeSource(p, config, task, ctx.task().inputs);
   if (source.seq_len() > config.max_position_embeddings)
     throw std::runtime_error(
         fmt::format("pretrain: data rows have {} tokens but model.context is {}", source.seq_len(),

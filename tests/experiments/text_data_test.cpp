@@ -12,41 +12,13 @@
 #include "text/template.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+#include "text_fixture.h"
 
 namespace seedgrid::data {
 namespace {
 
 using testing::TempDir;
 namespace fs = std::filesystem;
-
-void WriteFile(const fs::path& p, const std::string& text) {
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-// A byte-level tokenizer whose " Yes" and " No" are single tokens (ids 256..260 are merges).
-void WriteTokenizer(const fs::path& dir) {
-  fs::create_directories(dir);
-  const auto& b = text::ByteToUnicode();
-  Json vocab = Json::object();
-  for (int i = 0; i < 256; ++i) vocab[b[static_cast<size_t>(i)]] = i;
-  const std::string sp = b[' '];
-  vocab[sp + "Y"] = 256;
-  vocab[sp + "Ye"] = 257;
-  vocab[sp + "Yes"] = 258;
-  vocab[sp + "N"] = 259;
-  vocab[sp + "No"] = 260;
-  Json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
-  Json tok = {{"normalizer", nullptr},
-              {"pre_tokenizer", bl},
-              {"post_processor", nullptr},
-              {"decoder", bl},
-              {"added_tokens", Json::array()},
-              {"model",
-               {{"type", "BPE"},
-                {"vocab", vocab},
-                {"merges", {sp + " Y", sp + "Y e", sp + "Ye s", sp + " N", sp + "N o"}}}}};
-  WriteFile(dir / "tokenizer.json", tok.dump());
-}
 
 TEST(Csv, QuotesCommasNewlinesAndLineNumbers) {
   std::vector<int64_t> lines;
@@ -81,22 +53,6 @@ TEST(Tables, JsonlCsvAndTextKeepTheirLines) {
   EXPECT_THROW(ReadTable((d.path() / "a.tsv").string()), DataError);
 }
 
-// A lora_steer stage on text data in directory `dir`.
-std::string SteerSpec(const std::string& extra = "") {
-  return "name: t\nstages:\n  - name: steer\n    kind: lora_steer\n    seeds: 1\n    params:\n"
-         "      base: /nowhere\n      data:\n        source: text\n        tokenizer: tok\n"
-         "        train: pairs.jsonl\n        eval: eval.csv\n        neutral: neutral.txt\n" +
-         extra;
-}
-
-void WriteData(const fs::path& dir) {
-  WriteTokenizer(dir / "tok");
-  WriteFile(dir / "pairs.jsonl",
-            "{\"prompt\": \"Q1\", \"response_pos\": \" Yes\", \"response_neg\": \" No\"}\n");
-  WriteFile(dir / "eval.csv", "prompt,label\n\"Is it, though?\",1\nNo way,-1\n");
-  WriteFile(dir / "neutral.txt", "Some neutral text.\n");
-}
-
 std::string Problems(const fs::path& spec_path) {
   try {
     LoadSpec(spec_path.string(), {}, AllKinds());
@@ -111,9 +67,11 @@ TEST(TextDataSpec, ShardIdFollowsTheFilesContent) {
   WriteData(d.path());
   WriteFile(d.path() / "spec.yaml", SteerSpec());
   const auto id = [&] {
-    return ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds())
-        .shards.at(0)
-        .key.id();
+    const Plan plan =
+        ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds());
+    for (const auto& s : plan.shards)
+      if (s.key.kind() == "lora_steer") return s.key.id();  // (the token cache comes first)
+    return ShardId{};
   };
   const auto before = id();
   EXPECT_EQ(id(), before);
