@@ -12,6 +12,7 @@
 #include "experiments/data/text_data.h"
 #include "experiments/data/tokens.h"
 #include "experiments/lora_steer/lora_steer.h"
+#include "experiments/tokens/cache.h"
 #include "text/tokenizer.h"
 
 namespace seedgrid {
@@ -195,10 +196,12 @@ HeadScores ScoreHeads(const Model& model, const HeadEvalSet& e, const HeadOption
 
 namespace {
 
-// The corpus → token ids step of data.source text, kept in one place (a shared token cache can
-// replace it): data.column of every row of data.path, tokenized with data.tokenizer's specials
-// and concatenated (data::TokenizeCorpus). Throws when the tokenizer's ids do not fit the model.
-std::vector<int32_t> HeadCorpusIds(const Json& p, const Model& model, std::string& origin) {
+// The corpus's token ids for data.source text: the token cache among the shard's `inputs` (the
+// tokens shard the planner adds; data::CorpusTokens, exactly data::TokenizeCorpus of data.path's
+// data.column with data.tokenizer's specials). `origin` names the corpus for errors. Throws when
+// the tokenizer's ids do not fit the model.
+std::vector<int32_t> HeadCorpusIds(const Json& p, const std::vector<ShardInput>& inputs,
+                                   const Model& model, std::string& origin) {
   const Json& data = p.at("data");
   const std::filesystem::path dir = p.at(data::kDataDirParam).get<std::string>();
   origin = (dir / data.at("path").get<std::string>()).lexically_normal().string();
@@ -209,7 +212,7 @@ std::vector<int32_t> HeadCorpusIds(const Json& p, const Model& model, std::strin
     throw std::runtime_error(
         fmt::format("data.tokenizer: {} has {} tokens but the base model's vocabulary is {}",
                     tok_dir.string(), tok.VocabSize(), vocab));
-  return data::TokenizeCorpus(origin, data.at("column").get<std::string>(), tok);
+  return data::CorpusTokens(inputs, data);
 }
 
 void WriteEvalSet(H5Writer& out, const HeadEvalSet& e) {
@@ -234,7 +237,7 @@ void RunHeadAblation(ShardContext& ctx) {
   HeadEvalSet rows;
   if (text) {
     std::string origin;
-    const auto ids = HeadCorpusIds(p, model, origin);
+    const auto ids = HeadCorpusIds(p, ctx.task().inputs, model, origin);
     const int64_t window = p.at("data").at("window").get<int64_t>();
     if (window > model.config().max_position_embeddings)
       throw std::runtime_error(

@@ -94,9 +94,10 @@ class DeviceStaged final : public Collective {
 };
 
 // The rows to harvest: the checkpoint's synthetic task, a token file, or a text corpus cut into
-// windows (text.h). `rows` 0 (file, text) becomes every row; more than the source has throws.
-TokenSource MakeSource(const Json& p, const std::string& base_dir, const ModelConfig& mc,
-                       int64_t& rows) {
+// windows (text.h; its ids from the token cache among `inputs`). `rows` 0 (file, text) becomes
+// every row; more than the source has throws.
+TokenSource MakeSource(const Json& p, const std::vector<ShardInput>& inputs,
+                       const std::string& base_dir, const ModelConfig& mc, int64_t& rows) {
   const Json& data = p.at("data");
   const auto kind = data.at("source").get<std::string>();
   if (kind == "synthetic") {
@@ -114,7 +115,7 @@ TokenSource MakeSource(const Json& p, const std::string& base_dir, const ModelCo
       return TokenSource::File(origin, data.at("dataset").get<std::string>(), mc.vocab_size);
     }
     origin = CorpusPath(p);
-    const std::vector<int32_t> stream = HarvestCorpusTokens(p);
+    const std::vector<int32_t> stream = HarvestCorpusTokens(p, inputs);
     CheckCorpusVocab(stream, mc.vocab_size, p);
     const int64_t window = data.at("window").get<int64_t>();
     return TokenSource::Windows(stream, window > 0 ? window : mc.max_position_embeddings, origin);
@@ -261,7 +262,7 @@ void RunHarvest(ShardContext& ctx) {
   const ModelConfig& mc = model.config();
   const Json& data = p.at("data");
   int64_t rows = data.at("rows").get<int64_t>();
-  const TokenSource source = MakeSource(p, base_dir, mc, rows);
+  const TokenSource source = MakeSource(p, ctx.task().inputs, base_dir, mc, rows);
   if (source.seq_len() > mc.max_position_embeddings)
     throw std::runtime_error(fmt::format("harvest: rows have {} tokens, the model's context is {}",
                                          source.seq_len(), mc.max_position_embeddings));

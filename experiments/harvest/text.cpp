@@ -8,6 +8,7 @@
 
 #include "experiments/data/text_data.h"
 #include "experiments/harvest/layout.h"
+#include "experiments/tokens/cache.h"
 #include "text/tokenizer.h"
 
 namespace seedgrid::harvest {
@@ -42,10 +43,9 @@ std::string CorpusPath(const Json& params) { return UnderDataDir(params, "path")
 
 std::string CorpusTokenizerDir(const Json& params) { return UnderDataDir(params, "tokenizer"); }
 
-std::vector<int32_t> HarvestCorpusTokens(const Json& params) {
-  const auto tok = text::Tokenizer::FromDirectory(CorpusTokenizerDir(params));
-  return data::TokenizeCorpus(CorpusPath(params), params.at("data").at("column").get<std::string>(),
-                              tok);
+std::vector<int32_t> HarvestCorpusTokens(const Json& params,
+                                         const std::vector<ShardInput>& inputs) {
+  return data::CorpusTokens(inputs, params.at("data"));
 }
 
 void CheckCorpusVocab(const std::vector<int32_t>& stream, int64_t vocab, const Json& params) {

@@ -1,13 +1,13 @@
 // harvest over a text corpus (data.source: text; docs/harvest.md "Text corpora"): the corpus as
 // token windows, and reservoir examples decoded back to text. No LibTorch.
 //
-// The corpus is tokenized as one stream exactly as pretrain's (data::TokenizeCorpus: every row's
-// `column` cell plus a newline, the tokenizer's specials added) and cut into consecutive windows
-// of data.window tokens; the last partial window is dropped. Window i is row i of the harvest, so
-// map/reduce shards split windows exactly as they split the rows of a token file.
-//
-// HarvestCorpusTokens is the one place the corpus becomes ids: a shared token cache (a tokens
-// shard the harvest `need`s) replaces its body at merge without touching the rest.
+// The corpus's ids come from the token cache (experiments/tokens/cache.h, docs/data.md "The token
+// cache"): the tokens shard the planner adds to every shard with data.source text holds them,
+// one stream exactly as pretrain reads it (data::CorpusTokens = data::TokenizeCorpus of the
+// file: every row's `column` cell plus a newline, the tokenizer's specials added), and the
+// harvest cuts it into consecutive windows of data.window tokens; the last partial window is
+// dropped. Window i is row i of the harvest, so map/reduce shards split windows exactly as they
+// split the rows of a token file, and every map reads the one cache instead of tokenizing.
 //
 // Decoded examples: each reservoir example's window tokens [pos − context, pos + context] (ids
 // −1 outside the row skipped) decode to three strings: the text before the firing token, the
@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shard_key.h"
 #include "core/store.h"
 #include "core/types.h"
 #include "experiments/harvest/accumulator.h"
@@ -39,8 +40,9 @@ bool IsTextSource(const Json& params);
 std::string CorpusPath(const Json& params);
 std::string CorpusTokenizerDir(const Json& params);
 
-// The whole corpus as one token stream (data::TokenizeCorpus over data.path/data.column).
-std::vector<int32_t> HarvestCorpusTokens(const Json& params);
+// The whole corpus as one token stream, read from the token cache among `inputs` (the shard's
+// needed shards) whose data digest is data.digest. Throws std::runtime_error when none is.
+std::vector<int32_t> HarvestCorpusTokens(const Json& params, const std::vector<ShardInput>& inputs);
 
 // Throws std::runtime_error naming the tokenizer when an id is outside [0, vocab).
 void CheckCorpusVocab(const std::vector<int32_t>& stream, int64_t vocab, const Json& params);

@@ -12,9 +12,9 @@
 // store's H5Writer writes whole arrays only; the caller's H5Writer adds the attributes and
 // publishes the file as it does every shard's.
 //
-// Reading: the consumers (pretrain's text corpus, lora_steer's text splits; harvest's corpus
-// at merge) call CorpusTokens / ReadTokenSplit on the needed tokens shard and check its
-// data digest against their own data.digest, so ids are bit-identical to tokenizing the files
+// Reading: the consumers (pretrain's text corpus, lora_steer's text splits, harvest's corpus,
+// head ablation's corpus) call CorpusTokens / ReadTokenSplit on the needed tokens shard and check
+// its data digest against their own data.digest, so ids are bit-identical to tokenizing the files
 // themselves (tokens_test checks it).
 #pragma once
 
@@ -91,7 +91,7 @@ std::vector<std::pair<std::string, std::string>> TokenCacheAttributes(const Json
 const ShardInput& TokenCacheInput(const std::vector<ShardInput>& inputs, const Json& data);
 
 // A text corpus's token stream from the cache: every row's ids (data::CorpusRowIds) in order,
-// exactly TokenizeCorpus of the same file (the boundary pretrain and harvest call).
+// exactly TokenizeCorpus of the same file (what pretrain, harvest and head ablation call).
 std::vector<int32_t> CorpusTokens(const std::vector<ShardInput>& inputs, const Json& data);
 
 }  // namespace seedgrid::data

@@ -21,6 +21,7 @@
 #include "experiments/model/runtime_env.h"
 #include "experiments/pretrain/pretrain.h"
 #include "tests/experiments/test_context.h"
+#include "tests/experiments/token_cache_fixture.h"
 #include "text/unicode.h"
 
 namespace seedgrid {
@@ -567,6 +568,14 @@ constexpr char kCorpus[] =
     "A dog ran after the cat, and the cat ran up a tree.\n"
     "Then the dog sat down under the tree and waited.\n";
 
+// The token cache of a heads shard's text (the tokens shard the planner adds): `params`' data
+// over the kind's defaults, as the runner sees it.
+InputArtifact HeadsCache(const fs::path& dir, const Json& params) {
+  Json data = AblationKindConfig().defaults.at("data");
+  data.update(params.at("data"));
+  return testing::WriteCache(dir, data, "cache");
+}
+
 Tensor NextTokenNll(const Tensor& logp, const Tensor& tokens) {
   const int64_t T = tokens.size(1);
   return -logp.narrow(1, 0, T - 1).gather(-1, tokens.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1);
@@ -592,7 +601,16 @@ TEST_F(Ablation, HeadScoresOnATextFileEqualAHandRecomputation) {
                          {"window", 16}}},
                        {"heads", {{"task_rows", 5}, {"induction_rows", 3}}},
                        {"batch", {{"rows", 3}}}};  // two task batches
-  TestShardContext ctx(AblationKindConfig(), params, 0, {PretrainInput(base)});
+  // Without its token cache the shard does not tokenize the file itself: it says what is missing.
+  TestShardContext uncached(AblationKindConfig(), params, 0, {PretrainInput(base)});
+  try {
+    RunAblation(uncached);
+    ADD_FAILURE() << "head ablation of text ran without its token cache";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("no token cache for data digest"));
+  }
+  TestShardContext ctx(AblationKindConfig(), params, 0,
+                       {PretrainInput(base), HeadsCache(dir.path(), params)});
   RunAblation(ctx);
   EXPECT_EQ(ctx.last_step, ctx.last_total);
   H5Reader r(ctx.Finish());
@@ -652,7 +670,8 @@ TEST_F(Ablation, HeadsOnATextFileWithATokenizerTooLargeForTheModelSaySo) {
                          {"path", (dir.path() / "corpus.txt").string()},
                          {"tokenizer", (dir.path() / "tok").string()},
                          {"window", 8}}}};
-  TestShardContext ctx(AblationKindConfig(), params, 0, {PretrainInput(small)});
+  TestShardContext ctx(AblationKindConfig(), params, 0,
+                       {PretrainInput(small), HeadsCache(dir.path(), params)});
   try {
     RunAblation(ctx);
     FAIL() << "expected a throw";

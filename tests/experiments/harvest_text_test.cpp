@@ -26,6 +26,7 @@
 #include "experiments/pretrain/pretrain.h"
 #include "test_context.h"
 #include "tests/experiments/harvest_fixtures.h"
+#include "tests/experiments/token_cache_fixture.h"
 #include "tests/support/file_context.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -299,7 +300,9 @@ TEST(HarvestTextRunner, EqualsAFileHarvestOfTheSameIdsAndMapsReduceToOneShard) {
   WriteByteTokenizer(dir / "tok");
   WriteFile(dir / "corpus.txt", Corpus());
   const Json tp = TextParams(dir);
-  const std::string text_file = RunOne(dir, "text000000000000", tp, "single", {base});
+  // The corpus's ids come from its token cache (the tokens shard the planner adds).
+  const InputArtifact cache = testing::WriteCache(dir, tp.at("data"), "cache");
+  const std::string text_file = RunOne(dir, "text000000000000", tp, "single", {base, cache});
 
   // The same ids, cut by hand (consecutive windows, the partial last one dropped), as a file.
   const auto tok = text::Tokenizer::FromDirectory(dir / "tok");
@@ -339,7 +342,7 @@ TEST(HarvestTextRunner, EqualsAFileHarvestOfTheSameIdsAndMapsReduceToOneShard) {
     p["shard_count"] = 3;
     const std::string id = fmt::format("map{:013d}", s);
     InputArtifact in;
-    in.path = RunOne(dir, id, p, "map", {base});
+    in.path = RunOne(dir, id, p, "map", {base, cache});
     in.key = ShardKey({.id = ShardId{id}, .kind = "harvest"}, p, Json::object());
     maps.push_back(in);
     const auto w = H5Reader(in.path).Read<int64_t>(L::kEvalWindows);
@@ -376,12 +379,35 @@ TEST(HarvestTextRunner, IdsOutsideTheModelsVocabFailNamingTheTokenizer) {
   const InputArtifact base = testing::PretrainFixture(dir, params);
   WriteByteTokenizer(dir / "tok");
   WriteFile(dir / "corpus.txt", Corpus());
+  const InputArtifact cache = testing::WriteCache(dir, TextParams(dir).at("data"), "cache");
   try {
-    RunOne(dir, "text000000000000", TextParams(dir), "single", {base});
+    RunOne(dir, "text000000000000", TextParams(dir), "single", {base, cache});
     ADD_FAILURE() << "byte ids ran on a 48-token model";
   } catch (const std::runtime_error& e) {
     EXPECT_THAT(e.what(), HasSubstr("outside the model's vocab of 48"));
     EXPECT_THAT(e.what(), HasSubstr((dir / "tok").string()));
+  }
+}
+
+// A text harvest reads its corpus from the token cache, not the file: without the tokens shard
+// among its inputs it fails saying so, and with a cache of other text (another digest) too.
+TEST(HarvestTextRunner, ReadsTheCorpusFromTheTokenCache) {
+  TempDir d;
+  const fs::path& dir = d.path();
+  const InputArtifact base = PretrainByteModel(dir);
+  WriteByteTokenizer(dir / "tok");
+  WriteFile(dir / "corpus.txt", Corpus());
+  const Json tp = TextParams(dir);
+  Json other = tp.at("data");
+  other["digest"] = "another text";
+  const InputArtifact stale = testing::WriteCache(dir, other, "stale");
+  for (const auto& inputs : {std::vector<InputArtifact>{base}, std::vector{base, stale}}) {
+    try {
+      RunOne(dir, "text000000000000", tp, "single", inputs);
+      ADD_FAILURE() << "harvested text without its token cache";
+    } catch (const std::runtime_error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("no token cache for data digest d1"));
+    }
   }
 }
 
