@@ -214,6 +214,16 @@ void PrintStatus(const SweepStatus& st) {
   fmt::print("  rerun them with: seedgrid rerun {} --failed\n", st.sweep.name);
 }
 
+// Why `kinds KIND --yaml` offers no starter spec: what the kind's own validate says of its
+// starter params (the tokens kind, which the planner adds, rejects every stage a spec writes);
+// empty when the starter passes.
+std::vector<std::string> StarterProblems(const KindConfig& kind) {
+  if (!kind.validate) return {};
+  Json params = kind.defaults;
+  for (const auto& [key, value] : kind.starter_params.items()) params[key] = value;
+  return kind.validate(params);
+}
+
 }  // namespace
 
 std::string DefaultRegistryPath(const std::string& flag) {
@@ -457,6 +467,9 @@ int CmdKinds(const std::string& only, bool json, bool yaml, bool markdown) {
   if (yaml) {
     if (only.empty())
       throw UsageError("kinds --yaml: name the kind, e.g. seedgrid kinds pretrain --yaml");
+    if (const auto problems = StarterProblems(*kinds.Find(only)); !problems.empty())
+      throw UsageError(
+          fmt::format("kinds {} --yaml: no starter spec: {}", only, fmt::join(problems, "; ")));
     fmt::print("{}", StarterSpec(*kinds.Find(only)));
     return 0;
   }
@@ -478,7 +491,8 @@ int CmdKinds(const std::string& only, bool json, bool yaml, bool markdown) {
               {"defaults", k->defaults},
               {"params", params},
               {"has_reduce", k->has_reduce},
-              {"supports_gang", k->supports_gang}};
+              {"supports_gang", k->supports_gang},
+              {"starter", StarterProblems(*k).empty()}};
     }
     fmt::print("{}\n", j.dump(2));
     return 0;

@@ -4,7 +4,8 @@
 // resolve hook derives from the shard's `data` (only what tokenization reads, so every stage,
 // config and seed naming the same text needs the same one). Those shards form one implicit
 // stage, `tokens` (`tokens_` when the spec has a stage of that name), appended to Plan::spec's
-// stages; a registry without the kind adds none. (Stated here rather than in core/spec.h, which
+// stages; a registry without the kind adds none. Tokenizing is CPU work: the implicit stage and
+// its shards ask for no GPU (TokensResources). (Stated here rather than in core/spec.h, which
 // LibTorch translation units include.)
 #include <algorithm>
 #include <optional>
@@ -25,6 +26,14 @@ using namespace spec_detail;
 namespace {
 
 constexpr char kTokensKind[] = "tokens";  // the token cache's kind (experiments/tokens/)
+
+// The resources of the implicit tokens stage: the defaults (3 attempts, no timeout, an executor
+// of its own), but 0 GPUs per rank, since the shard only reads text and writes ids.
+Resources TokensResources() {
+  Resources r;
+  r.gpus = 0;
+  return r;
+}
 
 // Calls f(digits) for every combination of digits[i] in [0, radix[i]), the last digit fastest.
 template <class F>
@@ -188,6 +197,7 @@ class ShardEmitter {
     ShardPlan s;
     s.key = ShardKey(std::move(f), std::move(tp), Json::object());
     s.stage_index = static_cast<int>(spec_.stages.size());
+    s.resources = TokensResources();
     plan_.shards.push_back(std::move(s));
     tokens_emitted = true;
     return plan_.shards.back().key.id();
@@ -363,6 +373,7 @@ Plan ExpandSpec(const SweepSpec& spec, const KindRegistry& kinds, size_t max_sha
     tokens.name = emitter.tokens_stage;
     tokens.kind = kTokensKind;
     tokens.params = Json::object();
+    tokens.resources = TokensResources();
     plan.spec.stages.push_back(std::move(tokens));
   }
   return plan;

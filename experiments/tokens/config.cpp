@@ -10,12 +10,14 @@ namespace {
 
 namespace L = tokens_layout;
 
-std::vector<std::string> ValidateTokens(const Json& params) {
-  const auto format = params.at("format").get<std::string>();
-  if (format != "" && format != "corpus" && format != "steer")
-    return {fmt::format("format: '{}' is not corpus or steer", format)};
-  return {};
-}
+constexpr char kSpecNamesTokens[] =
+    "kind tokens is added by the planner for data.source: text (docs/data.md); a spec does not "
+    "name it";
+
+// The kind's validate hook runs only on the stages a spec writes (core/spec/parse.cpp); the
+// planner adds the tokens stage itself (core/spec/expand.cpp), so a spec that names the kind is
+// an error at plan time, not a shard that fails when it runs.
+std::vector<std::string> ValidateTokens(const Json&) { return {kSpecNamesTokens}; }
 
 // The planner passes {format: "", data: the consumer's data params, data_dir}; the cache's
 // params keep what tokenization reads (data::TokenCacheParams), or leave format "" (no cache).
@@ -50,7 +52,7 @@ KindConfig TokensKindConfig() {
   k.name = "tokens";
   k.summary =
       "the token cache: text tokenized once into a shard file; added by the planner for every "
-      "stage with data.source: text (docs/data.md)";
+      "stage with data.source: text (docs/data.md), never named in a spec";
   k.defaults = {{"format", ""}, {"data", nullptr}, {"data_dir", ""}};
   k.validate = ValidateTokens;
   k.resolve = ResolveTokens;

@@ -16,11 +16,13 @@
 #include "text/template.h"
 #include "text/tokenizer.h"
 #include "text_fixture.h"
+#include "token_cache_fixture.h"
 
 namespace seedgrid::data {
 namespace {
 
 using testing::TempDir;
+using testing::WriteCache;
 namespace L = tokens_layout;
 
 // Every (cell, line) ForEachCell gives.
@@ -100,20 +102,6 @@ TEST(SplitWriter, AppendsInChunksAndReadsBack) {
   }
   EXPECT_EQ(H5Reader(file).AttrString("tokens", "format"), "corpus");
   EXPECT_THROW(ReadTokenSplit(file, "y"), StoreError);
-}
-
-// A tokens shard file for `params` (TokenCacheParams of a consumer's data) as the runner writes
-// it, and the input a consumer sees.
-ShardInput WriteCache(const fs::path& dir, const Json& data, const std::string& name) {
-  const Json params = TokenCacheParams(data);
-  const std::string file = (dir / (name + ".h5")).string();
-  H5Writer w(file);
-  WriteTokenCache(file, params, dir.string(), nullptr);
-  for (const auto& [k, v] : TokenCacheAttributes(params, dir.string())) w.Attr(L::kGroup, k, v);
-  w.Close();
-  ShardKey key({.id = ShardId{"0000000000000001"}, .stage = "tokens", .kind = "tokens"}, params,
-               Json::object());
-  return ShardInput{key, file, ""};
 }
 
 TEST(TokenCache, CorpusIdsEqualTokenizingTheFile) {
@@ -236,6 +224,60 @@ TEST(TokenCachePlan, TheImplicitStageDoesNotTakeAStagesName) {
     EXPECT_EQ(s.stage_index, 2);
   }
   EXPECT_EQ(caches, 1);
+}
+
+// Tokenizing is CPU work: the implicit stage and its shards ask for 0 GPUs, whatever the
+// consumer's stage asks for; the consumers keep their own resources.
+TEST(TokenCachePlan, TheTokensShardsAskForNoGpu) {
+  TempDir d;
+  WriteData(d.path());
+  WriteFile(d.path() / "spec.yaml",
+            SteerSpec() + "    resources: {gpus: 2, timeout: 10m, memory: 1G}\n");
+  const Plan plan =
+      ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds());
+  int caches = 0;
+  for (const auto& s : plan.shards) {
+    if (s.key.kind() != "tokens") {
+      EXPECT_EQ(s.resources.gpus, 2);
+      EXPECT_EQ(s.resources.memory_mb, 1024);
+      continue;
+    }
+    ++caches;
+    EXPECT_EQ(s.resources.gpus, 0);
+    EXPECT_EQ(s.resources.timeout_s, 0);
+    EXPECT_EQ(s.resources.memory_mb, 0);
+    EXPECT_EQ(s.resources.max_attempts, Resources{}.max_attempts);  // retried as any shard
+  }
+  EXPECT_EQ(caches, 1);
+  ASSERT_EQ(plan.spec.stages.back().kind, "tokens");
+  EXPECT_EQ(plan.spec.stages.back().resources.gpus, 0);
+  EXPECT_EQ(plan.spec.stages.front().resources.gpus, 2);
+}
+
+// The planner adds tokens stages; one a spec writes is an error at plan time (exit 2, file:line),
+// whatever its params, rather than a shard that fails when it runs.
+TEST(TokenCachePlan, ASpecThatNamesKindTokensIsAnError) {
+  TempDir d;
+  WriteData(d.path());
+  // The stage's line (14), or its params' first (17) when it has params.
+  for (const auto& [stage, line] : std::vector<std::pair<std::string, int>>{
+           {"  - name: cache\n    kind: tokens\n", 14},
+           {"  - name: cache\n    kind: tokens\n    params:\n      format: corpus\n"
+            "      data: {source: text, path: neutral.txt, tokenizer: tok}\n",
+            17}}) {
+    WriteFile(d.path() / "spec.yaml", SteerSpec() + stage);
+    try {
+      LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds());
+      ADD_FAILURE() << "a spec named kind tokens";
+    } catch (const SpecError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(fmt::format("spec.yaml:{}: ", line)), std::string::npos) << what;
+      EXPECT_NE(what.find("stage 'cache': kind tokens is added by the planner for data.source: "
+                          "text (docs/data.md); a spec does not name it"),
+                std::string::npos)
+          << what;
+    }
+  }
 }
 
 TEST(TokenCachePlan, NoCacheWithoutText) {
