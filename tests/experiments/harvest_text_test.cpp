@@ -226,6 +226,13 @@ Json TextParams(const fs::path& dir) {
   return p;
 }
 
+// The byte tokenizer and Corpus() written into `dir`, and a text harvest's params over them.
+Json WriteTextCorpus(const fs::path& dir) {
+  WriteByteTokenizer(dir / "tok");
+  WriteFile(dir / "corpus.txt", Corpus());
+  return TextParams(dir);
+}
+
 std::string RunOne(const fs::path& dir, const std::string& id, const Json& params,
                    const std::string& role, const std::vector<InputArtifact>& inputs) {
   FileContext ctx(testing::HarvestTask(id, params, role, inputs), dir / (id + ".h5"), dir / id);
@@ -297,9 +304,7 @@ TEST(HarvestTextRunner, EqualsAFileHarvestOfTheSameIdsAndMapsReduceToOneShard) {
   TempDir d;
   const fs::path& dir = d.path();
   const InputArtifact base = PretrainByteModel(dir);
-  WriteByteTokenizer(dir / "tok");
-  WriteFile(dir / "corpus.txt", Corpus());
-  const Json tp = TextParams(dir);
+  const Json tp = WriteTextCorpus(dir);
   // The corpus's ids come from its token cache (the tokens shard the planner adds).
   const InputArtifact cache = testing::WriteCache(dir, tp.at("data"), "cache");
   const std::string text_file = RunOne(dir, "text000000000000", tp, "single", {base, cache});
@@ -377,11 +382,10 @@ TEST(HarvestTextRunner, IdsOutsideTheModelsVocabFailNamingTheTokenizer) {
   params["train"]["steps"] = 1;
   params["eval"]["rows"] = 4;
   const InputArtifact base = testing::PretrainFixture(dir, params);
-  WriteByteTokenizer(dir / "tok");
-  WriteFile(dir / "corpus.txt", Corpus());
-  const InputArtifact cache = testing::WriteCache(dir, TextParams(dir).at("data"), "cache");
+  const Json tp = WriteTextCorpus(dir);
+  const InputArtifact cache = testing::WriteCache(dir, tp.at("data"), "cache");
   try {
-    RunOne(dir, "text000000000000", TextParams(dir), "single", {base, cache});
+    RunOne(dir, "text000000000000", tp, "single", {base, cache});
     ADD_FAILURE() << "byte ids ran on a 48-token model";
   } catch (const std::runtime_error& e) {
     EXPECT_THAT(e.what(), HasSubstr("outside the model's vocab of 48"));
@@ -395,9 +399,7 @@ TEST(HarvestTextRunner, ReadsTheCorpusFromTheTokenCache) {
   TempDir d;
   const fs::path& dir = d.path();
   const InputArtifact base = PretrainByteModel(dir);
-  WriteByteTokenizer(dir / "tok");
-  WriteFile(dir / "corpus.txt", Corpus());
-  const Json tp = TextParams(dir);
+  const Json tp = WriteTextCorpus(dir);
   Json other = tp.at("data");
   other["digest"] = "another text";
   const InputArtifact stale = testing::WriteCache(dir, other, "stale");

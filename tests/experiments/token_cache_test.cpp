@@ -160,13 +160,18 @@ TEST(TokenCache, SteerSplitsEqualTheEncoder) {
   EXPECT_EQ(H5Reader(in.path).AttrString(L::kGroup, L::kAttrTemplate), "\"chatml\"");
 }
 
+// The plan of the spec file `spec`.
+Plan ExpandFile(const fs::path& spec) {
+  return ExpandSpec(LoadSpec(spec.string(), {}, AllKinds()), AllKinds());
+}
+
 // The tokens shards of a plan, and the needs of its other shards.
 struct Planned {
   std::vector<const ShardPlan*> tokens, others;
 };
 Planned PlanOf(const fs::path& spec) {
   static std::vector<seedgrid::Plan> keep;  // the pointers outlive the call
-  keep.push_back(ExpandSpec(LoadSpec(spec.string(), {}, AllKinds()), AllKinds()));
+  keep.push_back(ExpandFile(spec));
   Planned p;
   for (const auto& s : keep.back().shards)
     (s.key.kind() == "tokens" ? p.tokens : p.others).push_back(&s);
@@ -211,8 +216,7 @@ TEST(TokenCachePlan, TheImplicitStageDoesNotTakeAStagesName) {
   WriteData(d.path());
   WriteFile(d.path() / "spec.yaml",
             SteerSpec() + "  - name: tokens\n    kind: chaos\n    seeds: 1\n");
-  const Plan plan =
-      ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds());
+  const Plan plan = ExpandFile(d.path() / "spec.yaml");
   ASSERT_EQ(plan.spec.stages.size(), 3u);
   EXPECT_EQ(plan.spec.stages.back().name, "tokens_");
   EXPECT_EQ(plan.spec.stages.back().kind, "tokens");
@@ -233,8 +237,7 @@ TEST(TokenCachePlan, TheTokensShardsAskForNoGpu) {
   WriteData(d.path());
   WriteFile(d.path() / "spec.yaml",
             SteerSpec() + "    resources: {gpus: 2, timeout: 10m, memory: 1G}\n");
-  const Plan plan =
-      ExpandSpec(LoadSpec((d.path() / "spec.yaml").string(), {}, AllKinds()), AllKinds());
+  const Plan plan = ExpandFile(d.path() / "spec.yaml");
   int caches = 0;
   for (const auto& s : plan.shards) {
     if (s.key.kind() != "tokens") {
