@@ -12,7 +12,7 @@ add_library(seedgrid_harvest STATIC
   ${CMAKE_CURRENT_LIST_DIR}/files.cpp
   ${CMAKE_CURRENT_LIST_DIR}/text.cpp
 )
-# seedgrid_kinds: data::TokenizeCorpus (text.cpp); seedgrid_text: the tokenizer.
+# seedgrid_kinds: data::CorpusTokens, the token cache (text.cpp); seedgrid_text: the tokenizer.
 target_link_libraries(seedgrid_harvest PUBLIC seedgrid_core seedgrid_kinds seedgrid_text)
 target_include_directories(seedgrid_harvest PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(seedgrid_harvest PRIVATE -Wall -Wextra)
