@@ -632,6 +632,43 @@ TEST(SpecOverrideTest, HashCoversTextAndOverrides) {
 // ---- Expansion
 // -----------------------------------------------------------------------------------
 
+// The token cache rule of expansion (core/spec/expand.cpp), with a stand-in tokens kind: a shard
+// reading text needs one implicit tokens shard, which with its stage asks for 0 GPUs (CPU work)
+// whatever the consumer's stage asks for; the consumers keep their own resources.
+TEST(SpecExpandTest, ImplicitTokensShardsAskForNoGpu) {
+  KindRegistry kinds;
+  KindConfig reader;
+  reader.name = "reader";
+  reader.defaults = {{"data", {{"source", "synthetic"}, {"path", ""}}}};
+  kinds.Add(reader);
+  KindConfig tokens;
+  tokens.name = "tokens";
+  tokens.defaults = {{"format", ""}, {"data", nullptr}, {"data_dir", ""}};
+  tokens.resolve = [](Json& p, const KindConfig::StageContext&) {
+    p["format"] = "corpus";
+    return std::vector<std::string>{};
+  };
+  kinds.Add(tokens);
+  const Plan plan =
+      ExpandSpec(ParseSpec("kind: reader\nseeds: 2\nparams: {data: {source: text, path: a.txt}}\n"
+                           "resources: {gpus: 2, memory: 1G}\n",
+                           "spec.yaml", {}, kinds),
+                 kinds);
+  ASSERT_EQ(plan.shards.size(), 3u);
+  int caches = 0;
+  for (const auto& s : plan.shards) {
+    const bool cache = s.key.kind() == "tokens";
+    caches += cache;
+    EXPECT_EQ(s.resources.gpus, cache ? 0 : 2) << s.key.kind();
+    EXPECT_EQ(s.resources.memory_mb, cache ? 0 : 1024) << s.key.kind();
+  }
+  EXPECT_EQ(caches, 1);
+  ASSERT_EQ(plan.spec.stages.size(), 2u);
+  EXPECT_EQ(plan.spec.stages[1].kind, "tokens");
+  EXPECT_EQ(plan.spec.stages[1].resources.gpus, 0);
+  EXPECT_EQ(plan.spec.stages[1].resources.max_attempts, Resources{}.max_attempts);
+}
+
 TEST(SpecExpandTest, SeedsTimesGridTimesZip) {
   Plan plan = Expand(R"(
 kind: train
