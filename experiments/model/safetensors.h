@@ -42,7 +42,8 @@ struct TensorView {
   int64_t numel() const;
 };
 
-// A memory-mapped safetensors file (read-only). Move-only; unmaps in the destructor.
+// A memory-mapped safetensors file (read-only), its descriptor kept open for Read. Move-only;
+// unmaps and closes in the destructor.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // throws SafetensorsError
