@@ -4,7 +4,7 @@
 // run.py runs both alternately and compares.
 //
 //   model_step_bench train DIR TOKENS.json STEPS WARMUP RANK LAYER_LO LAYER_HI
-//   model_step_bench load DIR
+//   model_step_bench load DIR [float32|bfloat16]
 // TOKENS.json: [[ids...], ...] (B rows of T). LoRA: rank RANK, alpha 2·RANK, on q, k, v, o,
 // gate, up, down of layers [LAYER_LO, LAYER_HI). Loss: the next-token cross-entropy over every
 // position (HF's CausalLM loss). Threads: OMP_NUM_THREADS (run.py sets it). Prints one JSON line
@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -53,13 +54,31 @@ torch::Tensor ReadTokens(const std::string& path) {
   return torch::tensor(flat, torch::kLong).view({rows, -1});
 }
 
-int Load(const std::string& dir) {
+// Model::Load's steps (config.json parsed, the model built: flat storage allocated and norm
+// weights set, then LoadWeights: safetensors headers parsed and checked, every tensor copied
+// into storage), timed one by one through the public API Model::Load is made of. load_ms is
+// their sum plus the bookkeeping between them: what Model::Load takes on a single-file
+// checkpoint.
+int Load(const std::string& dir, const std::string& dtype_name) {
   ConfigureTorchProcess(Threads());
+  const torch::ScalarType dtype = ParseComputeDtype(dtype_name);
+  const std::filesystem::path p(dir);
   const auto t0 = Clock::now();
-  Model model = Model::Load(dir, torch::kCPU);
+  auto t = t0;
+  const auto config = ModelConfig::FromHfFile((p / "config.json").string());
+  const double config_ms = Ms(t);
+  t = Clock::now();
+  Model model(config, torch::kCPU, dtype);
+  const double alloc_ms = Ms(t);
+  t = Clock::now();
+  model.LoadWeights((p / "model.safetensors").string());
+  const double weights_ms = Ms(t);
   const double ms = Ms(t0);
-  std::printf("{\"impl\": \"cpp\", \"load_ms\": %.3f, \"params\": %lld, \"peak_rss_kb\": %ld}\n",
-              ms, static_cast<long long>(model.config().num_params()), PeakRssKb());
+  std::printf(
+      "{\"impl\": \"cpp\", \"dtype\": \"%s\", \"load_ms\": %.3f, \"config_ms\": %.3f, "
+      "\"alloc_ms\": %.3f, \"weights_ms\": %.3f, \"params\": %lld, \"peak_rss_kb\": %ld}\n",
+      dtype_name.c_str(), ms, config_ms, alloc_ms, weights_ms,
+      static_cast<long long>(model.config().num_params()), PeakRssKb());
   return 0;
 }
 
@@ -116,11 +135,12 @@ int Train(char** argv) {
 int main(int argc, char** argv) {
   try {
     const std::string mode = argc > 1 ? argv[1] : "";
-    if (mode == "load" && argc == 3) return Load(argv[2]);
+    if (mode == "load" && (argc == 3 || argc == 4))
+      return Load(argv[2], argc == 4 ? argv[3] : "float32");
     if (mode == "train" && argc == 9) return Train(argv);
     std::fprintf(stderr,
                  "usage: %s train DIR TOKENS.json STEPS WARMUP RANK LAYER_LO LAYER_HI\n"
-                 "       %s load DIR\n",
+                 "       %s load DIR [float32|bfloat16]\n",
                  argv[0], argv[0]);
     return 2;
   } catch (const std::exception& e) {

@@ -15,6 +15,9 @@
       LoRA parameters. Prints one JSON line (median, loss0, peak RSS).
   qwen3_py.py read FILE
       reads FILE into memory in 16 MiB chunks; prints the time (the read-loop baseline).
+  qwen3_py.py read-whole FILE
+      reads FILE into one fresh buffer of its size (what a loader that keeps the bytes does:
+      every page of it touched for the first time); prints the time.
 
 Threads come from the environment (OMP_NUM_THREADS), set by run.py. Compute is float32 (a
 bf16 checkpoint is converted on load, tensor by tensor, as seedgrid does).
@@ -310,6 +313,29 @@ def read_file(path):
     print(json.dumps({"impl": "read", "bytes": total, "ms": (time.perf_counter() - t) * 1e3}))
 
 
+def read_whole(path):
+    """The file read into one buffer it keeps, as a loader that owns its weights must: fresh
+    anonymous memory (mmap: zero pages until written, no memset first, and no MADV_HUGEPAGE,
+    which numpy's large arrays get and which stalls on compaction here), every page of it
+    touched for the first time by the read."""
+    import mmap
+    size = os.path.getsize(path)
+    t = time.perf_counter()
+    buf = mmap.mmap(-1, size)
+    mv = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while total < size:
+            n = f.readinto(mv[total:])
+            if not n:
+                break
+            total += n
+    ms = (time.perf_counter() - t) * 1e3
+    mv.release()
+    buf.close()
+    print(json.dumps({"impl": "read_whole", "bytes": total, "ms": ms}))
+
+
 def main():
     a = sys.argv[1:]
     if a and a[0] == "write":
@@ -320,6 +346,8 @@ def main():
         train(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]), *a[7:])
     elif a and a[0] == "read" and len(a) == 2:
         read_file(a[1])
+    elif a and a[0] == "read-whole" and len(a) == 2:
+        read_whole(a[1])
     else:
         sys.exit(__doc__)
 

@@ -17,9 +17,12 @@ per-repetition ratios, step-0 losses (must agree: B = 0, so both are the base mo
 each process's peak RSS (getrusage).
 
 load: with the file in the page cache (read once first), alternately: `cat FILE > /dev/null`,
-a 16 MiB read loop (qwen3_py.py read), Model::Load in-process (model_step_bench load; float32
-compute), and `seedgrid model logits DIR --dtype DTYPE` on one token end to end (process start,
-load, one forward). `uptime` is recorded before and after, since the machine is shared.
+a 16 MiB read loop (qwen3_py.py read), the file read into one fresh buffer of its size
+(qwen3_py.py read-whole: the pages a loader must own, touched once), Model::Load in-process (model_step_bench load DIR DTYPE,
+DTYPE the compute dtype: its phases config / storage allocation / weights read and copied are
+reported apart), and `seedgrid model logits DIR --dtype DTYPE` on one token end to end (process
+start, load, one forward). /proc/loadavg is recorded before and after, since the machine is
+shared.
 """
 import argparse
 import json
@@ -114,16 +117,24 @@ def bench_load(a, env):
         if not cli_ok:
             print(f"  seedgrid model logits --dtype {a.dtype}: exit {probe.returncode}: "
                   f"{probe.stderr.strip()[:200]}", flush=True)
-        cat, loop, load, e2e, rss = [], [], [], [], []
+        cat, loop, whole, load, e2e, rss = [], [], [], [], [], []
+        phases = {"config_ms": [], "alloc_ms": [], "weights_ms": []}
+
+        def model_load():
+            j = run_json([a.cpp, "load", a.dir, a.dtype], env)
+            load.append(j["load_ms"])
+            rss.append(j["peak_rss_kb"] / 1024)
+            for k, v in phases.items():
+                v.append(j[k])
         for rep in range(a.load_reps):
             before = uptime()
             steps = [("cat", lambda: cat.append(
                          timed(["sh", "-c", f"cat '{path}' > /dev/null"], env))),
                      ("loop", lambda: loop.append(
                          run_json([PY, os.path.join(HERE, "qwen3_py.py"), "read", path], env)["ms"])),
-                     ("load", lambda: (lambda j: (load.append(j["load_ms"]),
-                                                  rss.append(j["peak_rss_kb"] / 1024)))(
-                         run_json([a.cpp, "load", a.dir], env)))]
+                     ("whole", lambda: whole.append(run_json(
+                         [PY, os.path.join(HERE, "qwen3_py.py"), "read-whole", path], env)["ms"])),
+                     ("load", model_load)]
             if cli_ok:
                 steps.append(("cli", lambda: e2e.append(timed(cli, env))))
             if rep % 2:
@@ -131,13 +142,20 @@ def bench_load(a, env):
             for _, fn in steps:
                 fn()
             print(f"  load rep {rep}: cat {cat[-1]:.0f} ms, read loop {loop[-1]:.0f} ms, "
-                  f"Model::Load {load[-1]:.0f} ms" + (f", CLI {e2e[-1]:.0f} ms" if cli_ok else "")
+                  f"read whole {whole[-1]:.0f} ms, "
+                  f"Model::Load {load[-1]:.0f} ms (alloc {phases['alloc_ms'][-1]:.0f}, weights "
+                  f"{phases['weights_ms'][-1]:.0f})" + (f", CLI {e2e[-1]:.0f} ms" if cli_ok else "")
                   + f" (load {before} -> {uptime()})", flush=True)
     return {"bytes": size, "dtype": a.dtype, "cat_ms": spread(cat), "read_loop_ms": spread(loop),
+            "read_whole_ms": spread(whole),
             "model_load_ms": spread(load), "model_load_rss_mib": spread(rss),
+            **{k: spread(v) for k, v in phases.items()},
             "cli_ms": spread(e2e) if e2e else None,
             "ratio_load_vs_cat": spread([l / c for l, c in zip(load, cat)]),
-            "ratio_load_vs_loop": spread([l / c for l, c in zip(load, loop)])}
+            "ratio_load_vs_loop": spread([l / c for l, c in zip(load, loop)]),
+            "ratio_load_vs_whole": spread([l / c for l, c in zip(load, whole)]),
+            "per_rep": [{"cat": c, "loop": lp, "whole": w, "load": l}
+                        for c, lp, w, l in zip(cat, loop, whole, load)]}
 
 
 def main():

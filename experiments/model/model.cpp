@@ -1,7 +1,10 @@
 #include "experiments/model/model.h"
 
+#include <sys/mman.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -54,28 +57,99 @@ torch::Tensor Softmax(const torch::Tensor& scores) {
   return torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
 }
 
-// A safetensors tensor as a torch tensor over the mapped bytes (no copy) in its stored dtype.
-// The mapping is read-only: the result must only be read. A tensor whose offset is not a
-// multiple of its element size (the format does not promise alignment) is copied first.
-torch::Tensor MappedTensor(const TensorView& v, const std::string& file) {
-  torch::ScalarType st;
+// The torch dtype of a stored floating-point tensor; SafetensorsError naming it otherwise.
+torch::ScalarType StoredScalarType(const TensorView& v, const std::string& file) {
   switch (v.dtype) {
-    case StDType::kF64: st = torch::kFloat64; break;
-    case StDType::kF32: st = torch::kFloat32; break;
-    case StDType::kF16: st = torch::kFloat16; break;
-    case StDType::kBF16: st = torch::kBFloat16; break;
+    case StDType::kF64: return torch::kFloat64;
+    case StDType::kF32: return torch::kFloat32;
+    case StDType::kF16: return torch::kFloat16;
+    case StDType::kBF16: return torch::kBFloat16;
     default:
       throw SafetensorsError(fmt::format(
           "safetensors file {}: tensor '{}': dtype {} is not a floating-point weight type "
           "(need F32, F16, BF16 or F64)",
           file, v.name, ToString(v.dtype)));
   }
-  auto* data = const_cast<uint8_t*>(v.data);  // NOLINT: read only (see above)
-  if (reinterpret_cast<uintptr_t>(data) % StDTypeSize(v.dtype) == 0)
-    return torch::from_blob(data, v.shape, st);
-  auto aligned = torch::empty(v.shape, st);
-  std::memcpy(aligned.data_ptr(), data, v.nbytes);
-  return aligned;
+}
+
+// The staging buffer a load converts through: small enough to stay in cache between the read
+// and the conversion, large enough that the read calls do not count.
+constexpr size_t kLoadChunkBytes = size_t{4} << 20;
+// CPU storage at least this large comes from ZeroHostStorage.
+constexpr size_t kKernelZeroedBytes = size_t{1} << 20;
+
+// A zero-filled CPU buffer of `numel` elements straight from the kernel (an anonymous
+// mapping): its pages read as zero until first written, so a model that is loaded next pays no
+// memset over the weights it overwrites anyway. torch::zeros wrote all of it first: for the
+// Qwen3-0.6B-shaped checkpoint that took longer than reading the file (BENCHMARKS.md §12).
+torch::Tensor ZeroHostStorage(int64_t numel, torch::ScalarType dtype) {
+  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dtype);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::runtime_error(
+        fmt::format("cannot allocate {} bytes of model storage: {}", bytes, std::strerror(errno)));
+  return torch::from_blob(
+      p, {numel}, [bytes](void* q) { ::munmap(q, bytes); },
+      torch::TensorOptions().dtype(dtype).device(torch::kCPU));
+}
+
+// Copies checkpoint tensor `view` into its storage view `dst` (the file's shape or, for NeoX's
+// interleaved qkv, a view of it: dst's dim 0 splits the file's bytes into equal contiguous
+// runs), converting the dtype. The file's mapping is never touched: the process holds the
+// storage plus one staging buffer, never the file. Three paths, fastest first:
+//   * same dtype into contiguous CPU storage: one pread straight into it;
+//   * into contiguous float32 CPU storage: pread chunks into `staging`, ConvertToFloat32 from
+//     there (no OpenMP region per 4 MiB chunk: on a busy machine each can cost a scheduler
+//     slice);
+//   * otherwise runs of whole dim-0 slices through `staging`, copy_ converting them and writing
+//     through dst's strides (GPT-2's transposed Conv1D, NeoX's interleaving) or to its device.
+// `staging` is reused across tensors and grown to fit one dim-0 slice.
+void CopyIntoStorage(const SafetensorsFile& file, const TensorView& view, const torch::Tensor& dst,
+                     torch::Tensor& staging) {
+  const torch::ScalarType stored = StoredScalarType(view, file.path());
+  if (view.nbytes == 0) return;
+  const bool host = dst.is_cpu() && dst.is_contiguous();
+  if (host && dst.scalar_type() == stored) {
+    file.Read(view, 0, view.nbytes, dst.data_ptr());
+    return;
+  }
+  const auto stage = [&](size_t bytes) {
+    if (!staging.defined() || static_cast<size_t>(staging.numel()) < bytes)
+      staging =
+          torch::empty({static_cast<int64_t>(std::max(bytes, kLoadChunkBytes))}, torch::kUInt8);
+    return staging.data_ptr();
+  };
+  if (host && dst.scalar_type() == torch::kFloat32) {
+    const size_t elem = StDTypeSize(view.dtype);
+    auto* out = dst.data_ptr<float>();
+    for (size_t begin = 0; begin < view.nbytes; begin += kLoadChunkBytes) {
+      const size_t n = std::min(kLoadChunkBytes, view.nbytes - begin);
+      void* buf = stage(n);
+      file.Read(view, begin, n, buf);
+      const TensorView chunk{view.name,
+                             view.dtype,
+                             {static_cast<int64_t>(n / elem)},
+                             static_cast<const uint8_t*>(buf),
+                             n};
+      ConvertToFloat32(chunk, out + begin / elem, file.path());
+    }
+    return;
+  }
+  const int64_t runs = dst.dim() == 0 ? 1 : dst.size(0);
+  const size_t run_bytes = view.nbytes / static_cast<size_t>(runs);
+  const int64_t per_chunk = std::max<int64_t>(1, static_cast<int64_t>(kLoadChunkBytes / run_bytes));
+  std::vector<int64_t> shape(dst.sizes().begin(), dst.sizes().end());
+  for (int64_t r = 0; r < runs; r += per_chunk) {
+    const int64_t k = std::min(per_chunk, runs - r);
+    void* buf = stage(static_cast<size_t>(k) * run_bytes);
+    file.Read(view, static_cast<size_t>(r) * run_bytes, static_cast<size_t>(k) * run_bytes, buf);
+    if (dst.dim() == 0) {
+      dst.copy_(torch::from_blob(buf, {}, stored));
+      continue;
+    }
+    shape[0] = k;
+    dst.narrow(0, r, k).copy_(torch::from_blob(buf, shape, stored));
+  }
 }
 
 // In float32, rounded once to x's dtype: LibTorch 1.13's bf16 silu and gelu-tanh kernels round
@@ -188,8 +262,11 @@ FlatParams::FlatParams(const std::vector<std::pair<std::string, std::vector<int6
     offsets_.push_back(total);
     total += (n + align - 1) / align * align;
   }
-  flat_ = torch::zeros({std::max<int64_t>(total, 1)},
-                       torch::TensorOptions().dtype(dtype).device(device));
+  total = std::max<int64_t>(total, 1);
+  flat_ =
+      device.is_cpu() && static_cast<size_t>(total) * c10::elementSize(dtype) >= kKernelZeroedBytes
+          ? ZeroHostStorage(total, dtype)
+          : torch::zeros({total}, torch::TensorOptions().dtype(dtype).device(device));
   for (size_t i = 0; i < shapes.size(); ++i)
     views_.push_back(Alias(flat_, offsets_[i], shapes[i].second));
 }
@@ -849,6 +926,7 @@ void Model::LoadWeights(const std::string& path) {
                                    where.at(theirs), theirs, config_.model_type));
   }
   torch::NoGradGuard no_grad;
+  torch::Tensor staging;  // CopyIntoStorage's buffer, shared by every tensor
   for (const auto& name : file_order_) {
     const auto it = stored_name.find(name);
     if (it == stored_name.end()) {
@@ -871,11 +949,7 @@ void Model::LoadWeights(const std::string& path) {
       continue;
     }
     try {
-      // One pass from the mapped bytes into storage: copy_ converts the dtype and writes
-      // through the strided views (transposed, head-interleaved) and across devices.
-      auto dst = named_.at(name);
-      dst.copy_(MappedTensor(view, file_path).view(dst.sizes()));
-      file.Release(view);
+      CopyIntoStorage(file, view, named_.at(name), staging);
     } catch (const SafetensorsError& e) {
       problems.push_back(e.what());
     }

@@ -82,7 +82,8 @@ enum class LinearGroup : uint8_t { kQkv, kO, kGateUp, kDown };
 class FlatParams {
  public:
   FlatParams() = default;
-  // Lays out `shapes` in order (zero-filled) on `device`.
+  // Lays out `shapes` in order (zero-filled) on `device`. Large CPU buffers are fresh anonymous
+  // mappings (zero until written, no memset), so loading into them writes each page once.
   FlatParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
              torch::Device device, torch::ScalarType dtype = torch::kFloat32);
 
@@ -208,9 +209,10 @@ class Model {
 
   // Loads <dir>/config.json and <dir>/model.safetensors, or the shards listed in
   // <dir>/model.safetensors.index.json, under the family's HF names (CheckpointTensors).
-  // F32/F16/BF16 (and F64) tensors are read as stored from the memory-mapped file and copied
-  // once, converted to `dtype`, into the model's storage: no full-model intermediate copy, and
-  // each tensor's mapped pages are dropped from the resident set once copied. Throws
+  // F32/F16/BF16 (and F64) tensors are read as stored (pread from the page cache, not through
+  // the mapping) and copied once, converted to `dtype`, into the model's storage: a tensor
+  // already in `dtype` is read straight into it, others through one 4 MiB staging buffer, so
+  // peak memory is the storage plus that buffer, never storage plus file. Throws
   // std::runtime_error naming the file and tensor for a missing, extra, mis-shaped or
   // malformed tensor (all problems at once where possible).
   static Model Load(const std::string& dir, torch::Device device,

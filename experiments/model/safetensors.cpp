@@ -192,6 +192,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     Fail(path, "mmap failed: " + Errno());
   }
   map_size_ = file_size;
+  fd_ = fd.release();
   try {
     const auto* bytes = static_cast<const uint8_t*>(map_);
     uint64_t header_len = 0;
@@ -246,16 +247,19 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   } catch (...) {
     ::munmap(map_, map_size_);
     map_ = nullptr;
+    ::close(std::exchange(fd_, -1));
     throw;
   }
 }
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
     : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
       map_(std::exchange(other.map_, nullptr)),
       map_size_(std::exchange(other.map_size_, 0)),
       tensors_(std::move(other.tensors_)),
@@ -264,7 +268,9 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   if (this != &other) {
     if (map_ != nullptr) ::munmap(map_, map_size_);
+    if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
     map_ = std::exchange(other.map_, nullptr);
     map_size_ = std::exchange(other.map_size_, 0);
     tensors_ = std::move(other.tensors_);
@@ -279,14 +285,25 @@ const TensorView& SafetensorsFile::Get(const std::string& name) const {
   return it->second;
 }
 
-void SafetensorsFile::Release(const TensorView& view) const {
-  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<uintptr_t>(view.data) + view.nbytes) / page * page;
-  if (end <= begin) return;
-  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0)
-    Fail(path_,
-         fmt::format("madvise(MADV_DONTNEED) of tensor '{}' failed: {}", view.name, Errno()));
+void SafetensorsFile::Read(const TensorView& view, size_t begin, size_t n, void* out) const {
+  const auto* base = static_cast<const uint8_t*>(map_);
+  if (view.data < base || view.data + view.nbytes > base + map_size_ || begin > view.nbytes ||
+      n > view.nbytes - begin)
+    Fail(path_, fmt::format("tensor '{}': cannot read bytes [{}, {}) of its {}", view.name, begin,
+                            begin + n, view.nbytes));
+  auto offset = static_cast<off_t>(view.data - base + begin);
+  auto* dst = static_cast<char*>(out);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd_, dst, n, offset);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) Fail(path_, fmt::format("tensor '{}': read failed: {}", view.name, Errno()));
+    if (got == 0)
+      Fail(path_, fmt::format("tensor '{}': file ends at byte {} (truncated while open?)",
+                              view.name, offset));
+    dst += got;
+    offset += got;
+    n -= static_cast<size_t>(got);
+  }
 }
 
 std::vector<std::string> SafetensorsFile::Names() const {

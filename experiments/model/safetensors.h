@@ -6,6 +6,12 @@
 // header length within the file, valid JSON object, known dtype, non-negative shape, offsets in
 // range and non-overlapping, byte size == numel · dtype size. Every failure is a
 // SafetensorsError naming the file (and the tensor) — never a crash on a malformed file.
+//
+// Two ways to the data: the mapped bytes (TensorView::data: zero-copy, each page faulted in on
+// first touch) and Read(), pread(2) from the descriptor kept open beside the mapping. A loader
+// that copies every tensor into its own storage uses Read: the kernel copies from the page
+// cache straight into the destination, with none of the mapping's page faults and nothing of
+// the file added to the process's resident set (Model::LoadWeights; BENCHMARKS.md §12).
 #pragma once
 
 #include <cstddef>
@@ -36,7 +42,8 @@ struct TensorView {
   int64_t numel() const;
 };
 
-// A memory-mapped safetensors file (read-only). Move-only; unmaps in the destructor.
+// A memory-mapped safetensors file (read-only), its descriptor kept open for Read. Move-only;
+// unmaps and closes in the destructor.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // throws SafetensorsError
@@ -52,13 +59,14 @@ class SafetensorsFile {
   const TensorView& Get(const std::string& name) const;
   std::vector<std::string> Names() const;  // sorted
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  // Drops the whole pages inside `view`'s bytes from this process's resident set
-  // (madvise MADV_DONTNEED; the page cache keeps them and a later read maps them again). A
-  // loader calls it once a tensor is copied, so peak RSS holds the copies, not the file too.
-  void Release(const TensorView& view) const;
+  // Copies bytes [begin, begin + n) of `view`'s data (a view of this file) into `out` with
+  // pread(2). Throws SafetensorsError naming the file and tensor for a range outside the tensor,
+  // an I/O error or a file that ends early (truncated since it was opened).
+  void Read(const TensorView& view, size_t begin, size_t n, void* out) const;
 
  private:
   std::string path_;
+  int fd_ = -1;  // open for Read while the file lives
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::map<std::string, TensorView> tensors_;

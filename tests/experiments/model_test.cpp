@@ -611,6 +611,65 @@ TEST(Model, Bfloat16LoadPeakIsTheStorageNotStoragePlusFile) {
   EXPECT_GT(grew_mib, 0.9 * storage_mib);  // the measurement sees the storage
 }
 
+// A model whose tied embedding is most of its storage: 6 MiB of layers, 48 MiB of embedding
+// (bf16: 24 M parameters of 512 wide).
+ModelConfig EmbeddingHeavyConfig() {
+  ModelConfig c = TinyConfig();
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 8;
+  c.head_dim = 64;
+  c.num_hidden_layers = 2;
+  c.vocab_size = 49152;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+// The storage of a model just built is the kernel's zero pages, not a zero-filled buffer: the
+// load that follows writes each page once (BENCHMARKS.md §12: the memset took longer than reading
+// the file). It still reads as zero, norm weights 1.
+TEST(Model, NewStorageIsZeroWithoutBeingWritten) {
+  const ModelConfig c = EmbeddingHeavyConfig();
+  const double storage_mib = static_cast<double>(c.num_params()) * 2 / (1 << 20);
+  const long before = ResetPeakRssKb(true);
+  const Model m(c, torch::kCPU, torch::kBFloat16);
+  const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+  std::cout << "bf16 model of " << storage_mib << " MiB built: peak RSS +" << grew_mib << " MiB\n";
+  EXPECT_LT(grew_mib, 0.1 * storage_mib);
+  const auto flat = m.params().flat().to(torch::kFloat32);
+  int64_t norm_elems = 0;
+  for (const auto& name : m.WeightNames())
+    if (name.find("norm") != std::string::npos) norm_elems += m.Weight(name).numel();
+  EXPECT_EQ(flat.eq(0).sum().item<int64_t>(), flat.numel() - norm_elems);
+  EXPECT_EQ(flat.eq(1).sum().item<int64_t>(), norm_elems);
+}
+
+// Loading reads each tensor from the file into storage (pread; through a 4 MiB staging buffer
+// when it converts), never through the mapping: peak RSS is the storage plus that buffer, not
+// the storage plus the largest tensor (the embedding, 3/4 of this storage), in either compute
+// dtype.
+TEST(Model, LoadPeakIsStoragePlusStagingNotPlusLargestTensor) {
+  TempDir dir;
+  const ModelConfig c = EmbeddingHeavyConfig();
+  {
+    Model m(c, torch::kCPU, torch::kBFloat16);
+    m.InitRandom(2);
+    m.Save(dir.str());
+  }
+  for (const auto dtype : {torch::kBFloat16, torch::kFloat32}) {
+    const double storage_mib =
+        static_cast<double>(c.num_params()) * c10::elementSize(dtype) / (1 << 20);
+    const long before = ResetPeakRssKb(true);
+    const Model m = Model::Load(dir.str(), torch::kCPU, dtype);
+    const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+    std::cout << c10::toString(dtype) << " load of " << storage_mib << " MiB: peak RSS +"
+              << grew_mib << " MiB\n";
+    EXPECT_LT(grew_mib, storage_mib + 12) << c10::toString(dtype);
+    EXPECT_GT(grew_mib, 0.9 * storage_mib) << c10::toString(dtype);
+  }
+}
+
 TEST(Model, LoadsShardedCheckpoint) {
   TempDir dir;
   const Model m = RandomModel(TinyConfig());

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -66,6 +67,40 @@ TEST(Safetensors, RoundTripAllFloatTypes) {
   EXPECT_EQ(b[1], -3.0f);
   EXPECT_NEAR(b[2], 3.14f, 0.01);
   EXPECT_EQ(f.Get("empty").numel(), 0);
+}
+
+// Read: pread of a byte range of one tensor, the same bytes as the mapping; a range outside the
+// tensor names it; a file truncated after it was opened is an error, not short data.
+TEST(Safetensors, ReadCopiesByteRangesOfATensor) {
+  TempDir dir;
+  const std::vector<float> a = {1.5f, -2.25f, 3.0f, 0.0f, 1e-3f, -7.0f};
+  const std::vector<uint16_t> b = {0x3f80, 0xc040, 0x4049};
+  const std::string path = (dir.path() / "t.safetensors").string();
+  WriteSafetensors(path,
+                   {{"b", StDType::kBF16, {3}, b.data()}, {"a", StDType::kF32, {6}, a.data()}});
+  SafetensorsFile f(path);
+  std::vector<float> got(6, 0.0f);
+  f.Read(f.Get("a"), 0, 24, got.data());
+  EXPECT_EQ(got, a);
+  std::vector<float> tail(2, 0.0f);
+  f.Read(f.Get("a"), 16, 8, tail.data());
+  EXPECT_EQ(tail, (std::vector<float>{1e-3f, -7.0f}));
+  EXPECT_EQ(std::memcmp(got.data(), f.Get("a").data, 24), 0);
+  try {
+    f.Read(f.Get("b"), 2, 6, got.data());
+    FAIL() << "read past the tensor";
+  } catch (const SafetensorsError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'b': cannot read bytes [2, 8) of its 6"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 8);
+  try {
+    f.Read(f.Get("a"), 0, 24, got.data());
+    FAIL() << "read of a truncated file";
+  } catch (const SafetensorsError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Safetensors, HeaderIsPaddedAndDataAligned) {

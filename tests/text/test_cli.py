@@ -18,27 +18,33 @@ def byte_char(b):
     return chr(256 + sorted(set(range(256)) - set(printable)).index(b))
 
 
+def write_bos_tokenizer(d):
+    """A byte-level BPE tokenizer.json in d: the 256 bytes, the merge "a b" (id 256) and a <s>
+    (257) that the post-processor puts in front (what --no-special leaves out)."""
+    vocab = {byte_char(b): b for b in range(256)}
+    vocab["ab"] = 256
+    vocab["<s>"] = 257
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+    tok = {
+        "normalizer": None, "pre_tokenizer": bl, "decoder": bl,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [257], "tokens": ["<s>"]}}},
+        "model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]},
+        "added_tokens": [{"id": 257, "content": "<s>", "special": True}],
+    }
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tok, f)
+
+
 class TokenizeCli(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = cls.tmp.name
-        vocab = {byte_char(b): b for b in range(256)}
-        vocab["ab"] = 256
-        vocab["<s>"] = 257
-        bl = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
-        tok = {
-            "normalizer": None, "pre_tokenizer": bl, "decoder": bl,
-            "post_processor": {
-                "type": "TemplateProcessing",
-                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                           {"Sequence": {"id": "A", "type_id": 0}}],
-                "special_tokens": {"<s>": {"id": "<s>", "ids": [257], "tokens": ["<s>"]}}},
-            "model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]},
-            "added_tokens": [{"id": 257, "content": "<s>", "special": True}],
-        }
-        with open(os.path.join(cls.dir, "tokenizer.json"), "w") as f:
-            json.dump(tok, f)
+        write_bos_tokenizer(cls.dir)
 
     @classmethod
     def tearDownClass(cls):
