@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iostream>
+#include <string>
+
 namespace seedgrid {
 namespace {
 
@@ -240,6 +244,128 @@ TEST(FlatAdamW, MatchesTorchAdamW) {
     EXPECT_TRUE(torch::allclose(mine.params().Get(n), ref.params().Get(n), 1e-4, 1e-6)) << n;
   EXPECT_FALSE(
       torch::allclose(mine.params().flat(), LoraAdapter(m, opt, All(), 4).params().flat()));
+}
+
+// Model::ForwardNextTokenLoss (the LM head and cross-entropy fused over chunks of rows, the
+// gradients formed in the forward pass) against the plain NextTokenLoss(Forward(...)): the same
+// loss, and the same gradients of `params` (LoRA factors or the whole model), to `rtol`.
+void ExpectFusedLossMatchesPlain(const Model& m, FlatParams& params, const ForwardOptions& o,
+                                 const torch::Tensor& tokens, const torch::Tensor& mask,
+                                 double rtol) {
+  params.ZeroGrad();
+  const auto plain = NextTokenLoss(m.Forward(tokens, o), tokens, mask);
+  plain.backward();
+  const auto want = params.grad_flat().clone();
+  params.ZeroGrad();
+  const auto fused = m.ForwardNextTokenLoss(tokens, o, mask);
+  fused.backward();
+  const auto got = params.grad_flat();
+  EXPECT_EQ(fused.scalar_type(), torch::kFloat32);
+  EXPECT_NEAR(fused.item<double>(), plain.item<double>(), rtol * plain.item<double>());
+  const double scale = want.abs().max().item<double>();
+  ASSERT_GT(scale, 0.0);
+  EXPECT_LE((got - want).abs().max().item<double>(), rtol * scale) << "largest gradient " << scale;
+  torch::NoGradGuard g;  // no gradient wanted: the loss alone
+  EXPECT_NEAR(m.ForwardNextTokenLoss(tokens, o, mask).item<double>(), plain.item<double>(),
+              rtol * plain.item<double>());
+}
+
+// A mask of the predicted positions [B, T-1] with about half of them off.
+torch::Tensor HalfMask(const torch::Tensor& tokens) {
+  torch::manual_seed(8);
+  return torch::rand({tokens.size(0), tokens.size(1) - 1}).lt(0.5);
+}
+
+void ExpectFusedLossMatchesPlainForLora(const Model& m, double rtol) {
+  LoraOptions opt;
+  opt.init_b_std = 0.05;
+  LoraAdapter lora(m, opt, All(), 9);
+  lora.params().EnableGrad();
+  ForwardOptions o;
+  o.adapter = &lora;
+  const auto tokens = Tokens();
+  ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, {}, rtol);
+  ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, HalfMask(tokens), rtol);
+}
+
+TEST(Lora, FusedLossMatchesPlainPathOnTheDemoModel) {
+  ExpectFusedLossMatchesPlainForLora(Base(), 1e-5);
+}
+
+TEST(Lora, FusedLossMatchesPlainPathOnBfloat16Model) {
+  Model m(Demo(), torch::kCPU, torch::kBFloat16);
+  m.InitRandom(11, 0.1);
+  ExpectFusedLossMatchesPlainForLora(m, 1e-2);  // bf16 activations: rounded differently
+}
+
+// A vocabulary of 2^18: 64 rows of logits per chunk, so the 4 x 24 rows span two chunks (the
+// second partial); tied and untied heads, LoRA and full-model gradients (the head's included).
+ModelConfig WideVocab(bool tied) {
+  ModelConfig c = Demo();
+  c.vocab_size = 1 << 18;
+  c.num_hidden_layers = 2;
+  c.tie_word_embeddings = tied;
+  c.max_position_embeddings = 128;
+  return c;
+}
+
+TEST(Lora, FusedLossMatchesPlainPathAcrossChunks) {
+  ExpectFusedLossMatchesPlainForLora(Base(WideVocab(false)), 1e-5);
+}
+
+TEST(Model, FusedLossMatchesPlainPathForTheWholeModel) {
+  for (const bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied head" : "own head");
+    Model m = Base(WideVocab(tied));
+    m.params().EnableGrad();
+    const auto tokens = Tokens();
+    ExpectFusedLossMatchesPlain(m, m.params(), {}, tokens, HalfMask(tokens), 1e-5);
+  }
+  Model demo = Base();  // the demo model trains its tied embeddings through the head too
+  demo.params().EnableGrad();
+  ExpectFusedLossMatchesPlain(demo, demo.params(), {}, Tokens(), {}, 1e-5);
+}
+
+TEST(Model, FusedLossTakesThePlainPathUnderAFinalSoftcapAndNeedsEveryPosition) {
+  ModelConfig c = Demo();
+  c.final_logit_softcap = 3.0;  // Gemma2
+  const Model m = Base(c);
+  const auto tokens = Tokens();
+  EXPECT_TRUE(
+      torch::equal(m.ForwardNextTokenLoss(tokens), NextTokenLoss(m.Forward(tokens), tokens)));
+  ForwardOptions o;
+  o.logit_positions = torch::tensor({3}, torch::kLong);
+  EXPECT_THROW(m.ForwardNextTokenLoss(tokens, o), c10::Error);
+}
+
+// /proc/self/status's VmHWM (peak RSS) after resetting it, in KiB.
+long ResetPeakRssKb(bool reset) {
+  if (reset) std::ofstream("/proc/self/clear_refs") << "5";
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// The fused loss never holds the [B·T, V] logits: a training step's peak grows by about one
+// 64 MiB chunk, where the plain path holds logits, log-probabilities and their gradient (3 x
+// 256 MiB here).
+TEST(Lora, FusedLossPeakIsAChunkNotTheLogits) {
+  const Model m = Base(WideVocab(true));
+  LoraAdapter lora(m, LoraOptions{}, All(), 9);
+  lora.params().EnableGrad();
+  ForwardOptions o;
+  o.adapter = &lora;
+  const auto tokens = Tokens(2, 128);
+  const double logits_mib = 2.0 * 128 * (1 << 18) * 4 / (1 << 20);
+  const long before = ResetPeakRssKb(true);
+  ASSERT_GT(before, 0) << "no VmHWM in /proc/self/status";
+  m.ForwardNextTokenLoss(tokens, o).backward();
+  const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+  std::cout << "fused loss step, logits of " << logits_mib << " MiB: peak RSS +" << grew_mib
+            << " MiB\n";
+  EXPECT_LT(grew_mib, 0.5 * logits_mib);
 }
 
 TEST(Schedule, WarmupAndCosine) {
