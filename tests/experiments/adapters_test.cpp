@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 
 namespace seedgrid {
@@ -82,6 +83,88 @@ TEST(Lora, PartialGroupTargetsAndLayerRange) {
   EXPECT_TRUE(d.count("model.layers.1.mlp.up_proj.weight"));
   EXPECT_FALSE(d.count("model.layers.0.self_attn.k_proj.weight"));
   ExpectMergedEqualsAdapter(m, lora);
+}
+
+// LoRA written the plain way, per module (PEFT's lora.Linear): y + s·(x·A_mᵀ)·B_mᵀ for each
+// targeted module m of the group, its own leaf tensors, torch's autograd for the gradients.
+class PerModuleLora : public LinearAdapter {
+ public:
+  PerModuleLora(const Model& m, const LoraAdapter& lora) : model_(m), scale_(lora.scale()) {
+    for (const auto& [name, d] : lora.DeltaWeights()) {
+      a_[name] = lora.A(name).detach().clone().requires_grad_(true);
+      b_[name] = lora.B(name).detach().clone().requires_grad_(true);
+    }
+  }
+  torch::Tensor Linear(int64_t layer, LinearGroup group, const torch::Tensor& x,
+                       const torch::Tensor& weight, const torch::Tensor& bias,
+                       const torch::Tensor& residual) const override {
+    std::vector<torch::Tensor> parts;
+    bool any = false;
+    for (ModuleKind m : kAllModuleKinds) {
+      if (Model::GroupOf(m) != group || (m == ModuleKind::kGate && !model_.config().gated_mlp))
+        continue;
+      const auto name = HfWeightName(layer, m);
+      const auto [b0, e0] = model_.GroupRows(m);
+      if (a_.count(name)) {
+        parts.push_back(x.mm(a_.at(name).t()).mm(b_.at(name).t()) * scale_);
+        any = true;
+      } else {
+        parts.push_back(torch::zeros({x.size(0), e0 - b0}));
+      }
+    }
+    const auto y = BaseLinear(x, weight, bias, residual);
+    return any ? y + torch::cat(parts, 1) : y;
+  }
+  const torch::Tensor& A(const std::string& n) const { return a_.at(n); }
+  const torch::Tensor& B(const std::string& n) const { return b_.at(n); }
+
+ private:
+  const Model& model_;
+  double scale_;
+  std::map<std::string, torch::Tensor> a_, b_;
+};
+
+// The fused update (one addmm_ per module into the group's output, a custom backward) gives
+// the per-module gradients: whole groups, partial groups (k and v without q; up without
+// gate) and single-module groups.
+TEST(Lora, GradientsMatchPerModuleLora) {
+  const Model m = Base();
+  for (const auto& modules :
+       {std::vector<ModuleKind>(std::begin(kAllModuleKinds), std::end(kAllModuleKinds)),
+        std::vector{ModuleKind::kK, ModuleKind::kV, ModuleKind::kUp, ModuleKind::kDown}}) {
+    AdapterTargets t;
+    t.modules = modules;
+    LoraOptions opt;
+    opt.init_b_std = 0.1;
+    LoraAdapter lora(m, opt, t, 5);
+    const PerModuleLora ref(m, lora);
+    lora.params().EnableGrad();
+    lora.params().ZeroGrad();
+    ForwardOptions o, o_ref;
+    o.adapter = &lora;
+    o_ref.adapter = &ref;
+    const auto tokens = Tokens();
+    const auto loss = NextTokenLoss(m.Forward(tokens, o), tokens);
+    const auto loss_ref = NextTokenLoss(m.Forward(tokens, o_ref), tokens);
+    EXPECT_NEAR(loss.item<double>(), loss_ref.item<double>(), 1e-6);
+    loss.backward();
+    loss_ref.backward();
+    for (const auto& [name, d] : lora.DeltaWeights()) {
+      // A(name) aliases rows of the group's stacked A: its gradient is those rows of the flat one.
+      const auto& pa = lora.params();
+      const auto grad_of = [&](const torch::Tensor& v) {
+        const int64_t off = (static_cast<const char*>(v.data_ptr()) -
+                             static_cast<const char*>(pa.flat().data_ptr())) /
+                            4;
+        return pa.grad_flat().narrow(0, off, v.numel()).view(v.sizes());
+      };
+      const auto ga = grad_of(lora.A(name)), gb = grad_of(lora.B(name));
+      ASSERT_TRUE(ref.A(name).grad().defined()) << name;
+      EXPECT_TRUE(torch::allclose(ga, ref.A(name).grad(), 1e-4, 1e-7)) << name << " A";
+      EXPECT_TRUE(torch::allclose(gb, ref.B(name).grad(), 1e-4, 1e-7)) << name << " B";
+      EXPECT_GT(gb.abs().max().item<double>(), 0.0) << name;
+    }
+  }
 }
 
 TEST(Lora, GaussianInitAndTinyModelWithGqa) {
