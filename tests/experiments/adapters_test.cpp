@@ -2,10 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
+
+#include "tests/experiments/peak_rss.h"
 
 namespace seedgrid {
 namespace {
@@ -359,14 +360,14 @@ torch::Tensor HalfMask(const torch::Tensor& tokens) {
   return torch::rand({tokens.size(0), tokens.size(1) - 1}).lt(0.5);
 }
 
-void ExpectFusedLossMatchesPlainForLora(const Model& m, double rtol) {
+void ExpectFusedLossMatchesPlainForLora(const Model& m, double rtol,
+                                        const torch::Tensor& tokens = Tokens()) {
   LoraOptions opt;
   opt.init_b_std = 0.05;
   LoraAdapter lora(m, opt, All(), 9);
   lora.params().EnableGrad();
   ForwardOptions o;
   o.adapter = &lora;
-  const auto tokens = Tokens();
   ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, {}, rtol);
   ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, HalfMask(tokens), rtol);
 }
@@ -381,11 +382,11 @@ TEST(Lora, FusedLossMatchesPlainPathOnBfloat16Model) {
   ExpectFusedLossMatchesPlainForLora(m, 1e-2);  // bf16 activations: rounded differently
 }
 
-// A vocabulary of 2^18: 64 rows of logits per chunk, so the 4 x 24 rows span two chunks (the
-// second partial); tied and untied heads, LoRA and full-model gradients (the head's included).
+// Chunks of 256 rows: 4 x 80 rows span two (the second partial). A vocabulary of 2^16; tied
+// and untied heads, LoRA and full-model gradients (the head's included).
 ModelConfig WideVocab(bool tied) {
   ModelConfig c = Demo();
-  c.vocab_size = 1 << 18;
+  c.vocab_size = 1 << 16;
   c.num_hidden_layers = 2;
   c.tie_word_embeddings = tied;
   c.max_position_embeddings = 128;
@@ -393,7 +394,7 @@ ModelConfig WideVocab(bool tied) {
 }
 
 TEST(Lora, FusedLossMatchesPlainPathAcrossChunks) {
-  ExpectFusedLossMatchesPlainForLora(Base(WideVocab(false)), 1e-5);
+  ExpectFusedLossMatchesPlainForLora(Base(WideVocab(false)), 1e-5, Tokens(4, 80));
 }
 
 TEST(Model, FusedLossMatchesPlainPathForTheWholeModel) {
@@ -401,7 +402,7 @@ TEST(Model, FusedLossMatchesPlainPathForTheWholeModel) {
     SCOPED_TRACE(tied ? "tied head" : "own head");
     Model m = Base(WideVocab(tied));
     m.params().EnableGrad();
-    const auto tokens = Tokens();
+    const auto tokens = Tokens(4, 80);
     ExpectFusedLossMatchesPlain(m, m.params(), {}, tokens, HalfMask(tokens), 1e-5);
   }
   Model demo = Base();  // the demo model trains its tied embeddings through the head too
@@ -421,31 +422,21 @@ TEST(Model, FusedLossTakesThePlainPathUnderAFinalSoftcapAndNeedsEveryPosition) {
   EXPECT_THROW(m.ForwardNextTokenLoss(tokens, o), c10::Error);
 }
 
-// /proc/self/status's VmHWM (peak RSS) after resetting it, in KiB.
-long ResetPeakRssKb(bool reset) {
-  if (reset) std::ofstream("/proc/self/clear_refs") << "5";
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 // The fused loss never holds the [B·T, V] logits: a training step's peak grows by about one
-// 64 MiB chunk, where the plain path holds logits, log-probabilities and their gradient (3 x
-// 256 MiB here).
+// 64 MiB chunk (256 rows), where the plain path holds logits, log-probabilities and their
+// gradient (3 x 256 MiB here).
 TEST(Lora, FusedLossPeakIsAChunkNotTheLogits) {
   const Model m = Base(WideVocab(true));
   LoraAdapter lora(m, LoraOptions{}, All(), 9);
   lora.params().EnableGrad();
   ForwardOptions o;
   o.adapter = &lora;
-  const auto tokens = Tokens(2, 128);
-  const double logits_mib = 2.0 * 128 * (1 << 18) * 4 / (1 << 20);
-  const long before = ResetPeakRssKb(true);
+  const auto tokens = Tokens(8, 128);
+  const double logits_mib = 8.0 * 128 * (1 << 16) * 4 / (1 << 20);
+  const long before = testing::ResetPeakRssKb(true);
   ASSERT_GT(before, 0) << "no VmHWM in /proc/self/status";
   m.ForwardNextTokenLoss(tokens, o).backward();
-  const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+  const double grew_mib = static_cast<double>(testing::ResetPeakRssKb(false) - before) / 1024;
   std::cout << "fused loss step, logits of " << logits_mib << " MiB: peak RSS +" << grew_mib
             << " MiB\n";
   EXPECT_LT(grew_mib, 0.5 * logits_mib);
