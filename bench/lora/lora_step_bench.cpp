@@ -74,7 +74,7 @@ int Main(int argc, char** argv) {
   fwd.adapter = &lora;
   const auto step = [&] {
     lora.params().ZeroGrad();
-    auto loss = NextTokenLoss(model.Forward(tokens, fwd), tokens);
+    auto loss = model.ForwardNextTokenLoss(tokens, fwd);
     loss.backward();
     opt.Step();
     return loss;

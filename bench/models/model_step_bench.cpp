@@ -7,8 +7,10 @@
 //   model_step_bench load DIR [float32|bfloat16]
 // TOKENS.json: [[ids...], ...] (B rows of T). LoRA: rank RANK, alpha 2·RANK, on q, k, v, o,
 // gate, up, down of layers [LAYER_LO, LAYER_HI). Loss: the next-token cross-entropy over every
-// position (HF's CausalLM loss). Threads: OMP_NUM_THREADS (run.py sets it). Prints one JSON line
-// with the per-step median and the process's peak RSS.
+// position (HF's CausalLM loss), through Model::ForwardNextTokenLoss (the fused LM head +
+// cross-entropy). Threads: OMP_NUM_THREADS (run.py sets it). Prints one JSON line with the
+// per-step median (wall; cpu_ms: the median of the steps' process CPU times) and the peak RSS.
+// MODEL_STEP_BENCH_PROFILE=N: one more step under LibTorch's profiler, its top N ops on stderr.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -20,6 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <map>
+
 #include "experiments/model/adapters.h"
 #include "experiments/model/runtime_env.h"
 
@@ -30,6 +36,15 @@ using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// User + system CPU time of the process so far (all threads), in ms: on a shared machine a
+// step's CPU time moves less with the load than its wall time.
+double CpuMs() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  const auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(u.ru_utime) + ms(u.ru_stime);
 }
 
 long PeakRssKb() {
@@ -52,6 +67,52 @@ torch::Tensor ReadTokens(const std::string& path) {
     for (const auto& t : row) flat.push_back(t.get<int64_t>());
   const auto rows = static_cast<int64_t>(j.size());
   return torch::tensor(flat, torch::kLong).view({rows, -1});
+}
+
+// MODEL_STEP_BENCH_PROFILE=N: one more step under LibTorch's legacy profiler after the timed
+// ones, and the N ops with the most self time (their time less that of the ops they call) as a
+// table on stderr: name, calls, self ms, total ms. Wall-clock times (the profiler's clock).
+void PrintProfile(const torch::autograd::profiler::thread_event_lists& lists, int top) {
+  struct Row {
+    int64_t calls = 0;
+    double self_us = 0, total_us = 0;
+  };
+  std::map<std::string, Row> rows;
+  for (const auto& events : lists) {
+    struct Open {
+      const torch::autograd::profiler::LegacyEvent* push;
+      double child_us;
+    };
+    std::vector<Open> stack;
+    for (const auto& e : events) {
+      using torch::autograd::profiler::EventKind;
+      if (e.kind() == EventKind::PushRange) {
+        stack.push_back({&e, 0.0});
+      } else if (e.kind() == EventKind::PopRange && !stack.empty()) {
+        const Open open = stack.back();
+        stack.pop_back();
+        const double us = open.push->cpuElapsedUs(e);
+        Row& r = rows[open.push->name()];
+        ++r.calls;
+        r.total_us += us;
+        r.self_us += us - open.child_us;
+        if (!stack.empty()) stack.back().child_us += us;
+      }
+    }
+  }
+  std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.second.self_us > b.second.self_us; });
+  double all = 0;
+  for (const auto& [name, r] : sorted) all += r.self_us;
+  std::fprintf(stderr, "%-48s %8s %12s %12s %6s\n", "op", "calls", "self_ms", "total_ms", "self%");
+  for (int i = 0; i < top && i < static_cast<int>(sorted.size()); ++i) {
+    const auto& [name, r] = sorted[static_cast<size_t>(i)];
+    std::fprintf(stderr, "%-48s %8lld %12.1f %12.1f %6.1f\n", name.c_str(),
+                 static_cast<long long>(r.calls), r.self_us / 1e3, r.total_us / 1e3,
+                 100.0 * r.self_us / all);
+  }
+  std::fprintf(stderr, "%-48s %8s %12.1f\n", "(all ops, self)", "", all / 1e3);
 }
 
 // Model::Load's steps (config.json parsed, the model built: flat storage allocated and norm
@@ -107,26 +168,37 @@ int Train(char** argv) {
   fwd.adapter = &lora;
   const auto step = [&] {
     lora.params().ZeroGrad();
-    auto loss = NextTokenLoss(model.Forward(tokens, fwd), tokens);
+    auto loss = model.ForwardNextTokenLoss(tokens, fwd);
     loss.backward();
     opt.Step();
     return loss.item<double>();
   };
   const double loss0 = step();
   for (int i = 1; i < warmup; ++i) step();
-  std::vector<double> ms;
+  std::vector<double> ms, cpu_ms;
   for (int i = 0; i < steps; ++i) {
     const auto t0 = Clock::now();
+    const double c0 = CpuMs();
     step();
     ms.push_back(Ms(t0));
+    cpu_ms.push_back(CpuMs() - c0);
+  }
+  if (const char* top = std::getenv("MODEL_STEP_BENCH_PROFILE")) {
+    using namespace torch::autograd::profiler;
+    enableProfilerLegacy(
+        torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
+    step();
+    PrintProfile(disableProfilerLegacy(), std::max(1, std::atoi(top)));
   }
   std::sort(ms.begin(), ms.end());
+  std::sort(cpu_ms.begin(), cpu_ms.end());
   std::printf(
       "{\"impl\": \"cpp\", \"threads\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-      "\"max_ms\": %.3f, \"loss0\": %.9g, \"lora_params\": %lld, \"load_ms\": %.3f, "
-      "\"peak_rss_kb\": %ld}\n",
-      at::get_num_threads(), steps, ms[ms.size() / 2], ms.front(), ms.back(), loss0,
-      static_cast<long long>(lora.params().numel()), load_ms, PeakRssKb());
+      "\"max_ms\": %.3f, \"cpu_ms\": %.3f, \"loss0\": %.9g, \"lora_params\": %lld, "
+      "\"load_ms\": %.3f, \"peak_rss_kb\": %ld}\n",
+      at::get_num_threads(), steps, ms[ms.size() / 2], ms.front(), ms.back(),
+      cpu_ms[cpu_ms.size() / 2], loss0, static_cast<long long>(lora.params().numel()), load_ms,
+      PeakRssKb());
   return 0;
 }
 

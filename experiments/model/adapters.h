@@ -3,8 +3,9 @@
 //
 // LoRA on module m:  y = x·Wᵀ + scale·(drop(x)·Aᵀ)·Bᵀ,  scale = alpha / rank, A [r, in],
 //   B [out, r]. Merged delta: scale·B·A. Modules sharing an input (q,k,v; gate,up) share one
-//   GEMM for their stacked A's and one for a block-diagonal B, added into the fused base
-//   output (one addmm), so the adapter adds two GEMMs per group, not two per module.
+//   GEMM for their stacked A's; each module's B then adds its product into its own column block
+//   of the fused base output, in place (one addmm_ per module, a custom backward), so no GEMM
+//   multiplies the zero blocks a block-diagonal B of the group would have.
 //   Dropout is drawn once per group input (PEFT draws per module).
 // IA3 (PEFT semantics): output scaling y = (x·Wᵀ)⊙l for q,k,v,o,gate,up (merged delta
 //   (l−1)⊙rows of W); input scaling y = (x⊙l)·Wᵀ for down, the feed-forward module (merged

@@ -4,6 +4,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -161,6 +163,100 @@ torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
   if (act == "gelu_pytorch_tanh") return torch::gelu(xf, "tanh").to(x.scalar_type());
   return torch::relu(x);
 }
+
+constexpr int64_t kIgnoreTarget = -100;  // cross_entropy's ignore_index (HF's too)
+// Rows of logits per chunk of the fused LM head + cross-entropy. Measured with OpenBLAS at
+// [1024, 1024] x [151,936, 1024] (1 thread, CPU time): chunks of 256 rows made the head's two
+// GEMMs ~5% cheaper than the plain path's [1024, V] ones, chunks of 110 rows ~5% dearer. At most
+// kLossChunkElements logits (256 MiB of float32) for vocabularies above 262,144.
+constexpr int64_t kLossChunkRows = 256;
+constexpr int64_t kLossChunkElements = int64_t{1} << 26;
+
+// Next-token targets [B, T] int64 for tokens [B, T]: shifted left, kIgnoreTarget at the last
+// position and where loss_mask [B, T-1] (bool/float, optional) is false.
+torch::Tensor NextTokenTargets(const torch::Tensor& tokens, const torch::Tensor& loss_mask) {
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  auto targets = torch::full({B, T}, kIgnoreTarget, tokens.options().dtype(torch::kLong));
+  auto next = tokens.narrow(1, 1, T - 1).to(torch::kLong);
+  if (loss_mask.defined())
+    next = torch::where(loss_mask.to(tokens.device()).to(torch::kBool), next,
+                        torch::full({}, kIgnoreTarget, next.options()));
+  targets.narrow(1, 0, T - 1).copy_(next);
+  return targets;
+}
+
+// mean over the rows with a target of cross_entropy(x·headᵀ, targets) for x [N, d], head [V, d]
+// (compute dtype), targets int64 [N] (kIgnoreTarget: no loss), chunk by chunk of rows: the
+// logits of a chunk ([256, V]) live in one reused float32 buffer, turned in place into
+// log-probabilities, then (when a gradient is wanted) into the gradient wrt the logits, p − onehot,
+// which is multiplied out right away into d loss/dx (and d loss/dhead). Backward only scales those
+// by the incoming gradient, so the LM head costs one GEMM forward and one (or two) in the same
+// pass, as the plain path's forward and backward do, with ~3 passes over each chunk instead of
+// ~6 over [N, V] tensors allocated afresh. Row weights 1/n_valid (0 without a target) are
+// applied on the [n, d] side in float32; a bfloat16 model casts logits and gradient as the
+// plain path's .to(float32) does (gradient scaled first, then rounded, as there).
+class HeadCrossEntropy : public torch::autograd::Function<HeadCrossEntropy> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& head, const torch::Tensor& targets, bool grad_x,
+                               bool grad_head) {
+    const int64_t N = x.size(0), V = head.size(0);
+    const bool low = x.scalar_type() != torch::kFloat32;
+    const auto f32 = x.options().dtype(torch::kFloat32);
+    const auto valid = targets.ne(kIgnoreTarget).to(torch::kFloat32).unsqueeze(1);  // [N, 1]
+    const auto n_valid = valid.sum();
+    const auto weight = valid / n_valid;
+    const auto target = targets.clamp_min(0).unsqueeze(1);  // [N, 1]; ignored rows: any id
+    const int64_t rows =
+        std::clamp<int64_t>(kLossChunkElements / V, 1, std::min(kLossChunkRows, N));
+    auto buffer = torch::empty({rows, V}, f32);
+    auto loss = torch::zeros({}, f32);
+    torch::Tensor gx, gw;
+    if (grad_x) gx = torch::empty_like(x);
+    if (grad_head) gw = torch::zeros(head.sizes(), f32);
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      const auto xc = x.narrow(0, r0, n), tc = target.narrow(0, r0, n);
+      const auto wc = weight.narrow(0, r0, n);
+      auto lc = buffer.narrow(0, 0, n);
+      if (low) {
+        lc.copy_(xc.mm(head.t()));
+      } else {
+        at::mm_out(lc, xc, head.t());
+      }
+      at::_log_softmax_out(lc, lc, 1, false);  // row-wise: each row's max and sum come first
+      loss.sub_((lc.gather(1, tc) * valid.narrow(0, r0, n)).sum());
+      if (!grad_x && !grad_head) continue;
+      lc.exp_().scatter_add_(1, tc, torch::full({n, 1}, -1.0, f32));  // p − onehot
+      if (low) lc.mul_(wc);
+      const auto g = low ? lc.to(x.scalar_type()) : lc;
+      if (grad_x) {
+        auto gxc = gx.narrow(0, r0, n);
+        at::mm_out(gxc, g, head);
+        if (!low) gxc.mul_(wc);
+      }
+      if (grad_head) {
+        if (low) {
+          gw.add_(g.t().mm(xc));
+        } else {
+          gw.addmm_(g.t(), xc * wc);
+        }
+      }
+    }
+    ctx->saved_data["gx"] = gx;
+    ctx->saved_data["gw"] = grad_head ? gw.to(head.scalar_type()) : gw;
+    return loss.div_(n_valid);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto gx = ctx->saved_data["gx"].toTensor(), gw = ctx->saved_data["gw"].toTensor();
+    const auto& g = grad[0];
+    return {gx.defined() ? gx * g.to(gx.scalar_type()) : gx,
+            gw.defined() ? gw * g.to(gw.scalar_type()) : gw, torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
 
 struct Names {
   std::string qkv, qkv_bias, o, o_bias, gate_up, gate_up_bias, down, down_bias, ln1, ln2, qn, kn,
@@ -708,174 +804,257 @@ torch::Tensor Model::Norm(const torch::Tensor& x, const torch::Tensor& w,
   return RmsNorm(x, w, config_.rms_norm_eps);
 }
 
-// One pass for every family; the switches are ModelConfig's (see model.h). Kept whole (~160
-// lines, not split): the seven capture and hook points (harvest, ablation, steering) sit between
-// the steps of a layer and must see, and may replace, the very tensors the math uses (the folded
-// attention pattern is written back into the fold); split into functions, each step would pass
-// the layer's half-built state (h, h_in, q/k/v, the fold), the hook and the adapter back and
-// forth, and the order of captures that tests pin down would be spread over several places.
-torch::Tensor Model::Forward(const torch::Tensor& tokens_in, const ForwardOptions& o) const {
-  const auto& c = config_;
+// ---- Forward ---------------------------------------------------------------------------------
+
+// One forward pass for every family (the switches are ModelConfig's, see model.h): the batch's
+// shapes, RoPE tables and options, and the steps of a layer. Each step takes and returns the
+// very tensors the math uses, so the seven capture and hook points (Visit) see, and may
+// replace, exactly those; Layer() states their order (resid_pre, attn_pattern, attn_z,
+// resid_mid, mlp_pre, mlp_post, resid_post).
+struct Model::Pass {
+  Pass(const Model& model, const torch::Tensor& tokens_in, const ForwardOptions& options);
+
+  torch::Tensor Hidden() const;                 // the final norm's output [N, d], N = B·T
+  torch::Tensor Logits(torch::Tensor x) const;  // float32 [B, T or P, V]
+
+  torch::Tensor Embed() const;
+  torch::Tensor Layer(int64_t l, torch::Tensor h) const;
+  // [B, T, H, D] attention·V of x (head_scale applied), before o_proj.
+  torch::Tensor Attention(int64_t l, const torch::Tensor& x) const;
+  std::array<torch::Tensor, 3> QkvHeads(int64_t l, const torch::Tensor& x) const;  // [B,H,T,D]
+  torch::Tensor Heads(const torch::Tensor& t, int64_t n) const;  // [B,T,n,D] -> [B,H,T,D]
+  torch::Tensor Rope(const torch::Tensor& x) const;
+  torch::Tensor Rotate(const torch::Tensor& x) const;
+  // The pattern visit of folded or per-head probabilities; the hook's replacement written back.
+  torch::Tensor VisitPattern(int64_t l, torch::Tensor probs, bool fold) const;
+  torch::Tensor MlpHidden(int64_t l, const torch::Tensor& x) const;  // down_proj's input [N, dm]
+  torch::Tensor Linear(int64_t l, LinearGroup g, const torch::Tensor& x, const torch::Tensor& w,
+                       const torch::Tensor& b, const torch::Tensor& res) const;
+  // Reports a [B, T, ...] view of an activation to the hook and capture; returns the tensor to
+  // go on with (the hook may replace it).
+  torch::Tensor Visit(CapturePoint p, int64_t l, torch::Tensor t) const;
+  torch::Tensor VisitRows(CapturePoint p, int64_t l, const torch::Tensor& t) const;  // [N, n]
+
+  const Model& m;
+  const ModelConfig& c;
+  const ForwardOptions& o;
+  torch::Tensor tokens;  // int64 [B, T] on the model's device
+  int64_t B, T, N, H, KV, D, d, dm, R;
+  double scale;
+  bool observe;
+  torch::Tensor cos, sin;  // [1, T, 1, R] float32
+};
+
+Model::Pass::Pass(const Model& model, const torch::Tensor& tokens_in, const ForwardOptions& options)
+    : m(model), c(model.config_), o(options) {
   TORCH_CHECK(tokens_in.dim() == 2, "Model::Forward: tokens must be [B, T], got ",
               tokens_in.sizes());
-  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), N = B * T;
+  B = tokens_in.size(0);
+  T = tokens_in.size(1);
+  N = B * T;
   TORCH_CHECK(T >= 1 && T <= c.max_position_embeddings, "Model::Forward: sequence length ", T,
               " outside [1, ", c.max_position_embeddings, "]");
-  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
-  const int64_t d = c.hidden_size, dm = c.intermediate_size, R = c.rope_dim();
-  const auto tokens = tokens_in.to(device_, torch::kLong);
+  H = c.num_attention_heads;
+  KV = c.num_key_value_heads;
+  D = c.head_dim;
+  d = c.hidden_size;
+  dm = c.intermediate_size;
+  R = c.rope_dim();
+  tokens = tokens_in.to(m.device_, torch::kLong);
   if (o.head_scale.defined())
     TORCH_CHECK(o.head_scale.dim() == 2 && o.head_scale.size(0) == c.num_hidden_layers &&
                     o.head_scale.size(1) == H,
                 "Model::Forward: head_scale must be [n_layers, n_heads] = [", c.num_hidden_layers,
                 ", ", H, "], got ", o.head_scale.sizes());
-  const bool observe = o.hook != nullptr || o.capture != nullptr;
-  // Reports a [B, T, ...] view of an activation to the hook and capture; returns the tensor
-  // to go on with (the hook may replace it).
-  const auto visit = [&](CapturePoint p, int64_t l, torch::Tensor t) {
-    if (o.hook) (*o.hook)(p, l, t);
-    if (o.capture && o.capture->Wants(p, l)) o.capture->Put(p, l, t);
-    return t;
-  };
-  const auto linear = [&](int64_t l, LinearGroup grp, const torch::Tensor& x,
-                          const torch::Tensor& w, const torch::Tensor& b,
-                          const torch::Tensor& res) {
-    return o.adapter ? o.adapter->Linear(l, grp, x, w, b, res) : BaseLinear(x, w, b, res);
-  };
-
-  auto h = torch::embedding(embed_, tokens);
-  if (c.learned_positions) h = h + pos_embed_.narrow(0, 0, T).unsqueeze(0);
-  // Gemma: HF multiplies by the scale as a tensor of the compute dtype (rounded first).
-  if (c.embedding_scale != 1.0)
-    h = h * torch::scalar_tensor(c.embedding_scale, dtype_).item<double>();
-  h = h.reshape({N, d});
-  torch::Tensor cos, sin;
+  observe = o.hook != nullptr || o.capture != nullptr;
+  scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(double(D));
   if (R > 0) {
-    auto tables = RopeTables(T);
+    auto tables = m.RopeTables(T);
     cos = tables.first.view({1, T, 1, R});
     sin = tables.second.view({1, T, 1, R});
   }
-  const double scale = c.attention_scale > 0 ? c.attention_scale : 1.0 / std::sqrt(double(D));
-  // RoPE on the first R dims of each head (all of them unless partial, as GPT-NeoX), computed
-  // in float32 and rounded once to the compute dtype (HF rounds q·cos, rotate_half(q)·sin and
-  // their sum separately in bf16; one rounding is as precise or more).
-  const auto rotate = [&](const torch::Tensor& x) {
-    const auto xf = x.to(torch::kFloat32);
-    return torch::addcmul(xf * cos, torch::roll(xf, R / 2, -1), sin).to(x.scalar_type());
-  };
-  const auto rope = [&](const torch::Tensor& x) {
-    if (R == 0) return x;
-    if (R == D) return rotate(x);
-    auto parts = x.split_with_sizes({R, D - R}, -1);
-    return torch::cat({rotate(parts[0]), parts[1]}, -1);
-  };
+}
 
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    if (observe) h = visit(CapturePoint::kResidPre, l, h.view({B, T, d})).reshape({N, d});
-    const torch::Tensor h_in = h;  // the MLP's input under a parallel residual
-    // Attention.
-    auto x = Norm(h, w.ln1, w.ln1_bias);
-    auto qkv = linear(l, LinearGroup::kQkv, x, w.qkv, w.qkv_bias, {}).view({B, T, H + 2 * KV, D});
-    // Splits (not narrows): their backward is one cat, not a zero-filled copy per slice.
-    torch::Tensor q, k, v;
-    if (c.qk_norm) {
-      auto parts = qkv.split_with_sizes({H, KV, KV}, 2);
-      q = rope(RmsNorm(parts[0], w.q_norm, c.rms_norm_eps));
-      k = rope(RmsNorm(parts[1], w.k_norm, c.rms_norm_eps));
-      v = parts[2];
-    } else {
-      auto parts = qkv.split_with_sizes({H + KV, KV}, 2);
-      auto qk = rope(parts[0]).split_with_sizes({H, KV}, 2);
-      q = qk[0];
-      k = qk[1];
-      v = parts[1];
-    }
-    const auto heads = [&](const torch::Tensor& t, int64_t n) {  // [B,T,n,D] -> [B,H,T,D]
-      auto tt = t.permute({0, 2, 1, 3});
-      if (n < H) tt = tt.unsqueeze(2).expand({B, n, H / n, T, D}).reshape({B, H, T, D});
-      return tt.contiguous();  // reshape may return a stride-0 view (n = 1)
-    };
-    q = heads(q, H);
-    k = heads(k, KV);
-    v = heads(v, KV);
-    // Small heads: one [H·T, H·T] product per row with a block-diagonal causal mask instead of
-    // B·H tiny GEMMs (whose per-matrix overhead dominates at T·H <= kFoldRows). The masked
-    // cross-head scores get probability exactly 0, so the result is the per-head attention.
-    const bool fold = H > 1 && H * T <= kFoldRows;
-    const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
-    const int64_t window = c.IsSliding(l) && c.sliding_window < T ? c.sliding_window : 0;
-    const auto mask = AttentionMask(fold ? H : 1, T, window);
-    const auto qs = q.view({bb, rows, D}), ks = k.view({bb, rows, D}).transpose(1, 2);
-    torch::Tensor scores;
-    if (c.attn_logit_softcap > 0) {  // Gemma2: cap·tanh(scores/cap), then the mask
-      const double cap = c.attn_logit_softcap;
-      scores = torch::tanh(torch::bmm(qs, ks) * (scale / cap)) * cap + mask;
-    } else {
-      scores = torch::baddbmm(mask, qs, ks, 1.0, scale);
-    }
-    auto probs = Softmax(scores);
-    if (observe) {
-      // The per-head pattern: the diagonal blocks (a view when folded).
-      const auto pattern = fold
-                               ? probs.view({B, H, T, H, T}).diagonal(0, 1, 3).permute({0, 3, 1, 2})
-                               : probs.view({B, H, T, T});
-      const auto seen = visit(CapturePoint::kAttnPattern, l, pattern);
-      if (!seen.is_same(pattern)) {  // the hook replaced it
-        if (fold) {
-          auto full = torch::zeros({B, H, T, H, T}, probs.options());
-          full.diagonal(0, 1, 3).copy_(seen.permute({0, 2, 3, 1}));
-          probs = full.view({bb, rows, rows});
-        } else {
-          probs = seen.reshape({bb, rows, rows});
-        }
-      }
-    }
-    auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
-    if (o.head_scale.defined())
-      z = z * o.head_scale[l].to(z.device(), z.scalar_type()).view({1, H, 1, 1});
-    auto zt = z.transpose(1, 2);  // [B, T, H, D]
-    if (observe) zt = visit(CapturePoint::kAttnZ, l, zt);
-    if (c.sandwich_norm) {
-      h = h + Norm(linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, {}),
-                   w.post_attn, {});
-    } else {
-      h = linear(l, LinearGroup::kO, zt.reshape({N, H * D}), w.o, w.o_bias, h);
-    }
-    if (observe) h = visit(CapturePoint::kResidMid, l, h.view({B, T, d})).reshape({N, d});
-    // MLP.
-    x = Norm(c.parallel_residual ? h_in : h, w.ln2, w.ln2_bias);
-    auto gu = linear(l, LinearGroup::kGateUp, x, w.gate_up, w.gate_up_bias, {});
-    torch::Tensor pre, post;
-    if (c.gated_mlp) {
-      auto parts = gu.split_with_sizes({dm, dm}, 1);
-      pre = parts[0];
-      if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
-      post = Activation(pre, c.hidden_act) * parts[1];
-    } else {
-      pre = gu;
-      if (observe) pre = visit(CapturePoint::kMlpPre, l, pre.view({B, T, dm})).reshape({N, dm});
-      post = Activation(pre, c.hidden_act);
-    }
-    if (observe) post = visit(CapturePoint::kMlpPost, l, post.view({B, T, dm})).reshape({N, dm});
-    if (c.sandwich_norm) {
-      h = h + Norm(linear(l, LinearGroup::kDown, post, w.down, w.down_bias, {}), w.post_mlp, {});
-    } else {
-      h = linear(l, LinearGroup::kDown, post, w.down, w.down_bias, h);
-    }
-    if (observe) h = visit(CapturePoint::kResidPost, l, h.view({B, T, d})).reshape({N, d});
-  }
-  auto x = Norm(h, norm_, norm_bias_);
+torch::Tensor Model::Pass::Visit(CapturePoint p, int64_t l, torch::Tensor t) const {
+  if (o.hook) (*o.hook)(p, l, t);
+  if (o.capture && o.capture->Wants(p, l)) o.capture->Put(p, l, t);
+  return t;
+}
+
+torch::Tensor Model::Pass::VisitRows(CapturePoint p, int64_t l, const torch::Tensor& t) const {
+  const int64_t n = t.size(1);
+  return Visit(p, l, t.view({B, T, n})).reshape({N, n});
+}
+
+torch::Tensor Model::Pass::Linear(int64_t l, LinearGroup g, const torch::Tensor& x,
+                                  const torch::Tensor& w, const torch::Tensor& b,
+                                  const torch::Tensor& res) const {
+  return o.adapter ? o.adapter->Linear(l, g, x, w, b, res) : BaseLinear(x, w, b, res);
+}
+
+torch::Tensor Model::Pass::Embed() const {
+  auto h = torch::embedding(m.embed_, tokens);
+  if (c.learned_positions) h = h + m.pos_embed_.narrow(0, 0, T).unsqueeze(0);
+  // Gemma: HF multiplies by the scale as a tensor of the compute dtype (rounded first).
+  if (c.embedding_scale != 1.0)
+    h = h * torch::scalar_tensor(c.embedding_scale, m.dtype_).item<double>();
+  return h.reshape({N, d});
+}
+
+torch::Tensor Model::Pass::Hidden() const {
+  auto h = Embed();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) h = Layer(l, std::move(h));
+  return m.Norm(h, m.norm_, m.norm_bias_);
+}
+
+torch::Tensor Model::Pass::Logits(torch::Tensor x) const {
   int64_t P = T;
   if (o.logit_positions.defined()) {
-    const auto pos = o.logit_positions.to(device_, torch::kLong);
+    const auto pos = o.logit_positions.to(m.device_, torch::kLong);
     P = pos.numel();
     x = x.view({B, T, d}).index_select(1, pos).reshape({B * P, d});
   }
-  auto logits = x.mm(head_.t()).view({B, P, c.vocab_size}).to(torch::kFloat32);
+  auto logits = x.mm(m.head_.t()).view({B, P, c.vocab_size}).to(torch::kFloat32);
   if (c.final_logit_softcap > 0)
     logits = torch::tanh(logits / c.final_logit_softcap) * c.final_logit_softcap;
   return logits;
+}
+
+torch::Tensor Model::Pass::Layer(int64_t l, torch::Tensor h) const {
+  const LayerWeights& w = m.layers_[static_cast<size_t>(l)];
+  if (observe) h = VisitRows(CapturePoint::kResidPre, l, h);
+  const torch::Tensor h_in = h;  // the MLP's input under a parallel residual
+  const auto z = Attention(l, m.Norm(h, w.ln1, w.ln1_bias)).reshape({N, H * D});
+  if (c.sandwich_norm) {
+    h = h + m.Norm(Linear(l, LinearGroup::kO, z, w.o, w.o_bias, {}), w.post_attn, {});
+  } else {
+    h = Linear(l, LinearGroup::kO, z, w.o, w.o_bias, h);
+  }
+  if (observe) h = VisitRows(CapturePoint::kResidMid, l, h);
+  const auto post = MlpHidden(l, m.Norm(c.parallel_residual ? h_in : h, w.ln2, w.ln2_bias));
+  if (c.sandwich_norm) {
+    h = h + m.Norm(Linear(l, LinearGroup::kDown, post, w.down, w.down_bias, {}), w.post_mlp, {});
+  } else {
+    h = Linear(l, LinearGroup::kDown, post, w.down, w.down_bias, h);
+  }
+  if (observe) h = VisitRows(CapturePoint::kResidPost, l, h);
+  return h;
+}
+
+// RoPE on the first R dims of each head (all of them unless partial, as GPT-NeoX), computed in
+// float32 and rounded once to the compute dtype (HF rounds q·cos, rotate_half(q)·sin and their
+// sum separately in bf16; one rounding is as precise or more).
+torch::Tensor Model::Pass::Rotate(const torch::Tensor& x) const {
+  const auto xf = x.to(torch::kFloat32);
+  return torch::addcmul(xf * cos, torch::roll(xf, R / 2, -1), sin).to(x.scalar_type());
+}
+
+torch::Tensor Model::Pass::Rope(const torch::Tensor& x) const {
+  if (R == 0) return x;
+  if (R == D) return Rotate(x);
+  auto parts = x.split_with_sizes({R, D - R}, -1);
+  return torch::cat({Rotate(parts[0]), parts[1]}, -1);
+}
+
+torch::Tensor Model::Pass::Heads(const torch::Tensor& t, int64_t n) const {
+  auto tt = t.permute({0, 2, 1, 3});
+  if (n < H) tt = tt.unsqueeze(2).expand({B, n, H / n, T, D}).reshape({B, H, T, D});
+  return tt.contiguous();  // reshape may return a stride-0 view (n = 1)
+}
+
+std::array<torch::Tensor, 3> Model::Pass::QkvHeads(int64_t l, const torch::Tensor& x) const {
+  const LayerWeights& w = m.layers_[static_cast<size_t>(l)];
+  auto qkv = Linear(l, LinearGroup::kQkv, x, w.qkv, w.qkv_bias, {}).view({B, T, H + 2 * KV, D});
+  // Splits (not narrows): their backward is one cat, not a zero-filled copy per slice.
+  torch::Tensor q, k, v;
+  if (c.qk_norm) {
+    auto parts = qkv.split_with_sizes({H, KV, KV}, 2);
+    q = Rope(RmsNorm(parts[0], w.q_norm, c.rms_norm_eps));
+    k = Rope(RmsNorm(parts[1], w.k_norm, c.rms_norm_eps));
+    v = parts[2];
+  } else {
+    auto parts = qkv.split_with_sizes({H + KV, KV}, 2);
+    auto qk = Rope(parts[0]).split_with_sizes({H, KV}, 2);
+    q = qk[0];
+    k = qk[1];
+    v = parts[1];
+  }
+  return {Heads(q, H), Heads(k, KV), Heads(v, KV)};
+}
+
+// Small heads: one [H·T, H·T] product per row with a block-diagonal causal mask instead of B·H
+// tiny GEMMs (whose per-matrix overhead dominates at T·H <= kFoldRows). The masked cross-head
+// scores get probability exactly 0, so the result is the per-head attention.
+torch::Tensor Model::Pass::Attention(int64_t l, const torch::Tensor& x) const {
+  const auto [q, k, v] = QkvHeads(l, x);
+  const bool fold = H > 1 && H * T <= kFoldRows;
+  const int64_t bb = fold ? B : B * H, rows = fold ? H * T : T;
+  const int64_t window = c.IsSliding(l) && c.sliding_window < T ? c.sliding_window : 0;
+  const auto mask = m.AttentionMask(fold ? H : 1, T, window);
+  const auto qs = q.view({bb, rows, D}), ks = k.view({bb, rows, D}).transpose(1, 2);
+  torch::Tensor scores;
+  if (c.attn_logit_softcap > 0) {  // Gemma2: cap·tanh(scores/cap), then the mask
+    const double cap = c.attn_logit_softcap;
+    scores = torch::tanh(torch::bmm(qs, ks) * (scale / cap)) * cap + mask;
+  } else {
+    scores = torch::baddbmm(mask, qs, ks, 1.0, scale);
+  }
+  auto probs = Softmax(scores);
+  if (observe) probs = VisitPattern(l, probs, fold);
+  auto z = torch::bmm(probs, v.view({bb, rows, D})).view({B, H, T, D});
+  if (o.head_scale.defined())
+    z = z * o.head_scale[l].to(z.device(), z.scalar_type()).view({1, H, 1, 1});
+  auto zt = z.transpose(1, 2);  // [B, T, H, D]
+  if (observe) zt = Visit(CapturePoint::kAttnZ, l, zt);
+  return zt;
+}
+
+torch::Tensor Model::Pass::VisitPattern(int64_t l, torch::Tensor probs, bool fold) const {
+  // The per-head pattern: the diagonal blocks (a view when folded).
+  const auto pattern = fold ? probs.view({B, H, T, H, T}).diagonal(0, 1, 3).permute({0, 3, 1, 2})
+                            : probs.view({B, H, T, T});
+  const auto seen = Visit(CapturePoint::kAttnPattern, l, pattern);
+  if (seen.is_same(pattern)) return probs;
+  if (!fold) return seen.reshape(probs.sizes());  // the hook replaced it
+  auto full = torch::zeros({B, H, T, H, T}, probs.options());
+  full.diagonal(0, 1, 3).copy_(seen.permute({0, 2, 3, 1}));
+  return full.view(probs.sizes());
+}
+
+torch::Tensor Model::Pass::MlpHidden(int64_t l, const torch::Tensor& x) const {
+  const LayerWeights& w = m.layers_[static_cast<size_t>(l)];
+  auto gu = Linear(l, LinearGroup::kGateUp, x, w.gate_up, w.gate_up_bias, {});
+  torch::Tensor pre, post;
+  if (c.gated_mlp) {
+    auto parts = gu.split_with_sizes({dm, dm}, 1);
+    pre = parts[0];
+    if (observe) pre = VisitRows(CapturePoint::kMlpPre, l, pre);
+    post = Activation(pre, c.hidden_act) * parts[1];
+  } else {
+    pre = gu;
+    if (observe) pre = VisitRows(CapturePoint::kMlpPre, l, pre);
+    post = Activation(pre, c.hidden_act);
+  }
+  if (observe) post = VisitRows(CapturePoint::kMlpPost, l, post);
+  return post;
+}
+
+torch::Tensor Model::Forward(const torch::Tensor& tokens, const ForwardOptions& o) const {
+  const Pass pass(*this, tokens, o);
+  return pass.Logits(pass.Hidden());
+}
+
+torch::Tensor Model::ForwardNextTokenLoss(const torch::Tensor& tokens, const ForwardOptions& o,
+                                          const torch::Tensor& loss_mask) const {
+  TORCH_CHECK(!o.logit_positions.defined(),
+              "Model::ForwardNextTokenLoss: the loss needs logits at every position; "
+              "logit_positions must be unset");
+  if (config_.final_logit_softcap > 0) return NextTokenLoss(Forward(tokens, o), tokens, loss_mask);
+  const Pass pass(*this, tokens, o);
+  const auto x = pass.Hidden();
+  const bool grad = torch::GradMode::is_enabled();
+  return HeadCrossEntropy::apply(x, head_, NextTokenTargets(pass.tokens, loss_mask).view({-1}),
+                                 grad && x.requires_grad(), grad && head_.requires_grad());
 }
 
 // ---- Loading and saving ----------------------------------------------------------------------
@@ -1004,17 +1183,9 @@ torch::Tensor TokensTensor(const std::vector<int32_t>& tokens, int64_t rows, int
 torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& tokens,
                             const torch::Tensor& loss_mask) {
   const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
-  // Targets shifted left; the last position (and masked ones) ignored, so the logits need no
-  // slicing copy.
-  auto targets = torch::full({B, T}, -100, tokens.options().dtype(torch::kLong));
-  auto next = tokens.narrow(1, 1, T - 1).to(torch::kLong);
-  if (loss_mask.defined())
-    next = torch::where(loss_mask.to(tokens.device()).to(torch::kBool), next,
-                        torch::full({}, -100, next.options()));
-  targets.narrow(1, 0, T - 1).copy_(next);
   return torch::nn::functional::cross_entropy(
-      logits.reshape({B * T, V}), targets.view({B * T}),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+      logits.reshape({B * T, V}), NextTokenTargets(tokens, loss_mask).view({B * T}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreTarget));
 }
 
 // ---- WeightEdit ------------------------------------------------------------------------------

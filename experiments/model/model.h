@@ -244,6 +244,16 @@ class Model {
   // tokens: int64 [B, T]. Returns float32 logits [B, T, V] (or [B, P, V], see
   // logit_positions) whatever the compute dtype; captured activations are in the compute dtype.
   torch::Tensor Forward(const torch::Tensor& tokens, const ForwardOptions& opts = {}) const;
+  // NextTokenLoss(Forward(tokens, opts), tokens, loss_mask) with the same value and gradients
+  // (to float32 rounding), without the [B·T, V] logits: the LM head and the cross-entropy run
+  // fused over chunks of rows, and when autograd will want them the gradients wrt the last
+  // hidden state (and the head, when it is trained) are formed chunk by chunk in the same pass,
+  // so backward does no LM-head GEMM of its own. Less memory traffic and ~3 [B·T, V] float32
+  // buffers less peak memory than the plain path (a step's largest tensors at a 150k vocab).
+  // Needs logits at every position: opts.logit_positions must be undefined. Gemma2's final
+  // soft-cap takes the plain path.
+  torch::Tensor ForwardNextTokenLoss(const torch::Tensor& tokens, const ForwardOptions& opts = {},
+                                     const torch::Tensor& loss_mask = {}) const;
 
   // The fused weight of a group (views; bias undefined when the model has none).
   torch::Tensor GroupWeight(int64_t layer, LinearGroup g) const;
@@ -257,6 +267,7 @@ class Model {
     torch::Tensor ln1, ln1_bias, qkv, qkv_bias, q_norm, k_norm, o, o_bias, post_attn, ln2, ln2_bias,
         gate_up, gate_up_bias, down, down_bias, post_mlp;
   };
+  struct Pass;  // one forward pass's state and its steps (model.cpp)
   torch::Tensor Norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const;
   torch::Tensor SlotView(const CheckpointTensor& t);  // the named view of a checkpoint tensor
   // Causal (optionally sliding-window) additive mask [rows, rows], rows = T or H·T (folded).

@@ -113,7 +113,7 @@ void RunPretrain(ShardContext& ctx) {
       }
     }
     const auto tokens = TokensTensor(rows, batch, source.seq_len(), device);
-    auto loss = NextTokenLoss(model.Forward(tokens), tokens, mask);
+    auto loss = model.ForwardNextTokenLoss(tokens, {}, mask);
     model.params().ZeroGrad();
     loss.backward();
     ClipGradNorm(model.params(), clip);

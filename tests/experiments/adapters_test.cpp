@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "tests/experiments/peak_rss.h"
+
 namespace seedgrid {
 namespace {
 
@@ -78,6 +84,88 @@ TEST(Lora, PartialGroupTargetsAndLayerRange) {
   EXPECT_TRUE(d.count("model.layers.1.mlp.up_proj.weight"));
   EXPECT_FALSE(d.count("model.layers.0.self_attn.k_proj.weight"));
   ExpectMergedEqualsAdapter(m, lora);
+}
+
+// LoRA written the plain way, per module (PEFT's lora.Linear): y + s·(x·A_mᵀ)·B_mᵀ for each
+// targeted module m of the group, its own leaf tensors, torch's autograd for the gradients.
+class PerModuleLora : public LinearAdapter {
+ public:
+  PerModuleLora(const Model& m, const LoraAdapter& lora) : model_(m), scale_(lora.scale()) {
+    for (const auto& [name, d] : lora.DeltaWeights()) {
+      a_[name] = lora.A(name).detach().clone().requires_grad_(true);
+      b_[name] = lora.B(name).detach().clone().requires_grad_(true);
+    }
+  }
+  torch::Tensor Linear(int64_t layer, LinearGroup group, const torch::Tensor& x,
+                       const torch::Tensor& weight, const torch::Tensor& bias,
+                       const torch::Tensor& residual) const override {
+    std::vector<torch::Tensor> parts;
+    bool any = false;
+    for (ModuleKind m : kAllModuleKinds) {
+      if (Model::GroupOf(m) != group || (m == ModuleKind::kGate && !model_.config().gated_mlp))
+        continue;
+      const auto name = HfWeightName(layer, m);
+      const auto [b0, e0] = model_.GroupRows(m);
+      if (a_.count(name)) {
+        parts.push_back(x.mm(a_.at(name).t()).mm(b_.at(name).t()) * scale_);
+        any = true;
+      } else {
+        parts.push_back(torch::zeros({x.size(0), e0 - b0}));
+      }
+    }
+    const auto y = BaseLinear(x, weight, bias, residual);
+    return any ? y + torch::cat(parts, 1) : y;
+  }
+  const torch::Tensor& A(const std::string& n) const { return a_.at(n); }
+  const torch::Tensor& B(const std::string& n) const { return b_.at(n); }
+
+ private:
+  const Model& model_;
+  double scale_;
+  std::map<std::string, torch::Tensor> a_, b_;
+};
+
+// The fused update (one addmm_ per module into the group's output, a custom backward) gives
+// the per-module gradients: whole groups, partial groups (k and v without q; up without
+// gate) and single-module groups.
+TEST(Lora, GradientsMatchPerModuleLora) {
+  const Model m = Base();
+  for (const auto& modules :
+       {std::vector<ModuleKind>(std::begin(kAllModuleKinds), std::end(kAllModuleKinds)),
+        std::vector{ModuleKind::kK, ModuleKind::kV, ModuleKind::kUp, ModuleKind::kDown}}) {
+    AdapterTargets t;
+    t.modules = modules;
+    LoraOptions opt;
+    opt.init_b_std = 0.1;
+    LoraAdapter lora(m, opt, t, 5);
+    const PerModuleLora ref(m, lora);
+    lora.params().EnableGrad();
+    lora.params().ZeroGrad();
+    ForwardOptions o, o_ref;
+    o.adapter = &lora;
+    o_ref.adapter = &ref;
+    const auto tokens = Tokens();
+    const auto loss = NextTokenLoss(m.Forward(tokens, o), tokens);
+    const auto loss_ref = NextTokenLoss(m.Forward(tokens, o_ref), tokens);
+    EXPECT_NEAR(loss.item<double>(), loss_ref.item<double>(), 1e-6);
+    loss.backward();
+    loss_ref.backward();
+    for (const auto& [name, d] : lora.DeltaWeights()) {
+      // A(name) aliases rows of the group's stacked A: its gradient is those rows of the flat one.
+      const auto& pa = lora.params();
+      const auto grad_of = [&](const torch::Tensor& v) {
+        const int64_t off = (static_cast<const char*>(v.data_ptr()) -
+                             static_cast<const char*>(pa.flat().data_ptr())) /
+                            4;
+        return pa.grad_flat().narrow(0, off, v.numel()).view(v.sizes());
+      };
+      const auto ga = grad_of(lora.A(name)), gb = grad_of(lora.B(name));
+      ASSERT_TRUE(ref.A(name).grad().defined()) << name;
+      EXPECT_TRUE(torch::allclose(ga, ref.A(name).grad(), 1e-4, 1e-7)) << name << " A";
+      EXPECT_TRUE(torch::allclose(gb, ref.B(name).grad(), 1e-4, 1e-7)) << name << " B";
+      EXPECT_GT(gb.abs().max().item<double>(), 0.0) << name;
+    }
+  }
 }
 
 TEST(Lora, GaussianInitAndTinyModelWithGqa) {
@@ -240,6 +328,118 @@ TEST(FlatAdamW, MatchesTorchAdamW) {
     EXPECT_TRUE(torch::allclose(mine.params().Get(n), ref.params().Get(n), 1e-4, 1e-6)) << n;
   EXPECT_FALSE(
       torch::allclose(mine.params().flat(), LoraAdapter(m, opt, All(), 4).params().flat()));
+}
+
+// Model::ForwardNextTokenLoss (the LM head and cross-entropy fused over chunks of rows, the
+// gradients formed in the forward pass) against the plain NextTokenLoss(Forward(...)): the same
+// loss, and the same gradients of `params` (LoRA factors or the whole model), to `rtol`.
+void ExpectFusedLossMatchesPlain(const Model& m, FlatParams& params, const ForwardOptions& o,
+                                 const torch::Tensor& tokens, const torch::Tensor& mask,
+                                 double rtol) {
+  params.ZeroGrad();
+  const auto plain = NextTokenLoss(m.Forward(tokens, o), tokens, mask);
+  plain.backward();
+  const auto want = params.grad_flat().clone();
+  params.ZeroGrad();
+  const auto fused = m.ForwardNextTokenLoss(tokens, o, mask);
+  fused.backward();
+  const auto got = params.grad_flat();
+  EXPECT_EQ(fused.scalar_type(), torch::kFloat32);
+  EXPECT_NEAR(fused.item<double>(), plain.item<double>(), rtol * plain.item<double>());
+  const double scale = want.abs().max().item<double>();
+  ASSERT_GT(scale, 0.0);
+  EXPECT_LE((got - want).abs().max().item<double>(), rtol * scale) << "largest gradient " << scale;
+  torch::NoGradGuard g;  // no gradient wanted: the loss alone
+  EXPECT_NEAR(m.ForwardNextTokenLoss(tokens, o, mask).item<double>(), plain.item<double>(),
+              rtol * plain.item<double>());
+}
+
+// A mask of the predicted positions [B, T-1] with about half of them off.
+torch::Tensor HalfMask(const torch::Tensor& tokens) {
+  torch::manual_seed(8);
+  return torch::rand({tokens.size(0), tokens.size(1) - 1}).lt(0.5);
+}
+
+void ExpectFusedLossMatchesPlainForLora(const Model& m, double rtol,
+                                        const torch::Tensor& tokens = Tokens()) {
+  LoraOptions opt;
+  opt.init_b_std = 0.05;
+  LoraAdapter lora(m, opt, All(), 9);
+  lora.params().EnableGrad();
+  ForwardOptions o;
+  o.adapter = &lora;
+  ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, {}, rtol);
+  ExpectFusedLossMatchesPlain(m, lora.params(), o, tokens, HalfMask(tokens), rtol);
+}
+
+TEST(Lora, FusedLossMatchesPlainPathOnTheDemoModel) {
+  ExpectFusedLossMatchesPlainForLora(Base(), 1e-5);
+}
+
+TEST(Lora, FusedLossMatchesPlainPathOnBfloat16Model) {
+  Model m(Demo(), torch::kCPU, torch::kBFloat16);
+  m.InitRandom(11, 0.1);
+  ExpectFusedLossMatchesPlainForLora(m, 1e-2);  // bf16 activations: rounded differently
+}
+
+// Chunks of 256 rows: 4 x 80 rows span two (the second partial). A vocabulary of 2^16; tied
+// and untied heads, LoRA and full-model gradients (the head's included).
+ModelConfig WideVocab(bool tied) {
+  ModelConfig c = Demo();
+  c.vocab_size = 1 << 16;
+  c.num_hidden_layers = 2;
+  c.tie_word_embeddings = tied;
+  c.max_position_embeddings = 128;
+  return c;
+}
+
+TEST(Lora, FusedLossMatchesPlainPathAcrossChunks) {
+  ExpectFusedLossMatchesPlainForLora(Base(WideVocab(false)), 1e-5, Tokens(4, 80));
+}
+
+TEST(Model, FusedLossMatchesPlainPathForTheWholeModel) {
+  for (const bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied head" : "own head");
+    Model m = Base(WideVocab(tied));
+    m.params().EnableGrad();
+    const auto tokens = Tokens(4, 80);
+    ExpectFusedLossMatchesPlain(m, m.params(), {}, tokens, HalfMask(tokens), 1e-5);
+  }
+  Model demo = Base();  // the demo model trains its tied embeddings through the head too
+  demo.params().EnableGrad();
+  ExpectFusedLossMatchesPlain(demo, demo.params(), {}, Tokens(), {}, 1e-5);
+}
+
+TEST(Model, FusedLossTakesThePlainPathUnderAFinalSoftcapAndNeedsEveryPosition) {
+  ModelConfig c = Demo();
+  c.final_logit_softcap = 3.0;  // Gemma2
+  const Model m = Base(c);
+  const auto tokens = Tokens();
+  EXPECT_TRUE(
+      torch::equal(m.ForwardNextTokenLoss(tokens), NextTokenLoss(m.Forward(tokens), tokens)));
+  ForwardOptions o;
+  o.logit_positions = torch::tensor({3}, torch::kLong);
+  EXPECT_THROW(m.ForwardNextTokenLoss(tokens, o), c10::Error);
+}
+
+// The fused loss never holds the [B·T, V] logits: a training step's peak grows by about one
+// 64 MiB chunk (256 rows), where the plain path holds logits, log-probabilities and their
+// gradient (3 x 256 MiB here).
+TEST(Lora, FusedLossPeakIsAChunkNotTheLogits) {
+  const Model m = Base(WideVocab(true));
+  LoraAdapter lora(m, LoraOptions{}, All(), 9);
+  lora.params().EnableGrad();
+  ForwardOptions o;
+  o.adapter = &lora;
+  const auto tokens = Tokens(8, 128);
+  const double logits_mib = 8.0 * 128 * (1 << 16) * 4 / (1 << 20);
+  const long before = testing::ResetPeakRssKb(true);
+  ASSERT_GT(before, 0) << "no VmHWM in /proc/self/status";
+  m.ForwardNextTokenLoss(tokens, o).backward();
+  const double grew_mib = static_cast<double>(testing::ResetPeakRssKb(false) - before) / 1024;
+  std::cout << "fused loss step, logits of " << logits_mib << " MiB: peak RSS +" << grew_mib
+            << " MiB\n";
+  EXPECT_LT(grew_mib, 0.5 * logits_mib);
 }
 
 TEST(Schedule, WarmupAndCosine) {

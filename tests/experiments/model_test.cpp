@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "experiments/model/safetensors.h"
+#include "tests/experiments/peak_rss.h"
 #include "tests/experiments/test_context.h"
 
 namespace seedgrid {
@@ -574,16 +575,6 @@ TEST(Model, Bfloat16ComputeLoadsEveryStoredDtype) {
   EXPECT_THROW(ParseComputeDtype("float16"), std::runtime_error);
 }
 
-// /proc/self/status's VmHWM (peak RSS) after resetting it, in KiB.
-long ResetPeakRssKb(bool reset) {
-  if (reset) std::ofstream("/proc/self/clear_refs") << "5";
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
 // Issue 16 point 3: loading maps the file and copies each tensor once into storage, dropping its
 // mapped pages as it goes: peak RSS grows by the bf16 storage, not storage + file (which it did
 // while the whole mapping stayed resident until the end of the load).
@@ -602,10 +593,10 @@ TEST(Model, Bfloat16LoadPeakIsTheStorageNotStoragePlusFile) {
     m.Save(dir.str());
   }
   const double storage_mib = static_cast<double>(c.num_params()) * 2 / (1 << 20);
-  const long before = ResetPeakRssKb(true);
+  const long before = testing::ResetPeakRssKb(true);
   ASSERT_GT(before, 0) << "no VmHWM in /proc/self/status";
   const Model m = Model::Load(dir.str(), torch::kCPU, torch::kBFloat16);
-  const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+  const double grew_mib = static_cast<double>(testing::ResetPeakRssKb(false) - before) / 1024;
   std::cout << "bf16 load of " << storage_mib << " MiB: peak RSS +" << grew_mib << " MiB\n";
   EXPECT_LT(grew_mib, 1.25 * storage_mib);
   EXPECT_GT(grew_mib, 0.9 * storage_mib);  // the measurement sees the storage
