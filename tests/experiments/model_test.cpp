@@ -623,9 +623,9 @@ ModelConfig EmbeddingHeavyConfig() {
 TEST(Model, NewStorageIsZeroWithoutBeingWritten) {
   const ModelConfig c = EmbeddingHeavyConfig();
   const double storage_mib = static_cast<double>(c.num_params()) * 2 / (1 << 20);
-  const long before = ResetPeakRssKb(true);
+  const long before = testing::ResetPeakRssKb(true);
   const Model m(c, torch::kCPU, torch::kBFloat16);
-  const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+  const double grew_mib = static_cast<double>(testing::ResetPeakRssKb(false) - before) / 1024;
   std::cout << "bf16 model of " << storage_mib << " MiB built: peak RSS +" << grew_mib << " MiB\n";
   EXPECT_LT(grew_mib, 0.1 * storage_mib);
   const auto flat = m.params().flat().to(torch::kFloat32);
@@ -651,9 +651,9 @@ TEST(Model, LoadPeakIsStoragePlusStagingNotPlusLargestTensor) {
   for (const auto dtype : {torch::kBFloat16, torch::kFloat32}) {
     const double storage_mib =
         static_cast<double>(c.num_params()) * c10::elementSize(dtype) / (1 << 20);
-    const long before = ResetPeakRssKb(true);
+    const long before = testing::ResetPeakRssKb(true);
     const Model m = Model::Load(dir.str(), torch::kCPU, dtype);
-    const double grew_mib = static_cast<double>(ResetPeakRssKb(false) - before) / 1024;
+    const double grew_mib = static_cast<double>(testing::ResetPeakRssKb(false) - before) / 1024;
     std::cout << c10::toString(dtype) << " load of " << storage_mib << " MiB: peak RSS +"
               << grew_mib << " MiB\n";
     EXPECT_LT(grew_mib, storage_mib + 12) << c10::toString(dtype);
