@@ -21,6 +21,7 @@
 #include "experiments/model/runtime_env.h"
 #include "experiments/pretrain/pretrain.h"
 #include "tests/experiments/test_context.h"
+#include "tests/experiments/text_fixture.h"
 #include "tests/experiments/token_cache_fixture.h"
 #include "text/unicode.h"
 
@@ -680,15 +681,6 @@ TEST_F(Ablation, HeadsOnATextFileWithATokenizerTooLargeForTheModelSaySo) {
   }
 }
 
-std::string PlanProblems(const fs::path& spec) {
-  try {
-    LoadSpec(spec.string(), {}, AllKinds());
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 std::string HeadsSpec(const std::string& data) {
   return "name: t\nstages:\n  - name: heads\n    kind: ablation\n    seeds: 1\n    params:\n"
          "      target: heads\n      base: /nowhere\n      data: " +
@@ -703,20 +695,20 @@ TEST(AblationConfig, HeadsOnTextAreCheckedAtPlanTimeAndHashedIntoTheId) {
   WriteText(d.path() / "corpus.jsonl", "{\"body\": \"one line\"}\n{\"body\": \"two\"}\n");
   const auto spec = d.path() / "spec.yaml";
   WriteText(spec, HeadsSpec("{source: text, path: missing.txt, tokenizer: tok}"));
-  std::string p = PlanProblems(spec);
+  std::string p = data::PlanProblems(spec);
   EXPECT_NE(p.find("data.path: "), std::string::npos) << p;
   EXPECT_NE(p.find(d.str() + "/missing.txt"), std::string::npos) << p;
   EXPECT_NE(p.find("spec.yaml:"), std::string::npos) << p;
   WriteText(spec, HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: tok, window: 2}"));
-  p = PlanProblems(spec);
+  p = data::PlanProblems(spec);
   EXPECT_NE(p.find(d.str() + "/corpus.jsonl:1: no column 'text'"), std::string::npos) << p;
   EXPECT_NE(p.find("data.window: must be >= 4"), std::string::npos) << p;
   WriteText(spec,
             HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: nowhere, column: body}"));
-  EXPECT_NE(PlanProblems(spec).find("data.tokenizer: "), std::string::npos);
+  EXPECT_NE(data::PlanProblems(spec).find("data.tokenizer: "), std::string::npos);
 
   WriteText(spec, HeadsSpec("{source: text, path: corpus.jsonl, tokenizer: tok, column: body}"));
-  EXPECT_EQ(PlanProblems(spec), "");
+  EXPECT_EQ(data::PlanProblems(spec), "");
   const auto id = [&] {
     return ExpandSpec(LoadSpec(spec.string(), {}, AllKinds()), AllKinds()).shards.at(0).key.id();
   };

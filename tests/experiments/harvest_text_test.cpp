@@ -26,6 +26,7 @@
 #include "experiments/pretrain/pretrain.h"
 #include "test_context.h"
 #include "tests/experiments/harvest_fixtures.h"
+#include "tests/experiments/text_fixture.h"
 #include "tests/experiments/token_cache_fixture.h"
 #include "tests/support/file_context.h"
 #include "text/tokenizer.h"
@@ -47,21 +48,7 @@ constexpr int64_t kTokenizerVocab = 258;
 
 // GPT-2's byte-level scheme with 256 byte tokens and two merges (" t" 256, " th" 257).
 void WriteByteTokenizer(const fs::path& dir) {
-  fs::create_directories(dir);
-  const auto& b = text::ByteToUnicode();
-  Json vocab = Json::object();
-  for (int i = 0; i < 256; ++i) vocab[b[static_cast<size_t>(i)]] = i;
-  const std::string sp = b[' '];
-  vocab[sp + "t"] = 256;
-  vocab[sp + "th"] = 257;
-  Json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
-  Json tok = {{"normalizer", nullptr},
-              {"pre_tokenizer", bl},
-              {"post_processor", nullptr},
-              {"decoder", bl},
-              {"added_tokens", Json::array()},
-              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {sp + " t", sp + "t h"}}}}};
-  WriteFile(dir / "tokenizer.json", tok.dump());
+  data::WriteByteBpeTokenizer(dir, {{" ", "t"}, {" t", "h"}});
 }
 
 std::vector<int32_t> Ids(const text::Tokenizer& tok, const std::string& s) {
@@ -123,51 +110,42 @@ void WriteBaseConfig(const fs::path& dir, int64_t vocab) {
   WriteFile(dir / "config.json", ModelConfig::FromParams(model).ToHfJson().dump());
 }
 
-std::string PlanProblems(const fs::path& spec) {
-  try {
-    LoadSpec(spec.string(), {}, AllKinds());
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(HarvestTextConfig, PlanTimeProblemsNameTheFileAndLine) {
   TempDir d;
   WriteByteTokenizer(d.path() / "tok");
   WriteBaseConfig(d.path() / "base", 300);
   WriteFile(d.path() / "corpus.jsonl", "{\"body\": \"one\"}\n{\"body\": \"two\"}\n");
   WriteFile(d.path() / "spec.yaml", TextSpec());
-  EXPECT_EQ(PlanProblems(d.path() / "spec.yaml"), "");
+  EXPECT_EQ(data::PlanProblems(d.path() / "spec.yaml"), "");
 
   const std::string dir = d.str();
   WriteFile(d.path() / "spec.yaml", TextSpec("        rows: -1\n"));
   WriteFile(d.path() / "corpus.jsonl", "{\"text\": \"one\"}\n");
-  std::string p = PlanProblems(d.path() / "spec.yaml");
+  std::string p = data::PlanProblems(d.path() / "spec.yaml");
   EXPECT_THAT(p, HasSubstr("data.column: " + dir + "/corpus.jsonl:1: no column 'body'"));
   EXPECT_THAT(p, HasSubstr("data.rows: must be >= 0"));
   EXPECT_THAT(p, HasSubstr("spec.yaml:")) << "a spec problem names the spec's line";
 
   WriteFile(d.path() / "empty.txt", "\n\n");
   WriteFile(d.path() / "spec.yaml", TextSpec("", "", "empty.txt", "text"));
-  EXPECT_THAT(PlanProblems(d.path() / "spec.yaml"),
+  EXPECT_THAT(data::PlanProblems(d.path() / "spec.yaml"),
               HasSubstr("data.path: " + dir + "/empty.txt:1: no rows (an empty corpus)"));
   WriteFile(d.path() / "spec.yaml", TextSpec("", "", "missing.txt", "text"));
-  EXPECT_THAT(PlanProblems(d.path() / "spec.yaml"),
+  EXPECT_THAT(data::PlanProblems(d.path() / "spec.yaml"),
               HasSubstr("data.path: " + dir + "/missing.txt"));
 
   WriteFile(d.path() / "corpus.jsonl", "{\"body\": \"one\"}\n");
   WriteBaseConfig(d.path() / "base", 100);  // the tokenizer's 258 tokens do not fit
   WriteFile(d.path() / "spec.yaml", TextSpec());
   EXPECT_THAT(
-      PlanProblems(d.path() / "spec.yaml"),
+      data::PlanProblems(d.path() / "spec.yaml"),
       HasSubstr(fmt::format("data.tokenizer: {}/tok has {} tokens but base's vocab_size is 100",
                             dir, kTokenizerVocab)));
 
   WriteBaseConfig(d.path() / "base", 300);
   WriteFile(d.path() / "spec.yaml",
             TextSpec("        tokenizer: nowhere\n", "      reservoir: {context: 8}\n"));
-  p = PlanProblems(d.path() / "spec.yaml");
+  p = data::PlanProblems(d.path() / "spec.yaml");
   EXPECT_THAT(p, HasSubstr("data.window: 16 tokens cannot hold an example of reservoir.context 8"));
 }
 

@@ -53,15 +53,6 @@ TEST(Tables, JsonlCsvAndTextKeepTheirLines) {
   EXPECT_THROW(ReadTable((d.path() / "a.tsv").string()), DataError);
 }
 
-std::string Problems(const fs::path& spec_path) {
-  try {
-    LoadSpec(spec_path.string(), {}, AllKinds());
-  } catch (const SpecError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(TextDataSpec, ShardIdFollowsTheFilesContent) {
   TempDir d;
   WriteData(d.path());
@@ -87,7 +78,7 @@ TEST(TextDataSpec, PlanTimeProblemsNameTheFileAndLine) {
   WriteFile(d.path() / "neutral.txt", "\n");
   WriteFile(d.path() / "spec.yaml",
             SteerSpec("        answers: {yes: [\" Yes\"], no: [\" Nope\"]}\n"));
-  const std::string p = Problems(d.path() / "spec.yaml");
+  const std::string p = PlanProblems(d.path() / "spec.yaml");
   const std::string dir = d.str();
   EXPECT_NE(p.find(dir + "/eval.csv:3: label 'maybe' is not 1 or -1"), std::string::npos) << p;
   EXPECT_NE(p.find(dir + "/pairs.jsonl:1: no column 'response_neg'"), std::string::npos) << p;
@@ -96,7 +87,7 @@ TEST(TextDataSpec, PlanTimeProblemsNameTheFileAndLine) {
   EXPECT_NE(p.find("spec.yaml:"), std::string::npos) << p;
 
   fs::remove(d.path() / "eval.csv");
-  EXPECT_NE(Problems(d.path() / "spec.yaml").find(dir + "/eval.csv: no such file"),
+  EXPECT_NE(PlanProblems(d.path() / "spec.yaml").find(dir + "/eval.csv: no such file"),
             std::string::npos);
 }
 
@@ -109,9 +100,9 @@ TEST(TextDataSpec, ColumnsMapByName) {
             "{\"question\": \"Q1\", \"response_pos\": \" Yes\", \"response_neg\": \" No\"}\n");
   WriteFile(d.path() / "spec.yaml",
             SteerSpec("        columns: {prompt: question, label: honest}\n"));
-  EXPECT_EQ(Problems(d.path() / "spec.yaml"), "");
+  EXPECT_EQ(PlanProblems(d.path() / "spec.yaml"), "");
   WriteFile(d.path() / "spec.yaml", SteerSpec());
-  EXPECT_NE(Problems(d.path() / "spec.yaml")
+  EXPECT_NE(PlanProblems(d.path() / "spec.yaml")
                 .find("no column 'prompt' (the prompt column; columns: question, honest)"),
             std::string::npos);
 }

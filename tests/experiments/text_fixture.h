@@ -1,12 +1,17 @@
-// Text fixtures of the torch-free text tests (text_data_test, token_cache_test): a tiny
-// byte-level tokenizer and a lora_steer text spec with its data files.
+// Text fixtures of the text tests (text_data_test, token_cache_test, harvest_text_test,
+// ablation_test): tiny byte-level tokenizers, a lora_steer text spec with its data files, and
+// planning a spec file.
 #pragma once
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "core/spec.h"
 #include "core/types.h"
+#include "experiments/all_kinds.h"
 #include "text/unicode.h"
 
 namespace seedgrid::data {
@@ -17,29 +22,47 @@ inline void WriteFile(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
 }
 
-// A byte-level tokenizer whose " Yes" and " No" are single tokens (ids 256..260 are merges).
-inline void WriteTokenizer(const fs::path& dir) {
+// GPT-2's byte-level scheme: the 256 byte tokens, then one merge per entry of `merges` (each a
+// pair of byte strings as written, " " included), ids 256, 257, ... in order.
+inline void WriteByteBpeTokenizer(const fs::path& dir,
+                                  const std::vector<std::pair<std::string, std::string>>& merges) {
   fs::create_directories(dir);
   const auto& b = text::ByteToUnicode();
+  const auto mapped = [&](const std::string& raw) {
+    std::string out;
+    for (unsigned char c : raw) out += b[c];
+    return out;
+  };
   Json vocab = Json::object();
   for (int i = 0; i < 256; ++i) vocab[b[static_cast<size_t>(i)]] = i;
-  const std::string sp = b[' '];
-  vocab[sp + "Y"] = 256;
-  vocab[sp + "Ye"] = 257;
-  vocab[sp + "Yes"] = 258;
-  vocab[sp + "N"] = 259;
-  vocab[sp + "No"] = 260;
+  Json merge_list = Json::array();
+  for (const auto& [l, r] : merges) {
+    vocab[mapped(l + r)] = static_cast<int>(vocab.size());
+    merge_list.push_back(mapped(l) + " " + mapped(r));
+  }
   Json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   Json tok = {{"normalizer", nullptr},
               {"pre_tokenizer", bl},
               {"post_processor", nullptr},
               {"decoder", bl},
               {"added_tokens", Json::array()},
-              {"model",
-               {{"type", "BPE"},
-                {"vocab", vocab},
-                {"merges", {sp + " Y", sp + "Y e", sp + "Ye s", sp + " N", sp + "N o"}}}}};
+              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}}}};
   WriteFile(dir / "tokenizer.json", tok.dump());
+}
+
+// A byte-level tokenizer whose " Yes" and " No" are single tokens (ids 256..260 are merges).
+inline void WriteTokenizer(const fs::path& dir) {
+  WriteByteBpeTokenizer(dir, {{" ", "Y"}, {" Y", "e"}, {" Ye", "s"}, {" ", "N"}, {" N", "o"}});
+}
+
+// The problems `seedgrid run --dry-run` would print for a spec file ("" when it plans).
+inline std::string PlanProblems(const fs::path& spec) {
+  try {
+    LoadSpec(spec.string(), {}, AllKinds());
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A lora_steer stage on text data in directory `dir`.
