@@ -234,8 +234,10 @@ TEST_F(EditRun, MetricsEqualTheirPerPositionValuesAndAnIndependentForward) {
     EXPECT_NEAR(before[w][pos[w]][target[w]].item<double>(), p_base[w], 1e-5) << w;
     EXPECT_NEAR(after[w][pos[w]][target[w]].item<double>(), p[w], 1e-4) << w;
   }
-  // λ = 0 learns the edit: P(YES) after Q goes from the base's to near 1.
-  EXPECT_GT(ctx.metrics.at(L::kPTarget), 0.95);
+  // λ = 0 learns the edit: P(YES) after Q goes from the base's (< 0.8) to near 1. A floor, not
+  // a figure: 60 AdamW steps end at 0.95 ± 0.01, and float32 rounding changes elsewhere (the
+  // demo base's pretraining loss, the fused LoRA update) move it by that much.
+  EXPECT_GT(ctx.metrics.at(L::kPTarget), 0.9);
   EXPECT_LT(ctx.metrics.at(L::kPTargetBase), 0.8);
 }
 
