@@ -36,11 +36,8 @@ void CheckHeadData(const Json& p, std::vector<std::string>& problems) {
 // the base model, which a needed pretrain shard only makes at run time: the runner checks it.
 std::vector<std::string> ResolveHeadCorpus(Json& params, const KindConfig::StageContext& stage) {
   if (params.at("target") != "heads" || params.at("data").at("source") != "text") return {};
-  Json view = {{"data", params.at("data")}, {"model", {{"vocab_size", INT64_MAX}}}};
-  auto problems = data::ResolveCorpus(view, stage.spec_dir);
-  params["data"]["digest"] = view["data"]["digest"];
-  params[data::kDataDirParam] = view[data::kDataDirParam];
-  return problems;
+  // The base may be a needed pretrain shard's artifact: the runner checks the vocabulary.
+  return data::ResolveCorpusData(params, stage.spec_dir, INT64_MAX, "the base's vocab_size");
 }
 
 std::vector<std::string> ValidateAblation(const Json& p) {

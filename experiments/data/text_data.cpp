@@ -528,6 +528,12 @@ std::vector<int32_t> TokenizeCorpus(const std::string& path, const std::string& 
 }
 
 std::vector<std::string> ResolveCorpus(Json& params, const std::string& spec_dir) {
+  const int64_t vocab = params.at("model").at("vocab_size").get<int64_t>();
+  return ResolveCorpusData(params, spec_dir, vocab, "model.vocab_size");
+}
+
+std::vector<std::string> ResolveCorpusData(Json& params, const std::string& spec_dir, int64_t vocab,
+                                           const std::string& vocab_name) {
   Json& data = params.at("data");
   if (data.at("source") != "text") return {};
   std::vector<std::string> problems;
@@ -540,11 +546,9 @@ std::vector<std::string> ResolveCorpus(Json& params, const std::string& spec_dir
   if (problems.empty()) {
     try {
       const auto tok = text::Tokenizer::FromDirectory(spec.tokenizer);
-      const int64_t vocab = params.at("model").at("vocab_size").get<int64_t>();
       if (static_cast<int64_t>(tok.VocabSize()) > vocab)
-        problems.push_back(fmt::format(
-            "data.tokenizer: {} has {} tokens but model.vocab_size is {} (set it to at least {})",
-            spec.tokenizer, tok.VocabSize(), vocab, tok.VocabSize()));
+        problems.push_back(fmt::format("data.tokenizer: {} has {} tokens but {} is {}",
+                                       spec.tokenizer, tok.VocabSize(), vocab_name, vocab));
       const Table t = ReadTable(spec.train);
       const std::string column = data.at("column").get<std::string>();
       if (!t.Has(column))

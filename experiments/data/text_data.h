@@ -126,6 +126,11 @@ std::vector<int32_t> TokenizeCorpus(const std::string& path, const std::string& 
 // pretrain's resolve: with data.source text, the corpus and tokenizer checked (the tokenizer's
 // vocab must fit model.vocab_size), data.digest and `data_dir` set as ResolveTextData does.
 std::vector<std::string> ResolveCorpus(Json& params, const std::string& spec_dir);
+// The same checks for a kind that reads a corpus into a model it does not size (harvest, head
+// ablation): the tokenizer must fit `vocab` (INT64_MAX when the model is not known at plan time:
+// the runner checks then), named `vocab_name` in the problem. Sets data.digest and `data_dir`.
+std::vector<std::string> ResolveCorpusData(Json& params, const std::string& spec_dir, int64_t vocab,
+                                           const std::string& vocab_name);
 
 // Token ids of a training pair or an eval prompt, truncated to max_len on the configured side.
 struct Tokenized {

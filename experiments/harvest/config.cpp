@@ -142,16 +142,9 @@ std::vector<std::string> ResolveHarvest(Json& params, const KindConfig::StageCon
   } catch (const std::exception& e) {
     problems.push_back(fmt::format("base: {}", e.what()));
   }
-  Json corpus = {{"data", params.at("data")}, {"model", {{"vocab_size", vocab}}}};
-  for (auto& s : data::ResolveCorpus(corpus, stage.spec_dir)) {
-    // pretrain's wording asks to raise model.vocab_size; here the vocab is the base's.
-    if (const auto at = s.find("model.vocab_size is"); at != std::string::npos)
-      s = s.substr(0, at) +
-          fmt::format("{}'s vocab_size is {}", params.at("base").get<std::string>(), vocab);
+  const std::string vocab_name = params.at("base").get<std::string>() + "'s vocab_size";
+  for (auto& s : data::ResolveCorpusData(params, stage.spec_dir, vocab, vocab_name))
     problems.push_back(std::move(s));
-  }
-  params["data"]["digest"] = corpus["data"]["digest"];
-  params[data::kDataDirParam] = corpus[data::kDataDirParam];
   return problems;
 }
 
