@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -115,11 +116,26 @@ void PrintProfile(const torch::autograd::profiler::thread_event_lists& lists, in
   std::fprintf(stderr, "%-48s %8s %12.1f\n", "(all ops, self)", "", all / 1e3);
 }
 
+// /proc/self/status's RssAnon and RssFile in KiB: the process's own pages and the page cache
+// pages it maps (a file-backed model's weights, once touched).
+std::pair<long, long> RssAnonFileKb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  long anon = -1, file = -1;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssAnon:", 0) == 0) anon = std::stol(line.substr(8));
+    if (line.rfind("RssFile:", 0) == 0) file = std::stol(line.substr(8));
+  }
+  return {anon, file};
+}
+
 // Model::Load's steps (config.json parsed, the model built: flat storage allocated and norm
-// weights set, then LoadWeights: safetensors headers parsed and checked, every tensor copied
-// into storage), timed one by one through the public API Model::Load is made of. load_ms is
-// their sum plus the bookkeeping between them: what Model::Load takes on a single-file
-// checkpoint.
+// weights set, then LoadWeights: safetensors headers parsed and checked, slots the file holds as
+// computed mapped, every other tensor copied into storage), timed one by one through the public
+// API Model::Load is made of. load_ms is their sum plus the bookkeeping between them: what
+// Model::Load takes on a single-file checkpoint. Then two forwards of one token: the first
+// touches every weight page (a file-backed weight's first touch maps a page-cache page), the
+// second is the compute alone, so first − second is what the load left for later.
 int Load(const std::string& dir, const std::string& dtype_name) {
   ConfigureTorchProcess(Threads());
   const torch::ScalarType dtype = ParseComputeDtype(dtype_name);
@@ -135,11 +151,26 @@ int Load(const std::string& dir, const std::string& dtype_name) {
   model.LoadWeights((p / "model.safetensors").string());
   const double weights_ms = Ms(t);
   const double ms = Ms(t0);
+  const auto [anon_load, file_load] = RssAnonFileKb();
+  torch::InferenceMode inference;
+  const auto one = torch::ones({1, 1}, torch::kLong);
+  t = Clock::now();
+  model.Forward(one);
+  const double forward1_ms = Ms(t);
+  t = Clock::now();
+  model.Forward(one);
+  const double forward2_ms = Ms(t);
+  const auto [anon_fwd, file_fwd] = RssAnonFileKb();
   std::printf(
       "{\"impl\": \"cpp\", \"dtype\": \"%s\", \"load_ms\": %.3f, \"config_ms\": %.3f, "
-      "\"alloc_ms\": %.3f, \"weights_ms\": %.3f, \"params\": %lld, \"peak_rss_kb\": %ld}\n",
+      "\"alloc_ms\": %.3f, \"weights_ms\": %.3f, \"params\": %lld, \"file_backed_bytes\": %lld, "
+      "\"forward1_ms\": %.3f, \"forward2_ms\": %.3f, \"rss_anon_load_kb\": %ld, "
+      "\"rss_file_load_kb\": %ld, \"rss_anon_forward_kb\": %ld, \"rss_file_forward_kb\": %ld, "
+      "\"peak_rss_kb\": %ld}\n",
       dtype_name.c_str(), ms, config_ms, alloc_ms, weights_ms,
-      static_cast<long long>(model.config().num_params()), PeakRssKb());
+      static_cast<long long>(model.config().num_params()),
+      static_cast<long long>(model.FileBackedBytes()), forward1_ms, forward2_ms, anon_load,
+      file_load, anon_fwd, file_fwd, PeakRssKb());
   return 0;
 }
 

@@ -66,7 +66,9 @@ def write(dir_, dtype="bfloat16", layers=28):
     with open(os.path.join(dir_, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     tdt, name = (torch.bfloat16, "BF16") if dtype == "bfloat16" else (torch.float32, "F32")
-    shapes = tensor_shapes(cfg)
+    # The order safetensors' serializer writes (HF save_pretrained): same-dtype tensors sorted
+    # by name, so q_proj and k_proj are not neighbours while gate_proj and up_proj are.
+    shapes = dict(sorted(tensor_shapes(cfg).items()))
     header, offset = {}, 0
     for n, s in shapes.items():
         nbytes = math.prod(s) * (2 if name == "BF16" else 4)

@@ -19,8 +19,9 @@ each process's peak RSS (getrusage).
 load: with the file in the page cache (read once first), alternately: `cat FILE > /dev/null`,
 a 16 MiB read loop (qwen3_py.py read), the file read into one fresh buffer of its size
 (qwen3_py.py read-whole: the pages a loader must own, touched once), Model::Load in-process (model_step_bench load DIR DTYPE,
-DTYPE the compute dtype: its phases config / storage allocation / weights read and copied are
-reported apart), and `seedgrid model logits DIR --dtype DTYPE` on one token end to end (process
+DTYPE the compute dtype: its phases config / storage allocation / weights mapped or read and
+copied are reported apart, then two one-token forwards, whose difference is the first touch of
+file-backed weights: "load + first touch"), and `seedgrid model logits DIR --dtype DTYPE` on one token end to end (process
 start, load, one forward). /proc/loadavg is recorded before and after, since the machine is
 shared.
 """
@@ -117,13 +118,19 @@ def bench_load(a, env):
         if not cli_ok:
             print(f"  seedgrid model logits --dtype {a.dtype}: exit {probe.returncode}: "
                   f"{probe.stderr.strip()[:200]}", flush=True)
-        cat, loop, whole, load, e2e, rss = [], [], [], [], [], []
-        phases = {"config_ms": [], "alloc_ms": [], "weights_ms": []}
+        cat, loop, whole, load, e2e, rss, ready = [], [], [], [], [], [], []
+        phases = {"config_ms": [], "alloc_ms": [], "weights_ms": [], "forward1_ms": [],
+                  "forward2_ms": [], "rss_anon_load_kb": [], "rss_file_load_kb": [],
+                  "rss_anon_forward_kb": [], "rss_file_forward_kb": []}
+        backed = []
 
         def model_load():
             j = run_json([a.cpp, "load", a.dir, a.dtype], env)
             load.append(j["load_ms"])
+            # Load plus what it left for the first forward: the first touch of file-backed pages.
+            ready.append(j["load_ms"] + max(0.0, j["forward1_ms"] - j["forward2_ms"]))
             rss.append(j["peak_rss_kb"] / 1024)
+            backed.append(j["file_backed_bytes"])
             for k, v in phases.items():
                 v.append(j[k])
         for rep in range(a.load_reps):
@@ -144,18 +151,22 @@ def bench_load(a, env):
             print(f"  load rep {rep}: cat {cat[-1]:.0f} ms, read loop {loop[-1]:.0f} ms, "
                   f"read whole {whole[-1]:.0f} ms, "
                   f"Model::Load {load[-1]:.0f} ms (alloc {phases['alloc_ms'][-1]:.0f}, weights "
-                  f"{phases['weights_ms'][-1]:.0f})" + (f", CLI {e2e[-1]:.0f} ms" if cli_ok else "")
+                  f"{phases['weights_ms'][-1]:.0f}; forwards {phases['forward1_ms'][-1]:.0f} then "
+                  f"{phases['forward2_ms'][-1]:.0f}; file-backed {backed[-1] / 2**20:.0f} MiB)"
+                  + (f", CLI {e2e[-1]:.0f} ms" if cli_ok else "")
                   + f" (load {before} -> {uptime()})", flush=True)
     return {"bytes": size, "dtype": a.dtype, "cat_ms": spread(cat), "read_loop_ms": spread(loop),
             "read_whole_ms": spread(whole),
             "model_load_ms": spread(load), "model_load_rss_mib": spread(rss),
             **{k: spread(v) for k, v in phases.items()},
             "cli_ms": spread(e2e) if e2e else None,
+            "file_backed_mib": backed[0] / 2**20, "load_plus_first_touch_ms": spread(ready),
             "ratio_load_vs_cat": spread([l / c for l, c in zip(load, cat)]),
+            "ratio_load_plus_first_touch_vs_cat": spread([r / c for r, c in zip(ready, cat)]),
             "ratio_load_vs_loop": spread([l / c for l, c in zip(load, loop)]),
             "ratio_load_vs_whole": spread([l / c for l, c in zip(load, whole)]),
-            "per_rep": [{"cat": c, "loop": lp, "whole": w, "load": l}
-                        for c, lp, w, l in zip(cat, loop, whole, load)]}
+            "per_rep": [{"cat": c, "loop": lp, "whole": w, "load": l, "ready": r}
+                        for c, lp, w, l, r in zip(cat, loop, whole, load, ready)]}
 
 
 def main():

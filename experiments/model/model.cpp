@@ -508,44 +508,59 @@ Model::Model(ModelConfig config, torch::Device device, torch::ScalarType dtype)
   if (ln) shapes.push_back({"model.norm.bias", {d}});
   if (!c.tie_word_embeddings) shapes.push_back({"lm_head.weight", {c.vocab_size, d}});
   params_ = FlatParams(shapes, device, dtype_);
-
-  const auto get = [&](bool has, const std::string& name) {
-    return has ? params_.Get(name) : torch::Tensor();
-  };
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const Names n = LayerNames(l);
-    LayerWeights w;
-    w.ln1 = params_.Get(n.ln1);
-    w.ln1_bias = get(ln, n.ln1_bias);
-    w.qkv = params_.Get(n.qkv);
-    w.qkv_bias = get(c.attention_bias, n.qkv_bias);
-    w.q_norm = get(c.qk_norm, n.qn);
-    w.k_norm = get(c.qk_norm, n.kn);
-    w.o = params_.Get(n.o);
-    w.o_bias = get(c.o_bias, n.o_bias);
-    w.post_attn = get(c.sandwich_norm, n.post_attn);
-    w.ln2 = params_.Get(n.ln2);
-    w.ln2_bias = get(ln, n.ln2_bias);
-    w.gate_up = params_.Get(n.gate_up);
-    w.gate_up_bias = get(c.mlp_bias, n.gate_up_bias);
-    w.down = params_.Get(n.down);
-    w.down_bias = get(c.mlp_bias, n.down_bias);
-    w.post_mlp = get(c.sandwich_norm, n.post_mlp);
-    layers_.push_back(std::move(w));
-  }
-  embed_ = params_.Get("model.embed_tokens.weight");
-  pos_embed_ = get(c.learned_positions, "model.pos_embed.weight");
-  norm_ = params_.Get("model.norm.weight");
-  norm_bias_ = get(ln, "model.norm.bias");
-  head_ = c.tie_word_embeddings ? embed_ : params_.Get("lm_head.weight");
-
-  // Checkpoint names: views in the file's layout.
   for (const auto& t : CheckpointTensors(c)) {
-    named_[t.name] = SlotView(t);
     file_shape_[t.name] = t.shape;
     file_order_.push_back(t.name);
     if (IsNormSlot(t.slot)) norm_names_.insert(t.name);
   }
+  BindViews();
+
+  // Norm weights start at identity (so a zero model is still well defined).
+  torch::NoGradGuard no_grad;
+  const double one = c.norm == ModelConfig::Norm::kRmsPlusOne ? 0.0 : 1.0;
+  for (const auto& name : norm_names_) named_.at(name).fill_(one);
+  InitRope();
+}
+
+// Points the layer tensors, the checkpoint names and the role names at the current storage of
+// each slot: its view in params_, or the file-backed tensor LoadWeights put in its place.
+void Model::BindViews() {
+  const auto& c = config_;
+  const bool ln = c.norm == ModelConfig::Norm::kLayerNorm;
+  const auto get = [&](bool has, const std::string& name) {
+    return has ? Storage(name) : torch::Tensor();
+  };
+  layers_.clear();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const Names n = LayerNames(l);
+    LayerWeights w;
+    w.ln1 = Storage(n.ln1);
+    w.ln1_bias = get(ln, n.ln1_bias);
+    w.qkv = Storage(n.qkv);
+    w.qkv_bias = get(c.attention_bias, n.qkv_bias);
+    w.q_norm = get(c.qk_norm, n.qn);
+    w.k_norm = get(c.qk_norm, n.kn);
+    w.o = Storage(n.o);
+    w.o_bias = get(c.o_bias, n.o_bias);
+    w.post_attn = get(c.sandwich_norm, n.post_attn);
+    w.ln2 = Storage(n.ln2);
+    w.ln2_bias = get(ln, n.ln2_bias);
+    w.gate_up = Storage(n.gate_up);
+    w.gate_up_bias = get(c.mlp_bias, n.gate_up_bias);
+    w.down = Storage(n.down);
+    w.down_bias = get(c.mlp_bias, n.down_bias);
+    w.post_mlp = get(c.sandwich_norm, n.post_mlp);
+    layers_.push_back(std::move(w));
+  }
+  embed_ = Storage("model.embed_tokens.weight");
+  pos_embed_ = get(c.learned_positions, "model.pos_embed.weight");
+  norm_ = Storage("model.norm.weight");
+  norm_bias_ = get(ln, "model.norm.bias");
+  head_ = c.tie_word_embeddings ? embed_ : Storage("lm_head.weight");
+
+  // Checkpoint names: views in the file's layout.
+  named_.clear();
+  for (const auto& t : CheckpointTensors(c)) named_[t.name] = SlotView(t);
   // Role names (model.layers.N.self_attn.q_proj.weight, ...) for every family, so edits,
   // lenses and dW address q/k/v/o/gate/up/down alike on GPT-2 and Llama.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
@@ -557,12 +572,11 @@ Model::Model(ModelConfig config, torch::Device device, torch::ScalarType dtype)
         named_[name] = AliasRows(GroupWeight(l, GroupOf(m)), b, e);
       }
     }
+}
 
-  // Norm weights start at identity (so a zero model is still well defined).
-  torch::NoGradGuard no_grad;
-  const double one = c.norm == ModelConfig::Norm::kRmsPlusOne ? 0.0 : 1.0;
-  for (const auto& name : norm_names_) named_.at(name).fill_(one);
-  InitRope();
+torch::Tensor Model::Storage(const std::string& name) const {
+  const auto it = file_backed_.find(name);
+  return it != file_backed_.end() ? it->second : params_.Get(name);
 }
 
 torch::Tensor Model::SlotView(const CheckpointTensor& t) {
@@ -707,7 +721,31 @@ Model Model::Clone() const {
   Model m(config_, device_, dtype_);
   torch::NoGradGuard no_grad;
   m.params_.flat().copy_(params_.flat());
+  for (const auto& [name, t] : file_backed_) m.params_.Get(name).copy_(t);
   return m;
+}
+
+FlatParams& Model::params() {
+  if (file_backed_.empty()) return params_;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : file_backed_) params_.Get(name).copy_(t);
+  file_backed_.clear();
+  BindViews();
+  return params_;
+}
+
+const FlatParams& Model::params() const {
+  if (!file_backed_.empty())
+    throw std::logic_error(
+        "Model::params() const: weights are views of the checkpoint file; call the non-const "
+        "params() to copy them into the model's storage first");
+  return params_;
+}
+
+int64_t Model::FileBackedBytes() const {
+  int64_t bytes = 0;
+  for (const auto& [name, t] : file_backed_) bytes += t.numel() * t.element_size();
+  return bytes;
 }
 
 std::vector<std::string> Model::WeightNames() const { return file_order_; }
@@ -1059,9 +1097,17 @@ torch::Tensor Model::ForwardNextTokenLoss(const torch::Tensor& tokens, const For
 
 // ---- Loading and saving ----------------------------------------------------------------------
 
-void Model::LoadWeights(const std::string& path) {
+namespace {
+
+// The safetensors files of a checkpoint: one file, or every shard an index lists.
+struct CheckpointFiles {
+  std::map<std::string, SafetensorsFile> opened;  // path -> file
+  std::map<std::string, std::string> where;       // tensor name as stored -> path
+};
+
+CheckpointFiles OpenCheckpointFiles(const std::string& path) {
+  CheckpointFiles out;
   std::vector<std::string> files = {path};
-  std::map<std::string, std::string> where;  // tensor -> file (sharded checkpoints)
   const bool index = path.size() > 11 && path.compare(path.size() - 11, 11, ".index.json") == 0;
   if (index) {
     std::ifstream in(path);
@@ -1080,18 +1126,29 @@ void Model::LoadWeights(const std::string& path) {
       if (!file.is_string())
         throw std::runtime_error(path + ": weight_map['" + name + "'] is not a string");
       const std::string full = (dir / file.get<std::string>()).string();
-      where[name] = full;
+      out.where[name] = full;
       if (std::find(files.begin(), files.end(), full) == files.end()) files.push_back(full);
     }
   }
-  std::map<std::string, SafetensorsFile> opened;
-  for (const auto& f : files) opened.emplace(f, SafetensorsFile(f));
+  for (const auto& f : files) out.opened.emplace(f, SafetensorsFile(f));
   if (!index)
-    for (const auto& name : opened.at(path).Names()) where[name] = path;
+    for (const auto& name : out.opened.at(path).Names()) out.where[name] = path;
+  return out;
+}
 
+}  // namespace
+
+// A checkpoint tensor found and checked: the file holding it and its view there.
+struct Model::StoredTensor {
+  const SafetensorsFile* file = nullptr;
+  const TensorView* view = nullptr;
+};
+
+void Model::LoadWeights(const std::string& path) {
+  const CheckpointFiles files = OpenCheckpointFiles(path);
   // GPT-2 files saved by GPT2LMHeadModel prefix names with "transformer.".
   std::vector<std::string> stored;
-  for (const auto& [name, file] : where) stored.push_back(name);
+  for (const auto& [name, file] : files.where) stored.push_back(name);
   const std::string prefix = CheckpointNamePrefix(config_, stored);
   std::map<std::string, std::string> stored_name;  // our name -> the file's
   for (const auto& name : stored)
@@ -1102,18 +1159,17 @@ void Model::LoadWeights(const std::string& path) {
   for (const auto& [ours, theirs] : stored_name) {
     if (file_shape_.count(ours) || IsIgnoredCheckpointTensor(config_, theirs)) continue;
     problems.push_back(fmt::format("{}: unexpected tensor '{}' (not in a {} model of this config)",
-                                   where.at(theirs), theirs, config_.model_type));
+                                   files.where.at(theirs), theirs, config_.model_type));
   }
-  torch::NoGradGuard no_grad;
-  torch::Tensor staging;  // CopyIntoStorage's buffer, shared by every tensor
+  std::map<std::string, StoredTensor> found;  // our name -> where it is
   for (const auto& name : file_order_) {
     const auto it = stored_name.find(name);
     if (it == stored_name.end()) {
       problems.push_back(fmt::format("{}: missing tensor '{}'", path, prefix + name));
       continue;
     }
-    const std::string& file_path = where.at(it->second);
-    const auto& file = opened.at(file_path);
+    const std::string& file_path = files.where.at(it->second);
+    const auto& file = files.opened.at(file_path);
     if (!file.Has(it->second)) {
       problems.push_back(
           fmt::format("{}: missing tensor '{}' (listed in {})", file_path, it->second, path));
@@ -1127,13 +1183,79 @@ void Model::LoadWeights(const std::string& path) {
                                      fmt::join(shape, ", ")));
       continue;
     }
+    found[name] = {&file, &view};
+  }
+  if (!problems.empty()) throw std::runtime_error("cannot load weights: " + Join(problems, "; "));
+
+  torch::NoGradGuard no_grad;
+  if (!file_backed_.empty()) {  // loaded before: every name a view into params_ again
+    file_backed_.clear();
+    BindViews();
+  }
+  std::set<std::string> viewed;  // checkpoint names whose slot is now a view of the file
+  if (device_.is_cpu()) viewed = ViewFilesWhereStoredAsComputed(found);
+  if (!file_backed_.empty()) BindViews();
+  torch::Tensor staging;  // CopyIntoStorage's buffer, shared by every tensor
+  for (const auto& name : file_order_) {
+    if (viewed.count(name)) continue;
+    const StoredTensor& st = found.at(name);
     try {
-      CopyIntoStorage(file, view, named_.at(name), staging);
+      CopyIntoStorage(*st.file, *st.view, named_.at(name), staging);
     } catch (const SafetensorsError& e) {
       problems.push_back(e.what());
     }
   }
   if (!problems.empty()) throw std::runtime_error("cannot load weights: " + Join(problems, "; "));
+}
+
+// A storage slot (a fused q|k|v, gate|up, or any unfused weight) can be the file's own bytes
+// when the file holds it exactly as the model computes with it: stored dtype = compute dtype, the
+// slot's checkpoint tensors in the slot's own layout (not GPT-2's transposed Conv1D or NeoX's
+// interleaving), all in one file, back to back in the slot's row order, aligned to the element
+// size. That is every slot of a checkpoint Model::Save wrote, and every slot but q|k|v of one HF
+// saved (safetensors writes same-dtype tensors sorted by name: gate_proj and up_proj are
+// neighbours, q_proj and k_proj are not). Such a slot becomes a tensor over the file's private
+// mapping (SafetensorsFile::mapping: the page cache's pages, a write copies the page); its
+// FlatParams slot is left untouched, so it costs no memory. Returns the checkpoint names those
+// views hold; the caller copies the others.
+std::set<std::string> Model::ViewFilesWhereStoredAsComputed(
+    const std::map<std::string, StoredTensor>& found) {
+  const StDType want = dtype_ == torch::kBFloat16 ? StDType::kBF16 : StDType::kF32;
+  const auto elem = static_cast<int64_t>(c10::elementSize(dtype_));
+  const char* base = static_cast<const char*>(params_.flat().data_ptr());
+  std::map<int64_t, std::string> slot_at;  // element offset of each slot in flat storage -> name
+  for (const auto& name : params_.names()) slot_at[params_.offset(name)] = name;
+  // Slot -> its checkpoint tensors that could be views: (element offset in the slot, name).
+  std::map<std::string, std::vector<std::pair<int64_t, std::string>>> pieces;
+  for (const auto& [name, st] : found) {
+    const torch::Tensor& v = named_.at(name);  // a view into params_ (BindViews, no file yet)
+    if (st.view->dtype != want || !v.is_contiguous() || v.numel() == 0) continue;
+    const int64_t at = (static_cast<const char*>(v.data_ptr()) - base) / elem;
+    const auto slot = std::prev(slot_at.upper_bound(at));
+    pieces[slot->second].emplace_back(at - slot->first, name);
+  }
+  std::set<std::string> viewed;
+  for (auto& [slot, list] : pieces) {
+    std::sort(list.begin(), list.end());
+    const StoredTensor& first = found.at(list.front().second);
+    int64_t covered = 0;  // elements of the slot the pieces so far fill, in order
+    bool in_place = reinterpret_cast<uintptr_t>(first.view->data) % static_cast<uintptr_t>(elem) == 0;
+    for (const auto& [offset, name] : list) {
+      const StoredTensor& st = found.at(name);
+      in_place = in_place && st.file == first.file && offset == covered &&
+                 st.view->data == first.view->data + offset * elem;
+      covered += st.view->numel();
+    }
+    const torch::Tensor& own = params_.Get(slot);
+    if (!in_place || covered != own.numel()) continue;
+    std::shared_ptr<uint8_t> keep = first.file->mapping();
+    file_backed_[slot] = torch::from_blob(
+        first.file->MutableData(*first.view), own.sizes(),
+        [keep](void*) mutable { keep.reset(); },
+        torch::TensorOptions().dtype(dtype_).device(torch::kCPU));
+    for (const auto& [offset, name] : list) viewed.insert(name);
+  }
+  return viewed;
 }
 
 Model Model::Load(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
@@ -1155,9 +1277,22 @@ Model Model::Load(const std::string& dir, torch::Device device, torch::ScalarTyp
 
 void Model::Save(const std::string& dir, const Json& extra_config) const {
   fs::create_directories(dir);
+  // Tensors in storage order (slot by slot, rows in order), not file_order_: then q|k|v and
+  // gate|up lie back to back in the file, and a load in this dtype views every slot in place.
+  std::map<const char*, size_t> slot_at;  // start of each slot's current storage -> its index
+  size_t index = 0;
+  for (const auto& slot : params_.names())
+    slot_at[static_cast<const char*>(Storage(slot).data_ptr())] = index++;
+  std::vector<std::pair<std::pair<size_t, ptrdiff_t>, std::string>> order;
+  for (const auto& name : file_order_) {
+    const char* at = static_cast<const char*>(named_.at(name).data_ptr());
+    const auto slot = std::prev(slot_at.upper_bound(at));
+    order.push_back({{slot->second, at - slot->first}, name});
+  }
+  std::sort(order.begin(), order.end());
   std::vector<torch::Tensor> host;
   std::vector<TensorToWrite> tensors;
-  for (const auto& name : file_order_) {
+  for (const auto& [key, name] : order) {
     auto t = named_.at(name).detach();
     if (!t.is_cpu()) t = t.to(torch::kCPU);
     t = t.contiguous().view(file_shape_.at(name));  // the file's layout

@@ -10,6 +10,14 @@
 //     adjacent (so `model.layers.N.self_attn.q_proj.weight` is a row slice of the fused qkv
 //     matrix) and so are gate/up. Forward runs one GEMM per fused group, yet in-place edits of
 //     a named weight (WeightEdit, ablation) are seen by the fused GEMM with no re-packing.
+//   * Except after Load on the CPU: a slot (fused group or single weight) that the checkpoint
+//     file holds exactly as the model computes with it (same dtype, same layout, its tensors back
+//     to back) is a view of the file's private mapping instead of a copy in that buffer
+//     (FileBackedBytes). A bf16 checkpoint loaded in bf16 is then mostly the page cache's own
+//     pages: loading copies only what must change (q|k|v of an HF-saved file, conversions), and
+//     the worker ranks of a node share one copy. An in-place edit copies the page it writes, for
+//     this process only; the file never changes. params() copies such slots into the buffer
+//     first, so training and optimisers still see one buffer.
 //   * Forward takes its extras through ForwardOptions: an adapter (LoRA/IA3 training), a
 //     Capture (harvest), an ActivationHook (interventions) and a per-head multiplier (head
 //     ablation). When an option is unset it costs one branch, never a copy.
@@ -209,12 +217,14 @@ class Model {
 
   // Loads <dir>/config.json and <dir>/model.safetensors, or the shards listed in
   // <dir>/model.safetensors.index.json, under the family's HF names (CheckpointTensors).
-  // F32/F16/BF16 (and F64) tensors are read as stored (pread from the page cache, not through
-  // the mapping) and copied once, converted to `dtype`, into the model's storage: a tensor
-  // already in `dtype` is read straight into it, others through one 4 MiB staging buffer, so
-  // peak memory is the storage plus that buffer, never storage plus file. Throws
-  // std::runtime_error naming the file and tensor for a missing, extra, mis-shaped or
-  // malformed tensor (all problems at once where possible).
+  // On the CPU, slots the file holds as the model computes with them become views of the file's
+  // mapping (header comment; ViewFilesWhereStoredAsComputed in model.cpp says when). Every other
+  // F32/F16/BF16 (and F64) tensor is read as stored (pread from the page cache, not through the
+  // mapping) and copied once, converted to `dtype`, into the model's storage: a tensor already
+  // in `dtype` is read straight into it, others through one 4 MiB staging buffer, so peak
+  // memory is the storage plus that buffer, never storage plus file. Every name, shape and file
+  // is checked before any weight changes. Throws std::runtime_error naming the file and tensor
+  // for a missing, extra, mis-shaped or malformed tensor (all problems at once where possible).
   static Model Load(const std::string& dir, torch::Device device,
                     torch::ScalarType dtype = torch::kFloat32);
   // Writes config.json (ToHfJson() plus `extra_config` keys) and model.safetensors (F32, or
@@ -237,9 +247,14 @@ class Model {
   bool HasWeight(const std::string& name) const;
   torch::Tensor Weight(const std::string& name) const;  // throws naming it when unknown
   // The storage itself: fused tensors (…self_attn.qkv, …mlp.gate_up) plus every unfused
-  // weight. EnableGrad() on it makes the whole model trainable (pretrain).
-  FlatParams& params() { return params_; }
-  const FlatParams& params() const { return params_; }
+  // weight. EnableGrad() on it makes the whole model trainable (pretrain). Slots that were views
+  // of the checkpoint file are copied into it first (once), and the named weights re-pointed:
+  // take Weight() views and create adapters after this call, not before. The const overload
+  // throws std::logic_error while any slot is still file-backed.
+  FlatParams& params();
+  const FlatParams& params() const;
+  // Bytes of weights that are views of a checkpoint file's mapping, not copies in params().
+  int64_t FileBackedBytes() const;
 
   // tokens: int64 [B, T]. Returns float32 logits [B, T, V] (or [B, P, V], see
   // logit_positions) whatever the compute dtype; captured activations are in the compute dtype.
@@ -267,7 +282,12 @@ class Model {
     torch::Tensor ln1, ln1_bias, qkv, qkv_bias, q_norm, k_norm, o, o_bias, post_attn, ln2, ln2_bias,
         gate_up, gate_up_bias, down, down_bias, post_mlp;
   };
-  struct Pass;  // one forward pass's state and its steps (model.cpp)
+  struct Pass;          // one forward pass's state and its steps (model.cpp)
+  struct StoredTensor;  // a checkpoint tensor's file and view (LoadWeights)
+  void BindViews();     // layers_, embed_ …, named_ from each slot's current storage
+  torch::Tensor Storage(const std::string& slot) const;  // file-backed view, else params_ slot
+  std::set<std::string> ViewFilesWhereStoredAsComputed(
+      const std::map<std::string, StoredTensor>& found);
   torch::Tensor Norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const;
   torch::Tensor SlotView(const CheckpointTensor& t);  // the named view of a checkpoint tensor
   // Causal (optionally sliding-window) additive mask [rows, rows], rows = T or H·T (folded).
@@ -278,6 +298,7 @@ class Model {
   torch::Device device_;
   torch::ScalarType dtype_ = torch::kFloat32;
   FlatParams params_;
+  std::map<std::string, torch::Tensor> file_backed_;  // slot -> view of a checkpoint's mapping
   std::vector<LayerWeights> layers_;
   torch::Tensor embed_, pos_embed_, norm_, norm_bias_, head_;
   std::map<std::string, torch::Tensor> named_;  // HF name -> view (row slices of fused groups)

@@ -186,15 +186,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8)
     Fail(path, fmt::format("file is {} bytes, shorter than the 8-byte header length", file_size));
-  map_ = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    Fail(path, "mmap failed: " + Errno());
-  }
+  // Private and writable: see mapping() in the header.
+  void* map = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.get(), 0);
+  if (map == MAP_FAILED) Fail(path, "mmap failed: " + Errno());
+  map_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(map),
+                                  [file_size](uint8_t* p) { ::munmap(p, file_size); });
   map_size_ = file_size;
   fd_ = fd.release();
   try {
-    const auto* bytes = static_cast<const uint8_t*>(map_);
+    const uint8_t* bytes = map_.get();
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
     if (header_len == 0) Fail(path, "bad header length 0");
@@ -245,33 +245,30 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       Fail(path, all);
     }
   } catch (...) {
-    ::munmap(map_, map_size_);
-    map_ = nullptr;
+    map_.reset();
     ::close(std::exchange(fd_, -1));
     throw;
   }
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(map_, map_size_);
   if (fd_ >= 0) ::close(fd_);
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
     : path_(std::move(other.path_)),
       fd_(std::exchange(other.fd_, -1)),
-      map_(std::exchange(other.map_, nullptr)),
+      map_(std::move(other.map_)),
       map_size_(std::exchange(other.map_size_, 0)),
       tensors_(std::move(other.tensors_)),
       metadata_(std::move(other.metadata_)) {}
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   if (this != &other) {
-    if (map_ != nullptr) ::munmap(map_, map_size_);
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
-    map_ = std::exchange(other.map_, nullptr);
+    map_ = std::move(other.map_);
     map_size_ = std::exchange(other.map_size_, 0);
     tensors_ = std::move(other.tensors_);
     metadata_ = std::move(other.metadata_);
@@ -285,10 +282,19 @@ const TensorView& SafetensorsFile::Get(const std::string& name) const {
   return it->second;
 }
 
+bool SafetensorsFile::Owns(const TensorView& view) const {
+  const uint8_t* base = map_.get();
+  return base != nullptr && view.data >= base && view.data + view.nbytes <= base + map_size_;
+}
+
+uint8_t* SafetensorsFile::MutableData(const TensorView& view) const {
+  if (!Owns(view)) Fail(path_, fmt::format("tensor '{}' is not a view of this file", view.name));
+  return map_.get() + (view.data - map_.get());
+}
+
 void SafetensorsFile::Read(const TensorView& view, size_t begin, size_t n, void* out) const {
-  const auto* base = static_cast<const uint8_t*>(map_);
-  if (view.data < base || view.data + view.nbytes > base + map_size_ || begin > view.nbytes ||
-      n > view.nbytes - begin)
+  const uint8_t* base = map_.get();
+  if (!Owns(view) || begin > view.nbytes || n > view.nbytes - begin)
     Fail(path_, fmt::format("tensor '{}': cannot read bytes [{}, {}) of its {}", view.name, begin,
                             begin + n, view.nbytes));
   auto offset = static_cast<off_t>(view.data - base + begin);

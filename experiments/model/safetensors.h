@@ -9,14 +9,16 @@
 //
 // Two ways to the data: the mapped bytes (TensorView::data: zero-copy, each page faulted in on
 // first touch) and Read(), pread(2) from the descriptor kept open beside the mapping. A loader
-// that copies every tensor into its own storage uses Read: the kernel copies from the page
-// cache straight into the destination, with none of the mapping's page faults and nothing of
-// the file added to the process's resident set (Model::LoadWeights; BENCHMARKS.md §12).
+// that copies a tensor into storage of its own uses Read: the kernel copies from the page cache
+// straight into the destination, with none of the mapping's page faults. A loader whose storage
+// can be the file's bytes as stored keeps the mapping itself (mapping(), MutableData): its
+// tensors are the page cache's pages, no copy at all (Model::LoadWeights; BENCHMARKS.md §12).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,8 +44,8 @@ struct TensorView {
   int64_t numel() const;
 };
 
-// A memory-mapped safetensors file (read-only), its descriptor kept open for Read. Move-only;
-// unmaps and closes in the destructor.
+// A memory-mapped safetensors file, its descriptor kept open for Read. Move-only; closes in the
+// destructor and unmaps when the last holder of mapping() is gone.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // throws SafetensorsError
@@ -64,10 +66,23 @@ class SafetensorsFile {
   // an I/O error or a file that ends early (truncated since it was opened).
   void Read(const TensorView& view, size_t begin, size_t n, void* out) const;
 
+  // The whole file's mapping, kept alive by the returned handle after this object is gone (the
+  // deleter of a tensor viewing it holds one). It is MAP_PRIVATE and writable: a write copies
+  // that page for this process and never reaches the file, while pages never written are the
+  // page cache's own, shared with every process mapping the file (e.g. the worker ranks of one
+  // node). Like any mapping it sees the file's bytes as they are when a page is first touched:
+  // replace a checkpoint by writing a new file and renaming it (what HF and seedgrid do), never
+  // by rewriting it in place, and never truncate it while a process maps it (SIGBUS).
+  std::shared_ptr<uint8_t> mapping() const { return map_; }
+  // view.data as a writable pointer into mapping(); throws SafetensorsError when `view` is not
+  // a view of this file.
+  uint8_t* MutableData(const TensorView& view) const;
+  bool Owns(const TensorView& view) const;  // `view` lies inside this file's mapping
+
  private:
   std::string path_;
   int fd_ = -1;  // open for Read while the file lives
-  void* map_ = nullptr;
+  std::shared_ptr<uint8_t> map_;  // munmap in its deleter
   size_t map_size_ = 0;
   std::map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> metadata_;

@@ -206,9 +206,12 @@ def random_weights(cfg, seed, std):
 
 
 def write_safetensors(path, tensors):
-    """The safetensors format: u64 header length, JSON header, raw little-endian data."""
+    """The safetensors format: u64 header length, JSON header, raw little-endian data. Tensors
+    in the order safetensors' own serializer writes them (HF save_pretrained): wider dtypes
+    first, then by name, so q_proj and k_proj are not neighbours while gate_proj and up_proj
+    are (the loader copies the first pair into its fused storage and maps the second)."""
     header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
+    for name, t in sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
         t = t.contiguous()
         raw = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else \
             t.numpy().tobytes()
