@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -1105,6 +1106,17 @@ struct CheckpointFiles {
   std::map<std::string, std::string> where;       // tensor name as stored -> path
 };
 
+// SEEDGRID_MODEL_LOAD=copy: every weight copied into the model's storage, none left viewing the
+// file (for a checkpoint that may be rewritten in place while shards run). Unset or "map": the
+// default. Anything else is an error naming the variable.
+bool LoadCopiesRequested() {
+  const char* v = std::getenv("SEEDGRID_MODEL_LOAD");
+  if (v == nullptr || *v == '\0' || std::string_view(v) == "map") return false;
+  if (std::string_view(v) == "copy") return true;
+  throw std::runtime_error(
+      fmt::format("SEEDGRID_MODEL_LOAD='{}': expected 'map' (the default) or 'copy'", v));
+}
+
 CheckpointFiles OpenCheckpointFiles(const std::string& path) {
   CheckpointFiles out;
   std::vector<std::string> files = {path};
@@ -1183,6 +1195,12 @@ void Model::LoadWeights(const std::string& path) {
                                      fmt::join(shape, ", ")));
       continue;
     }
+    try {
+      StoredScalarType(view, file_path);  // a floating-point dtype, or the problem
+    } catch (const SafetensorsError& e) {
+      problems.push_back(e.what());
+      continue;
+    }
     found[name] = {&file, &view};
   }
   if (!problems.empty()) throw std::runtime_error("cannot load weights: " + Join(problems, "; "));
@@ -1192,8 +1210,11 @@ void Model::LoadWeights(const std::string& path) {
     file_backed_.clear();
     BindViews();
   }
+  // Views of the file only on the CPU, never under a trainable flat buffer (its gradients and
+  // optimiser see params_ only), and not when the user asks for copies.
   std::set<std::string> viewed;  // checkpoint names whose slot is now a view of the file
-  if (device_.is_cpu()) viewed = ViewFilesWhereStoredAsComputed(found);
+  if (device_.is_cpu() && !params_.grad_flat().defined() && !LoadCopiesRequested())
+    viewed = ViewFilesWhereStoredAsComputed(found);
   if (!file_backed_.empty()) BindViews();
   torch::Tensor staging;  // CopyIntoStorage's buffer, shared by every tensor
   for (const auto& name : file_order_) {
@@ -1250,7 +1271,7 @@ std::set<std::string> Model::ViewFilesWhereStoredAsComputed(
     if (!in_place || covered != own.numel()) continue;
     std::shared_ptr<uint8_t> keep = first.file->mapping();
     file_backed_[slot] = torch::from_blob(
-        first.file->MutableData(*first.view), own.sizes(),
+        first.file->MakeWritable(*first.view, static_cast<size_t>(own.numel() * elem)), own.sizes(),
         [keep](void*) mutable { keep.reset(); },
         torch::TensorOptions().dtype(dtype_).device(torch::kCPU));
     for (const auto& [offset, name] : list) viewed.insert(name);
@@ -1286,7 +1307,9 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
   std::vector<std::pair<std::pair<size_t, ptrdiff_t>, std::string>> order;
   for (const auto& name : file_order_) {
     const char* at = static_cast<const char*>(named_.at(name).data_ptr());
-    const auto slot = std::prev(slot_at.upper_bound(at));
+    const auto next = slot_at.upper_bound(at);
+    TORCH_CHECK(next != slot_at.begin(), "Model::Save: '", name, "' lies in no storage slot");
+    const auto slot = std::prev(next);
     order.push_back({{slot->second, at - slot->first}, name});
   }
   std::sort(order.begin(), order.end());

@@ -16,8 +16,10 @@
 //     (FileBackedBytes). A bf16 checkpoint loaded in bf16 is then mostly the page cache's own
 //     pages: loading copies only what must change (q|k|v of an HF-saved file, conversions), and
 //     the worker ranks of a node share one copy. An in-place edit copies the page it writes, for
-//     this process only; the file never changes. params() copies such slots into the buffer
-//     first, so training and optimisers still see one buffer.
+//     this process only; the file never changes, but a file rewritten in place changes the
+//     weights (SafetensorsFile::mapping; SEEDGRID_MODEL_LOAD=copy copies everything instead).
+//     params() copies such slots into the buffer first, so training and optimisers still see
+//     one buffer.
 //   * Forward takes its extras through ForwardOptions: an adapter (LoRA/IA3 training), a
 //     Capture (harvest), an ActivationHook (interventions) and a per-head multiplier (head
 //     ablation). When an option is unset it costs one branch, never a copy.
@@ -223,7 +225,7 @@ class Model {
   // mapping) and copied once, converted to `dtype`, into the model's storage: a tensor already
   // in `dtype` is read straight into it, others through one 4 MiB staging buffer, so peak
   // memory is the storage plus that buffer, never storage plus file. Every name, shape and file
-  // is checked before any weight changes. Throws std::runtime_error naming the file and tensor
+  // and dtype is checked before any weight changes. Throws std::runtime_error naming the file and tensor
   // for a missing, extra, mis-shaped or malformed tensor (all problems at once where possible).
   static Model Load(const std::string& dir, torch::Device device,
                     torch::ScalarType dtype = torch::kFloat32);

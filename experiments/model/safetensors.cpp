@@ -186,8 +186,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8)
     Fail(path, fmt::format("file is {} bytes, shorter than the 8-byte header length", file_size));
-  // Private and writable: see mapping() in the header.
-  void* map = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.get(), 0);
+  // Private and read-only; MakeWritable opens the ranges a loader keeps (see the header).
+  void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
   if (map == MAP_FAILED) Fail(path, "mmap failed: " + Errno());
   map_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(map),
                                   [file_size](uint8_t* p) { ::munmap(p, file_size); });
@@ -287,9 +287,19 @@ bool SafetensorsFile::Owns(const TensorView& view) const {
   return base != nullptr && view.data >= base && view.data + view.nbytes <= base + map_size_;
 }
 
-uint8_t* SafetensorsFile::MutableData(const TensorView& view) const {
-  if (!Owns(view)) Fail(path_, fmt::format("tensor '{}' is not a view of this file", view.name));
-  return map_.get() + (view.data - map_.get());
+uint8_t* SafetensorsFile::MakeWritable(const TensorView& view, size_t nbytes) const {
+  if (!Owns(view) || nbytes > map_size_ - static_cast<size_t>(view.data - map_.get()))
+    Fail(path_, fmt::format("tensor '{}': {} bytes from it are not inside this file", view.name,
+                            nbytes));
+  uint8_t* data = map_.get() + (view.data - map_.get());
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + nbytes + page - 1) / page * page;
+  if (end > begin &&
+      ::mprotect(reinterpret_cast<void*>(begin), end - begin, PROT_READ | PROT_WRITE) != 0)
+    Fail(path_, fmt::format("tensor '{}': cannot make its {} bytes writable: {}", view.name,
+                            nbytes, Errno()));
+  return data;
 }
 
 void SafetensorsFile::Read(const TensorView& view, size_t begin, size_t n, void* out) const {

@@ -67,16 +67,20 @@ class SafetensorsFile {
   void Read(const TensorView& view, size_t begin, size_t n, void* out) const;
 
   // The whole file's mapping, kept alive by the returned handle after this object is gone (the
-  // deleter of a tensor viewing it holds one). It is MAP_PRIVATE and writable: a write copies
-  // that page for this process and never reaches the file, while pages never written are the
-  // page cache's own, shared with every process mapping the file (e.g. the worker ranks of one
-  // node). Like any mapping it sees the file's bytes as they are when a page is first touched:
-  // replace a checkpoint by writing a new file and renaming it (what HF and seedgrid do), never
-  // by rewriting it in place, and never truncate it while a process maps it (SIGBUS).
+  // deleter of a tensor viewing it holds one). It is MAP_PRIVATE and read-only until
+  // MakeWritable opens a range: a write there copies that page for this process and never
+  // reaches the file (only those ranges count against the kernel's commit limit), while pages
+  // never written are the page cache's own, shared with every process mapping the file (e.g.
+  // the worker ranks of one node). Until a page is written it IS the page cache's page: a file
+  // rewritten in place (safetensors' save_file, hence HF's save_pretrained into an existing
+  // directory, truncates and rewrites) changes what the mapping reads, and reading past a
+  // truncation is SIGBUS. Replace a checkpoint a running process maps by writing a new file and
+  // renaming it (what seedgrid's Model::Save does), or load with SEEDGRID_MODEL_LOAD=copy.
   std::shared_ptr<uint8_t> mapping() const { return map_; }
-  // view.data as a writable pointer into mapping(); throws SafetensorsError when `view` is not
-  // a view of this file.
-  uint8_t* MutableData(const TensorView& view) const;
+  // view.data (and `nbytes` bytes from it, which may run on into the tensors that follow) made
+  // writable in mapping(), as a writable pointer. Throws SafetensorsError when the range is not
+  // inside this file or mprotect(2) fails.
+  uint8_t* MakeWritable(const TensorView& view, size_t nbytes) const;
   bool Owns(const TensorView& view) const;  // `view` lies inside this file's mapping
 
  private:

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -683,6 +684,36 @@ TEST(Model, FileBackedWeightsArePrivateToTheModel) {
   EXPECT_TRUE(torch::equal(m.Forward(tokens), base));
   EXPECT_EQ(m.Weight("model.norm.weight").data_ptr<at::BFloat16>(),
             flat.data_ptr<at::BFloat16>() + m.params().offset("model.norm.weight"));
+}
+
+// Copies instead of views: when the user asks (SEEDGRID_MODEL_LOAD=copy, for a checkpoint that
+// may be rewritten in place) and when the model's buffer is already trainable (its gradients
+// and optimiser see only that buffer). Same weights either way; a misspelt value is an error.
+TEST(Model, LoadCopiesWhenAskedOrWhenTheBufferIsTrainable) {
+  TempDir dir;
+  const ModelConfig c = SavedBf16Model(dir.str());
+  const Model mapped = Model::Load(dir.str(), torch::kCPU, torch::kBFloat16);
+  ASSERT_GT(mapped.FileBackedBytes(), 0);
+  ::setenv("SEEDGRID_MODEL_LOAD", "copy", 1);
+  const Model copied = Model::Load(dir.str(), torch::kCPU, torch::kBFloat16);
+  ::setenv("SEEDGRID_MODEL_LOAD", "mmap", 1);
+  try {
+    Model::Load(dir.str(), torch::kCPU, torch::kBFloat16);
+    ADD_FAILURE() << "SEEDGRID_MODEL_LOAD=mmap was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("SEEDGRID_MODEL_LOAD='mmap'"), std::string::npos)
+        << e.what();
+  }
+  ::unsetenv("SEEDGRID_MODEL_LOAD");
+  EXPECT_EQ(copied.FileBackedBytes(), 0);
+  Model trainable(c, torch::kCPU, torch::kBFloat16);
+  trainable.params().EnableGrad();
+  trainable.LoadWeights((dir.path() / "model.safetensors").string());
+  EXPECT_EQ(trainable.FileBackedBytes(), 0);
+  for (const auto& name : mapped.WeightNames()) {
+    EXPECT_TRUE(torch::equal(copied.Weight(name), mapped.Weight(name))) << name;
+    EXPECT_TRUE(torch::equal(trainable.Weight(name).detach(), mapped.Weight(name))) << name;
+  }
 }
 
 // A model whose tied embedding is most of its storage: 6 MiB of layers, 48 MiB of embedding
