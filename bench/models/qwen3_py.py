@@ -3,8 +3,8 @@
 
   qwen3_py.py write DIR [--dtype bfloat16|float32] [--layers 28]
       writes DIR/config.json (Qwen/Qwen3-0.6B's published config) and DIR/model.safetensors with
-      random weights (N(0, 0.02), norms 1; tied embeddings: no lm_head), plus DIR/tokens.json
-      (4 rows of 256 random ids).
+      random weights (N(0, 0.02), norms 1; tied embeddings: no lm_head) in the tensor order HF's
+      save_pretrained writes (sorted by name), plus DIR/tokens.json (4 rows of 256 random ids).
   qwen3_py.py train DIR STEPS WARMUP RANK LAYER_LO LAYER_HI [TOKENS.json]
       loads DIR into an eager Qwen3ForCausalLM written here from HF's modeling_qwen3.py
       conventions (separate q/k/v/o and gate/up/down nn.Linear, q_norm/k_norm per head before

@@ -580,6 +580,12 @@ torch::Tensor Model::Storage(const std::string& name) const {
   return it != file_backed_.end() ? it->second : params_.Get(name);
 }
 
+std::vector<torch::Tensor> Model::SlotStorage() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& name : params_.names()) out.push_back(Storage(name));
+  return out;
+}
+
 torch::Tensor Model::SlotView(const CheckpointTensor& t) {
   const auto& c = config_;
   const LayerWeights* w = t.layer >= 0 ? &layers_.at(static_cast<size_t>(t.layer)) : nullptr;
@@ -1100,6 +1106,29 @@ torch::Tensor Model::ForwardNextTokenLoss(const torch::Tensor& tokens, const For
 
 namespace {
 
+// Which of a model's storage slots (disjoint memory: FlatParams slots or file-backed views) holds
+// a named view: (the slot's index in `slots`, the view's byte offset in it).
+class SlotFinder {
+ public:
+  explicit SlotFinder(const std::vector<torch::Tensor>& slots) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const char* p = static_cast<const char*>(slots[i].data_ptr());
+      start_[p] = {i, p + slots[i].numel() * slots[i].element_size()};
+    }
+  }
+  std::pair<size_t, int64_t> Find(const torch::Tensor& view) const {
+    const char* at = static_cast<const char*>(view.data_ptr());
+    auto it = start_.upper_bound(at);
+    TORCH_CHECK(it != start_.begin() && at < std::prev(it)->second.second,
+                "a weight view lies in no storage slot");
+    --it;
+    return {it->second.first, at - it->first};
+  }
+
+ private:
+  std::map<const char*, std::pair<size_t, const char*>> start_;  // start -> (index, end)
+};
+
 // The safetensors files of a checkpoint: one file, or every shard an index lists.
 struct CheckpointFiles {
   std::map<std::string, SafetensorsFile> opened;  // path -> file
@@ -1243,24 +1272,22 @@ std::set<std::string> Model::ViewFilesWhereStoredAsComputed(
     const std::map<std::string, StoredTensor>& found) {
   const StDType want = dtype_ == torch::kBFloat16 ? StDType::kBF16 : StDType::kF32;
   const auto elem = static_cast<int64_t>(c10::elementSize(dtype_));
-  const char* base = static_cast<const char*>(params_.flat().data_ptr());
-  std::map<int64_t, std::string> slot_at;  // element offset of each slot in flat storage -> name
-  for (const auto& name : params_.names()) slot_at[params_.offset(name)] = name;
+  const SlotFinder slots(SlotStorage());  // all in params_ here (BindViews, no file yet)
   // Slot -> its checkpoint tensors that could be views: (element offset in the slot, name).
   std::map<std::string, std::vector<std::pair<int64_t, std::string>>> pieces;
   for (const auto& [name, st] : found) {
-    const torch::Tensor& v = named_.at(name);  // a view into params_ (BindViews, no file yet)
+    const torch::Tensor& v = named_.at(name);
     if (st.view->dtype != want || !v.is_contiguous() || v.numel() == 0) continue;
-    const int64_t at = (static_cast<const char*>(v.data_ptr()) - base) / elem;
-    const auto slot = std::prev(slot_at.upper_bound(at));
-    pieces[slot->second].emplace_back(at - slot->first, name);
+    const auto [index, byte] = slots.Find(v);
+    pieces[params_.names()[index]].emplace_back(byte / elem, name);
   }
   std::set<std::string> viewed;
   for (auto& [slot, list] : pieces) {
     std::sort(list.begin(), list.end());
     const StoredTensor& first = found.at(list.front().second);
     int64_t covered = 0;  // elements of the slot the pieces so far fill, in order
-    bool in_place = reinterpret_cast<uintptr_t>(first.view->data) % static_cast<uintptr_t>(elem) == 0;
+    bool in_place =
+        reinterpret_cast<uintptr_t>(first.view->data) % static_cast<uintptr_t>(elem) == 0;
     for (const auto& [offset, name] : list) {
       const StoredTensor& st = found.at(name);
       in_place = in_place && st.file == first.file && offset == covered &&
@@ -1300,18 +1327,9 @@ void Model::Save(const std::string& dir, const Json& extra_config) const {
   fs::create_directories(dir);
   // Tensors in storage order (slot by slot, rows in order), not file_order_: then q|k|v and
   // gate|up lie back to back in the file, and a load in this dtype views every slot in place.
-  std::map<const char*, size_t> slot_at;  // start of each slot's current storage -> its index
-  size_t index = 0;
-  for (const auto& slot : params_.names())
-    slot_at[static_cast<const char*>(Storage(slot).data_ptr())] = index++;
-  std::vector<std::pair<std::pair<size_t, ptrdiff_t>, std::string>> order;
-  for (const auto& name : file_order_) {
-    const char* at = static_cast<const char*>(named_.at(name).data_ptr());
-    const auto next = slot_at.upper_bound(at);
-    TORCH_CHECK(next != slot_at.begin(), "Model::Save: '", name, "' lies in no storage slot");
-    const auto slot = std::prev(next);
-    order.push_back({{slot->second, at - slot->first}, name});
-  }
+  const SlotFinder slots(SlotStorage());
+  std::vector<std::pair<std::pair<size_t, int64_t>, std::string>> order;  // (slot, byte), name
+  for (const auto& name : file_order_) order.push_back({slots.Find(named_.at(name)), name});
   std::sort(order.begin(), order.end());
   std::vector<torch::Tensor> host;
   std::vector<TensorToWrite> tensors;

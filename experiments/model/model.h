@@ -224,9 +224,10 @@ class Model {
   // F32/F16/BF16 (and F64) tensor is read as stored (pread from the page cache, not through the
   // mapping) and copied once, converted to `dtype`, into the model's storage: a tensor already
   // in `dtype` is read straight into it, others through one 4 MiB staging buffer, so peak
-  // memory is the storage plus that buffer, never storage plus file. Every name, shape and file
-  // and dtype is checked before any weight changes. Throws std::runtime_error naming the file and tensor
-  // for a missing, extra, mis-shaped or malformed tensor (all problems at once where possible).
+  // memory is the storage plus that buffer, never storage plus file. Every name, shape, file and
+  // dtype is checked before any weight changes. Throws std::runtime_error naming the file and
+  // tensor for a missing, extra, mis-shaped or malformed tensor (all problems at once where
+  // possible).
   static Model Load(const std::string& dir, torch::Device device,
                     torch::ScalarType dtype = torch::kFloat32);
   // Writes config.json (ToHfJson() plus `extra_config` keys) and model.safetensors (F32, or
@@ -288,6 +289,7 @@ class Model {
   struct StoredTensor;  // a checkpoint tensor's file and view (LoadWeights)
   void BindViews();     // layers_, embed_ …, named_ from each slot's current storage
   torch::Tensor Storage(const std::string& slot) const;  // file-backed view, else params_ slot
+  std::vector<torch::Tensor> SlotStorage() const;        // Storage of every slot, layout order
   std::set<std::string> ViewFilesWhereStoredAsComputed(
       const std::map<std::string, StoredTensor>& found);
   torch::Tensor Norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const;

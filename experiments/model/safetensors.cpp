@@ -289,16 +289,16 @@ bool SafetensorsFile::Owns(const TensorView& view) const {
 
 uint8_t* SafetensorsFile::MakeWritable(const TensorView& view, size_t nbytes) const {
   if (!Owns(view) || nbytes > map_size_ - static_cast<size_t>(view.data - map_.get()))
-    Fail(path_, fmt::format("tensor '{}': {} bytes from it are not inside this file", view.name,
-                            nbytes));
+    Fail(path_,
+         fmt::format("tensor '{}': {} bytes from it are not inside this file", view.name, nbytes));
   uint8_t* data = map_.get() + (view.data - map_.get());
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + nbytes + page - 1) / page * page;
   if (end > begin &&
       ::mprotect(reinterpret_cast<void*>(begin), end - begin, PROT_READ | PROT_WRITE) != 0)
-    Fail(path_, fmt::format("tensor '{}': cannot make its {} bytes writable: {}", view.name,
-                            nbytes, Errno()));
+    Fail(path_, fmt::format("tensor '{}': cannot make its {} bytes writable: {}", view.name, nbytes,
+                            Errno()));
   return data;
 }
 

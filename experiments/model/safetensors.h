@@ -85,7 +85,7 @@ class SafetensorsFile {
 
  private:
   std::string path_;
-  int fd_ = -1;  // open for Read while the file lives
+  int fd_ = -1;                   // open for Read while the file lives
   std::shared_ptr<uint8_t> map_;  // munmap in its deleter
   size_t map_size_ = 0;
   std::map<std::string, TensorView> tensors_;

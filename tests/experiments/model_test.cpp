@@ -582,15 +582,21 @@ TEST(Model, Bfloat16ComputeLoadsEveryStoredDtype) {
   EXPECT_THROW(ParseComputeDtype("float16"), std::runtime_error);
 }
 
-// A bf16 model of 8 layers, 64 MiB of tensors of at most 2 MiB, saved by Model::Save in `dir`.
-ModelConfig SavedBf16Model(const std::string& dir) {
+// TinyConfig 512 wide: 8 heads of 64 (no grouping), the given MLP width and depth.
+ModelConfig WideConfig(int64_t intermediate_size, int64_t layers) {
   ModelConfig c = TinyConfig();
   c.hidden_size = 512;
-  c.intermediate_size = 2048;
+  c.intermediate_size = intermediate_size;
   c.num_attention_heads = 8;
   c.num_key_value_heads = 8;
   c.head_dim = 64;
-  c.num_hidden_layers = 8;
+  c.num_hidden_layers = layers;
+  return c;
+}
+
+// A bf16 model of 8 layers, 64 MiB of tensors of at most 2 MiB, saved by Model::Save in `dir`.
+ModelConfig SavedBf16Model(const std::string& dir) {
+  const ModelConfig c = WideConfig(2048, 8);
   Model m(c, torch::kCPU, torch::kBFloat16);
   m.InitRandom(1);
   m.Save(dir);
@@ -650,15 +656,15 @@ TEST(Model, FileBackedWeightsArePrivateToTheModel) {
   const auto tokens = torch::randint(0, c.vocab_size, {2, 5}, torch::kLong);
   const auto base = fresh.Forward(tokens);
   {
-    WeightEdit edit(m, {{"model.layers.3.self_attn.q_proj.weight",
-                         torch::ones({c.q_dim(), c.hidden_size})},
-                        {"model.layers.3.mlp.down_proj.weight",
-                         torch::ones({c.hidden_size, c.intermediate_size})}});
+    WeightEdit edit(
+        m, {{"model.layers.3.self_attn.q_proj.weight", torch::ones({c.q_dim(), c.hidden_size})},
+            {"model.layers.3.mlp.down_proj.weight",
+             torch::ones({c.hidden_size, c.intermediate_size})}});
     edit.SetAlpha(0.5);
     EXPECT_FALSE(torch::equal(m.Forward(tokens), base));
     EXPECT_TRUE(torch::equal(fresh.Forward(tokens), base));
-    EXPECT_TRUE(torch::equal(Model::Load(dir.str(), torch::kCPU, torch::kBFloat16).Forward(tokens),
-                             base));
+    EXPECT_TRUE(
+        torch::equal(Model::Load(dir.str(), torch::kCPU, torch::kBFloat16).Forward(tokens), base));
   }
   EXPECT_TRUE(torch::equal(m.Forward(tokens), base));  // restored
 
@@ -676,8 +682,8 @@ TEST(Model, FileBackedWeightsArePrivateToTheModel) {
     other.Save(dir.str());
   }
   EXPECT_TRUE(torch::equal(m.Forward(tokens), base));
-  EXPECT_FALSE(torch::equal(Model::Load(dir.str(), torch::kCPU, torch::kBFloat16).Forward(tokens),
-                            base));
+  EXPECT_FALSE(
+      torch::equal(Model::Load(dir.str(), torch::kCPU, torch::kBFloat16).Forward(tokens), base));
 
   const auto flat = m.params().flat();  // copied into the model's storage
   EXPECT_EQ(m.FileBackedBytes(), 0);
@@ -719,13 +725,7 @@ TEST(Model, LoadCopiesWhenAskedOrWhenTheBufferIsTrainable) {
 // A model whose tied embedding is most of its storage: 6 MiB of layers, 48 MiB of embedding
 // (bf16: 24 M parameters of 512 wide).
 ModelConfig EmbeddingHeavyConfig() {
-  ModelConfig c = TinyConfig();
-  c.hidden_size = 512;
-  c.intermediate_size = 1024;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 8;
-  c.head_dim = 64;
-  c.num_hidden_layers = 2;
+  ModelConfig c = WideConfig(1024, 2);
   c.vocab_size = 49152;
   c.tie_word_embeddings = true;
   return c;
@@ -755,8 +755,8 @@ TEST(Model, NewStorageIsZeroWithoutBeingWritten) {
 // peak RSS is the storage plus that buffer, not the storage plus the largest tensor (the
 // embedding, 3/4 of this storage).
 TEST(Model, LoadPeakIsStoragePlusStagingNotPlusLargestTensor) {
-  for (const auto [stored, dtype] : {std::pair{StDType::kBF16, torch::kFloat32},
-                                     std::pair{StDType::kF16, torch::kBFloat16}}) {
+  for (const auto [stored, dtype] :
+       {std::pair{StDType::kBF16, torch::kFloat32}, std::pair{StDType::kF16, torch::kBFloat16}}) {
     TempDir dir;
     const ModelConfig c = EmbeddingHeavyConfig();
     {
